@@ -1,0 +1,46 @@
+# MicroPay developer commands. `make run` starts the local stack; `make test` runs every check.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+REQUIREMENTS := requirements-dev.txt common/pyproject.toml \
+	auth_microservice/requirements.txt payment_microservice/requirements.txt \
+	transactions_microservice/requirements.txt notifications_microservice/requirements.txt
+
+.PHONY: run test lint format typecheck pytest clean help
+
+help:
+	@echo "make run   - start PostgreSQL, moto, localstripe, the four services and the gateway"
+	@echo "make test  - ruff (lint + format check), mypy and the whole pytest suite"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when a requirements file changed since the last install.
+$(STAMP): $(BIN)/python $(REQUIREMENTS)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m stack run
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy common/micropay_common stack auth_microservice payment_microservice \
+		transactions_microservice notifications_microservice
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,108 @@
+"""The FastAPI application factory every service uses, so all four behave alike."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from prometheus_fastapi_instrumentator import Instrumentator
+
+from micropay_common import health
+from micropay_common.db import create_engine, create_sessionmaker
+from micropay_common.errors import install_error_handlers
+from micropay_common.logging import configure_logging
+from micropay_common.middleware import RequestIdMiddleware
+from micropay_common.security import TokenVerifier
+from micropay_common.service_auth import ServiceTokenProvider
+from micropay_common.settings import ServiceSettings, load_settings
+
+logger = logging.getLogger("micropay.app")
+
+LifecycleHook = Callable[[FastAPI], Awaitable[None]]
+BackgroundJob = Callable[[FastAPI], Awaitable[None]]
+
+COMMON_TAGS = [
+    {"name": "health", "description": "Liveness, readiness and metrics."},
+    {"name": "internal", "description": "Service-to-service endpoints; `services` group only."},
+]
+
+
+def create_service_app(
+    *,
+    settings_cls: type[ServiceSettings],
+    settings: ServiceSettings | None = None,
+    schema: str,
+    title: str,
+    description: str,
+    version: str,
+    tags: Sequence[dict[str, Any]],
+    routers: Sequence[APIRouter],
+    on_startup: Sequence[LifecycleHook] = (),
+    on_shutdown: Sequence[LifecycleHook] = (),
+    background_jobs: Sequence[BackgroundJob] = (),
+) -> FastAPI:
+    """Build a service: settings, logging, database, auth, errors, health, metrics, jobs."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resolved = settings or load_settings(settings_cls)
+        configure_logging(resolved.service_name, resolved.log_level)
+        app.state.settings = resolved
+        app.state.engine = create_engine(resolved, schema)
+        app.state.sessionmaker = create_sessionmaker(app.state.engine)
+        app.state.token_verifier = TokenVerifier.from_settings(resolved)
+        app.state.service_tokens = ServiceTokenProvider.from_settings(resolved)
+        for hook in on_startup:
+            await hook(app)
+        tasks = [
+            asyncio.create_task(_supervise(job, app), name=getattr(job, "__name__", "job"))
+            for job in background_jobs
+        ]
+        logger.info("%s started", resolved.service_name)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for hook in on_shutdown:
+                await hook(app)
+            await app.state.token_verifier.aclose()
+            await app.state.engine.dispose()
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        openapi_tags=[*tags, *COMMON_TAGS],
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    for router in routers:
+        app.include_router(router)
+    Instrumentator(excluded_handlers=["/metrics", "/health/live", "/health/ready"]).instrument(
+        app
+    ).expose(app, include_in_schema=False, tags=["health"])
+    return app
+
+
+async def _supervise(job: BackgroundJob, app: FastAPI) -> None:
+    """Keep a background job alive: log and restart it if it ever crashes."""
+    while True:
+        try:
+            await job(app)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("background job %s crashed; restarting", getattr(job, "__name__", job))
+            await asyncio.sleep(1.0)

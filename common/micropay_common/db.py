@@ -1,0 +1,76 @@
+"""Async database engine and the request-scoped session (commit on success, else rollback)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from micropay_common.settings import ServiceSettings
+
+
+def async_database_url(url: str) -> URL:
+    """Turn a `postgresql://` URL (as libpq and the README spell it) into an asyncpg one."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    if parsed.drivername != "postgresql+asyncpg":
+        raise ValueError(f"DATABASE_URL must be a PostgreSQL URL, got {parsed.drivername!r}")
+    return parsed
+
+
+def create_engine(settings: ServiceSettings, schema: str) -> AsyncEngine:
+    """Engine for one service; unqualified shared tables (outbox, inbox, …) land in `schema`."""
+    engine = create_async_engine(
+        async_database_url(settings.database_url),
+        pool_pre_ping=True,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_recycle=1800,
+        connect_args={
+            "server_settings": {
+                "application_name": settings.service_name,
+                "search_path": schema,
+            },
+            "command_timeout": 30,
+        },
+    )
+    return engine.execution_options(schema_translate_map={None: schema})
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Raise unless the database answers a trivial query."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request: commit when the endpoint returns, roll back when it raises."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+# scope="function" closes the session (and commits) before the response is sent, so a failed
+# commit becomes an error response instead of a 2xx for a change that did not happen.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -1,0 +1,63 @@
+"""ASGI middleware: request id in and out, and one access log line per request."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from micropay_common.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
+
+access_logger = logging.getLogger("micropay.access")
+
+
+class RequestIdMiddleware:
+    """Accepts or generates X-Request-ID, exposes it to logs, and returns it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one request with its id bound to the context."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        supplied = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                supplied = value.decode("latin-1")
+                break
+        request_id = accept_request_id(supplied)
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status_code = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            path = scope.get("path", "")
+            if not path.startswith(("/health/", "/metrics")):
+                access_logger.info(
+                    "%s %s %s",
+                    scope.get("method"),
+                    path,
+                    status_code,
+                    extra={
+                        "method": scope.get("method"),
+                        "path": path,
+                        "status": status_code,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
+            request_id_var.reset(token)

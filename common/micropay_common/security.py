@@ -1,0 +1,202 @@
+"""Cognito access-token verification (RS256 against the pool's JWKS) as FastAPI dependencies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import httpx
+import jwt
+from fastapi import Depends, Request
+from jwt.algorithms import RSAAlgorithm
+
+from micropay_common.errors import Forbidden, ServiceUnavailable, Unauthorized
+from micropay_common.settings import ServiceSettings
+
+ALLOWED_ALGORITHMS = ["RS256"]
+
+
+@dataclass(frozen=True)
+class AuthenticatedUser:
+    """The caller as the verified access token describes it."""
+
+    id: str
+    username: str
+    groups: frozenset[str]
+    token: str = field(repr=False)
+    claims: dict[str, Any] = field(repr=False, hash=False, compare=False)
+
+    @property
+    def email(self) -> str:
+        """Users sign up with their email as the Cognito username."""
+        return self.username
+
+    @property
+    def origin_jti(self) -> str | None:
+        """Identifies the sign-in session the token belongs to (shared by refreshed tokens)."""
+        value = self.claims.get("origin_jti")
+        return str(value) if value else None
+
+    @property
+    def expires_at(self) -> int:
+        """Expiry of the token as a Unix timestamp."""
+        return int(self.claims["exp"])
+
+    def in_group(self, group: str) -> bool:
+        """Whether the caller belongs to a Cognito group."""
+        return group in self.groups
+
+
+class JwksCache:
+    """The pool's signing keys by `kid`; refetched on an unknown `kid` at most once per cooldown."""
+
+    def __init__(self, jwks_url: str, cooldown_seconds: float, timeout: float = 5.0) -> None:
+        self.jwks_url = jwks_url
+        self.cooldown_seconds = cooldown_seconds
+        self._keys: dict[str, Any] = {}
+        self._fetched_at: float | None = None
+        self._lock = asyncio.Lock()
+        self._http = httpx.AsyncClient(timeout=timeout)
+        self.fetch_count = 0
+
+    async def get(self, kid: str) -> Any | None:
+        """The public key for `kid`, fetching the JWKS when it is not known yet."""
+        key = self._keys.get(kid)
+        if key is not None:
+            return key
+        async with self._lock:
+            key = self._keys.get(kid)
+            if key is not None:
+                return key
+            if self._fetched_at is not None and (
+                time.monotonic() - self._fetched_at < self.cooldown_seconds
+            ):
+                return None
+            await self._refresh()
+            return self._keys.get(kid)
+
+    async def _refresh(self) -> None:
+        try:
+            response = await self._http.get(self.jwks_url)
+            response.raise_for_status()
+            document = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ServiceUnavailable(
+                "The identity provider's signing keys cannot be fetched.", retry_after=5
+            ) from exc
+        finally:
+            self._fetched_at = time.monotonic()
+        self.fetch_count += 1
+        keys: dict[str, Any] = {}
+        for jwk in document.get("keys", []):
+            if jwk.get("kty") == "RSA" and jwk.get("kid") and jwk.get("alg", "RS256") == "RS256":
+                keys[jwk["kid"]] = RSAAlgorithm.from_jwk(jwk)
+        self._keys = keys
+
+    async def aclose(self) -> None:
+        """Release the HTTP connection pool."""
+        await self._http.aclose()
+
+
+class TokenVerifier:
+    """Checks signature, algorithm, issuer, token_use, client_id and expiry of access tokens."""
+
+    def __init__(self, *, issuer: str, client_id: str, jwks: JwksCache, leeway: int = 5) -> None:
+        self.issuer = issuer
+        self.client_id = client_id
+        self.jwks = jwks
+        self.leeway = leeway
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> TokenVerifier:
+        """A verifier for the configured user pool and app client."""
+        return cls(
+            issuer=settings.cognito_issuer,
+            client_id=settings.cognito_client_id,
+            jwks=JwksCache(settings.cognito_jwks_url, settings.jwks_refetch_cooldown_seconds),
+        )
+
+    async def verify(self, token: str) -> AuthenticatedUser:
+        """Return the user a valid access token stands for, or raise Unauthorized."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise Unauthorized("The access token is malformed.") from exc
+        if header.get("alg") not in ALLOWED_ALGORITHMS:
+            raise Unauthorized("The access token uses an algorithm that is not accepted.")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise Unauthorized("The access token names no signing key.")
+        key = await self.jwks.get(kid)
+        if key is None:
+            raise Unauthorized("The access token is signed with an unknown key.")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=ALLOWED_ALGORITHMS,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", "iss", "sub", "token_use"], "verify_aud": False},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("The access token has expired.") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise Unauthorized("The access token was issued by another identity provider.") from exc
+        except jwt.PyJWTError as exc:
+            raise Unauthorized("The access token is not valid.") from exc
+        if claims.get("token_use") != "access":
+            raise Unauthorized("An access token is required.")
+        if claims.get("client_id") != self.client_id:
+            raise Unauthorized("The access token was issued to another client.")
+        groups = claims.get("cognito:groups") or []
+        return AuthenticatedUser(
+            id=str(claims["sub"]),
+            username=str(claims.get("username") or claims["sub"]),
+            groups=frozenset(str(group) for group in groups),
+            token=token,
+            claims=claims,
+        )
+
+    async def aclose(self) -> None:
+        """Release resources."""
+        await self.jwks.aclose()
+
+
+def bearer_token(request: Request) -> str:
+    """The token of an `Authorization: Bearer …` header, or raise Unauthorized."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized("An Authorization: Bearer access token is required.")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("The Authorization header must be 'Bearer <access token>'.")
+    return token.strip()
+
+
+async def current_user(request: Request) -> AuthenticatedUser:
+    """Verify the request's bearer token with the app's verifier."""
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return await verifier.verify(bearer_token(request))
+
+
+CurrentUser = Annotated[AuthenticatedUser, Depends(current_user)]
+
+
+def require_group(group: str) -> Callable[..., Awaitable[AuthenticatedUser]]:
+    """A dependency that admits only members of `group` (403 for others)."""
+
+    async def dependency(user: CurrentUser) -> AuthenticatedUser:
+        if not user.in_group(group):
+            raise Forbidden(f"This endpoint requires membership of the '{group}' group.")
+        return user
+
+    dependency.__name__ = f"require_group_{group}"
+    return dependency
+
+
+ServiceCaller = Annotated[AuthenticatedUser, Depends(require_group("services"))]
+AdminUser = Annotated[AuthenticatedUser, Depends(require_group("admins"))]

@@ -1,0 +1,89 @@
+"""Settings base shared by every service, read from the environment (12-factor)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SettingsT = TypeVar("SettingsT", bound="ServiceSettings")
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs; field names map to the upper-case variables in DESIGN.md."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    service_name: str = "micropay"
+    database_url: str
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    log_level: str = "INFO"
+
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str | None = None
+
+    cognito_user_pool_id: str
+    cognito_client_id: str
+    cognito_client_secret: str
+    cognito_issuer: str
+    cognito_jwks_url: str
+    jwks_refetch_cooldown_seconds: float = Field(default=30.0, ge=0)
+
+    service_account_username: str
+    service_account_password: str
+
+    auth_url: str = "http://127.0.0.1:8001"
+    payment_url: str = "http://127.0.0.1:8002"
+    transactions_url: str = "http://127.0.0.1:8003"
+    notifications_url: str = "http://127.0.0.1:8004"
+    http_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    outbox_poll_interval_seconds: float = Field(default=0.5, gt=0)
+    outbox_batch_size: int = Field(default=50, ge=1)
+    outbox_max_attempts: int = Field(default=12, ge=1)
+    outbox_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    outbox_backoff_max_seconds: float = Field(default=600.0, gt=0)
+
+    idempotency_ttl_hours: int = Field(default=24, ge=24)
+
+    def service_url(self, service: str) -> str:
+        """Base URL of another MicroPay service by its short name."""
+        urls = {
+            "auth": self.auth_url,
+            "payment": self.payment_url,
+            "transactions": self.transactions_url,
+            "notifications": self.notifications_url,
+        }
+        return urls[service].rstrip("/")
+
+
+class SettingsError(SystemExit):
+    """Raised at start-up when the environment does not describe a runnable service."""
+
+
+def load_settings(settings_cls: type[SettingsT]) -> SettingsT:
+    """Build settings from the environment, or stop with a message naming what is wrong."""
+    try:
+        return settings_cls()
+    except ValidationError as exc:
+        missing: list[str] = []
+        invalid: list[str] = []
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "?"
+            if error["type"] == "missing":
+                missing.append(name)
+            else:
+                invalid.append(f"{name} ({error['msg']})")
+        parts = []
+        if missing:
+            parts.append("missing environment variables: " + ", ".join(missing))
+        if invalid:
+            parts.append("invalid environment variables: " + ", ".join(invalid))
+        message = f"{settings_cls.__name__}: " + "; ".join(parts)
+        print(message, file=sys.stderr)
+        raise SettingsError(message) from None

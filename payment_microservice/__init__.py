@@ -1,0 +1,1 @@
+"""MicroPay Payments service."""

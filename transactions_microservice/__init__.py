@@ -1,0 +1,1 @@
+"""MicroPay Transactions service."""
