@@ -1,0 +1,246 @@
+"""Fixtures shared by every test: a real PostgreSQL, moto server (Cognito/SES/SNS) and apps."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from micropay_common.cognito import secret_hash
+from micropay_common.settings import ServiceSettings
+from stack.bootstrap import AwsResources, bootstrap_aws
+from stack.postgres import PostgresServer, prepare_database, start_postgres
+
+ROOT = Path(__file__).resolve().parent
+DATA_DIR = ROOT / ".data"
+
+# boto3 needs credentials even for moto; real ones are never used by the tests.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(
+    url: str, timeout: float = 30.0, process: subprocess.Popen[Any] | None = None
+) -> None:
+    """Poll `url` until it answers, or fail naming what did not start."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"the process serving {url} exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError as exc:
+            last_error = exc
+            time.sleep(0.1)
+    pytest.fail(f"{url} did not answer within {timeout}s: {last_error!r}")
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------
+
+
+@dataclass
+class TestDatabase:
+    """A freshly created database with PostgreSQL.sql applied."""
+
+    server: PostgresServer
+    name: str
+    service_urls: dict[str, str]
+
+    @property
+    def admin_url(self) -> str:
+        """Superuser URL of the test database."""
+        return self.server.url_for(self.name)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> PostgresServer:
+    """DATABASE_URL's server when set, else the embedded one (started on demand)."""
+    try:
+        server = start_postgres(DATA_DIR / "postgres", os.environ.get("DATABASE_URL"))
+    except Exception as exc:
+        pytest.fail(f"no PostgreSQL: set DATABASE_URL or let pgserver start one ({exc!r})")
+    return server
+
+
+@pytest.fixture(scope="session")
+async def database(pg_server: PostgresServer) -> AsyncIterator[TestDatabase]:
+    """A database of our own for this test session, dropped at the end."""
+    name = f"micropay_test_{os.getpid()}"
+    urls = await prepare_database(pg_server, name, DATA_DIR / "role-passwords.json", recreate=True)
+    yield TestDatabase(server=pg_server, name=name, service_urls=urls)
+    from stack.postgres import drop_database
+
+    await drop_database(pg_server, name)
+
+
+# --- moto (Cognito, SES, SNS) ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server process of our own on a free port."""
+    port = free_port()
+    log_dir = DATA_DIR / "test-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = (log_dir / "moto.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/moto-api/", process=process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def aws(moto_endpoint: str) -> AwsResources:
+    """The user pool, client, groups, service accounts, SES sender and SNS topic."""
+    return bootstrap_aws(endpoint_url=moto_endpoint)
+
+
+@dataclass
+class CognitoUser:
+    """A confirmed pool user and a fresh set of tokens."""
+
+    username: str
+    password: str
+    sub: str
+    access_token: str
+    id_token: str
+    refresh_token: str
+
+
+@pytest.fixture(scope="session")
+def cognito(aws: AwsResources) -> Any:
+    """A boto3 cognito-idp client on moto."""
+    return boto3.client("cognito-idp", region_name=aws.region, endpoint_url=aws.endpoint_url)
+
+
+@pytest.fixture(scope="session")
+def make_user(aws: AwsResources, cognito: Any) -> Callable[..., CognitoUser]:
+    """Create a confirmed user (optionally in groups) and log in as it."""
+
+    def factory(groups: tuple[str, ...] = (), username: str | None = None) -> CognitoUser:
+        name = username or f"user-{uuid.uuid4().hex[:12]}@example.com"
+        password = f"Pw-{uuid.uuid4().hex}A1"
+        created = cognito.admin_create_user(
+            UserPoolId=aws.user_pool_id,
+            Username=name,
+            MessageAction="SUPPRESS",
+            UserAttributes=[
+                {"Name": "email", "Value": name},
+                {"Name": "email_verified", "Value": "true"},
+            ],
+        )
+        cognito.admin_set_user_password(
+            UserPoolId=aws.user_pool_id, Username=name, Password=password, Permanent=True
+        )
+        for group in groups:
+            cognito.admin_add_user_to_group(
+                UserPoolId=aws.user_pool_id, Username=name, GroupName=group
+            )
+        sub = next(a["Value"] for a in created["User"]["Attributes"] if a["Name"] == "sub")
+        result = cognito.admin_initiate_auth(
+            UserPoolId=aws.user_pool_id,
+            ClientId=aws.client_id,
+            AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+            AuthParameters={
+                "USERNAME": name,
+                "PASSWORD": password,
+                "SECRET_HASH": secret_hash(name, aws.client_id, aws.client_secret),
+            },
+        )["AuthenticationResult"]
+        return CognitoUser(
+            username=name,
+            password=password,
+            sub=sub,
+            access_token=result["AccessToken"],
+            id_token=result["IdToken"],
+            refresh_token=result["RefreshToken"],
+        )
+
+    return factory
+
+
+# --- settings and apps ---------------------------------------------------------------------------
+
+SCHEMAS = {
+    "auth": "auth",
+    "payment": "payments",
+    "transactions": "transactions",
+    "notifications": "notifications",
+}
+
+
+@pytest.fixture(scope="session")
+def service_settings(database: TestDatabase, aws: AwsResources) -> Callable[..., ServiceSettings]:
+    """Settings of a service (its own DB role, moto) with optional overrides."""
+
+    def factory(
+        service: str, settings_cls: type[ServiceSettings] = ServiceSettings, **overrides: Any
+    ) -> ServiceSettings:
+        values: dict[str, Any] = {
+            "service_name": service,
+            "database_url": database.service_urls[service],
+            "aws_region": aws.region,
+            "aws_endpoint_url": aws.endpoint_url,
+            "cognito_user_pool_id": aws.user_pool_id,
+            "cognito_client_id": aws.client_id,
+            "cognito_client_secret": aws.client_secret,
+            "cognito_issuer": aws.issuer,
+            "cognito_jwks_url": aws.jwks_url,
+            "service_account_username": aws.service_accounts[service]["username"],
+            "service_account_password": aws.service_accounts[service]["password"],
+            "log_level": "WARNING",
+        }
+        values.update(overrides)
+        return settings_cls.model_validate(values)
+
+    return factory
+
+
+@asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run an app's lifespan and give an HTTP client wired to it in-process."""
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    """Authorization header for an access token."""
+    return {"Authorization": f"Bearer {token}"}
