@@ -66,6 +66,8 @@ def wait_for_http(
 class TestDatabase:
     """A freshly created database with PostgreSQL.sql applied."""
 
+    __test__ = False  # a fixture value, not a test class
+
     server: PostgresServer
     name: str
     service_urls: dict[str, str]
@@ -236,9 +238,36 @@ def service_settings(database: TestDatabase, aws: AwsResources) -> Callable[...,
 async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """Run an app's lifespan and give an HTTP client wired to it in-process."""
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
+        # As in production, an unhandled error becomes a 500 response rather than a raise.
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client
+
+
+@asynccontextmanager
+async def serve_http(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """Run an ASGI app under uvicorn on 127.0.0.1 in this event loop; yields its base URL."""
+    import asyncio
+
+    import uvicorn
+
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="auto")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if task.done():
+            task.result()
+            pytest.fail(f"uvicorn on port {port} stopped during start-up")
+        if time.monotonic() > deadline:
+            pytest.fail(f"uvicorn on port {port} did not start")
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from micropay_common import health
@@ -89,9 +90,15 @@ def create_service_app(
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
-    Instrumentator(excluded_handlers=["/metrics", "/health/live", "/health/ready"]).instrument(
-        app
-    ).expose(app, include_in_schema=False, tags=["health"])
+    # A registry per app keeps apps built side by side (tests, benchmarks) from sharing series.
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    instrumentator = Instrumentator(
+        excluded_handlers=["/metrics", "/health/live", "/health/ready"], registry=registry
+    )
+    instrumentator.instrument(app).expose(app, include_in_schema=False, tags=["health"])
     return app
 
 

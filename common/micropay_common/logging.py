@@ -18,6 +18,9 @@ _SKIPPED_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) |
 }
 
 
+_HANDLER_NAME = "micropay-json"
+
+
 class JsonFormatter(logging.Formatter):
     """Formats records as single-line JSON objects."""
 
@@ -45,12 +48,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stdout is at the time of each record (it may be swapped)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self) -> Any:
+        """The current standard output."""
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Route the root, uvicorn and SQLAlchemy loggers through the JSON formatter."""
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler()
     handler.setFormatter(JsonFormatter(service))
+    handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace only our own handler, so handlers others installed (pytest's, say) stay.
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)

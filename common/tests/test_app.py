@@ -1,0 +1,221 @@
+"""The service skeleton: problem+json errors, request ids, JSON logs, health, metrics, sessions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+
+from conftest import TestDatabase, free_port, serve
+from micropay_common.app import create_service_app
+from micropay_common.db import SessionDep
+from micropay_common.errors import Conflict
+from micropay_common.settings import ServiceSettings
+
+SCRATCH = "transactions.app_scratch"
+
+
+class Transfer(BaseModel):
+    amount: int = Field(gt=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+class InsufficientFunds(Conflict):
+    type = "insufficient_funds"
+    title = "Insufficient funds"
+
+
+def build_app(settings: ServiceSettings) -> FastAPI:
+    router = APIRouter()
+
+    @router.post("/transfers", status_code=201)
+    async def create(body: Transfer) -> dict[str, Any]:
+        return body.model_dump()
+
+    @router.get("/broke")
+    async def broke() -> None:
+        raise InsufficientFunds("Available 5 USD, needed 10 USD.", available=5)
+
+    @router.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("secret internals")
+
+    @router.post("/rows/{value}")
+    async def insert(value: int, session: SessionDep) -> dict[str, int]:
+        await session.execute(text(f"INSERT INTO {SCRATCH} (value) VALUES (:v)"), {"v": value})
+        if value < 0:
+            raise InsufficientFunds("negative")
+        return {"value": value}
+
+    @router.post("/duplicate-at-commit/{value}")
+    async def duplicate(value: int, session: SessionDep) -> dict[str, str]:
+        # The deferred unique constraint only fails at COMMIT, after the endpoint returned.
+        statement = text(f"INSERT INTO {SCRATCH} (value) VALUES (:v)")
+        await session.execute(statement, {"v": value})
+        await session.execute(statement, {"v": value})
+        return {"status": "looks fine"}
+
+    return create_service_app(
+        settings_cls=ServiceSettings,
+        settings=settings,
+        schema="transactions",
+        title="skeleton",
+        description="test app",
+        version="0",
+        tags=[],
+        routers=[router],
+    )
+
+
+@pytest.fixture(scope="module")
+async def scratch(database: TestDatabase) -> AsyncIterator[None]:
+    conn = await asyncpg.connect(database.admin_url.replace("postgresql://", "postgres://", 1))
+    await conn.execute(
+        f"CREATE TABLE {SCRATCH} (value int, "
+        "CONSTRAINT app_scratch_unique UNIQUE (value) DEFERRABLE INITIALLY DEFERRED);"
+        f"GRANT SELECT, INSERT ON {SCRATCH} TO transactions_service"
+    )
+    yield
+    await conn.execute(f"DROP TABLE {SCRATCH}")
+    await conn.close()
+
+
+@pytest.fixture(scope="module")
+def app(service_settings, scratch) -> FastAPI:
+    return build_app(service_settings("transactions"))
+
+
+async def scratch_values(database: TestDatabase) -> list[int]:
+    conn = await asyncpg.connect(database.admin_url.replace("postgresql://", "postgres://", 1))
+    try:
+        return [row[0] for row in await conn.fetch(f"SELECT value FROM {SCRATCH} ORDER BY 1")]
+    finally:
+        await conn.close()
+
+
+async def test_validation_errors_are_422_problem_json(app):
+    async with serve(app) as client:
+        response = await client.post("/transfers", json={"amount": 1.5, "currency": "usd"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["type"] == "validation_error"
+    assert body["status"] == 422
+    assert {tuple(error["loc"]) for error in body["errors"]} == {
+        ("body", "amount"),
+        ("body", "currency"),
+    }
+    assert body["request_id"] == response.headers["x-request-id"]
+
+
+async def test_malformed_json_is_422_problem_json(app):
+    async with serve(app) as client:
+        response = await client.post(
+            "/transfers", content=b"{not json", headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_domain_errors_carry_status_type_and_extras(app):
+    async with serve(app) as client:
+        response = await client.get("/broke")
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() | {"request_id": "x"} == {
+        "type": "insufficient_funds",
+        "title": "Insufficient funds",
+        "status": 409,
+        "detail": "Available 5 USD, needed 10 USD.",
+        "instance": "/broke",
+        "available": 5,
+        "request_id": "x",
+    }
+
+
+async def test_unknown_route_and_method_are_problem_json(app):
+    async with serve(app) as client:
+        missing = await client.get("/nowhere")
+        wrong_method = await client.delete("/transfers")
+    assert (missing.status_code, missing.json()["type"]) == (404, "not_found")
+    assert (wrong_method.status_code, wrong_method.json()["type"]) == (405, "method_not_allowed")
+    assert wrong_method.headers["content-type"] == "application/problem+json"
+
+
+async def test_unexpected_errors_are_500_problem_json_without_internals(app):
+    async with serve(app) as client:
+        response = await client.get("/crash")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "internal_error"
+    assert "secret internals" not in response.text
+
+
+async def test_request_id_is_accepted_returned_and_logged(service_settings, scratch, capsys):
+    app = build_app(service_settings("transactions", log_level="INFO"))
+    async with serve(app) as client:
+        capsys.readouterr()
+        given = await client.get("/broke", headers={"X-Request-ID": "req-123"})
+        generated = await client.get("/broke")
+        hostile = await client.get("/broke", headers={"X-Request-ID": "a b\tc" + "x" * 200})
+    assert given.headers["x-request-id"] == "req-123"
+    assert given.json()["request_id"] == "req-123"
+    assert len(generated.headers["x-request-id"]) == 32
+    assert hostile.headers["x-request-id"] != "a b\tc" + "x" * 200
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    access = [line for line in lines if line["logger"] == "micropay.access"]
+    assert {line["request_id"] for line in access} >= {"req-123", generated.headers["x-request-id"]}
+    assert all(line["service"] == "transactions" for line in lines)
+
+
+async def test_health_and_metrics(app):
+    async with serve(app) as client:
+        live = await client.get("/health/live")
+        ready = await client.get("/health/ready")
+        await client.get("/broke")
+        metrics = await client.get("/metrics")
+    assert (live.status_code, live.json()) == (200, {"status": "ok"})
+    assert ready.status_code == 200
+    assert ready.json()["database"] == "ok"
+    assert metrics.status_code == 200
+    assert 'http_requests_total{handler="/broke",method="GET",status="4xx"}' in metrics.text
+
+
+async def test_session_commits_on_success_and_rolls_back_on_error(app, database):
+    async with serve(app) as client:
+        ok = await client.post("/rows/7")
+        refused = await client.post("/rows/-7")
+    assert ok.status_code == 200
+    assert refused.status_code == 409
+    values = await scratch_values(database)
+    assert 7 in values
+    assert -7 not in values
+
+
+async def test_a_failed_commit_is_never_reported_as_success(app, database):
+    async with serve(app) as client:
+        response = await client.post("/duplicate-at-commit/42")
+    assert response.status_code >= 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert 42 not in await scratch_values(database)
+
+
+async def test_database_down_gives_503_problem_json(service_settings, scratch):
+    unreachable = f"postgresql://transactions_service@127.0.0.1:{free_port()}/micropay"
+    app = build_app(service_settings("transactions", database_url=unreachable))
+    async with serve(app) as client:
+        ready = await client.get("/health/ready")
+        write = await client.post("/rows/1")
+        live = await client.get("/health/live")
+    assert ready.status_code == 503
+    assert ready.json()["type"] == "service_unavailable"
+    assert write.status_code == 503
+    assert write.headers["content-type"] == "application/problem+json"
+    assert "retry-after" in write.headers
+    assert live.status_code == 200

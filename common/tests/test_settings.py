@@ -1,0 +1,64 @@
+"""Settings are read from the environment and a missing variable is named at start-up."""
+
+from __future__ import annotations
+
+import pytest
+
+from micropay_common.settings import ServiceSettings, SettingsError, load_settings
+from payment_microservice.settings import PaymentSettings
+
+REQUIRED = {
+    "DATABASE_URL": "postgresql://payment_service@127.0.0.1/micropay",
+    "COGNITO_USER_POOL_ID": "us-east-1_pool",
+    "COGNITO_CLIENT_ID": "client",
+    "COGNITO_CLIENT_SECRET": "secret",
+    "COGNITO_ISSUER": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_pool",
+    "COGNITO_JWKS_URL": "http://127.0.0.1:4566/us-east-1_pool/.well-known/jwks.json",
+    "SERVICE_ACCOUNT_USERNAME": "svc-payment",
+    "SERVICE_ACCOUNT_PASSWORD": "pw",
+    "STRIPE_API_KEY": "sk_test_x",
+    "STRIPE_WEBHOOK_SECRET": "whsec_x",
+}
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in [*REQUIRED, "STRIPE_API_BASE", "AWS_ENDPOINT_URL", "LOG_LEVEL"]:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_reads_design_variable_names(clean_env: pytest.MonkeyPatch) -> None:
+    for name, value in REQUIRED.items():
+        clean_env.setenv(name, value)
+    clean_env.setenv("STRIPE_API_BASE", "http://127.0.0.1:8420")
+    settings = load_settings(PaymentSettings)
+    assert settings.database_url == REQUIRED["DATABASE_URL"]
+    assert settings.cognito_jwks_url == REQUIRED["COGNITO_JWKS_URL"]
+    assert settings.stripe_api_base == "http://127.0.0.1:8420"
+    assert settings.service_name == "payment"
+    assert settings.service_url("transactions") == "http://127.0.0.1:8003"
+
+
+def test_names_every_missing_variable(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in REQUIRED.items():
+        if name not in ("DATABASE_URL", "STRIPE_WEBHOOK_SECRET"):
+            clean_env.setenv(name, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings(PaymentSettings)
+    message = str(raised.value)
+    assert "missing environment variables" in message
+    assert "DATABASE_URL" in message
+    assert "STRIPE_WEBHOOK_SECRET" in message
+    assert "COGNITO_ISSUER" not in message
+    assert "DATABASE_URL" in capsys.readouterr().err
+
+
+def test_names_an_invalid_value(clean_env: pytest.MonkeyPatch) -> None:
+    for name, value in REQUIRED.items():
+        clean_env.setenv(name, value)
+    clean_env.setenv("DB_POOL_SIZE", "zero")
+    with pytest.raises(SettingsError, match="DB_POOL_SIZE"):
+        load_settings(ServiceSettings)
