@@ -31,7 +31,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy common/micropay_common stack auth_microservice payment_microservice \
-		transactions_microservice notifications_microservice
+		transactions_microservice notifications_microservice conftest.py tests
 
 pytest: $(STAMP)
 	$(BIN)/pytest

@@ -133,8 +133,8 @@ async def test_models_and_schema_file_agree(database: TestDatabase) -> None:
         await conn.close()
     database_columns: dict[tuple[str, str], dict[str, tuple[bool, str]]] = {}
     for row in rows:
-        table = database_columns.setdefault((row["table_schema"], row["table_name"]), {})
-        table[row["column_name"]] = (row["is_nullable"] == "YES", row["udt_name"])
+        columns = database_columns.setdefault((row["table_schema"], row["table_name"]), {})
+        columns[row["column_name"]] = (row["is_nullable"] == "YES", row["udt_name"])
 
     model_keys = set()
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
