@@ -11,13 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import Column, MetaData, Table, Text, insert
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conftest import bearer
+from conftest import bearer, serve
 from micropay_common.app import create_service_app
 from micropay_common.events import EventEnvelope
 from micropay_common.inbox import events_router
@@ -100,11 +99,8 @@ def consumer_app(service_settings, admin) -> FastAPI:
 
 @pytest.fixture(scope="module")
 async def client(consumer_app) -> AsyncIterator[httpx.AsyncClient]:
-    async with LifespanManager(consumer_app) as manager:
-        # A handler's exception must reach the test as the 500 a producer would see.
-        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://consumer") as client:
-            yield client
+    async with serve(consumer_app) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
