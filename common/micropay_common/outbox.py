@@ -1,0 +1,283 @@
+"""Transactional outbox: publish events with the change, deliver them with retries.
+
+`publish` writes one row per consumer in the caller's transaction, so an event exists exactly
+when the change that caused it was committed. `OutboxRelay` (run by `outbox_relay_job` in the
+producer) posts each row to the consumer's `/internal/events` until it answers 2xx; the
+consumer's inbox makes repeats harmless, so delivery is at least once and the effect exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from micropay_common.errors import ProblemError
+from micropay_common.events import EventEnvelope, route_of
+from micropay_common.http import ServiceClient
+from micropay_common.request_context import new_request_id, request_id_var
+from micropay_common.service_auth import ServiceTokenProvider
+from micropay_common.settings import ServiceSettings
+from micropay_common.tables import outbox
+
+logger = logging.getLogger("micropay.outbox")
+
+EVENTS_PATH = "/internal/events"
+LAST_ERROR_MAX_CHARS = 1000
+
+
+async def publish(
+    session: AsyncSession,
+    event_type: str,
+    data: Mapping[str, Any],
+    *,
+    producer: str,
+    event_id: uuid.UUID | None = None,
+) -> EventEnvelope:
+    """Write the event for each consumer in the caller's transaction (never commits)."""
+    route = route_of(event_type)
+    if producer != route.producer:
+        raise ValueError(f"{event_type!r} is produced by {route.producer!r}, not {producer!r}")
+    envelope = EventEnvelope(
+        id=event_id or uuid.uuid4(),
+        type=event_type,
+        occurred_at=datetime.now(UTC),
+        producer=producer,
+        data=dict(data),
+    )
+    payload = envelope.model_dump(mode="json")
+    # A caller that derives event_id from its own state (say, one per payment) may publish
+    # again safely: the unique (event_id, consumer) key keeps the first row, even across
+    # concurrent transactions, so the consumer never sees two events for one fact.
+    await session.execute(
+        insert(outbox)
+        .values(
+            [
+                {
+                    "event_id": envelope.id,
+                    "event_type": event_type,
+                    "consumer": consumer,
+                    "payload": payload,
+                }
+                for consumer in route.consumers
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["event_id", "consumer"])
+    )
+    return envelope
+
+
+def backoff_delay(
+    attempts: int, *, base: float, cap: float, rng: Callable[[], float] = random.random
+) -> float:
+    """Seconds to wait after the `attempts`-th failure: full jitter over min(cap, base·2^(n-1))."""
+    ceiling: float = min(cap, base * 2.0 ** min(max(attempts - 1, 0), 62))
+    return ceiling * rng()
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    event_id: uuid.UUID
+    event_type: str
+    consumer: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one relay pass did."""
+
+    claimed: int
+    delivered: int
+
+
+class OutboxRelay:
+    """Delivers due outbox rows; any number of relays may run against one schema at once."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: ServiceSettings,
+        tokens: ServiceTokenProvider,
+        *,
+        rng: Callable[[], float] | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.tokens = tokens
+        # Jitter only spreads retries out; it needs no cryptographic quality.
+        self._rng = rng or random.random
+        self._clients: dict[str, ServiceClient] = {}
+
+    @classmethod
+    def from_app(cls, app: FastAPI) -> OutboxRelay:
+        """A relay using the app's database, settings and service account."""
+        return cls(app.state.sessionmaker, app.state.settings, app.state.service_tokens)
+
+    async def run_once(self) -> int:
+        """Deliver one batch of due rows; returns how many were delivered."""
+        return (await self.relay_batch()).delivered
+
+    async def relay_batch(self) -> BatchResult:
+        """Claim up to a batch of due rows, send them concurrently, record each outcome."""
+        # Log in before claiming: an identity-provider outage must not burn delivery attempts.
+        await self.tokens.token()
+        batch_size = self.settings.outbox_batch_size
+        async with self.sessionmaker() as session, session.begin():
+            # The row locks last until this transaction ends, i.e. for the slowest send of the
+            # batch (bounded by the per-send timeout). Another relay skips locked rows instead
+            # of waiting, so two replicas never post the same row at the same time.
+            result = await session.execute(
+                select(
+                    outbox.c.id,
+                    outbox.c.event_id,
+                    outbox.c.event_type,
+                    outbox.c.consumer,
+                    outbox.c.payload,
+                    outbox.c.attempts,
+                )
+                .where(outbox.c.status == "pending", outbox.c.next_attempt_at <= func.now())
+                .order_by(outbox.c.id)
+                .limit(batch_size)
+                .with_for_update(skip_locked=True)
+            )
+            rows = [_Claimed(**row._mapping) for row in result]
+            if not rows:
+                return BatchResult(claimed=0, delivered=0)
+            errors = await asyncio.gather(*(self._send(row) for row in rows))
+            delivered = [row.id for row, error in zip(rows, errors, strict=True) if error is None]
+            if delivered:
+                await session.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(delivered))
+                    .values(
+                        status="delivered",
+                        attempts=outbox.c.attempts + 1,
+                        delivered_at=func.clock_timestamp(),
+                    )
+                )
+            for row, error in zip(rows, errors, strict=True):
+                if error is not None:
+                    await self._record_failure(session, row, error)
+        return BatchResult(claimed=len(rows), delivered=len(delivered))
+
+    async def _send(self, row: _Claimed) -> str | None:
+        """Post one row; None when the consumer accepted it, else why not."""
+        # Each delivery is its own request for the consumer's logs; the event id ties retries.
+        request_id_var.set(new_request_id())
+        timeout = self.settings.http_timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self._client(row.consumer).post(EVENTS_PATH, json=row.payload)
+        except TimeoutError:
+            return f"timed out after {timeout:g}s"
+        except ProblemError as exc:
+            return f"{exc.type}: {exc.detail}"
+        except Exception as exc:
+            logger.exception("sending event %s to %s failed", row.event_id, row.consumer)
+            return f"{type(exc).__name__}: {exc}"
+        if response.is_success:
+            logger.debug("event %s delivered to %s", row.event_id, row.consumer)
+            return None
+        return f"HTTP {response.status_code}: {response.text}"
+
+    async def _record_failure(self, session: AsyncSession, row: _Claimed, error: str) -> None:
+        attempts = row.attempts + 1
+        last_error = error[:LAST_ERROR_MAX_CHARS]
+        if attempts >= self.settings.outbox_max_attempts:
+            await session.execute(
+                update(outbox)
+                .where(outbox.c.id == row.id)
+                .values(status="dead", attempts=attempts, last_error=last_error)
+            )
+            logger.warning(
+                "event %s (%s) to %s is dead after %d attempts: %s",
+                row.event_id,
+                row.event_type,
+                row.consumer,
+                attempts,
+                last_error,
+                extra={"event_id": str(row.event_id), "consumer": row.consumer},
+            )
+            return
+        delay = backoff_delay(
+            attempts,
+            base=self.settings.outbox_backoff_base_seconds,
+            cap=self.settings.outbox_backoff_max_seconds,
+            rng=self._rng,
+        )
+        await session.execute(
+            update(outbox)
+            .where(outbox.c.id == row.id)
+            .values(
+                attempts=attempts,
+                last_error=last_error,
+                next_attempt_at=func.clock_timestamp() + timedelta(seconds=delay),
+            )
+        )
+        logger.info(
+            "event %s to %s failed (attempt %d), retrying in %.1fs: %s",
+            row.event_id,
+            row.consumer,
+            attempts,
+            delay,
+            last_error,
+        )
+
+    def _client(self, consumer: str) -> ServiceClient:
+        client = self._clients.get(consumer)
+        if client is None:
+            client = ServiceClient(
+                self.settings.service_url(consumer),
+                self.tokens,
+                timeout=self.settings.http_timeout_seconds,
+            )
+            self._clients[consumer] = client
+        return client
+
+    async def run(self) -> None:
+        """Relay forever: straight on after a full batch, else sleep the poll interval."""
+        poll = self.settings.outbox_poll_interval_seconds
+        while True:
+            try:
+                result = await self.relay_batch()
+            except ProblemError as exc:
+                logger.warning("outbox relay pass skipped: %s", exc.detail)
+                await asyncio.sleep(poll)
+                continue
+            except Exception:
+                logger.exception("outbox relay pass failed")
+                await asyncio.sleep(poll)
+                continue
+            # A full batch that delivered nothing means the consumers are failing; retrying
+            # at once would only spin on rows whose jittered delay happened to be near zero.
+            if result.claimed >= self.settings.outbox_batch_size and result.delivered:
+                continue
+            await asyncio.sleep(poll)
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+
+
+async def outbox_relay_job(app: FastAPI) -> None:
+    """Background job for `create_service_app(background_jobs=[outbox_relay_job])`."""
+    relay = OutboxRelay.from_app(app)
+    try:
+        await relay.run()
+    finally:
+        await relay.aclose()
