@@ -1,0 +1,285 @@
+"""gateway/nginx.conf in a real nginx, in front of real HTTP servers standing in for services.
+
+The auth stand-in answers GET /auth/verify the way the contract says the auth service will
+(200 with X-User-* for a good token, 401 otherwise); the auth service itself only gains that
+route with the auth issue, so the gateway's rules are proven here against the contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+import pytest
+
+from stack.launcher import free_port
+from stack.tests.conftest import Response, request, requires_nginx
+from stack.tests.upstreams import GOOD_TOKEN, MISSING_ROUTE_TOKEN, USER, EchoUpstream
+
+pytestmark = [pytest.mark.nginx, requires_nginx]
+
+GOOD = {"Authorization": f"Bearer {GOOD_TOKEN}"}
+FORGED = {
+    "X-User-Id": "forged-user",
+    "X-User-Email": "mallory@example.com",
+    "X-User-Groups": "admins",
+}
+PROBLEM_JSON = "application/problem+json"
+
+
+@pytest.fixture(scope="module")
+def running_upstreams() -> Iterator[dict[str, EchoUpstream]]:
+    """Running stand-ins for auth, payment and transactions (notifications is down)."""
+    servers = {
+        "auth": EchoUpstream("auth", verifies_tokens=True).start(),
+        "payment": EchoUpstream("payment").start(),
+        "transactions": EchoUpstream("transactions").start(),
+    }
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture
+def upstreams(running_upstreams: dict[str, EchoUpstream]) -> dict[str, EchoUpstream]:
+    """The stand-ins, with what they received before this test forgotten."""
+    for server in running_upstreams.values():
+        server.received.clear()
+    return running_upstreams
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    running_upstreams: dict[str, EchoUpstream],
+    start_gateway: Callable[[Mapping[str, int]], int],
+) -> int:
+    """Port of a gateway whose notifications upstream has nothing listening."""
+    ports = {name: server.port for name, server in running_upstreams.items()}
+    ports["notifications"] = free_port()
+    return start_gateway(ports)
+
+
+def assert_problem(answer: Response, status: int, type_: str | None = None) -> dict[str, object]:
+    assert answer.status == status, (answer.status, answer.body)
+    assert answer.header("Content-Type") == PROBLEM_JSON
+    body: dict[str, object] = answer.json()
+    assert body["status"] == status
+    if type_ is not None:
+        assert body["type"] == type_
+    assert body["request_id"] == answer.header("X-Request-ID")
+    return body
+
+
+def service_requests(upstreams: dict[str, EchoUpstream]) -> list[str]:
+    """Paths the upstreams received, except the access checks."""
+    return [
+        f"{name} {received.method} {received.path}"
+        for name, server in upstreams.items()
+        for received in server.received
+        if received.path != "/auth/verify"
+    ]
+
+
+def verify_calls(upstreams: dict[str, EchoUpstream]) -> int:
+    return sum(1 for r in upstreams["auth"].received if r.path == "/auth/verify")
+
+
+def test_protected_route_without_token_is_refused_by_the_gateway(
+    gateway: int, upstreams: dict[str, EchoUpstream]
+) -> None:
+    answer = request(gateway, "GET", "/payments")
+    assert_problem(answer, 401, "invalid_token")
+    assert answer.header_values("WWW-Authenticate") == ["Bearer"]
+    assert service_requests(upstreams) == []
+
+
+def test_token_refused_by_the_check_is_401_problem(
+    gateway: int, upstreams: dict[str, EchoUpstream]
+) -> None:
+    answer = request(gateway, "POST", "/transactions/transfers", {"Authorization": "Bearer bad"})
+    body = assert_problem(answer, 401, "invalid_token")
+    assert body["title"] == "Unauthorized"
+    assert answer.header_values("WWW-Authenticate") == ["Bearer"]
+    assert verify_calls(upstreams) == 1
+    assert service_requests(upstreams) == []
+
+
+def test_good_token_forwards_the_checked_identity_not_the_forged_one(
+    gateway: int, upstreams: dict[str, EchoUpstream]
+) -> None:
+    answer = request(gateway, "GET", "/payments/pay_123?expand=x", {**GOOD, **FORGED})
+    assert answer.status == 200
+    [received] = upstreams["payment"].received
+    assert received.path == "/payments/pay_123?expand=x"
+    assert received.headers["x-user-id"] == [USER["X-User-Id"]]
+    assert received.headers["x-user-email"] == [USER["X-User-Email"]]
+    assert received.headers["x-user-groups"] == [USER["X-User-Groups"]]
+    # Services verify the token again themselves.
+    assert received.header("Authorization") == f"Bearer {GOOD_TOKEN}"
+    assert received.header("X-Forwarded-For") == "127.0.0.1"
+    assert received.header("X-Forwarded-Proto") == "http"
+
+    [check] = [r for r in upstreams["auth"].received if r.path == "/auth/verify"]
+    assert check.method == "GET"
+    assert check.header("Authorization") == f"Bearer {GOOD_TOKEN}"
+    assert check.header("X-Original-URI") == "/payments/pay_123?expand=x"
+    assert check.header("X-User-Id") is None
+    assert check.body == b""
+
+
+def test_list_routes_without_trailing_slash_are_protected(
+    gateway: int, upstreams: dict[str, EchoUpstream]
+) -> None:
+    assert request(gateway, "GET", "/transactions").status == 401
+    answer = request(gateway, "GET", "/transactions", GOOD)
+    assert answer.status == 200
+    assert answer.json()["path"] == "/transactions"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "service"),
+    [
+        ("POST", "/auth/register", "auth"),
+        ("POST", "/auth/login", "auth"),
+        ("POST", "/auth/refresh", "auth"),
+        ("POST", "/auth/confirm", "auth"),
+        ("POST", "/auth/resend-confirmation", "auth"),
+        ("POST", "/payments/webhooks/stripe", "payment"),
+    ],
+)
+def test_public_routes_skip_the_check_and_drop_forged_identity(
+    gateway: int, upstreams: dict[str, EchoUpstream], method: str, path: str, service: str
+) -> None:
+    answer = request(gateway, method, path, {**FORGED, "Content-Type": "application/json"}, b"{}")
+    assert answer.status == 200, answer.body
+    assert verify_calls(upstreams) == 0
+    [received] = upstreams[service].received
+    assert (received.method, received.path, received.body) == (method, path, b"{}")
+    for name in FORGED:
+        assert received.header(name) is None
+
+
+def test_other_auth_routes_need_a_token(gateway: int, upstreams: dict[str, EchoUpstream]) -> None:
+    assert request(gateway, "POST", "/auth/logout").status == 401
+    assert request(gateway, "GET", "/auth/me").status == 401
+    assert request(gateway, "GET", "/auth/me", GOOD).json()["path"] == "/auth/me"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/internal/events",
+        "/Internal/events",
+        "/payments/../internal/events",
+        "/payments/./../internal/events",
+        "/payments/%2e%2e/internal/events",
+        "/payments/%2E%2E/internal/events",
+        "/payments/..%2finternal/events",
+        "/payments/%2finternal/events",
+        "/payments//internal/events",
+        "/payments/internal/events",
+        "/%69nternal/events",
+        "/payments/%252e%252e/internal/events",
+    ],
+)
+def test_internal_endpoints_are_never_routed(
+    gateway: int, upstreams: dict[str, EchoUpstream], path: str
+) -> None:
+    for method in ("GET", "POST"):
+        answer = request(gateway, method, path, GOOD, b"{}")
+        assert answer.status in (400, 404), (path, answer.status)
+        assert answer.header("Content-Type") == PROBLEM_JSON
+    assert service_requests(upstreams) == []
+    assert verify_calls(upstreams) == 0
+
+
+@pytest.mark.parametrize("path", ["/", "/nope", "/health/ready", "/metrics", "/paymentsx"])
+def test_unknown_paths_are_404_problem(
+    gateway: int, upstreams: dict[str, EchoUpstream], path: str
+) -> None:
+    assert_problem(request(gateway, "GET", path, GOOD), 404, "not_found")
+    assert service_requests(upstreams) == []
+
+
+def test_request_id_is_kept_forwarded_and_returned(
+    gateway: int, upstreams: dict[str, EchoUpstream]
+) -> None:
+    answer = request(gateway, "GET", "/payments", {**GOOD, "X-Request-ID": "client-id-1"})
+    assert answer.header_values("X-Request-ID") == ["client-id-1"]
+    [received] = upstreams["payment"].received
+    assert received.headers["x-request-id"] == ["client-id-1"]
+    [check] = [r for r in upstreams["auth"].received if r.path == "/auth/verify"]
+    assert check.header("X-Request-ID") == "client-id-1"
+
+
+@pytest.mark.parametrize("supplied", [None, "has spaces", "x" * 200])
+def test_request_id_is_generated_when_missing_or_unsafe(
+    gateway: int, upstreams: dict[str, EchoUpstream], supplied: str | None
+) -> None:
+    headers = dict(GOOD)
+    if supplied is not None:
+        headers["X-Request-ID"] = supplied
+    answer = request(gateway, "GET", "/payments", headers)
+    [generated] = answer.header_values("X-Request-ID")
+    assert generated != supplied
+    assert len(generated) == 32
+    assert upstreams["payment"].received[0].headers["x-request-id"] == [generated]
+
+
+def test_gateway_errors_carry_the_request_id(gateway: int) -> None:
+    answer = request(gateway, "GET", "/payments", {"X-Request-ID": "abc-123"})
+    assert_problem(answer, 401)
+    assert answer.header_values("X-Request-ID") == ["abc-123"]
+
+
+def test_service_down_is_503_problem(gateway: int) -> None:
+    answer = request(gateway, "GET", "/notifications", GOOD)
+    body = assert_problem(answer, 503, "service_unavailable")
+    assert "html" not in str(body).lower()
+    assert answer.header("Retry-After") == "2"
+
+
+def test_check_answering_neither_2xx_nor_401_403_is_a_problem_not_an_error_page(
+    gateway: int, upstreams: dict[str, EchoUpstream]
+) -> None:
+    # What the gateway does in front of an auth service without /auth/verify (404).
+    answer = request(
+        gateway, "GET", "/payments", {"Authorization": f"Bearer {MISSING_ROUTE_TOKEN}"}
+    )
+    assert_problem(answer, 503, "service_unavailable")
+    assert service_requests(upstreams) == []
+
+
+def test_auth_service_down_is_a_problem_not_an_error_page(
+    upstreams: dict[str, EchoUpstream], start_gateway: Callable[[Mapping[str, int]], int]
+) -> None:
+    ports = {name: server.port for name, server in upstreams.items()}
+    ports["auth"] = ports["notifications"] = free_port()
+    port = start_gateway(ports)
+    assert_problem(request(port, "GET", "/payments", GOOD), 503, "service_unavailable")
+    assert_problem(request(port, "POST", "/auth/login", body=b"{}"), 503, "service_unavailable")
+    assert service_requests(upstreams) == []
+
+
+def test_docs_are_served_through_the_gateway_without_a_token(gateway: int) -> None:
+    docs = request(gateway, "GET", "/payments/docs")
+    assert docs.status == 200
+    assert (docs.header("Content-Type") or "").startswith("text/html")
+    page = docs.body.decode()
+    assert "url: '/payments/openapi.json'" in page
+    assert "'/payments/docs/oauth2-redirect'" in page
+
+    schema = request(gateway, "GET", "/payments/openapi.json")
+    assert schema.status == 200
+    assert schema.json()["service"] == "payment"
+    for prefix, service in [("/auth", "auth"), ("/transactions", "transactions")]:
+        assert request(gateway, "GET", f"{prefix}/openapi.json").json()["service"] == service
+
+
+def test_body_size_is_limited(gateway: int, upstreams: dict[str, EchoUpstream]) -> None:
+    answer = request(gateway, "POST", "/payments", GOOD, b"x" * (1024 * 1024 + 1))
+    assert_problem(answer, 413, "payload_too_large")
+    assert service_requests(upstreams) == []
+
+
+def test_no_server_version_is_disclosed(gateway: int) -> None:
+    assert request(gateway, "GET", "/nope").header("Server") == "nginx"
