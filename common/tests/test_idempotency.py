@@ -1,0 +1,623 @@
+"""Idempotency-Key handling against a real PostgreSQL: replays, conflicts, concurrency, expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import Response
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conftest import CognitoUser, TestDatabase, bearer
+from micropay_common.app import create_service_app
+from micropay_common.db import SessionDep
+from micropay_common.errors import ProblemError, ServiceUnavailable
+from micropay_common.idempotency import (
+    IdempotencyDep,
+    IdempotentRequest,
+    RequiredIdempotencyDep,
+    canonical_body,
+    idempotency,
+    idempotency_purge_job,
+    purge_expired_idempotency_keys,
+    request_fingerprint,
+)
+from micropay_common.security import CurrentUser
+from stack.postgres import connect
+
+EFFECTS = "transactions.idempotency_test_effects"
+PROBLEM_JSON = "application/problem+json"
+WORK_SECONDS = 1.0  # long enough for every concurrent duplicate to reach the lock first
+
+
+class EffectIn(BaseModel):
+    note: str
+    sleep: float = 0.0
+    fail: Literal["none", "domain", "server", "crash"] = "none"
+    fail_once: bool = False
+
+
+class Refused(ProblemError):
+    status = 409
+    type = "refused"
+    title = "Refused"
+
+
+ImpatientIdempotencyDep = Annotated[
+    IdempotentRequest, Depends(idempotency(lock_timeout_seconds=0.2), scope="function")
+]
+
+
+def build_app(settings: Any) -> FastAPI:
+    router = APIRouter()
+    attempted: set[str] = set()
+
+    async def record(session: AsyncSession, owner: str, body: EffectIn) -> dict[str, Any]:
+        row = await session.execute(
+            text(f"INSERT INTO {EFFECTS} (owner, note) VALUES (:owner, :note) RETURNING id"),
+            {"owner": owner, "note": body.note},
+        )
+        if body.sleep:
+            await asyncio.sleep(body.sleep)
+        first_attempt = body.note not in attempted
+        attempted.add(body.note)
+        if body.fail != "none" and (first_attempt or not body.fail_once):
+            # The effect above is already written: failing now checks that it is undone.
+            if body.fail == "domain":
+                raise Refused("Not today.", reason="testing")
+            if body.fail == "server":
+                raise ServiceUnavailable("Try again.")
+            raise RuntimeError("unexpected")
+        return {"id": row.scalar_one(), "note": body.note, "owner": owner}
+
+    @router.post("/effects", status_code=201)
+    async def create_effect(
+        body: EffectIn, session: SessionDep, user: CurrentUser, idem: IdempotencyDep
+    ) -> Response:
+        return await idem.run(lambda: record(session, user.id, body), status_code=201)
+
+    @router.post("/required-effects", status_code=201)
+    async def create_required_effect(
+        body: EffectIn, session: SessionDep, user: CurrentUser, idem: RequiredIdempotencyDep
+    ) -> Response:
+        return await idem.run(lambda: record(session, user.id, body), status_code=201)
+
+    @router.post("/impatient-effects", status_code=201)
+    async def create_impatient_effect(
+        body: EffectIn, session: SessionDep, user: CurrentUser, idem: ImpatientIdempotencyDep
+    ) -> Response:
+        return await idem.run(lambda: record(session, user.id, body), status_code=201)
+
+    @router.post("/silent-effects", status_code=204)
+    async def create_silent_effect(
+        body: EffectIn, session: SessionDep, user: CurrentUser, idem: IdempotencyDep
+    ) -> Response:
+        async def work() -> None:
+            await record(session, user.id, body)
+
+        return await idem.run(work, status_code=204)
+
+    @router.post("/forgetful")
+    async def forgetful(idem: IdempotencyDep) -> dict[str, bool]:
+        return {"ran": idem.replayed}
+
+    return create_service_app(
+        settings_cls=type(settings),
+        settings=settings,
+        schema="transactions",
+        title="idempotency",
+        description="test app",
+        version="0",
+        tags=[],
+        routers=[router],
+    )
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    # Unhandled errors must come back as the 500 a real server sends, not as a raise.
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+@pytest.fixture(scope="module")
+async def admin(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
+    conn = await connect(database.admin_url)
+    await conn.execute(
+        f"CREATE TABLE {EFFECTS} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+        " owner text NOT NULL, note text NOT NULL)"
+    )
+    await conn.execute(f"GRANT SELECT, INSERT ON {EFFECTS} TO transactions_service")
+    yield conn
+    await conn.execute(f"DROP TABLE {EFFECTS}")
+    await conn.close()
+
+
+@pytest.fixture(scope="module")
+def app(service_settings, admin) -> FastAPI:
+    return build_app(service_settings("transactions"))
+
+
+@pytest.fixture(scope="module")
+async def client(app) -> AsyncIterator[httpx.AsyncClient]:
+    async with running(app) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def alice(make_user: Callable[[], CognitoUser]) -> CognitoUser:
+    return make_user()
+
+
+@pytest.fixture(scope="module")
+def bob(make_user: Callable[[], CognitoUser]) -> CognitoUser:
+    return make_user()
+
+
+def new_key() -> str:
+    return str(uuid.uuid4())
+
+
+def note() -> str:
+    return f"note-{uuid.uuid4().hex}"
+
+
+async def post(
+    client: httpx.AsyncClient,
+    user: CognitoUser | None,
+    key: str | None,
+    path: str = "/effects",
+    **body: Any,
+) -> httpx.Response:
+    headers = bearer(user.access_token) if user else {}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return await client.post(path, json=body, headers=headers)
+
+
+async def effects(admin: asyncpg.Connection, note_: str) -> int:
+    return int(await admin.fetchval(f"SELECT count(*) FROM {EFFECTS} WHERE note = $1", note_))
+
+
+async def key_row(admin: asyncpg.Connection, owner: str, key: str) -> asyncpg.Record | None:
+    return await admin.fetchrow(
+        "SELECT * FROM transactions.idempotency_keys WHERE owner = $1 AND key = $2", owner, key
+    )
+
+
+def assert_problem(response: httpx.Response, status: int, type_: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body: dict[str, Any] = response.json()
+    assert body["type"] == type_
+    assert body["status"] == status
+    return body
+
+
+# --- fingerprints --------------------------------------------------------------------------------
+
+
+def test_canonical_body_ignores_key_order_and_whitespace():
+    assert canonical_body(b'{ "b": 1, "a": [1, 2] }') == b'{"a":[1,2],"b":1}'
+    assert canonical_body(b"not json {") == b"not json {"
+    assert canonical_body(b"") == b""
+
+
+def test_fingerprint_covers_method_path_query_and_body():
+    base = request_fingerprint("POST", "/effects", "", b'{"a":1}')
+    assert base == request_fingerprint("post", "/effects", "", b'{ "a" : 1 }')
+    assert base != request_fingerprint("PUT", "/effects", "", b'{"a":1}')
+    assert base != request_fingerprint("POST", "/other", "", b'{"a":1}')
+    assert base != request_fingerprint("POST", "/effects", "x=1", b'{"a":1}')
+    assert base != request_fingerprint("POST", "/effects", "", b'{"a":2}')
+    # Parts are delimited, so moving characters between them changes the fingerprint.
+    assert request_fingerprint("POST", "/a", "b", b"") != request_fingerprint(
+        "POST", "/ab", "", b""
+    )
+
+
+def test_lock_timeout_must_be_positive():
+    with pytest.raises(ValueError, match="positive"):
+        idempotency(lock_timeout_seconds=0)
+
+
+# --- one caller ----------------------------------------------------------------------------------
+
+
+async def test_first_call_executes_once_and_echoes_the_key(client, admin, alice):
+    key, text_ = new_key(), note()
+    response = await post(client, alice, key, note=text_)
+    assert response.status_code == 201
+    assert response.json()["note"] == text_
+    assert response.headers["Idempotency-Key"] == key
+    assert "Idempotent-Replayed" not in response.headers
+    assert await effects(admin, text_) == 1
+    row = await key_row(admin, alice.sub, key)
+    assert row is not None
+    assert row["response_status"] == 201
+    assert json.loads(row["response_body"]) == response.json()
+    assert row["completed_at"] is not None
+    ttl = (row["expires_at"] - row["created_at"]).total_seconds()
+    assert abs(ttl - 24 * 3600) < 5
+
+
+async def test_same_key_same_body_replays_the_stored_response(client, admin, alice):
+    key, text_ = new_key(), note()
+    first = await post(client, alice, key, note=text_, sleep=0)
+    again = await post(client, alice, key, note=text_, sleep=0)
+    assert again.status_code == first.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Idempotency-Key"] == key
+    assert again.headers["content-type"] == "application/json"
+    # Key order and whitespace are not part of the request's identity.
+    reordered = await client.post(
+        "/effects",
+        content=b' {"sleep" : 0,\n  "note": "' + text_.encode() + b'"} ',
+        headers={
+            **bearer(alice.access_token),
+            "Idempotency-Key": key,
+            "Content-Type": "application/json",
+        },
+    )
+    assert reordered.status_code == 201
+    assert reordered.headers["Idempotent-Replayed"] == "true"
+    assert reordered.json() == first.json()
+    assert await effects(admin, text_) == 1
+
+
+async def test_same_key_different_body_is_a_conflict(client, admin, alice):
+    key, first_note, other_note = new_key(), note(), note()
+    assert (await post(client, alice, key, note=first_note)).status_code == 201
+    response = await post(client, alice, key, note=other_note)
+    body = assert_problem(response, 409, "idempotency_conflict")
+    assert body["title"] == "Keys are for retrying the same request"
+    assert "different request body" in body["detail"]
+    assert await effects(admin, other_note) == 0
+    assert await effects(admin, first_note) == 1
+
+
+async def test_same_key_on_another_endpoint_is_a_conflict(client, admin, alice):
+    key, text_ = new_key(), note()
+    assert (await post(client, alice, key, note=text_)).status_code == 201
+    response = await post(client, alice, key, "/required-effects", note=text_)
+    body = assert_problem(response, 409, "idempotency_conflict")
+    assert "POST /effects" in body["detail"]
+    assert await effects(admin, text_) == 1
+
+
+async def test_keys_are_per_user(client, admin, alice, bob):
+    key, text_ = new_key(), note()
+    for_alice = await post(client, alice, key, note=text_)
+    for_bob = await post(client, bob, key, note=text_)
+    assert for_alice.status_code == for_bob.status_code == 201
+    assert "Idempotent-Replayed" not in for_bob.headers
+    assert for_alice.json()["owner"] == alice.sub
+    assert for_bob.json()["owner"] == bob.sub
+    assert await effects(admin, text_) == 2
+
+
+async def test_a_domain_error_is_undone_stored_and_replayed(client, admin, alice):
+    key, text_ = new_key(), note()
+    first = await post(client, alice, key, note=text_, fail="domain")
+    body = assert_problem(first, 409, "refused")
+    assert body["reason"] == "testing"
+    assert first.headers["Idempotency-Key"] == key
+    assert await effects(admin, text_) == 0  # the insert before the error was rolled back
+    row = await key_row(admin, alice.sub, key)
+    assert row is not None
+    assert row["response_status"] == 409
+    assert row["response_media_type"] == PROBLEM_JSON
+
+    again = await post(client, alice, key, note=text_, fail="domain")
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert assert_problem(again, 409, "refused") == body
+    assert await effects(admin, text_) == 0
+
+
+@pytest.mark.parametrize(
+    ("fail", "status", "type_"),
+    [
+        ("server", 503, "service_unavailable"),
+        ("crash", 500, "internal_error"),
+    ],
+)
+async def test_a_server_error_stores_nothing_and_a_retry_executes(
+    client, admin, alice, fail, status, type_
+):
+    key, text_ = new_key(), note()
+    failed = await post(client, alice, key, note=text_, fail=fail, fail_once=True)
+    assert_problem(failed, status, type_)
+    assert await effects(admin, text_) == 0
+    assert await key_row(admin, alice.sub, key) is None
+
+    retried = await post(client, alice, key, note=text_, fail=fail, fail_once=True)
+    assert retried.status_code == 201
+    assert "Idempotent-Replayed" not in retried.headers
+    assert await effects(admin, text_) == 1
+    replayed = await post(client, alice, key, note=text_, fail=fail, fail_once=True)
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.json() == retried.json()
+
+
+async def test_an_invalid_body_does_not_use_up_the_key(client, admin, alice):
+    key, text_ = new_key(), note()
+    invalid = await post(client, alice, key, note=text_, fail="sometimes")
+    assert_problem(invalid, 422, "validation_error")
+    assert await key_row(admin, alice.sub, key) is None
+    valid = await post(client, alice, key, note=text_)
+    assert valid.status_code == 201
+    assert "Idempotent-Replayed" not in valid.headers
+    assert await effects(admin, text_) == 1
+
+
+async def test_an_unauthenticated_request_claims_no_key(client, admin, alice):
+    key, text_ = new_key(), note()
+    response = await post(client, None, key, note=text_)
+    assert_problem(response, 401, "invalid_token")
+    assert (
+        await admin.fetchval(
+            "SELECT count(*) FROM transactions.idempotency_keys WHERE key = $1", key
+        )
+        == 0
+    )
+
+
+async def test_no_content_responses_replay_too(client, admin, alice):
+    key, text_ = new_key(), note()
+    first = await post(client, alice, key, "/silent-effects", note=text_)
+    again = await post(client, alice, key, "/silent-effects", note=text_)
+    assert first.status_code == again.status_code == 204
+    assert first.content == again.content == b""
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await effects(admin, text_) == 1
+
+
+async def test_the_header_is_documented(client):
+    schema = (await client.get("/openapi.json")).json()
+    parameters = schema["paths"]["/required-effects"]["post"]["parameters"]
+    header = next(p for p in parameters if p["name"] == "Idempotency-Key")
+    assert header["in"] == "header"
+    assert "Required" in header["description"]
+
+
+async def test_an_endpoint_that_skips_run_leaves_no_key_behind(client, admin, alice):
+    key = new_key()
+    response = await post(client, alice, key, "/forgetful")
+    assert response.status_code == 200
+    assert await key_row(admin, alice.sub, key) is None
+
+
+# --- the header ----------------------------------------------------------------------------------
+
+
+async def test_without_a_key_the_optional_endpoint_executes_every_time(client, admin, alice):
+    text_ = note()
+    first = await post(client, alice, None, note=text_)
+    second = await post(client, alice, None, note=text_)
+    assert first.status_code == second.status_code == 201
+    assert first.json()["id"] != second.json()["id"]
+    assert "Idempotency-Key" not in second.headers
+    assert "Idempotent-Replayed" not in second.headers
+    assert await effects(admin, text_) == 2
+
+
+async def test_a_required_key_that_is_missing_is_refused(client, admin, alice):
+    text_ = note()
+    response = await post(client, alice, None, "/required-effects", note=text_)
+    assert_problem(response, 400, "idempotency_key_required")
+    assert await effects(admin, text_) == 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"", b"k" * 256, b"caf\xc3\xa9", b"tab\there", b"bell\x07"],
+    ids=["empty", "too-long", "non-ascii", "tab", "control"],
+)
+async def test_a_malformed_key_is_refused(client, admin, alice, value):
+    text_ = note()
+    response = await client.post(
+        "/required-effects",
+        json={"note": text_},
+        headers=[("Authorization", f"Bearer {alice.access_token}"), ("Idempotency-Key", value)],
+    )
+    assert_problem(response, 400, "invalid_idempotency_key")
+    assert await effects(admin, text_) == 0
+
+
+async def test_a_repeated_key_header_is_refused(client, admin, alice):
+    text_ = note()
+    response = await client.post(
+        "/required-effects",
+        json={"note": text_},
+        headers=[
+            ("Authorization", f"Bearer {alice.access_token}"),
+            ("Idempotency-Key", "one"),
+            ("Idempotency-Key", "two"),
+        ],
+    )
+    assert_problem(response, 400, "invalid_idempotency_key")
+    assert await effects(admin, text_) == 0
+
+
+async def test_a_key_of_255_printable_characters_is_accepted(client, admin, alice):
+    key, text_ = (("~ " + uuid.uuid4().hex) * 8)[:255], note()
+    assert len(key) == 255
+    first = await post(client, alice, key, "/required-effects", note=text_)
+    again = await post(client, alice, key, "/required-effects", note=text_)
+    assert first.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await effects(admin, text_) == 1
+
+
+# --- concurrency ---------------------------------------------------------------------------------
+
+
+async def wait_until(predicate: Callable[[], Awaitable[bool]], within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def backends(admin: asyncpg.Connection, condition: str) -> int:
+    """Sessions of the service role in this database that match `condition`."""
+    return int(
+        await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            f" AND usename = 'transactions_service' AND {condition}"
+        )
+    )
+
+
+@pytest.mark.parametrize("copies", [2, 10])
+async def test_concurrent_requests_with_one_key_execute_once(client, admin, alice, copies):
+    key, text_ = new_key(), note()
+    requests = asyncio.gather(
+        *(post(client, alice, key, note=text_, sleep=WORK_SECONDS) for _ in range(copies))
+    )
+
+    # Every duplicate must really be waiting on the first one's uncommitted key row.
+    async def all_duplicates_wait() -> bool:
+        waiting = await backends(admin, "wait_event_type = 'Lock'")
+        return bool(waiting == copies - 1)
+
+    overlapped = await wait_until(all_duplicates_wait, within=WORK_SECONDS * 0.8)
+    responses = await requests
+    assert overlapped, "the requests did not overlap"
+    assert [r.status_code for r in responses] == [201] * copies
+    assert all(r.json() == responses[0].json() for r in responses)
+    replayed = [r.headers.get("Idempotent-Replayed") for r in responses]
+    assert replayed.count("true") == copies - 1
+    assert replayed.count(None) == 1
+    assert await effects(admin, text_) == 1
+
+
+async def test_a_waiting_duplicate_executes_when_the_first_one_fails(client, admin, alice):
+    key, text_ = new_key(), note()
+    requests = asyncio.gather(
+        *(
+            post(client, alice, key, note=text_, sleep=WORK_SECONDS, fail="server", fail_once=True)
+            for _ in range(2)
+        )
+    )
+
+    async def duplicate_waits() -> bool:
+        return await backends(admin, "wait_event_type = 'Lock'") == 1
+
+    overlapped = await wait_until(duplicate_waits, within=WORK_SECONDS * 0.8)
+    responses = await requests
+    assert overlapped, "the requests did not overlap"
+    # The first one's rollback released the key, so the waiting one ran the work itself.
+    assert sorted(r.status_code for r in responses) == [201, 503]
+    assert all("Idempotent-Replayed" not in r.headers for r in responses)
+    assert await effects(admin, text_) == 1
+
+
+async def test_a_duplicate_that_waits_too_long_gets_key_in_use(client, admin, alice):
+    key, text_ = new_key(), note()
+    slow = asyncio.create_task(
+        post(client, alice, key, "/impatient-effects", note=text_, sleep=WORK_SECONDS)
+    )
+
+    async def first_holds_the_key() -> bool:
+        # Its first write is the key row, so a transaction id means the key is claimed.
+        return await backends(admin, "backend_xid IS NOT NULL") == 1
+
+    assert await wait_until(first_holds_the_key, within=5)
+    started = time.monotonic()
+    busy = await post(client, alice, key, "/impatient-effects", note=text_, sleep=WORK_SECONDS)
+    waited = time.monotonic() - started
+    body = assert_problem(busy, 409, "idempotency_key_in_use")
+    assert busy.headers["Retry-After"] == "1"
+    assert "still being processed" in body["detail"]
+    assert waited < WORK_SECONDS  # it gave up after the lock timeout, not after the work
+
+    first = await slow
+    assert first.status_code == 201
+    later = await post(client, alice, key, "/impatient-effects", note=text_, sleep=WORK_SECONDS)
+    assert later.headers["Idempotent-Replayed"] == "true"
+    assert later.json() == first.json()
+    assert await effects(admin, text_) == 1
+
+
+# --- expiry --------------------------------------------------------------------------------------
+
+
+async def expire(admin: asyncpg.Connection, owner: str, key: str) -> None:
+    await admin.execute(
+        "UPDATE transactions.idempotency_keys SET expires_at = now() - interval '1 second'"
+        " WHERE owner = $1 AND key = $2",
+        owner,
+        key,
+    )
+
+
+async def test_an_expired_key_counts_as_new(client, admin, alice):
+    key, first_note, second_note = new_key(), note(), note()
+    assert (await post(client, alice, key, note=first_note)).status_code == 201
+    await expire(admin, alice.sub, key)
+    # A different body would be a conflict if the old row still counted.
+    response = await post(client, alice, key, note=second_note)
+    assert response.status_code == 201
+    assert "Idempotent-Replayed" not in response.headers
+    assert await effects(admin, second_note) == 1
+    row = await key_row(admin, alice.sub, key)
+    assert row is not None
+    assert json.loads(row["response_body"])["note"] == second_note
+    assert row["expires_at"] > row["created_at"]
+
+
+async def test_purge_deletes_expired_keys_only_and_they_can_be_used_again(
+    app, client, admin, alice
+):
+    expired_key, live_key, text_ = new_key(), new_key(), note()
+    assert (await post(client, alice, expired_key, note=text_)).status_code == 201
+    assert (await post(client, alice, live_key, note=note())).status_code == 201
+    await expire(admin, alice.sub, expired_key)
+
+    async with app.state.sessionmaker() as session:
+        removed = await purge_expired_idempotency_keys(session)
+        await session.commit()
+    assert removed >= 1
+    assert await key_row(admin, alice.sub, expired_key) is None
+    assert await key_row(admin, alice.sub, live_key) is not None
+
+    again = await post(client, alice, expired_key, note=text_)
+    assert again.status_code == 201
+    assert "Idempotent-Replayed" not in again.headers
+    assert await effects(admin, text_) == 2
+
+
+async def test_the_purge_job_runs_in_the_background(app, client, admin, alice):
+    key = new_key()
+    assert (await post(client, alice, key, note=note())).status_code == 201
+    await expire(admin, alice.sub, key)
+    job = asyncio.create_task(idempotency_purge_job(app, interval_seconds=0.05))
+    try:
+
+        async def gone() -> bool:
+            return await key_row(admin, alice.sub, key) is None
+
+        assert await wait_until(gone, within=5)
+        assert not job.done()  # it keeps looping
+    finally:
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
