@@ -9,7 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,29 +102,41 @@ async def database(pg_server: PostgresServer) -> AsyncIterator[TestDatabase]:
 # --- moto (Cognito, SES, SNS) ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """A moto server process of our own on a free port."""
-    port = free_port()
+@contextmanager
+def background_process(name: str, args: list[str], ready_url: str) -> Iterator[str]:
+    """Run a helper process (output to .data/test-logs/<name>.log) until the block ends."""
     log_dir = DATA_DIR / "test-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    log = (log_dir / "moto.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/moto-api/", process=process)
-        yield url
-    finally:
-        process.terminate()
+    with (log_dir / f"{name}.log").open("w") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+            wait_for_http(ready_url, process=process)
+            yield ready_url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server process of our own on a free port (Cognito, SES, SNS)."""
+    port = free_port()
+    args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with background_process("moto", args, f"http://127.0.0.1:{port}/moto-api/"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def localstripe_url() -> Iterator[str]:
+    """A localstripe process of our own on a free port, empty at start (Stripe API)."""
+    port = free_port()
+    args = [sys.executable, "-m", "stack.localstripe_server", "--port", str(port), "--quiet"]
+    with background_process("localstripe", args, f"http://127.0.0.1:{port}/v1/customers"):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")
