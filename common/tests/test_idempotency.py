@@ -7,20 +7,18 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 import asyncpg
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conftest import CognitoUser, TestDatabase, bearer
+from conftest import CognitoUser, TestDatabase, bearer, serve
 from micropay_common.app import create_service_app
 from micropay_common.db import SessionDep
 from micropay_common.errors import ProblemError, ServiceUnavailable
@@ -125,15 +123,6 @@ def build_app(settings: Any) -> FastAPI:
     )
 
 
-@asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    # Unhandled errors must come back as the 500 a real server sends, not as a raise.
-    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
-        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client
-
-
 @pytest.fixture(scope="module")
 async def admin(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
     conn = await connect(database.admin_url)
@@ -154,7 +143,7 @@ def app(service_settings, admin) -> FastAPI:
 
 @pytest.fixture(scope="module")
 async def client(app) -> AsyncIterator[httpx.AsyncClient]:
-    async with running(app) as client:
+    async with serve(app) as client:
         yield client
 
 
