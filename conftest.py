@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +18,9 @@ import boto3
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
+from micropay_common.app import BackgroundJob, create_service_app
 from micropay_common.cognito import secret_hash
 from micropay_common.settings import ServiceSettings
 from stack.bootstrap import AwsResources, bootstrap_aws
@@ -244,6 +245,26 @@ def service_settings(database: TestDatabase, aws: AwsResources) -> Callable[...,
         return settings_cls.model_validate(values)
 
     return factory
+
+
+def app_with(
+    settings: ServiceSettings,
+    schema: str,
+    routers: Sequence[APIRouter] = (),
+    background_jobs: Sequence[BackgroundJob] = (),
+) -> FastAPI:
+    """A service app built by the production factory around the routers a test needs."""
+    return create_service_app(
+        settings_cls=type(settings),
+        settings=settings,
+        schema=schema,
+        title=f"test app on {schema}",
+        description="Built by a test.",
+        version="0",
+        tags=[],
+        routers=routers,
+        background_jobs=background_jobs,
+    )
 
 
 @asynccontextmanager

@@ -164,6 +164,18 @@ def problem_response(
     )
 
 
+def database_unavailable_response(path: str) -> JSONResponse:
+    """503 problem+json for a database that cannot be reached right now."""
+    body = problem_body(
+        503,
+        "service_unavailable",
+        "Service unavailable",
+        "The database is not reachable; retry shortly.",
+        instance=path,
+    )
+    return problem_response(503, body, {"Retry-After": "2"})
+
+
 async def _problem_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
     if exc.status >= 500:
@@ -210,27 +222,13 @@ async def _database_unavailable_handler(request: Request, exc: Exception) -> JSO
         and not isinstance(exc, OperationalError | InterfaceError)
     ):
         return await _unhandled_handler(request, exc)
-    logger.warning("database unavailable: %s", exc.__class__.__name__)
-    body = problem_body(
-        503,
-        "service_unavailable",
-        "Service unavailable",
-        "The database is not reachable; retry shortly.",
-        instance=request.url.path,
-    )
-    return problem_response(503, body, {"Retry-After": "2"})
+    logger.warning("database unavailable: %r", exc)
+    return database_unavailable_response(request.url.path)
 
 
 async def _connection_error_handler(request: Request, exc: Exception) -> JSONResponse:
     logger.warning("database connection failed: %r", exc)
-    body = problem_body(
-        503,
-        "service_unavailable",
-        "Service unavailable",
-        "The database is not reachable; retry shortly.",
-        instance=request.url.path,
-    )
-    return problem_response(503, body, {"Retry-After": "2"})
+    return database_unavailable_response(request.url.path)
 
 
 async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from micropay_common.db import ping
-from micropay_common.errors import problem_body, problem_response
+from micropay_common.errors import database_unavailable_response
 
 logger = logging.getLogger("micropay.health")
 router = APIRouter(prefix="/health", tags=["health"])
@@ -32,12 +32,5 @@ async def ready(request: Request) -> JSONResponse:
         await asyncio.wait_for(ping(request.app.state.engine), timeout=2.0)
     except Exception as exc:
         logger.warning("readiness check failed: %r", exc)
-        body = problem_body(
-            503,
-            "service_unavailable",
-            "Service unavailable",
-            "The database is not reachable.",
-            instance=request.url.path,
-        )
-        return problem_response(503, body, {"Retry-After": "2"})
+        return database_unavailable_response(request.url.path)
     return JSONResponse({"status": "ok", "database": "ok"})

@@ -12,8 +12,7 @@ from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from conftest import TestDatabase, free_port, serve
-from micropay_common.app import create_service_app
+from conftest import TestDatabase, app_with, free_port, serve
 from micropay_common.db import SessionDep
 from micropay_common.errors import Conflict
 from micropay_common.settings import ServiceSettings
@@ -61,16 +60,7 @@ def build_app(settings: ServiceSettings) -> FastAPI:
         await session.execute(statement, {"v": value})
         return {"status": "looks fine"}
 
-    return create_service_app(
-        settings_cls=ServiceSettings,
-        settings=settings,
-        schema="transactions",
-        title="skeleton",
-        description="test app",
-        version="0",
-        tags=[],
-        routers=[router],
-    )
+    return app_with(settings, "transactions", [router])
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conftest import CognitoUser, TestDatabase, bearer, serve
-from micropay_common.app import create_service_app
+from conftest import CognitoUser, TestDatabase, app_with, bearer, serve
 from micropay_common.db import SessionDep
 from micropay_common.errors import ProblemError, ServiceUnavailable
 from micropay_common.idempotency import (
@@ -111,16 +110,7 @@ def build_app(settings: Any) -> FastAPI:
     async def forgetful(idem: IdempotencyDep) -> dict[str, bool]:
         return {"ran": idem.replayed}
 
-    return create_service_app(
-        settings_cls=type(settings),
-        settings=settings,
-        schema="transactions",
-        title="idempotency",
-        description="test app",
-        version="0",
-        tags=[],
-        routers=[router],
-    )
+    return app_with(settings, "transactions", [router])
 
 
 @pytest.fixture(scope="module")

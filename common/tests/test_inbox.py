@@ -16,8 +16,7 @@ from sqlalchemy import Column, MetaData, Table, Text, insert
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conftest import bearer, serve
-from micropay_common.app import create_service_app
+from conftest import app_with, bearer, serve
 from micropay_common.events import EventEnvelope
 from micropay_common.inbox import events_router
 from stack.postgres import connect
@@ -85,16 +84,7 @@ def consumer_app(service_settings, admin) -> FastAPI:
     router = events_router(
         {"payment.failed": record_effect, "payment.succeeded": record_effect}, consumer=CONSUMER
     )
-    return create_service_app(
-        settings_cls=type(service_settings(CONSUMER)),
-        settings=service_settings(CONSUMER),
-        schema=SCHEMA,
-        title="consumer",
-        description="test consumer",
-        version="0",
-        tags=[],
-        routers=[router],
-    )
+    return app_with(service_settings(CONSUMER), SCHEMA, [router])
 
 
 @pytest.fixture(scope="module")

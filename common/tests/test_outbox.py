@@ -24,8 +24,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conftest import free_port, serve, serve_http
-from micropay_common.app import create_service_app
+from conftest import app_with, free_port, serve, serve_http
 from micropay_common.db import create_engine, create_sessionmaker
 from micropay_common.events import EventEnvelope, UnknownEventType
 from micropay_common.inbox import events_router
@@ -115,15 +114,10 @@ class Receiver:
 
 
 def consumer_app(service_settings: Callable[..., ServiceSettings]) -> Any:
-    return create_service_app(
-        settings_cls=ServiceSettings,
-        settings=service_settings(CONSUMER),
-        schema=CONSUMER,
-        title="consumer",
-        description="test consumer",
-        version="0",
-        tags=[],
-        routers=[
+    return app_with(
+        service_settings(CONSUMER),
+        CONSUMER,
+        [
             events_router(
                 {"payment.failed": record_effect, "payment.succeeded": record_effect},
                 consumer=CONSUMER,
@@ -474,17 +468,7 @@ async def test_relay_job_keeps_going_while_batches_are_full(service_settings, re
         outbox_batch_size=1,
         outbox_poll_interval_seconds=60,  # an idle pass would stall the test for a minute
     )
-    app = create_service_app(
-        settings_cls=ServiceSettings,
-        settings=settings,
-        schema=PRODUCER_SCHEMA,
-        title="producer",
-        description="test producer",
-        version="0",
-        tags=[],
-        routers=[],
-        background_jobs=[outbox_relay_job],
-    )
+    app = app_with(settings, PRODUCER_SCHEMA, [], background_jobs=[outbox_relay_job])
     engine = create_engine(settings, PRODUCER_SCHEMA)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():

@@ -16,8 +16,7 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from jwt.algorithms import RSAAlgorithm
 
-from conftest import CognitoUser, bearer, serve
-from micropay_common.app import create_service_app
+from conftest import CognitoUser, app_with, bearer, serve
 from micropay_common.errors import Unauthorized
 from micropay_common.security import CurrentUser, JwksCache, ServiceCaller, TokenVerifier
 from stack.bootstrap import AwsResources
@@ -184,16 +183,7 @@ def guarded_app(service_settings) -> FastAPI:
     async def internal_ping(caller: ServiceCaller) -> dict[str, str]:
         return {"caller": caller.username}
 
-    return create_service_app(
-        settings_cls=type(service_settings("auth")),
-        settings=service_settings("auth"),
-        schema="auth",
-        title="guarded",
-        description="test app",
-        version="0",
-        tags=[],
-        routers=[router],
-    )
+    return app_with(service_settings("auth"), "auth", [router])
 
 
 async def test_current_user_dependency(guarded_app, user):

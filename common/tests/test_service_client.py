@@ -9,8 +9,7 @@ import pytest
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from conftest import free_port, serve_http
-from micropay_common.app import create_service_app
+from conftest import app_with, free_port, serve_http
 from micropay_common.errors import ServiceUnavailable
 from micropay_common.http import ServiceClient
 from micropay_common.request_context import request_id_var
@@ -71,16 +70,7 @@ def receiver_app(settings: ServiceSettings, calls: list[dict[str, Any]]) -> Fast
         await asyncio.sleep(2)
         return {"ok": True}
 
-    return create_service_app(
-        settings_cls=ServiceSettings,
-        settings=settings,
-        schema="transactions",
-        title="receiver",
-        description="peer",
-        version="0",
-        tags=[],
-        routers=[router],
-    )
+    return app_with(settings, "transactions", [router])
 
 
 async def test_peer_calls_carry_service_token_and_request_id(service_settings, provider):
