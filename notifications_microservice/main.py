@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from micropay_common.app import create_service_app
+from micropay_common.idempotency import idempotency_purge_job
+from micropay_common.outbox import outbox_relay_job
 from notifications_microservice.settings import NotificationsSettings
 
 VERSION = "0.1.0"
@@ -20,4 +22,5 @@ app = create_service_app(
         },
     ],
     routers=[],
+    background_jobs=[outbox_relay_job, idempotency_purge_job],
 )

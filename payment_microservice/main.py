@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from micropay_common.app import create_service_app
+from micropay_common.idempotency import idempotency_purge_job
+from micropay_common.outbox import outbox_relay_job
 from payment_microservice.settings import PaymentSettings
 
 VERSION = "0.1.0"
@@ -20,4 +22,5 @@ app = create_service_app(
         {"name": "webhooks", "description": "Stripe's signed webhooks."},
     ],
     routers=[],
+    background_jobs=[outbox_relay_job, idempotency_purge_job],
 )

@@ -33,7 +33,13 @@ import httpx
 from stack.bootstrap import AwsResources, bootstrap_aws, register_stripe_webhook
 from stack.gateway import check_nginx_config, find_nginx, nginx_command, write_nginx_config
 from stack.postgres import PostgresServer, prepare_database, start_postgres
-from stack.processes import ManagedProcess, OutputSink, PrefixedOutput, stop_processes
+from stack.processes import (
+    ManagedProcess,
+    OutputSink,
+    PrefixedOutput,
+    process_alive,
+    stop_processes,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -294,19 +300,9 @@ def _forget_dead_postgres_users(pgdata: Path) -> None:
             pids = [int(pid) for pid in json.loads(handles.read_text())]
         except (ValueError, TypeError, OSError):
             return
-        alive = [pid for pid in pids if _pid_alive(pid)]
+        alive = [pid for pid in pids if process_alive(pid)]
         if alive != pids:
             handles.write_text(json.dumps(alive))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _embedded_open_in_this_process(pgdata: Path) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from micropay_common.app import create_service_app
+from micropay_common.idempotency import idempotency_purge_job
+from micropay_common.outbox import outbox_relay_job
 from transactions_microservice.settings import TransactionsSettings
 
 VERSION = "0.1.0"
@@ -17,4 +19,5 @@ app = create_service_app(
         {"name": "transactions", "description": "Balances, transfers and ledger history."},
     ],
     routers=[],
+    background_jobs=[outbox_relay_job, idempotency_purge_job],
 )
