@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -48,6 +49,13 @@ def create_service_app(
     background_jobs: Sequence[BackgroundJob] = (),
 ) -> FastAPI:
     """Build a service: settings, logging, database, auth, errors, health, metrics, jobs."""
+    # JSON logs from the first line on: uvicorn imports the app after configuring its own
+    # plain-text loggers, and logs "Started server process" before the lifespan runs.
+    default_name = settings_cls.model_fields["service_name"].default
+    configure_logging(
+        settings.service_name if settings else str(default_name),
+        settings.log_level if settings else os.environ.get("LOG_LEVEL", "INFO"),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
