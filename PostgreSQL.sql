@@ -96,6 +96,18 @@ BEGIN
 END
 $$;
 
+-- auth: the user mirror and the service's own tables ------------------------------------------
+-- (auth tables end)
+
+-- payments: payments, refunds, Stripe events --------------------------------------------------
+-- (payments tables end)
+
+-- transactions: the double-entry ledger -------------------------------------------------------
+-- (transactions tables end)
+
+-- notifications: notifications, devices, webhook endpoints and deliveries ---------------------
+-- (notifications tables end)
+
 -- Grants: each role reads and writes only its own schema --------------------------------------
 DO $$
 DECLARE

@@ -66,3 +66,79 @@ def route_of(event_type: str) -> EventRoute:
 def events_consumed_by(consumer: str) -> frozenset[str]:
     """The event types routed to `consumer`."""
     return frozenset(name for name, route in EVENT_ROUTES.items() if consumer in route.consumers)
+
+
+# --- The `data` of each event: the contract between producer and consumers -------------------
+
+
+class EventData(BaseModel):
+    """Base of event payloads: unknown fields are kept out, so producers can add fields later."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class UserRegistered(EventData):
+    """`user.registered` (auth → transactions, notifications)."""
+
+    user_id: str = Field(description="Cognito `sub`.")
+    email: str
+
+
+class PaymentSucceeded(EventData):
+    """`payment.succeeded` (payment → transactions, notifications): credit the wallet."""
+
+    payment_id: str
+    user_id: str
+    amount: int = Field(gt=0, description="Minor units.")
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+class PaymentFailed(EventData):
+    """`payment.failed` (payment → notifications)."""
+
+    payment_id: str
+    user_id: str
+    amount: int = Field(gt=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    failure_code: str | None = None
+    decline_code: str | None = None
+
+
+class PaymentRefunded(EventData):
+    """`payment.refunded` (payment → transactions, notifications).
+
+    `hold_id` names the wallet hold the payment service captured for a refund it started; the
+    transactions service then has nothing left to debit. Without it (a refund made elsewhere,
+    such as Stripe's dashboard) the transactions service debits the wallet itself.
+    """
+
+    payment_id: str
+    refund_id: str
+    user_id: str
+    amount: int = Field(gt=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    hold_id: str | None = None
+
+
+class TransferCompleted(EventData):
+    """`transfer.completed` (transactions → notifications): one event for both sides."""
+
+    transfer_id: str
+    from_user_id: str
+    from_email: str
+    to_user_id: str
+    to_email: str
+    amount: int = Field(gt=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    description: str | None = None
+
+
+EVENT_DATA: Mapping[str, type[EventData]] = MappingProxyType(
+    {
+        USER_REGISTERED: UserRegistered,
+        PAYMENT_SUCCEEDED: PaymentSucceeded,
+        PAYMENT_FAILED: PaymentFailed,
+        PAYMENT_REFUNDED: PaymentRefunded,
+        TRANSFER_COMPLETED: TransferCompleted,
+    }
+)
