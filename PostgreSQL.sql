@@ -106,6 +106,114 @@ $$;
 -- (transactions tables end)
 
 -- notifications: notifications, devices, webhook endpoints and deliveries ---------------------
+-- users:             user id -> email, learned from user.registered and transfer.completed; a
+--                    row without an email yet holds notifications until the email is known.
+-- webhook_endpoints: the user's webhook URLs, event filter and signing secret (whsec_...).
+-- notifications:     one message per event, user, channel (and webhook endpoint); the delivery
+--                    worker leases due rows (locked_until, lease_token) and records the outcome.
+-- devices:           SNS platform endpoints of the user's phones; disabled ones are skipped.
+-- webhook_attempts:  every HTTP attempt of a webhook delivery (status, response, duration).
+CREATE TABLE IF NOT EXISTS notifications.users (
+    user_id     text        PRIMARY KEY,
+    email       text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS notifications.webhook_endpoints (
+    id              uuid        PRIMARY KEY,
+    user_id         text        NOT NULL,
+    url             text        NOT NULL,
+    event_types     jsonb       NOT NULL
+                    CONSTRAINT webhook_endpoints_events_check
+                    CHECK (jsonb_typeof(event_types) = 'array'),
+    secret          text        NOT NULL,
+    status          text        NOT NULL DEFAULT 'enabled'
+                    CONSTRAINT webhook_endpoints_status_check
+                    CHECK (status IN ('enabled', 'disabled', 'deleted')),
+    disabled_reason text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS webhook_endpoints_user_idx
+    ON notifications.webhook_endpoints (user_id, created_at);
+
+CREATE TABLE IF NOT EXISTS notifications.notifications (
+    id                  uuid        PRIMARY KEY,
+    event_id            uuid        NOT NULL,
+    event_type          text        NOT NULL,
+    user_id             text        NOT NULL,
+    channel             text        NOT NULL
+                        CONSTRAINT notifications_channel_check
+                        CHECK (channel IN ('email', 'push', 'webhook')),
+    webhook_endpoint_id uuid        REFERENCES notifications.webhook_endpoints (id),
+    recipient           text,
+    subject             text        NOT NULL,
+    body_text           text        NOT NULL,
+    body_html           text,
+    payload             jsonb       NOT NULL,
+    status              text        NOT NULL DEFAULT 'pending'
+                        CONSTRAINT notifications_status_check
+                        CHECK (status IN ('pending', 'sent', 'failed')),
+    attempts            integer     NOT NULL DEFAULT 0
+                        CONSTRAINT notifications_attempts_check CHECK (attempts >= 0),
+    next_attempt_at     timestamptz NOT NULL DEFAULT now(),
+    locked_until        timestamptz,
+    lease_token         uuid,
+    delivered_to        jsonb       NOT NULL DEFAULT '[]'::jsonb,
+    provider_message_id text,
+    last_error          text,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    updated_at          timestamptz NOT NULL DEFAULT now(),
+    sent_at             timestamptz,
+    CONSTRAINT notifications_webhook_endpoint_check
+        CHECK ((channel = 'webhook') = (webhook_endpoint_id IS NOT NULL)),
+    CONSTRAINT notifications_event_user_channel_key
+        UNIQUE NULLS NOT DISTINCT (event_id, user_id, channel, webhook_endpoint_id)
+);
+CREATE INDEX IF NOT EXISTS notifications_user_idx
+    ON notifications.notifications (user_id, created_at, id);
+CREATE INDEX IF NOT EXISTS notifications_due_idx
+    ON notifications.notifications (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS notifications_awaiting_email_idx
+    ON notifications.notifications (user_id)
+    WHERE status = 'pending' AND channel = 'email' AND recipient IS NULL;
+CREATE INDEX IF NOT EXISTS notifications_webhook_endpoint_idx
+    ON notifications.notifications (webhook_endpoint_id) WHERE webhook_endpoint_id IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS notifications.devices (
+    id              uuid        PRIMARY KEY,
+    user_id         text        NOT NULL,
+    platform        text        NOT NULL
+                    CONSTRAINT devices_platform_check
+                    CHECK (platform IN ('apns', 'apns_sandbox', 'fcm')),
+    token           text        NOT NULL,
+    endpoint_arn    text        NOT NULL,
+    enabled         boolean     NOT NULL DEFAULT true,
+    disabled_reason text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT devices_platform_token_key UNIQUE (platform, token)
+);
+CREATE INDEX IF NOT EXISTS devices_user_idx ON notifications.devices (user_id);
+
+CREATE TABLE IF NOT EXISTS notifications.webhook_attempts (
+    id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    notification_id uuid        NOT NULL REFERENCES notifications.notifications (id),
+    endpoint_id     uuid        NOT NULL REFERENCES notifications.webhook_endpoints (id),
+    attempt         integer     NOT NULL,
+    url             text        NOT NULL,
+    succeeded       boolean     NOT NULL,
+    status_code     integer,
+    response_body   text,
+    error           text,
+    duration_ms     integer     NOT NULL,
+    attempted_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS webhook_attempts_endpoint_idx
+    ON notifications.webhook_attempts (endpoint_id, id);
+CREATE INDEX IF NOT EXISTS webhook_attempts_notification_idx
+    ON notifications.webhook_attempts (notification_id);
 -- (notifications tables end)
 
 -- Grants: each role reads and writes only its own schema --------------------------------------

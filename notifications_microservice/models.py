@@ -1,0 +1,221 @@
+"""Tables of the `notifications` schema, as in PostgreSQL.sql (tests/test_schema.py checks)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA = "notifications"
+
+CHANNELS = ("email", "push", "webhook")
+STATUSES = ("pending", "sent", "failed")
+PLATFORMS = ("apns", "apns_sandbox", "fcm")
+ENDPOINT_STATUSES = ("enabled", "disabled", "deleted")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of this service's tables."""
+
+
+class User(Base):
+    """Who is who: the email a user registered with, learned from events.
+
+    A row may exist before its email is known (a payment event came first); the row lock it
+    takes orders event handlers of one user, so no notification waits for an email forever.
+    """
+
+    __tablename__ = "users"
+    __table_args__ = {"schema": SCHEMA}
+
+    user_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    email: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
+class WebhookEndpoint(Base):
+    """A URL of the user's own systems that receives signed events."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('enabled', 'disabled', 'deleted')", name="webhook_endpoints_status_check"
+        ),
+        CheckConstraint("jsonb_typeof(event_types) = 'array'", name="webhook_endpoints_events_check"),
+        Index("webhook_endpoints_user_idx", "user_id", "created_at"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    user_id: Mapped[str] = mapped_column(Text, nullable=False)
+    url: Mapped[str] = mapped_column(Text, nullable=False)
+    event_types: Mapped[list[str]] = mapped_column(JSONB, nullable=False)
+    secret: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'enabled'"))
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
+class Notification(Base):
+    """One message to one user on one channel (and, for webhooks, one endpoint).
+
+    The delivery worker leases a due row (`locked_until`, `lease_token`), sends it outside the
+    claiming transaction and records the outcome only while it still holds the lease.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        CheckConstraint(
+            "channel IN ('email', 'push', 'webhook')", name="notifications_channel_check"
+        ),
+        CheckConstraint(
+            "status IN ('pending', 'sent', 'failed')", name="notifications_status_check"
+        ),
+        CheckConstraint(
+            "(channel = 'webhook') = (webhook_endpoint_id IS NOT NULL)",
+            name="notifications_webhook_endpoint_check",
+        ),
+        CheckConstraint("attempts >= 0", name="notifications_attempts_check"),
+        UniqueConstraint(
+            "event_id",
+            "user_id",
+            "channel",
+            "webhook_endpoint_id",
+            name="notifications_event_user_channel_key",
+            postgresql_nulls_not_distinct=True,
+        ),
+        Index("notifications_user_idx", "user_id", "created_at", "id"),
+        Index(
+            "notifications_due_idx",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "notifications_awaiting_email_idx",
+            "user_id",
+            postgresql_where=text("status = 'pending' AND channel = 'email' AND recipient IS NULL"),
+        ),
+        Index(
+            "notifications_webhook_endpoint_idx",
+            "webhook_endpoint_id",
+            postgresql_where=text("webhook_endpoint_id IS NOT NULL"),
+        ),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    event_type: Mapped[str] = mapped_column(Text, nullable=False)
+    user_id: Mapped[str] = mapped_column(Text, nullable=False)
+    channel: Mapped[str] = mapped_column(Text, nullable=False)
+    webhook_endpoint_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.webhook_endpoints.id")
+    )
+    recipient: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    body_text: Mapped[str] = mapped_column(Text, nullable=False)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_token: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    delivered_to: Mapped[list[str]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'[]'::jsonb")
+    )
+    provider_message_id: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Device(Base):
+    """A push endpoint (SNS platform endpoint) of one of the user's devices."""
+
+    __tablename__ = "devices"
+    __table_args__ = (
+        CheckConstraint(
+            "platform IN ('apns', 'apns_sandbox', 'fcm')", name="devices_platform_check"
+        ),
+        UniqueConstraint("platform", "token", name="devices_platform_token_key"),
+        Index("devices_user_idx", "user_id"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    user_id: Mapped[str] = mapped_column(Text, nullable=False)
+    platform: Mapped[str] = mapped_column(Text, nullable=False)
+    token: Mapped[str] = mapped_column(Text, nullable=False)
+    endpoint_arn: Mapped[str] = mapped_column(Text, nullable=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt to deliver a webhook notification: what came back and how long it took."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (
+        Index("webhook_attempts_endpoint_idx", "endpoint_id", "id"),
+        Index("webhook_attempts_notification_idx", "notification_id"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    notification_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.notifications.id"), nullable=False
+    )
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.webhook_endpoints.id"), nullable=False
+    )
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    url: Mapped[str] = mapped_column(Text, nullable=False)
+    succeeded: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer, nullable=False)
+    attempted_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
