@@ -1,0 +1,29 @@
+#!/bin/sh
+# Start one MicroPay service (MICROPAY_APP, set by its image) under uvicorn on $PORT.
+#
+# MICROPAY_ENV_FILE, when set, names a file of `export NAME='value'` lines that is loaded
+# first: docker compose's bootstrap job writes the values only known once moto has created
+# the user pool (client secret, service account). Elsewhere the orchestrator sets everything.
+set -eu
+
+if [ -n "${MICROPAY_ENV_FILE:-}" ]; then
+    if [ ! -r "$MICROPAY_ENV_FILE" ]; then
+        echo "MICROPAY_ENV_FILE=$MICROPAY_ENV_FILE is not a readable file" >&2
+        exit 64
+    fi
+    set -a
+    # shellcheck disable=SC1090  # the path is only known at run time
+    . "$MICROPAY_ENV_FILE"
+    set +a
+fi
+
+# The gateway, the ingress controller or the load balancer is the only client that connects
+# directly; FORWARDED_ALLOW_IPS narrows whose X-Forwarded-* headers are believed.
+exec uvicorn "$MICROPAY_APP" \
+    --host 0.0.0.0 \
+    --port "${PORT:?PORT is not set}" \
+    --proxy-headers \
+    --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-*}" \
+    --lifespan on \
+    --timeout-graceful-shutdown 20 \
+    --no-access-log
