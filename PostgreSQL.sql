@@ -103,6 +103,90 @@ $$;
 -- (payments tables end)
 
 -- transactions: the double-entry ledger -------------------------------------------------------
+-- accounts: one wallet per user and currency, and system accounts (card funding, refunds,
+--           refund shortfall) per currency. `balance` is the sum of the account's entries, kept
+--           in step by the one posting function; `held` is the sum of its active holds.
+--           A wallet can never go negative, nor can what is available (balance - held).
+CREATE TABLE IF NOT EXISTS transactions.accounts (
+    id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind        text        NOT NULL CONSTRAINT accounts_kind_check CHECK (kind IN ('user', 'system')),
+    user_id     text,
+    system_code text,
+    currency    text        NOT NULL CONSTRAINT accounts_currency_check CHECK (currency ~ '^[A-Z]{3}$'),
+    balance     bigint      NOT NULL DEFAULT 0,
+    held        bigint      NOT NULL DEFAULT 0,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT accounts_owner_check CHECK (
+        (kind = 'user') = (user_id IS NOT NULL) AND (kind = 'system') = (system_code IS NOT NULL)),
+    CONSTRAINT accounts_held_check CHECK (held >= 0 AND (kind = 'user' OR held = 0)),
+    CONSTRAINT accounts_wallet_balance_check CHECK (kind <> 'user' OR balance >= 0),
+    CONSTRAINT accounts_wallet_available_check CHECK (kind <> 'user' OR balance - held >= 0),
+    CONSTRAINT accounts_user_currency_key UNIQUE (user_id, currency),
+    CONSTRAINT accounts_system_currency_key UNIQUE (system_code, currency)
+);
+
+-- users: registered users' emails (lower case), for transfers by email.
+CREATE TABLE IF NOT EXISTS transactions.users (
+    user_id       text        PRIMARY KEY,
+    email         text        NOT NULL CONSTRAINT users_email_lower_check CHECK (email = lower(email)),
+    registered_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT users_email_key UNIQUE (email)
+);
+
+-- ledger_transactions: one movement of money. (type, reference) is unique, so a payment is
+--           credited once and a refund debited once whatever path reaches it.
+CREATE TABLE IF NOT EXISTS transactions.ledger_transactions (
+    id          uuid        PRIMARY KEY,
+    type        text        NOT NULL CONSTRAINT ledger_transactions_type_check
+                            CHECK (type IN ('top_up', 'transfer', 'refund')),
+    reference   text        NOT NULL,
+    description text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT ledger_transactions_type_reference_key UNIQUE (type, reference)
+);
+
+-- entries: the signed lines of a ledger transaction (they sum to zero per currency), each
+--           with the balance it left on its account. History pages walk
+--           entries_account_history_idx by keyset, so page 1,000 costs what page 1 does.
+CREATE TABLE IF NOT EXISTS transactions.entries (
+    id                   bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    transaction_id       uuid        NOT NULL REFERENCES transactions.ledger_transactions (id),
+    account_id           bigint      NOT NULL REFERENCES transactions.accounts (id),
+    type                 text        NOT NULL CONSTRAINT entries_type_check
+                                     CHECK (type IN ('top_up', 'transfer_in', 'transfer_out', 'refund')),
+    amount               bigint      NOT NULL CONSTRAINT entries_amount_check CHECK (amount <> 0),
+    currency             text        NOT NULL,
+    balance_after        bigint      NOT NULL,
+    counterparty_user_id text,
+    created_at           timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS entries_account_history_idx
+    ON transactions.entries (account_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS entries_account_type_history_idx
+    ON transactions.entries (account_id, type, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS entries_transaction_idx ON transactions.entries (transaction_id);
+
+-- holds: money reserved on a wallet (counted in accounts.held) until captured into a refund
+--           line, voided, or expired. `reference` is unique, so a retried create finds its hold.
+CREATE TABLE IF NOT EXISTS transactions.holds (
+    id             uuid        PRIMARY KEY,
+    account_id     bigint      NOT NULL REFERENCES transactions.accounts (id),
+    amount         bigint      NOT NULL CONSTRAINT holds_amount_check CHECK (amount > 0),
+    currency       text        NOT NULL,
+    reference      text        NOT NULL,
+    status         text        NOT NULL DEFAULT 'active' CONSTRAINT holds_status_check
+                               CHECK (status IN ('active', 'captured', 'voided', 'expired')),
+    expires_at     timestamptz NOT NULL,
+    transaction_id uuid        REFERENCES transactions.ledger_transactions (id),
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    resolved_at    timestamptz,
+    CONSTRAINT holds_capture_check CHECK ((status = 'captured') = (transaction_id IS NOT NULL)),
+    CONSTRAINT holds_reference_key UNIQUE (reference)
+);
+CREATE INDEX IF NOT EXISTS holds_active_expiry_idx
+    ON transactions.holds (expires_at) WHERE status = 'active';
+CREATE INDEX IF NOT EXISTS holds_active_account_idx
+    ON transactions.holds (account_id) WHERE status = 'active';
 -- (transactions tables end)
 
 -- notifications: notifications, devices, webhook endpoints and deliveries ---------------------

@@ -1,0 +1,200 @@
+"""The ledger's tables in the `transactions` schema, as PostgreSQL.sql defines them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA = "transactions"
+
+# Account kinds and the system accounts (one per code and currency, opened on first use).
+USER = "user"
+SYSTEM = "system"
+CARD_FUNDING = "card_funding"
+"""Money that came in by card: credited to wallets on top-up, so its balance is negative."""
+REFUNDS = "refunds"
+"""Money sent back to cards: debited from wallets on refund, so its balance is positive."""
+REFUND_SHORTFALL = "refund_shortfall"
+"""The part of an external refund a wallet could not cover: what users owe, negative."""
+
+# Ledger transaction types and the line types of their entries.
+TOP_UP = "top_up"
+TRANSFER = "transfer"
+REFUND = "refund"
+TRANSFER_IN = "transfer_in"
+TRANSFER_OUT = "transfer_out"
+
+# Hold statuses.
+ACTIVE = "active"
+CAPTURED = "captured"
+VOIDED = "voided"
+EXPIRED = "expired"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the transactions service's own tables."""
+
+
+class Account(Base):
+    """A user's wallet in one currency, or a system account; balances are cached sums."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        CheckConstraint("kind IN ('user', 'system')", name="accounts_kind_check"),
+        CheckConstraint(
+            "(kind = 'user') = (user_id IS NOT NULL) "
+            "AND (kind = 'system') = (system_code IS NOT NULL)",
+            name="accounts_owner_check",
+        ),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="accounts_currency_check"),
+        CheckConstraint("held >= 0 AND (kind = 'user' OR held = 0)", name="accounts_held_check"),
+        CheckConstraint("kind <> 'user' OR balance >= 0", name="accounts_wallet_balance_check"),
+        CheckConstraint(
+            "kind <> 'user' OR balance - held >= 0", name="accounts_wallet_available_check"
+        ),
+        UniqueConstraint("user_id", "currency", name="accounts_user_currency_key"),
+        UniqueConstraint("system_code", "currency", name="accounts_system_currency_key"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[str | None] = mapped_column(Text)
+    system_code: Mapped[str | None] = mapped_column(Text)
+    currency: Mapped[str] = mapped_column(Text)
+    balance: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    held: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class User(Base):
+    """A registered user's email (lower case), for transfers by email."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("email = lower(email)", name="users_email_lower_check"),
+        UniqueConstraint("email", name="users_email_key"),
+        {"schema": SCHEMA},
+    )
+
+    user_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    email: Mapped[str] = mapped_column(Text)
+    registered_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class LedgerTransaction(Base):
+    """One movement of money: its entries sum to zero per currency."""
+
+    __tablename__ = "ledger_transactions"
+    __table_args__ = (
+        CheckConstraint(
+            "type IN ('top_up', 'transfer', 'refund')", name="ledger_transactions_type_check"
+        ),
+        UniqueConstraint("type", "reference", name="ledger_transactions_type_reference_key"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    type: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Entry(Base):
+    """One signed line of a ledger transaction on one account, with the balance it left."""
+
+    __tablename__ = "entries"
+    __table_args__ = (
+        CheckConstraint(
+            "type IN ('top_up', 'transfer_in', 'transfer_out', 'refund')",
+            name="entries_type_check",
+        ),
+        CheckConstraint("amount <> 0", name="entries_amount_check"),
+        Index(
+            "entries_account_history_idx",
+            "account_id",
+            text("created_at DESC"),
+            text("id DESC"),
+        ),
+        Index(
+            "entries_account_type_history_idx",
+            "account_id",
+            "type",
+            text("created_at DESC"),
+            text("id DESC"),
+        ),
+        Index("entries_transaction_idx", "transaction_id"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    transaction_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.ledger_transactions.id")
+    )
+    account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.accounts.id"))
+    type: Mapped[str] = mapped_column(Text)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(Text)
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    counterparty_user_id: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Hold(Base):
+    """Money reserved on a wallet until it is captured (posted), voided or expires."""
+
+    __tablename__ = "holds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="holds_amount_check"),
+        CheckConstraint(
+            "status IN ('active', 'captured', 'voided', 'expired')", name="holds_status_check"
+        ),
+        CheckConstraint(
+            "(status = 'captured') = (transaction_id IS NOT NULL)", name="holds_capture_check"
+        ),
+        UniqueConstraint("reference", name="holds_reference_key"),
+        Index("holds_active_expiry_idx", "expires_at", postgresql_where=text("status = 'active'")),
+        Index("holds_active_account_idx", "account_id", postgresql_where=text("status = 'active'")),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.accounts.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'active'"))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    transaction_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.ledger_transactions.id")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# Core handles for the SQL in the repositories: the hot paths skip the ORM's unit of work.
+accounts = cast(Table, Account.__table__)
+users = cast(Table, User.__table__)
+ledger_transactions = cast(Table, LedgerTransaction.__table__)
+entries = cast(Table, Entry.__table__)
+holds = cast(Table, Hold.__table__)
