@@ -100,6 +100,88 @@ $$;
 -- (auth tables end)
 
 -- payments: payments, refunds, Stripe events --------------------------------------------------
+-- payments: one row per top-up, written as `processing` before Stripe is called (so a crash in
+--           between is found again), keyed by the caller's Idempotency-Key. `lease_expires_at`
+--           marks the one request or reconciler driving it through Stripe right now.
+CREATE TABLE IF NOT EXISTS payments.payments (
+    id                       uuid        PRIMARY KEY,
+    user_id                  text        NOT NULL,
+    amount                   bigint      NOT NULL CONSTRAINT payments_amount_check CHECK (amount > 0),
+    currency                 text        NOT NULL
+                             CONSTRAINT payments_currency_check CHECK (currency ~ '^[A-Z]{3}$'),
+    amount_refunded          bigint      NOT NULL DEFAULT 0,
+    status                   text        NOT NULL CONSTRAINT payments_status_check
+                             CHECK (status IN ('processing', 'requires_action', 'succeeded', 'failed')),
+    payment_method           text        NOT NULL,
+    description              text,
+    idempotency_key          text        NOT NULL,
+    request_hash             text        NOT NULL,
+    stripe_payment_intent_id text,
+    stripe_charge_id         text,
+    client_secret            text,
+    next_action              jsonb,
+    failure_code             text,
+    failure_message          text,
+    decline_code             text,
+    lease_expires_at         timestamptz,
+    created_at               timestamptz NOT NULL DEFAULT now(),
+    updated_at               timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT payments_amount_refunded_check
+        CHECK (amount_refunded >= 0 AND amount_refunded <= amount),
+    CONSTRAINT payments_user_idempotency_key UNIQUE (user_id, idempotency_key),
+    CONSTRAINT payments_stripe_payment_intent_key UNIQUE (stripe_payment_intent_id)
+);
+CREATE INDEX IF NOT EXISTS payments_user_created_idx
+    ON payments.payments (user_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS payments_created_idx ON payments.payments (created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS payments_unsettled_idx
+    ON payments.payments (updated_at) WHERE status IN ('processing', 'requires_action');
+CREATE INDEX IF NOT EXISTS payments_stripe_charge_idx ON payments.payments (stripe_charge_id);
+
+-- refunds: refunds of a payment, ours (`origin` api: wallet hold, then Stripe, then capture)
+--           or made at Stripe directly (`origin` stripe, learnt from a webhook). Pending ones
+--           count against the payment's refundable amount; the reservation is made with the
+--           payment row locked, so concurrent refunds never add up to more than the payment.
+CREATE TABLE IF NOT EXISTS payments.refunds (
+    id               uuid        PRIMARY KEY,
+    payment_id       uuid        NOT NULL REFERENCES payments.payments (id),
+    amount           bigint      NOT NULL CONSTRAINT refunds_amount_check CHECK (amount > 0),
+    currency         text        NOT NULL,
+    status           text        NOT NULL CONSTRAINT refunds_status_check
+                     CHECK (status IN ('pending', 'succeeded', 'failed')),
+    origin           text        NOT NULL CONSTRAINT refunds_origin_check
+                     CHECK (origin IN ('api', 'stripe')),
+    reason           text,
+    requested_by     text,
+    idempotency_key  text,
+    request_hash     text,
+    hold_id          text,
+    stripe_refund_id text,
+    failure_code     text,
+    failure_message  text,
+    lease_expires_at timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT refunds_api_request_check CHECK (
+        origin <> 'api' OR (requested_by IS NOT NULL AND idempotency_key IS NOT NULL
+                             AND request_hash IS NOT NULL)),
+    CONSTRAINT refunds_requester_idempotency_key UNIQUE (requested_by, idempotency_key),
+    CONSTRAINT refunds_stripe_refund_key UNIQUE (stripe_refund_id)
+);
+CREATE INDEX IF NOT EXISTS refunds_payment_idx ON payments.refunds (payment_id, created_at DESC);
+CREATE INDEX IF NOT EXISTS refunds_pending_idx
+    ON payments.refunds (updated_at) WHERE status = 'pending';
+
+-- stripe_events: every verified Stripe webhook event by its id, written in the transaction
+--           that applies it, so a redelivery finds it and changes nothing.
+CREATE TABLE IF NOT EXISTS payments.stripe_events (
+    id          text        PRIMARY KEY,
+    type        text        NOT NULL,
+    outcome     text        NOT NULL CONSTRAINT stripe_events_outcome_check
+                CHECK (outcome IN ('applied', 'ignored')),
+    payload     jsonb       NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now()
+);
 -- (payments tables end)
 
 -- transactions: the double-entry ledger -------------------------------------------------------

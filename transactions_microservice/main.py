@@ -2,22 +2,52 @@
 
 from __future__ import annotations
 
+from fastapi import FastAPI
+
 from micropay_common.app import create_service_app
 from micropay_common.idempotency import idempotency_purge_job
 from micropay_common.outbox import outbox_relay_job
+from transactions_microservice.accounts.router import router as accounts_router
+from transactions_microservice.holds.jobs import hold_expiry_job
+from transactions_microservice.holds.router import router as holds_router
+from transactions_microservice.inbound.router import inbound_router
+from transactions_microservice.inbound.service import EventHandlers
+from transactions_microservice.ledger.router import internal_router as ledger_internal_router
+from transactions_microservice.ledger.router import router as ledger_router
 from transactions_microservice.settings import TransactionsSettings
+from transactions_microservice.transfers.router import router as transfers_router
 
 VERSION = "0.1.0"
 
-app = create_service_app(
-    settings_cls=TransactionsSettings,
-    schema="transactions",
-    title="MicroPay Transactions",
-    description="The double-entry wallet ledger: balances, transfers, holds and history.",
-    version=VERSION,
-    tags=[
-        {"name": "transactions", "description": "Balances, transfers and ledger history."},
-    ],
-    routers=[],
-    background_jobs=[outbox_relay_job, idempotency_purge_job],
-)
+
+def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
+    """The transactions app; settings come from the environment at start-up unless given."""
+    handlers = EventHandlers()
+
+    async def configure_handlers(app: FastAPI) -> None:
+        handlers.configure(app.state.settings)
+
+    return create_service_app(
+        settings_cls=TransactionsSettings,
+        settings=settings,
+        schema="transactions",
+        title="MicroPay Transactions",
+        description="The double-entry wallet ledger: balances, transfers, holds and history.",
+        version=VERSION,
+        tags=[
+            {"name": "transactions", "description": "Balances, transfers and ledger history."},
+        ],
+        routers=[
+            accounts_router,
+            transfers_router,
+            ledger_router,
+            holds_router,
+            ledger_internal_router,
+            inbound_router(handlers),
+        ],
+        on_startup=[configure_handlers],
+        background_jobs=[outbox_relay_job, idempotency_purge_job, hold_expiry_job],
+    )
+
+
+app = create_app()

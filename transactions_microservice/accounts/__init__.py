@@ -1,0 +1,1 @@
+"""Wallets, system accounts and the directory of registered users."""

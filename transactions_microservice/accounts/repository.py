@@ -1,0 +1,113 @@
+"""SQL for accounts and users."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Column, Select, delete, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from transactions_microservice.models import SYSTEM, USER, accounts, users
+
+
+@dataclass(frozen=True)
+class WalletBalance:
+    """A wallet's posted and held amounts."""
+
+    currency: str
+    balance: int
+    held: int
+
+
+async def wallet_ids(session: AsyncSession, user_ids: list[str], currency: str) -> dict[str, int]:
+    """Wallet ids by user id for the users that have a wallet in `currency`."""
+    rows = await session.execute(
+        select(accounts.c.user_id, accounts.c.id).where(
+            accounts.c.user_id.in_(user_ids), accounts.c.currency == currency
+        )
+    )
+    return {row.user_id: row.id for row in rows}
+
+
+async def open_wallet(session: AsyncSession, user_id: str, currency: str) -> int:
+    """Id of the user's wallet in `currency`, opening it when missing."""
+    return await _get_or_create(
+        session,
+        select(accounts.c.id).where(accounts.c.user_id == user_id, accounts.c.currency == currency),
+        {"kind": USER, "user_id": user_id, "currency": currency},
+        [accounts.c.user_id, accounts.c.currency],
+    )
+
+
+async def system_account(session: AsyncSession, code: str, currency: str) -> int:
+    """Id of a system account in `currency`, opening it on first use."""
+    return await _get_or_create(
+        session,
+        select(accounts.c.id).where(
+            accounts.c.system_code == code, accounts.c.currency == currency
+        ),
+        {"kind": SYSTEM, "system_code": code, "currency": currency},
+        [accounts.c.system_code, accounts.c.currency],
+    )
+
+
+async def _get_or_create(
+    session: AsyncSession,
+    lookup: Select[Any],
+    values: dict[str, str],
+    conflict_columns: list[Column[Any]],
+) -> int:
+    found = await session.scalar(lookup)
+    if found is not None:
+        return int(found)
+    created = await session.scalar(
+        insert(accounts)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=conflict_columns)
+        .returning(accounts.c.id)
+    )
+    if created is not None:
+        return int(created)
+    # A concurrent transaction opened it between our lookup and insert (and has committed,
+    # since the insert waited for it): this statement's fresh snapshot sees it.
+    return int(await session.scalar(lookup))
+
+
+async def balances(session: AsyncSession, user_id: str) -> list[WalletBalance]:
+    """The user's wallets, by currency."""
+    rows = await session.execute(
+        select(accounts.c.currency, accounts.c.balance, accounts.c.held)
+        .where(accounts.c.user_id == user_id)
+        .order_by(accounts.c.currency)
+    )
+    return [WalletBalance(row.currency, row.balance, row.held) for row in rows]
+
+
+async def emails_and_ids(session: AsyncSession, email: str, user_id: str) -> dict[str, str]:
+    """Email by user id, for the user with `email` and the user `user_id` (either may lack)."""
+    rows = await session.execute(
+        select(users.c.user_id, users.c.email).where(
+            (users.c.email == email) | (users.c.user_id == user_id)
+        )
+    )
+    return {row.user_id: row.email for row in rows}
+
+
+async def release_email(session: AsyncSession, email: str, keep_user_id: str) -> int:
+    """Remove `email` from any user but `keep_user_id`; returns how many rows it removed."""
+    result = await session.execute(
+        delete(users).where(users.c.email == email, users.c.user_id != keep_user_id)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def upsert_user(session: AsyncSession, user_id: str, email: str) -> None:
+    """Record the user's email (a newer registration event replaces an older one)."""
+    statement = insert(users).values(user_id=user_id, email=email)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[users.c.user_id], set_={"email": statement.excluded.email}
+        )
+    )

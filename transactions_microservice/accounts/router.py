@@ -1,0 +1,23 @@
+"""HTTP endpoints of wallets: the caller's balances."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from micropay_common.db import SessionDep
+from micropay_common.security import CurrentUser
+from transactions_microservice.accounts import service
+from transactions_microservice.accounts.schemas import BalancesRead
+
+router = APIRouter(tags=["transactions"])
+
+
+@router.get(
+    "/transactions/balance",
+    response_model=BalancesRead,
+    summary="The caller's wallet balances",
+    responses={401: {"description": "No valid access token"}},
+)
+async def get_balance(session: SessionDep, user: CurrentUser) -> BalancesRead:
+    """Available (posted minus held), posted and held amounts of each of the caller's wallets."""
+    return await service.balances(session, user.id)

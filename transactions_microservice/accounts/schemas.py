@@ -1,0 +1,20 @@
+"""Request and response bodies of the accounts endpoints."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class BalanceRead(BaseModel):
+    """One wallet: what can be spent, what is posted, what is reserved by holds."""
+
+    currency: str = Field(examples=["USD"])
+    available: int = Field(description="balance - held, in minor units.", examples=[1500])
+    balance: int = Field(description="Posted balance, in minor units.", examples=[2000])
+    held: int = Field(description="Reserved by active holds, in minor units.", examples=[500])
+
+
+class BalancesRead(BaseModel):
+    """The caller's wallets, one per currency."""
+
+    balances: list[BalanceRead]

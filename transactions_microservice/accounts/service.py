@@ -1,0 +1,44 @@
+"""Rules for wallets and the user directory."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from transactions_microservice.accounts import repository
+from transactions_microservice.accounts.schemas import BalanceRead, BalancesRead
+
+logger = logging.getLogger("micropay.transactions.accounts")
+
+
+def normalise_email(email: str) -> str:
+    """Emails are compared in lower case, without surrounding blanks."""
+    return email.strip().lower()
+
+
+async def register_user(session: AsyncSession, user_id: str, email: str, currency: str) -> int:
+    """Record the user's email and open their wallet in `currency`; returns the wallet id."""
+    email = normalise_email(email)
+    # The auth service lets one user at a time own an email: a newer registration with it
+    # means the previous owner's account is gone, and transfers to it must reach the new one.
+    if await repository.release_email(session, email, user_id):
+        logger.warning("email of user %s moved to a newer registration", user_id)
+    await repository.upsert_user(session, user_id, email)
+    return await repository.open_wallet(session, user_id, currency)
+
+
+async def balances(session: AsyncSession, user_id: str) -> BalancesRead:
+    """The user's wallets with their available balances."""
+    wallets = await repository.balances(session, user_id)
+    return BalancesRead(
+        balances=[
+            BalanceRead(
+                currency=wallet.currency,
+                available=wallet.balance - wallet.held,
+                balance=wallet.balance,
+                held=wallet.held,
+            )
+            for wallet in wallets
+        ]
+    )

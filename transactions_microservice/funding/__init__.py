@@ -1,0 +1,1 @@
+"""Money entering and leaving MicroPay by card: top-ups and refunds."""

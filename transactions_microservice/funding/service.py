@@ -1,0 +1,156 @@
+"""Rules for card money: credit top-ups once, debit refunds once, never overdraw a wallet."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from transactions_microservice.accounts import repository as accounts_repository
+from transactions_microservice.holds import repository as holds_repository
+from transactions_microservice.holds import service as holds_service
+from transactions_microservice.holds.exceptions import HoldNotActive
+from transactions_microservice.ledger import repository as ledger_repository
+from transactions_microservice.ledger import service as ledger
+from transactions_microservice.models import (
+    ACTIVE,
+    CAPTURED,
+    CARD_FUNDING,
+    REFUND,
+    REFUND_SHORTFALL,
+    REFUNDS,
+    TOP_UP,
+)
+
+logger = logging.getLogger("micropay.transactions.funding")
+
+
+@dataclass(frozen=True)
+class RefundOutcome:
+    """What a refund did to the ledger."""
+
+    how: Literal["hold_captured", "debited", "already_applied"]
+    debited: int = 0
+    shortfall: int = 0
+
+
+async def credit_top_up(
+    session: AsyncSession, *, payment_id: str, user_id: str, amount: int, currency: str
+) -> bool:
+    """Credit a succeeded card payment to the user's wallet; False if it was credited before.
+
+    The wallet is opened if the user has none in this currency yet: a payment can arrive
+    before the user's registration event (two producers, no order between them).
+    """
+    wallet = await accounts_repository.open_wallet(session, user_id, currency)
+    funding = await accounts_repository.system_account(session, CARD_FUNDING, currency)
+    posted = await ledger.post(
+        session,
+        type_=TOP_UP,
+        reference=payment_id,
+        lines=[
+            ledger.Line(funding, -amount, currency, TOP_UP),
+            ledger.Line(wallet, amount, currency, TOP_UP),
+        ],
+    )
+    if posted is None:
+        logger.info("payment %s was credited before; not again", payment_id)
+    return posted is not None
+
+
+async def apply_refund(
+    session: AsyncSession,
+    *,
+    refund_id: str,
+    user_id: str,
+    amount: int,
+    currency: str,
+    hold_id: str | None,
+) -> RefundOutcome:
+    """Reflect a card refund in the wallet exactly once.
+
+    When the refund names the hold the payment service reserved for it, that hold is the
+    refund: captured already means done, still active means capture it now. Otherwise (no
+    hold, or it was voided or expired) the wallet is debited directly under the refund id.
+    """
+    if hold_id is not None:
+        outcome = await _through_hold(session, hold_id, user_id, amount, currency)
+        if outcome is not None:
+            return outcome
+    return await debit_refund(
+        session, reference=refund_id, user_id=user_id, amount=amount, currency=currency
+    )
+
+
+async def _through_hold(
+    session: AsyncSession, hold_id: str, user_id: str, amount: int, currency: str
+) -> RefundOutcome | None:
+    try:
+        parsed = uuid.UUID(hold_id)
+    except ValueError:
+        logger.warning("refund names hold %r, which is not a hold id", hold_id)
+        return None
+    hold = await holds_repository.get(session, parsed)
+    if hold is None or (hold.user_id, hold.amount, hold.currency) != (user_id, amount, currency):
+        logger.warning("refund names hold %s, which does not match it; debiting directly", hold_id)
+        return None
+    if hold.status == CAPTURED:
+        return RefundOutcome("already_applied")
+    if hold.status == ACTIVE:
+        try:
+            await holds_service.capture(session, parsed)
+        except HoldNotActive:
+            return None  # it expired just now: fall back to a direct debit
+        return RefundOutcome("hold_captured", debited=amount)
+    return None
+
+
+async def debit_refund(
+    session: AsyncSession, *, reference: str, user_id: str, amount: int, currency: str
+) -> RefundOutcome:
+    """Debit a refund made without a hold (say, from Stripe's dashboard), once per reference.
+
+    The card has been refunded already, so the ledger must record the money leaving. A wallet
+    is never overdrawn: it gives what is available (holds stay intact), and the rest is posted
+    to the refund-shortfall system account — a receivable from the user for operators to
+    settle — so the transaction still balances and the gap is visible in the ledger.
+    """
+    if await ledger_repository.transaction_by_reference(session, REFUND, reference):
+        return RefundOutcome("already_applied")
+    wallet = (await accounts_repository.wallet_ids(session, [user_id], currency)).get(user_id)
+    refunds = await accounts_repository.system_account(session, REFUNDS, currency)
+    shortfall_account = await accounts_repository.system_account(
+        session, REFUND_SHORTFALL, currency
+    )
+    locked = await ledger.lock_accounts(
+        session, [refunds, shortfall_account, *([wallet] if wallet is not None else [])]
+    )
+    available = 0
+    if wallet is not None:
+        available = max(locked[wallet].balance - locked[wallet].held, 0)
+    debited = min(amount, available)
+    shortfall = amount - debited
+    lines = [ledger.Line(refunds, amount, currency, REFUND)]
+    if wallet is not None and debited:
+        lines.append(ledger.Line(wallet, -debited, currency, REFUND))
+    if shortfall:
+        lines.append(ledger.Line(shortfall_account, -shortfall, currency, REFUND))
+    posted = await ledger.post(session, type_=REFUND, reference=reference, lines=lines)
+    if posted is None:
+        return RefundOutcome("already_applied")
+    if shortfall:
+        logger.warning(
+            "refund %s of %d %s exceeds what user %s has available; debited %d, "
+            "recorded %d as refund shortfall",
+            reference,
+            amount,
+            currency,
+            user_id,
+            debited,
+            shortfall,
+            extra={"refund": reference, "user_id": user_id, "shortfall": shortfall},
+        )
+    return RefundOutcome("debited", debited=debited, shortfall=shortfall)

@@ -1,0 +1,152 @@
+"""SQL for holds."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from transactions_microservice.models import ACTIVE, accounts, holds
+
+
+@dataclass(frozen=True)
+class HoldRecord:
+    """A hold row with the user id of its wallet."""
+
+    id: uuid.UUID
+    user_id: str
+    account_id: int
+    amount: int
+    currency: str
+    reference: str
+    status: str
+    expires_at: datetime
+    transaction_id: uuid.UUID | None
+    created_at: datetime
+    resolved_at: datetime | None
+
+
+_HOLD_COLUMNS = (
+    holds.c.id,
+    accounts.c.user_id,
+    holds.c.account_id,
+    holds.c.amount,
+    holds.c.currency,
+    holds.c.reference,
+    holds.c.status,
+    holds.c.expires_at,
+    holds.c.transaction_id,
+    holds.c.created_at,
+    holds.c.resolved_at,
+)
+
+# Expire the account's overdue holds and take them out of `held`, in one statement. The caller
+# holds the account's row lock, so no posting reads `held` in between.
+_RELEASE_EXPIRED = text(
+    "WITH expired AS ("
+    " UPDATE transactions.holds SET status = 'expired', resolved_at = now()"
+    " WHERE account_id = :account_id AND status = 'active' AND expires_at <= now()"
+    " RETURNING amount) "
+    "UPDATE transactions.accounts SET held = held - (SELECT coalesce(sum(amount), 0) FROM expired) "
+    "WHERE id = :account_id RETURNING held"
+).bindparams(bindparam("account_id"))
+
+
+async def release_expired(session: AsyncSession, account_id: int) -> int:
+    """Expire the (locked) account's overdue holds; returns what it still holds."""
+    held = await session.scalar(_RELEASE_EXPIRED, {"account_id": account_id})
+    return int(held)
+
+
+async def accounts_with_expired_holds(session: AsyncSession, limit: int) -> list[int]:
+    """Accounts that have an active hold past its expiry."""
+    rows = await session.scalars(
+        select(holds.c.account_id)
+        .where(holds.c.status == ACTIVE, holds.c.expires_at <= func.now())
+        .group_by(holds.c.account_id)
+        .order_by(holds.c.account_id)
+        .limit(limit)
+    )
+    return [int(account_id) for account_id in rows]
+
+
+def _record(row: Any) -> HoldRecord | None:
+    return None if row is None else HoldRecord(**row._mapping)
+
+
+async def get(
+    session: AsyncSession, hold_id: uuid.UUID, *, lock: bool = False
+) -> HoldRecord | None:
+    """A hold with its wallet's user id; `lock` takes the hold's row lock."""
+    statement = select(*_HOLD_COLUMNS).join(accounts, accounts.c.id == holds.c.account_id)
+    statement = statement.where(holds.c.id == hold_id)
+    if lock:
+        statement = statement.with_for_update(of=holds)
+    return _record((await session.execute(statement)).one_or_none())
+
+
+async def get_by_reference(session: AsyncSession, reference: str) -> HoldRecord | None:
+    """The hold created for `reference`, if any."""
+    return _record(
+        (
+            await session.execute(
+                select(*_HOLD_COLUMNS)
+                .join(accounts, accounts.c.id == holds.c.account_id)
+                .where(holds.c.reference == reference)
+            )
+        ).one_or_none()
+    )
+
+
+async def insert_hold(
+    session: AsyncSession,
+    *,
+    hold_id: uuid.UUID,
+    account_id: int,
+    amount: int,
+    currency: str,
+    reference: str,
+    ttl_seconds: int,
+) -> bool:
+    """Write an active hold; False when a hold with `reference` exists already."""
+    created = await session.scalar(
+        insert(holds)
+        .values(
+            id=hold_id,
+            account_id=account_id,
+            amount=amount,
+            currency=currency,
+            reference=reference,
+            status=ACTIVE,
+            expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, ttl_seconds),
+        )
+        .on_conflict_do_nothing(index_elements=[holds.c.reference])
+        .returning(holds.c.id)
+    )
+    return created is not None
+
+
+async def add_held(session: AsyncSession, account_id: int, amount: int) -> None:
+    """Change the (locked) account's held amount by `amount` (negative to release)."""
+    await session.execute(
+        update(accounts).where(accounts.c.id == account_id).values(held=accounts.c.held + amount)
+    )
+
+
+async def resolve(
+    session: AsyncSession,
+    hold_id: uuid.UUID,
+    status: str,
+    transaction_id: uuid.UUID | None = None,
+) -> None:
+    """Move an active hold to its final status."""
+    await session.execute(
+        update(holds)
+        .where(holds.c.id == hold_id, holds.c.status == ACTIVE)
+        .values(status=status, transaction_id=transaction_id, resolved_at=func.now())
+    )

@@ -1,0 +1,85 @@
+"""Internal HTTP endpoints of holds (services group only)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+
+from fastapi import APIRouter
+
+from micropay_common.db import SessionDep
+from micropay_common.security import ServiceCaller
+from transactions_microservice.dependencies import SettingsDep
+from transactions_microservice.holds import service
+from transactions_microservice.holds.schemas import HoldCreate, HoldRead
+
+router = APIRouter(tags=["internal"])
+
+_SERVICE_ERRORS: dict[int | str, dict[str, str]] = {
+    401: {"description": "No valid service token"},
+    403: {"description": "The caller is not in the `services` group"},
+}
+
+
+@router.post(
+    "/internal/holds",
+    status_code=201,
+    response_model=HoldRead,
+    summary="Reserve money on a user's wallet",
+    responses={
+        **_SERVICE_ERRORS,
+        409: {"description": "`insufficient_funds`, or `hold_reference_conflict`"},
+        422: {"description": "Amount not a positive integer, or an unsupported currency"},
+    },
+)
+async def create_hold(
+    body: HoldCreate, caller: ServiceCaller, session: SessionDep, settings: SettingsDep
+) -> HoldRead:
+    """Hold `amount` of the wallet's available balance; a repeated `reference` returns its hold."""
+    del caller
+    hold = await service.create_hold(session, body, settings.hold_ttl_seconds)
+    return HoldRead.model_validate(asdict(hold))
+
+
+@router.get(
+    "/internal/holds/{hold_id}",
+    response_model=HoldRead,
+    summary="A hold",
+    responses={**_SERVICE_ERRORS, 404: {"description": "No such hold"}},
+)
+async def get_hold(hold_id: uuid.UUID, caller: ServiceCaller, session: SessionDep) -> HoldRead:
+    """A hold and its status."""
+    del caller
+    return HoldRead.model_validate(asdict(await service.get_hold(session, hold_id)))
+
+
+@router.post(
+    "/internal/holds/{hold_id}/capture",
+    response_model=HoldRead,
+    summary="Post a hold as a refund line",
+    responses={
+        **_SERVICE_ERRORS,
+        404: {"description": "No such hold"},
+        409: {"description": "`hold_not_active`: the hold was voided or has expired"},
+    },
+)
+async def capture_hold(hold_id: uuid.UUID, caller: ServiceCaller, session: SessionDep) -> HoldRead:
+    """Debit the held amount (wallet → refunds account); capturing again returns the same hold."""
+    del caller
+    return HoldRead.model_validate(asdict(await service.capture(session, hold_id)))
+
+
+@router.post(
+    "/internal/holds/{hold_id}/void",
+    response_model=HoldRead,
+    summary="Release a hold",
+    responses={
+        **_SERVICE_ERRORS,
+        404: {"description": "No such hold"},
+        409: {"description": "`hold_not_active`: the hold was captured"},
+    },
+)
+async def void_hold(hold_id: uuid.UUID, caller: ServiceCaller, session: SessionDep) -> HoldRead:
+    """Release the held amount; voiding a voided or expired hold returns it unchanged."""
+    del caller
+    return HoldRead.model_validate(asdict(await service.void(session, hold_id)))

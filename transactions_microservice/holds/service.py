@@ -1,0 +1,169 @@
+"""The rules of holds: reserve available money, then post it (capture) or release it."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from transactions_microservice.accounts import repository as accounts_repository
+from transactions_microservice.holds import repository
+from transactions_microservice.holds.exceptions import (
+    HoldNotActive,
+    HoldNotFound,
+    HoldReferenceConflict,
+)
+from transactions_microservice.holds.repository import HoldRecord
+from transactions_microservice.holds.schemas import HoldCreate
+from transactions_microservice.ledger import repository as ledger_repository
+from transactions_microservice.ledger import service as ledger
+from transactions_microservice.ledger.exceptions import InsufficientFunds
+from transactions_microservice.models import (
+    ACTIVE,
+    CAPTURED,
+    EXPIRED,
+    REFUND,
+    REFUNDS,
+    VOIDED,
+)
+
+logger = logging.getLogger("micropay.transactions.holds")
+
+SWEEP_BATCH = 100
+
+
+def _same_request(hold: HoldRecord, request: HoldCreate) -> HoldRecord:
+    if (hold.user_id, hold.amount, hold.currency) != (
+        request.user_id,
+        request.amount,
+        request.currency,
+    ):
+        raise HoldReferenceConflict(
+            f"Reference {request.reference!r} already names hold {hold.id} of another user, "
+            "amount or currency.",
+            hold_id=str(hold.id),
+        )
+    return hold
+
+
+async def _reload(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
+    hold = await repository.get(session, hold_id)
+    if hold is None:
+        raise HoldNotFound(f"No hold {hold_id}.")
+    return hold
+
+
+async def create_hold(session: AsyncSession, request: HoldCreate, ttl_seconds: int) -> HoldRecord:
+    """Reserve the amount on the user's wallet, or return the hold made for this reference."""
+    existing = await repository.get_by_reference(session, request.reference)
+    if existing is not None:
+        return _same_request(existing, request)
+    wallet_id = (
+        await accounts_repository.wallet_ids(session, [request.user_id], request.currency)
+    ).get(request.user_id)
+    if wallet_id is None:
+        raise InsufficientFunds(
+            f"The user has no {request.currency} wallet.", available=0, currency=request.currency
+        )
+    wallet = (await ledger.lock_accounts(session, [wallet_id]))[wallet_id]
+    available = wallet.balance - wallet.held
+    if available < request.amount:
+        raise InsufficientFunds(
+            "The wallet's available balance does not cover the hold.",
+            available=available,
+            currency=request.currency,
+        )
+    hold_id = uuid.uuid4()
+    created = await repository.insert_hold(
+        session,
+        hold_id=hold_id,
+        account_id=wallet_id,
+        amount=request.amount,
+        currency=request.currency,
+        reference=request.reference,
+        ttl_seconds=ttl_seconds,
+    )
+    if not created:
+        # A concurrent create with this reference committed first.
+        raced = await repository.get_by_reference(session, request.reference)
+        if raced is None:
+            raise RuntimeError(f"hold reference {request.reference!r} conflicts but is not found")
+        return _same_request(raced, request)
+    await repository.add_held(session, wallet_id, request.amount)
+    return await _reload(session, hold_id)
+
+
+async def get_hold(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
+    """A hold by id, or HoldNotFound."""
+    return await _reload(session, hold_id)
+
+
+async def capture(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
+    """Post the held amount as a refund line (wallet → refunds account); repeats are no-ops."""
+    hold = await _reload(session, hold_id)
+    if hold.status == CAPTURED:
+        return hold
+    if hold.status != ACTIVE:
+        raise HoldNotActive(
+            f"The hold is {hold.status}; it cannot be captured.", status=hold.status
+        )
+    refunds = await accounts_repository.system_account(session, REFUNDS, hold.currency)
+    # Accounts first, then the hold row: the order every path takes (see lock_accounts).
+    await ledger.lock_accounts(session, [hold.account_id, refunds])
+    hold = await repository.get(session, hold_id, lock=True) or hold
+    if hold.status == CAPTURED:
+        return hold
+    if hold.status != ACTIVE:
+        raise HoldNotActive(
+            f"The hold is {hold.status}; it cannot be captured.", status=hold.status
+        )
+    await repository.add_held(session, hold.account_id, -hold.amount)
+    posted = await ledger.post(
+        session,
+        type_=REFUND,
+        reference=hold.reference,
+        lines=[
+            ledger.Line(hold.account_id, -hold.amount, hold.currency, REFUND),
+            ledger.Line(refunds, hold.amount, hold.currency, REFUND),
+        ],
+    )
+    if posted is not None:
+        transaction_id = posted.id
+    else:
+        # The refund was already debited without this hold (its event came first); the
+        # reservation is released and nothing is debited twice.
+        found = await ledger_repository.transaction_by_reference(session, REFUND, hold.reference)
+        if found is None:
+            raise RuntimeError(f"refund {hold.reference!r} conflicts but is not found")
+        transaction_id = found
+        logger.warning("hold %s captured onto the existing refund %s", hold.id, hold.reference)
+    await repository.resolve(session, hold.id, CAPTURED, transaction_id)
+    return await _reload(session, hold.id)
+
+
+async def void(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
+    """Release the held amount; voiding a voided or expired hold changes nothing."""
+    hold = await _reload(session, hold_id)
+    if hold.status in (VOIDED, EXPIRED):
+        return hold
+    if hold.status == CAPTURED:
+        raise HoldNotActive("The hold is captured; it cannot be voided.", status=hold.status)
+    await ledger.lock_accounts(session, [hold.account_id])
+    hold = await repository.get(session, hold_id, lock=True) or hold
+    if hold.status in (VOIDED, EXPIRED):
+        return hold
+    if hold.status == CAPTURED:
+        raise HoldNotActive("The hold is captured; it cannot be voided.", status=hold.status)
+    await repository.add_held(session, hold.account_id, -hold.amount)
+    await repository.resolve(session, hold.id, VOIDED)
+    return await _reload(session, hold.id)
+
+
+async def release_expired_holds(session: AsyncSession) -> int:
+    """Expire overdue holds of up to SWEEP_BATCH accounts; returns how many accounts."""
+    account_ids = await repository.accounts_with_expired_holds(session, SWEEP_BATCH)
+    if account_ids:
+        # Locking releases each wallet's overdue holds (see ledger.lock_accounts).
+        await ledger.lock_accounts(session, account_ids)
+    return len(account_ids)

@@ -1,0 +1,1 @@
+"""Events from other services: registrations, card payments and refunds."""

@@ -1,0 +1,1 @@
+"""The double-entry ledger: posting, history and the invariant check."""

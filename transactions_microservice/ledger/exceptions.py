@@ -1,0 +1,30 @@
+"""Problems of the ledger."""
+
+from __future__ import annotations
+
+from micropay_common.errors import BadRequest, Conflict, NotFound
+
+
+class InsufficientFunds(Conflict):
+    """409: the wallet's available balance does not cover the amount."""
+
+    type = "insufficient_funds"
+    title = "Insufficient funds"
+
+
+class LineNotFound(NotFound):
+    """404: no ledger line with this id among the caller's."""
+
+    type = "not_found"
+    title = "Ledger line not found"
+
+
+class InvalidCursor(BadRequest):
+    """400: `starting_after` names no line of the caller's."""
+
+    type = "invalid_cursor"
+    title = "Invalid cursor"
+
+
+class UnbalancedTransaction(ValueError):
+    """A posting whose lines do not sum to zero per currency: a bug, never a user error."""

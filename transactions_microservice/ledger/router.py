@@ -1,0 +1,94 @@
+"""HTTP endpoints of the ledger: the caller's history, and the internal invariant check."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
+
+from micropay_common.db import SessionDep
+from micropay_common.security import CurrentUser, ServiceCaller
+from transactions_microservice.ledger import service
+from transactions_microservice.ledger.repository import HistoryFilter
+from transactions_microservice.ledger.schemas import LedgerCheckRead, LinePage, LineRead, LineType
+from transactions_microservice.money import Currency
+
+router = APIRouter(tags=["transactions"])
+internal_router = APIRouter(tags=["internal"])
+
+
+@router.get(
+    "/transactions",
+    response_model=LinePage,
+    summary="The caller's ledger lines, newest first",
+    responses={
+        400: {"description": "`starting_after` is not one of the caller's lines"},
+        401: {"description": "No valid access token"},
+    },
+)
+async def list_lines(
+    session: SessionDep,
+    user: CurrentUser,
+    limit: int = Query(10, ge=1, le=100, description="Lines per page."),
+    starting_after: int | None = Query(
+        None, ge=1, description="Id of the last line of the previous page."
+    ),
+    line_type: LineType | None = Query(None, alias="type", description="Only lines of this type."),
+    currency: Currency | None = Query(None, description="Only lines of this wallet."),
+    created_gte: AwareDatetime | None = Query(
+        None, description="Only lines created at or after this instant (ISO 8601 with offset)."
+    ),
+    created_lt: AwareDatetime | None = Query(
+        None, description="Only lines created before this instant (ISO 8601 with offset)."
+    ),
+) -> LinePage:
+    """Cursor-paginated history across the caller's wallets, optionally filtered."""
+    page = await service.history(
+        session,
+        HistoryFilter(
+            user_id=user.id,
+            type=line_type,
+            currency=currency,
+            created_gte=created_gte,
+            created_lt=created_lt,
+        ),
+        limit=limit,
+        starting_after=starting_after,
+    )
+    return LinePage(
+        data=[LineRead.model_validate(asdict(line)) for line in page.lines],
+        has_more=page.has_more,
+    )
+
+
+@router.get(
+    "/transactions/{line_id:int}",
+    response_model=LineRead,
+    summary="One of the caller's ledger lines",
+    responses={
+        401: {"description": "No valid access token"},
+        404: {"description": "No such line among the caller's"},
+    },
+)
+async def get_line(line_id: int, session: SessionDep, user: CurrentUser) -> LineRead:
+    """A line by id; another user's line is 404, as if it did not exist."""
+    return LineRead.model_validate(asdict(await service.line(session, user.id, line_id)))
+
+
+@internal_router.get(
+    "/internal/ledger/check",
+    response_model=LedgerCheckRead,
+    summary="Check the ledger's invariants",
+    responses={
+        401: {"description": "No valid service token"},
+        403: {"description": "The caller is not in the `services` group"},
+    },
+)
+async def check_ledger(caller: ServiceCaller, session: SessionDep) -> LedgerCheckRead:
+    """Entries sum to zero per transaction and currency; balances and holds match; none negative.
+
+    Reads whole tables on one snapshot: for operators and tests, not for every request.
+    """
+    del caller
+    return LedgerCheckRead.model_validate(asdict(await service.check(session)))

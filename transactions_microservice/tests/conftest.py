@@ -1,0 +1,127 @@
+"""Fixtures of the transactions tests: the real app on the test database, users, events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from conftest import CognitoUser, TestDatabase, bearer, free_port, serve
+from stack.postgres import connect
+from transactions_microservice.main import create_app
+from transactions_microservice.settings import TransactionsSettings
+from transactions_microservice.tests.helpers import Member, envelope
+
+
+@pytest.fixture(scope="session")
+def tx_settings(service_settings: Callable[..., Any]) -> TransactionsSettings:
+    """Settings of the service under test; its peers point at a port nothing listens on."""
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    settings: TransactionsSettings = service_settings(
+        "transactions",
+        settings_cls=TransactionsSettings,
+        auth_url=nowhere,
+        payment_url=nowhere,
+        notifications_url=nowhere,
+        outbox_poll_interval_seconds=3600,
+        hold_sweep_interval_seconds=3600,
+    )
+    return settings
+
+
+@pytest.fixture(scope="session")
+def tx_app(tx_settings: TransactionsSettings) -> FastAPI:
+    """The production app factory with the test settings."""
+    return create_app(tx_settings)
+
+
+@pytest.fixture(scope="session")
+async def client(tx_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client of the started app."""
+    async with serve(tx_app) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def admin(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
+    """A superuser connection to the test database, for looking behind the API."""
+    conn = await connect(database.admin_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture(scope="session")
+def service_headers(make_user: Callable[..., CognitoUser]) -> dict[str, str]:
+    """A token of a `services` group member, as the other services call with."""
+    return bearer(make_user(groups=("services",)).access_token)
+
+
+Deliver = Callable[..., Awaitable[httpx.Response]]
+
+
+@pytest.fixture(scope="session")
+def deliver(client: httpx.AsyncClient, service_headers: dict[str, str]) -> Deliver:
+    """Post an event to /internal/events (a fresh id unless an envelope is given)."""
+
+    async def post(
+        event_type: str | None = None,
+        data: dict[str, Any] | None = None,
+        *,
+        producer: str = "payment",
+        event: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        if event is None:
+            assert event_type is not None
+            assert data is not None
+            event = envelope(event_type, data, producer)
+        return await client.post("/internal/events", json=event, headers=service_headers)
+
+    return post
+
+
+Register = Callable[..., Awaitable[Member]]
+
+
+@pytest.fixture(scope="session")
+def register(make_user: Callable[..., CognitoUser], deliver: Deliver) -> Register:
+    """A new Cognito user, registered with the service through `user.registered`."""
+
+    async def factory() -> Member:
+        member = Member(make_user())
+        response = await deliver(
+            "user.registered", {"user_id": member.id, "email": member.email}, producer="auth"
+        )
+        assert response.status_code == 200, response.text
+        return member
+
+    return factory
+
+
+TopUp = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture(scope="session")
+def top_up(deliver: Deliver) -> TopUp:
+    """Credit a wallet through `payment.succeeded`; returns the payment id."""
+
+    async def credit(member: Member, amount: int, currency: str = "USD") -> str:
+        payment_id = f"pay_{uuid.uuid4().hex[:16]}"
+        response = await deliver(
+            "payment.succeeded",
+            {
+                "payment_id": payment_id,
+                "user_id": member.id,
+                "amount": amount,
+                "currency": currency,
+            },
+        )
+        assert response.status_code == 200, response.text
+        assert response.json() == {"status": "applied"}
+        return payment_id
+
+    return credit

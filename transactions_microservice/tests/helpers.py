@@ -1,0 +1,78 @@
+"""Helpers of the transactions tests: members, events, reading balances and history."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from conftest import CognitoUser, bearer
+
+
+@dataclass
+class Member:
+    """A Cognito user whose registration the transactions service has received."""
+
+    user: CognitoUser
+
+    @property
+    def id(self) -> str:
+        """The user id (Cognito `sub`)."""
+        return self.user.sub
+
+    @property
+    def email(self) -> str:
+        """The email, which is also the Cognito username."""
+        return self.user.username
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Authorization header with the user's access token."""
+        return bearer(self.user.access_token)
+
+
+def envelope(event_type: str, data: dict[str, Any], producer: str) -> dict[str, Any]:
+    """An event as a producer's outbox relay posts it."""
+    return {
+        "id": str(uuid.uuid4()),
+        "type": event_type,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "producer": producer,
+        "data": data,
+    }
+
+
+async def balance_of(client: httpx.AsyncClient, member: Member, currency: str = "USD") -> int:
+    """The member's available balance in one currency (0 without a wallet)."""
+    response = await client.get("/transactions/balance", headers=member.headers)
+    assert response.status_code == 200, response.text
+    for wallet in response.json()["balances"]:
+        if wallet["currency"] == currency:
+            return int(wallet["available"])
+    return 0
+
+
+async def all_lines(
+    client: httpx.AsyncClient, member: Member, limit: int = 100, **filters: Any
+) -> list[dict[str, Any]]:
+    """Every history line of the member, newest first, page by page."""
+    lines: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": limit, **filters}
+    while True:
+        response = await client.get("/transactions", params=params, headers=member.headers)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        lines.extend(page["data"])
+        if not page["has_more"]:
+            return lines
+        params["starting_after"] = page["data"][-1]["id"]
+
+
+async def ledger_check(client: httpx.AsyncClient, service_headers: dict[str, str]) -> Any:
+    """The internal invariant check's result."""
+    response = await client.get("/internal/ledger/check", headers=service_headers)
+    assert response.status_code == 200, response.text
+    return response.json()

@@ -1,0 +1,333 @@
+"""Events in: registrations open wallets, payments credit once, refunds debit once and safely."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from transactions_microservice.tests.helpers import (
+    Member,
+    all_lines,
+    balance_of,
+    envelope,
+    ledger_check,
+)
+
+
+def payment(member: Member, amount: int, currency: str = "USD", payment_id: str | None = None):
+    return {
+        "payment_id": payment_id or f"pay_{uuid.uuid4().hex[:12]}",
+        "user_id": member.id,
+        "amount": amount,
+        "currency": currency,
+    }
+
+
+def refund(
+    member: Member, amount: int, *, hold_id: str | None = None, refund_id: str | None = None
+):
+    return {
+        "payment_id": "pay_refunded",
+        "refund_id": refund_id or f"re_{uuid.uuid4().hex[:12]}",
+        "user_id": member.id,
+        "amount": amount,
+        "currency": "USD",
+        "hold_id": hold_id,
+    }
+
+
+async def system_balance(admin, code: str, currency: str = "USD") -> int:
+    value = await admin.fetchval(
+        "SELECT balance FROM transactions.accounts WHERE system_code = $1 AND currency = $2",
+        code,
+        currency,
+    )
+    return int(value or 0)
+
+
+async def test_registration_opens_a_wallet_and_records_the_email(client, admin, register):
+    member = await register()
+
+    balances = (await client.get("/transactions/balance", headers=member.headers)).json()
+    assert balances == {"balances": [{"currency": "USD", "available": 0, "balance": 0, "held": 0}]}
+    email = await admin.fetchval(
+        "SELECT email FROM transactions.users WHERE user_id = $1", member.id
+    )
+    assert email == member.email.lower()
+
+
+async def test_registration_emails_are_stored_in_lower_case(client, admin, make_user, deliver):
+    member = Member(make_user())
+    response = await deliver(
+        "user.registered",
+        {"user_id": member.id, "email": "  Mixed.Case@Example.COM "},
+        producer="auth",
+    )
+    assert response.status_code == 200
+    email = await admin.fetchval(
+        "SELECT email FROM transactions.users WHERE user_id = $1", member.id
+    )
+    assert email == "mixed.case@example.com"
+
+
+async def test_an_email_moves_to_a_newer_registration(admin, make_user, deliver):
+    email = f"reused-{uuid.uuid4().hex[:8]}@example.com"
+    first, second = Member(make_user()), Member(make_user())
+    for member in (first, second):
+        response = await deliver(
+            "user.registered", {"user_id": member.id, "email": email}, producer="auth"
+        )
+        assert response.status_code == 200
+
+    owner = await admin.fetchval("SELECT user_id FROM transactions.users WHERE email = $1", email)
+    assert owner == second.id
+
+
+async def test_a_repeated_registration_event_is_a_no_op(client, admin, make_user, deliver):
+    member = Member(make_user())
+    event = envelope("user.registered", {"user_id": member.id, "email": member.email}, "auth")
+
+    first = await deliver(event=event)
+    second = await deliver(event=event)
+
+    assert first.json() == {"status": "applied"}
+    assert second.json() == {"status": "duplicate"}
+    wallets = await admin.fetchval(
+        "SELECT count(*) FROM transactions.accounts WHERE user_id = $1", member.id
+    )
+    assert wallets == 1
+
+
+async def test_a_payment_credits_the_wallet_with_a_top_up_line(client, admin, register, deliver):
+    member = await register()
+    funding_before = await system_balance(admin, "card_funding")
+    data = payment(member, 4_200)
+
+    response = await deliver("payment.succeeded", data)
+
+    assert response.json() == {"status": "applied"}
+    assert await balance_of(client, member) == 4_200
+    [line] = await all_lines(client, member)
+    assert line["type"] == "top_up"
+    assert line["amount"] == 4_200
+    assert line["balance_after"] == 4_200
+    assert line["reference"] == data["payment_id"]
+    assert line["counterparty_email"] is None
+    assert await system_balance(admin, "card_funding") == funding_before - 4_200
+
+
+async def test_a_payment_is_credited_once_whatever_carries_it(client, register, deliver):
+    member = await register()
+    data = payment(member, 1_000)
+    event = envelope("payment.succeeded", data, "payment")
+
+    await deliver(event=event)
+    repeat = await deliver(event=event)
+    # Another event for the same payment (say, webhook and confirmation both reported it).
+    another = await deliver("payment.succeeded", data)
+
+    assert repeat.json() == {"status": "duplicate"}
+    assert another.json() == {"status": "applied"}
+    assert await balance_of(client, member) == 1_000
+    assert len(await all_lines(client, member)) == 1
+
+
+async def test_a_payment_before_the_registration_opens_the_wallet(
+    client, admin, make_user, deliver
+):
+    member = Member(make_user())
+
+    credited = await deliver("payment.succeeded", payment(member, 750))
+    registered = await deliver(
+        "user.registered", {"user_id": member.id, "email": member.email}, producer="auth"
+    )
+
+    assert credited.json() == {"status": "applied"}
+    assert registered.json() == {"status": "applied"}
+    assert await balance_of(client, member) == 750
+    wallets = await admin.fetchval(
+        "SELECT count(*) FROM transactions.accounts WHERE user_id = $1", member.id
+    )
+    assert wallets == 1
+
+
+async def test_a_payment_in_another_currency_opens_that_wallet(client, register, deliver):
+    member = await register()
+    await deliver("payment.succeeded", payment(member, 300, "EUR"))
+    assert await balance_of(client, member, "EUR") == 300
+    assert await balance_of(client, member, "USD") == 0
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"payment_id": "pay_x", "user_id": "u", "amount": -5, "currency": "USD"},
+        {"payment_id": "pay_x", "user_id": "u", "amount": 5},
+        {"payment_id": "pay_x", "user_id": "u", "amount": 5, "currency": "usd"},
+    ],
+)
+async def test_a_malformed_payload_is_422_and_not_recorded(client, admin, deliver, data):
+    event = envelope("payment.succeeded", data, "payment")
+
+    response = await deliver(event=event)
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    recorded = await admin.fetchval(
+        "SELECT count(*) FROM transactions.inbox WHERE event_id = $1", uuid.UUID(event["id"])
+    )
+    assert recorded == 0  # so the producer's retry, once fixed, is applied
+
+
+async def test_events_need_a_service_token(client, register):
+    member = await register()
+    response = await client.post(
+        "/internal/events",
+        json=envelope("payment.succeeded", payment(member, 10**6), "payment"),
+        headers=member.headers,
+    )
+    assert response.status_code == 403
+    assert await balance_of(client, member) == 0
+
+
+async def test_a_refund_without_a_hold_debits_the_wallet(
+    client, admin, service_headers, register, top_up, deliver
+):
+    member = await register()
+    await top_up(member, 1_000)
+    refunds_before = await system_balance(admin, "refunds")
+    data = refund(member, 400)
+
+    response = await deliver("payment.refunded", data)
+    repeat = await deliver("payment.refunded", data)
+
+    assert response.json() == {"status": "applied"}
+    assert repeat.json() == {"status": "applied"}  # a new event id, the same refund
+    assert await balance_of(client, member) == 600
+    line = (await all_lines(client, member))[0]
+    assert line["type"] == "refund"
+    assert line["amount"] == -400
+    assert line["reference"] == data["refund_id"]
+    assert await system_balance(admin, "refunds") == refunds_before + 400
+    assert (await ledger_check(client, service_headers))["ok"] is True
+
+
+async def test_a_refund_the_wallet_cannot_cover_takes_what_is_available(
+    client, admin, service_headers, register, top_up, deliver
+):
+    member = await register()
+    await top_up(member, 1_000)
+    hold = await client.post(
+        "/internal/holds",
+        json={
+            "user_id": member.id,
+            "amount": 300,
+            "currency": "USD",
+            "reference": uuid.uuid4().hex,
+        },
+        headers=service_headers,
+    )
+    assert hold.status_code == 201
+    shortfall_before = await system_balance(admin, "refund_shortfall")
+
+    response = await deliver("payment.refunded", refund(member, 2_500))
+
+    assert response.json() == {"status": "applied"}
+    balances = (await client.get("/transactions/balance", headers=member.headers)).json()
+    # The 300 held for something else stays held; the 700 available goes to the refund.
+    assert balances["balances"] == [
+        {"currency": "USD", "available": 0, "balance": 300, "held": 300}
+    ]
+    line = (await all_lines(client, member))[0]
+    assert line["type"] == "refund"
+    assert line["amount"] == -700
+    assert await system_balance(admin, "refund_shortfall") == shortfall_before - 1_800
+    assert (await ledger_check(client, service_headers))["ok"] is True
+
+
+async def test_a_refund_for_a_user_without_a_wallet_is_all_shortfall(
+    client, admin, service_headers, make_user, deliver
+):
+    member = Member(make_user())
+    shortfall_before = await system_balance(admin, "refund_shortfall")
+
+    response = await deliver("payment.refunded", refund(member, 90))
+
+    assert response.json() == {"status": "applied"}
+    assert await system_balance(admin, "refund_shortfall") == shortfall_before - 90
+    assert await all_lines(client, member) == []
+    assert (await ledger_check(client, service_headers))["ok"] is True
+
+
+async def test_a_refund_through_a_captured_hold_changes_nothing_more(
+    client, service_headers, register, top_up, deliver
+):
+    member = await register()
+    await top_up(member, 1_000)
+    refund_id = f"re_{uuid.uuid4().hex[:12]}"
+    hold = (
+        await client.post(
+            "/internal/holds",
+            json={"user_id": member.id, "amount": 250, "currency": "USD", "reference": refund_id},
+            headers=service_headers,
+        )
+    ).json()
+    captured = await client.post(f"/internal/holds/{hold['id']}/capture", headers=service_headers)
+    assert captured.status_code == 200
+
+    response = await deliver(
+        "payment.refunded", refund(member, 250, hold_id=hold["id"], refund_id=refund_id)
+    )
+
+    assert response.json() == {"status": "applied"}
+    assert await balance_of(client, member) == 750
+    assert [line["type"] for line in await all_lines(client, member)] == ["refund", "top_up"]
+
+
+async def test_a_refund_through_an_active_hold_captures_it(
+    client, service_headers, register, top_up, deliver
+):
+    member = await register()
+    await top_up(member, 1_000)
+    refund_id = f"re_{uuid.uuid4().hex[:12]}"
+    hold = (
+        await client.post(
+            "/internal/holds",
+            json={"user_id": member.id, "amount": 250, "currency": "USD", "reference": refund_id},
+            headers=service_headers,
+        )
+    ).json()
+
+    await deliver("payment.refunded", refund(member, 250, hold_id=hold["id"], refund_id=refund_id))
+    captured = await client.post(f"/internal/holds/{hold['id']}/capture", headers=service_headers)
+
+    after = (await client.get(f"/internal/holds/{hold['id']}", headers=service_headers)).json()
+    assert after["status"] == "captured"
+    assert captured.json() == after  # the later capture call is a no-op
+    balances = (await client.get("/transactions/balance", headers=member.headers)).json()
+    assert balances["balances"] == [
+        {"currency": "USD", "available": 750, "balance": 750, "held": 0}
+    ]
+    assert [line["type"] for line in await all_lines(client, member)] == ["refund", "top_up"]
+
+
+async def test_a_refund_whose_hold_was_voided_debits_directly(
+    client, service_headers, register, top_up, deliver
+):
+    member = await register()
+    await top_up(member, 1_000)
+    refund_id = f"re_{uuid.uuid4().hex[:12]}"
+    hold = (
+        await client.post(
+            "/internal/holds",
+            json={"user_id": member.id, "amount": 250, "currency": "USD", "reference": refund_id},
+            headers=service_headers,
+        )
+    ).json()
+    await client.post(f"/internal/holds/{hold['id']}/void", headers=service_headers)
+
+    await deliver("payment.refunded", refund(member, 250, hold_id=hold["id"], refund_id=refund_id))
+
+    assert await balance_of(client, member) == 750
+    assert [line["type"] for line in await all_lines(client, member)] == ["refund", "top_up"]

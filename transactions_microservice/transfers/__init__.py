@@ -1,0 +1,1 @@
+"""Transfers between users' wallets, by the recipient's email."""

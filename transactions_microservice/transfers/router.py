@@ -1,0 +1,36 @@
+"""HTTP endpoint of transfers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from micropay_common.db import SessionDep
+from micropay_common.idempotency import RequiredIdempotencyDep
+from micropay_common.security import CurrentUser
+from transactions_microservice.transfers import service
+from transactions_microservice.transfers.schemas import TransferCreate, TransferRead
+
+router = APIRouter(tags=["transactions"])
+
+
+@router.post(
+    "/transactions/transfers",
+    status_code=201,
+    response_model=TransferRead,
+    summary="Send money to another user by email",
+    responses={
+        400: {"description": "Transfer to yourself, or a missing/invalid Idempotency-Key"},
+        401: {"description": "No valid access token"},
+        404: {"description": "No registered user has `to_email`"},
+        409: {"description": "`insufficient_funds`, or an Idempotency-Key conflict"},
+        422: {"description": "Amount not a positive integer, or an unsupported currency"},
+    },
+)
+async def create_transfer(
+    body: TransferCreate, session: SessionDep, user: CurrentUser, idem: RequiredIdempotencyDep
+) -> Response:
+    """Move money from the caller's wallet; the `Idempotency-Key` header is required."""
+    return await idem.run(
+        lambda: service.create_transfer(session, user.id, user.email, body), status_code=201
+    )

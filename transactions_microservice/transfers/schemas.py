@@ -1,0 +1,34 @@
+"""Request and response bodies of transfers."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from transactions_microservice.money import Amount, Currency
+
+
+class TransferCreate(BaseModel):
+    """Send money from the caller's wallet to another user's, by their email."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to_email: str = Field(min_length=3, max_length=320, examples=["bob@example.com"])
+    amount: Amount
+    currency: Currency
+    description: str | None = Field(default=None, max_length=500, examples=["Dinner"])
+
+
+class TransferRead(BaseModel):
+    """A completed transfer."""
+
+    id: uuid.UUID = Field(description="The transfer; the `reference` of both history lines.")
+    amount: int
+    currency: str
+    from_user_id: str
+    to_user_id: str
+    to_email: str
+    description: str | None
+    created_at: datetime

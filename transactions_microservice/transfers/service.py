@@ -1,0 +1,86 @@
+"""The rules of a transfer: one ledger transaction and one event, or nothing."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from micropay_common.events import TRANSFER_COMPLETED, TransferCompleted
+from micropay_common.outbox import publish
+from transactions_microservice.accounts import repository as accounts_repository
+from transactions_microservice.accounts.service import normalise_email
+from transactions_microservice.ledger import service as ledger
+from transactions_microservice.ledger.exceptions import InsufficientFunds
+from transactions_microservice.models import TRANSFER, TRANSFER_IN, TRANSFER_OUT
+from transactions_microservice.transfers.exceptions import RecipientNotFound, TransferToSelf
+from transactions_microservice.transfers.schemas import TransferCreate, TransferRead
+
+
+async def create_transfer(
+    session: AsyncSession, sender_id: str, sender_email: str, request: TransferCreate
+) -> TransferRead:
+    """Move `amount` from the sender's wallet to the recipient's and announce it."""
+    to_email = normalise_email(request.to_email)
+    if to_email == normalise_email(sender_email):
+        raise TransferToSelf("You cannot send money to yourself.")
+    emails = await accounts_repository.emails_and_ids(session, to_email, sender_id)
+    recipient_id = next((user_id for user_id, email in emails.items() if email == to_email), None)
+    if recipient_id is None:
+        raise RecipientNotFound(f"No MicroPay user has the email {to_email}.")
+    if recipient_id == sender_id:
+        raise TransferToSelf("You cannot send money to yourself.")
+    wallets = await accounts_repository.wallet_ids(
+        session, [sender_id, recipient_id], request.currency
+    )
+    sender_wallet = wallets.get(sender_id)
+    if sender_wallet is None:
+        raise InsufficientFunds(
+            f"You have no {request.currency} wallet.", available=0, currency=request.currency
+        )
+    recipient_wallet = wallets.get(recipient_id) or await accounts_repository.open_wallet(
+        session, recipient_id, request.currency
+    )
+    transfer_id = uuid.uuid4()
+    posted = await ledger.post(
+        session,
+        type_=TRANSFER,
+        reference=str(transfer_id),
+        transaction_id=transfer_id,
+        description=request.description,
+        lines=[
+            ledger.Line(
+                sender_wallet, -request.amount, request.currency, TRANSFER_OUT, recipient_id
+            ),
+            ledger.Line(recipient_wallet, request.amount, request.currency, TRANSFER_IN, sender_id),
+        ],
+    )
+    if posted is None:  # a fresh uuid cannot have been posted before
+        raise RuntimeError(f"transfer {transfer_id} already exists")
+    from_email = emails.get(sender_id) or normalise_email(sender_email)
+    await publish(
+        session,
+        TRANSFER_COMPLETED,
+        TransferCompleted(
+            transfer_id=str(transfer_id),
+            from_user_id=sender_id,
+            from_email=from_email,
+            to_user_id=recipient_id,
+            to_email=to_email,
+            amount=request.amount,
+            currency=request.currency,
+            description=request.description,
+        ).model_dump(),
+        producer="transactions",
+        event_id=transfer_id,
+    )
+    return TransferRead(
+        id=transfer_id,
+        amount=request.amount,
+        currency=request.currency,
+        from_user_id=sender_id,
+        to_user_id=recipient_id,
+        to_email=to_email,
+        description=request.description,
+        created_at=posted.created_at,
+    )
