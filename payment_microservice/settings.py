@@ -4,9 +4,35 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from micropay_common.settings import ServiceSettings
+
+
+class AmountLimits(BaseModel):
+    """Least and greatest top-up in one currency, in its minor units."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min: int = Field(gt=0)
+    max: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AmountLimits:
+        if self.min > self.max:
+            raise ValueError("min must not exceed max")
+        return self
+
+
+# The wallet's currencies (the transactions service holds USD, EUR, GBP and JPY). Stripe's own
+# minimum charge is about 0.50 in the two-decimal currencies and 50 yen.
+DEFAULT_AMOUNT_LIMITS: dict[str, AmountLimits] = {
+    "USD": AmountLimits(min=50, max=1_000_000),
+    "EUR": AmountLimits(min=50, max=1_000_000),
+    "GBP": AmountLimits(min=50, max=1_000_000),
+    "JPY": AmountLimits(min=50, max=1_000_000),
+}
 
 
 class PaymentSettings(ServiceSettings):
@@ -20,3 +46,44 @@ class PaymentSettings(ServiceSettings):
     stripe_api_key: str
     stripe_api_base: str | None = None
     stripe_webhook_secret: str
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    stripe_timeout_seconds: float = Field(default=20.0, gt=0)
+    stripe_max_network_retries: int = Field(default=2, ge=0, le=10)
+
+    payment_amount_limits: dict[str, AmountLimits] = Field(
+        default_factory=lambda: dict(DEFAULT_AMOUNT_LIMITS)
+    )
+
+    reconcile_interval_seconds: float = Field(default=60.0, gt=0)
+    reconcile_min_age_seconds: float = Field(default=120.0, ge=0)
+    reconcile_batch_size: int = Field(default=50, ge=1)
+    payment_action_timeout_seconds: float = Field(default=86_400.0, gt=0)
+
+    @field_validator("stripe_api_base")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("payment_amount_limits")
+    @classmethod
+    def _currency_codes(cls, value: dict[str, AmountLimits]) -> dict[str, AmountLimits]:
+        limits = {code.upper(): limit for code, limit in value.items()}
+        bad = sorted(code for code in limits if len(code) != 3 or not code.isalpha())
+        if bad:
+            raise ValueError(f"not ISO 4217 codes: {', '.join(bad)}")
+        if not limits:
+            raise ValueError("at least one currency is needed")
+        return limits
+
+    @property
+    def supported_currencies(self) -> list[str]:
+        """Currencies a top-up may be made in."""
+        return sorted(self.payment_amount_limits)
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long one driver owns a payment or refund: its slowest Stripe and wallet calls."""
+        attempts = self.stripe_max_network_retries + 1
+        # stripe-python sleeps at most 5 s between retries; a refund makes three wallet calls.
+        stripe_worst = self.stripe_timeout_seconds * attempts + 5.0 * attempts
+        return stripe_worst + 3 * self.http_timeout_seconds + 10.0

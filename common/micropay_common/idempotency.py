@@ -223,6 +223,14 @@ def _read_key(request: Request, required: bool) -> str | None:
     return values[0]
 
 
+def read_idempotency_key(request: Request, *, required: bool) -> str | None:
+    """The request's Idempotency-Key (400 when missing but required, or malformed).
+
+    For endpoints that keep their own idempotency records instead of `idem.run`.
+    """
+    return _read_key(request, required)
+
+
 def _sqlstate(exc: DBAPIError) -> str | None:
     return getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
 

@@ -1,0 +1,138 @@
+"""The payment service's tables (PostgreSQL.sql, section `payments`), as SQLAlchemy models."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA = "payments"
+
+
+class Base(DeclarativeBase):
+    """Models of the `payments` schema."""
+
+    metadata = MetaData(schema=SCHEMA)
+
+
+class Payment(Base):
+    """A wallet top-up by card."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="payments_amount_check"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="payments_currency_check"),
+        CheckConstraint(
+            "amount_refunded >= 0 AND amount_refunded <= amount",
+            name="payments_amount_refunded_check",
+        ),
+        CheckConstraint(
+            "status IN ('processing', 'requires_action', 'succeeded', 'failed')",
+            name="payments_status_check",
+        ),
+        UniqueConstraint("user_id", "idempotency_key", name="payments_user_idempotency_key"),
+        UniqueConstraint("stripe_payment_intent_id", name="payments_stripe_payment_intent_key"),
+        Index("payments_user_created_idx", "user_id", text("created_at DESC"), text("id DESC")),
+        Index("payments_created_idx", text("created_at DESC"), text("id DESC")),
+        Index(
+            "payments_unsettled_idx",
+            "updated_at",
+            postgresql_where=text("status IN ('processing', 'requires_action')"),
+        ),
+        Index("payments_stripe_charge_idx", "stripe_charge_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    user_id: Mapped[str] = mapped_column(Text)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(Text)
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    status: Mapped[str] = mapped_column(Text)
+    payment_method: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str] = mapped_column(Text)
+    request_hash: Mapped[str] = mapped_column(Text)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(Text)
+    stripe_charge_id: Mapped[str | None] = mapped_column(Text)
+    client_secret: Mapped[str | None] = mapped_column(Text)
+    next_action: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    failure_code: Mapped[str | None] = mapped_column(Text)
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    decline_code: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Refund(Base):
+    """Money given back to the card of a payment (and taken from the wallet)."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="refunds_amount_check"),
+        CheckConstraint(
+            "status IN ('pending', 'succeeded', 'failed')", name="refunds_status_check"
+        ),
+        CheckConstraint("origin IN ('api', 'stripe')", name="refunds_origin_check"),
+        CheckConstraint(
+            "origin <> 'api' OR (requested_by IS NOT NULL AND idempotency_key IS NOT NULL"
+            " AND request_hash IS NOT NULL)",
+            name="refunds_api_request_check",
+        ),
+        UniqueConstraint(
+            "requested_by", "idempotency_key", name="refunds_requester_idempotency_key"
+        ),
+        UniqueConstraint("stripe_refund_id", name="refunds_stripe_refund_key"),
+        Index("refunds_payment_idx", "payment_id", text("created_at DESC")),
+        Index("refunds_pending_idx", "updated_at", postgresql_where=text("status = 'pending'")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    payment_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey(Payment.id))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(Text)
+    request_hash: Mapped[str | None] = mapped_column(Text)
+    hold_id: Mapped[str | None] = mapped_column(Text)
+    stripe_refund_id: Mapped[str | None] = mapped_column(Text)
+    failure_code: Mapped[str | None] = mapped_column(Text)
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class StripeEvent(Base):
+    """A verified Stripe webhook event, recorded with its effect."""
+
+    __tablename__ = "stripe_events"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('applied', 'ignored')", name="stripe_events_outcome_check"),
+    )
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    type: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

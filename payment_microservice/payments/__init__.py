@@ -1,0 +1,1 @@
+"""Card top-ups: create, confirm, settle and read payments."""

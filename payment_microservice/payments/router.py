@@ -1,0 +1,110 @@
+"""Payments endpoints: top up by card, read payments."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from micropay_common.db import SessionDep
+from micropay_common.idempotency import (
+    IDEMPOTENCY_KEY_HEADER,
+    REPLAYED_HEADER,
+    read_idempotency_key,
+    request_fingerprint,
+)
+from micropay_common.security import CurrentUser
+from payment_microservice.payments import service
+from payment_microservice.payments.driver import PaymentDriver
+from payment_microservice.payments.schemas import PaymentCreate, PaymentList, PaymentRead
+
+router = APIRouter(prefix="/payments", tags=["payments"])
+
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+KEY_DESCRIPTION = (
+    "Unique key (1 to 255 printable ASCII characters, e.g. a UUID). A retry with the same key "
+    "and body never charges twice: it answers with the same payment. Required."
+)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=PaymentRead,
+    summary="Top up the wallet by card",
+    responses={
+        400: {"description": "Idempotency-Key missing or malformed", **PROBLEM},
+        402: {"description": "Card declined (`card_declined`) or payment failed", **PROBLEM},
+        409: {"description": "Idempotency-Key reused with another body, or in use", **PROBLEM},
+        422: {
+            "description": "Invalid body, unsupported currency or amount out of range",
+            **PROBLEM,
+        },
+        503: {"description": "Stripe did not answer; the payment stays processing", **PROBLEM},
+    },
+)
+async def create_payment(
+    request: Request,
+    body: PaymentCreate,
+    user: CurrentUser,
+    idempotency_key: Annotated[
+        str | None, Header(alias=IDEMPOTENCY_KEY_HEADER, description=KEY_DESCRIPTION)
+    ] = None,
+) -> JSONResponse:
+    """Create and confirm a card payment; `succeeded` credits the wallet (once).
+
+    `requires_action` (3-D Secure) comes back with `next_action` and `client_secret` for
+    Stripe.js; the wallet is credited when Stripe reports the payment succeeded.
+    """
+    # The header parameter documents the API; the raw headers are read to refuse repeats.
+    del idempotency_key
+    key = read_idempotency_key(request, required=True)
+    assert key is not None
+    fingerprint = request_fingerprint(
+        request.method, request.url.path, request.url.query, await request.body()
+    )
+    driver: PaymentDriver = request.app.state.payment_driver
+    submission = await driver.submit(
+        user_id=user.id, idempotency_key=key, request_hash=fingerprint, body=body
+    )
+    headers = {IDEMPOTENCY_KEY_HEADER: key}
+    if submission.replayed:
+        headers[REPLAYED_HEADER] = "true"
+    payment = submission.payment
+    if payment.status == "failed":
+        raise service.failure_problem(payment, headers)
+    return JSONResponse(
+        jsonable_encoder(service.to_read(payment)), status_code=201, headers=headers
+    )
+
+
+@router.get("", response_model=PaymentList, summary="List payments, newest first")
+async def list_payments(
+    session: SessionDep,
+    user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    starting_after: Annotated[
+        uuid.UUID | None, Query(description="The last payment id of the previous page.")
+    ] = None,
+    user_id: Annotated[
+        str | None, Query(description="Admins only: one user's payments.", max_length=128)
+    ] = None,
+) -> Any:
+    """The caller's payments; an admin sees every user's (or one user's with `user_id`)."""
+    return await service.list_payments(
+        session, user, limit=limit, starting_after=starting_after, user_id=user_id
+    )
+
+
+@router.get(
+    "/{payment_id}",
+    response_model=PaymentRead,
+    summary="Read a payment",
+    responses={404: {"description": "No such payment visible to the caller", **PROBLEM}},
+)
+async def get_payment(payment_id: uuid.UUID, session: SessionDep, user: CurrentUser) -> Any:
+    """One payment of the caller (admins: any payment)."""
+    return service.to_read(await service.get_visible(session, user, payment_id))

@@ -1,0 +1,293 @@
+"""Rules of payments: limits, how Stripe's answers settle a payment, and its events.
+
+Every function takes the session first, flushes and never commits. Settling is guarded by the
+payment's status in the UPDATE itself and every event id is derived from the payment, so the
+request, a webhook and the reconciler may all report the same outcome, in any order, and the
+wallet is still credited exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from micropay_common.errors import Forbidden, ProblemError
+from micropay_common.events import (
+    PAYMENT_FAILED,
+    PAYMENT_SUCCEEDED,
+    PaymentFailed,
+    PaymentSucceeded,
+)
+from micropay_common.outbox import publish
+from micropay_common.security import AuthenticatedUser
+from payment_microservice.models import Payment
+from payment_microservice.payments import repository
+from payment_microservice.payments.exceptions import (
+    AmountOutOfRange,
+    CardDeclined,
+    PaymentNotFound,
+    UnsupportedCurrency,
+)
+from payment_microservice.payments.exceptions import (
+    PaymentFailed as PaymentFailedProblem,
+)
+from payment_microservice.payments.schemas import PaymentCreate, PaymentList, PaymentRead
+from payment_microservice.settings import PaymentSettings
+from payment_microservice.stripe_api import IntentState, StripeRefused
+
+logger = logging.getLogger("micropay.payment.payments")
+
+PRODUCER = "payment"
+EVENT_NAMESPACE = uuid.UUID("6f1c1f55-3c8e-4b7e-9a55-0d8c3f0d7a10")
+ADMINS = "admins"
+
+# PaymentIntent statuses after which nothing more will happen without the customer.
+_FAILED_INTENT_STATUSES = ("requires_payment_method", "canceled")
+
+
+def event_id(event_type: str, subject_id: uuid.UUID) -> uuid.UUID:
+    """The one event id of `event_type` about a payment or refund, whoever publishes it."""
+    return uuid.uuid5(EVENT_NAMESPACE, f"{event_type}:{subject_id}")
+
+
+def stripe_idempotency_key(payment_id: uuid.UUID) -> str:
+    """Stripe's idempotency key for confirming a payment: every retry sends the same one."""
+    return f"micropay-payment-{payment_id}"
+
+
+def check_amount(settings: PaymentSettings, body: PaymentCreate) -> None:
+    """Refuse currencies the wallet does not hold and amounts outside the configured limits."""
+    limits = settings.payment_amount_limits.get(body.currency)
+    if limits is None:
+        raise UnsupportedCurrency(
+            f"{body.currency} is not supported; use one of "
+            f"{', '.join(settings.supported_currencies)}.",
+            supported=settings.supported_currencies,
+        )
+    if not limits.min <= body.amount <= limits.max:
+        raise AmountOutOfRange(
+            f"A top-up in {body.currency} must be between {limits.min} and {limits.max} "
+            "minor units.",
+            min=limits.min,
+            max=limits.max,
+            currency=body.currency,
+        )
+
+
+def can_read(user: AuthenticatedUser, payment: Payment) -> bool:
+    """Owners see their payments; admins see every payment."""
+    return payment.user_id == user.id or user.in_group(ADMINS)
+
+
+def to_read(payment: Payment) -> PaymentRead:
+    """The public view of a payment."""
+    awaiting_action = payment.status == "requires_action"
+    return PaymentRead(
+        id=payment.id,
+        status=payment.status,
+        amount=payment.amount,
+        currency=payment.currency,
+        amount_refunded=payment.amount_refunded,
+        description=payment.description,
+        created_at=payment.created_at,
+        failure_code=payment.failure_code,
+        decline_code=payment.decline_code,
+        next_action=payment.next_action if awaiting_action else None,
+        client_secret=payment.client_secret if awaiting_action else None,
+    )
+
+
+def failure_problem(payment: Payment, headers: dict[str, str] | None = None) -> ProblemError:
+    """The 402 problem a failed payment is answered with, the first time and on replays."""
+    extra: dict[str, Any] = {
+        "payment_id": str(payment.id),
+        "code": payment.failure_code,
+        "decline_code": payment.decline_code,
+    }
+    message = payment.failure_message or "The payment failed."
+    if payment.failure_code == "card_declined" or payment.decline_code:
+        return CardDeclined(message, headers=headers, **extra)
+    return PaymentFailedProblem(message, headers=headers, **extra)
+
+
+async def get_visible(
+    session: AsyncSession, user: AuthenticatedUser, payment_id: uuid.UUID
+) -> Payment:
+    """A payment the caller may see, else 404 (another user's payment is not revealed)."""
+    payment = await repository.get(session, payment_id)
+    if payment is None or not can_read(user, payment):
+        raise PaymentNotFound(f"No payment {payment_id}.")
+    return payment
+
+
+async def list_payments(
+    session: AsyncSession,
+    user: AuthenticatedUser,
+    *,
+    limit: int,
+    starting_after: uuid.UUID | None,
+    user_id: str | None,
+) -> PaymentList:
+    """A page of the caller's payments (an admin's: every user's, or one user's)."""
+    if user.in_group(ADMINS):
+        owner = user_id
+    else:
+        if user_id is not None and user_id != user.id:
+            raise Forbidden("Only admins may list another user's payments.")
+        owner = user.id
+    cursor = None
+    if starting_after is not None:
+        cursor = await get_visible(session, user, starting_after)
+    rows = await repository.page(session, user_id=owner, limit=limit, starting_after=cursor)
+    return PaymentList(data=[to_read(p) for p in rows[:limit]], has_more=len(rows) > limit)
+
+
+async def apply_intent(
+    session: AsyncSession, payment_id: uuid.UUID, intent: IntentState
+) -> Payment:
+    """Bring the payment in line with its PaymentIntent as Stripe reports it."""
+    links = {"stripe_payment_intent_id": intent.id}
+    if intent.charge_id:
+        links["stripe_charge_id"] = intent.charge_id
+    if intent.status == "succeeded":
+        return await mark_succeeded(session, payment_id, links)
+    if intent.status == "requires_action":
+        updated = await repository.transition(
+            session,
+            payment_id,
+            from_statuses=("processing", "requires_action"),
+            to_status="requires_action",
+            values={
+                **links,
+                "next_action": intent.next_action,
+                "client_secret": intent.client_secret,
+            },
+        )
+        return updated or await _current(session, payment_id)
+    if intent.status in _FAILED_INTENT_STATUSES:
+        code = intent.failure_code or (
+            "canceled" if intent.status == "canceled" else "payment_failed"
+        )
+        return await mark_failed(
+            session,
+            payment_id,
+            code=code,
+            message=intent.failure_message,
+            decline_code=intent.decline_code,
+            links=links,
+        )
+    # processing, requires_confirmation, requires_capture: Stripe has not decided yet.
+    updated = await repository.transition(
+        session, payment_id, from_statuses=("processing",), to_status=None, values=links
+    )
+    return updated or await _current(session, payment_id)
+
+
+async def apply_refusal(
+    session: AsyncSession, payment_id: uuid.UUID, refusal: StripeRefused
+) -> Payment:
+    """A payment Stripe refused to confirm (declined card, invalid payment method) has failed."""
+    links: dict[str, Any] = {}
+    if refusal.intent_id:
+        links["stripe_payment_intent_id"] = refusal.intent_id
+    if refusal.charge_id:
+        links["stripe_charge_id"] = refusal.charge_id
+    return await mark_failed(
+        session,
+        payment_id,
+        code=refusal.code or ("card_declined" if refusal.card_error else "payment_failed"),
+        message=refusal.message,
+        decline_code=refusal.decline_code,
+        links=links,
+    )
+
+
+async def mark_succeeded(
+    session: AsyncSession, payment_id: uuid.UUID, links: dict[str, Any]
+) -> Payment:
+    """Succeed the payment and publish `payment.succeeded`, once whatever reports it."""
+    # Success wins over an earlier failure: if Stripe took the money, the wallet gets it.
+    updated = await repository.transition(
+        session,
+        payment_id,
+        from_statuses=("processing", "requires_action", "failed"),
+        to_status="succeeded",
+        values={
+            **links,
+            "next_action": None,
+            "failure_code": None,
+            "failure_message": None,
+            "decline_code": None,
+            "lease_expires_at": None,
+        },
+    )
+    if updated is None:
+        return await _current(session, payment_id)
+    await publish(
+        session,
+        PAYMENT_SUCCEEDED,
+        PaymentSucceeded(
+            payment_id=str(updated.id),
+            user_id=updated.user_id,
+            amount=updated.amount,
+            currency=updated.currency,
+        ).model_dump(),
+        producer=PRODUCER,
+        event_id=event_id(PAYMENT_SUCCEEDED, updated.id),
+    )
+    logger.info("payment %s succeeded", updated.id, extra={"payment_id": str(updated.id)})
+    return updated
+
+
+async def mark_failed(
+    session: AsyncSession,
+    payment_id: uuid.UUID,
+    *,
+    code: str,
+    message: str | None,
+    decline_code: str | None,
+    links: dict[str, Any],
+) -> Payment:
+    """Fail an unsettled payment and publish `payment.failed`, once."""
+    updated = await repository.transition(
+        session,
+        payment_id,
+        from_statuses=("processing", "requires_action"),
+        to_status="failed",
+        values={
+            **links,
+            "next_action": None,
+            "failure_code": code,
+            "failure_message": message,
+            "decline_code": decline_code,
+            "lease_expires_at": None,
+        },
+    )
+    if updated is None:
+        return await _current(session, payment_id)
+    await publish(
+        session,
+        PAYMENT_FAILED,
+        PaymentFailed(
+            payment_id=str(updated.id),
+            user_id=updated.user_id,
+            amount=updated.amount,
+            currency=updated.currency,
+            failure_code=code,
+            decline_code=decline_code,
+        ).model_dump(),
+        producer=PRODUCER,
+        event_id=event_id(PAYMENT_FAILED, updated.id),
+    )
+    logger.info("payment %s failed: %s", updated.id, code, extra={"payment_id": str(updated.id)})
+    return updated
+
+
+async def _current(session: AsyncSession, payment_id: uuid.UUID) -> Payment:
+    payment = await repository.get(session, payment_id)
+    if payment is None:
+        raise PaymentNotFound(f"No payment {payment_id}.")
+    return payment

@@ -1,0 +1,1 @@
+"""Settling payments and refunds left unfinished, from what Stripe knows."""

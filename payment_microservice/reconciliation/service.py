@@ -1,0 +1,108 @@
+"""Reconciliation: payments and refunds left unsettled are settled from what Stripe knows.
+
+A payment stays `processing` when Stripe did not answer (or the process died mid-call), and
+`requires_action` while 3-D Secure is pending; a refund stays `pending` when Stripe or the
+wallet did not answer. Each pass takes the ones untouched for RECONCILE_MIN_AGE_SECONDS, takes
+each one's lease (so a request or another replica driving it is never doubled), and drives it
+with the same Stripe idempotency keys as the request did, so each settles exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from micropay_common.errors import ProblemError
+from payment_microservice.payments import repository as payments_repository
+from payment_microservice.payments.driver import PaymentDriver
+from payment_microservice.reconciliation.schemas import ReconcileReport
+from payment_microservice.refunds import repository as refunds_repository
+from payment_microservice.refunds.driver import RefundDriver
+from payment_microservice.settings import PaymentSettings
+
+logger = logging.getLogger("micropay.payment.reconciliation")
+
+
+class Reconciler:
+    """One reconciliation pass at a time per call; any number of replicas may run it."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        payments: PaymentDriver,
+        refunds: RefundDriver,
+        settings: PaymentSettings,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.payments = payments
+        self.refunds = refunds
+        self.settings = settings
+
+    async def run_once(self, min_age_seconds: float | None = None) -> ReconcileReport:
+        """Settle what can be settled now; what cannot waits for the next pass."""
+        age = (
+            self.settings.reconcile_min_age_seconds if min_age_seconds is None else min_age_seconds
+        )
+        batch = self.settings.reconcile_batch_size
+        lease = self.settings.lease_seconds
+        report = ReconcileReport()
+        async with self.sessionmaker() as session:
+            payment_ids = await payments_repository.unsettled_ids(
+                session, older_than_seconds=age, limit=batch
+            )
+            refund_ids = await refunds_repository.pending_ids(
+                session, older_than_seconds=age, limit=batch
+            )
+        for payment_id in payment_ids:
+            async with self.sessionmaker() as session, session.begin():
+                claimed = await payments_repository.claim_lease(
+                    session, payment_id, lease, payments_repository.UNSETTLED
+                )
+            if claimed is None:
+                continue
+            report.payments_checked += 1
+            try:
+                settled = await self.payments.reconcile(claimed)
+            except ProblemError as exc:
+                report.errors += 1
+                logger.warning("payment %s not reconciled: %s", payment_id, exc.detail)
+                continue
+            if settled.status != claimed.status:
+                report.payments_settled += 1
+        for refund_id in refund_ids:
+            async with self.sessionmaker() as session, session.begin():
+                claimed_refund = await refunds_repository.claim_lease(session, refund_id, lease)
+            if claimed_refund is None:
+                continue
+            report.refunds_checked += 1
+            try:
+                refund = await self.refunds.drive(claimed_refund)
+            except ProblemError as exc:
+                if exc.status >= 500:
+                    report.errors += 1
+                    logger.warning("refund %s not reconciled: %s", refund_id, exc.detail)
+                    continue
+                # A 4xx (the wallet cannot cover it) settles the refund as failed.
+                report.refunds_settled += 1
+                continue
+            if refund.status != "pending":
+                report.refunds_settled += 1
+        if report.payments_checked or report.refunds_checked:
+            logger.info("reconciliation pass: %s", report.model_dump())
+        return report
+
+
+async def reconcile_job(app: FastAPI) -> None:
+    """Background job: a reconciliation pass every RECONCILE_INTERVAL_SECONDS."""
+    reconciler: Reconciler = app.state.reconciler
+    settings: PaymentSettings = app.state.settings
+    while True:
+        await asyncio.sleep(settings.reconcile_interval_seconds)
+        try:
+            await reconciler.run_once()
+        except Exception:
+            # A database or Stripe outage must not stop later passes.
+            logger.warning("reconciliation pass failed", exc_info=True)

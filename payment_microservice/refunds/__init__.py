@@ -1,0 +1,1 @@
+"""Refunds of payments: wallet hold, Stripe refund, capture."""

@@ -1,0 +1,95 @@
+"""Refunds endpoints: refund a payment to its card, list a payment's refunds."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from micropay_common.db import SessionDep
+from micropay_common.idempotency import (
+    IDEMPOTENCY_KEY_HEADER,
+    REPLAYED_HEADER,
+    read_idempotency_key,
+    request_fingerprint,
+)
+from micropay_common.security import CurrentUser
+from payment_microservice.refunds import service
+from payment_microservice.refunds.driver import RefundDriver
+from payment_microservice.refunds.schemas import RefundCreate, RefundList, RefundRead
+
+router = APIRouter(prefix="/payments", tags=["payments"])
+
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+KEY_DESCRIPTION = (
+    "Unique key (1 to 255 printable ASCII characters, e.g. a UUID). A retry with the same key "
+    "and body refunds once and answers with the same refund. Required."
+)
+
+
+@router.post(
+    "/{payment_id}/refunds",
+    status_code=201,
+    response_model=RefundRead,
+    summary="Refund a payment to its card",
+    responses={
+        400: {"description": "Idempotency-Key missing or malformed", **PROBLEM},
+        404: {"description": "No such payment visible to the caller", **PROBLEM},
+        409: {
+            "description": (
+                "`insufficient_funds` (the wallet cannot cover it), `refund_exceeds_payment`, "
+                "`payment_not_refundable`, `refund_failed` (Stripe refused), or an "
+                "Idempotency-Key conflict"
+            ),
+            **PROBLEM,
+        },
+        503: {"description": "Stripe or the wallet did not answer; retry", **PROBLEM},
+    },
+)
+async def create_refund(
+    payment_id: uuid.UUID,
+    request: Request,
+    body: RefundCreate,
+    user: CurrentUser,
+    idempotency_key: Annotated[
+        str | None, Header(alias=IDEMPOTENCY_KEY_HEADER, description=KEY_DESCRIPTION)
+    ] = None,
+) -> JSONResponse:
+    """Debit the wallet (hold, then capture) and refund the card; partial refunds allowed."""
+    # The header parameter documents the API; the raw headers are read to refuse repeats.
+    del idempotency_key
+    key = read_idempotency_key(request, required=True)
+    assert key is not None
+    fingerprint = request_fingerprint(
+        request.method, request.url.path, request.url.query, await request.body()
+    )
+    driver: RefundDriver = request.app.state.refund_driver
+    submission = await driver.submit(
+        user=user,
+        payment_id=payment_id,
+        idempotency_key=key,
+        request_hash=fingerprint,
+        body=body,
+    )
+    headers = {IDEMPOTENCY_KEY_HEADER: key}
+    if submission.replayed:
+        headers[REPLAYED_HEADER] = "true"
+    if submission.refund.status == "failed":
+        raise service.failure_problem(submission.refund, headers)
+    return JSONResponse(
+        jsonable_encoder(service.to_read(submission.refund)), status_code=201, headers=headers
+    )
+
+
+@router.get(
+    "/{payment_id}/refunds",
+    response_model=RefundList,
+    summary="List a payment's refunds",
+    responses={404: {"description": "No such payment visible to the caller", **PROBLEM}},
+)
+async def list_refunds(payment_id: uuid.UUID, session: SessionDep, user: CurrentUser) -> Any:
+    """The refunds of one of the caller's payments, newest first."""
+    return await service.list_refunds(session, user, payment_id)

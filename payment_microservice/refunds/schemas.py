@@ -1,0 +1,44 @@
+"""Request and response bodies of the refunds endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RefundReason = Literal["duplicate", "fraudulent", "requested_by_customer"]
+
+
+class RefundCreate(BaseModel):
+    """A refund of part or all of a payment back to its card."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount: int | None = Field(
+        default=None,
+        gt=0,
+        description="Minor units; the whole refundable remainder when left out.",
+        examples=[500],
+    )
+    reason: RefundReason | None = None
+
+
+class RefundRead(BaseModel):
+    """A refund."""
+
+    id: uuid.UUID
+    payment_id: uuid.UUID
+    amount: int
+    currency: str
+    status: Literal["pending", "succeeded", "failed"]
+    reason: str | None = None
+    failure_code: str | None = None
+    created_at: datetime
+
+
+class RefundList(BaseModel):
+    """The refunds of a payment, newest first."""
+
+    data: list[RefundRead]

@@ -1,0 +1,249 @@
+"""Stripe through the official stripe-python client, reduced to what the service needs.
+
+The same code talks to Stripe in production and to localstripe locally and in tests: only
+`STRIPE_API_BASE` differs. Calls use stripe-python's async methods (httpx), and its own retries
+(`STRIPE_MAX_NETWORK_RETRIES`, exponential backoff) with the idempotency key we pass, so a
+timed-out or 5xx call is repeated without risk of a second charge. Stripe's answers become the
+small immutable records below, and its errors two exceptions: `StripeRefused` (Stripe answered
+no: a declined card, an invalid request) and `StripeUnavailable` (no usable answer).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+
+from payment_microservice.settings import PaymentSettings
+
+logger = logging.getLogger("micropay.payment.stripe")
+
+
+@dataclass(frozen=True)
+class IntentState:
+    """A PaymentIntent as far as a payment's outcome depends on it."""
+
+    id: str
+    status: str
+    charge_id: str | None = None
+    client_secret: str | None = None
+    next_action: dict[str, Any] | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    decline_code: str | None = None
+    payment_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RefundState:
+    """A Stripe Refund."""
+
+    id: str
+    status: str
+    amount: int
+    currency: str
+    payment_intent_id: str | None
+    charge_id: str | None
+    refund_id: str | None = None
+    """Our refund id, from the refund's metadata, when we created it."""
+
+
+class StripeRefused(Exception):
+    """Stripe answered and said no (declined card, invalid request); retrying will not help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None,
+        decline_code: str | None = None,
+        card_error: bool = False,
+        intent_id: str | None = None,
+        charge_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.decline_code = decline_code
+        self.card_error = card_error
+        self.intent_id = intent_id
+        self.charge_id = charge_id
+
+
+class StripeUnavailable(Exception):
+    """Stripe could not be reached, timed out or failed on its side, retries included."""
+
+
+def _object_id(value: Any) -> str | None:
+    """An expandable field's id whether Stripe sent the id or the object."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        found = value.get("id")
+        return str(found) if found else None
+    return None
+
+
+def intent_state(data: Mapping[str, Any]) -> IntentState:
+    """An IntentState from a PaymentIntent as JSON (an API answer or a webhook's object)."""
+    error = data.get("last_payment_error") or {}
+    metadata = data.get("metadata") or {}
+    next_action = data.get("next_action")
+    return IntentState(
+        id=str(data["id"]),
+        status=str(data["status"]),
+        charge_id=_object_id(data.get("latest_charge")),
+        client_secret=data.get("client_secret"),
+        next_action=dict(next_action) if next_action else None,
+        failure_code=error.get("code"),
+        failure_message=error.get("message"),
+        decline_code=error.get("decline_code"),
+        payment_id=metadata.get("payment_id"),
+    )
+
+
+def refund_state(data: Mapping[str, Any]) -> RefundState:
+    """A RefundState from a Refund as JSON."""
+    metadata = data.get("metadata") or {}
+    return RefundState(
+        id=str(data["id"]),
+        status=str(data.get("status") or "succeeded"),
+        amount=int(data["amount"]),
+        currency=str(data["currency"]).upper(),
+        payment_intent_id=_object_id(data.get("payment_intent")),
+        charge_id=_object_id(data.get("charge")),
+        refund_id=metadata.get("refund_id"),
+    )
+
+
+def _as_dict(obj: stripe.StripeObject) -> dict[str, Any]:
+    return obj.to_dict()
+
+
+class StripeApi:
+    """The Stripe calls of the payment service."""
+
+    def __init__(self, client: stripe.StripeClient, http_client: stripe.HTTPXClient) -> None:
+        self.client = client
+        self._http_client = http_client
+
+    @classmethod
+    def from_settings(cls, settings: PaymentSettings) -> StripeApi:
+        """A client for STRIPE_API_BASE (localstripe) or, when unset, Stripe itself."""
+        http_client = stripe.HTTPXClient(timeout=settings.stripe_timeout_seconds)
+        base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
+        client = stripe.StripeClient(
+            settings.stripe_api_key,
+            base_addresses=base,  # type: ignore[arg-type]
+            http_client=http_client,
+            max_network_retries=settings.stripe_max_network_retries,
+        )
+        return cls(client, http_client)
+
+    async def create_and_confirm(
+        self,
+        *,
+        payment_id: str,
+        user_id: str,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        description: str | None,
+        idempotency_key: str,
+    ) -> IntentState:
+        """Create and confirm a card PaymentIntent in one call; a decline raises StripeRefused."""
+        metadata = {"payment_id": payment_id, "user_id": user_id}
+        if description:
+            metadata["description"] = description
+        params: dict[str, Any] = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "payment_method": payment_method,
+            "payment_method_types": ["card"],
+            "confirm": True,
+            "metadata": metadata,
+        }
+        intent = await self._call(
+            self.client.v1.payment_intents.create_async(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": idempotency_key},
+            )
+        )
+        return intent_state(_as_dict(intent))
+
+    async def retrieve_intent(self, intent_id: str) -> IntentState:
+        """The PaymentIntent as Stripe has it now."""
+        intent = await self._call(self.client.v1.payment_intents.retrieve_async(intent_id))
+        return intent_state(_as_dict(intent))
+
+    async def cancel_intent(self, intent_id: str, *, idempotency_key: str) -> IntentState:
+        """Cancel a PaymentIntent nobody will complete (abandoned 3-D Secure)."""
+        intent = await self._call(
+            self.client.v1.payment_intents.cancel_async(
+                intent_id, options={"idempotency_key": idempotency_key}
+            )
+        )
+        return intent_state(_as_dict(intent))
+
+    async def create_refund(
+        self,
+        *,
+        refund_id: str,
+        payment_id: str,
+        payment_intent_id: str,
+        amount: int,
+        reason: str | None,
+        idempotency_key: str,
+    ) -> RefundState:
+        """Refund part or all of a PaymentIntent's charge."""
+        metadata = {"refund_id": refund_id, "payment_id": payment_id}
+        if reason:
+            # In metadata rather than `reason`, which localstripe does not accept.
+            metadata["reason"] = reason
+        refund = await self._call(
+            self.client.v1.refunds.create_async(
+                {"payment_intent": payment_intent_id, "amount": amount, "metadata": metadata},
+                {"idempotency_key": idempotency_key},
+            )
+        )
+        return refund_state(_as_dict(refund))
+
+    async def list_refunds(self, charge_id: str) -> list[RefundState]:
+        """Every refund of a charge (webhooks may carry a charge without its refunds)."""
+        page = await self._call(
+            self.client.v1.refunds.list_async({"charge": charge_id, "limit": 100})
+        )
+        return [refund_state(_as_dict(item)) for item in page.data]
+
+    async def _call(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except stripe.CardError as exc:
+            error = exc.error
+            raise StripeRefused(
+                exc.user_message or "The card was declined.",
+                code=exc.code,
+                decline_code=getattr(error, "decline_code", None) if error else None,
+                card_error=True,
+                intent_id=_object_id(getattr(error, "payment_intent", None)) if error else None,
+                charge_id=_object_id(getattr(error, "charge", None)) if error else None,
+            ) from exc
+        except stripe.InvalidRequestError as exc:
+            raise StripeRefused(
+                exc.user_message or "Stripe refused the request.", code=exc.code
+            ) from exc
+        except stripe.StripeError as exc:
+            # Connection errors, timeouts, 5xx, rate limits, idempotency or key problems: no
+            # usable answer. What was asked may or may not have happened; the idempotency key
+            # makes asking again safe.
+            logger.warning("Stripe call failed: %s: %s", type(exc).__name__, exc)
+            raise StripeUnavailable(str(exc) or type(exc).__name__) from exc
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._http_client.close_async()  # type: ignore[no-untyped-call]

@@ -1,0 +1,82 @@
+"""The wallet's holds, through the transactions service's internal API (service token)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from micropay_common.errors import Conflict, ServiceUnavailable, UpstreamError
+from micropay_common.http import ServiceClient
+
+
+class InsufficientFunds(Conflict):
+    """409: the wallet cannot cover the amount."""
+
+    type = "insufficient_funds"
+    title = "Insufficient funds"
+
+
+class HoldNotCapturable(Exception):
+    """The hold can no longer be captured (it expired or was voided)."""
+
+
+def _problem_type(response: httpx.Response) -> str | None:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return None
+    return body.get("type") if isinstance(body, dict) else None
+
+
+class WalletClient:
+    """Places, captures and voids holds on a user's wallet."""
+
+    def __init__(self, client: ServiceClient) -> None:
+        self.client = client
+
+    async def hold(self, *, user_id: str, amount: int, currency: str, reference: str) -> str:
+        """Reserve `amount` on the wallet (once per reference); returns the hold's id."""
+        response = await self.client.post(
+            "/internal/holds",
+            json={
+                "user_id": user_id,
+                "amount": amount,
+                "currency": currency,
+                "reference": reference,
+            },
+        )
+        if response.status_code == 409 and _problem_type(response) == "insufficient_funds":
+            raise InsufficientFunds(
+                "The wallet does not hold enough to cover this refund.",
+                amount=amount,
+                currency=currency,
+            )
+        self._expect_success(response, "placing a hold")
+        return str(response.json()["id"])
+
+    async def capture(self, hold_id: str) -> None:
+        """Turn the hold into the wallet's refund debit (idempotent)."""
+        response = await self.client.post(f"/internal/holds/{hold_id}/capture")
+        if response.status_code in (404, 409):
+            raise HoldNotCapturable(f"hold {hold_id}: {_problem_type(response)}")
+        self._expect_success(response, "capturing a hold")
+
+    async def void(self, hold_id: str) -> None:
+        """Release the hold (idempotent; a hold already gone is fine)."""
+        response = await self.client.post(f"/internal/holds/{hold_id}/void")
+        if response.status_code in (404, 409):
+            return
+        self._expect_success(response, "voiding a hold")
+
+    @staticmethod
+    def _expect_success(response: httpx.Response, what: str) -> None:
+        if response.is_success:
+            return
+        if response.status_code >= 500:
+            raise ServiceUnavailable(f"The wallet failed {what} ({response.status_code}).")
+        raise UpstreamError(f"The wallet refused {what} ({response.status_code}).")
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self.client.aclose()

@@ -1,0 +1,1 @@
+"""Stripe's signed webhooks, applied once each."""

@@ -1,0 +1,50 @@
+"""`POST /payments/webhooks/stripe`: Stripe's signed events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from micropay_common.db import SessionDep
+from payment_microservice.payments.exceptions import PaymentProviderUnavailable
+from payment_microservice.settings import PaymentSettings
+from payment_microservice.stripe_api import StripeApi, StripeUnavailable
+from payment_microservice.webhooks import service
+from payment_microservice.webhooks.schemas import WebhookReceipt
+
+router = APIRouter(tags=["webhooks"])
+
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+
+
+@router.post(
+    "/payments/webhooks/stripe",
+    response_model=WebhookReceipt,
+    summary="Receive a Stripe webhook event",
+    responses={
+        400: {"description": "Bad or stale signature, or not a Stripe event", **PROBLEM},
+        503: {"description": "Not applied now; Stripe retries", **PROBLEM},
+    },
+)
+async def stripe_webhook(request: Request, session: SessionDep) -> WebhookReceipt:
+    """Verify the `Stripe-Signature` on the raw body, then apply the event once.
+
+    A redelivered event answers `duplicate` and changes nothing; event types the service does
+    not use answer `ignored`; an error answers 5xx so that Stripe delivers it again.
+    """
+    settings: PaymentSettings = request.app.state.settings
+    payload = await request.body()
+    event = service.verify(
+        payload,
+        request.headers.get("stripe-signature"),
+        settings.stripe_webhook_secret,
+        settings.stripe_webhook_tolerance_seconds,
+    )
+    stripe_api: StripeApi = request.app.state.stripe
+    try:
+        refunds = await service.prefetch_refunds(stripe_api, event)
+    except StripeUnavailable as exc:
+        raise PaymentProviderUnavailable("Stripe did not answer; deliver the event again.") from exc
+    outcome = await service.handle(session, event, refunds)
+    return WebhookReceipt(outcome=outcome)

@@ -1,0 +1,169 @@
+"""Stripe webhook events: verified, recorded by event id, applied once.
+
+The event id goes into `stripe_events` in the same transaction as the event's effect, so a
+redelivery changes nothing, and an error rolls both back (Stripe retries on the 5xx). Effects
+are themselves idempotent (status-guarded settlement, event ids derived from the payment or
+refund), so the same fact reported by a webhook and by the confirmation, in any order, counts
+once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import stripe
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payment_microservice.models import Payment
+from payment_microservice.payments import repository as payments_repository
+from payment_microservice.payments import service as payments_service
+from payment_microservice.refunds import service as refunds_service
+from payment_microservice.stripe_api import (
+    RefundState,
+    StripeApi,
+    intent_state,
+    refund_state,
+)
+from payment_microservice.webhooks import repository
+from payment_microservice.webhooks.exceptions import InvalidPayload, InvalidSignature
+
+logger = logging.getLogger("micropay.payment.webhooks")
+
+INTENT_EVENTS = frozenset(
+    {
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "payment_intent.requires_action",
+        "payment_intent.canceled",
+        "payment_intent.processing",
+    }
+)
+REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "charge.refund.updated"})
+CHARGE_REFUNDED = "charge.refunded"
+
+
+def verify(payload: bytes, signature: str | None, secret: str, tolerance: int) -> dict[str, Any]:
+    """The event, if the body is signed with our secret within the tolerance; else 400."""
+    try:
+        stripe.Webhook.construct_event(payload, signature, secret, tolerance=tolerance)
+    except stripe.SignatureVerificationError as exc:
+        raise InvalidSignature(exc.user_message or "The signature does not verify.") from exc
+    except ValueError as exc:
+        raise InvalidPayload("The body is not JSON.") from exc
+    event = json.loads(payload)
+    data = event.get("data") if isinstance(event, dict) else None
+    if (
+        not isinstance(event, dict)
+        or not isinstance(event.get("id"), str)
+        or not isinstance(event.get("type"), str)
+        or not isinstance(data, dict)
+        or not isinstance(data.get("object"), dict)
+    ):
+        raise InvalidPayload("The body is not a Stripe event (id, type, data.object).")
+    return event
+
+
+async def prefetch_refunds(stripe_api: StripeApi, event: Mapping[str, Any]) -> list[RefundState]:
+    """The refunds a `charge.refunded` event is about, from Stripe when the charge omits them.
+
+    Runs before the event's transaction: no database transaction waits on Stripe.
+    """
+    if event["type"] != CHARGE_REFUNDED:
+        return []
+    charge = event["data"]["object"]
+    embedded = (charge.get("refunds") or {}).get("data")
+    if isinstance(embedded, list):
+        return [refund_state(item) for item in embedded]
+    return await stripe_api.list_refunds(str(charge["id"]))
+
+
+async def handle(session: AsyncSession, event: dict[str, Any], refunds: list[RefundState]) -> str:
+    """Record and apply one event: 'applied', 'ignored' or 'duplicate'."""
+    if not await repository.record(session, event):
+        logger.info("Stripe event %s already received", event["id"])
+        return "duplicate"
+    applied = await _apply(session, event, refunds)
+    outcome = "applied" if applied else "ignored"
+    if not applied:
+        await repository.set_outcome(session, event["id"], outcome)
+    logger.info(
+        "Stripe event %s (%s) %s",
+        event["id"],
+        event["type"],
+        outcome,
+        extra={"stripe_event_id": event["id"], "stripe_event_type": event["type"]},
+    )
+    return outcome
+
+
+async def _apply(session: AsyncSession, event: dict[str, Any], refunds: list[RefundState]) -> bool:
+    kind = event["type"]
+    obj = event["data"]["object"]
+    if kind in INTENT_EVENTS:
+        intent = intent_state(obj)
+        payment = await _payment_of_intent(session, intent.id, intent.payment_id, obj)
+        if payment is None:
+            return False
+        await payments_service.apply_intent(session, payment.id, intent)
+        return True
+    if kind == CHARGE_REFUNDED:
+        payment = await _payment_of_charge(session, obj.get("id"), obj.get("payment_intent"))
+        if payment is None:
+            return False
+        changed = False
+        for refund in refunds:
+            changed |= await refunds_service.record_stripe_refund(session, payment, refund)
+        return changed
+    if kind in REFUND_EVENTS:
+        refund = refund_state(obj)
+        payment = await _payment_of_charge(session, refund.charge_id, refund.payment_intent_id)
+        if payment is None:
+            return False
+        return await refunds_service.record_stripe_refund(session, payment, refund)
+    return False
+
+
+async def _payment_of_intent(
+    session: AsyncSession, intent_id: str, payment_id: str | None, obj: Mapping[str, Any]
+) -> Payment | None:
+    """Our payment for a PaymentIntent: by its id, or by the payment id in its metadata.
+
+    The metadata route finds a payment whose confirmation has not come back yet (the webhook
+    overtook it); it is taken only if the intent matches the payment's amount and currency.
+    """
+    payment = await payments_repository.find_by_intent(session, intent_id)
+    if payment is not None or payment_id is None:
+        return payment
+    try:
+        candidate = await payments_repository.get(session, uuid.UUID(payment_id))
+    except ValueError:
+        return None
+    if candidate is None:
+        return None
+    matches = (
+        candidate.stripe_payment_intent_id in (None, intent_id)
+        and obj.get("amount") == candidate.amount
+        and str(obj.get("currency", "")).upper() == candidate.currency
+    )
+    if not matches:
+        logger.warning("PaymentIntent %s does not match payment %s", intent_id, payment_id)
+        return None
+    return candidate
+
+
+async def _payment_of_charge(
+    session: AsyncSession, charge_id: Any, intent_id: Any
+) -> Payment | None:
+    if isinstance(intent_id, dict):
+        intent_id = intent_id.get("id")
+    if isinstance(intent_id, str):
+        payment = await payments_repository.find_by_intent(session, intent_id)
+        if payment is not None:
+            return payment
+    if isinstance(charge_id, str):
+        return await payments_repository.find_by_charge(session, charge_id)
+    return None
