@@ -7,11 +7,11 @@ REQUIREMENTS := requirements-dev.txt common/pyproject.toml \
 	auth_microservice/requirements.txt payment_microservice/requirements.txt \
 	transactions_microservice/requirements.txt notifications_microservice/requirements.txt
 
-.PHONY: run test lint format typecheck pytest clean help
+.PHONY: run test lint deploy-check format typecheck pytest clean help
 
 help:
 	@echo "make run   - start PostgreSQL, moto, localstripe, the four services and the gateway"
-	@echo "make test  - ruff (lint + format check), mypy and the whole pytest suite"
+	@echo "make test  - ruff (lint + format check), deployment validators, mypy and the whole pytest suite"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,14 +29,24 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Every deployment artefact checked by its own ecosystem's validator, offline (no Docker engine).
+deploy-check: $(STAMP)
+	$(BIN)/hadolint --failure-threshold style */Dockerfile deploy/*/Dockerfile
+	$(BIN)/shellcheck deploy/service-entrypoint.sh run_docker_local.sh
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	$(BIN)/docker-compose --env-file .env.example --file docker-compose.yml config --quiet
+	$(BIN)/kubernetes-validate --strict --quiet kubernetes_*.yaml
+	$(BIN)/check-jsonschema --schemafile deploy/schemas/dockerrun-v1.schema.json */Dockerrun.aws.json
+	$(BIN)/cfn-lint infra/cloudformation.yaml
+
 typecheck: $(STAMP)
 	$(BIN)/mypy common/micropay_common stack auth_microservice payment_microservice \
-		transactions_microservice notifications_microservice conftest.py tests
+		transactions_microservice notifications_microservice deploy conftest.py tests
 
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint deploy-check typecheck pytest
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

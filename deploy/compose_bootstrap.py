@@ -14,7 +14,8 @@ It runs the same code as `make run` (stack.postgres, stack.bootstrap), idempoten
 Service-account passwords and the webhook secret are generated once and kept in
 `<env-dir>/state.json`, so running the job again does not invalidate running services.
 
-    python -m deploy.compose_bootstrap --admin-database-url postgresql://postgres:...@postgres/postgres \
+    python -m deploy.compose_bootstrap \
+        --admin-database-url postgresql://postgres:...@postgres:5432/postgres \
         --aws-endpoint http://moto:4566 --localstripe-url http://localstripe:8420 \
         --webhook-url http://payment:8002/payments/webhooks/stripe --env-dir /var/lib/micropay/env
 """
@@ -51,7 +52,9 @@ from stack.postgres import (
 DEFAULT_ENV_DIR = Path("/var/lib/micropay/env")
 STATE_FILE = "state.json"
 # The variable that carries each service role's database password into the job.
-ROLE_PASSWORD_VARIABLES = {role: f"{service.upper()}_DB_PASSWORD" for service, role in SERVICE_ROLES.items()}
+ROLE_PASSWORD_VARIABLES = {
+    role: f"{service.upper()}_DB_PASSWORD" for service, role in SERVICE_ROLES.items()
+}
 _COMMON_GENERATED = (
     "COGNITO_USER_POOL_ID",
     "COGNITO_CLIENT_ID",
@@ -110,7 +113,10 @@ def load_state(env_dir: Path) -> JobState:
 
 def generated_env(resources: AwsResources, state: JobState, service: str) -> dict[str, str]:
     """The values of GENERATED_VARIABLES[service] for these resources."""
-    available = {**resources.service_env(service), "STRIPE_WEBHOOK_SECRET": state.stripe_webhook_secret}
+    available = {
+        **resources.service_env(service),
+        "STRIPE_WEBHOOK_SECRET": state.stripe_webhook_secret,
+    }
     return {name: available[name] for name in GENERATED_VARIABLES[service]}
 
 
@@ -196,7 +202,9 @@ def main(argv: list[str] | None = None) -> None:
         "--webhook-url",
         default=env.get("STRIPE_WEBHOOK_URL", "http://payment:8002/payments/webhooks/stripe"),
     )
-    parser.add_argument("--env-dir", type=Path, default=Path(env.get("MICROPAY_ENV_DIR", DEFAULT_ENV_DIR)))
+    parser.add_argument(
+        "--env-dir", type=Path, default=Path(env.get("MICROPAY_ENV_DIR", DEFAULT_ENV_DIR))
+    )
     args = parser.parse_args(argv)
     try:
         if not args.admin_database_url:

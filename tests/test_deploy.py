@@ -1,0 +1,593 @@
+"""Deployment artefacts agree with the code: docker compose, Kubernetes, Elastic Beanstalk.
+
+The variables each service reads are taken from its settings class (every ServiceSettings
+subclass in `<service>/settings.py`, field names upper-cased; required = no default), so a
+variable added, renamed or removed in code and not in a deployment file fails here. The
+validators of each ecosystem (hadolint, compose-spec, kubernetes-validate, cfn-lint) run in
+`make deploy-check`; these tests check what a schema cannot: names, secrets, wiring.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from sqlalchemy.engine import make_url
+
+from conftest import TestDatabase, background_process, free_port
+from deploy.compose_bootstrap import GENERATED_VARIABLES, render_env_file, run
+from micropay_common.settings import ServiceSettings
+from stack.bootstrap import AwsResources
+from stack.gateway import PLACEHOLDERS, find_nginx, render_gateway_config
+from stack.postgres import SERVICE_ROLES, drop_database
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("auth", "payment", "transactions", "notifications")
+PORTS = {"auth": 8001, "payment": 8002, "transactions": 8003, "notifications": 8004}
+K8S_FILES = {
+    "auth": "kubernetes_auth.yaml",
+    "payment": "kubernetes_payment.yaml",
+    "transactions": "kubernetes_transaction.yaml",
+    "notifications": "kubernetes_notifications.yaml",
+}
+# Read by the image's entrypoint or uvicorn, not by the settings classes.
+ENTRYPOINT_VARIABLES = {"PORT", "MICROPAY_ENV_FILE", "FORWARDED_ALLOW_IPS"}
+# boto3's own credentials: only for moto in compose; in AWS the role of the pod or instance.
+AWS_KEY_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+SECRET_LIKE = re.compile(r"PASSWORD|SECRET|_KEY$|^DATABASE_URL$")
+ENV_DIR = "/var/lib/micropay/env"
+
+
+@dataclass(frozen=True)
+class ServiceVariables:
+    """The environment variables one service's settings read."""
+
+    known: frozenset[str]
+    required: frozenset[str]
+
+    @property
+    def secret(self) -> frozenset[str]:
+        """The ones whose values are secrets."""
+        return frozenset(name for name in self.known if SECRET_LIKE.search(name))
+
+
+def settings_variables(service: str) -> ServiceVariables:
+    """Variables of every ServiceSettings subclass defined in `<service>_microservice.settings`."""
+    module = importlib.import_module(f"{service}_microservice.settings")
+    classes = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, ServiceSettings)
+        and value is not ServiceSettings
+        and value.__module__ == module.__name__
+    ]
+    assert classes, f"no ServiceSettings subclass in {module.__name__}"
+    known: set[str] = set()
+    required: set[str] = set()
+    for cls in classes:
+        for name, field in cls.model_fields.items():
+            known.add(name.upper())
+            if field.is_required():
+                required.add(name.upper())
+    return ServiceVariables(frozenset(known), frozenset(required))
+
+
+VARIABLES = {service: settings_variables(service) for service in SERVICES}
+
+
+@dataclass(frozen=True)
+class Provided:
+    """What one deployment gives one service: names with literal values and secret names."""
+
+    literal: dict[str, str]
+    secret: frozenset[str]
+
+    @property
+    def names(self) -> set[str]:
+        """Every variable name provided."""
+        return set(self.literal) | set(self.secret)
+
+
+def check_provided(where: str, service: str, provided: Provided, extra: set[str]) -> list[str]:
+    """Problems of one deployment of one service: missing, unknown and exposed variables."""
+    variables = VARIABLES[service]
+    problems: list[str] = []
+    missing = variables.required - provided.names
+    if missing:
+        problems.append(f"{where}: {service} lacks required {sorted(missing)}")
+    unknown = provided.names - variables.known - extra
+    if unknown:
+        problems.append(f"{where}: {service} is given unknown {sorted(unknown)}")
+    exposed = {name for name in provided.literal if name in variables.secret}
+    if exposed:
+        problems.append(f"{where}: {service} has literal secret values for {sorted(exposed)}")
+    return problems
+
+
+# --- docker compose ------------------------------------------------------------------------------
+
+
+def load_compose() -> dict[str, Any]:
+    """docker-compose.yml with its YAML anchors and merge keys resolved."""
+    document: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return document
+
+
+def compose_provided(compose: dict[str, Any], service: str) -> Provided:
+    """The service's `environment` plus what the bootstrap job writes to its env file."""
+    environment: dict[str, Any] = compose["services"][service]["environment"]
+    literal: dict[str, str] = {}
+    interpolated: set[str] = set()
+    for name, value in environment.items():
+        # A value taken from .env (`${NAME}`) is not written in the file; secrets must be.
+        if "${" in str(value):
+            interpolated.add(name)
+        else:
+            literal[name] = str(value)
+    return Provided(
+        literal=literal, secret=frozenset(interpolated | set(GENERATED_VARIABLES[service]))
+    )
+
+
+def test_compose_provides_every_setting_of_each_service() -> None:
+    compose = load_compose()
+    problems: list[str] = []
+    for service in SERVICES:
+        provided = compose_provided(compose, service)
+        extra = ENTRYPOINT_VARIABLES | AWS_KEY_VARIABLES
+        problems += check_provided("docker-compose.yml", service, provided, extra)
+    assert not problems, "\n".join(problems)
+
+
+def test_compose_services_load_the_bootstrap_env_file_from_the_shared_volume() -> None:
+    compose = load_compose()
+    services = compose["services"]
+    job_volumes = services["bootstrap"]["volumes"]
+    assert f"micropay-env:{ENV_DIR}" in job_volumes
+    for service in SERVICES:
+        definition = services[service]
+        assert definition["environment"]["MICROPAY_ENV_FILE"] == f"{ENV_DIR}/{service}.env"
+        assert f"micropay-env:{ENV_DIR}:ro" in definition["volumes"]
+        assert definition["depends_on"]["bootstrap"] == {
+            "condition": "service_completed_successfully"
+        }
+        assert definition["depends_on"]["postgres"] == {"condition": "service_healthy"}
+        # Each service connects as its own role, with the password from .env.
+        database_url = definition["environment"]["DATABASE_URL"]
+        role = SERVICE_ROLES[service]
+        assert database_url.startswith(f"postgresql://{role}:${{{service.upper()}_DB_PASSWORD")
+        assert services["bootstrap"]["environment"][f"{service.upper()}_DB_PASSWORD"].startswith(
+            f"${{{service.upper()}_DB_PASSWORD"
+        )
+
+
+def test_compose_publishes_only_the_gateway_and_checks_every_long_running_part() -> None:
+    services = load_compose()["services"]
+    published = {name for name, definition in services.items() if definition.get("ports")}
+    assert published == {"gateway"}
+    for name, definition in services.items():
+        if name == "bootstrap":
+            assert definition["restart"] == "no"
+            continue
+        assert "healthcheck" in definition, f"{name} has no healthcheck"
+        for dependency, condition in definition.get("depends_on", {}).items():
+            expected = (
+                "service_completed_successfully" if dependency == "bootstrap" else "service_healthy"
+            )
+            assert condition == {"condition": expected}, f"{name} -> {dependency}"
+    for service in SERVICES:
+        hardening = services[service]
+        assert hardening["read_only"] is True
+        assert hardening["cap_drop"] == ["ALL"]
+        assert "no-new-privileges:true" in hardening["security_opt"]
+
+
+def test_compose_moto_image_matches_the_pinned_moto() -> None:
+    pins = (ROOT / "requirements-dev.txt").read_text()
+    version = re.search(r"^moto\[[^\]]*\]==(\S+)$", pins, re.MULTILINE)
+    assert version is not None
+    assert load_compose()["services"]["moto"]["image"] == f"motoserver/moto:{version.group(1)}"
+
+
+def test_compose_gateway_fills_exactly_the_template_placeholders() -> None:
+    gateway = load_compose()["services"]["gateway"]
+    environment = gateway["environment"]
+    assert (
+        "./gateway/nginx.conf:/etc/nginx/templates/default.conf.template:ro" in gateway["volumes"]
+    )
+    assert set(PLACEHOLDERS) <= set(environment)
+    # The image's envsubst must replace these names only, never an nginx $variable.
+    envsubst_filter = re.compile(environment["NGINX_ENVSUBST_FILTER"].replace("$$", "$"))
+    names = {name for name in environment if envsubst_filter.search(name)}
+    assert names == set(PLACEHOLDERS)
+    for service in SERVICES:
+        assert environment[f"{service.upper()}_UPSTREAM"] == f"{service}:{PORTS[service]}"
+
+
+@pytest.mark.skipif(find_nginx() is None, reason="nginx is not installed (.ci/run installs it)")
+def test_compose_gateway_configuration_passes_nginx_t(tmp_path: Path) -> None:
+    environment = load_compose()["services"]["gateway"]["environment"]
+    # Compose's host names resolve only inside its network; nginx -t resolves upstreams.
+    values = {name: str(environment[name]) for name in PLACEHOLDERS}
+    for service in SERVICES:
+        values[f"{service.upper()}_UPSTREAM"] = f"127.0.0.1:{PORTS[service]}"
+    values["GATEWAY_PORT"] = f"127.0.0.1:{free_port()}"
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "default.conf").write_text(render_gateway_config(values))
+    # The same http-level include the official image's nginx.conf does.
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\n"
+        f"http {{\n    include {tmp_path}/conf.d/*.conf;\n}}\n"
+    )
+    nginx = find_nginx()
+    assert nginx is not None
+    result = subprocess.run(
+        [nginx, "-t", "-p", f"{tmp_path}/", "-e", "stderr", "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_env_example_sets_every_required_compose_value() -> None:
+    example = (ROOT / ".env.example").read_text()
+    defined = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", example, re.MULTILINE))
+    required = set(
+        re.findall(r"\$\{([A-Z][A-Z0-9_]*):\?", (ROOT / "docker-compose.yml").read_text())
+    )
+    assert required
+    assert required <= defined, f".env.example lacks {sorted(required - defined)}"
+
+
+# --- Kubernetes ----------------------------------------------------------------------------------
+
+
+def load_manifests() -> list[dict[str, Any]]:
+    """Every document of every kubernetes_*.yaml."""
+    documents: list[dict[str, Any]] = []
+    for path in sorted(ROOT.glob("kubernetes_*.yaml")):
+        documents += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return documents
+
+
+def find(documents: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    """The one document of this kind and name."""
+    matches = [d for d in documents if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} documents"
+    return matches[0]
+
+
+def kubernetes_provided(documents: list[dict[str, Any]], service: str) -> Provided:
+    """What the service's container gets from ConfigMaps (values) and Secrets (names)."""
+    deployment = find(documents, "Deployment", service)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    literal: dict[str, str] = {}
+    secret: set[str] = set()
+    for source in container.get("envFrom", []):
+        # A whole Secret would hide which names it provides.
+        assert "secretRef" not in source, f"{service}: envFrom a Secret; use secretKeyRef"
+        config_map = find(documents, "ConfigMap", source["configMapRef"]["name"])
+        literal.update({k: str(v) for k, v in config_map["data"].items()})
+    for variable in container.get("env", []):
+        if "value" in variable:
+            literal[variable["name"]] = str(variable["value"])
+        else:
+            reference = variable["valueFrom"]["secretKeyRef"]
+            assert reference["key"] == variable["name"], variable
+            secret.add(variable["name"])
+    return Provided(literal=literal, secret=frozenset(secret))
+
+
+def test_kubernetes_provides_every_setting_of_each_service() -> None:
+    documents = load_manifests()
+    problems: list[str] = []
+    for service in SERVICES:
+        provided = kubernetes_provided(documents, service)
+        problems += check_provided(K8S_FILES[service], service, provided, ENTRYPOINT_VARIABLES)
+    assert not problems, "\n".join(problems)
+
+
+def test_kubernetes_manifests_reference_secrets_and_never_hold_them() -> None:
+    documents = load_manifests()
+    assert not [d for d in documents if d["kind"] == "Secret"]
+    every_secret = set().union(*(VARIABLES[s].secret for s in SERVICES)) | AWS_KEY_VARIABLES
+    for config_map in (d for d in documents if d["kind"] == "ConfigMap"):
+        leaked = every_secret & set(config_map["data"])
+        assert not leaked, f"ConfigMap {config_map['metadata']['name']} holds {sorted(leaked)}"
+
+
+def test_kubernetes_deployments_are_locked_down() -> None:
+    documents = load_manifests()
+    for service in SERVICES:
+        deployment = find(documents, "Deployment", service)
+        assert deployment["spec"]["replicas"] == 2
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        (container,) = pod["containers"]
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert container["ports"][0]["containerPort"] == PORTS[service]
+        assert container["image"].rsplit("/", 1)[1].startswith(f"micropay-{service}:")
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert container[probe]["httpGet"]["path"].startswith("/health/")
+        assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+        assert "memory" in container["resources"]["limits"]
+        for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"):
+            find(documents, kind, service)
+        assert find(documents, "HorizontalPodAutoscaler", service)["spec"]["minReplicas"] == 2
+
+
+def test_kubernetes_network_policies_admit_only_the_ingress_and_the_services() -> None:
+    documents = load_manifests()
+    default_deny = find(documents, "NetworkPolicy", "default-deny-ingress")
+    assert default_deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    for service in SERVICES:
+        policy = find(documents, "NetworkPolicy", service)["spec"]
+        assert policy["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": service}
+        (rule,) = policy["ingress"]
+        sources = rule["from"]
+        assert len(sources) == 2
+        ingress, services = sources
+        assert ingress["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": "ingress-nginx"
+        }
+        assert services["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "service"
+
+
+def test_kubernetes_ingress_checks_tokens_with_the_auth_service_and_never_routes_internal() -> None:
+    documents = load_manifests()
+    protected = find(documents, "Ingress", "micropay-protected")
+    annotations = protected["metadata"]["annotations"]
+    auth_url = httpx.URL(annotations["nginx.ingress.kubernetes.io/auth-url"])
+    assert auth_url.host == "auth.micropay.svc.cluster.local"
+    assert auth_url.port == PORTS["auth"]
+    assert auth_url.path == "/auth/verify"
+    assert annotations["nginx.ingress.kubernetes.io/auth-response-headers"] == (
+        "X-User-Id,X-User-Email,X-User-Groups"
+    )
+    public = find(documents, "Ingress", "micropay-public")
+    assert "nginx.ingress.kubernetes.io/auth-url" not in public["metadata"].get("annotations", {})
+    public_paths = {p["path"] for r in public["spec"]["rules"] for p in r["http"]["paths"]}
+    # The gateway's unauthenticated routes, and no others.
+    assert public_paths == {
+        "/auth/register",
+        "/auth/login",
+        "/auth/refresh",
+        "/auth/confirm",
+        "/auth/resend-confirmation",
+        "/payments/webhooks/stripe",
+    }
+    for ingress in (public, protected):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                assert "internal" not in path["path"]
+
+
+# --- Elastic Beanstalk ---------------------------------------------------------------------------
+
+
+def eb_provided(service: str) -> Provided:
+    """Environment properties (values) and environment secrets (names) of the service."""
+    config = yaml.safe_load(
+        (ROOT / f"{service}_microservice" / ".ebextensions" / "micropay.config").read_text()
+    )
+    options = config["option_settings"]
+    literal = {
+        k: str(v) for k, v in options["aws:elasticbeanstalk:application:environment"].items()
+    }
+    secrets = options["aws:elasticbeanstalk:application:environmentsecrets"]
+    for name, arn in secrets.items():
+        assert re.match(r"^arn:aws:(ssm|secretsmanager):", arn), f"{service} {name}: {arn}"
+    assert not set(literal) & set(secrets), f"{service}: a variable is set twice"
+    return Provided(literal=literal, secret=frozenset(secrets))
+
+
+def test_elastic_beanstalk_provides_every_setting_of_each_service() -> None:
+    problems: list[str] = []
+    for service in SERVICES:
+        where = f"{service}_microservice/.ebextensions/micropay.config"
+        problems += check_provided(where, service, eb_provided(service), ENTRYPOINT_VARIABLES)
+    assert not problems, "\n".join(problems)
+
+
+def test_dockerrun_runs_the_service_image_on_its_port() -> None:
+    for service in SERVICES:
+        dockerrun = json.loads(
+            (ROOT / f"{service}_microservice" / "Dockerrun.aws.json").read_text()
+        )
+        assert dockerrun["Ports"] == [{"ContainerPort": PORTS[service]}]
+        assert f".amazonaws.com/micropay-{service}:" in dockerrun["Image"]["Name"]
+        assert eb_provided(service).literal["PORT"] == str(PORTS[service])
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+def test_dockerfiles_build_slim_non_root_images_that_serve_on_port() -> None:
+    for service in SERVICES:
+        dockerfile = (ROOT / f"{service}_microservice" / "Dockerfile").read_text()
+        stages = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+        assert stages == ["python:3.12-slim", "python:3.12-slim"]
+        assert re.search(r"^USER 10001:10001$", dockerfile, re.MULTILINE)
+        assert f"PORT={PORTS[service]}" in dockerfile
+        assert f"EXPOSE {PORTS[service]}" in dockerfile
+        assert f"MICROPAY_APP={service}_microservice.main:app" in dockerfile
+        assert "/health/live" in dockerfile.split("HEALTHCHECK", 1)[1]
+        assert 'ENTRYPOINT ["/usr/local/bin/micropay-service"]' in dockerfile
+        # The final stage copies the virtualenv; it never runs pip (no compiler, no cache).
+        final_stage = dockerfile.split("\nFROM ", 2)[2]
+        assert "pip install" not in final_stage
+    entrypoint = (ROOT / "deploy" / "service-entrypoint.sh").read_text()
+    assert "--proxy-headers" in entrypoint
+    assert '--port "${PORT' in entrypoint
+
+
+# --- the bootstrap job and the entrypoint, for real ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_localstripe() -> Iterator[str]:
+    """A localstripe of this module's own: the job re-registers the webhook named micropay."""
+    port = free_port()
+    args = [sys.executable, "-m", "stack.localstripe_server", "--port", str(port), "--quiet"]
+    with background_process("localstripe-deploy", args, f"http://127.0.0.1:{port}/v1/customers"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def job_database(database: TestDatabase) -> Any:
+    """A database of the job's own on the test server, dropped afterwards."""
+    name = f"{database.name}_compose"
+    yield name
+    await drop_database(database.server, name)
+
+
+def sourced(path: Path) -> dict[str, str]:
+    """The variables a POSIX shell gets from `set -a; . path`."""
+    script = 'set -a; . "$1"; env -0'
+    output = subprocess.run(
+        ["sh", "-c", script, "sh", str(path)],
+        capture_output=True,
+        check=True,
+        env={"PATH": os.environ["PATH"]},
+        timeout=10,
+    ).stdout.decode()
+    return dict(line.split("=", 1) for line in output.split("\0") if "=" in line)
+
+
+def test_env_files_survive_the_shell_whatever_the_characters(tmp_path: Path) -> None:
+    values = {"COGNITO_CLIENT_SECRET": "a'b\"c $HOME `id` \\ d", "SERVICE_ACCOUNT_PASSWORD": "x;y"}
+    path = tmp_path / "service.env"
+    path.write_text(render_env_file(values))
+    loaded = sourced(path)
+    assert {name: loaded[name] for name in values} == values
+
+
+def test_bootstrap_job_writes_env_files_the_services_start_with(
+    tmp_path: Path,
+    database: TestDatabase,
+    job_database: str,
+    aws: AwsResources,
+    own_localstripe: str,
+) -> None:
+    role_passwords = {
+        SERVICE_ROLES[service]: str(make_url(url).password)
+        for service, url in database.service_urls.items()
+    }
+    # The session's pool already has these accounts; the same passwords leave them working.
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "state.json").write_text(
+        json.dumps(
+            {
+                "service_passwords": {s: a["password"] for s, a in aws.service_accounts.items()},
+                "stripe_webhook_secret": "whsec_dGVzdA==",
+            }
+        )
+    )
+    arguments: dict[str, Any] = {
+        "admin_database_url": database.server.admin_url,
+        "database": job_database,
+        "role_passwords": role_passwords,
+        "aws_endpoint": aws.endpoint_url,
+        "region": aws.region,
+        "ses_sender": aws.ses_sender,
+        "localstripe_url": own_localstripe,
+        "webhook_url": "http://127.0.0.1:9/payments/webhooks/stripe",
+        "env_dir": tmp_path / "env",
+    }
+    written = run(**arguments)
+    assert written == run(**arguments), "a second run must change nothing"
+
+    for service in SERVICES:
+        path = tmp_path / "env" / f"{service}.env"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        loaded = sourced(path)
+        assert set(GENERATED_VARIABLES[service]) <= set(loaded)
+        assert loaded["COGNITO_USER_POOL_ID"] == aws.user_pool_id
+        assert loaded["COGNITO_CLIENT_SECRET"] == aws.client_secret
+        assert loaded["SERVICE_ACCOUNT_USERNAME"] == f"svc-{service}"
+    assert sourced(tmp_path / "env" / "payment.env")["STRIPE_WEBHOOK_SECRET"] == "whsec_dGVzdA=="
+    assert sourced(tmp_path / "env" / "notifications.env")["SNS_TOPIC_ARN"] == aws.sns_topic_arn
+
+    # The image's entrypoint, with the compose variables and the job's file, starts a service
+    # that reaches its database (ready) with the generated settings.
+    service = "transactions"
+    port = free_port()
+    database_url = make_url(database.service_urls[service]).set(database=job_database)
+    environment = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        "MICROPAY_APP": f"{service}_microservice.main:app",
+        "PORT": str(port),
+        "MICROPAY_ENV_FILE": str(tmp_path / "env" / f"{service}.env"),
+        "DATABASE_URL": database_url.render_as_string(hide_password=False),
+        "AWS_ENDPOINT_URL": str(aws.endpoint_url),
+        "AWS_REGION": aws.region,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "LOG_LEVEL": "WARNING",
+    }
+    log = tmp_path / "service.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            ["sh", str(ROOT / "deploy" / "service-entrypoint.sh")],
+            env=environment,
+            cwd=tmp_path,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            status = None
+            while time.monotonic() < deadline and process.poll() is None:
+                try:
+                    status = httpx.get(
+                        f"http://127.0.0.1:{port}/health/ready", timeout=2
+                    ).status_code
+                except httpx.HTTPError:
+                    status = None
+                if status == 200:
+                    break
+                time.sleep(0.2)
+            assert status == 200, log.read_text()[-3000:]
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def test_entrypoint_refuses_a_missing_env_file(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["sh", str(ROOT / "deploy" / "service-entrypoint.sh")],
+        env={
+            "PATH": os.environ["PATH"],
+            "MICROPAY_APP": "auth_microservice.main:app",
+            "PORT": "1",
+            "MICROPAY_ENV_FILE": str(tmp_path / "absent.env"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert result.returncode == 64
+    assert "absent.env is not a readable file" in result.stderr
