@@ -63,7 +63,9 @@ class WebhookEndpoint(Base):
         CheckConstraint(
             "status IN ('enabled', 'disabled', 'deleted')", name="webhook_endpoints_status_check"
         ),
-        CheckConstraint("jsonb_typeof(event_types) = 'array'", name="webhook_endpoints_events_check"),
+        CheckConstraint(
+            "jsonb_typeof(event_types) = 'array'", name="webhook_endpoints_events_check"
+        ),
         Index("webhook_endpoints_user_idx", "user_id", "created_at"),
         {"schema": SCHEMA},
     )

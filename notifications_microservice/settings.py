@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from micropay_common.settings import ServiceSettings
+
+# Svix's schedule: the first attempt at once, then these delays after each failure.
+SVIX_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
+MESSAGE_RETRY_SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
+
+RetrySchedule = Annotated[tuple[float, ...], NoDecode]
 
 
 class NotificationsSettings(ServiceSettings):
@@ -19,3 +27,55 @@ class NotificationsSettings(ServiceSettings):
     service_name: str = "notifications"
     ses_sender: str
     sns_topic_arn: str
+    # Platform applications of push devices; unset, one named micropay-<platform> is found or
+    # created (creating needs no credentials only in the local stand-in).
+    sns_apns_application_arn: str | None = None
+    sns_apns_sandbox_application_arn: str | None = None
+    sns_fcm_application_arn: str | None = None
+    aws_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    webhooks_allow_private_urls: bool = False
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0)
+    webhook_retry_schedule: RetrySchedule = SVIX_RETRY_SCHEDULE
+    webhook_max_endpoints_per_user: int = Field(default=20, ge=1)
+
+    delivery_poll_interval_seconds: float = Field(default=0.5, gt=0)
+    delivery_batch_size: int = Field(default=20, ge=1)
+    delivery_lease_seconds: float = Field(default=120.0, gt=0)
+    delivery_retry_schedule: RetrySchedule = MESSAGE_RETRY_SCHEDULE
+
+    @field_validator("webhook_retry_schedule", "delivery_retry_schedule", mode="before")
+    @classmethod
+    def _comma_separated_seconds(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            return tuple(float(part) for part in parts)
+        return value
+
+    @field_validator("webhook_retry_schedule", "delivery_retry_schedule")
+    @classmethod
+    def _non_negative_delays(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("retry delays must be zero or more seconds")
+        return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> NotificationsSettings:
+        # A send must end before its lease does, or a second worker could send the same row.
+        longest_send = max(self.webhook_timeout_seconds, self.aws_send_budget_seconds)
+        if self.delivery_lease_seconds < 2 * longest_send:
+            raise ValueError(
+                f"DELIVERY_LEASE_SECONDS must be at least {2 * longest_send:g} "
+                "(twice the longest send: WEBHOOK_TIMEOUT_SECONDS or AWS_TIMEOUT_SECONDS x 2)"
+            )
+        return self
+
+    @property
+    def aws_send_budget_seconds(self) -> float:
+        """Longest one SES/SNS call can take: connect plus read timeout."""
+        return 2 * self.aws_timeout_seconds
+
+    @property
+    def send_budget_seconds(self) -> float:
+        """Longest any single send can take, whatever its channel."""
+        return max(self.webhook_timeout_seconds, self.aws_send_budget_seconds)

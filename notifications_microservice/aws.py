@@ -1,0 +1,61 @@
+"""boto3 clients for SES and SNS, built once per app; every call runs in a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from fastapi import FastAPI
+
+from notifications_microservice.settings import NotificationsSettings
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    """The service's SES and SNS clients (boto3 clients are safe to share between threads)."""
+
+    ses: Any
+    sns: Any
+
+
+def build_clients(settings: NotificationsSettings) -> AwsClients:
+    """Clients with bounded timeouts and no botocore retries: the delivery worker retries."""
+    config = Config(
+        connect_timeout=settings.aws_timeout_seconds,
+        read_timeout=settings.aws_timeout_seconds,
+        retries={"total_max_attempts": 1, "mode": "standard"},
+    )
+
+    def client(name: str) -> Any:
+        return boto3.client(
+            name,
+            region_name=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+            config=config,
+        )
+
+    return AwsClients(ses=client("ses"), sns=client("sns"))
+
+
+async def attach_clients(app: FastAPI) -> None:
+    """Start-up hook: `app.state.aws` (client creation reads files, so off the event loop)."""
+    app.state.aws = await asyncio.to_thread(build_clients, app.state.settings)
+
+
+def error_code(exc: BaseException) -> str:
+    """AWS's error code of a failed call ("MessageRejected", "EndpointDisabled", …)."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
+    return type(exc).__name__
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason for logs and `last_error`."""
+    if isinstance(exc, ClientError):
+        message = exc.response.get("Error", {}).get("Message") or str(exc)
+        return f"{error_code(exc)}: {message}"
+    return f"{type(exc).__name__}: {exc}"

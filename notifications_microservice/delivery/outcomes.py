@@ -1,0 +1,112 @@
+"""What one send did, and what the worker must record because of it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+ResultT = TypeVar("ResultT")
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The provider accepted the message."""
+
+    provider_message_id: str | None = None
+    delivered_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A failure worth another attempt, not before `retry_after` seconds when given."""
+
+    error: str
+    retry_after: float | None = None
+    delivered_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A failure no retry can fix."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """Nothing more was sent: the lease had too little time left to start a send safely."""
+
+    delivered_to: tuple[str, ...] = ()
+
+
+Outcome = Sent | Retry | Failed | Deferred
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One HTTP attempt of a webhook delivery, for the delivery log."""
+
+    endpoint_id: uuid.UUID
+    url: str
+    succeeded: bool
+    status_code: int | None
+    response_body: str | None
+    error: str | None
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class Result:
+    """An outcome plus what it tells about devices and webhook endpoints."""
+
+    outcome: Outcome
+    disabled_devices: tuple[tuple[str, str], ...] = ()
+    attempt: AttemptRecord | None = None
+    disable_endpoint: str | None = None
+
+
+class LeaseExpiring(Exception):
+    """Too little of the lease is left to start another send."""
+
+
+@dataclass
+class Lease:
+    """A worker's claim on rows until `deadline` (time.monotonic()), fenced by `token`."""
+
+    token: uuid.UUID
+    deadline: float
+    margin: float = field(default=1.0)
+
+    @classmethod
+    def starting_now(cls, token: uuid.UUID, seconds: float) -> Lease:
+        """A lease taken now; measured from before the claim, so it never outlives the row's."""
+        return cls(token=token, deadline=time.monotonic() + seconds, margin=min(1.0, seconds / 10))
+
+    def has_time_for(self, seconds: float) -> bool:
+        """Whether a send that takes at most `seconds` ends before the lease does."""
+        return time.monotonic() + seconds + self.margin < self.deadline
+
+    def ensure_time_for(self, seconds: float) -> None:
+        """Raise LeaseExpiring unless a send of at most `seconds` still fits."""
+        if not self.has_time_for(seconds):
+            raise LeaseExpiring
+
+
+async def call_in_thread(
+    lease: Lease, budget: float, function: Callable[..., ResultT], /, **kwargs: Any
+) -> ResultT:
+    """Run a blocking call (boto3) in a worker thread, only if it can finish within the lease.
+
+    The check runs in the thread, right before the call: time spent waiting for a free thread
+    counts against the lease too.
+    """
+
+    def guarded() -> ResultT:
+        lease.ensure_time_for(budget)
+        return function(**kwargs)
+
+    return await asyncio.to_thread(guarded)

@@ -1,0 +1,186 @@
+"""Webhook deliveries signed per the Standard Webhooks spec (the `standardwebhooks` package).
+
+2xx within the timeout is success; 410 Gone disables the endpoint; any other answer, a timeout
+or a connection error is retried on the schedule, not before the `Retry-After` the receiver
+asked for. Redirects are not followed. Every attempt is logged with its status, the start of
+the response and its duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import httpx
+from standardwebhooks import Webhook
+
+from notifications_microservice.delivery.outcomes import (
+    AttemptRecord,
+    Deferred,
+    Failed,
+    Lease,
+    Result,
+    Retry,
+    Sent,
+)
+from notifications_microservice.delivery.repository import Claimed, EndpointSnapshot
+from notifications_microservice.settings import NotificationsSettings
+from notifications_microservice.webhooks.exceptions import InvalidWebhookUrl
+from notifications_microservice.webhooks.urls import Resolver, check_destination, resolve_host
+
+USER_AGENT = "MicroPay-Webhooks/1.0"
+RESPONSE_READ_BYTES = 4096
+RESPONSE_LOG_CHARS = 1000
+RETRY_AFTER_MAX_SECONDS = 86400.0
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds a `Retry-After` header asks to wait (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_MAX_SECONDS)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_SECONDS)
+
+
+def signed_headers(secret: str, message_id: str, body: str, now: datetime) -> dict[str, str]:
+    """`webhook-id`, `webhook-timestamp` and `webhook-signature` for one attempt."""
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(message_id, now, body),
+    }
+
+
+class WebhookSender:
+    """Posts stored webhook messages to their endpoints."""
+
+    def __init__(
+        self,
+        settings: NotificationsSettings,
+        *,
+        http: httpx.AsyncClient | None = None,
+        resolver: Resolver = resolve_host,
+    ) -> None:
+        self.settings = settings
+        self.resolver = resolver
+        self.http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self.http.aclose()
+
+    async def send(self, row: Claimed, endpoint: EndpointSnapshot, lease: Lease) -> Result:
+        """One attempt to deliver the message; the result carries the attempt's log entry."""
+        if endpoint.status != "enabled":
+            return Result(Failed(f"webhook endpoint {endpoint.status}: {endpoint.disabled_reason}"))
+        timeout = self.settings.webhook_timeout_seconds
+        if not lease.has_time_for(timeout):
+            return Result(Deferred())
+        started = time.monotonic()
+
+        def attempt(
+            *,
+            succeeded: bool,
+            status: int | None = None,
+            body: str | None = None,
+            error: str | None = None,
+        ) -> AttemptRecord:
+            return AttemptRecord(
+                endpoint_id=endpoint.id,
+                url=endpoint.url,
+                succeeded=succeeded,
+                status_code=status,
+                response_body=body,
+                error=error,
+                duration_ms=round((time.monotonic() - started) * 1000),
+            )
+
+        try:
+            destination = await check_destination(
+                endpoint.url,
+                allow_private=self.settings.webhooks_allow_private_urls,
+                resolver=self.resolver,
+            )
+        except InvalidWebhookUrl as exc:
+            # A name may resolve elsewhere later; the schedule decides when to give up.
+            return Result(Retry(exc.detail), attempt=attempt(succeeded=False, error=exc.detail))
+
+        message_id = str(row.id)
+        body = json.dumps(row.payload, separators=(",", ":"), ensure_ascii=False)
+        headers = {
+            "Content-Type": "application/json",
+            **signed_headers(endpoint.secret, message_id, body, datetime.now(UTC)),
+        }
+        extensions = {}
+        if destination.address is not None:
+            # Connect to the address that was checked, while the server sees its own name.
+            headers["Host"] = destination.url.netloc.decode("ascii")
+            if destination.url.scheme == "https":
+                extensions["sni_hostname"] = destination.url.host
+        try:
+            async with asyncio.timeout(timeout):
+                request = self.http.build_request(
+                    "POST",
+                    destination.request_url(),
+                    content=body.encode(),
+                    headers=headers,
+                    extensions=extensions,
+                )
+                response = await self.http.send(request, stream=True)
+                try:
+                    head = await _read_head(response)
+                finally:
+                    await response.aclose()
+        except (TimeoutError, httpx.TimeoutException):
+            error = f"timed out after {timeout:g}s"
+            return Result(Retry(error), attempt=attempt(succeeded=False, error=error))
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return Result(Retry(error), attempt=attempt(succeeded=False, error=error))
+
+        status = response.status_code
+        logged = head[:RESPONSE_LOG_CHARS]
+        if 200 <= status < 300:
+            return Result(Sent(), attempt=attempt(succeeded=True, status=status, body=logged))
+        if status == 410:
+            reason = "the endpoint answered 410 Gone"
+            return Result(
+                Failed(reason),
+                attempt=attempt(succeeded=False, status=status, body=logged, error=reason),
+                disable_endpoint=reason,
+            )
+        error = f"HTTP {status}"
+        if 300 <= status < 400:
+            error += " (redirects are not followed)"
+        return Result(
+            Retry(error, retry_after=retry_after_seconds(response.headers.get("retry-after"))),
+            attempt=attempt(succeeded=False, status=status, body=logged, error=error),
+        )
+
+
+async def _read_head(response: httpx.Response) -> str:
+    """The first bytes of the body, as text; the rest is not read."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= RESPONSE_READ_BYTES:
+            break
+    return b"".join(chunks)[:RESPONSE_READ_BYTES].decode("utf-8", errors="replace")

@@ -1,0 +1,32 @@
+"""Request and response bodies of the devices API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Platform = Literal["apns", "apns_sandbox", "fcm"]
+
+
+class DeviceCreate(BaseModel):
+    """A device's push token from APNs or Firebase Cloud Messaging."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platform: Platform = Field(description="`apns` (iOS), `apns_sandbox` (iOS dev), `fcm`.")
+    token: str = Field(min_length=1, max_length=4096, pattern=r"^\S+$")
+
+
+class DeviceRead(BaseModel):
+    """A registered device; disabled ones (the push service gave up on them) are skipped."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    platform: Platform
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime

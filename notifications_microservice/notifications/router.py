@@ -1,0 +1,49 @@
+"""`GET /notifications`: the caller's own notifications."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+
+from micropay_common.db import SessionDep
+from micropay_common.security import CurrentUser
+from notifications_microservice.models import Notification
+from notifications_microservice.notifications import service
+from notifications_microservice.notifications.schemas import Channel, NotificationRead, Status
+from notifications_microservice.pagination import Limit, Page, page_of
+
+router = APIRouter(prefix="/notifications", tags=["notifications"])
+
+
+def _read(notification: Notification) -> NotificationRead:
+    read = NotificationRead.model_validate(notification)
+    if notification.status == "failed":
+        read.failure_reason = notification.last_error
+    return read
+
+
+@router.get(
+    "",
+    response_model=Page[NotificationRead],
+    summary="Your notifications",
+    responses={400: {"description": "`starting_after` names none of yours"}},
+)
+async def list_notifications(
+    user: CurrentUser,
+    session: SessionDep,
+    limit: Limit = 10,
+    starting_after: uuid.UUID | None = None,
+    channel: Channel | None = None,
+    status: Status | None = None,
+) -> Page[NotificationRead]:
+    """The caller's notifications on every channel, newest first; filter by channel or status."""
+    rows = await service.list_notifications(
+        session,
+        user.id,
+        limit=limit,
+        starting_after=starting_after,
+        channel=channel,
+        status=status,
+    )
+    return page_of([_read(row) for row in rows], limit)

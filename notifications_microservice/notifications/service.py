@@ -1,0 +1,130 @@
+"""Rules of notifications: which records an event becomes, and the caller's list.
+
+Each event becomes, for every user it concerns, one email, one push and one webhook message
+per subscribed endpoint, rendered now and written in the event's inbox transaction; the
+delivery worker sends them later. An email whose address is not known yet waits (recipient
+NULL) until the event that brings the address fills it in.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notifications_microservice.models import Notification
+from notifications_microservice.notifications import repository
+from notifications_microservice.pagination import InvalidCursor
+from notifications_microservice.rendering import render_message
+from notifications_microservice.webhooks import repository as webhooks_repository
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """The event a notification is about."""
+
+    event_id: uuid.UUID
+    event_type: str
+    occurred_at: datetime
+
+
+async def remember_email(session: AsyncSession, user_id: str, email: str) -> None:
+    """Record the user's registered email; emails that waited for it become due."""
+    await repository.set_email(session, user_id, email)
+    await repository.address_waiting_emails(session, user_id, email)
+
+
+async def learn_email(session: AsyncSession, user_id: str, email: str) -> str | None:
+    """Lock the user and note an email seen in an event, if none is known yet."""
+    known = await repository.lock_user(session, user_id, email)
+    if known is not None:
+        await repository.address_waiting_emails(session, user_id, known)
+    return known
+
+
+async def lock_user(session: AsyncSession, user_id: str) -> str | None:
+    """Lock the user's row for this transaction; their email, if known."""
+    return await repository.lock_user(session, user_id)
+
+
+async def notify(
+    session: AsyncSession,
+    occurrence: Occurrence,
+    *,
+    user_id: str,
+    email: str | None,
+    kind: str,
+    context: Mapping[str, Any],
+    webhook_data: Mapping[str, Any],
+) -> list[uuid.UUID]:
+    """Write the user's email, push and webhook records for one event; returns their ids."""
+    message = render_message(kind, {**context, "event_id": str(occurrence.event_id)})
+    common = {
+        "event_id": occurrence.event_id,
+        "event_type": occurrence.event_type,
+        "user_id": user_id,
+        "subject": message.subject,
+        "recipient": None,
+        "body_html": None,
+        "webhook_endpoint_id": None,
+    }
+    webhook_body = {
+        "type": occurrence.event_type,
+        "timestamp": occurrence.occurred_at.isoformat(),
+        "data": dict(webhook_data),
+    }
+    rows: list[dict[str, Any]] = [
+        {
+            **common,
+            "id": uuid.uuid4(),
+            "channel": "email",
+            "recipient": email,
+            "body_text": message.text,
+            "body_html": message.html,
+            "payload": {},
+        },
+        {
+            **common,
+            "id": uuid.uuid4(),
+            "channel": "push",
+            "body_text": message.push,
+            "payload": {"title": message.subject, "body": message.push, **webhook_body},
+        },
+    ]
+    for endpoint in await webhooks_repository.subscribed_endpoints(
+        session, user_id, occurrence.event_type
+    ):
+        rows.append(
+            {
+                **common,
+                "id": uuid.uuid4(),
+                "channel": "webhook",
+                "webhook_endpoint_id": endpoint.id,
+                "body_text": message.push,
+                "payload": webhook_body,
+            }
+        )
+    await repository.insert_notifications(session, rows)
+    return [row["id"] for row in rows]
+
+
+async def list_notifications(
+    session: AsyncSession,
+    user_id: str,
+    *,
+    limit: int,
+    starting_after: uuid.UUID | None,
+    channel: str | None,
+    status: str | None,
+) -> Sequence[Notification]:
+    """A page (plus one) of the user's notifications, newest first."""
+    after = None
+    if starting_after is not None:
+        after = await repository.get_for_user(session, user_id, starting_after)
+        if after is None:
+            raise InvalidCursor(f"starting_after: you have no notification {starting_after}.")
+    return await repository.list_for_user(session, user_id, limit + 1, after, channel, status)

@@ -1,0 +1,33 @@
+"""Cursor pagination as DESIGN.md spells it: `?limit=1..100&starting_after=<id>`, newest first."""
+
+from __future__ import annotations
+
+from typing import Annotated, Generic, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel
+
+from micropay_common.errors import BadRequest
+
+ItemT = TypeVar("ItemT")
+
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1-100).")]
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """One page of a list, newest first."""
+
+    data: list[ItemT]
+    has_more: bool
+
+
+class InvalidCursor(BadRequest):
+    """`starting_after` names nothing in the caller's list."""
+
+    type = "invalid_cursor"
+    title = "Invalid cursor"
+
+
+def page_of(items: list[ItemT], limit: int) -> Page[ItemT]:
+    """A page from up to `limit + 1` items fetched (the extra one only tells there is more)."""
+    return Page[ItemT](data=items[:limit], has_more=len(items) > limit)

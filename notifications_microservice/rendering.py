@@ -1,0 +1,67 @@
+"""Messages from Jinja2 templates: subject, push line and text body from `<kind>.txt`, the HTML
+body from `<kind>.html` (autoescaped, so user text such as a transfer note cannot inject markup).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+TEMPLATES_DIR = Path(__file__).with_name("templates")
+KINDS = (
+    "welcome",
+    "payment_succeeded",
+    "payment_failed",
+    "payment_refunded",
+    "transfer_sent",
+    "transfer_received",
+)
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """One notification's texts."""
+
+    subject: str
+    push: str
+    text: str
+    html: str
+
+
+@cache
+def environment() -> Environment:
+    """The template environment: HTML autoescaped, undefined variables an error."""
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def _one_line(text: str) -> str:
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def render_message(kind: str, context: dict[str, Any]) -> RenderedMessage:
+    """Render the subject, push line, text and HTML bodies of a message kind."""
+    if kind not in KINDS:
+        raise ValueError(f"no templates for {kind!r}")
+    env = environment()
+    text_template = env.get_template(f"{kind}.txt")
+    blocks = text_template.new_context(dict(context))
+
+    def block(name: str) -> str:
+        return "".join(text_template.blocks[name](blocks))
+
+    subject = _one_line(block("subject"))
+    html = env.get_template(f"{kind}.html").render(**context, subject=subject)
+    return RenderedMessage(
+        subject=subject, push=_one_line(block("push")), text=block("text").strip() + "\n", html=html
+    )

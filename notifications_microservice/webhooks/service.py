@@ -1,0 +1,134 @@
+"""Rules of webhook endpoints: safe URLs, secrets shown once, soft deletion, redelivery."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notifications_microservice.models import WebhookEndpoint
+from notifications_microservice.pagination import InvalidCursor
+from notifications_microservice.settings import NotificationsSettings
+from notifications_microservice.webhooks import repository
+from notifications_microservice.webhooks.exceptions import (
+    DeliveryInProgress,
+    TooManyWebhookEndpoints,
+    WebhookDeliveryNotFound,
+    WebhookEndpointDisabled,
+    WebhookEndpointNotFound,
+)
+from notifications_microservice.webhooks.schemas import WebhookEndpointCreate
+from notifications_microservice.webhooks.urls import Resolver, check_destination, resolve_host
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
+SECRET_BYTES = 24
+
+
+def new_secret() -> str:
+    """A Standard Webhooks signing secret: `whsec_` and 24 random bytes in base64."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+
+
+async def create_endpoint(
+    session: AsyncSession,
+    user_id: str,
+    request: WebhookEndpointCreate,
+    settings: NotificationsSettings,
+    *,
+    resolver: Resolver = resolve_host,
+) -> WebhookEndpoint:
+    """Add an endpoint for the user after checking where its URL leads."""
+    await check_destination(
+        request.url, allow_private=settings.webhooks_allow_private_urls, resolver=resolver
+    )
+    if await count_live(session, user_id) >= settings.webhook_max_endpoints_per_user:
+        raise TooManyWebhookEndpoints(
+            f"You have {settings.webhook_max_endpoints_per_user} webhook endpoints already; "
+            "delete one first."
+        )
+    endpoint = WebhookEndpoint(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        url=request.url,
+        event_types=list(request.events),
+        secret=new_secret(),
+    )
+    return await repository.add_endpoint(session, endpoint)
+
+
+async def count_live(session: AsyncSession, user_id: str) -> int:
+    """How many endpoints the user has."""
+    return await repository.count_live_endpoints(session, user_id)
+
+
+async def get_endpoint(
+    session: AsyncSession, user_id: str, endpoint_id: uuid.UUID
+) -> WebhookEndpoint:
+    """One of the user's endpoints, or 404."""
+    endpoint = await repository.get_endpoint(session, user_id, endpoint_id)
+    if endpoint is None:
+        raise WebhookEndpointNotFound(f"You have no webhook endpoint {endpoint_id}.")
+    return endpoint
+
+
+async def list_endpoints(
+    session: AsyncSession, user_id: str, limit: int, starting_after: uuid.UUID | None
+) -> Sequence[WebhookEndpoint]:
+    """A page (plus one) of the user's endpoints, newest first."""
+    after = None
+    if starting_after is not None:
+        after = await repository.get_endpoint(session, user_id, starting_after)
+        if after is None:
+            raise InvalidCursor(f"starting_after: you have no webhook endpoint {starting_after}.")
+    return await repository.list_endpoints(session, user_id, limit + 1, after)
+
+
+async def delete_endpoint(session: AsyncSession, user_id: str, endpoint_id: uuid.UUID) -> None:
+    """Stop sending to the endpoint; messages still waiting for it are marked failed."""
+    endpoint = await repository.get_endpoint(session, user_id, endpoint_id, for_update=True)
+    if endpoint is None:
+        raise WebhookEndpointNotFound(f"You have no webhook endpoint {endpoint_id}.")
+    await repository.set_endpoint_status(session, endpoint.id, "deleted", "deleted by its owner")
+    await repository.fail_waiting_deliveries(session, endpoint.id, "webhook endpoint deleted")
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    user_id: str,
+    endpoint_id: uuid.UUID,
+    limit: int,
+    starting_after: int | None,
+) -> Sequence[RowMapping]:
+    """A page (plus one) of the endpoint's delivery attempts, newest first."""
+    endpoint = await get_endpoint(session, user_id, endpoint_id)
+    if (
+        starting_after is not None
+        and await repository.get_delivery(session, endpoint.id, starting_after) is None
+    ):
+        raise InvalidCursor(f"starting_after: this endpoint has no delivery {starting_after}.")
+    return await repository.list_deliveries(session, endpoint.id, limit + 1, starting_after)
+
+
+async def redeliver(
+    session: AsyncSession, user_id: str, endpoint_id: uuid.UUID, delivery_id: int
+) -> RowMapping:
+    """Queue the message of a past attempt for one more attempt now."""
+    endpoint = await get_endpoint(session, user_id, endpoint_id)
+    if endpoint.status != "enabled":
+        raise WebhookEndpointDisabled(
+            f"The endpoint is disabled ({endpoint.disabled_reason}); create a new one."
+        )
+    delivery = await repository.get_delivery(session, endpoint.id, delivery_id)
+    if delivery is None:
+        raise WebhookDeliveryNotFound(f"This endpoint has no delivery {delivery_id}.")
+    queued = await repository.requeue_message(session, delivery["notification_id"])
+    if queued is None:
+        raise DeliveryInProgress(
+            "This message is being sent right now; look at its deliveries in a moment.",
+            headers={"Retry-After": "5"},
+        )
+    return queued
