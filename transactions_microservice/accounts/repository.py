@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Select, delete, select
+from sqlalchemy import Column, Select, case, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from transactions_microservice.models import SYSTEM, USER, accounts, users
+from transactions_microservice.models import ACTIVE, SYSTEM, USER, accounts, holds, users
 
 
 @dataclass(frozen=True)
@@ -76,13 +76,27 @@ async def _get_or_create(
 
 
 async def balances(session: AsyncSession, user_id: str) -> list[WalletBalance]:
-    """The user's wallets, by currency."""
+    """The user's wallets, by currency; holds past their expiry no longer count as held.
+
+    Reads the accounts' stored balances, never the entries; overdue holds (released at the
+    wallet's next posting or by the sweep) are looked up only for wallets that hold money.
+    """
+    overdue = (
+        select(func.coalesce(func.sum(holds.c.amount), 0))
+        .where(
+            holds.c.account_id == accounts.c.id,
+            holds.c.status == ACTIVE,
+            holds.c.expires_at <= func.now(),
+        )
+        .scalar_subquery()
+    )
+    held = case((accounts.c.held == 0, 0), else_=accounts.c.held - overdue)
     rows = await session.execute(
-        select(accounts.c.currency, accounts.c.balance, accounts.c.held)
+        select(accounts.c.currency, accounts.c.balance, held.label("held"))
         .where(accounts.c.user_id == user_id)
         .order_by(accounts.c.currency)
     )
-    return [WalletBalance(row.currency, row.balance, row.held) for row in rows]
+    return [WalletBalance(row.currency, row.balance, int(row.held)) for row in rows]
 
 
 async def emails_and_ids(session: AsyncSession, email: str, user_id: str) -> dict[str, str]:

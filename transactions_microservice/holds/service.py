@@ -106,7 +106,7 @@ async def capture(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
         return hold
     if hold.status != ACTIVE:
         raise HoldNotActive(
-            f"The hold is {hold.status}; it cannot be captured.", status=hold.status
+            f"The hold is {hold.status}; it cannot be captured.", hold_status=hold.status
         )
     refunds = await accounts_repository.system_account(session, REFUNDS, hold.currency)
     # Accounts first, then the hold row: the order every path takes (see lock_accounts).
@@ -116,7 +116,7 @@ async def capture(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
         return hold
     if hold.status != ACTIVE:
         raise HoldNotActive(
-            f"The hold is {hold.status}; it cannot be captured.", status=hold.status
+            f"The hold is {hold.status}; it cannot be captured.", hold_status=hold.status
         )
     await repository.add_held(session, hold.account_id, -hold.amount)
     posted = await ledger.post(
@@ -148,13 +148,13 @@ async def void(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
     if hold.status in (VOIDED, EXPIRED):
         return hold
     if hold.status == CAPTURED:
-        raise HoldNotActive("The hold is captured; it cannot be voided.", status=hold.status)
+        raise HoldNotActive("The hold is captured; it cannot be voided.", hold_status=hold.status)
     await ledger.lock_accounts(session, [hold.account_id])
     hold = await repository.get(session, hold_id, lock=True) or hold
     if hold.status in (VOIDED, EXPIRED):
         return hold
     if hold.status == CAPTURED:
-        raise HoldNotActive("The hold is captured; it cannot be voided.", status=hold.status)
+        raise HoldNotActive("The hold is captured; it cannot be voided.", hold_status=hold.status)
     await repository.add_held(session, hold.account_id, -hold.amount)
     await repository.resolve(session, hold.id, VOIDED)
     return await _reload(session, hold.id)
