@@ -97,6 +97,58 @@ END
 $$;
 
 -- auth: the user mirror and the service's own tables ------------------------------------------
+-- users: one row per Cognito user (id = the user's `sub`), written with the `user.registered`
+--        event; email is the normalised (trimmed, lower-case) address and the Cognito username.
+--        confirmed_at is NULL until the email is confirmed.
+CREATE TABLE IF NOT EXISTS auth.users (
+    id           uuid        PRIMARY KEY,
+    email        text        NOT NULL
+                             CONSTRAINT users_email_normalised_check
+                             CHECK (email = lower(btrim(email)) AND email <> ''),
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    confirmed_at timestamptz,
+    CONSTRAINT users_email_key UNIQUE (email)
+);
+CREATE INDEX IF NOT EXISTS users_created_idx ON auth.users (created_at DESC, id DESC);
+
+-- sessions: one row per sign-in, keyed by the tokens' `origin_jti`. The refresh token is kept
+--        only as its SHA-256, so /auth/refresh finds the Cognito username without trusting the
+--        client for it; access_expires_at is the expiry of the newest access token handed out.
+CREATE TABLE IF NOT EXISTS auth.sessions (
+    origin_jti         text        PRIMARY KEY,
+    user_id            uuid        NOT NULL,
+    refresh_token_hash text        NOT NULL,
+    access_expires_at  timestamptz NOT NULL,
+    expires_at         timestamptz NOT NULL,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    revoked_at         timestamptz,
+    CONSTRAINT sessions_refresh_token_hash_key UNIQUE (refresh_token_hash)
+);
+CREATE INDEX IF NOT EXISTS sessions_user_idx ON auth.sessions (user_id) WHERE revoked_at IS NULL;
+CREATE INDEX IF NOT EXISTS sessions_expires_idx ON auth.sessions (expires_at);
+
+-- revoked_tokens: the deny-list GET /auth/verify consults. A row lives until the last access
+--        token of its sign-in would expire anyway; the purge job deletes it after that.
+CREATE TABLE IF NOT EXISTS auth.revoked_tokens (
+    origin_jti text        PRIMARY KEY,
+    user_id    uuid        NOT NULL,
+    expires_at timestamptz NOT NULL,
+    revoked_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS revoked_tokens_expires_idx ON auth.revoked_tokens (expires_at);
+
+-- login_failures: failed sign-ins, counted per normalised email and per client address over a
+--        sliding window to throttle password guessing; shared by every replica.
+CREATE TABLE IF NOT EXISTS auth.login_failures (
+    id        bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    email     text        NOT NULL,
+    client_ip text        NOT NULL,
+    failed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS login_failures_email_idx ON auth.login_failures (email, failed_at);
+CREATE INDEX IF NOT EXISTS login_failures_client_ip_idx
+    ON auth.login_failures (client_ip, failed_at);
+CREATE INDEX IF NOT EXISTS login_failures_failed_at_idx ON auth.login_failures (failed_at);
 -- (auth tables end)
 
 -- payments: payments, refunds, Stripe events --------------------------------------------------

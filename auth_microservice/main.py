@@ -2,24 +2,46 @@
 
 from __future__ import annotations
 
+from fastapi import FastAPI
+
+from auth_microservice.client_ip import ClientAddressResolver
+from auth_microservice.identity import IdentityProvider
+from auth_microservice.jobs import purge_job
+from auth_microservice.sessions.router import router as sessions_router
 from auth_microservice.settings import AuthSettings
+from auth_microservice.users.router import router as users_router
 from micropay_common.app import create_service_app
 from micropay_common.idempotency import idempotency_purge_job
 from micropay_common.outbox import outbox_relay_job
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 
-app = create_service_app(
-    settings_cls=AuthSettings,
-    schema="auth",
-    title="MicroPay Auth",
-    description=(
-        "Registration, login, token refresh and logout on AWS Cognito; the gateway's token check."
-    ),
-    version=VERSION,
-    tags=[
-        {"name": "auth", "description": "Sign-up, sign-in, tokens and the caller's identity."},
-    ],
-    routers=[],
-    background_jobs=[outbox_relay_job, idempotency_purge_job],
-)
+
+async def _start(app: FastAPI) -> None:
+    settings: AuthSettings = app.state.settings
+    app.state.identity = IdentityProvider(settings)
+    app.state.client_addresses = ClientAddressResolver(settings.trusted_proxies)
+
+
+def build_app(settings: AuthSettings | None = None) -> FastAPI:
+    """The auth service; settings from the environment unless given (tests, benchmarks)."""
+    return create_service_app(
+        settings_cls=AuthSettings,
+        settings=settings,
+        schema="auth",
+        title="MicroPay Auth",
+        description=(
+            "Registration, login, token refresh and logout on AWS Cognito; "
+            "the gateway's token check."
+        ),
+        version=VERSION,
+        tags=[
+            {"name": "auth", "description": "Sign-up, sign-in, tokens and the caller's identity."},
+        ],
+        routers=[users_router, sessions_router],
+        on_startup=[_start],
+        background_jobs=[outbox_relay_job, idempotency_purge_job, purge_job],
+    )
+
+
+app = build_app()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from micropay_common.settings import ServiceSettings
@@ -18,3 +19,13 @@ class AuthSettings(ServiceSettings):
 
     service_name: str = "auth"
     auth_auto_confirm: bool = False
+    trusted_proxies: str = "127.0.0.1"
+    """Comma-separated addresses or networks whose X-Real-IP / X-Forwarded-For are believed."""
+    login_max_failures_per_email: int = Field(default=5, ge=1)
+    login_max_failures_per_ip: int = Field(default=20, ge=1)
+    login_failure_window_seconds: int = Field(default=900, ge=1)
+    refresh_token_validity_days: int = Field(default=30, ge=1)
+    """Must match the app client's RefreshTokenValidity: how long a sign-in is remembered."""
+    cognito_timeout_seconds: float = Field(default=5.0, gt=0)
+    cognito_max_attempts: int = Field(default=2, ge=1)
+    auth_purge_interval_seconds: float = Field(default=300.0, gt=0)

@@ -1,0 +1,29 @@
+"""Background jobs of the auth service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import FastAPI
+
+from auth_microservice.sessions.service import purge_expired
+from auth_microservice.settings import AuthSettings
+
+logger = logging.getLogger("micropay.auth.jobs")
+
+
+async def purge_job(app: FastAPI) -> None:
+    """Delete expired deny-list rows, sign-ins and old login failures, every few minutes."""
+    settings: AuthSettings = app.state.settings
+    while True:
+        async with app.state.sessionmaker() as session, session.begin():
+            purged = await purge_expired(session, settings)
+        if purged.revoked_tokens or purged.sessions or purged.login_failures:
+            logger.info(
+                "purged %d deny-list rows, %d sign-ins, %d login failures",
+                purged.revoked_tokens,
+                purged.sessions,
+                purged.login_failures,
+            )
+        await asyncio.sleep(settings.auth_purge_interval_seconds)

@@ -1,0 +1,133 @@
+"""HTTP routes of sign-in, refresh, logout, the caller's identity and the gateway's check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from auth_microservice.dependencies import ActiveUser, ClientIpDep, IdentityDep, SettingsDep
+from auth_microservice.sessions import service
+from auth_microservice.sessions.exceptions import InvalidCredentials
+from auth_microservice.sessions.schemas import (
+    LoginCreate,
+    MeRead,
+    RefreshCreate,
+    RefreshRead,
+    TokenRead,
+)
+from micropay_common.db import SessionDep
+from micropay_common.errors import problem_response
+from micropay_common.security import bearer_token
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"description": "Cognito is throttling, failing or unreachable (Retry-After)"}
+}
+# nginx's auth_request sends the check with the method of the request it guards.
+VERIFY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@router.post(
+    "/login",
+    summary="Sign in with email and password",
+    responses={
+        401: {"description": "Wrong password or unknown email (`invalid_credentials`)"},
+        403: {"description": "Email not confirmed (`email_not_confirmed`)"},
+        429: {"description": "Too many failures for the email or the address (Retry-After)"},
+        **UNAVAILABLE,
+    },
+    response_model=TokenRead,
+)
+async def login(
+    body: LoginCreate,
+    request: Request,
+    session: SessionDep,
+    identity: IdentityDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+) -> TokenRead | JSONResponse:
+    """Cognito ADMIN_USER_PASSWORD_AUTH, throttled per email and per client address."""
+    try:
+        tokens = await service.login(
+            session,
+            identity,
+            settings,
+            email=body.email,
+            password=body.password,
+            client_ip=client_ip,
+        )
+    except InvalidCredentials as exc:
+        # Returned, not raised: the request's transaction must commit the recorded failure.
+        return problem_response(exc.status, exc.to_body(request.url.path), exc.headers)
+    assert tokens.refresh_token is not None
+    return TokenRead(
+        access_token=tokens.access_token,
+        id_token=tokens.id_token,
+        refresh_token=tokens.refresh_token,
+        expires_in=tokens.expires_in,
+    )
+
+
+@router.post(
+    "/refresh",
+    summary="New tokens from a refresh token",
+    responses={401: {"description": "Unknown, expired or revoked refresh token"}, **UNAVAILABLE},
+)
+async def refresh(body: RefreshCreate, session: SessionDep, identity: IdentityDep) -> RefreshRead:
+    """REFRESH_TOKEN_AUTH for a sign-in that is still live (not signed out)."""
+    tokens = await service.refresh(session, identity, body.refresh_token)
+    return RefreshRead(
+        access_token=tokens.access_token,
+        id_token=tokens.id_token,
+        refresh_token=tokens.refresh_token,
+        expires_in=tokens.expires_in,
+    )
+
+
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Sign out everywhere, revoking the tokens at once",
+    responses={401: {"description": "Invalid or already revoked access token"}, **UNAVAILABLE},
+)
+async def logout(user: ActiveUser, session: SessionDep, identity: IdentityDep) -> Response:
+    """Global sign-out in Cognito; the access tokens of the user's sign-ins are deny-listed."""
+    await service.logout(session, identity, user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/me", summary="The caller", responses={401: {"description": "Invalid token"}})
+async def me(user: ActiveUser) -> MeRead:
+    """The caller's id, email and groups, from the verified access token."""
+    return MeRead(user_id=user.id, email=user.email, groups=sorted(user.groups))
+
+
+@router.api_route(
+    "/verify",
+    methods=VERIFY_METHODS,
+    summary="The gateway's access check",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Valid: the caller in `X-User-Id`, `X-User-Email`, `X-User-Groups`",
+            "content": None,
+        },
+        401: {"description": "Missing, invalid, expired or revoked access token"},
+    },
+)
+async def verify(request: Request) -> Response:
+    """Verify the bearer token locally (cached JWKS) and against the deny-list; no Cognito call."""
+    token = bearer_token(request)
+    async with request.app.state.engine.connect() as connection:
+        user = await service.verify_token(request.app.state.token_verifier, connection, token)
+    return Response(
+        status_code=status.HTTP_200_OK,
+        headers={
+            "X-User-Id": user.id,
+            "X-User-Email": user.email,
+            "X-User-Groups": ",".join(sorted(user.groups)),
+        },
+    )

@@ -1,0 +1,210 @@
+"""Sign-in with throttling, refresh, logout with immediate revocation, and the token check."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from auth_microservice.exceptions import IdentityProviderUnavailable
+from auth_microservice.identity import CognitoRejected, IdentityProvider, Tokens
+from auth_microservice.locks import lock_for_transaction
+from auth_microservice.sessions import repository
+from auth_microservice.sessions.exceptions import (
+    EmailNotConfirmed,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    LoginThrottled,
+    TokenRevoked,
+)
+from auth_microservice.settings import AuthSettings
+from auth_microservice.users import repository as users_repository
+from auth_microservice.users import service as users_service
+from micropay_common.security import AuthenticatedUser, TokenVerifier
+
+logger = logging.getLogger("micropay.auth.sessions")
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 of a token: how refresh tokens are stored and looked up."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def revocation_key(user: AuthenticatedUser) -> str:
+    """The deny-list key of a token: its sign-in (`origin_jti`), shared by refreshed tokens."""
+    return user.origin_jti or str(user.claims.get("jti") or hash_token(user.token))
+
+
+def _claims(access_token: str) -> dict[str, Any]:
+    # Fresh from Cognito over TLS: read, not verified (GET /auth/verify verifies every use).
+    claims: dict[str, Any] = jwt.decode(access_token, options={"verify_signature": False})
+    return claims
+
+
+def _expiry(claims: dict[str, Any]) -> datetime:
+    return datetime.fromtimestamp(int(claims["exp"]), UTC)
+
+
+def _retry_after(oldest: datetime | None, now: datetime, window_seconds: int) -> int:
+    if oldest is None:
+        return window_seconds
+    remaining = (oldest + timedelta(seconds=window_seconds) - now).total_seconds()
+    return max(1, math.ceil(remaining))
+
+
+async def check_throttle(
+    session: AsyncSession, settings: AuthSettings, email: str, client_ip: str
+) -> None:
+    """Raise LoginThrottled when the email or the client address failed too often lately."""
+    window = settings.login_failure_window_seconds
+    now = await repository.database_now(session)
+    by_email = await repository.recent_failures(session, window_seconds=window, email=email)
+    if by_email.count >= settings.login_max_failures_per_email:
+        raise LoginThrottled(
+            "Too many failed sign-ins for this account; wait before trying again.",
+            retry_after=_retry_after(by_email.oldest, now, window),
+        )
+    by_ip = await repository.recent_failures(session, window_seconds=window, client_ip=client_ip)
+    if by_ip.count >= settings.login_max_failures_per_ip:
+        raise LoginThrottled(
+            "Too many failed sign-ins from this address; wait before trying again.",
+            retry_after=_retry_after(by_ip.oldest, now, window),
+        )
+
+
+async def login(
+    session: AsyncSession,
+    identity: IdentityProvider,
+    settings: AuthSettings,
+    *,
+    email: str,
+    password: str,
+    client_ip: str,
+) -> Tokens:
+    """Sign in; a wrong password is recorded (flushed) before InvalidCredentials is raised."""
+    # One account's sign-ins queue here, so concurrent guesses cannot all pass the count.
+    await lock_for_transaction(session, f"auth.login:{email}")
+    await check_throttle(session, settings, email, client_ip)
+    try:
+        tokens = await identity.password_sign_in(email, password)
+    except CognitoRejected as exc:
+        if exc.code in ("NotAuthorizedException", "UserNotFoundException"):
+            await repository.record_failure(session, email, client_ip)
+            await session.flush()
+            raise InvalidCredentials() from exc
+        if exc.code == "UserNotConfirmedException":
+            raise EmailNotConfirmed() from exc
+        logger.error("unexpected Cognito answer on sign-in: %s", exc)
+        raise IdentityProviderUnavailable() from exc
+    if tokens.refresh_token is None:
+        logger.error("Cognito signed a user in without a refresh token")
+        raise IdentityProviderUnavailable()
+    claims = _claims(tokens.access_token)
+    user_id = uuid.UUID(str(claims["sub"]))
+    await _ensure_confirmed_mirror(session, identity, user_id, email)
+    await repository.clear_failures(session, email)
+    now = await repository.database_now(session)
+    await repository.create_session(
+        session,
+        origin_jti=str(claims.get("origin_jti") or claims["jti"]),
+        user_id=user_id,
+        refresh_token_hash=hash_token(tokens.refresh_token),
+        access_expires_at=_expiry(claims),
+        expires_at=now + timedelta(days=settings.refresh_token_validity_days),
+    )
+    await session.flush()
+    return tokens
+
+
+async def _ensure_confirmed_mirror(
+    session: AsyncSession, identity: IdentityProvider, user_id: uuid.UUID, email: str
+) -> None:
+    """Refuse unconfirmed users; create the mirror row of a user that lacks one."""
+    user = await users_repository.find_by_id(session, user_id)
+    if user is not None and user.confirmed_at is not None:
+        return
+    # Rare path (not confirmed here yet, or no row): Cognito's own status decides.
+    if await identity.user_status(email) == "UNCONFIRMED":
+        with contextlib.suppress(CognitoRejected, IdentityProviderUnavailable):
+            await identity.global_sign_out(email)
+        raise EmailNotConfirmed()
+    if user is None:
+        # A Cognito user whose registration lost its row (undo failed): complete it now.
+        logger.warning("user %s had no mirror row; created at sign-in", user_id)
+        await users_service.add_user(session, user_id, email, confirmed=True)
+    else:
+        await users_repository.mark_confirmed(session, email)
+
+
+async def refresh(session: AsyncSession, identity: IdentityProvider, refresh_token: str) -> Tokens:
+    """New tokens for a live sign-in; revoked, unknown or expired refresh tokens are refused."""
+    found = await repository.find_live_session(session, hash_token(refresh_token))
+    if found is None:
+        raise InvalidRefreshToken()
+    try:
+        tokens = await identity.refresh(found.email, refresh_token)
+    except CognitoRejected as exc:
+        if exc.code in ("NotAuthorizedException", "UserNotFoundException"):
+            raise InvalidRefreshToken() from exc
+        logger.error("unexpected Cognito answer on refresh: %s", exc)
+        raise IdentityProviderUnavailable() from exc
+    await repository.update_session_tokens(
+        session,
+        found.origin_jti,
+        access_expires_at=_expiry(_claims(tokens.access_token)),
+        refresh_token_hash=hash_token(tokens.refresh_token) if tokens.refresh_token else None,
+    )
+    await session.flush()
+    return tokens
+
+
+async def logout(
+    session: AsyncSession, identity: IdentityProvider, user: AuthenticatedUser
+) -> None:
+    """Deny-list the user's sign-ins until their tokens expire, then sign out in Cognito."""
+    user_id = uuid.UUID(user.id)
+    until: dict[str, datetime] = {
+        revocation_key(user): datetime.fromtimestamp(user.expires_at, UTC)
+    }
+    # Cognito's global sign-out ends every sign-in of the user, so the deny-list does too.
+    for origin_jti, access_expires_at in await repository.revoke_user_sessions(session, user_id):
+        until[origin_jti] = max(until.get(origin_jti, access_expires_at), access_expires_at)
+    await repository.deny(session, user_id, list(until.items()))
+    await session.flush()
+    try:
+        await identity.global_sign_out(user.username)
+    except CognitoRejected as exc:
+        if exc.code != "UserNotFoundException":
+            logger.error("unexpected Cognito answer on sign-out: %s", exc)
+            raise IdentityProviderUnavailable() from exc
+
+
+async def ensure_active(
+    connection: AsyncConnection | AsyncSession, user: AuthenticatedUser
+) -> None:
+    """Raise TokenRevoked when the user's sign-in is on the deny-list."""
+    if await repository.is_revoked(connection, revocation_key(user)):
+        raise TokenRevoked()
+
+
+async def verify_token(
+    verifier: TokenVerifier, connection: AsyncConnection, token: str
+) -> AuthenticatedUser:
+    """The gateway's check: local JWT verification and one deny-list probe, no Cognito call."""
+    user = await verifier.verify(token)
+    await ensure_active(connection, user)
+    return user
+
+
+async def purge_expired(session: AsyncSession, settings: AuthSettings) -> repository.Purged:
+    """Remove expired deny-list rows and sign-ins, and failures older than the window."""
+    return await repository.purge(
+        session, failure_window_seconds=settings.login_failure_window_seconds
+    )

@@ -1,0 +1,134 @@
+"""Fixtures of the auth service's tests: the real app on moto and PostgreSQL, and helpers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from auth_microservice.main import build_app
+from auth_microservice.settings import AuthSettings
+from auth_microservice.tests.cognito_faults import CognitoFaults
+from conftest import free_port, serve, serve_http
+from stack.postgres import connect
+
+PASSWORD = "Correct-Horse-9"
+
+
+def new_email(prefix: str = "user") -> str:
+    """An address no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+@pytest.fixture(scope="session")
+def auth_settings(service_settings: Callable[..., Any]) -> Callable[..., AuthSettings]:
+    """Settings of the auth service on the test database and moto, with overrides.
+
+    Event consumers point at a port where nothing listens, so events stay in the outbox for
+    the tests to read (and never reach a developer stack on the default ports).
+    """
+    nowhere = f"http://127.0.0.1:{free_port()}"
+
+    def factory(**overrides: Any) -> AuthSettings:
+        values: dict[str, Any] = {
+            "auth_auto_confirm": True,
+            "transactions_url": nowhere,
+            "notifications_url": nowhere,
+            "payment_url": nowhere,
+            "outbox_poll_interval_seconds": 30,
+        }
+        values.update(overrides)
+        settings: AuthSettings = service_settings("auth", settings_cls=AuthSettings, **values)
+        return settings
+
+    return factory
+
+
+AuthClient = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture(scope="session")
+def auth_client(auth_settings: Callable[..., AuthSettings]) -> AuthClient:
+    """Run the auth app (its lifespan included) with settings overrides; yields a client."""
+
+    @asynccontextmanager
+    async def running(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+        async with serve(build_app(auth_settings(**overrides))) as client:
+            yield client
+
+    return running
+
+
+@pytest.fixture(scope="module")
+async def client(auth_client: AuthClient) -> AsyncIterator[httpx.AsyncClient]:
+    """The auth service with the local stack's settings (auto-confirm on)."""
+    async with auth_client() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def admin_db(database: Any) -> AsyncIterator[asyncpg.Connection]:
+    """A superuser connection to the test database, to look at (and break) tables."""
+    conn = await connect(database.admin_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture(scope="module")
+async def cognito_faults(moto_endpoint: str, aws: Any) -> AsyncIterator[CognitoFaults]:
+    """The fault-injecting proxy in front of moto, on its own port."""
+    faults = CognitoFaults(moto_endpoint)
+    async with serve_http(faults.app()) as url:
+        faults.url = url
+        yield faults
+
+
+@pytest.fixture
+def clear_faults(cognito_faults: CognitoFaults) -> Iterator[CognitoFaults]:
+    """The proxy with no faults before and after the test."""
+    cognito_faults.faults.clear()
+    yield cognito_faults
+    cognito_faults.faults.clear()
+
+
+async def register(
+    client: httpx.AsyncClient, email: str, password: str = PASSWORD
+) -> httpx.Response:
+    """POST /auth/register."""
+    return await client.post("/auth/register", json={"email": email, "password": password})
+
+
+async def login(
+    client: httpx.AsyncClient,
+    email: str,
+    password: str = PASSWORD,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """POST /auth/login."""
+    return await client.post(
+        "/auth/login", json={"email": email, "password": password}, headers=headers
+    )
+
+
+async def signed_in(client: httpx.AsyncClient, email: str | None = None) -> dict[str, Any]:
+    """Register a new user and sign in; returns the token response plus `email`."""
+    email = email or new_email()
+    assert (await register(client, email)).status_code == 201
+    answer = await login(client, email)
+    assert answer.status_code == 200, answer.text
+    return {**answer.json(), "email": email}
+
+
+def assert_problem(answer: httpx.Response, status: int, type_: str) -> dict[str, Any]:
+    """The answer is a problem+json of that status and type; returns its body."""
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = answer.json()
+    assert body["type"] == type_, body
+    assert body["status"] == status
+    return body

@@ -1,0 +1,101 @@
+"""HTTP routes of registration, confirmation and the user list."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+
+from auth_microservice.dependencies import ActiveAdmin, IdentityDep, SettingsDep
+from auth_microservice.models import User
+from auth_microservice.users import service
+from auth_microservice.users.schemas import (
+    ConfirmationCreate,
+    ConfirmationRead,
+    ConfirmationResend,
+    RegistrationRead,
+    ResendRead,
+    UserCreate,
+    UserPage,
+    UserRead,
+)
+from micropay_common.db import SessionDep
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    503: {"description": "Cognito is throttling, failing or unreachable (Retry-After)"},
+}
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an account",
+    responses={
+        400: {"description": "The password breaks the pool's policy (`rule` names the rule)"},
+        409: {"description": "The email is taken (`email_taken`)"},
+        **PROBLEMS,
+    },
+)
+async def register(
+    body: UserCreate, session: SessionDep, identity: IdentityDep, settings: SettingsDep
+) -> RegistrationRead:
+    """Sign up in Cognito, mirror the user and publish `user.registered`, all or nothing."""
+    user = await service.register(
+        session, identity, body.email, body.password, auto_confirm=settings.auth_auto_confirm
+    )
+    return RegistrationRead(
+        user_id=user.id, email=user.email, confirmed=user.confirmed_at is not None
+    )
+
+
+@router.post(
+    "/confirm",
+    summary="Confirm an email address with the emailed code",
+    responses={400: {"description": "Wrong or expired code"}, **PROBLEMS},
+)
+async def confirm(
+    body: ConfirmationCreate, session: SessionDep, identity: IdentityDep
+) -> ConfirmationRead:
+    """Confirm the account; afterwards it can sign in."""
+    await service.confirm(session, identity, body.email, body.code)
+    return ConfirmationRead(email=body.email, confirmed=True)
+
+
+@router.post(
+    "/resend-confirmation",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Send the confirmation code again",
+    responses=PROBLEMS,
+)
+async def resend_confirmation(body: ConfirmationResend, identity: IdentityDep) -> ResendRead:
+    """Accepted whether or not an unconfirmed account exists for the email (no enumeration)."""
+    await service.resend_confirmation(identity, body.email)
+    return ResendRead(detail="If the account awaits confirmation, a new code is on its way.")
+
+
+@router.get(
+    "/users",
+    summary="List users (admins only)",
+    responses={403: {"description": "The caller is not in the `admins` group"}},
+)
+async def list_users(
+    session: SessionDep,
+    _admin: ActiveAdmin,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    starting_after: Annotated[uuid.UUID | None, Query()] = None,
+) -> UserPage:
+    """Users newest first, with cursor pagination (`starting_after` = a user id)."""
+    users, has_more = await service.list_users(session, limit=limit, starting_after=starting_after)
+    return UserPage(data=[_read(user) for user in users], has_more=has_more)
+
+
+def _read(user: User) -> UserRead:
+    return UserRead(
+        user_id=user.id,
+        email=user.email,
+        confirmed=user.confirmed_at is not None,
+        created_at=user.created_at,
+    )

@@ -1,0 +1,154 @@
+"""Registration, confirmation and the user list: Cognito first, the mirror row with its event."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth_microservice.exceptions import IdentityProviderUnavailable
+from auth_microservice.identity import CognitoRejected, IdentityProvider
+from auth_microservice.locks import lock_for_transaction
+from auth_microservice.models import User
+from auth_microservice.users import repository
+from auth_microservice.users.exceptions import (
+    EmailTaken,
+    ExpiredConfirmationCode,
+    InvalidConfirmationCode,
+    InvalidRegistration,
+    RegistrationNotCompleted,
+    UnknownCursor,
+    WeakPassword,
+)
+from micropay_common.errors import ProblemError
+from micropay_common.events import USER_REGISTERED, UserRegistered
+from micropay_common.outbox import publish
+
+logger = logging.getLogger("micropay.auth.users")
+
+
+async def check_password(identity: IdentityProvider, password: str) -> None:
+    """Raise WeakPassword naming the first pool rule the password breaks."""
+    policy = await identity.password_policy()
+    if policy is None:
+        return
+    broken = policy.violation(password)
+    if broken is not None:
+        rule, needs = broken
+        raise WeakPassword(f"The password must contain {needs}.", rule=rule)
+
+
+async def add_user(
+    session: AsyncSession, user_id: uuid.UUID, email: str, *, confirmed: bool
+) -> User:
+    """Insert the mirror row and publish `user.registered` in the same transaction."""
+    user = await repository.add(session, user_id, email, confirmed=confirmed)
+    event = UserRegistered(user_id=str(user_id), email=email)
+    await publish(session, USER_REGISTERED, event.model_dump(), producer="auth")
+    await session.flush()
+    return user
+
+
+async def register(
+    session: AsyncSession,
+    identity: IdentityProvider,
+    email: str,
+    password: str,
+    *,
+    auto_confirm: bool,
+) -> User:
+    """Create the Cognito user and its mirror; on any failure after sign-up, delete it again."""
+    await check_password(identity, password)
+    # Registrations of one email wait for each other here (across replicas), so the second
+    # sees the first one's row and never reaches Cognito.
+    await lock_for_transaction(session, f"auth.register:{email}")
+    if await repository.find_by_email(session, email) is not None:
+        raise EmailTaken()
+    try:
+        sub = await identity.sign_up(email, password)
+    except CognitoRejected as exc:
+        raise _sign_up_problem(exc) from exc
+    try:
+        if auto_confirm:
+            await identity.confirm_as_admin(email)
+        return await add_user(session, uuid.UUID(sub), email, confirmed=auto_confirm)
+    except BaseException as exc:
+        await _undo_sign_up(identity, email)
+        if isinstance(exc, IntegrityError):
+            raise EmailTaken() from exc
+        if isinstance(exc, SQLAlchemyError | CognitoRejected):
+            logger.warning("registration of a user undone: %r", exc)
+            raise RegistrationNotCompleted() from exc
+        raise
+
+
+def _sign_up_problem(exc: CognitoRejected) -> ProblemError:
+    if exc.code in ("UsernameExistsException", "AliasExistsException"):
+        return EmailTaken()
+    if exc.code == "InvalidPasswordException":
+        return WeakPassword(
+            f"The password does not meet the password policy: {exc.message}", rule="policy"
+        )
+    if exc.code == "InvalidParameterException":
+        return InvalidRegistration(exc.message or "Cognito refused the registration.")
+    logger.error("unexpected Cognito error on sign-up: %s", exc)
+    return IdentityProviderUnavailable()
+
+
+async def _undo_sign_up(identity: IdentityProvider, email: str) -> None:
+    """Delete the Cognito user of a registration that failed; shielded from cancellation."""
+    try:
+        await asyncio.shield(identity.delete_user(email))
+    except (CognitoRejected, IdentityProviderUnavailable) as exc:
+        # The login path heals a user left without a mirror row, so this is logged, not raised.
+        logger.error("could not delete the Cognito user of a failed registration: %s", exc)
+    else:
+        logger.info("Cognito user of a failed registration deleted")
+
+
+async def confirm(session: AsyncSession, identity: IdentityProvider, email: str, code: str) -> None:
+    """Confirm an account with the emailed code and note it in the mirror."""
+    try:
+        await identity.confirm_sign_up(email, code)
+    except CognitoRejected as exc:
+        if exc.code == "ExpiredCodeException":
+            raise ExpiredConfirmationCode(
+                "The confirmation code has expired; ask for a new one at "
+                "POST /auth/resend-confirmation."
+            ) from exc
+        if exc.code in (
+            "CodeMismatchException",
+            "UserNotFoundException",
+            "NotAuthorizedException",
+            "InvalidParameterException",
+        ):
+            raise InvalidConfirmationCode(
+                "The confirmation code is not valid for this email address."
+            ) from exc
+        logger.error("unexpected Cognito error on confirmation: %s", exc)
+        raise IdentityProviderUnavailable() from exc
+    await repository.mark_confirmed(session, email)
+
+
+async def resend_confirmation(identity: IdentityProvider, email: str) -> None:
+    """Ask Cognito to send the code again; unknown or confirmed accounts are not revealed."""
+    try:
+        await identity.resend_confirmation_code(email)
+    except CognitoRejected as exc:
+        logger.info("confirmation code not resent: %s", exc.code)
+
+
+async def list_users(
+    session: AsyncSession, *, limit: int, starting_after: uuid.UUID | None
+) -> tuple[list[User], bool]:
+    """A page of users, newest first, and whether more follow."""
+    after = None
+    if starting_after is not None:
+        after = await repository.find_by_id(session, starting_after)
+        if after is None:
+            raise UnknownCursor(f"No user {starting_after} to start after.")
+    rows = list(await repository.page(session, limit=limit + 1, after=after))
+    return rows[:limit], len(rows) > limit
