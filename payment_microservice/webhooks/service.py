@@ -48,13 +48,18 @@ CHARGE_REFUNDED = "charge.refunded"
 
 def verify(payload: bytes, signature: str | None, secret: str, tolerance: int) -> dict[str, Any]:
     """The event, if the body is signed with our secret within the tolerance; else 400."""
+    # The check stripe.Webhook.construct_event makes first; the body is then parsed here,
+    # because construct_event fails with an AttributeError on signed JSON that is no object.
     try:
-        stripe.Webhook.construct_event(payload, signature, secret, tolerance=tolerance)
+        stripe.WebhookSignature.verify_header(payload, signature, secret, tolerance)
     except stripe.SignatureVerificationError as exc:
         raise InvalidSignature(exc.user_message or "The signature does not verify.") from exc
+    except ValueError as exc:  # a body that is not UTF-8
+        raise InvalidPayload("The body is not UTF-8 text.") from exc
+    try:
+        event = json.loads(payload)
     except ValueError as exc:
         raise InvalidPayload("The body is not JSON.") from exc
-    event = json.loads(payload)
     data = event.get("data") if isinstance(event, dict) else None
     if (
         not isinstance(event, dict)

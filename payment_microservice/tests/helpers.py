@@ -1,0 +1,125 @@
+"""Helpers of the payment tests: the stack under test and polling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import stripe
+
+from conftest import CognitoUser, bearer
+from payment_microservice.settings import PaymentSettings
+
+STRIPE_KEY = "sk_test_local"
+
+
+@dataclass
+class PaymentStack:
+    """The payment service with its wallet, and what the tests need to observe them."""
+
+    url: str
+    client: httpx.AsyncClient
+    transactions_url: str
+    localstripe_url: str
+    webhook_secret: str
+    settings_for: Callable[..., PaymentSettings]
+
+    def headers(self, user: CognitoUser, key: str | None = None) -> dict[str, str]:
+        """Bearer token and, when given, an Idempotency-Key."""
+        headers = bearer(user.access_token)
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return headers
+
+    async def pay(
+        self,
+        user: CognitoUser,
+        amount: int = 1000,
+        currency: str = "USD",
+        payment_method: str = "pm_card_visa",
+        key: str | None = None,
+        **extra: Any,
+    ) -> httpx.Response:
+        """POST /payments with a fresh Idempotency-Key unless one is given."""
+        body = {"amount": amount, "currency": currency, "payment_method": payment_method, **extra}
+        return await self.client.post(
+            "/payments", json=body, headers=self.headers(user, key or str(uuid.uuid4()))
+        )
+
+    async def refund(
+        self, user: CognitoUser, payment_id: str, key: str | None = None, **body: Any
+    ) -> httpx.Response:
+        """POST /payments/{id}/refunds with a fresh Idempotency-Key unless one is given."""
+        return await self.client.post(
+            f"/payments/{payment_id}/refunds",
+            json=body,
+            headers=self.headers(user, key or str(uuid.uuid4())),
+        )
+
+    async def balance(self, user: CognitoUser, currency: str = "USD") -> int:
+        """The user's available wallet balance, from the transactions service."""
+        async with httpx.AsyncClient(base_url=self.transactions_url) as client:
+            response = await client.get("/transactions/balance", headers=bearer(user.access_token))
+        assert response.status_code == 200, response.text
+        for wallet in response.json()["balances"]:
+            if wallet["currency"] == currency:
+                return int(wallet["available"])
+        return 0
+
+    def sign(self, payload: bytes, timestamp: int | None = None, secret: str | None = None) -> str:
+        """A Stripe-Signature header, computed as Stripe documents it."""
+        return stripe.WebhookSignature.generate_signature_header(  # type: ignore[no-any-return]
+            payload.decode(), secret or self.webhook_secret, timestamp=timestamp
+        )
+
+    async def send_event(
+        self, event_type: str, obj: dict[str, Any], event_id: str | None = None
+    ) -> httpx.Response:
+        """Deliver a signed Stripe event of our own making to the webhook endpoint."""
+        event = {
+            "id": event_id or f"evt_test_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": event_type,
+            "created": int(time.time()),
+            "data": {"object": obj},
+        }
+        payload = json.dumps(event).encode()
+        return await self.client.post(
+            "/payments/webhooks/stripe",
+            content=payload,
+            headers={"Stripe-Signature": self.sign(payload), "Content-Type": "application/json"},
+        )
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = 15.0, interval: float = 0.1
+) -> Any:
+    """Poll `check` until it returns something truthy; fail with its last value."""
+    deadline = time.monotonic() + timeout
+    value: Any = None
+    while time.monotonic() < deadline:
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    pytest.fail(f"condition not met within {timeout}s (last value {value!r})")
+
+
+async def outbox_events(db: asyncpg.Connection, event_type: str, subject: str) -> list[Any]:
+    """The payment service's outbox rows of one event type about a payment or refund."""
+    key = "refund_id" if event_type == "payment.refunded" else "payment_id"
+    rows = await db.fetch(
+        "SELECT event_id, consumer, payload FROM payments.outbox "
+        f"WHERE event_type = $1 AND payload->'data'->>'{key}' = $2",
+        event_type,
+        subject,
+    )
+    return [{**dict(row), "payload": json.loads(row["payload"])} for row in rows]
