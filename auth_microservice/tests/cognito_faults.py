@@ -67,9 +67,7 @@ class CognitoFaults:
                 request.method,
                 request.url.path,
                 params=request.query_params,
-                headers={
-                    k: v for k, v in request.headers.items() if k.lower() not in ("host",)
-                },
+                headers={k: v for k, v in request.headers.items() if k.lower() not in ("host",)},
                 content=await request.body(),
             )
             return Response(

@@ -19,11 +19,12 @@ from auth_microservice.tests.conftest import (
 
 
 async def outbox_events(admin_db: Any, user_id: str) -> list[Any]:
-    return await admin_db.fetch(
+    rows: list[Any] = await admin_db.fetch(
         "SELECT event_id, event_type, consumer, payload FROM auth.outbox"
         " WHERE payload->'data'->>'user_id' = $1 ORDER BY consumer",
         user_id,
     )
+    return rows
 
 
 async def test_register_creates_a_confirmed_user_its_row_and_its_event(
@@ -45,7 +46,9 @@ async def test_register_creates_a_confirmed_user_its_row_and_its_event(
     assert [e["consumer"] for e in events] == ["notifications", "transactions"]
     assert len({e["event_id"] for e in events}) == 1
     assert {e["event_type"] for e in events} == {"user.registered"}
-    assert all(json.loads(e["payload"])["data"] == {"user_id": user_id, "email": email} for e in events)
+    assert all(
+        json.loads(e["payload"])["data"] == {"user_id": user_id, "email": email} for e in events
+    )
 
     cognito_user = cognito.admin_get_user(UserPoolId=aws.user_pool_id, Username=email)
     attributes = {a["Name"]: a["Value"] for a in cognito_user["UserAttributes"]}
@@ -76,9 +79,7 @@ async def test_a_cognito_user_without_a_row_is_taken_too(client, cognito, aws):
         ("No-Digits-At-All", "require_numbers", "digit"),
     ],
 )
-async def test_a_weak_password_is_400_naming_the_rule(
-    client, cognito, aws, password, rule, words
-):
+async def test_a_weak_password_is_400_naming_the_rule(client, cognito, aws, password, rule, words):
     email = new_email("weak")
     body = assert_problem(await register(client, email, password), 400, "weak_password")
     assert body["rule"] == rule
@@ -145,9 +146,7 @@ async def test_a_failed_insert_deletes_the_cognito_user(
     )
 
 
-async def test_a_unique_violation_after_sign_up_is_409_and_undone(
-    client, admin_db, cognito, aws
-):
+async def test_a_unique_violation_after_sign_up_is_409_and_undone(client, admin_db, cognito, aws):
     # Another writer takes the email between our check and our insert (inside sign-up).
     email = new_email("late")
     await admin_db.execute(
