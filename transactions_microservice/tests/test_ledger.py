@@ -1,0 +1,230 @@
+"""The ledger's guarantees: one posting function, database CHECKs, and an invariant check that
+finds each kind of corruption."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conftest import TestDatabase
+from stack.postgres import connect
+from transactions_microservice.accounts import repository as accounts_repository
+from transactions_microservice.ledger import repository, service
+from transactions_microservice.ledger.exceptions import InsufficientFunds, UnbalancedTransaction
+from transactions_microservice.ledger.service import Line, check_balanced
+from transactions_microservice.tests.helpers import ledger_check
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [],
+        [Line(1, 5, "USD", "top_up")],
+        [Line(1, 5, "USD", "top_up"), Line(2, -4, "USD", "top_up")],
+        [Line(1, 5, "USD", "top_up"), Line(2, -5, "EUR", "top_up")],
+        [Line(1, 0, "USD", "top_up"), Line(2, 0, "USD", "top_up")],
+    ],
+)
+def test_unbalanced_lines_are_refused(lines):
+    with pytest.raises(UnbalancedTransaction):
+        check_balanced(lines)
+
+
+def test_balanced_lines_pass():
+    check_balanced(
+        [
+            Line(1, 5, "USD", "top_up"),
+            Line(2, -5, "USD", "top_up"),
+            Line(3, 7, "EUR", "top_up"),
+            Line(4, -7, "EUR", "top_up"),
+        ]
+    )
+
+
+@pytest.fixture
+async def session(tx_app) -> AsyncIterator[AsyncSession]:
+    """A session of the app's own role whose changes are rolled back at the end."""
+    async with tx_app.state.sessionmaker() as session:
+        yield session
+        await session.rollback()
+
+
+@pytest.fixture
+async def wallets(session, register, top_up) -> tuple[int, int]:
+    payer, payee = await register(), await register()
+    await top_up(payer, 1_000)
+    ids = await accounts_repository.wallet_ids(session, [payer.id, payee.id], "USD")
+    return ids[payer.id], ids[payee.id]
+
+
+async def test_post_moves_balances_and_records_balance_after(session, wallets):
+    payer, payee = wallets
+    posted = await service.post(
+        session,
+        type_="transfer",
+        reference=str(uuid.uuid4()),
+        lines=[Line(payer, -300, "USD", "transfer_out"), Line(payee, 300, "USD", "transfer_in")],
+    )
+    assert posted is not None
+    assert posted.balances_after == {payer: 700, payee: 300}
+    rows = (
+        await session.execute(
+            text(
+                "SELECT account_id, amount, balance_after FROM transactions.entries"
+                " WHERE transaction_id = :id ORDER BY id"
+            ),
+            {"id": posted.id},
+        )
+    ).all()
+    assert [tuple(row) for row in rows] == [(payer, -300, 700), (payee, 300, 300)]
+
+
+async def test_post_refuses_an_overdraft_before_writing(session, wallets):
+    payer, payee = wallets
+    reference = str(uuid.uuid4())
+    with pytest.raises(InsufficientFunds):
+        await service.post(
+            session,
+            type_="transfer",
+            reference=reference,
+            lines=[
+                Line(payer, -1_001, "USD", "transfer_out"),
+                Line(payee, 1_001, "USD", "transfer_in"),
+            ],
+        )
+    assert await repository.transaction_by_reference(session, "transfer", reference) is None
+
+
+async def test_post_refuses_a_line_in_the_wrong_currency(session, wallets, register):
+    payer, _ = wallets
+    euro_wallet = await accounts_repository.open_wallet(session, (await register()).id, "EUR")
+    with pytest.raises(UnbalancedTransaction):
+        await service.post(
+            session,
+            type_="transfer",
+            reference=str(uuid.uuid4()),
+            lines=[
+                Line(payer, -1, "EUR", "transfer_out"),
+                Line(euro_wallet, 1, "EUR", "transfer_in"),
+            ],
+        )
+
+
+async def test_post_writes_a_reference_once(session, wallets):
+    payer, payee = wallets
+    lines = [Line(payer, -1, "USD", "transfer_out"), Line(payee, 1, "USD", "transfer_in")]
+    first = await service.post(session, type_="transfer", reference="once", lines=lines)
+    second = await service.post(session, type_="transfer", reference="once", lines=lines)
+    assert first is not None
+    assert second is None
+    assert (await repository.lock_accounts(session, [payer]))[0].balance == 999
+
+
+@pytest.fixture
+async def as_service(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
+    """A connection as the service's own role, inside a transaction rolled back at the end."""
+    conn = await connect(database.service_urls["transactions"])
+    transaction = conn.transaction()
+    await transaction.start()
+    yield conn
+    await transaction.rollback()
+    await conn.close()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "balance = -1",
+        "held = balance + 1",
+        "held = -1",
+    ],
+)
+async def test_the_database_refuses_a_negative_wallet(as_service, wallets, change):
+    payer, _ = wallets
+    with pytest.raises(asyncpg.CheckViolationError):
+        await as_service.execute(f"UPDATE transactions.accounts SET {change} WHERE id = $1", payer)
+
+
+async def corrupt_and_check(session: AsyncSession, statement: str, **params: Any) -> Any:
+    await session.execute(text(statement), params)
+    return await repository.run_checks(session)
+
+
+async def test_the_check_finds_a_balance_that_is_not_the_sum_of_entries(session, wallets):
+    payer, _ = wallets
+    found = await corrupt_and_check(
+        session, "UPDATE transactions.accounts SET balance = balance + 1 WHERE id = :id", id=payer
+    )
+    assert [row["id"] for row in found["balance_mismatches"]] == [payer]
+
+
+async def test_the_check_finds_an_unbalanced_transaction(session, wallets):
+    payer, _ = wallets
+    transaction_id = uuid.uuid4()
+    await session.execute(
+        text(
+            "INSERT INTO transactions.ledger_transactions (id, type, reference)"
+            " VALUES (CAST(:id AS uuid), 'top_up', CAST(:id AS text))"
+        ),
+        {"id": transaction_id},
+    )
+    found = await corrupt_and_check(
+        session,
+        "INSERT INTO transactions.entries"
+        " (transaction_id, account_id, type, amount, currency, balance_after)"
+        " VALUES (:tx, :account, 'top_up', 5, 'USD', 1005)",
+        tx=transaction_id,
+        account=payer,
+    )
+    assert [row["transaction_id"] for row in found["unbalanced_transactions"]] == [transaction_id]
+    assert payer in [row["id"] for row in found["balance_mismatches"]]
+
+
+async def test_the_check_finds_a_wrong_balance_after(session, wallets):
+    payer, _ = wallets
+    found = await corrupt_and_check(
+        session,
+        "UPDATE transactions.entries SET balance_after = balance_after + 1 WHERE account_id = :id",
+        id=payer,
+    )
+    assert [row["account_id"] for row in found["balance_after_mismatches"]] == [payer]
+
+
+async def test_the_check_finds_held_money_without_a_hold(session, wallets):
+    payer, _ = wallets
+    found = await corrupt_and_check(
+        session, "UPDATE transactions.accounts SET held = 10 WHERE id = :id", id=payer
+    )
+    assert [row["id"] for row in found["held_mismatches"]] == [payer]
+
+
+async def test_the_check_finds_a_transaction_without_entries(session):
+    transaction_id = uuid.uuid4()
+    found = await corrupt_and_check(
+        session,
+        "INSERT INTO transactions.ledger_transactions (id, type, reference)"
+        " VALUES (CAST(:id AS uuid), 'top_up', CAST(:id AS text))",
+        id=transaction_id,
+    )
+    assert [row["id"] for row in found["transactions_without_entries"]] == [transaction_id]
+
+
+async def test_the_check_endpoint_reports_a_clean_ledger(client, service_headers, wallets):
+    result = await ledger_check(client, service_headers)
+    assert result["ok"] is True
+    assert set(result["violations"]) == set(repository.CHECKS)
+    assert all(rows == [] for rows in result["violations"].values())
+    assert result["counts"]["entries"] >= 2
+
+
+async def test_the_check_endpoint_is_for_services_only(client, register):
+    member = await register()
+    response = await client.get("/internal/ledger/check", headers=member.headers)
+    assert response.status_code == 403
+    assert (await client.get("/internal/ledger/check")).status_code == 401
