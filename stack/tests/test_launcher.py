@@ -80,6 +80,16 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
                     f"{gateway}/payments", headers={"Authorization": "Bearer bogus"}
                 )
                 run.gateway["internal"] = client.get(f"{gateway}/internal/events")
+                credentials = {
+                    "email": f"launcher-{uuid.uuid4().hex[:8]}@example.com",
+                    "password": "Launcher-Pass-1",
+                }
+                client.post(f"{gateway}/auth/register", json=credentials)
+                login = client.post(f"{gateway}/auth/login", json=credentials)
+                token = login.json().get("access_token", "")
+                run.gateway["valid_token"] = client.get(
+                    f"{gateway}/auth/me", headers={"Authorization": f"Bearer {token}"}
+                )
             run.localstripe_status = client.get(
                 f"{stack.localstripe_url}/v1/customers",
                 headers={"Authorization": "Bearer sk_test_local"},
@@ -116,10 +126,15 @@ def test_the_gateway_routes_to_the_services(run: Run) -> None:
     assert anonymous.headers["content-type"] == "application/problem+json"
     assert anonymous.json()["type"] == "invalid_token"
 
-    # 401 once the auth service has /auth/verify; until then the check fails closed with 503.
     bogus = run.gateway["bogus_token"]
-    assert bogus.status_code in (401, 503)
+    assert bogus.status_code == 401
     assert bogus.headers["content-type"] == "application/problem+json"
+    assert bogus.json()["type"] == "invalid_token"
+
+    # A valid token passes the check and reaches the service.
+    valid = run.gateway["valid_token"]
+    assert valid.status_code == 200, valid.text
+    assert valid.json()["email"].startswith("launcher-")
 
     internal = run.gateway["internal"]
     assert internal.status_code == 404
