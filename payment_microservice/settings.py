@@ -27,12 +27,25 @@ class AmountLimits(BaseModel):
 
 # The wallet's currencies (the transactions service holds USD, EUR, GBP and JPY). Stripe's own
 # minimum charge is about 0.50 in the two-decimal currencies and 50 yen.
-DEFAULT_AMOUNT_LIMITS: dict[str, AmountLimits] = {
-    "USD": AmountLimits(min=50, max=1_000_000),
-    "EUR": AmountLimits(min=50, max=1_000_000),
-    "GBP": AmountLimits(min=50, max=1_000_000),
-    "JPY": AmountLimits(min=50, max=1_000_000),
-}
+DEFAULT_AMOUNT_LIMITS = "USD:50:1000000,EUR:50:1000000,GBP:50:1000000,JPY:50:1000000"
+
+
+def parse_amount_limits(spec: str) -> dict[str, AmountLimits]:
+    """`CODE:MIN:MAX` entries, comma-separated, as a map (ValueError when malformed)."""
+    limits: dict[str, AmountLimits] = {}
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        code, _, bounds = entry.partition(":")
+        low, _, high = bounds.partition(":")
+        code = code.strip().upper()
+        if len(code) != 3 or not code.isalpha():
+            raise ValueError(f"{entry!r}: expected CODE:MIN:MAX with an ISO 4217 code")
+        try:
+            limits[code] = AmountLimits(min=int(low), max=int(high))
+        except ValueError as exc:
+            raise ValueError(f"{entry!r}: expected CODE:MIN:MAX in minor units") from exc
+    if not limits:
+        raise ValueError("at least one currency is needed")
+    return limits
 
 
 class PaymentSettings(ServiceSettings):
@@ -50,8 +63,9 @@ class PaymentSettings(ServiceSettings):
     stripe_timeout_seconds: float = Field(default=20.0, gt=0)
     stripe_max_network_retries: int = Field(default=2, ge=0, le=10)
 
-    payment_amount_limits: dict[str, AmountLimits] = Field(
-        default_factory=lambda: dict(DEFAULT_AMOUNT_LIMITS)
+    payment_amount_limits: str = Field(
+        default=DEFAULT_AMOUNT_LIMITS,
+        description="Currencies a top-up may use, with their limits: CODE:MIN:MAX,...",
     )
 
     reconcile_interval_seconds: float = Field(default=60.0, gt=0)
@@ -66,19 +80,19 @@ class PaymentSettings(ServiceSettings):
 
     @field_validator("payment_amount_limits")
     @classmethod
-    def _currency_codes(cls, value: dict[str, AmountLimits]) -> dict[str, AmountLimits]:
-        limits = {code.upper(): limit for code, limit in value.items()}
-        bad = sorted(code for code in limits if len(code) != 3 or not code.isalpha())
-        if bad:
-            raise ValueError(f"not ISO 4217 codes: {', '.join(bad)}")
-        if not limits:
-            raise ValueError("at least one currency is needed")
-        return limits
+    def _valid_limits(cls, value: str) -> str:
+        limits = parse_amount_limits(value)
+        return ",".join(f"{code}:{lim.min}:{lim.max}" for code, lim in limits.items())
+
+    @property
+    def amount_limits(self) -> dict[str, AmountLimits]:
+        """Least and greatest top-up per supported currency."""
+        return parse_amount_limits(self.payment_amount_limits)
 
     @property
     def supported_currencies(self) -> list[str]:
         """Currencies a top-up may be made in."""
-        return sorted(self.payment_amount_limits)
+        return sorted(self.amount_limits)
 
     @property
     def lease_seconds(self) -> float:

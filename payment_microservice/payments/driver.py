@@ -144,7 +144,7 @@ class PaymentDriver:
             ) from exc
         async with self.sessionmaker() as session, session.begin():
             settled = await service.apply_intent(session, payment.id, intent)
-            if settled.status == "processing" and lease is not None:
+            if settled.status in repository.UNSETTLED and lease is not None:
                 await repository.release_lease(session, payment.id, lease)
         return settled
 

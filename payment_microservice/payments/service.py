@@ -60,7 +60,7 @@ def stripe_idempotency_key(payment_id: uuid.UUID) -> str:
 
 def check_amount(settings: PaymentSettings, body: PaymentCreate) -> None:
     """Refuse currencies the wallet does not hold and amounts outside the configured limits."""
-    limits = settings.payment_amount_limits.get(body.currency)
+    limits = settings.amount_limits.get(body.currency)
     if limits is None:
         raise UnsupportedCurrency(
             f"{body.currency} is not supported; use one of "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable
+from typing import Any
 
 from payment_microservice.tests.helpers import eventually, outbox_events
 
@@ -39,7 +41,7 @@ async def test_top_up_succeeds_and_credits_the_wallet_once(payment_stack, make_u
     assert await payment_stack.balance(user) == 1250
 
 
-async def _equals(awaitable, expected):
+async def _equals(awaitable: Awaitable[int], expected: int) -> bool:
     return await awaitable == expected
 
 
@@ -93,7 +95,7 @@ async def test_idempotency_key_is_required(payment_stack, make_user):
 
 async def test_amount_and_currency_limits_are_422_and_create_nothing(payment_stack, make_user, db):
     user = make_user()
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"amount": 49}, "amount_out_of_range"),
         ({"amount": 1_000_001}, "amount_out_of_range"),
         ({"currency": "CHF"}, "unsupported_currency"),
@@ -103,7 +105,12 @@ async def test_amount_and_currency_limits_are_422_and_create_nothing(payment_sta
         ({"payment_method": ""}, "validation_error"),
     ]
     for change, problem in cases:
-        body = {"amount": 1000, "currency": "USD", "payment_method": "pm_card_visa", **change}
+        body: dict[str, Any] = {
+            "amount": 1000,
+            "currency": "USD",
+            "payment_method": "pm_card_visa",
+            **change,
+        }
         response = await payment_stack.client.post(
             "/payments", json=body, headers=payment_stack.headers(user, str(uuid.uuid4()))
         )

@@ -5,30 +5,36 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
+import asyncpg
 import httpx
+import stripe
 
-from conftest import bearer
-from payment_microservice.tests.helpers import eventually, outbox_events
+from conftest import CognitoUser, bearer
+from payment_microservice.tests.helpers import PaymentStack, eventually, outbox_events
 
 
-async def _has_balance(payment_stack, user, amount):
+async def _has_balance(payment_stack: PaymentStack, user: CognitoUser, amount: int) -> bool:
     return await payment_stack.balance(user) == amount
 
 
-async def _credited_payment(payment_stack, user, amount=1000):
+async def _credited_payment(
+    payment_stack: PaymentStack, user: CognitoUser, amount: int = 1000
+) -> dict[str, Any]:
     response = await payment_stack.pay(user, amount=amount)
     assert response.status_code == 201, response.text
     await eventually(lambda: _has_balance(payment_stack, user, amount))
-    return response.json()
+    payment: dict[str, Any] = response.json()
+    return payment
 
 
-def _stripe_refunds(stripe_client, db_row):
+def _stripe_refunds(stripe_client: stripe.StripeClient, db_row: Any) -> list[int]:
     refunds = stripe_client.v1.refunds.list({"charge": db_row["stripe_charge_id"], "limit": 100})
-    return sorted(r.amount for r in refunds.data)
+    return sorted(int(r.amount) for r in refunds.data)
 
 
-async def _payment_row(db, payment_id):
+async def _payment_row(db: asyncpg.Connection, payment_id: str) -> Any:
     return await db.fetchrow(
         "SELECT stripe_payment_intent_id, stripe_charge_id, amount_refunded "
         "FROM payments.payments WHERE id = $1",

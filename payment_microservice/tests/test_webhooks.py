@@ -11,25 +11,30 @@ import asyncio
 import json
 import time
 import uuid
+from typing import Any
 
+import asyncpg
 import pytest
 
-from payment_microservice.tests.helpers import eventually, outbox_events
+from conftest import CognitoUser
+from payment_microservice.tests.helpers import PaymentStack, eventually, outbox_events
 
 
-async def _succeeded_payment(payment_stack, user, amount=1000):
+async def _succeeded_payment(
+    payment_stack: PaymentStack, user: CognitoUser, amount: int = 1000
+) -> dict[str, Any]:
     response = await payment_stack.pay(user, amount=amount)
     assert response.status_code == 201, response.text
-    payment = response.json()
+    payment: dict[str, Any] = response.json()
     await eventually(lambda: _has_balance(payment_stack, user, amount))
     return payment
 
 
-async def _has_balance(payment_stack, user, amount):
+async def _has_balance(payment_stack: PaymentStack, user: CognitoUser, amount: int) -> bool:
     return await payment_stack.balance(user) == amount
 
 
-async def _intent_of(db, payment_id):
+async def _intent_of(db: asyncpg.Connection, payment_id: str) -> Any:
     return await db.fetchrow(
         "SELECT stripe_payment_intent_id, stripe_charge_id, amount_refunded, status "
         "FROM payments.payments WHERE id = $1",
@@ -37,7 +42,9 @@ async def _intent_of(db, payment_id):
     )
 
 
-def _event_body(event_type="payment_intent.succeeded", obj=None):
+def _event_body(
+    event_type: str = "payment_intent.succeeded", obj: dict[str, Any] | None = None
+) -> bytes:
     return json.dumps(
         {
             "id": f"evt_{uuid.uuid4().hex}",
@@ -170,14 +177,14 @@ async def test_replayed_event_is_a_no_op(payment_stack, make_user, db):
     assert await payment_stack.balance(user) == 600
 
 
-async def _refunds(db, payment):
-    return await db.fetch(
+async def _refunds(db: asyncpg.Connection, payment: dict[str, Any]) -> list[Any]:
+    return await db.fetch(  # type: ignore[no-any-return]
         "SELECT id, origin, status, amount FROM payments.refunds WHERE payment_id = $1",
         uuid.UUID(payment["id"]),
     )
 
 
-def _refund_ids(rows):
+def _refund_ids(rows: list[Any]) -> list[str]:
     return [str(r["id"]) for r in rows]
 
 
