@@ -100,17 +100,17 @@ class PaymentStack:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 15.0, interval: float = 0.1
+    check: Callable[[], Awaitable[Any]], *, within: float = 15.0, interval: float = 0.1
 ) -> Any:
     """Poll `check` until it returns something truthy; fail with its last value."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     value: Any = None
     while time.monotonic() < deadline:
         value = await check()
         if value:
             return value
         await asyncio.sleep(interval)
-    pytest.fail(f"condition not met within {timeout}s (last value {value!r})")
+    pytest.fail(f"condition not met within {within}s (last value {value!r})")
 
 
 async def outbox_events(db: asyncpg.Connection, event_type: str, subject: str) -> list[Any]:

@@ -21,7 +21,8 @@ async def test_top_up_succeeds_and_credits_the_wallet_once(payment_stack, make_u
     assert payment["status"] == "succeeded"
     assert (payment["amount"], payment["currency"], payment["amount_refunded"]) == (1250, "USD", 0)
     assert payment["description"] == "first top-up"
-    assert payment["next_action"] is None and payment["client_secret"] is None
+    assert payment["next_action"] is None
+    assert payment["client_secret"] is None
 
     assert await eventually(lambda: _equals(payment_stack.balance(user), 1250))
     # localstripe's own signed payment_intent.succeeded arrives about a second later.
