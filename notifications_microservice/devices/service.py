@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -22,14 +23,21 @@ from notifications_microservice.devices.schemas import DeviceCreate
 from notifications_microservice.models import Device
 from notifications_microservice.pagination import InvalidCursor
 
+# SNS refuses to create an endpoint for a token that has one with other attributes (such as
+# Enabled=false) and names the existing endpoint in the message.
+_EXISTING_ENDPOINT = re.compile(r"Endpoint (arn:\S+) already exists")
+
 
 def _endpoint_for(sns: Any, application_arn: str, token: str) -> str:
-    """Create (or find: the call is idempotent per token) the endpoint and make sure it is on."""
-    arn = str(
-        sns.create_platform_endpoint(PlatformApplicationArn=application_arn, Token=token)[
-            "EndpointArn"
-        ]
-    )
+    """Create (or find) the token's endpoint and make sure it is enabled (AWS's recipe)."""
+    try:
+        created = sns.create_platform_endpoint(PlatformApplicationArn=application_arn, Token=token)
+        arn = str(created["EndpointArn"])
+    except ClientError as exc:
+        found = _EXISTING_ENDPOINT.search(str(exc.response.get("Error", {}).get("Message", "")))
+        if error_code(exc) != "InvalidParameter" or found is None:
+            raise
+        arn = found.group(1)
     attributes = sns.get_endpoint_attributes(EndpointArn=arn).get("Attributes", {})
     # A token registered again is the app telling us it works again (AWS's advice for
     # endpoints that were disabled after a delivery failure).

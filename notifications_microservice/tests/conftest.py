@@ -81,9 +81,11 @@ async def admin(database: TestDatabase) -> AsyncIterator[Any]:
 @pytest.fixture(autouse=True)
 async def clean_tables(admin) -> AsyncIterator[None]:
     """Each test starts from empty notifications tables, so a worker sees only its rows."""
-    await admin.execute(f"TRUNCATE {', '.join('notifications.' + t for t in TABLES)}")
+    # DELETE, not TRUNCATE: on tables this small it is many times faster.
+    wipe = ";".join(f"DELETE FROM notifications.{table}" for table in TABLES)
+    await admin.execute(wipe)
     yield
-    await admin.execute(f"TRUNCATE {', '.join('notifications.' + t for t in TABLES)}")
+    await admin.execute(wipe)
 
 
 @pytest.fixture

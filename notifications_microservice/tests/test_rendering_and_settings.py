@@ -1,0 +1,143 @@
+"""Templates, amounts in minor units, settings, and the SNS platform applications."""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+import pytest
+from jinja2 import UndefinedError
+from pydantic import ValidationError
+
+from micropay_common.events import events_consumed_by
+from notifications_microservice.devices.platforms import PushPlatforms
+from notifications_microservice.money import format_amount, minor_unit_exponent
+from notifications_microservice.rendering import KINDS, render_message
+from notifications_microservice.settings import SVIX_RETRY_SCHEDULE, NotificationsSettings
+from notifications_microservice.webhooks.schemas import ALL_WEBHOOK_EVENTS, WebhookEvent
+from notifications_microservice.webhooks.service import new_secret
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "shown"),
+    [
+        (1234, "USD", "12.34 USD"),
+        (5, "USD", "0.05 USD"),
+        (123456789, "EUR", "1,234,567.89 EUR"),
+        (1500, "JPY", "1,500 JPY"),
+        (1, "KRW", "1 KRW"),
+        (1234, "KWD", "1.234 KWD"),
+        (10000, "CLF", "1.0000 CLF"),
+        (-250, "usd", "-2.50 USD"),
+    ],
+)
+def test_amounts_follow_the_currencys_minor_unit(amount, currency, shown):
+    assert format_amount(amount, currency) == shown
+
+
+def test_exponents():
+    assert (minor_unit_exponent("JPY"), minor_unit_exponent("USD")) == (0, 2)
+    assert minor_unit_exponent("BHD") == 3
+
+
+CONTEXTS: dict[str, dict[str, Any]] = {
+    "welcome": {"email": "a@example.com"},
+    "payment_succeeded": {"amount": "1.00 USD", "payment_id": "pay_1"},
+    "payment_failed": {"amount": "1.00 USD", "payment_id": "pay_1", "reason": None},
+    "payment_refunded": {"amount": "1.00 USD", "payment_id": "pay_1", "refund_id": "re_1"},
+    "transfer_sent": {
+        "amount": "1.00 USD",
+        "counterparty_email": "b@example.com",
+        "description": None,
+        "transfer_id": "tr_1",
+    },
+    "transfer_received": {
+        "amount": "1.00 USD",
+        "counterparty_email": "b@example.com",
+        "description": "lunch",
+        "transfer_id": "tr_1",
+    },
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_renders_all_four_texts(kind):
+    message = render_message(kind, {**CONTEXTS[kind], "event_id": "evt_1"})
+    assert message.subject
+    assert "\n" not in message.subject
+    assert message.push
+    assert "Reference: evt_1" in message.text
+    assert message.html.startswith("<!DOCTYPE html>")
+    assert f"<title>{message.subject}</title>" in message.html
+
+
+def test_html_is_escaped_and_text_is_not():
+    context = {**CONTEXTS["transfer_received"], "event_id": "e", "description": "<img src=x>"}
+    message = render_message("transfer_received", context)
+    assert "Note: <img src=x>" in message.text
+    assert "Note: &lt;img src=x&gt;" in message.html
+    assert "<img" not in message.html
+
+
+def test_a_missing_variable_is_an_error_not_a_blank():
+    with pytest.raises(UndefinedError):
+        render_message("payment_succeeded", {"event_id": "e", "amount": "1.00 USD"})
+
+
+def test_webhook_events_are_exactly_those_the_service_consumes():
+    assert set(get_args(WebhookEvent)) == events_consumed_by("notifications")
+    assert set(ALL_WEBHOOK_EVENTS) == events_consumed_by("notifications")
+
+
+def test_secrets_are_standard_webhooks_secrets():
+    from standardwebhooks import Webhook
+
+    secret = new_secret()
+    assert secret.startswith("whsec_")
+    assert secret != new_secret()
+    Webhook(secret)  # parses: whsec_ and 24 bytes of base64
+
+
+def test_retry_schedules_read_from_comma_separated_seconds(notifications_settings, monkeypatch):
+    for name, value in notifications_settings().model_dump().items():
+        if value is not None and not isinstance(value, tuple):
+            monkeypatch.setenv(name.upper(), str(value))
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "1, 2.5,60")
+    monkeypatch.setenv("DELIVERY_RETRY_SCHEDULE", "0")
+    settings = NotificationsSettings(_env_file=None)
+    assert settings.webhook_retry_schedule == (1.0, 2.5, 60.0)
+    assert settings.delivery_retry_schedule == (0.0,)
+    monkeypatch.delenv("WEBHOOK_RETRY_SCHEDULE")
+    assert NotificationsSettings(_env_file=None).webhook_retry_schedule == SVIX_RETRY_SCHEDULE
+    assert SVIX_RETRY_SCHEDULE == (5, 300, 1800, 7200, 18000, 36000)
+
+
+def test_the_lease_must_outlast_a_send(notifications_settings):
+    with pytest.raises(ValidationError, match="DELIVERY_LEASE_SECONDS must be at least 30"):
+        notifications_settings(webhook_timeout_seconds=15.0, delivery_lease_seconds=20.0)
+    with pytest.raises(ValidationError, match="retry delays must be zero or more"):
+        notifications_settings(webhook_retry_schedule="5,-1")
+
+
+async def test_platform_applications_are_found_or_created_once(app, moto_endpoint):
+    from notifications_microservice.tests.helpers import moto_data
+
+    first = await PushPlatforms(app.state.aws.sns, app.state.settings).application_arn(
+        "apns_sandbox"
+    )
+    second = await PushPlatforms(app.state.aws.sns, app.state.settings).application_arn(
+        "apns_sandbox"
+    )
+    assert first == second
+    assert first.endswith(":app/APNS_SANDBOX/micropay-apns_sandbox")
+    named = [
+        a
+        for a in moto_data(moto_endpoint)["sns"]["PlatformApplication"]
+        if a["name"] == "micropay-apns_sandbox"
+    ]
+    assert len(named) == 1
+    configured = app.state.settings.model_copy(
+        update={"sns_fcm_application_arn": "arn:aws:sns:us-east-1:1:app/GCM/theirs"}
+    )
+    assert await PushPlatforms(app.state.aws.sns, configured).application_arn("fcm") == (
+        "arn:aws:sns:us-east-1:1:app/GCM/theirs"
+    )
