@@ -48,7 +48,8 @@ class NotificationsSettings(ServiceSettings):
     @classmethod
     def _comma_separated_seconds(cls, value: Any) -> Any:
         if isinstance(value, str):
-            parts = [part.strip() for part in value.split(",") if part.strip()]
+            # "5,300,1800"; a JSON list or a Python tuple of numbers reads the same.
+            parts = [part.strip() for part in value.strip("[]() ").split(",") if part.strip()]
             return tuple(float(part) for part in parts)
         return value
 

@@ -79,6 +79,8 @@ class WebhookSender:
             timeout=httpx.Timeout(settings.webhook_timeout_seconds),
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
+            # An HTTP(S)_PROXY would resolve names itself, past the address check.
+            trust_env=False,
         )
 
     async def aclose(self) -> None:
@@ -129,8 +131,11 @@ class WebhookSender:
         }
         extensions = {}
         if destination.address is not None:
-            # Connect to the address that was checked, while the server sees its own name.
+            # Connect to the address that was checked, while the server sees its own name (and
+            # TLS checks the certificate against it). Pooled connections are keyed by address,
+            # so none is kept: another name on the same address must get its own TLS session.
             headers["Host"] = destination.url.netloc.decode("ascii")
+            headers["Connection"] = "close"
             if destination.url.scheme == "https":
                 extensions["sni_hostname"] = destination.url.host
         try:

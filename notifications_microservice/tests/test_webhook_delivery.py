@@ -7,8 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+from standardwebhooks import Webhook
+
 from conftest import bearer, free_port, serve_http
-from notifications_microservice.delivery.webhook import retry_after_seconds
+from notifications_microservice.delivery.webhook import WebhookSender, retry_after_seconds
 from notifications_microservice.tests.helpers import Receiver, create_webhook
 
 
@@ -328,3 +331,40 @@ async def test_malformed_ids_are_422(client, make_user):
     )
     assert response.status_code == 422
     assert response.json()["type"] == "validation_error"
+
+
+async def test_a_public_destination_is_reached_at_the_address_that_was_checked(
+    client, registered, send_event, make_worker, admin
+):
+    """Delivery to a public name connects to the checked address, with the name in Host and
+    TLS SNI. The public internet is the outside edge here: a stub resolver answers for the
+    name and httpx.MockTransport stands for the remote server."""
+    seen: list[httpx.Request] = []
+
+    def remote(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    async def public(host: str, port: int) -> list[str]:
+        assert (host, port) == ("hooks.example.com", 8443)
+        return ["93.184.215.14"]
+
+    user = await registered()
+    url = "https://hooks.example.com:8443/in?src=micropay"
+    endpoint = await create_webhook(client, user, url, ["payment.succeeded"])
+    await pay(send_event, user)
+    worker = make_worker(webhooks_allow_private_urls=False)
+    worker.webhooks = WebhookSender(
+        worker.settings,
+        http=httpx.AsyncClient(transport=httpx.MockTransport(remote)),
+        resolver=public,
+    )
+    await worker.run_once()
+    [request] = seen
+    assert str(request.url) == "https://93.184.215.14:8443/in?src=micropay"
+    assert request.headers["host"] == "hooks.example.com:8443"
+    assert request.extensions["sni_hostname"] == "hooks.example.com"
+    assert request.headers["connection"] == "close"
+    verified = Webhook(endpoint["secret"]).verify(request.content, dict(request.headers))
+    assert verified["data"]["payment_id"] == "pay_1"
+    assert (await webhook_row(admin, user.sub))["status"] == "sent"
