@@ -401,6 +401,8 @@ class Stack:
         elif service == "notifications":
             env["SES_SENDER"] = self.aws.ses_sender
             env["SNS_TOPIC_ARN"] = self.aws.sns_topic_arn
+            # Webhook receivers on a laptop listen on 127.0.0.1.
+            env["WEBHOOKS_ALLOW_PRIVATE_URLS"] = "true"
         env.update(self.config.service_extra_env)
         return env
 
