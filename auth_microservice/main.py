@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from auth_microservice.client_ip import ClientAddressResolver
 from auth_microservice.identity import IdentityProvider
 from auth_microservice.jobs import purge_job
+from auth_microservice.sessions.repository import DenyList
 from auth_microservice.sessions.router import router as sessions_router
 from auth_microservice.settings import AuthSettings
 from auth_microservice.users.router import router as users_router
@@ -21,6 +22,15 @@ async def _start(app: FastAPI) -> None:
     settings: AuthSettings = app.state.settings
     app.state.identity = IdentityProvider(settings)
     app.state.client_addresses = ClientAddressResolver(settings.trusted_proxies)
+    app.state.deny_list = await DenyList.open(
+        settings.database_url,
+        max_size=settings.verify_db_pool_size,
+        application_name=f"{settings.service_name}-verify",
+    )
+
+
+async def _stop(app: FastAPI) -> None:
+    await app.state.deny_list.aclose()
 
 
 def build_app(settings: AuthSettings | None = None) -> FastAPI:
@@ -40,6 +50,7 @@ def build_app(settings: AuthSettings | None = None) -> FastAPI:
         ],
         routers=[users_router, sessions_router],
         on_startup=[_start],
+        on_shutdown=[_stop],
         background_jobs=[outbox_relay_job, idempotency_purge_job, purge_job],
     )
 

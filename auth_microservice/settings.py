@@ -28,4 +28,6 @@ class AuthSettings(ServiceSettings):
     """Must match the app client's RefreshTokenValidity: how long a sign-in is remembered."""
     cognito_timeout_seconds: float = Field(default=5.0, gt=0)
     cognito_max_attempts: int = Field(default=2, ge=1)
+    verify_db_pool_size: int = Field(default=4, ge=1)
+    """Connections of the deny-list probe behind GET /auth/verify (besides DB_POOL_SIZE)."""
     auth_purge_interval_seconds: float = Field(default=300.0, gt=0)

@@ -6,20 +6,76 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import asyncpg
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from auth_microservice.models import LoginFailure, RevokedToken, Session, User
+from micropay_common.db import async_database_url
+from micropay_common.errors import ServiceUnavailable
 
-# Plain SQL on the hot path (GET /auth/verify): one primary-key probe, no ORM.
 _IS_REVOKED = text("SELECT EXISTS (SELECT 1 FROM auth.revoked_tokens WHERE origin_jti = :key)")
+_IS_REVOKED_SQL = "SELECT EXISTS (SELECT 1 FROM auth.revoked_tokens WHERE origin_jti = $1)"
+_CONNECTION_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
 
 
 async def is_revoked(connection: AsyncConnection | AsyncSession, key: str) -> bool:
-    """Whether the sign-in `key` is on the deny-list."""
+    """Whether the sign-in `key` is on the deny-list (within a request's session)."""
     return bool((await connection.execute(_IS_REVOKED, {"key": key})).scalar_one())
+
+
+async def _keep_connection(connection: Any) -> None:
+    """Pool reset hook: the probe leaves no session state, so skip asyncpg's RESET round trip."""
+
+
+class DenyList:
+    """The deny-list probe of GET /auth/verify: a small asyncpg pool and one prepared SELECT.
+
+    The request path of every gateway call: no ORM, no pre-ping and no reset on return, so a
+    check costs one round trip to PostgreSQL.
+    """
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, database_url: str, *, max_size: int, application_name: str) -> DenyList:
+        """A pool for `database_url` that connects on first use (up to `max_size`)."""
+        url = async_database_url(database_url)
+        host = url.query.get("host") or url.host
+        pool = await asyncpg.create_pool(
+            user=url.username,
+            password=url.password,
+            database=url.database,
+            host=host[0] if isinstance(host, tuple) else host,
+            port=url.port,
+            min_size=0,
+            max_size=max_size,
+            reset=_keep_connection,
+            command_timeout=5,
+            server_settings={"application_name": application_name},
+        )
+        return cls(pool)
+
+    async def contains(self, key: str) -> bool:
+        """Whether `key` is deny-listed; one retry on a dropped connection, then 503."""
+        for attempt in (1, 2):
+            try:
+                return bool(await self._pool.fetchval(_IS_REVOKED_SQL, key))
+            except _CONNECTION_ERRORS as exc:
+                if attempt == 2:
+                    raise ServiceUnavailable(
+                        "The token check cannot reach its database; retry shortly.",
+                        retry_after=2,
+                    ) from exc
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        """Close the pool's connections."""
+        await self._pool.close()
 
 
 @dataclass(frozen=True)

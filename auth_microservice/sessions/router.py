@@ -121,8 +121,8 @@ async def me(user: ActiveUser) -> MeRead:
 async def verify(request: Request) -> Response:
     """Verify the bearer token locally (cached JWKS) and against the deny-list; no Cognito call."""
     token = bearer_token(request)
-    async with request.app.state.engine.connect() as connection:
-        user = await service.verify_token(request.app.state.token_verifier, connection, token)
+    state = request.app.state
+    user = await service.verify_token(state.token_verifier, state.deny_list, token)
     return Response(
         status_code=status.HTTP_200_OK,
         headers={

@@ -195,11 +195,12 @@ async def ensure_active(
 
 
 async def verify_token(
-    verifier: TokenVerifier, connection: AsyncConnection, token: str
+    verifier: TokenVerifier, deny_list: repository.DenyList, token: str
 ) -> AuthenticatedUser:
     """The gateway's check: local JWT verification and one deny-list probe, no Cognito call."""
     user = await verifier.verify(token)
-    await ensure_active(connection, user)
+    if await deny_list.contains(revocation_key(user)):
+        raise TokenRevoked()
     return user
 
 

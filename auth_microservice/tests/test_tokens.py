@@ -12,7 +12,7 @@ import pytest
 
 from auth_microservice.main import build_app
 from auth_microservice.tests.conftest import assert_problem, new_email, register, signed_in
-from conftest import bearer, serve
+from conftest import bearer, free_port, serve
 from micropay_common.cognito import secret_hash
 
 
@@ -207,3 +207,12 @@ async def test_users_list_pages_newest_first(client, make_user):
         assert_problem(
             await client.get("/auth/users", params=bad, headers=admin), 422, "validation_error"
         )
+
+
+async def test_verify_without_its_database_is_503_not_a_pass(auth_client, make_user):
+    # The check fails closed: nginx answers 503 for anything but 2xx/401/403 from it.
+    closed = f"postgresql://auth_service:x@127.0.0.1:{free_port()}/micropay"
+    async with auth_client(database_url=closed) as no_database:
+        answer = await no_database.get("/auth/verify", headers=bearer(make_user().access_token))
+    assert_problem(answer, 503, "service_unavailable")
+    assert answer.headers["retry-after"]
