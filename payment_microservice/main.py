@@ -25,7 +25,7 @@ VERSION = "0.1.0"
 async def start_clients(app: FastAPI) -> None:
     """Stripe, the wallet and the drivers that use them, on app.state."""
     settings: PaymentSettings = app.state.settings
-    app.state.stripe = StripeApi.from_settings(settings)
+    app.state.stripe = StripeApi.from_settings(settings, app.state.metrics_registry)
     app.state.wallet = WalletClient(
         ServiceClient(
             settings.service_url("transactions"),

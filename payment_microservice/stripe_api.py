@@ -11,15 +11,21 @@ no: a declined card, an invalid request) and `StripeUnavailable` (no usable answ
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import stripe
+from prometheus_client import CollectorRegistry, Histogram
 
 from payment_microservice.settings import PaymentSettings
 
 logger = logging.getLogger("micropay.payment.stripe")
+
+T = TypeVar("T")
+
+STRIPE_SECONDS = "micropay_stripe_request_duration_seconds"
 
 
 @dataclass(frozen=True)
@@ -126,14 +132,28 @@ def _as_dict(obj: stripe.StripeObject) -> dict[str, Any]:
 
 
 class StripeApi:
-    """The Stripe calls of the payment service."""
+    """The Stripe calls of the payment service, each timed in `micropay_stripe_request_*`."""
 
-    def __init__(self, client: stripe.StripeClient, http_client: stripe.HTTPXClient) -> None:
+    def __init__(
+        self,
+        client: stripe.StripeClient,
+        http_client: stripe.HTTPXClient,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.client = client
         self._http_client = http_client
+        self._seconds = Histogram(
+            STRIPE_SECONDS,
+            "Time spent waiting on Stripe per call, its own retries included.",
+            ["operation", "outcome"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
 
     @classmethod
-    def from_settings(cls, settings: PaymentSettings) -> StripeApi:
+    def from_settings(
+        cls, settings: PaymentSettings, registry: CollectorRegistry | None = None
+    ) -> StripeApi:
         """A client for STRIPE_API_BASE (localstripe) or, when unset, Stripe itself."""
         http_client = stripe.HTTPXClient(timeout=settings.stripe_timeout_seconds)
         base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
@@ -143,7 +163,7 @@ class StripeApi:
             http_client=http_client,
             max_network_retries=settings.stripe_max_network_retries,
         )
-        return cls(client, http_client)
+        return cls(client, http_client, registry)
 
     async def create_and_confirm(
         self,
@@ -169,24 +189,28 @@ class StripeApi:
             "metadata": metadata,
         }
         intent = await self._call(
+            "create_payment_intent",
             self.client.v1.payment_intents.create_async(
                 params,  # type: ignore[arg-type]
                 {"idempotency_key": idempotency_key},
-            )
+            ),
         )
         return intent_state(_as_dict(intent))
 
     async def retrieve_intent(self, intent_id: str) -> IntentState:
         """The PaymentIntent as Stripe has it now."""
-        intent = await self._call(self.client.v1.payment_intents.retrieve_async(intent_id))
+        intent = await self._call(
+            "retrieve_payment_intent", self.client.v1.payment_intents.retrieve_async(intent_id)
+        )
         return intent_state(_as_dict(intent))
 
     async def cancel_intent(self, intent_id: str, *, idempotency_key: str) -> IntentState:
         """Cancel a PaymentIntent nobody will complete (abandoned 3-D Secure)."""
         intent = await self._call(
+            "cancel_payment_intent",
             self.client.v1.payment_intents.cancel_async(
                 intent_id, options={"idempotency_key": idempotency_key}
-            )
+            ),
         )
         return intent_state(_as_dict(intent))
 
@@ -206,21 +230,35 @@ class StripeApi:
             # In metadata rather than `reason`, which localstripe does not accept.
             metadata["reason"] = reason
         refund = await self._call(
+            "create_refund",
             self.client.v1.refunds.create_async(
                 {"payment_intent": payment_intent_id, "amount": amount, "metadata": metadata},
                 {"idempotency_key": idempotency_key},
-            )
+            ),
         )
         return refund_state(_as_dict(refund))
 
     async def list_refunds(self, charge_id: str) -> list[RefundState]:
         """Every refund of a charge (webhooks may carry a charge without its refunds)."""
         page = await self._call(
-            self.client.v1.refunds.list_async({"charge": charge_id, "limit": 100})
+            "list_refunds", self.client.v1.refunds.list_async({"charge": charge_id, "limit": 100})
         )
         return [refund_state(_as_dict(item)) for item in page.data]
 
-    async def _call(self, awaitable: Any) -> Any:
+    async def _call(self, operation: str, awaitable: Awaitable[T]) -> T:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await self._translate(awaitable)
+            outcome = "ok"
+            return result
+        except StripeRefused:
+            outcome = "refused"
+            raise
+        finally:
+            self._seconds.labels(operation, outcome).observe(time.perf_counter() - started)
+
+    async def _translate(self, awaitable: Awaitable[T]) -> T:
         try:
             return await awaitable
         except stripe.CardError as exc:

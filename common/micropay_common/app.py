@@ -103,6 +103,8 @@ def create_service_app(
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
+    # Services add their own series (say, time spent waiting on a provider) to the same registry.
+    app.state.metrics_registry = registry
     instrumentator = Instrumentator(
         excluded_handlers=["/metrics", "/health/live", "/health/ready"], registry=registry
     )

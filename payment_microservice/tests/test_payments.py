@@ -40,6 +40,11 @@ async def test_top_up_succeeds_and_credits_the_wallet_once(payment_stack, make_u
     assert len({e["event_id"] for e in events}) == 1
     await asyncio.sleep(0.5)
     assert await payment_stack.balance(user) == 1250
+    metrics = (await payment_stack.client.get("/metrics")).text
+    assert (
+        'micropay_stripe_request_duration_seconds_count{operation="create_payment_intent",'
+        'outcome="ok"}' in metrics
+    )
 
 
 async def _equals(awaitable: Awaitable[int], expected: int) -> bool:
