@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Select, bindparam, select, text, true, tuple_
+from sqlalchemy import ARRAY, BigInteger, Select, bindparam, func, select, text, true, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -86,7 +86,15 @@ async def insert_transaction(
     """Write the transaction row; None when (type, reference) was already posted."""
     created_at: datetime | None = await session.scalar(
         insert(ledger_transactions)
-        .values(id=transaction_id, type=type_, reference=reference, description=description)
+        .values(
+            id=transaction_id,
+            type=type_,
+            reference=reference,
+            description=description,
+            # The time of posting, under the accounts' locks, rather than of the transaction's
+            # start: an account's lines then sort by time in the order they were posted.
+            created_at=func.clock_timestamp(),
+        )
         .on_conflict_do_nothing(
             index_elements=[ledger_transactions.c.type, ledger_transactions.c.reference]
         )
