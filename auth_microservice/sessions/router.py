@@ -26,7 +26,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"description": "Cognito is throttling, failing or unreachable (Retry-After)"}
 }
-# nginx's auth_request sends the check with the method of the request it guards.
+# nginx's auth_request checks with GET; other gateways' forward-auth may keep the original method.
 VERIFY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
