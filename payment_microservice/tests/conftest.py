@@ -54,7 +54,7 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def transactions_url(service_settings, closed_port_url) -> AsyncIterator[str]:
     """The transactions service (the wallet) under uvicorn on a free port."""
     settings = service_settings(
@@ -67,7 +67,7 @@ async def transactions_url(service_settings, closed_port_url) -> AsyncIterator[s
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def payment_stack(
     service_settings, localstripe_url, transactions_url, closed_port_url
 ) -> AsyncIterator[PaymentStack]:

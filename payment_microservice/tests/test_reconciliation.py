@@ -259,3 +259,38 @@ async def test_reconcile_is_for_services_only(payment_stack, make_user):
     )
     assert response.status_code == 403
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_refund_stripe_refuses_voids_the_hold(
+    payment_stack, stripe_down, make_user, service_headers
+):
+    user = make_user()
+    key = str(uuid.uuid4())
+    down = await stripe_down.post(
+        "/payments", json=_pay_body(900), headers=payment_stack.headers(user, key)
+    )
+    payment_id = down.json()["payment_id"]
+    # Stripe reports success for an intent it will later not know how to refund.
+    intent = {
+        "id": f"pi_gone{uuid.uuid4().hex[:10]}",
+        "object": "payment_intent",
+        "status": "succeeded",
+        "amount": 900,
+        "currency": "usd",
+        "latest_charge": None,
+        "metadata": {"payment_id": payment_id},
+    }
+    applied = await payment_stack.send_event("payment_intent.succeeded", intent)
+    assert applied.json()["outcome"] == "applied"
+    await eventually(lambda: _has_balance(payment_stack, user, 900))
+
+    refused = await payment_stack.refund(user, payment_id, amount=300)
+    assert refused.status_code == 409
+    assert refused.json()["type"] == "refund_failed"
+    # The hold was voided: the whole balance is available again, nothing was debited.
+    assert await payment_stack.balance(user) == 900
+    listed = await payment_stack.client.get(
+        f"/payments/{payment_id}/refunds", headers=payment_stack.headers(user)
+    )
+    assert [r["status"] for r in listed.json()["data"]] == ["failed"]
+    assert (await _payment(payment_stack, user, payment_id))["amount_refunded"] == 0
