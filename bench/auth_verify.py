@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> None:
             "DATABASE_URL": urls["auth"],
             "AWS_ENDPOINT_URL": moto_url,
             "AUTH_AUTO_CONFIRM": "true",
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": args.log_level,
             "TRANSACTIONS_URL": f"http://127.0.0.1:{nowhere}",
             "NOTIFICATIONS_URL": f"http://127.0.0.1:{nowhere}",
             "PAYMENT_URL": f"http://127.0.0.1:{nowhere}",
@@ -197,6 +197,9 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds per endpoint (3)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of a round (5)")
+    parser.add_argument(
+        "--log-level", default="INFO", help="the service's LOG_LEVEL (INFO, as deployed)"
+    )
     parser.add_argument("--connections", type=int, default=16, help="keep-alive connections (16)")
     run(parser.parse_args())
 
