@@ -7,7 +7,9 @@ cannot produce them.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -183,3 +185,17 @@ async def test_throttled_resend_is_503(faulty, clear_faults):
     )
     answer = await faulty.post("/auth/resend-confirmation", json={"email": new_email()})
     assert_unavailable(answer)
+
+
+async def test_a_stalled_cognito_call_does_not_block_the_event_loop(faulty, clear_faults, client):
+    email = new_email()
+    await register(client, email)
+    clear_faults.faults["AdminInitiateAuth"] = Fault(200, delay_seconds=2.5, body={})
+    stalled = asyncio.create_task(login(faulty, email))
+    await asyncio.sleep(0.3)  # the login is now waiting on Cognito in a worker thread
+    started = time.monotonic()
+    live = await faulty.get("/health/live")
+    assert live.status_code == 200
+    assert time.monotonic() - started < 0.5
+    assert not stalled.done()
+    assert_unavailable(await stalled)
