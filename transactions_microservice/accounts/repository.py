@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Select, case, delete, func, select
+from sqlalchemy import Column, Select, case, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -99,14 +99,44 @@ async def balances(session: AsyncSession, user_id: str) -> list[WalletBalance]:
     return [WalletBalance(row.currency, row.balance, int(row.held)) for row in rows]
 
 
-async def emails_and_ids(session: AsyncSession, email: str, user_id: str) -> dict[str, str]:
-    """Email by user id, for the user with `email` and the user `user_id` (either may lack)."""
-    rows = await session.execute(
-        select(users.c.user_id, users.c.email).where(
-            (users.c.email == email) | (users.c.user_id == user_id)
+@dataclass(frozen=True)
+class TransferParties:
+    """Who a transfer is between and their wallets in its currency, as far as they exist."""
+
+    recipient_id: str | None
+    recipient_wallet: int | None
+    sender_email: str | None
+    sender_wallet: int | None
+
+
+# One round trip for both sides; the single row comes back even when nothing matches.
+_TRANSFER_PARTIES = text(
+    """
+    SELECT recipient.user_id AS recipient_id, recipient_wallet.id AS recipient_wallet,
+           sender.email AS sender_email, sender_wallet.id AS sender_wallet
+    FROM (SELECT 1) AS one
+    LEFT JOIN transactions.users AS recipient ON recipient.email = :recipient_email
+    LEFT JOIN transactions.accounts AS recipient_wallet
+           ON recipient_wallet.user_id = recipient.user_id
+          AND recipient_wallet.currency = :currency
+    LEFT JOIN transactions.users AS sender ON sender.user_id = :sender_id
+    LEFT JOIN transactions.accounts AS sender_wallet
+           ON sender_wallet.user_id = :sender_id AND sender_wallet.currency = :currency
+    """
+)
+
+
+async def transfer_parties(
+    session: AsyncSession, *, sender_id: str, recipient_email: str, currency: str
+) -> TransferParties:
+    """The recipient by email and the sender by id, each with their wallet in `currency`."""
+    row = (
+        await session.execute(
+            _TRANSFER_PARTIES,
+            {"recipient_email": recipient_email, "sender_id": sender_id, "currency": currency},
         )
-    )
-    return {row.user_id: row.email for row in rows}
+    ).one()
+    return TransferParties(**row._mapping)
 
 
 async def release_email(session: AsyncSession, email: str, keep_user_id: str) -> int:

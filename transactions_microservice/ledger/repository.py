@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Select, bindparam, func, select, text, true, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ARRAY, BigInteger, Select, Text, bindparam, select, text, true, tuple_
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from transactions_microservice.models import accounts, entries, ledger_transactions, users
@@ -60,13 +60,58 @@ _LOCK_ACCOUNTS = (
     .with_for_update()
 )
 
-# One statement for any number of accounts, so it is prepared once.
-_APPLY_DELTAS = text(
-    "UPDATE transactions.accounts AS a SET balance = a.balance + d.delta "
-    "FROM unnest(:ids, :deltas) AS d(id, delta) WHERE a.id = d.id"
+# The whole write of a posting in one statement (one round trip): the transaction row, the
+# balances and the entries. If (type, reference) exists, `t` is empty and nothing else is
+# written. Arrays rather than VALUES lists keep it one prepared statement for any line count.
+_WRITE_TRANSACTION = text(
+    """
+    WITH t AS (
+        INSERT INTO transactions.ledger_transactions
+            (id, type, reference, description, created_at)
+        VALUES (:id, :type, :reference, :description, clock_timestamp())
+        ON CONFLICT (type, reference) DO NOTHING
+        RETURNING id, created_at
+    ), moved AS (
+        UPDATE transactions.accounts AS a SET balance = a.balance + d.delta
+        FROM t, unnest(:delta_accounts, :deltas) AS d(account_id, delta)
+        WHERE a.id = d.account_id
+    ), written AS (
+        INSERT INTO transactions.entries (transaction_id, account_id, type, amount, currency,
+                                          balance_after, counterparty_user_id, created_at)
+        SELECT t.id, l.account_id, l.type, l.amount, l.currency, l.balance_after,
+               l.counterparty_user_id, t.created_at
+        FROM t, unnest(:accounts, :types, :amounts, :currencies, :balances_after,
+                       :counterparties)
+             AS l(account_id, type, amount, currency, balance_after, counterparty_user_id)
+    )
+    SELECT created_at FROM t
+    """
 ).bindparams(
-    bindparam("ids", type_=ARRAY(BigInteger)), bindparam("deltas", type_=ARRAY(BigInteger))
+    bindparam("id", type_=UUID(as_uuid=True)),
+    bindparam("type", type_=Text),
+    bindparam("reference", type_=Text),
+    bindparam("description", type_=Text),
+    bindparam("delta_accounts", type_=ARRAY(BigInteger)),
+    bindparam("deltas", type_=ARRAY(BigInteger)),
+    bindparam("accounts", type_=ARRAY(BigInteger)),
+    bindparam("types", type_=ARRAY(Text)),
+    bindparam("amounts", type_=ARRAY(BigInteger)),
+    bindparam("currencies", type_=ARRAY(Text)),
+    bindparam("balances_after", type_=ARRAY(BigInteger)),
+    bindparam("counterparties", type_=ARRAY(Text)),
 )
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    """One entry to write."""
+
+    account_id: int
+    type: str
+    amount: int
+    currency: str
+    balance_after: int
+    counterparty_user_id: str | None
 
 
 async def lock_accounts(session: AsyncSession, account_ids: Sequence[int]) -> list[LockedAccount]:
@@ -75,30 +120,34 @@ async def lock_accounts(session: AsyncSession, account_ids: Sequence[int]) -> li
     return [LockedAccount(r.id, r.kind, r.currency, r.balance, r.held) for r in rows]
 
 
-async def insert_transaction(
+async def write_transaction(
     session: AsyncSession,
     *,
     transaction_id: uuid.UUID,
     type_: str,
     reference: str,
     description: str | None,
+    deltas: dict[int, int],
+    rows: list[EntryRow],
 ) -> datetime | None:
-    """Write the transaction row; None when (type, reference) was already posted."""
+    """Write a transaction, move the (locked) balances and write the entries, stamped with the
+    time of posting; None, and nothing written, when (type, reference) was posted before."""
     created_at: datetime | None = await session.scalar(
-        insert(ledger_transactions)
-        .values(
-            id=transaction_id,
-            type=type_,
-            reference=reference,
-            description=description,
-            # The time of posting, under the accounts' locks, rather than of the transaction's
-            # start: an account's lines then sort by time in the order they were posted.
-            created_at=func.clock_timestamp(),
-        )
-        .on_conflict_do_nothing(
-            index_elements=[ledger_transactions.c.type, ledger_transactions.c.reference]
-        )
-        .returning(ledger_transactions.c.created_at)
+        _WRITE_TRANSACTION,
+        {
+            "id": transaction_id,
+            "type": type_,
+            "reference": reference,
+            "description": description,
+            "delta_accounts": list(deltas),
+            "deltas": list(deltas.values()),
+            "accounts": [row.account_id for row in rows],
+            "types": [row.type for row in rows],
+            "amounts": [row.amount for row in rows],
+            "currencies": [row.currency for row in rows],
+            "balances_after": [row.balance_after for row in rows],
+            "counterparties": [row.counterparty_user_id for row in rows],
+        },
     )
     return created_at
 
@@ -113,17 +162,6 @@ async def transaction_by_reference(
         )
     )
     return found
-
-
-async def apply_deltas(session: AsyncSession, deltas: dict[int, int]) -> None:
-    """Add each delta to its (locked) account's balance."""
-    ids = list(deltas)
-    await session.execute(_APPLY_DELTAS, {"ids": ids, "deltas": [deltas[i] for i in ids]})
-
-
-async def insert_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Write the entries of one transaction."""
-    await session.execute(insert(entries).values(rows))
 
 
 def _lines_of(page: Any) -> Select[Any]:

@@ -21,6 +21,7 @@ from transactions_microservice.ledger.exceptions import (
     UnbalancedTransaction,
 )
 from transactions_microservice.ledger.repository import (
+    EntryRow,
     HistoryFilter,
     LineRecord,
     LockedAccount,
@@ -120,7 +121,7 @@ async def post(
     check_balanced(lines)
     locked = await lock_accounts(session, [line.account_id for line in lines])
     running = {account_id: account.balance for account_id, account in locked.items()}
-    rows: list[dict[str, Any]] = []
+    rows: list[EntryRow] = []
     for line in lines:
         account = locked[line.account_id]
         if account.currency != line.currency:
@@ -129,14 +130,14 @@ async def post(
             )
         running[account.id] += line.amount
         rows.append(
-            {
-                "account_id": account.id,
-                "type": line.type,
-                "amount": line.amount,
-                "currency": line.currency,
-                "balance_after": running[account.id],
-                "counterparty_user_id": line.counterparty_user_id,
-            }
+            EntryRow(
+                account_id=account.id,
+                type=line.type,
+                amount=line.amount,
+                currency=line.currency,
+                balance_after=running[account.id],
+                counterparty_user_id=line.counterparty_user_id,
+            )
         )
     for account in locked.values():
         debited = running[account.id] < account.balance
@@ -147,27 +148,21 @@ async def post(
                 currency=account.currency,
             )
     transaction_id = transaction_id or uuid.uuid4()
-    created_at = await repository.insert_transaction(
+    created_at = await repository.write_transaction(
         session,
         transaction_id=transaction_id,
         type_=type_,
         reference=reference,
         description=description,
-    )
-    if created_at is None:
-        return None
-    await repository.apply_deltas(
-        session,
-        {
+        deltas={
             account_id: balance - locked[account_id].balance
             for account_id, balance in running.items()
             if balance != locked[account_id].balance
         },
+        rows=rows,
     )
-    for row in rows:
-        row["transaction_id"] = transaction_id
-        row["created_at"] = created_at
-    await repository.insert_entries(session, rows)
+    if created_at is None:
+        return None
     return Posted(id=transaction_id, created_at=created_at, balances_after=running)
 
 

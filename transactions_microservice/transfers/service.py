@@ -24,21 +24,19 @@ async def create_transfer(
     to_email = normalise_email(request.to_email)
     if to_email == normalise_email(sender_email):
         raise TransferToSelf("You cannot send money to yourself.")
-    emails = await accounts_repository.emails_and_ids(session, to_email, sender_id)
-    recipient_id = next((user_id for user_id, email in emails.items() if email == to_email), None)
+    parties = await accounts_repository.transfer_parties(
+        session, sender_id=sender_id, recipient_email=to_email, currency=request.currency
+    )
+    recipient_id = parties.recipient_id
     if recipient_id is None:
         raise RecipientNotFound(f"No MicroPay user has the email {to_email}.")
     if recipient_id == sender_id:
         raise TransferToSelf("You cannot send money to yourself.")
-    wallets = await accounts_repository.wallet_ids(
-        session, [sender_id, recipient_id], request.currency
-    )
-    sender_wallet = wallets.get(sender_id)
-    if sender_wallet is None:
+    if parties.sender_wallet is None:
         raise InsufficientFunds(
             f"You have no {request.currency} wallet.", available=0, currency=request.currency
         )
-    recipient_wallet = wallets.get(recipient_id) or await accounts_repository.open_wallet(
+    recipient_wallet = parties.recipient_wallet or await accounts_repository.open_wallet(
         session, recipient_id, request.currency
     )
     transfer_id = uuid.uuid4()
@@ -50,14 +48,14 @@ async def create_transfer(
         description=request.description,
         lines=[
             ledger.Line(
-                sender_wallet, -request.amount, request.currency, TRANSFER_OUT, recipient_id
+                parties.sender_wallet, -request.amount, request.currency, TRANSFER_OUT, recipient_id
             ),
             ledger.Line(recipient_wallet, request.amount, request.currency, TRANSFER_IN, sender_id),
         ],
     )
     if posted is None:  # a fresh uuid cannot have been posted before
         raise RuntimeError(f"transfer {transfer_id} already exists")
-    from_email = emails.get(sender_id) or normalise_email(sender_email)
+    from_email = parties.sender_email or normalise_email(sender_email)
     await publish(
         session,
         TRANSFER_COMPLETED,
