@@ -1,0 +1,253 @@
+"""Transfers per second through the service vs pgbench running the same SQL transaction.
+
+    .venv/bin/python bench/transfers.py [--concurrency 1,4,16,32] [--duration 15] [--users 100]
+
+Starts moto and the transactions service (uvicorn, its own process) on a dedicated database
+of the PostgreSQL in --admin-url (it is dropped and recreated), registers and funds --users
+users, then at each concurrency level drives authenticated POST /transactions/transfers
+between random pairs of them for --duration seconds, and right after runs pgbench with
+bench/transfer.pgbench (the statements the endpoint sends, in one transaction) at the same
+number of clients for the same time. Prints a markdown table: rate, p50 and p99 latency of
+both, and the ratio service/pgbench. Run by hand; never part of `make test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from transfers_setup import (
+    DEFAULT_ADMIN_URL,
+    DEFAULT_DATABASE,
+    Connection,
+    Environment,
+    environment,
+    percentile,
+)
+
+from stack.postgres import asyncpg_dsn
+
+PGBENCH_SCRIPT = Path(__file__).with_name("transfer.pgbench")
+
+
+@dataclass
+class Result:
+    """One measured run."""
+
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    count: int
+    errors: int
+
+
+def summarise(latencies: list[float], seconds: float, errors: int) -> Result:
+    ordered = sorted(latencies)
+    return Result(
+        rate=len(ordered) / seconds,
+        p50_ms=percentile(ordered, 0.50) * 1000,
+        p99_ms=percentile(ordered, 0.99) * 1000,
+        count=len(ordered),
+        errors=errors,
+    )
+
+
+async def drive_service(
+    env: Environment, concurrency: int, seconds: float, rng: random.Random
+) -> Result:
+    """`concurrency` keep-alive connections posting transfers back to back for `seconds`."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        connection = await Connection.open(env.base_url)
+        try:
+            while time.perf_counter() < deadline:
+                sender, recipient = rng.sample(env.users, 2)
+                body = {"to_email": recipient.email, "amount": rng.randint(1, 1000)}
+                body["currency"] = "USD"
+                headers = {
+                    "Authorization": f"Bearer {sender.token}",
+                    "Idempotency-Key": uuid.uuid4().hex,
+                }
+                started = time.perf_counter()
+                status, payload = await connection.request(
+                    "POST", "/transactions/transfers", headers, body
+                )
+                if status == 201:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors.append(f"{status} {payload[:200]!r}")
+        finally:
+            await connection.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    if errors:
+        print(f"  {len(errors)} failed requests, e.g. {errors[0]}", file=sys.stderr)
+    return summarise(latencies, time.perf_counter() - started, len(errors))
+
+
+def run_pgbench(
+    pgbench: str, env: Environment, concurrency: int, seconds: float, users: int
+) -> Result:
+    """pgbench with the transfer script at `concurrency` clients for `seconds`."""
+    dsn = asyncpg_dsn(env.app_dsn)
+    with tempfile.TemporaryDirectory() as logs:
+        command = [
+            pgbench,
+            "-h",
+            str(dsn["host"]),
+            "-p",
+            str(dsn.get("port", 5432)),
+            "-U",
+            str(dsn["user"]),
+            "-n",
+            "-M",
+            "prepared",
+            "-f",
+            str(PGBENCH_SCRIPT),
+            "-D",
+            f"users={users}",
+            "-c",
+            str(concurrency),
+            "-j",
+            str(min(concurrency, 2)),
+            "-T",
+            str(round(seconds)),
+            "-l",
+            "--log-prefix",
+            f"{logs}/pgbench",
+            str(dsn["database"]),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+        if done.returncode != 0:
+            raise SystemExit(f"pgbench failed:\n{done.stdout}\n{done.stderr}")
+        match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", done.stdout)
+        failed = re.search(r"number of failed transactions: (\d+)", done.stdout)
+        latencies = []
+        for log in Path(logs).glob("pgbench*"):
+            for line in log.read_text().splitlines():
+                fields = line.split()
+                latencies.append(int(fields[2]) / 1_000_000)
+    if match is None:
+        raise SystemExit(f"no tps in pgbench's output:\n{done.stdout}")
+    ordered = sorted(latencies)
+    return Result(
+        rate=float(match.group(1)),
+        p50_ms=percentile(ordered, 0.50) * 1000,
+        p99_ms=percentile(ordered, 0.99) * 1000,
+        count=len(ordered),
+        errors=int(failed.group(1)) if failed else 0,
+    )
+
+
+async def write_bench_users(env: Environment) -> None:
+    """The index → user table pgbench picks its random pair from."""
+    conn = await asyncpg.connect(**asyncpg_dsn(env.admin_dsn))
+    try:
+        await conn.execute(
+            "DROP TABLE IF EXISTS bench_users;"
+            "CREATE TABLE bench_users (i int PRIMARY KEY, user_id text NOT NULL,"
+            " email text NOT NULL);"
+            "GRANT SELECT ON bench_users TO transactions_service"
+        )
+        await conn.executemany(
+            "INSERT INTO bench_users VALUES ($1, $2, $3)",
+            [(user.index, user.user_id, user.email) for user in env.users],
+        )
+    finally:
+        await conn.close()
+
+
+def ledger_is_consistent(env: Environment) -> bool:
+    """The service's own invariant check over everything both runs wrote."""
+
+    async def check() -> bool:
+        connection = await Connection.open(env.base_url)
+        try:
+            status, body = await connection.request(
+                "GET",
+                "/internal/ledger/check",
+                {"Authorization": f"Bearer {env.service_token}"},
+            )
+        finally:
+            await connection.close()
+        return status == 200 and bool(json.loads(body)["ok"])
+
+    return asyncio.run(check())
+
+
+def main() -> None:
+    """Parse the options, run every level, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
+    parser.add_argument("--database", default=DEFAULT_DATABASE)
+    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--concurrency", default="1,4,16,32")
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--pool-size", type=int, default=20, help="DB_POOL_SIZE per worker")
+    parser.add_argument("--pgbench", default=shutil.which("pgbench") or "pgbench")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    levels = [int(level) for level in args.concurrency.split(",")]
+    rng = random.Random(args.seed)  # noqa: S311 - picks load, not secrets
+
+    with environment(
+        admin_url=args.admin_url,
+        database=args.database,
+        users=args.users,
+        workers=args.workers,
+        pool_size=args.pool_size,
+    ) as env:
+        asyncio.run(write_bench_users(env))
+        print(f"warming up for {args.warmup:g}s …", file=sys.stderr)
+        asyncio.run(drive_service(env, max(levels), args.warmup, rng))
+        run_pgbench(args.pgbench, env, max(levels), args.warmup, args.users)
+        rows = []
+        for level in levels:
+            print(f"concurrency {level} …", file=sys.stderr)
+            service = asyncio.run(drive_service(env, level, args.duration, rng))
+            database = run_pgbench(args.pgbench, env, level, args.duration, args.users)
+            rows.append((level, service, database))
+        consistent = ledger_is_consistent(env)
+
+    print()
+    print(
+        f"{args.users} users, {args.duration:g} s per run, {args.workers} uvicorn worker(s), "
+        f"pool {args.pool_size}; ledger check after all runs: {'ok' if consistent else 'FAILED'}"
+    )
+    print()
+    print(
+        "| clients | service transfers/s | p50 ms | p99 ms | pgbench tps | p50 ms | p99 ms "
+        "| service / pgbench |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for level, service, database in rows:
+        print(
+            f"| {level} | {service.rate:.0f} | {service.p50_ms:.1f} | {service.p99_ms:.1f} "
+            f"| {database.rate:.0f} | {database.p50_ms:.1f} | {database.p99_ms:.1f} "
+            f"| {service.rate / database.rate:.2f} |"
+        )
+    failed = sum(service.errors + database.errors for _, service, database in rows)
+    if failed:
+        print(f"\n{failed} requests or transactions failed (see stderr)")
+
+
+if __name__ == "__main__":
+    main()
