@@ -23,7 +23,7 @@ exec uvicorn "$MICROPAY_APP" \
     --host 0.0.0.0 \
     --port "${PORT:?PORT is not set}" \
     --proxy-headers \
-    --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-*}" \
+    --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
     --lifespan on \
     --timeout-graceful-shutdown 20 \
     --no-access-log
