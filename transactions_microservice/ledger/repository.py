@@ -187,18 +187,14 @@ def _with_details(statement: Select[Any], page: Any) -> Select[Any]:
     ).outerjoin(users, users.c.user_id == page.c.counterparty_user_id)
 
 
-async def history_cursor(
-    session: AsyncSession, user_id: str, entry_id: int
-) -> tuple[datetime, int] | None:
-    """(created_at, id) of one of the user's entries, to continue a page after it."""
-    row = (
-        await session.execute(
-            select(entries.c.created_at, entries.c.id)
-            .join(accounts, accounts.c.id == entries.c.account_id)
-            .where(entries.c.id == entry_id, accounts.c.user_id == user_id)
-        )
-    ).one_or_none()
-    return (row.created_at, row.id) if row is not None else None
+async def is_users_line(session: AsyncSession, user_id: str, entry_id: int) -> bool:
+    """Whether the entry is on one of the user's wallets."""
+    found = await session.scalar(
+        select(entries.c.id)
+        .join(accounts, accounts.c.id == entries.c.account_id)
+        .where(entries.c.id == entry_id, accounts.c.user_id == user_id)
+    )
+    return found is not None
 
 
 async def history_page(
@@ -206,20 +202,30 @@ async def history_page(
     where: HistoryFilter,
     *,
     limit: int,
-    after: tuple[datetime, int] | None,
+    starting_after: int | None,
 ) -> list[LineRecord]:
-    """Up to `limit` of the user's lines, newest first, strictly after the cursor.
+    """Up to `limit` of the user's lines, newest first, after the line `starting_after`.
 
     Each wallet is read by its own keyset scan of entries_account_history_idx (a LATERAL
-    subquery), so the cost is limit rows per wallet whatever the depth of the cursor.
+    subquery), so the cost is limit rows per wallet whatever the depth of the cursor. The
+    cursor line is looked up in the same statement; one that is not the user's yields nothing.
     """
     wallets = select(accounts.c.id).where(accounts.c.user_id == where.user_id)
     if where.currency is not None:
         wallets = wallets.where(accounts.c.currency == where.currency)
     wallet = wallets.subquery("w")
     conditions = [entries.c.account_id == wallet.c.id]
-    if after is not None:
-        conditions.append(tuple_(entries.c.created_at, entries.c.id) < tuple_(*after))
+    cursor = None
+    if starting_after is not None:
+        cursor = (
+            select(entries.c.created_at, entries.c.id)
+            .join(accounts, accounts.c.id == entries.c.account_id)
+            .where(entries.c.id == starting_after, accounts.c.user_id == where.user_id)
+            .subquery("c")
+        )
+        conditions.append(
+            tuple_(entries.c.created_at, entries.c.id) < tuple_(cursor.c.created_at, cursor.c.id)
+        )
     if where.type is not None:
         conditions.append(entries.c.type == where.type)
     if where.created_gte is not None:
@@ -233,7 +239,10 @@ async def history_page(
         .limit(limit)
         .lateral("e")
     )
-    statement = _with_details(_lines_of(page).select_from(wallet).join(page, true()), page)
+    statement = _lines_of(page).select_from(wallet)
+    if cursor is not None:
+        statement = statement.join(cursor, true())
+    statement = _with_details(statement.join(page, true()), page)
     statement = statement.order_by(page.c.created_at.desc(), page.c.id.desc()).limit(limit)
     return [LineRecord(**row._mapping) for row in await session.execute(statement)]
 

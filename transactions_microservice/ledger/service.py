@@ -170,12 +170,16 @@ async def history(
     session: AsyncSession, where: HistoryFilter, *, limit: int, starting_after: int | None
 ) -> Page:
     """A page of the user's lines, newest first, after the line `starting_after`."""
-    after = None
-    if starting_after is not None:
-        after = await repository.history_cursor(session, where.user_id, starting_after)
-        if after is None:
-            raise InvalidCursor(f"starting_after={starting_after} is not one of your lines.")
-    lines = await repository.history_page(session, where, limit=limit + 1, after=after)
+    lines = await repository.history_page(
+        session, where, limit=limit + 1, starting_after=starting_after
+    )
+    # An empty page after a cursor is the end of the history, or a cursor that is not theirs.
+    if (
+        not lines
+        and starting_after is not None
+        and not await repository.is_users_line(session, where.user_id, starting_after)
+    ):
+        raise InvalidCursor(f"starting_after={starting_after} is not one of your lines.")
     return Page(lines=lines[:limit], has_more=len(lines) > limit)
 
 

@@ -187,6 +187,14 @@ async def test_a_cursor_from_another_users_history_is_400(client, pair):
     assert response.json()["type"] == "invalid_cursor"
 
 
+async def test_a_page_after_the_oldest_line_is_empty(client, pair):
+    alice, _ = pair
+    oldest = (await all_lines(client, alice))[-1]["id"]
+    response = await client.get(f"/transactions?starting_after={oldest}", headers=alice.headers)
+    assert response.status_code == 200
+    assert response.json() == {"data": [], "has_more": False}
+
+
 async def test_one_line_by_id(client, pair):
     alice, _ = pair
     listed = (await all_lines(client, alice))[1]
@@ -257,11 +265,14 @@ async def test_a_deep_page_reads_no_more_entries_than_the_first(client, tx_app, 
     )
 
     for nodes in (first, later):
-        scans = [n for n in nodes if n.get("Relation Name") == "entries"]
-        assert [n["Index Name"] for n in scans] == ["entries_account_history_idx"]
-        # limit + 1 rows (to know has_more), straight off the index: no sort, no filtering.
+        scans = [n for n in nodes if n.get("Index Name") == "entries_account_history_idx"]
+        # One keyset scan (one wallet) reading limit + 1 rows (to know has_more) straight off
+        # the index: no sort, no filtering, no other read of entries but the cursor's own row.
+        assert len(scans) == 1
         assert scans[0]["Actual Rows"] == page + 1
         assert scans[0].get("Rows Removed by Filter", 0) == 0
+        others = [n for n in nodes if n.get("Relation Name") == "entries" and n not in scans]
+        assert all(n["Actual Rows"] <= 1 for n in others)
         assert not any(
             n["Node Type"] == "Sort" and n.get("Actual Rows", 0) > page + 1 for n in nodes
         )
