@@ -16,7 +16,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 
 from micropay_common import health
 from micropay_common.db import create_engine, create_sessionmaker
-from micropay_common.errors import install_error_handlers
+from micropay_common.errors import document_problems, install_error_handlers
 from micropay_common.logging import configure_logging
 from micropay_common.middleware import RequestIdMiddleware
 from micropay_common.security import TokenVerifier
@@ -95,6 +95,7 @@ def create_service_app(
     )
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+    document_problems(app)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)

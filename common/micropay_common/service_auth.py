@@ -59,6 +59,7 @@ class ServiceTokenProvider:
             client_secret=settings.cognito_client_secret,
             user_pool_id=settings.cognito_user_pool_id,
             cognito=cognito_client(settings),
+            refresh_margin_seconds=settings.service_token_refresh_margin_seconds,
         )
 
     def _fresh(self) -> bool:

@@ -42,6 +42,7 @@ class ServiceSettings(BaseSettings):
     transactions_url: str = "http://127.0.0.1:8003"
     notifications_url: str = "http://127.0.0.1:8004"
     http_timeout_seconds: float = Field(default=10.0, gt=0)
+    service_token_refresh_margin_seconds: float = Field(default=300.0, ge=0)
 
     outbox_poll_interval_seconds: float = Field(default=0.5, gt=0)
     outbox_batch_size: int = Field(default=50, ge=1)

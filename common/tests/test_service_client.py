@@ -123,3 +123,10 @@ async def test_peer_errors_are_returned_to_the_caller(service_settings, provider
         response = await client.get("/anything")
         await client.aclose()
     assert response.status_code == 418
+
+
+def test_refresh_margin_comes_from_the_settings(service_settings):
+    settings = service_settings("payment", service_token_refresh_margin_seconds=3590)
+    assert ServiceTokenProvider.from_settings(settings).refresh_margin_seconds == 3590
+    default = ServiceTokenProvider.from_settings(service_settings("payment"))
+    assert default.refresh_margin_seconds == 300
