@@ -563,26 +563,28 @@ class Stack:
             self.webhook_secret,
         )
 
+    def _service_argv(self, service: str) -> list[str]:
+        return [
+            self.config.python,
+            "-m",
+            "uvicorn",
+            SERVICES[service],
+            "--host",
+            HOST,
+            "--port",
+            str(self.config.service_ports[service]),
+            # A failing start-up (bad settings, no database) must end the process.
+            "--lifespan",
+            "on",
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "5",
+        ]
+
     def _start_services(self) -> None:
         base = self._base_env()
-        for service, app in SERVICES.items():
-            argv = [
-                self.config.python,
-                "-m",
-                "uvicorn",
-                app,
-                "--host",
-                HOST,
-                "--port",
-                str(self.config.service_ports[service]),
-                # A failing start-up (bad settings, no database) must end the process.
-                "--lifespan",
-                "on",
-                "--no-access-log",
-                "--timeout-graceful-shutdown",
-                "5",
-            ]
-            self._spawn(service, argv, {**base, **self.service_env(service)})
+        for service in SERVICES:
+            self._spawn(service, self._service_argv(service), {**base, **self.service_env(service)})
 
     def _start_gateway(self) -> None:
         if not self.config.gateway:
@@ -667,6 +669,52 @@ class Stack:
             if exited is not None:
                 return exited
         return None
+
+    # --- faults: one part stopped while the rest runs ------------------------------------------
+    def stop_service(self, service: str) -> None:
+        """Stop one service (SIGTERM, then SIGKILL) and leave every other part running."""
+        if service not in SERVICES:
+            raise StackError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+        process = self.processes.pop(service, None)
+        if process is None or not process.alive():
+            raise StackError(f"{service} is not running")
+        stop_processes([process], timeout=self.config.stop_timeout)
+
+    def start_service(self, service: str) -> None:
+        """Start a service stopped by stop_service() again and wait until it is ready."""
+        if service not in SERVICES:
+            raise StackError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+        if service in self.processes:
+            raise StackError(f"{service} is already running")
+        self._spawn(
+            service, self._service_argv(service), {**self._base_env(), **self.service_env(service)}
+        )
+        url = self.service_urls[service]
+        self._wait_http(service, f"{url}/health/ready", accept=lambda status: status == 200)
+
+    def stop_postgres(self) -> None:
+        """Stop the embedded PostgreSQL (fast shutdown: sessions are cut, nothing is lost)."""
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+
+        embedded = self._embedded_postgres()
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=embedded.pgdata, user=embedded.system_user)
+
+    def start_postgres(self) -> None:
+        """Start the embedded PostgreSQL stopped by stop_postgres() again, on the same socket."""
+        from pgserver.postgres_server import PostgresServer as EmbeddedServer
+
+        embedded = self._embedded_postgres()
+        with EmbeddedServer._lock:
+            # Records the new postmaster too, so that stop() still shuts the server down.
+            embedded.ensure_postgres_running()
+
+    def _embedded_postgres(self) -> Any:
+        embedded = self.postgres.embedded if self.postgres is not None else None
+        if embedded is None or not self._owns_postgres:
+            raise StackError(
+                "only an embedded PostgreSQL that this stack started can be stopped and started"
+            )
+        return embedded
 
     def pids(self) -> dict[str, int]:
         """Process (group) id of every child started."""

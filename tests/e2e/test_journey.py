@@ -1,0 +1,297 @@
+"""The user journey of docs/design.md, end to end through the gateway.
+
+Two users register and log in; one tops up by card (declined card, 3-D Secure too), sends money
+to the other, refunds part of a top-up; both read their histories and notifications (email read
+back from the SES stand-in, signed webhooks verified with standardwebhooks); strangers see 404
+for each other's records; logout revokes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from conftest import serve_http
+from tests.e2e.client import (
+    DECLINED_AT_CHARGE,
+    NEEDS_3DS,
+    PROBLEM_JSON,
+    Api,
+    User,
+    WebhookReceiver,
+    eventually,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@dataclass
+class Journey:
+    """What the steps made, for the checks of the later tests of this module."""
+
+    ana: User
+    bob: User
+    receiver: WebhookReceiver
+    receiver_url: str
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    payments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    transfer: dict[str, Any] = field(default_factory=dict)
+    refund: dict[str, Any] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+async def journey(api: Api) -> AsyncIterator[Journey]:
+    """Two fresh users and a webhook receiver of theirs, running for the module."""
+    receiver = WebhookReceiver()
+    async with serve_http(receiver.app()) as url:
+        ana = await api.register("ana")
+        bob = await api.register("bob")
+        yield Journey(ana=ana, bob=bob, receiver=receiver, receiver_url=url)
+
+
+async def _subscribe(api: Api, journey: Journey, user: User, name: str, events: list[str]) -> None:
+    response = await api.client.post(
+        "/notifications/webhooks",
+        json={"url": f"{journey.receiver_url}/{name}", "events": events},
+        headers=user.auth,
+    )
+    assert response.status_code == 201, response.text
+    endpoint = response.json()
+    assert endpoint["secret"].startswith("whsec_")
+    journey.receiver.secrets[f"/{name}"] = endpoint["secret"]
+    journey.endpoints[name] = endpoint
+
+
+async def test_money_moves_through_the_gateway(api: Api, journey: Journey) -> None:
+    ana, bob = journey.ana, journey.bob
+    me = await api.client.get("/auth/me", headers=ana.auth)
+    assert me.status_code == 200
+    assert me.json()["email"] == ana.email
+    assert me.json()["user_id"] == ana.user_id
+    await _subscribe(api, journey, ana, "ana", ["payment.succeeded", "payment.refunded"])
+    await _subscribe(api, journey, bob, "bob", ["transfer.completed"])
+    # The wallet opens on registration (user.registered), empty.
+    await api.balance_becomes(ana, 0)
+
+    # A top-up by card: succeeded at once, credited a moment later (payment.succeeded).
+    key = "journey-top-up-1"
+    paid = await api.top_up(ana, 5000, key=key)
+    assert paid.status_code == 201, paid.text
+    payment = paid.json()
+    assert payment["status"] == "succeeded"
+    assert (payment["amount"], payment["currency"], payment["amount_refunded"]) == (5000, "USD", 0)
+    journey.payments["card"] = payment
+    await api.balance_becomes(ana, 5000)
+    # The same key and body again: the stored answer, no second charge and no second credit.
+    again = await api.top_up(ana, 5000, key=key)
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == payment["id"]
+    conflict = await api.top_up(ana, 5001, key=key)
+    assert conflict.status_code == 409
+    assert conflict.json()["type"] == "idempotency_conflict"
+
+    # A declined card: 402 problem, a failed payment, nothing credited.
+    declined = await api.top_up(ana, 1500, await api.card(DECLINED_AT_CHARGE))
+    assert declined.status_code == 402
+    assert declined.headers["content-type"] == PROBLEM_JSON
+    assert declined.json()["type"] == "card_declined"
+    failed_id = declined.json()["payment_id"]
+    failed = await api.client.get(f"/payments/{failed_id}", headers=ana.auth)
+    assert failed.json()["status"] == "failed"
+    journey.payments["declined"] = failed.json()
+
+    # 3-D Secure: requires_action until the customer authenticates, then credited.
+    secure = await api.top_up(ana, 2000, await api.card(NEEDS_3DS))
+    assert secure.status_code == 201, secure.text
+    pending = secure.json()
+    assert pending["status"] == "requires_action"
+    assert pending["next_action"]["type"] == "use_stripe_sdk"
+    assert await api.balance(ana) == 5000
+    await api.authenticate_3ds(pending["client_secret"])
+
+    async def settled() -> bool:
+        read = await api.client.get(f"/payments/{pending['id']}", headers=ana.auth)
+        return bool(read.json()["status"] == "succeeded")
+
+    await eventually(settled)
+    journey.payments["3ds"] = pending
+    await api.balance_becomes(ana, 7000)
+    assert await api.balance(ana) == 7000
+
+    # A transfer to Bob, by email.
+    sent = await api.transfer(ana, bob.email.upper(), 2500, description="Dinner <b>split</b>")
+    assert sent.status_code == 201, sent.text
+    transfer = sent.json()
+    assert transfer["to_user_id"] == bob.user_id
+    journey.transfer = transfer
+    assert await api.balance(ana) == 4500
+    await api.balance_becomes(bob, 2500)
+    too_much = await api.transfer(bob, ana.email, 2501)
+    assert too_much.status_code == 409
+    assert too_much.json()["type"] == "insufficient_funds"
+    to_self = await api.transfer(bob, bob.email, 1)
+    assert to_self.status_code == 400
+
+    # A partial refund of the first top-up: the card gets 1000 back, the wallet pays it.
+    refunded = await api.refund(ana, payment["id"], 1000)
+    assert refunded.status_code == 201, refunded.text
+    refund = refunded.json()
+    assert (refund["payment_id"], refund["amount"], refund["status"]) == (
+        payment["id"],
+        1000,
+        "succeeded",
+    )
+    journey.refund = refund
+    await api.balance_becomes(ana, 3500)
+    read = await api.client.get(f"/payments/{payment['id']}", headers=ana.auth)
+    assert read.json()["amount_refunded"] == 1000
+    # The rest of that payment (4000) is more than the wallet holds (3500): refused, nothing
+    # refunded at the card.
+    uncovered = await api.refund(ana, payment["id"])
+    assert uncovered.status_code == 409
+    assert uncovered.json()["type"] == "insufficient_funds"
+    read = await api.client.get(f"/payments/{payment['id']}", headers=ana.auth)
+    assert read.json()["amount_refunded"] == 1000
+    assert await api.balance(ana) == 3500
+
+    # Both histories, newest first, each line with the balance it left.
+    ana_lines = await api.history(ana)
+    assert [(line["type"], line["amount"], line["balance_after"]) for line in ana_lines] == [
+        ("refund", -1000, 3500),
+        ("transfer_out", -2500, 4500),
+        ("top_up", 2000, 7000),
+        ("top_up", 5000, 5000),
+    ]
+    assert ana_lines[1]["reference"] == transfer["id"]
+    assert ana_lines[1]["counterparty_email"] == bob.email
+    assert {ana_lines[2]["reference"], ana_lines[3]["reference"]} == {
+        pending["id"],
+        payment["id"],
+    }
+    bob_lines = await api.history(bob)
+    assert [(line["type"], line["amount"], line["balance_after"]) for line in bob_lines] == [
+        ("transfer_in", 2500, 2500)
+    ]
+    assert bob_lines[0]["counterparty_email"] == ana.email
+    assert bob_lines[0]["reference"] == transfer["id"]
+    one = await api.client.get(f"/transactions/{bob_lines[0]['id']}", headers=bob.auth)
+    assert one.status_code == 200
+    assert one.json() == bob_lines[0]
+    payments = await api.client.get("/payments", headers=ana.auth)
+    assert [p["id"] for p in payments.json()["data"]] == [pending["id"], failed_id, payment["id"]]
+    check = await api.ledger_check()
+    assert check["ok"], check["violations"]
+
+
+def _events(notifications: list[dict[str, Any]], channel: str) -> list[str]:
+    return sorted(n["event"] for n in notifications if n["channel"] == channel)
+
+
+async def test_each_event_notifies_once_by_email_push_and_signed_webhook(
+    api: Api, journey: Journey
+) -> None:
+    ana, bob = journey.ana, journey.bob
+    assert journey.transfer, "the money test of this module did not get that far"
+    ana_expected = sorted(
+        [
+            "user.registered",
+            "payment.succeeded",
+            "payment.succeeded",
+            "payment.failed",
+            "transfer.completed",
+            "payment.refunded",
+        ]
+    )
+    bob_expected = ["transfer.completed", "user.registered"]
+
+    async def all_sent() -> bool:
+        for user, expected in ((ana, ana_expected), (bob, bob_expected)):
+            sent = await api.notifications(user, status="sent")
+            if _events(sent, "email") != expected or _events(sent, "push") != expected:
+                return False
+        return True
+
+    await eventually(all_sent, within=30)
+    for user, expected in ((ana, ana_expected), (bob, bob_expected)):
+        every = await api.notifications(user)
+        assert _events(every, "email") == expected
+        assert _events(every, "push") == expected
+        # SES (moto) got exactly those emails for the user, with the same subjects.
+        mails = await api.emails_to(user.email)
+        subjects = sorted(n["subject"] for n in every if n["channel"] == "email")
+        assert sorted(mail["subject"] for mail in mails) == subjects
+
+    bob_mail = await api.emails_to(bob.email)
+    received = [m for m in bob_mail if ana.email in m["subject"]]
+    assert len(received) == 1
+    assert "25.00 USD" in received[0]["subject"]
+    # The transfer's note is escaped in the HTML body, never markup.
+    assert "Dinner &lt;b&gt;split&lt;/b&gt;" in received[0]["body"]
+
+    # Webhooks: each subscribed event once, signed with the endpoint's secret.
+    async def webhooks_in() -> bool:
+        ana_events = sorted(d.payload["type"] for d in journey.receiver.at("/ana") if d.payload)
+        bob_events = [d.payload["type"] for d in journey.receiver.at("/bob") if d.payload]
+        return ana_events == [
+            "payment.refunded",
+            "payment.succeeded",
+            "payment.succeeded",
+        ] and bob_events == ["transfer.completed"]
+
+    await eventually(webhooks_in, within=30)
+    assert all(d.error is None for d in journey.receiver.deliveries), [
+        d.error for d in journey.receiver.deliveries
+    ]
+    (delivery,) = journey.receiver.at("/bob")
+    assert delivery.payload is not None
+    data = delivery.payload["data"]
+    assert data["transfer_id"] == journey.transfer["id"]
+    assert (data["amount"], data["currency"]) == (2500, "USD")
+    ids = [d.headers["webhook-id"] for d in journey.receiver.deliveries]
+    assert len(ids) == len(set(ids))
+    log = await api.client.get(
+        f"/notifications/webhooks/{journey.endpoints['bob']['id']}/deliveries", headers=bob.auth
+    )
+    assert log.status_code == 200
+    attempts = log.json()["data"]
+    assert [(a["event"], a["succeeded"], a["status_code"]) for a in attempts] == [
+        ("transfer.completed", True, 200)
+    ]
+
+
+async def test_strangers_get_404_and_logout_revokes(api: Api, journey: Journey) -> None:
+    ana, bob = journey.ana, journey.bob
+    assert journey.refund, "the money test of this module did not get that far"
+    payment_id = journey.payments["card"]["id"]
+    ana_line = (await api.history(ana))[0]
+    for path in (
+        f"/payments/{payment_id}",
+        f"/payments/{payment_id}/refunds",
+        f"/transactions/{ana_line['id']}",
+        f"/notifications/webhooks/{journey.endpoints['ana']['id']}",
+        f"/notifications/webhooks/{journey.endpoints['ana']['id']}/deliveries",
+    ):
+        response = await api.client.get(path, headers=bob.auth)
+        assert response.status_code == 404, (path, response.text)
+        assert response.headers["content-type"] == PROBLEM_JSON
+    stolen_refund = await api.refund(bob, payment_id, 100)
+    assert stolen_refund.status_code == 404
+    mine = await api.client.get(f"/payments/{payment_id}", headers=ana.auth)
+    assert mine.json()["amount_refunded"] == 1000
+
+    logout = await api.client.post("/auth/logout", headers=ana.auth)
+    assert logout.status_code == 204
+    for path in ("/transactions/balance", "/payments", "/notifications", "/auth/me"):
+        response = await api.client.get(path, headers=ana.auth)
+        assert response.status_code == 401, (path, response.status_code)
+        assert response.headers["content-type"] == PROBLEM_JSON
+    refreshed = await api.client.post("/auth/refresh", json={"refresh_token": ana.refresh_token})
+    assert refreshed.status_code == 401
+    # Bob is unaffected, and Ana can sign in again.
+    assert (await api.client.get("/transactions/balance", headers=bob.auth)).status_code == 200
+    again = await api.login(ana.email, ana.user_id)
+    assert await api.balance(again) == 3500
