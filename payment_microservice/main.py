@@ -15,7 +15,7 @@ from payment_microservice.reconciliation.service import Reconciler, reconcile_jo
 from payment_microservice.refunds.driver import RefundDriver
 from payment_microservice.refunds.router import router as refunds_router
 from payment_microservice.settings import PaymentSettings
-from payment_microservice.stripe_api import StripeApi
+from payment_microservice.stripe_api import StripeApi, stripe_histogram
 from payment_microservice.wallet import WalletClient
 from payment_microservice.webhooks.router import router as webhooks_router
 
@@ -25,7 +25,7 @@ VERSION = "0.1.0"
 async def start_clients(app: FastAPI) -> None:
     """Stripe, the wallet and the drivers that use them, on app.state."""
     settings: PaymentSettings = app.state.settings
-    app.state.stripe = StripeApi.from_settings(settings, app.state.metrics_registry)
+    app.state.stripe = StripeApi.from_settings(settings, app.state.stripe_seconds)
     app.state.wallet = WalletClient(
         ServiceClient(
             settings.service_url("transactions"),
@@ -50,7 +50,7 @@ async def close_clients(app: FastAPI) -> None:
 
 def create_app(settings: PaymentSettings | None = None) -> FastAPI:
     """The payment service; settings from the environment unless given."""
-    return create_service_app(
+    app = create_service_app(
         settings_cls=PaymentSettings,
         settings=settings,
         schema="payments",
@@ -69,6 +69,9 @@ def create_app(settings: PaymentSettings | None = None) -> FastAPI:
         on_shutdown=[close_clients],
         background_jobs=[outbox_relay_job, idempotency_purge_job, reconcile_job],
     )
+    # Registered once per app, not per start: an app may be started more than once (tests).
+    app.state.stripe_seconds = stripe_histogram(app.state.metrics_registry)
+    return app
 
 
 app = create_app()

@@ -131,6 +131,17 @@ def _as_dict(obj: stripe.StripeObject) -> dict[str, Any]:
     return obj.to_dict()
 
 
+def stripe_histogram(registry: CollectorRegistry | None = None) -> Histogram:
+    """The histogram of Stripe call durations, in `registry` (an app's /metrics)."""
+    return Histogram(
+        STRIPE_SECONDS,
+        "Time spent waiting on Stripe per call, its own retries included.",
+        ["operation", "outcome"],
+        registry=registry if registry is not None else CollectorRegistry(),
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    )
+
+
 class StripeApi:
     """The Stripe calls of the payment service, each timed in `micropay_stripe_request_*`."""
 
@@ -138,21 +149,15 @@ class StripeApi:
         self,
         client: stripe.StripeClient,
         http_client: stripe.HTTPXClient,
-        registry: CollectorRegistry | None = None,
+        seconds: Histogram | None = None,
     ) -> None:
         self.client = client
         self._http_client = http_client
-        self._seconds = Histogram(
-            STRIPE_SECONDS,
-            "Time spent waiting on Stripe per call, its own retries included.",
-            ["operation", "outcome"],
-            registry=registry,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-        )
+        self._seconds = seconds if seconds is not None else stripe_histogram()
 
     @classmethod
     def from_settings(
-        cls, settings: PaymentSettings, registry: CollectorRegistry | None = None
+        cls, settings: PaymentSettings, seconds: Histogram | None = None
     ) -> StripeApi:
         """A client for STRIPE_API_BASE (localstripe) or, when unset, Stripe itself."""
         http_client = stripe.HTTPXClient(timeout=settings.stripe_timeout_seconds)
@@ -163,7 +168,7 @@ class StripeApi:
             http_client=http_client,
             max_network_retries=settings.stripe_max_network_retries,
         )
-        return cls(client, http_client, registry)
+        return cls(client, http_client, seconds)
 
     async def create_and_confirm(
         self,
