@@ -6,6 +6,7 @@ import json
 import logging
 from typing import Any, ClassVar
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -216,12 +217,30 @@ async def _http_exception_handler(request: Request, exc: Exception) -> JSONRespo
     return problem_response(exc.status_code, body, dict(exc.headers or {}))
 
 
+# SQLSTATEs of a server that is unreachable, shutting down or starting: worth a retry.
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+# The same, raised by asyncpg itself (code that uses an asyncpg pool without SQLAlchemy).
+_ASYNCPG_UNAVAILABLE = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
+
+
+def _database_unreachable(exc: Exception) -> bool:
+    if isinstance(exc, _ASYNCPG_UNAVAILABLE):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+
+
 async def _database_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
-    if (
-        isinstance(exc, DBAPIError)
-        and not exc.connection_invalidated
-        and not isinstance(exc, OperationalError | InterfaceError)
-    ):
+    if not _database_unreachable(exc):
         return await _unhandled_handler(request, exc)
     logger.warning("database unavailable: %r", exc)
     return database_unavailable_response(request.url.path)
@@ -249,7 +268,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_exception_handler)
-    app.add_exception_handler(DBAPIError, _database_unavailable_handler)
+    for database_error in (DBAPIError, *_ASYNCPG_UNAVAILABLE):
+        app.add_exception_handler(database_error, _database_unavailable_handler)
     app.add_exception_handler(ConnectionError, _connection_error_handler)
     app.add_exception_handler(Exception, _unhandled_handler)
 
