@@ -1,14 +1,15 @@
 """Transfers per second through the service vs pgbench running the same SQL transaction.
 
-    .venv/bin/python bench/transfers.py [--concurrency 1,4,16,32] [--duration 15] [--users 100]
+    .venv/bin/python -m bench.transfers [--concurrency 1,4,16,32] [--duration 10] [--rounds 3]
 
 Starts moto and the transactions service (uvicorn, its own process) on a dedicated database
 of the PostgreSQL in --admin-url (it is dropped and recreated), registers and funds --users
 users, then at each concurrency level drives authenticated POST /transactions/transfers
 between random pairs of them for --duration seconds, and right after runs pgbench with
 bench/transfer.pgbench (the statements the endpoint sends, in one transaction) at the same
-number of clients for the same time. Prints a markdown table: rate, p50 and p99 latency of
-both, and the ratio service/pgbench. Run by hand; never part of `make test`.
+number of clients for the same time; --rounds times over, alternating. Prints a markdown table
+of medians: rate, p50 and p99 latency of both, the service's CPU per transfer, and the ratio
+service/pgbench with its range over the rounds. Run by hand; never part of `make test`.
 """
 
 from __future__ import annotations
@@ -26,17 +27,19 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 import asyncpg
-from transfers_setup import (
+
+from bench.transfers_setup import (
     DEFAULT_ADMIN_URL,
     DEFAULT_DATABASE,
     Connection,
     Environment,
     environment,
     percentile,
+    process_tree_cpu,
 )
-
 from stack.postgres import asyncpg_dsn
 
 PGBENCH_SCRIPT = Path(__file__).with_name("transfer.pgbench")
@@ -51,6 +54,8 @@ class Result:
     p99_ms: float
     count: int
     errors: int
+    cpu_ms: float = float("nan")
+    """Server CPU (all its processes) per completed request, in milliseconds."""
 
 
 def summarise(latencies: list[float], seconds: float, errors: int) -> Result:
@@ -94,11 +99,16 @@ async def drive_service(
         finally:
             await connection.close()
 
+    cpu_before = process_tree_cpu(env.app_pid)
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
     if errors:
         print(f"  {len(errors)} failed requests, e.g. {errors[0]}", file=sys.stderr)
-    return summarise(latencies, time.perf_counter() - started, len(errors))
+    result = summarise(latencies, elapsed, len(errors))
+    if latencies:
+        result.cpu_ms = (process_tree_cpu(env.app_pid) - cpu_before) / len(latencies) * 1000
+    return result
 
 
 def run_pgbench(
@@ -192,13 +202,14 @@ def ledger_is_consistent(env: Environment) -> bool:
 
 
 def main() -> None:
-    """Parse the options, run every level, print the table."""
+    """Parse the options, run every level in rounds, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
     parser.add_argument("--database", default=DEFAULT_DATABASE)
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--concurrency", default="1,4,16,32")
-    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3, help="service and pgbench alternate")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--pool-size", type=int, default=20, help="DB_POOL_SIZE per worker")
@@ -208,6 +219,7 @@ def main() -> None:
     levels = [int(level) for level in args.concurrency.split(",")]
     rng = random.Random(args.seed)  # noqa: S311 - picks load, not secrets
 
+    runs: dict[int, list[tuple[Result, Result]]] = {level: [] for level in levels}
     with environment(
         admin_url=args.admin_url,
         database=args.database,
@@ -219,32 +231,41 @@ def main() -> None:
         print(f"warming up for {args.warmup:g}s …", file=sys.stderr)
         asyncio.run(drive_service(env, max(levels), args.warmup, rng))
         run_pgbench(args.pgbench, env, max(levels), args.warmup, args.users)
-        rows = []
-        for level in levels:
-            print(f"concurrency {level} …", file=sys.stderr)
-            service = asyncio.run(drive_service(env, level, args.duration, rng))
-            database = run_pgbench(args.pgbench, env, level, args.duration, args.users)
-            rows.append((level, service, database))
+        for round_number in range(1, args.rounds + 1):
+            for level in levels:
+                print(f"round {round_number}, {level} clients …", file=sys.stderr)
+                service = asyncio.run(drive_service(env, level, args.duration, rng))
+                database = run_pgbench(args.pgbench, env, level, args.duration, args.users)
+                runs[level].append((service, database))
         consistent = ledger_is_consistent(env)
 
     print()
     print(
-        f"{args.users} users, {args.duration:g} s per run, {args.workers} uvicorn worker(s), "
-        f"pool {args.pool_size}; ledger check after all runs: {'ok' if consistent else 'FAILED'}"
+        f"{args.users} users, {args.rounds} rounds of {args.duration:g} s per side and level "
+        f"(medians), {args.workers} uvicorn worker(s), pool {args.pool_size}; "
+        f"ledger check after all runs: {'ok' if consistent else 'FAILED'}"
     )
     print()
     print(
-        "| clients | service transfers/s | p50 ms | p99 ms | pgbench tps | p50 ms | p99 ms "
-        "| service / pgbench |"
+        "| clients | service transfers/s | p50 ms | p99 ms | server CPU ms/transfer "
+        "| pgbench tps | p50 ms | p99 ms | service / pgbench (range) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for level, service, database in rows:
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for level, pairs in runs.items():
+        services = [service for service, _ in pairs]
+        databases = [database for _, database in pairs]
+        ratios = sorted(service.rate / database.rate for service, database in pairs)
         print(
-            f"| {level} | {service.rate:.0f} | {service.p50_ms:.1f} | {service.p99_ms:.1f} "
-            f"| {database.rate:.0f} | {database.p50_ms:.1f} | {database.p99_ms:.1f} "
-            f"| {service.rate / database.rate:.2f} |"
+            f"| {level} | {median(s.rate for s in services):.0f} "
+            f"| {median(s.p50_ms for s in services):.1f} "
+            f"| {median(s.p99_ms for s in services):.1f} "
+            f"| {median(s.cpu_ms for s in services):.1f} "
+            f"| {median(d.rate for d in databases):.0f} "
+            f"| {median(d.p50_ms for d in databases):.1f} "
+            f"| {median(d.p99_ms for d in databases):.1f} "
+            f"| {median(ratios):.2f} ({ratios[0]:.2f} to {ratios[-1]:.2f}) |"
         )
-    failed = sum(service.errors + database.errors for _, service, database in rows)
+    failed = sum(s.errors + d.errors for pairs in runs.values() for s, d in pairs)
     if failed:
         print(f"\n{failed} requests or transactions failed (see stderr)")
 

@@ -1,8 +1,8 @@
 """History-page latency by depth: page 1 vs page 1,000 of a wallet with 1M ledger lines.
 
-    .venv/bin/python bench/transfers_history.py [--lines 1000000] [--requests 500]
+    .venv/bin/python -m bench.transfers_history [--lines 1000000] [--requests 500]
 
-Starts the same environment as bench/transfers.py (dedicated database, moto, the service
+Starts the same environment as bench.transfers (dedicated database, moto, the service
 under uvicorn), seeds --lines one-cent top-ups of one wallet with SQL generate_series (from a
 system account of their own, so the ledger's invariants hold), then times GET
 /transactions?limit=10 at page 1, page 1,000 and a page near the end, interleaving the pages
@@ -18,7 +18,8 @@ import sys
 import time
 
 import asyncpg
-from transfers_setup import (
+
+from bench.transfers_setup import (
     DEFAULT_ADMIN_URL,
     DEFAULT_DATABASE,
     Connection,
@@ -26,7 +27,6 @@ from transfers_setup import (
     environment,
     percentile,
 )
-
 from stack.postgres import asyncpg_dsn
 
 PAGE_SIZE = 10

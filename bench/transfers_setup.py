@@ -1,7 +1,7 @@
 """The environment of the transactions benchmarks: a dedicated database, moto, funded users,
 the transactions service under uvicorn in its own process, and a lean HTTP/1.1 client.
 
-Used by bench/transfers.py and bench/transfers_history.py; run those, not this.
+Used by `python -m bench.transfers` and `python -m bench.transfers_history`; run those.
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ from typing import Any
 import boto3
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from micropay_common.cognito import secret_hash
+from stack.bootstrap import AwsResources, bootstrap_aws
+from stack.postgres import PostgresServer, apply_schema, ensure_database
 
-from micropay_common.cognito import secret_hash  # noqa: E402
-from stack.bootstrap import AwsResources, bootstrap_aws  # noqa: E402
-from stack.postgres import PostgresServer, apply_schema, ensure_database  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_DATABASE = "micropay_bench"
@@ -68,7 +67,9 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 6
 
 
 @contextlib.contextmanager
-def process(name: str, args: list[str], ready_url: str, env: dict[str, str]) -> Iterator[None]:
+def process(
+    name: str, args: list[str], ready_url: str, env: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run a helper process (output in .data/bench/<name>.log) until the block ends."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with (LOG_DIR / f"{name}.log").open("wb") as log:
@@ -77,7 +78,7 @@ def process(name: str, args: list[str], ready_url: str, env: dict[str, str]) -> 
         )
         try:
             wait_until_up(ready_url, child)
-            yield
+            yield child
         finally:
             child.terminate()
             try:
@@ -185,6 +186,7 @@ class Environment:
     base_url: str
     admin_dsn: str
     app_dsn: str
+    app_pid: int
     users: list[BenchUser]
     service_token: str
 
@@ -239,7 +241,7 @@ def environment(
             "warning",
         ]
         base_url = f"http://127.0.0.1:{app_port}"
-        with process("transactions", app_args, f"{base_url}/health/ready", app_env):
+        with process("transactions", app_args, f"{base_url}/health/ready", app_env) as app:
             account = aws.service_accounts["payment"]
             service_token = log_in(aws, account["username"], account["password"])
             print(f"creating {users} users in moto …", file=sys.stderr)
@@ -248,9 +250,26 @@ def environment(
                 base_url=base_url,
                 admin_dsn=database_url(admin_url, database),
                 app_dsn=app_dsn,
+                app_pid=app.pid,
                 users=members,
                 service_token=service_token,
             )
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its descendants (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                pending.extend(int(child) for child in children)
+    return total
 
 
 # --- A lean HTTP/1.1 client: the load generator must not be the bottleneck ------------------
