@@ -133,14 +133,15 @@ class Api:
         )
 
     async def balance(self, user: User, currency: str = "USD") -> int | None:
-        """The available balance in `currency`; None when the wallet is not readable now."""
+        """The available balance in `currency`; None when there is no such wallet (yet) or it
+        cannot be read now."""
         response = await self.client.get("/transactions/balance", headers=user.auth)
         if response.status_code != 200:
             return None
         for wallet in response.json()["balances"]:
             if wallet["currency"] == currency:
                 return int(wallet["available"])
-        return 0
+        return None
 
     async def balance_becomes(self, user: User, expected: int, within: float = 20.0) -> None:
         """Wait until the available balance is `expected` (events arrive a moment later)."""

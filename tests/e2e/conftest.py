@@ -7,6 +7,8 @@ drive it through the gateway as a client would. Fault tests put back what they s
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -76,11 +78,13 @@ def stack_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackLog]:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, stack_log: StackLog) -> Iterator[Stack]:
+def stack(stack_log: StackLog) -> Iterator[Stack]:
     """The whole stack (gateway included) on free ports, stopped at the end of the session."""
     if find_nginx() is None:
         pytest.fail("the e2e tests drive the stack through the nginx gateway: install nginx")
-    data_dir = tmp_path_factory.mktemp("e2e-stack")
+    # Not under pytest's temporary directory: the embedded PostgreSQL runs as another user
+    # (pgserver's, when tests run as root) that must reach its data directory until the end.
+    data_dir = Path(tempfile.mkdtemp(prefix="micropay-e2e-"))
     config = StackConfig.with_free_ports(
         data_dir=data_dir,
         # Never DATABASE_URL's server: the PostgreSQL fault test restarts this one.
@@ -91,11 +95,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, stack_log: StackLog) -> Iter
     try:
         stack.start()
     except Exception as exc:
+        shutil.rmtree(data_dir, ignore_errors=True)
         pytest.fail(f"the e2e stack did not start ({exc}); its output: {stack_log.path}")
     try:
         yield stack
     finally:
         stack.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

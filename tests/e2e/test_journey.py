@@ -73,8 +73,9 @@ async def test_money_moves_through_the_gateway(api: Api, journey: Journey) -> No
     assert me.json()["user_id"] == ana.user_id
     await _subscribe(api, journey, ana, "ana", ["payment.succeeded", "payment.refunded"])
     await _subscribe(api, journey, bob, "bob", ["transfer.completed"])
-    # The wallet opens on registration (user.registered), empty.
+    # The wallets open on registration (user.registered), empty.
     await api.balance_becomes(ana, 0)
+    await api.balance_becomes(bob, 0)
 
     # A top-up by card: succeeded at once, credited a moment later (payment.succeeded).
     key = "journey-top-up-1"
