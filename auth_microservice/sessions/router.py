@@ -27,7 +27,8 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"description": "Cognito is throttling, failing or unreachable (Retry-After)"}
 }
 # nginx's auth_request checks with GET; other gateways' forward-auth may keep the original method.
-VERIFY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# Documented once as GET; the other methods answer the same without repeating it in OpenAPI.
+OTHER_VERIFY_METHODS = ["HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 @router.post(
@@ -105,9 +106,9 @@ async def me(user: ActiveUser) -> MeRead:
     return MeRead(user_id=user.id, email=user.email, groups=sorted(user.groups))
 
 
-@router.api_route(
+@router.api_route("/verify", methods=OTHER_VERIFY_METHODS, include_in_schema=False)
+@router.get(
     "/verify",
-    methods=VERIFY_METHODS,
     summary="The gateway's access check",
     response_class=Response,
     responses={
