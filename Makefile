@@ -7,11 +7,12 @@ REQUIREMENTS := requirements-dev.txt common/pyproject.toml \
 	auth_microservice/requirements.txt payment_microservice/requirements.txt \
 	transactions_microservice/requirements.txt notifications_microservice/requirements.txt
 
-.PHONY: run test lint deploy-check format typecheck pytest clean help
+.PHONY: run demo test lint deploy-check format typecheck pytest clean help
 
 help:
 	@echo "make run   - start PostgreSQL, moto, localstripe, the four services and the gateway"
 	@echo "make test  - ruff (lint + format check), deployment validators, mypy and the whole pytest suite"
+	@echo "make demo  - with \`make run\` running: a narrated walkthrough of the whole journey"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,10 @@ $(STAMP): $(BIN)/python $(REQUIREMENTS)
 
 run: $(STAMP)
 	$(BIN)/python -m stack run
+
+# Same port variables as `make run` (MICROPAY_GATEWAY_PORT, ...); or `python -m stack.demo --help`.
+demo: $(STAMP)
+	$(BIN)/python -m stack.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
