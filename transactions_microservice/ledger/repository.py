@@ -215,14 +215,23 @@ async def history_page(
         wallets = wallets.where(accounts.c.currency == where.currency)
     wallet = wallets.subquery("w")
     conditions = [entries.c.account_id == wallet.c.id]
-    cursor = None
+    cursors: list[tuple[Any, Any]] = []
     if starting_after is not None:
+        # The cursor line by primary key alone, planned apart (MATERIALIZED): joined with the
+        # ownership check the planner may prefer reading a history index in account order,
+        # which costs a scan of the wallet's lines rather than one probe.
         cursor = (
-            select(entries.c.created_at, entries.c.id)
-            .join(accounts, accounts.c.id == entries.c.account_id)
-            .where(entries.c.id == starting_after, accounts.c.user_id == where.user_id)
-            .subquery("c")
+            select(entries.c.created_at, entries.c.id, entries.c.account_id)
+            .where(entries.c.id == starting_after)
+            .cte("c")
+            .prefix_with("MATERIALIZED")
         )
+        owned = (
+            select(accounts.c.id)
+            .where(accounts.c.id == cursor.c.account_id, accounts.c.user_id == where.user_id)
+            .exists()
+        )
+        cursors.append((cursor, owned))
         conditions.append(
             tuple_(entries.c.created_at, entries.c.id) < tuple_(cursor.c.created_at, cursor.c.id)
         )
@@ -240,8 +249,8 @@ async def history_page(
         .lateral("e")
     )
     statement = _lines_of(page).select_from(wallet)
-    if cursor is not None:
-        statement = statement.join(cursor, true())
+    for cursor, owned in cursors:
+        statement = statement.join(cursor, true()).where(owned)
     statement = _with_details(statement.join(page, true()), page)
     statement = statement.order_by(page.c.created_at.desc(), page.c.id.desc()).limit(limit)
     return [LineRecord(**row._mapping) for row in await session.execute(statement)]
