@@ -6,7 +6,8 @@ Starts the same environment as bench.transfers (dedicated database, moto, the se
 under uvicorn), seeds --lines one-cent top-ups of one wallet with SQL generate_series (from a
 system account of their own, so the ledger's invariants hold), then times GET
 /transactions?limit=10 at page 1, page 1,000 and a page near the end, interleaving the pages
-so that noise hits them alike. Prints p50/p99 per page and the ratio to page 1.
+so that noise hits them alike, over HTTP and then PostgreSQL's own execution time of the
+same query (EXPLAIN ANALYZE). Prints p50/p99 per page and the ratios to page 1.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 import time
 
 import asyncpg
+from sqlalchemy.dialects import postgresql
 
 from bench.transfers_setup import (
     DEFAULT_ADMIN_URL,
@@ -28,6 +30,7 @@ from bench.transfers_setup import (
     percentile,
 )
 from stack.postgres import asyncpg_dsn
+from transactions_microservice.ledger.repository import HistoryFilter, history_statement
 
 PAGE_SIZE = 10
 
@@ -108,6 +111,35 @@ async def check_ledger(env: Environment) -> tuple[bool, float]:
     return status == 200 and json.loads(body)["ok"] is True, elapsed
 
 
+async def database_times(
+    env: Environment, cursors: dict[str, int | None], requests: int
+) -> dict[str, list[float]]:
+    """PostgreSQL's own execution time of each page's query (EXPLAIN ANALYZE), interleaved."""
+    dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
+    sql = {
+        name: str(
+            history_statement(
+                HistoryFilter(user_id=env.users[0].user_id),
+                limit=PAGE_SIZE + 1,
+                starting_after=cursor,
+            ).compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        )
+        for name, cursor in cursors.items()
+    }
+    timings: dict[str, list[float]] = {name: [] for name in cursors}
+    conn = await asyncpg.connect(**asyncpg_dsn(env.app_dsn))
+    try:
+        for _ in range(requests):
+            for name, statement in sql.items():
+                plan = json.loads(
+                    await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}")
+                )
+                timings[name].append(plan[0]["Execution Time"] / 1000)
+    finally:
+        await conn.close()
+    return timings
+
+
 async def measure(env: Environment, pages: dict[str, str], requests: int) -> dict[str, list[float]]:
     """Time each page's request `requests` times, interleaved."""
     user = env.users[0]
@@ -143,14 +175,15 @@ def main() -> None:
         admin_url=args.admin_url, database=args.database, users=2, workers=1, pool_size=5
     ) as env:
         _, (page_1000, last_page) = asyncio.run(seed(env, args.lines))
+        last_name = f"page {args.lines // PAGE_SIZE:,} (last)"
+        cursors = {"page 1": None, "page 1,000": page_1000, last_name: last_page}
         pages = {
-            "page 1": f"/transactions?limit={PAGE_SIZE}",
-            "page 1,000": f"/transactions?limit={PAGE_SIZE}&starting_after={page_1000}",
-            f"page {args.lines // PAGE_SIZE:,} (last)": (
-                f"/transactions?limit={PAGE_SIZE}&starting_after={last_page}"
-            ),
+            name: f"/transactions?limit={PAGE_SIZE}"
+            + (f"&starting_after={cursor}" if cursor is not None else "")
+            for name, cursor in cursors.items()
         }
         timings = asyncio.run(measure(env, pages, args.requests))
+        database = asyncio.run(database_times(env, cursors, args.requests))
         consistent, check_seconds = asyncio.run(check_ledger(env))
 
     print()
@@ -159,15 +192,22 @@ def main() -> None:
         f"each; ledger check: {'ok' if consistent else 'FAILED'} in {check_seconds:.1f}s"
     )
     print()
-    print("| page | p50 ms | p99 ms | p50 / page 1 |")
-    print("|---|---:|---:|---:|")
+    print(
+        "| page | HTTP p50 ms | HTTP p99 ms | p50 / page 1 "
+        "| SQL p50 ms | SQL p99 ms | p50 / page 1 |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     first = percentile(sorted(timings["page 1"]), 0.5)
+    first_sql = percentile(sorted(database["page 1"]), 0.5)
     for name, values in timings.items():
         ordered = sorted(values)
-        p50 = percentile(ordered, 0.5)
+        sql = sorted(database[name])
         print(
-            f"| {name} | {p50 * 1000:.2f} | {percentile(ordered, 0.99) * 1000:.2f} "
-            f"| {p50 / first:.2f} |"
+            f"| {name} | {percentile(ordered, 0.5) * 1000:.2f} "
+            f"| {percentile(ordered, 0.99) * 1000:.2f} "
+            f"| {percentile(ordered, 0.5) / first:.2f} "
+            f"| {percentile(sql, 0.5) * 1000:.3f} | {percentile(sql, 0.99) * 1000:.3f} "
+            f"| {percentile(sql, 0.5) / first_sql:.2f} |"
         )
 
 

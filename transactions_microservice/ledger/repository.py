@@ -197,14 +197,10 @@ async def is_users_line(session: AsyncSession, user_id: str, entry_id: int) -> b
     return found is not None
 
 
-async def history_page(
-    session: AsyncSession,
-    where: HistoryFilter,
-    *,
-    limit: int,
-    starting_after: int | None,
-) -> list[LineRecord]:
-    """Up to `limit` of the user's lines, newest first, after the line `starting_after`.
+def history_statement(
+    where: HistoryFilter, *, limit: int, starting_after: int | None
+) -> Select[Any]:
+    """The query of a history page: up to `limit` lines, newest first, after the cursor line.
 
     Each wallet is read by its own keyset scan of entries_account_history_idx (a LATERAL
     subquery), so the cost is limit rows per wallet whatever the depth of the cursor. The
@@ -252,7 +248,18 @@ async def history_page(
     for cursor, owned in cursors:
         statement = statement.join(cursor, true()).where(owned)
     statement = _with_details(statement.join(page, true()), page)
-    statement = statement.order_by(page.c.created_at.desc(), page.c.id.desc()).limit(limit)
+    return statement.order_by(page.c.created_at.desc(), page.c.id.desc()).limit(limit)
+
+
+async def history_page(
+    session: AsyncSession,
+    where: HistoryFilter,
+    *,
+    limit: int,
+    starting_after: int | None,
+) -> list[LineRecord]:
+    """Up to `limit` of the user's lines, newest first, after the line `starting_after`."""
+    statement = history_statement(where, limit=limit, starting_after=starting_after)
     return [LineRecord(**row._mapping) for row in await session.execute(statement)]
 
 
