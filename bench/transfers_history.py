@@ -116,24 +116,24 @@ async def database_times(
 ) -> dict[str, list[float]]:
     """PostgreSQL's own execution time of each page's query (EXPLAIN ANALYZE), interleaved."""
     dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
-    sql = {
-        name: str(
-            history_statement(
-                HistoryFilter(user_id=env.users[0].user_id),
-                limit=PAGE_SIZE + 1,
-                starting_after=cursor,
-            ).compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    sql: dict[str, str] = {}
+    for name, cursor in cursors.items():
+        statement, values = history_statement(
+            HistoryFilter(user_id=env.users[0].user_id),
+            limit=PAGE_SIZE + 1,
+            starting_after=cursor,
         )
-        for name, cursor in cursors.items()
-    }
+        sql[name] = str(
+            statement.params(values).compile(
+                dialect=dialect, compile_kwargs={"literal_binds": True}
+            )
+        )
     timings: dict[str, list[float]] = {name: [] for name in cursors}
     conn = await asyncpg.connect(**asyncpg_dsn(env.app_dsn))
     try:
         for _ in range(requests):
-            for name, statement in sql.items():
-                plan = json.loads(
-                    await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}")
-                )
+            for name, query in sql.items():
+                plan = json.loads(await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}"))
                 timings[name].append(plan[0]["Execution Time"] / 1000)
     finally:
         await conn.close()

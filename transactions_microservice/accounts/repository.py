@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Select, case, delete, func, select, text
+from sqlalchemy import Column, Select, bindparam, case, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -75,27 +75,31 @@ async def _get_or_create(
     return int(await session.scalar(lookup))
 
 
-async def balances(session: AsyncSession, user_id: str) -> list[WalletBalance]:
-    """The user's wallets, by currency; holds past their expiry no longer count as held.
+# Held amounts without the holds past their expiry (released at the wallet's next posting or
+# by the sweep), looked up only for wallets that hold money. Built once: it is on every read.
+_OVERDUE = (
+    select(func.coalesce(func.sum(holds.c.amount), 0))
+    .where(
+        holds.c.account_id == accounts.c.id,
+        holds.c.status == ACTIVE,
+        holds.c.expires_at <= func.now(),
+    )
+    .scalar_subquery()
+)
+_BALANCES = (
+    select(
+        accounts.c.currency,
+        accounts.c.balance,
+        case((accounts.c.held == 0, 0), else_=accounts.c.held - _OVERDUE).label("held"),
+    )
+    .where(accounts.c.user_id == bindparam("user_id"))
+    .order_by(accounts.c.currency)
+)
 
-    Reads the accounts' stored balances, never the entries; overdue holds (released at the
-    wallet's next posting or by the sweep) are looked up only for wallets that hold money.
-    """
-    overdue = (
-        select(func.coalesce(func.sum(holds.c.amount), 0))
-        .where(
-            holds.c.account_id == accounts.c.id,
-            holds.c.status == ACTIVE,
-            holds.c.expires_at <= func.now(),
-        )
-        .scalar_subquery()
-    )
-    held = case((accounts.c.held == 0, 0), else_=accounts.c.held - overdue)
-    rows = await session.execute(
-        select(accounts.c.currency, accounts.c.balance, held.label("held"))
-        .where(accounts.c.user_id == user_id)
-        .order_by(accounts.c.currency)
-    )
+
+async def balances(session: AsyncSession, user_id: str) -> list[WalletBalance]:
+    """The user's wallets, by currency, from the stored balances (never the entries)."""
+    rows = await session.execute(_BALANCES, {"user_id": user_id})
     return [WalletBalance(row.currency, row.balance, int(row.held)) for row in rows]
 
 

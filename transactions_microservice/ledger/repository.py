@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Select, Text, bindparam, select, text, true, tuple_
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Integer,
+    Select,
+    Text,
+    bindparam,
+    select,
+    text,
+    true,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -197,58 +209,90 @@ async def is_users_line(session: AsyncSession, user_id: str, entry_id: int) -> b
     return found is not None
 
 
-def history_statement(
-    where: HistoryFilter, *, limit: int, starting_after: int | None
+@functools.cache
+def _history_query(
+    *, cursor: bool, type_: bool, currency: bool, created_gte: bool, created_lt: bool
 ) -> Select[Any]:
-    """The query of a history page: up to `limit` lines, newest first, after the cursor line.
+    """The page query for one combination of filters, built once with bound parameters.
 
-    Each wallet is read by its own keyset scan of entries_account_history_idx (a LATERAL
-    subquery), so the cost is limit rows per wallet whatever the depth of the cursor. The
-    cursor line is looked up in the same statement; one that is not the user's yields nothing.
+    Built per request, a statement this size costs more Python than its execution costs
+    PostgreSQL (building it and its cache key); one object per shape is reused instead.
     """
-    wallets = select(accounts.c.id).where(accounts.c.user_id == where.user_id)
-    if where.currency is not None:
-        wallets = wallets.where(accounts.c.currency == where.currency)
+    wallets = select(accounts.c.id).where(accounts.c.user_id == bindparam("user_id"))
+    if currency:
+        wallets = wallets.where(accounts.c.currency == bindparam("currency"))
     wallet = wallets.subquery("w")
     conditions = [entries.c.account_id == wallet.c.id]
     cursors: list[tuple[Any, Any]] = []
-    if starting_after is not None:
+    if cursor:
         # The cursor line by primary key alone, planned apart (MATERIALIZED): joined with the
         # ownership check the planner may prefer reading a history index in account order,
         # which costs a scan of the wallet's lines rather than one probe.
-        cursor = (
+        line = (
             select(entries.c.created_at, entries.c.id, entries.c.account_id)
-            .where(entries.c.id == starting_after)
+            .where(entries.c.id == bindparam("starting_after"))
             .cte("c")
             .prefix_with("MATERIALIZED")
         )
         owned = (
             select(accounts.c.id)
-            .where(accounts.c.id == cursor.c.account_id, accounts.c.user_id == where.user_id)
+            .where(accounts.c.id == line.c.account_id, accounts.c.user_id == bindparam("user_id"))
             .exists()
         )
-        cursors.append((cursor, owned))
+        cursors.append((line, owned))
         conditions.append(
-            tuple_(entries.c.created_at, entries.c.id) < tuple_(cursor.c.created_at, cursor.c.id)
+            tuple_(entries.c.created_at, entries.c.id) < tuple_(line.c.created_at, line.c.id)
         )
-    if where.type is not None:
-        conditions.append(entries.c.type == where.type)
-    if where.created_gte is not None:
-        conditions.append(entries.c.created_at >= where.created_gte)
-    if where.created_lt is not None:
-        conditions.append(entries.c.created_at < where.created_lt)
+    if type_:
+        conditions.append(entries.c.type == bindparam("type"))
+    if created_gte:
+        conditions.append(entries.c.created_at >= bindparam("created_gte"))
+    if created_lt:
+        conditions.append(entries.c.created_at < bindparam("created_lt"))
     page = (
         select(entries)
         .where(*conditions)
         .order_by(entries.c.created_at.desc(), entries.c.id.desc())
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer))
         .lateral("e")
     )
     statement = _lines_of(page).select_from(wallet)
-    for cursor, owned in cursors:
-        statement = statement.join(cursor, true()).where(owned)
+    for line, owned in cursors:
+        statement = statement.join(line, true()).where(owned)
     statement = _with_details(statement.join(page, true()), page)
-    return statement.order_by(page.c.created_at.desc(), page.c.id.desc()).limit(limit)
+    return statement.order_by(page.c.created_at.desc(), page.c.id.desc()).limit(
+        bindparam("limit", type_=Integer)
+    )
+
+
+def history_statement(
+    where: HistoryFilter, *, limit: int, starting_after: int | None
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The query of a history page and its parameters: up to `limit` lines, newest first,
+    after the cursor line.
+
+    Each wallet is read by its own keyset scan of entries_account_history_idx (a LATERAL
+    subquery), so the cost is limit rows per wallet whatever the depth of the cursor. The
+    cursor line is looked up in the same statement; one that is not the user's yields nothing.
+    """
+    values: dict[str, Any] = {
+        "user_id": where.user_id,
+        "limit": limit,
+        "starting_after": starting_after,
+        "type": where.type,
+        "currency": where.currency,
+        "created_gte": where.created_gte,
+        "created_lt": where.created_lt,
+    }
+    statement = _history_query(
+        cursor=starting_after is not None,
+        type_=where.type is not None,
+        currency=where.currency is not None,
+        created_gte=where.created_gte is not None,
+        created_lt=where.created_lt is not None,
+    )
+    used = {name: value for name, value in values.items() if value is not None}
+    return statement, used
 
 
 async def history_page(
@@ -259,20 +303,26 @@ async def history_page(
     starting_after: int | None,
 ) -> list[LineRecord]:
     """Up to `limit` of the user's lines, newest first, after the line `starting_after`."""
-    statement = history_statement(where, limit=limit, starting_after=starting_after)
-    return [LineRecord(**row._mapping) for row in await session.execute(statement)]
+    statement, values = history_statement(where, limit=limit, starting_after=starting_after)
+    return [LineRecord(**row._mapping) for row in await session.execute(statement, values)]
+
+
+@functools.cache
+def _line_query() -> Select[Any]:
+    page = (
+        select(entries)
+        .join(accounts, accounts.c.id == entries.c.account_id)
+        .where(entries.c.id == bindparam("entry_id"), accounts.c.user_id == bindparam("user_id"))
+        .subquery("e")
+    )
+    return _with_details(_lines_of(page).select_from(page), page)
 
 
 async def history_line(session: AsyncSession, user_id: str, entry_id: int) -> LineRecord | None:
     """One of the user's lines by id."""
-    page = (
-        select(entries)
-        .join(accounts, accounts.c.id == entries.c.account_id)
-        .where(entries.c.id == entry_id, accounts.c.user_id == user_id)
-        .subquery("e")
-    )
-    statement = _with_details(_lines_of(page).select_from(page), page)
-    row = (await session.execute(statement)).one_or_none()
+    row = (
+        await session.execute(_line_query(), {"entry_id": entry_id, "user_id": user_id})
+    ).one_or_none()
     return None if row is None else LineRecord(**row._mapping)
 
 
