@@ -8,6 +8,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -93,7 +94,11 @@ def _schemathesis(url: str, token: str, target: Target) -> subprocess.CompletedP
         "--no-color",
         *target.extra,
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=150, check=False)
+    # Run elsewhere: schemathesis and hypothesis keep caches in the working directory.
+    with tempfile.TemporaryDirectory(prefix="micropay-schemathesis-") as workdir:
+        return subprocess.run(
+            command, cwd=workdir, capture_output=True, text=True, timeout=150, check=False
+        )
 
 
 @pytest.mark.parametrize(
