@@ -23,7 +23,7 @@ from micropay_common.events import (
     UserRegistered,
 )
 from micropay_common.inbox import Handler, events_router
-from notifications_microservice.money import format_amount
+from micropay_common.money import format_amount
 from notifications_microservice.notifications import service
 from notifications_microservice.notifications.exceptions import MalformedEvent
 from notifications_microservice.notifications.service import Occurrence

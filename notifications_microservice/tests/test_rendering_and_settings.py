@@ -9,8 +9,8 @@ from jinja2 import UndefinedError
 from pydantic import ValidationError
 
 from micropay_common.events import events_consumed_by
+from micropay_common.money import format_amount, minor_unit_exponent
 from notifications_microservice.devices.platforms import PushPlatforms
-from notifications_microservice.money import format_amount, minor_unit_exponent
 from notifications_microservice.rendering import KINDS, render_message
 from notifications_microservice.settings import SVIX_RETRY_SCHEDULE, NotificationsSettings
 from notifications_microservice.webhooks.schemas import ALL_WEBHOOK_EVENTS, WebhookEvent

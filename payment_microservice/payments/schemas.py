@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from micropay_common.money import Amount
+
 PaymentStatus = Literal["processing", "requires_action", "succeeded", "failed"]
 
 
@@ -16,12 +18,18 @@ class PaymentCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    amount: int = Field(
-        gt=0, description="Minor units of the currency (1050 USD is $10.50).", examples=[1050]
-    )
+    amount: Amount
+    # Which currencies may be topped up is configuration (PAYMENT_AMOUNT_LIMITS), checked by
+    # the service with its own problem type; here only the shape.
     currency: str = Field(
         pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code, e.g. USD.", examples=["USD"]
     )
+
+    @field_validator("currency")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
     payment_method: str = Field(
         min_length=1,
         max_length=255,
@@ -30,11 +38,6 @@ class PaymentCreate(BaseModel):
         examples=["pm_card_visa"],
     )
     description: str | None = Field(default=None, max_length=500)
-
-    @field_validator("currency")
-    @classmethod
-    def _upper(cls, value: str) -> str:
-        return value.upper()
 
 
 class PaymentRead(BaseModel):

@@ -13,6 +13,7 @@ class ReconcileRequest(BaseModel):
     min_age_seconds: float | None = Field(
         default=None,
         ge=0,
+        le=366 * 86_400,
         description="Only rows untouched this long (RECONCILE_MIN_AGE_SECONDS when left out).",
     )
 

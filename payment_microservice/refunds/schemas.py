@@ -6,7 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from micropay_common.money import MAX_AMOUNT
 
 RefundReason = Literal["duplicate", "fraudulent", "requested_by_customer"]
 
@@ -16,9 +18,10 @@ class RefundCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    amount: int | None = Field(
+    amount: StrictInt | None = Field(
         default=None,
         gt=0,
+        le=MAX_AMOUNT,
         description="Minor units; the whole refundable remainder when left out.",
         examples=[500],
     )

@@ -107,6 +107,9 @@ async def test_amount_and_currency_limits_are_422_and_create_nothing(payment_sta
         ({"currency": "CHF"}, "unsupported_currency"),
         ({"amount": 0}, "validation_error"),
         ({"amount": 10.5}, "validation_error"),
+        ({"amount": 1000.0}, "validation_error"),
+        ({"amount": "1000"}, "validation_error"),
+        ({"amount": True}, "validation_error"),
         ({"currency": "US"}, "validation_error"),
         ({"payment_method": ""}, "validation_error"),
     ]

@@ -1,0 +1,94 @@
+"""Money on the wire: amounts in minor units, the currencies wallets hold, and display."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Annotated
+
+from pydantic import AfterValidator, BeforeValidator, Field, StrictInt
+
+# Amounts are integers of the minor unit: 1050 USD is $10.50, 1050 JPY is ¥1050.
+SUPPORTED_CURRENCIES: Mapping[str, int] = MappingProxyType(
+    {
+        "USD": 2,
+        "EUR": 2,
+        "GBP": 2,
+        "JPY": 0,
+    }
+)
+
+
+MAX_AMOUNT = 1_000_000_000_000
+"""Largest amount one request may move, in minor units; keeps sums far from bigint's limit."""
+
+Amount = Annotated[
+    StrictInt,
+    Field(
+        gt=0,
+        le=MAX_AMOUNT,
+        description="A positive whole number of minor units (cents for USD, yen for JPY).",
+        examples=[1050],
+    ),
+]
+"""An amount in a request body: 10.5, 10.0, "10" and true are refused, not coerced."""
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _supported(code: str) -> str:
+    if code not in SUPPORTED_CURRENCIES:
+        raise ValueError(
+            f"unsupported currency {code!r}; supported: {', '.join(sorted(SUPPORTED_CURRENCIES))}"
+        )
+    return code
+
+
+Currency = Annotated[
+    str,
+    BeforeValidator(_upper),
+    Field(
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code of a supported currency (USD, EUR, GBP, JPY).",
+        examples=["USD"],
+    ),
+    AfterValidator(_supported),
+]
+"""A supported currency code in a request body; any case is accepted, upper case is kept."""
+
+
+def minor_units(code: str) -> int:
+    """Decimal places of the currency's minor unit (2 for USD, 0 for JPY)."""
+    return SUPPORTED_CURRENCIES[code]
+
+
+# Currencies whose minor unit is not a hundredth (ISO 4217); every other currency has 2 decimals.
+_EXPONENTS = {
+    **dict.fromkeys(
+        (
+            "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
+            "VND", "VUV", "XAF", "XOF", "XPF",
+        ),
+        0,
+    ),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+    **dict.fromkeys(("CLF", "UYW"), 4),
+}  # fmt: skip
+
+
+def minor_unit_exponent(currency: str) -> int:
+    """Decimal places of any currency's minor unit (JPY 0, USD 2, KWD 3)."""
+    return _EXPONENTS.get(currency.upper(), 2)
+
+
+def format_amount(amount: int, currency: str) -> str:
+    """`1234, "USD"` → `"12.34 USD"`; `1500, "JPY"` → `"1,500 JPY"`; integers only, no floats."""
+    exponent = minor_unit_exponent(currency)
+    sign = "-" if amount < 0 else ""
+    whole, fraction = divmod(abs(amount), 10**exponent)
+    text = f"{whole:,}"
+    if exponent:
+        text += f".{fraction:0{exponent}d}"
+    return f"{sign}{text} {currency.upper()}"
