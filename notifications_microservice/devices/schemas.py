@@ -17,7 +17,9 @@ class DeviceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     platform: Platform = Field(description="`apns` (iOS), `apns_sandbox` (iOS dev), `fcm`.")
-    token: str = Field(min_length=1, max_length=4096, pattern=r"^\S+$")
+    # APNs tokens are hex and FCM tokens URL-safe text: visible ASCII only, so no control
+    # character ever reaches SNS (whose answer botocore then cannot parse).
+    token: str = Field(min_length=1, max_length=4096, pattern=r"^[\x21-\x7e]+$")
 
 
 class DeviceRead(BaseModel):

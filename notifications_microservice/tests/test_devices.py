@@ -92,6 +92,8 @@ async def test_delete_removes_the_device_and_its_endpoint(client, make_user, mot
         {"platform": "blackberry", "token": "t"},
         {"platform": "fcm", "token": ""},
         {"platform": "fcm", "token": "has spaces"},
+        {"platform": "fcm", "token": "tok\u0007en"},
+        {"platform": "fcm", "token": "t\u00e9l\u00e9phone"},
         {"platform": "fcm"},
     ],
 )
