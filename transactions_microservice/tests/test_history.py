@@ -171,6 +171,7 @@ async def test_walking_every_page_yields_every_line_once(client, seeded):
         "currency=XYZ",
         "created_gte=2024-01-01T00:00:00",  # no offset: ambiguous
         "starting_after=abc",
+        "starting_after=18446744073709551615",
     ],
 )
 async def test_invalid_queries_are_422(client, seeded, query):
@@ -210,6 +211,13 @@ async def test_another_users_line_is_404(client, pair):
         response = await client.get(f"/transactions/{line_id}", headers=alice.headers)
         assert response.status_code == 404
         assert response.json()["type"] == "not_found"
+
+
+async def test_a_line_id_beyond_bigint_is_422(client, pair):
+    alice, _ = pair
+    response = await client.get("/transactions/18446744073709551615", headers=alice.headers)
+    assert response.status_code == 422
+    assert response.json()["type"] == "validation_error"
 
 
 async def test_a_non_numeric_line_id_is_404(client, pair):
@@ -290,3 +298,13 @@ async def test_the_seeded_ledger_still_checks_out(client, service_headers, seede
     result = await ledger_check(client, service_headers)
     assert result["ok"] is True, result["violations"]
     assert result["counts"]["entries"] >= 2 * SEEDED_LINES
+
+
+async def test_ids_beyond_bigint_are_refused_before_any_query(client, pair):
+    alice, _ = pair
+    too_big = 2**64 - 1
+    line = await client.get(f"/transactions/{too_big}", headers=alice.headers)
+    page = await client.get(f"/transactions?starting_after={too_big}", headers=alice.headers)
+    for response in (line, page):
+        assert response.status_code == 422
+        assert response.headers["content-type"] == "application/problem+json"
