@@ -21,6 +21,7 @@ from micropay_common.events import (
 from micropay_common.inbox import Handler
 from transactions_microservice.accounts import service as accounts
 from transactions_microservice.funding import service as funding
+from transactions_microservice.money import MAX_AMOUNT
 from transactions_microservice.settings import TransactionsSettings
 
 DataT = TypeVar("DataT", bound=EventData)
@@ -29,12 +30,18 @@ DataT = TypeVar("DataT", bound=EventData)
 def parse(model: type[DataT], envelope: EventEnvelope) -> DataT:
     """The event's payload, or 422 so the producer sees (and keeps) an event it got wrong."""
     try:
-        return model.model_validate(envelope.data)
+        data = model.model_validate(envelope.data)
     except ValidationError as exc:
         raise UnprocessableEntity(
             f"The data of {envelope.type} event {envelope.id} is not valid: "
             + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
         ) from exc
+    amount = getattr(data, "amount", None)
+    if isinstance(amount, int) and amount > MAX_AMOUNT:
+        raise UnprocessableEntity(
+            f"The amount of {envelope.type} event {envelope.id} exceeds {MAX_AMOUNT} minor units."
+        )
+    return data
 
 
 class EventHandlers:

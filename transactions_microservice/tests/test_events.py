@@ -165,6 +165,7 @@ async def test_a_payment_in_another_currency_opens_that_wallet(client, register,
         {"payment_id": "pay_x", "user_id": "u", "amount": -5, "currency": "USD"},
         {"payment_id": "pay_x", "user_id": "u", "amount": 5},
         {"payment_id": "pay_x", "user_id": "u", "amount": 5, "currency": "usd"},
+        {"payment_id": "pay_x", "user_id": "u", "amount": 10**19, "currency": "USD"},
     ],
 )
 async def test_a_malformed_payload_is_422_and_not_recorded(client, admin, deliver, data):
