@@ -49,21 +49,9 @@ TARGETS = [
     # moto does not implement ResendConfirmationCode, so that route is a 503 by design here.
     Target("auth", internal=False, extra=("--exclude-path", "/auth/resend-confirmation")),
     Target("payment", internal=False),
-    Target(
-        "transactions",
-        internal=False,
-        # Known defect of the transactions service (reported): a line id beyond the bigint
-        # range is a 500 (`GET /transactions/18446744073709551615`); pinned by an xfail below.
-        extra=("--exclude-path", "/transactions/{line_id}"),
-    ),
-    Target(
-        "notifications",
-        internal=False,
-        # Known defect of the notifications service (reported): a device token with control
-        # characters is a 500 (botocore cannot parse moto's answer); pinned by an xfail below.
-        extra=("--exclude-path", "/notifications/devices"),
-    ),
-    # The payment service's only internal route has a known defect (pinned below).
+    Target("transactions", internal=False),
+    Target("notifications", internal=False),
+    Target("payment", internal=True),
     Target("transactions", internal=True),
     Target("notifications", internal=True),
 ]
@@ -177,9 +165,7 @@ BAD_AMOUNTS: dict[str, Any] = {
     "null": None,
     "object": {"value": 100},
 }
-# The payment service coerces these into integers (reported); pinned as known defects below.
-# A refund's `null` amount means "what is left" (the field is optional), so it is no defect.
-LAX_PAYMENT_AMOUNTS = {"float-integral", "exponent", "string", "boolean"}
+# A refund's amount is optional: `null` means "what is left", so it is no hostile input there.
 BAD_CURRENCIES: dict[str, Any] = {
     "unknown": "XXX",
     "made-up": "ABC",
@@ -195,8 +181,6 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {}
 for route, (path, base) in MONEY_ROUTES.items():
     method = "POST"
     for name, amount in BAD_AMOUNTS.items():
-        if route != "transfer" and name in LAX_PAYMENT_AMOUNTS:
-            continue
         if route == "refund" and amount is None:
             continue
         CASES[f"{route}-amount-{name}"] = (method, path, _json(**base, amount=amount))
@@ -397,109 +381,81 @@ def _dechunk(body: bytes) -> bytes:
     return out
 
 
-# --- known defects, pinned until they are fixed ---------------------------------------------------
+# --- hostile requests to a service's own port ----------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Defect:
-    """A request another service answers wrongly today; the test flips when it is fixed."""
+class Direct:
+    """A request sent to a service's own port (internal routes, or a service's own checks)."""
 
     service: str
     method: str
     path: str
     body: Any
-    reason: str
-    caller: str = "user"  # "user", "payer" (the path's {payment} is theirs) or "service"
+    caller: str = "user"  # "user", "service", or "payer" (the path's {payment} is theirs)
 
 
-LAX = "the payment service coerces a non-integer amount ({}) into minor units instead of a 422"
-KNOWN_DEFECTS = {
-    "transactions-line-id-beyond-bigint": Defect(
-        "transactions",
-        "GET",
-        "/transactions/18446744073709551615",
-        None,
-        "transactions: a line id beyond bigint reaches PostgreSQL and is a 500 (asyncpg "
-        "OverflowError); bound `line_id` in the route",
+DIRECT_CASES = {
+    "line-id-beyond-bigint": Direct(
+        "transactions", "GET", "/transactions/18446744073709551615", None
     ),
-    "notifications-device-token-control-chars": Defect(
-        "notifications",
-        "POST",
-        "/notifications/devices",
-        {"platform": "fcm", "token": "tok\u0007en"},
-        "notifications: a device token with control characters is a 500 (botocore "
-        "ResponseParserError from SNS is not handled); refuse such tokens or map BotoCoreError",
+    "cursor-beyond-bigint": Direct(
+        "transactions", "GET", "/transactions?starting_after=11559916613011208761138741248", None
     ),
-    "payment-reconcile-huge-min-age": Defect(
+    "device-token-control-chars": Direct(
+        "notifications", "POST", "/notifications/devices", {"platform": "fcm", "token": "t\u0007k"}
+    ),
+    "reconcile-huge-min-age": Direct(
         "payment",
         "POST",
         "/internal/reconcile",
         {"min_age_seconds": 1.7976931348623157e308},
-        "payment: POST /internal/reconcile with a huge min_age_seconds overflows a timedelta "
-        "(500); bound it",
         caller="service",
     ),
-    "payment-top-up-amount-string": Defect(
+    "top-up-amount-string": Direct(
         "payment",
         "POST",
         "/payments",
         {"amount": "1000", "currency": "USD", "payment_method": "pm_card_visa"},
-        LAX.format('"1000"'),
     ),
-    "payment-top-up-amount-float": Defect(
+    "top-up-amount-float": Direct(
         "payment",
         "POST",
         "/payments",
         {"amount": 1000.0, "currency": "USD", "payment_method": "pm_card_visa"},
-        LAX.format("1000.0 or 1e3"),
     ),
-    "payment-refund-amount-boolean": Defect(
-        "payment",
-        "POST",
-        "/payments/{payment}/refunds",
-        {"amount": True},
-        LAX.format("true"),
-        caller="payer",
+    "refund-amount-boolean": Direct(
+        "payment", "POST", "/payments/{payment}/refunds", {"amount": True}, caller="payer"
     ),
-    "payment-refund-amount-string": Defect(
-        "payment",
-        "POST",
-        "/payments/{payment}/refunds",
-        {"amount": "100"},
-        LAX.format('"100"'),
-        caller="payer",
+    "refund-amount-string": Direct(
+        "payment", "POST", "/payments/{payment}/refunds", {"amount": "100"}, caller="payer"
     ),
 }
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(reason=defect.reason, raises=AssertionError, strict=True),
-        )
-        for name, defect in KNOWN_DEFECTS.items()
-    ],
-)
-async def test_known_defect_gets_a_4xx_problem(api: Api, stack: Stack, name: str) -> None:
-    """Each of these fails today; when its owner fixes it, remove it from KNOWN_DEFECTS."""
-    defect = KNOWN_DEFECTS[name]
-    path = defect.path
-    if defect.caller == "service":
+@pytest.mark.parametrize("name", list(DIRECT_CASES))
+async def test_hostile_request_to_a_service_gets_a_4xx_problem(
+    api: Api, stack: Stack, name: str
+) -> None:
+    """What schemathesis once found, kept as fixed cases (each was a 500 or a coerced amount)."""
+    case = DIRECT_CASES[name]
+    path = case.path
+    if case.caller == "service":
         token = await api.service_token("transactions")
     else:
-        user = await api.register("defect")
+        user = await api.register("direct")
         token = user.access_token
-        if defect.caller == "payer":
+        if case.caller == "payer":
             paid = await api.top_up(user, 5000)
             assert paid.status_code == 201, paid.text
             await api.balance_becomes(user, 5000)
             path = path.replace("{payment}", paid.json()["id"])
     response = await api.client.request(
-        defect.method,
-        f"{stack.service_urls[defect.service]}{path}",
+        case.method,
+        f"{stack.service_urls[case.service]}{path}",
         headers={"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())},
-        json=defect.body,
+        json=case.body,
     )
     _problem(response.status_code, response.headers.get("content-type", ""), response.content)
+    if case.caller == "payer":
+        assert await api.balance(user) == 5000
