@@ -46,6 +46,7 @@ class StackLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.lines: deque[str] = deque(maxlen=200_000)
+        self.count = 0  # lines ever printed; the deque keeps only the latest
         self._lock = threading.Lock()
         self._file = path.open("a", encoding="utf-8")
 
@@ -53,18 +54,20 @@ class StackLog:
         entry = f"{name} | {line}"
         with self._lock:
             self.lines.append(entry)
+            self.count += 1
             self._file.write(entry + "\n")
             self._file.flush()
 
     def mark(self) -> int:
         """A position to read the lines printed after it."""
         with self._lock:
-            return len(self.lines)
+            return self.count
 
     def since(self, mark: int, process: str | None = None) -> list[str]:
         """Lines printed after `mark`, optionally only those of one process."""
         with self._lock:
-            lines = list(self.lines)[mark:]
+            kept = list(self.lines)
+            lines = kept[max(0, len(kept) - (self.count - mark)) :]
         if process is None:
             return lines
         return [line for line in lines if line.startswith(f"{process} | ")]
