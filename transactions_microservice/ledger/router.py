@@ -15,9 +15,6 @@ from transactions_microservice.ledger.repository import HistoryFilter
 from transactions_microservice.ledger.schemas import LedgerCheckRead, LinePage, LineRead, LineType
 from transactions_microservice.money import Currency
 
-# Line ids are bigint identities: anything larger cannot name a line (and must not reach SQL).
-MAX_ID = 2**63 - 1
-
 MAX_LINE_ID = 2**63 - 1
 """Line ids are bigint: a larger one can name no line, and is refused before the database."""
 
@@ -39,7 +36,7 @@ async def list_lines(
     user: CurrentUser,
     limit: int = Query(10, ge=1, le=100, description="Lines per page."),
     starting_after: int | None = Query(
-        None, ge=1, le=MAX_ID, description="Id of the last line of the previous page."
+        None, ge=1, le=MAX_LINE_ID, description="Id of the last line of the previous page."
     ),
     line_type: LineType | None = Query(None, alias="type", description="Only lines of this type."),
     currency: Currency | None = Query(None, description="Only lines of this wallet."),
@@ -79,7 +76,7 @@ async def list_lines(
     },
 )
 async def get_line(
-    line_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep, user: CurrentUser
+    line_id: Annotated[int, Path(ge=1, le=MAX_LINE_ID)], session: SessionDep, user: CurrentUser
 ) -> LineRead:
     """A line by id; another user's line is 404, as if it did not exist."""
     return LineRead.model_validate(asdict(await service.line(session, user.id, line_id)))
