@@ -7,8 +7,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from micropay_common.money import SUPPORTED_CURRENCIES
 from micropay_common.settings import ServiceSettings
-from transactions_microservice.money import SUPPORTED_CURRENCIES
 
 
 class TransactionsSettings(ServiceSettings):

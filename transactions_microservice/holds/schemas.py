@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from transactions_microservice.money import Amount, Currency
+from micropay_common.money import Amount, Currency
 
 HoldStatus = Literal["active", "captured", "voided", "expired"]
 

@@ -19,9 +19,9 @@ from micropay_common.events import (
     UserRegistered,
 )
 from micropay_common.inbox import Handler
+from micropay_common.money import MAX_AMOUNT
 from transactions_microservice.accounts import service as accounts
 from transactions_microservice.funding import service as funding
-from transactions_microservice.money import MAX_AMOUNT
 from transactions_microservice.settings import TransactionsSettings
 
 DataT = TypeVar("DataT", bound=EventData)

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime
 
 from micropay_common.db import SessionDep
+from micropay_common.money import Currency
 from micropay_common.security import CurrentUser, ServiceCaller
 from transactions_microservice.ledger import service
 from transactions_microservice.ledger.repository import HistoryFilter
 from transactions_microservice.ledger.schemas import LedgerCheckRead, LinePage, LineRead, LineType
-from transactions_microservice.money import Currency
 
 MAX_LINE_ID = 2**63 - 1
 """Line ids are bigint: a larger one can name no line, and is refused before the database."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from transactions_microservice.money import Amount, Currency, minor_units
+from micropay_common.money import Amount, Currency, minor_units
 from transactions_microservice.settings import TransactionsSettings
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from transactions_microservice.money import Amount, Currency
+from micropay_common.money import Amount, Currency
 
 
 class TransferCreate(BaseModel):
