@@ -9,7 +9,6 @@ from auth_microservice.identity import IdentityProvider
 from auth_microservice.jobs import purge_job
 from auth_microservice.sessions.repository import DenyList
 from auth_microservice.sessions.router import router as sessions_router
-from auth_microservice.sessions.service import VerifiedTokenCache
 from auth_microservice.settings import AuthSettings
 from auth_microservice.users.router import router as users_router
 from micropay_common.app import create_service_app
@@ -23,7 +22,6 @@ async def _start(app: FastAPI) -> None:
     settings: AuthSettings = app.state.settings
     app.state.identity = IdentityProvider(settings)
     app.state.client_addresses = ClientAddressResolver(settings.trusted_proxies)
-    app.state.verified_tokens = VerifiedTokenCache(app.state.token_verifier)
     app.state.deny_list = await DenyList.open(
         settings.database_url,
         max_size=settings.verify_db_pool_size,

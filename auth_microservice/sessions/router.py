@@ -123,7 +123,7 @@ async def verify(request: Request) -> Response:
     """Verify the bearer token locally (cached JWKS) and against the deny-list; no Cognito call."""
     token = bearer_token(request)
     state = request.app.state
-    user = await service.verify_token(state.verified_tokens, state.deny_list, token)
+    user = await service.verify_token(state.token_verifier, state.deny_list, token)
     return Response(
         status_code=status.HTTP_200_OK,
         headers={

@@ -6,9 +6,7 @@ import contextlib
 import hashlib
 import logging
 import math
-import time
 import uuid
-from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -196,33 +194,8 @@ async def ensure_active(
         raise TokenRevoked()
 
 
-class VerifiedTokenCache:
-    """Access tokens already verified, until they expire: a repeat skips the RSA check.
-
-    Keyed by the whole token, so only the very same signed bytes hit; bounded (least recently
-    used out). Revocation is unaffected: the deny-list is consulted on every request.
-    """
-
-    def __init__(self, verifier: TokenVerifier, max_entries: int = 10_000) -> None:
-        self._verifier = verifier
-        self._max_entries = max_entries
-        self._users: OrderedDict[str, AuthenticatedUser] = OrderedDict()
-
-    async def verify(self, token: str) -> AuthenticatedUser:
-        """The user of a valid access token, or raise Unauthorized (see TokenVerifier)."""
-        user = self._users.get(token)
-        if user is not None and user.expires_at > time.time():
-            self._users.move_to_end(token)
-            return user
-        user = await self._verifier.verify(token)
-        self._users[token] = user
-        if len(self._users) > self._max_entries:
-            self._users.popitem(last=False)
-        return user
-
-
 async def verify_token(
-    verifier: VerifiedTokenCache, deny_list: repository.DenyList, token: str
+    verifier: TokenVerifier, deny_list: repository.DenyList, token: str
 ) -> AuthenticatedUser:
     """The gateway's check: local JWT verification and one deny-list probe, no Cognito call."""
     user = await verifier.verify(token)

@@ -11,12 +11,9 @@ import jwt
 import pytest
 
 from auth_microservice.main import build_app
-from auth_microservice.sessions.service import VerifiedTokenCache
 from auth_microservice.tests.conftest import assert_problem, new_email, register, signed_in
 from conftest import bearer, free_port, serve
 from micropay_common.cognito import secret_hash
-from micropay_common.errors import Unauthorized
-from micropay_common.security import TokenVerifier
 
 
 def claims(token: str) -> dict[str, Any]:
@@ -219,22 +216,3 @@ async def test_verify_without_its_database_is_503_not_a_pass(auth_client, make_u
         answer = await no_database.get("/auth/verify", headers=bearer(make_user().access_token))
     assert_problem(answer, 503, "service_unavailable")
     assert answer.headers["retry-after"]
-
-
-async def test_the_verified_token_cache_is_bounded_and_keeps_refusing_bad_tokens(
-    auth_settings, make_user
-):
-    verifier = TokenVerifier.from_settings(auth_settings())
-    cache = VerifiedTokenCache(verifier, max_entries=2)
-    try:
-        tokens = [make_user().access_token for _ in range(3)]
-        first = await cache.verify(tokens[0])
-        assert await cache.verify(tokens[0]) is first
-        for token in tokens[1:]:
-            await cache.verify(token)
-        assert len(cache._users) == 2
-        assert tokens[0] not in cache._users
-        with pytest.raises(Unauthorized):
-            await cache.verify(tokens[0][:-4] + "AAAA")
-    finally:
-        await verifier.aclose()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import text
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -16,6 +17,12 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from micropay_common.settings import ServiceSettings
+
+# A connection that sat in the pool longer than this is pinged before use. A ping on every
+# checkout costs three round trips per request; a connection in steady use is known to be
+# alive, and one that broke anyway (a restart, a failover) fails its request with a 503 and
+# makes the pool replace every connection opened before the failure.
+PING_AFTER_IDLE_SECONDS = 10.0
 
 
 def async_database_url(url: str) -> URL:
@@ -32,7 +39,6 @@ def create_engine(settings: ServiceSettings, schema: str) -> AsyncEngine:
     """Engine for one service; unqualified shared tables (outbox, inbox, …) land in `schema`."""
     engine = create_async_engine(
         async_database_url(settings.database_url),
-        pool_pre_ping=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_recycle=1800,
@@ -44,7 +50,27 @@ def create_engine(settings: ServiceSettings, schema: str) -> AsyncEngine:
             "command_timeout": 30,
         },
     )
+    ping_when_idle(engine, PING_AFTER_IDLE_SECONDS)
     return engine.execution_options(schema_translate_map={None: schema})
+
+
+def ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a pooled connection at checkout when it has been idle for over `idle_seconds`."""
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since <= idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool discards this connection and checks out (or opens) another.
+            raise exc.DisconnectionError("pooled connection failed its ping") from error
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

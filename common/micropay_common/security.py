@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -102,13 +103,28 @@ class JwksCache:
 
 
 class TokenVerifier:
-    """Checks signature, algorithm, issuer, token_use, client_id and expiry of access tokens."""
+    """Checks signature, algorithm, issuer, token_use, client_id and expiry of access tokens.
 
-    def __init__(self, *, issuer: str, client_id: str, jwks: JwksCache, leeway: int = 5) -> None:
+    Tokens that passed are kept until they expire (bounded, least recently used out), so a
+    client's repeated requests skip the RSA check; the key is the whole token, so only the
+    very same signed bytes hit. Revocation is the gateway's deny-list check, not this cache's.
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        client_id: str,
+        jwks: JwksCache,
+        leeway: int = 5,
+        max_cached_tokens: int = 10_000,
+    ) -> None:
         self.issuer = issuer
         self.client_id = client_id
         self.jwks = jwks
         self.leeway = leeway
+        self.max_cached_tokens = max_cached_tokens
+        self._verified: OrderedDict[str, AuthenticatedUser] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> TokenVerifier:
@@ -121,6 +137,17 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> AuthenticatedUser:
         """Return the user a valid access token stands for, or raise Unauthorized."""
+        user = self._verified.get(token)
+        if user is not None and user.expires_at > time.time():
+            self._verified.move_to_end(token)
+            return user
+        user = await self._verify_signature_and_claims(token)
+        self._verified[token] = user
+        if len(self._verified) > self.max_cached_tokens:
+            self._verified.popitem(last=False)
+        return user
+
+    async def _verify_signature_and_claims(self, token: str) -> AuthenticatedUser:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

@@ -211,3 +211,30 @@ async def test_require_group_services(guarded_app, user, make_user, aws):
         allowed = await client.get("/internal/ping", headers=bearer(service.access_token))
         assert allowed.status_code == 200
         assert allowed.json() == {"caller": service.username}
+
+
+async def test_verified_tokens_are_cached_bounded_and_bad_tokens_still_refused(aws, make_user):
+    verifier = TokenVerifier(
+        issuer=aws.issuer,
+        client_id=aws.client_id,
+        jwks=JwksCache(aws.jwks_url, cooldown_seconds=60),
+        max_cached_tokens=2,
+    )
+    try:
+        tokens = [make_user().access_token for _ in range(3)]
+        first = await verifier.verify(tokens[0])
+        assert await verifier.verify(tokens[0]) is first
+        for token in tokens[1:]:
+            await verifier.verify(token)
+        assert list(verifier._verified) == tokens[1:]
+        with pytest.raises(Unauthorized):
+            await verifier.verify(tokens[1][:-4] + "AAAA")
+    finally:
+        await verifier.aclose()
+
+
+async def test_a_cached_token_is_checked_again_once_it_has_expired(verifier, user):
+    # Inside the 5 s leeway: still accepted, but the cache never serves it past its expiry.
+    token = forge(claims_of(user.access_token), exp=int(time.time()) - 1)
+    first = await verifier.verify(token)
+    assert await verifier.verify(token) is not first
