@@ -15,7 +15,8 @@ Usage in a router::
         return await idem.run(lambda: service.transfer(session, user, body), status_code=201)
 
 Do the work inside `run` only: on a replay `run` returns the stored response without calling
-it, while anything the endpoint does around `run` happens on every attempt.
+it, while anything the endpoint does around `run` happens on every attempt (and a 4xx from the
+work rolls back the whole transaction, what was done before `run` included).
 """
 
 from __future__ import annotations
@@ -27,14 +28,12 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Annotated, Any, cast
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -135,12 +134,14 @@ class IdempotentRequest:
         session: AsyncSession,
         path: str,
         key: str | None,
+        claim: Claim | None = None,
         record_id: int | None = None,
         replay: StoredResponse | None = None,
     ) -> None:
         self.session = session
         self.path = path
         self.key = key
+        self.claim = claim
         self.record_id = record_id
         self.replay = replay
         self.completed = False
@@ -154,9 +155,9 @@ class IdempotentRequest:
     async def run(self, work: Callable[[], Awaitable[Any]], *, status_code: int = 200) -> Response:
         """Execute `work` once per key and answer with its result, or replay the stored answer.
 
-        A 4xx ProblemError undoes the work's changes (savepoint) and is stored and returned
-        like a result; a 5xx or any other exception propagates, so the whole transaction,
-        key row included, rolls back and a retry executes afresh.
+        A 4xx ProblemError is stored and returned like a result, with the work's changes
+        undone; a 5xx or any other exception propagates, so the whole transaction, key row
+        included, rolls back and a retry executes afresh.
         """
         if self._ran:
             raise RuntimeError("IdempotentRequest.run may be called once per request")
@@ -167,28 +168,34 @@ class IdempotentRequest:
             return _render(status_code, jsonable_encoder(await work()), {})
         headers = {IDEMPOTENCY_KEY_HEADER: self.key}
         try:
-            async with self.session.begin_nested():
-                result = await work()
+            result = await work()
         except ProblemError as exc:
             if exc.status >= 500:
                 raise
-            problem = jsonable_encoder(exc.to_body(self.path))
-            await self._store(exc.status, problem, PROBLEM_JSON)
-            return problem_response(exc.status, problem, {**exc.headers, **headers})
+            return await self._refuse(exc, headers)
         body = None if status_code == 204 else jsonable_encoder(result)
         await self._store(status_code, body, None if status_code == 204 else "application/json")
         return _render(status_code, body, headers)
 
+    async def _refuse(self, exc: ProblemError, headers: dict[str, str]) -> Response:
+        # Undoing the work by rolling back the whole transaction, rather than wrapping every
+        # execution in a savepoint, keeps two round trips off every successful request. The
+        # rollback releases the key, so it is claimed again: if a concurrent request with the
+        # same key got it meanwhile, its answer is the one that stands and the one returned.
+        assert self.claim is not None
+        await self.session.rollback()
+        self.record_id, replay = await _claim(self.session, self.claim)
+        if replay is not None:
+            self.replay = replay
+            return self._replay_response(replay)
+        problem = jsonable_encoder(exc.to_body(self.path))
+        await self._store(exc.status, problem, PROBLEM_JSON)
+        return problem_response(exc.status, problem, {**exc.headers, **headers})
+
     async def _store(self, status: int, body: Any, media_type: str | None) -> None:
         await self.session.execute(
-            update(idempotency_keys)
-            .where(idempotency_keys.c.id == self.record_id)
-            .values(
-                response_status=status,
-                response_body=body,
-                response_media_type=media_type,
-                completed_at=func.now(),
-            )
+            _STORE_RESPONSE,
+            {"record_id": self.record_id, "status": status, "body": body, "media_type": media_type},
         )
         self.completed = True
 
@@ -235,102 +242,107 @@ def _sqlstate(exc: DBAPIError) -> str | None:
     return getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
 
 
-async def _claim(
-    session: AsyncSession,
-    *,
-    owner: str,
-    key: str,
-    method: str,
-    path: str,
-    fingerprint: str,
-    ttl_hours: int,
-    lock_timeout_seconds: float,
-) -> tuple[int | None, StoredResponse | None]:
-    """Insert the key row (→ its id) or find the completed one to replay (→ its response)."""
-    previous = (await session.execute(select(func.current_setting("lock_timeout")))).scalar_one()
-    await session.execute(
-        select(
-            func.set_config("lock_timeout", f"{max(1, round(lock_timeout_seconds * 1000))}ms", True)
-        )
+@dataclass(frozen=True)
+class Claim:
+    """What identifies a keyed request, and how long its key is kept and waited for."""
+
+    owner: str
+    key: str
+    method: str
+    path: str
+    fingerprint: str
+    ttl_hours: int
+    lock_timeout_seconds: float
+
+
+# One round trip: raise lock_timeout, insert the key row, put lock_timeout back. A concurrent
+# request holding the same key makes the INSERT wait on the unique index; lock_timeout bounds
+# that wait (→ 409 key in use), and the work that follows must wait on its own locks as long
+# as it normally would. The CTE `setting` is read by the INSERT, so the timeout is raised
+# before the row goes in; the outer SELECT restores it after the INSERT has run, row or not.
+_CLAIM_KEY = text(
+    """
+    WITH setting AS MATERIALIZED (
+        SELECT previous, set_config('lock_timeout', :lock_timeout, true) AS raised
+        FROM (SELECT current_setting('lock_timeout') AS previous OFFSET 0) AS current
+    ), claimed AS (
+        INSERT INTO idempotency_keys (owner, key, method, path, request_hash, expires_at)
+        SELECT :owner, :key, :method, :path, :fingerprint,
+               now() + make_interval(hours => :ttl_hours)
+        FROM setting
+        ON CONFLICT (owner, key) DO NOTHING
+        RETURNING id
     )
-    try:
-        outcome = await _claim_row(
-            session,
-            owner=owner,
-            key=key,
-            method=method,
-            path=path,
-            fingerprint=fingerprint,
-            ttl_hours=ttl_hours,
-        )
-    except DBAPIError as exc:
-        if _sqlstate(exc) == _LOCK_NOT_AVAILABLE:
-            raise IdempotencyKeyInUse(
-                "Another request with this Idempotency-Key is still being processed; "
-                "retry shortly.",
-            ) from exc
-        raise
-    # The work that follows takes its own locks and must wait as long as it normally would.
-    await session.execute(select(func.set_config("lock_timeout", previous, True)))
-    return outcome
+    SELECT claimed.id, set_config('lock_timeout', setting.previous, true) AS restored
+    FROM setting LEFT JOIN claimed ON true
+    """
+)
+
+_EXISTING_KEY = select(
+    idempotency_keys.c.id,
+    idempotency_keys.c.method,
+    idempotency_keys.c.path,
+    idempotency_keys.c.request_hash,
+    idempotency_keys.c.response_status,
+    idempotency_keys.c.response_body,
+    idempotency_keys.c.response_media_type,
+    (idempotency_keys.c.expires_at < func.now()).label("expired"),
+).where(idempotency_keys.c.owner == bindparam("owner"), idempotency_keys.c.key == bindparam("key"))
+
+_DELETE_EXPIRED_KEY = delete(idempotency_keys).where(
+    idempotency_keys.c.id == bindparam("record_id"), idempotency_keys.c.expires_at < func.now()
+)
+
+_STORE_RESPONSE = (
+    update(idempotency_keys)
+    .where(idempotency_keys.c.id == bindparam("record_id"))
+    .values(
+        response_status=bindparam("status"),
+        response_body=bindparam("body", type_=idempotency_keys.c.response_body.type),
+        response_media_type=bindparam("media_type"),
+        completed_at=func.now(),
+    )
+)
 
 
-async def _claim_row(
-    session: AsyncSession,
-    *,
-    owner: str,
-    key: str,
-    method: str,
-    path: str,
-    fingerprint: str,
-    ttl_hours: int,
-) -> tuple[int | None, StoredResponse | None]:
-    table = idempotency_keys
+async def _claim(session: AsyncSession, claim: Claim) -> tuple[int | None, StoredResponse | None]:
+    """Insert the key row (→ its id) or find the completed one to replay (→ its response)."""
+    parameters = {
+        "owner": claim.owner,
+        "key": claim.key,
+        "method": claim.method,
+        "path": claim.path,
+        "fingerprint": claim.fingerprint,
+        "ttl_hours": claim.ttl_hours,
+        "lock_timeout": f"{max(1, round(claim.lock_timeout_seconds * 1000))}ms",
+    }
     for _ in range(_CLAIM_ATTEMPTS):
-        inserted = await session.execute(
-            insert(table)
-            .values(
-                owner=owner,
-                key=key,
-                method=method,
-                path=path,
-                request_hash=fingerprint,
-                expires_at=func.now() + timedelta(hours=ttl_hours),
-            )
-            .on_conflict_do_nothing(index_elements=[table.c.owner, table.c.key])
-            .returning(table.c.id)
-        )
-        record_id = inserted.scalar_one_or_none()
+        try:
+            record_id = (await session.execute(_CLAIM_KEY, parameters)).scalar_one()
+        except DBAPIError as exc:
+            if _sqlstate(exc) == _LOCK_NOT_AVAILABLE:
+                raise IdempotencyKeyInUse(
+                    "Another request with this Idempotency-Key is still being processed; "
+                    "retry shortly.",
+                ) from exc
+            raise
         if record_id is not None:
             return int(record_id), None
         # READ COMMITTED: this statement's fresh snapshot sees the row that made us conflict.
         row = (
-            await session.execute(
-                select(
-                    table.c.id,
-                    table.c.method,
-                    table.c.path,
-                    table.c.request_hash,
-                    table.c.response_status,
-                    table.c.response_body,
-                    table.c.response_media_type,
-                    (table.c.expires_at < func.now()).label("expired"),
-                ).where(table.c.owner == owner, table.c.key == key)
-            )
+            await session.execute(_EXISTING_KEY, {"owner": claim.owner, "key": claim.key})
         ).one_or_none()
         if row is None:
             continue
         if row.expired:
-            await session.execute(
-                delete(table).where(table.c.id == row.id, table.c.expires_at < func.now())
-            )
+            await session.execute(_DELETE_EXPIRED_KEY, {"record_id": row.id})
             continue
-        if row.method != method or row.path != path:
+        if row.method != claim.method or row.path != claim.path:
             raise IdempotencyConflict(
                 f"This Idempotency-Key was first used for {row.method} {row.path}; keys are "
                 "for retrying the same request. Use a new key for a different request."
             )
-        if row.request_hash != fingerprint:
+        if row.request_hash != claim.fingerprint:
             raise IdempotencyConflict(
                 "This Idempotency-Key was first used with a different request body or query; "
                 "keys are for retrying the same request. Use a new key for a different request."
@@ -374,9 +386,7 @@ def idempotency(
         if key is None:
             yield IdempotentRequest(session=session, path=path, key=None)
             return
-        settings = request.app.state.settings
-        record_id, replay = await _claim(
-            session,
+        claim = Claim(
             owner=user.id,
             key=key,
             method=request.method,
@@ -384,18 +394,19 @@ def idempotency(
             fingerprint=request_fingerprint(
                 request.method, path, request.url.query, await request.body()
             ),
-            ttl_hours=settings.idempotency_ttl_hours,
+            ttl_hours=request.app.state.settings.idempotency_ttl_hours,
             lock_timeout_seconds=lock_timeout_seconds,
         )
+        record_id, replay = await _claim(session, claim)
         idem = IdempotentRequest(
-            session=session, path=path, key=key, record_id=record_id, replay=replay
+            session=session, path=path, key=key, claim=claim, record_id=record_id, replay=replay
         )
         yield idem
-        if record_id is not None and not idem.completed:
+        if idem.record_id is not None and not idem.completed:
             # A key row without a response would block retries until it expires.
             logger.warning("%s %s returned without IdempotentRequest.run", request.method, path)
             await session.execute(
-                delete(idempotency_keys).where(idempotency_keys.c.id == record_id)
+                delete(idempotency_keys).where(idempotency_keys.c.id == idem.record_id)
             )
 
     dependency.__name__ = "idempotency_required" if required else "idempotency_optional"

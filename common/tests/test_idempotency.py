@@ -106,6 +106,16 @@ def build_app(settings: Any) -> FastAPI:
 
         return await idem.run(work, status_code=204)
 
+    @router.post("/lock-timeout", status_code=201)
+    async def lock_timeout_seen_by_the_work(
+        session: SessionDep, user: CurrentUser, idem: RequiredIdempotencyDep
+    ) -> Response:
+        async def work() -> dict[str, str]:
+            setting = await session.execute(text("SELECT current_setting('lock_timeout')"))
+            return {"lock_timeout": setting.scalar_one()}
+
+        return await idem.run(work, status_code=201)
+
     @router.post("/forgetful")
     async def forgetful(idem: IdempotencyDep) -> dict[str, bool]:
         return {"ran": idem.replayed}
@@ -374,6 +384,15 @@ async def test_the_header_is_documented(client):
     assert "Required" in header["description"]
 
 
+async def test_the_work_waits_on_locks_as_long_as_it_normally_would(client, alice):
+    # The claim raises lock_timeout only for itself: the work sees the server's setting (0).
+    response = await client.post(
+        "/lock-timeout", headers={**bearer(alice.access_token), "Idempotency-Key": new_key()}
+    )
+    assert response.status_code == 201, response.text
+    assert response.json() == {"lock_timeout": "0"}
+
+
 async def test_an_endpoint_that_skips_run_leaves_no_key_behind(client, admin, alice):
     key = new_key()
     response = await post(client, alice, key, "/forgetful")
@@ -507,6 +526,34 @@ async def test_a_waiting_duplicate_executes_when_the_first_one_fails(client, adm
     assert sorted(r.status_code for r in responses) == [201, 503]
     assert all("Idempotent-Replayed" not in r.headers for r in responses)
     assert await effects(admin, text_) == 1
+
+
+async def test_a_refused_request_answers_what_a_waiting_duplicate_then_stored(client, admin, alice):
+    # The first execution is refused (4xx), and its rollback hands the key to the duplicate
+    # waiting on it, whose execution succeeds. The refused request claims the key again, waits
+    # for that outcome and answers it: one key, one answer, whatever the interleaving.
+    key, text_ = new_key(), note()
+    requests = asyncio.gather(
+        *(
+            post(client, alice, key, note=text_, sleep=WORK_SECONDS, fail="domain", fail_once=True)
+            for _ in range(2)
+        )
+    )
+
+    async def duplicate_waits() -> bool:
+        return await backends(admin, "wait_event_type = 'Lock'") == 1
+
+    overlapped = await wait_until(duplicate_waits, within=WORK_SECONDS * 0.8)
+    responses = await requests
+    assert overlapped, "the requests did not overlap"
+    assert [r.status_code for r in responses] == [201, 201]
+    assert responses[0].json() == responses[1].json()
+    replayed = sorted(str(r.headers.get("Idempotent-Replayed")) for r in responses)
+    assert replayed == ["None", "true"]
+    assert await effects(admin, text_) == 1
+    row = await key_row(admin, alice.sub, key)
+    assert row is not None
+    assert row["response_status"] == 201
 
 
 async def test_a_duplicate_that_waits_too_long_gets_key_in_use(client, admin, alice):

@@ -387,6 +387,8 @@ async def test_two_relays_deliver_every_event_exactly_once(producer, receiver, a
         producer(notifications_url=url, outbox_batch_size=5) as second,
     ):
         envelopes = [await first.publish() for _ in range(50)]
+        # Both drains share one admin connection, which runs one query at a time.
+        admin_in_use = asyncio.Lock()
 
         async def drain(relay: OutboxRelay) -> int:
             total = 0
@@ -394,9 +396,11 @@ async def test_two_relays_deliver_every_event_exactly_once(producer, receiver, a
                 delivered = await relay.run_once()
                 total += delivered
                 if delivered == 0:
-                    pending = await admin.fetchval(
-                        f"SELECT count(*) FROM {PRODUCER_SCHEMA}.outbox WHERE status = 'pending'"
-                    )
+                    async with admin_in_use:
+                        pending = await admin.fetchval(
+                            f"SELECT count(*) FROM {PRODUCER_SCHEMA}.outbox"
+                            " WHERE status = 'pending'"
+                        )
                     if pending == 0:
                         return total
                     await asyncio.sleep(0.005)
