@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     Select,
     Text,
+    any_,
     bindparam,
     select,
     text,
@@ -67,7 +68,7 @@ class HistoryFilter:
 
 _LOCK_ACCOUNTS = (
     select(accounts.c.id, accounts.c.kind, accounts.c.currency, accounts.c.balance, accounts.c.held)
-    .where(accounts.c.id.in_(bindparam("ids", expanding=True)))
+    .where(accounts.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
     .order_by(accounts.c.id)
     .with_for_update()
 )
