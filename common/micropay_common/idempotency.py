@@ -33,6 +33,7 @@ from typing import Annotated, Any, cast
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import DBAPIError
@@ -165,7 +166,7 @@ class IdempotentRequest:
         if self.replay is not None:
             return self._replay_response(self.replay)
         if self.key is None:
-            return _render(status_code, jsonable_encoder(await work()), {})
+            return _render(status_code, _json_ready(await work()), {})
         headers = {IDEMPOTENCY_KEY_HEADER: self.key}
         try:
             result = await work()
@@ -173,7 +174,7 @@ class IdempotentRequest:
             if exc.status >= 500:
                 raise
             return await self._refuse(exc, headers)
-        body = None if status_code == 204 else jsonable_encoder(result)
+        body = None if status_code == 204 else _json_ready(result)
         await self._store(status_code, body, None if status_code == 204 else "application/json")
         return _render(status_code, body, headers)
 
@@ -206,6 +207,13 @@ class IdempotentRequest:
         return JSONResponse(
             stored.body, status_code=stored.status, headers=headers, media_type=stored.media_type
         )
+
+
+def _json_ready(result: Any) -> Any:
+    """The result as JSON-ready data; pydantic's own serializer for models (the common case)."""
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json", by_alias=True)
+    return jsonable_encoder(result)
 
 
 def _render(status_code: int, body: Any, headers: dict[str, str]) -> Response:
