@@ -149,7 +149,8 @@ async def test_notifications_are_delivered_once_after_the_notifications_service_
 async def test_postgres_restart_under_load_is_503_then_recovers_with_nothing_half_applied(
     api: Api, stack: Stack
 ) -> None:
-    start_balance = 10_000
+    # Enough for every transfer the three senders can make, however fast the stack is.
+    start_balance, amount = 1_000_000, 1
     sender = await _funded(api, start_balance, "pg-sender")
     recipient = await api.register("pg-recipient")
     await api.balance_becomes(recipient, 0)
@@ -162,7 +163,7 @@ async def test_postgres_restart_under_load_is_503_then_recovers_with_nothing_hal
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                response = await api.transfer(sender, recipient.email, 100, key=key)
+                response = await api.transfer(sender, recipient.email, amount, key=key)
             except httpx.TransportError as exc:
                 statuses[type(exc).__name__] += 1
             else:
@@ -214,8 +215,8 @@ async def test_postgres_restart_under_load_is_503_then_recovers_with_nothing_hal
     assert count > 3
     transfer_ids = sorted(done.values())
     assert len(set(transfer_ids)) == count
-    await api.balance_becomes(sender, start_balance - 100 * count)
-    await api.balance_becomes(recipient, 100 * count)
+    await api.balance_becomes(sender, start_balance - amount * count)
+    await api.balance_becomes(recipient, amount * count)
     sender_lines = await api.history(sender, type="transfer_out")
     recipient_lines = await api.history(recipient, type="transfer_in")
     assert sorted(line["reference"] for line in sender_lines) == transfer_ids
