@@ -9,7 +9,10 @@ between random pairs of them for --duration seconds, and right after runs pgbenc
 bench/transfer.pgbench (the statements the endpoint sends, in one transaction) at the same
 number of clients for the same time; --rounds times over, alternating. Prints a markdown table
 of medians: rate, p50 and p99 latency of both, the service's CPU per transfer, and the ratio
-service/pgbench with its range over the rounds. Run by hand; never part of `make test`.
+service/pgbench with its range over the rounds. After each pair it also times authenticated
+GET /transactions/balance for --balance-seconds (one short read transaction: what any request
+costs the service before it does any work of its own). Run by hand; never part of
+`make test`.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 import asyncpg
 
@@ -69,10 +74,32 @@ def summarise(latencies: list[float], seconds: float, errors: int) -> Result:
     )
 
 
+Request = tuple[str, str, dict[str, str], Any, int]
+"""method, path, headers, JSON body (or None) and the status that counts as success."""
+
+
+def transfer_request(env: Environment, rng: random.Random) -> Request:
+    """A transfer between a random pair, under a fresh Idempotency-Key."""
+    sender, recipient = rng.sample(env.users, 2)
+    body = {"to_email": recipient.email, "amount": rng.randint(1, 1000), "currency": "USD"}
+    headers = {"Authorization": f"Bearer {sender.token}", "Idempotency-Key": uuid.uuid4().hex}
+    return "POST", "/transactions/transfers", headers, body, 201
+
+
+def balance_request(env: Environment, rng: random.Random) -> Request:
+    """A random user's balance: one short read transaction, the service's per-request floor."""
+    user = rng.choice(env.users)
+    return "GET", "/transactions/balance", {"Authorization": f"Bearer {user.token}"}, None, 200
+
+
 async def drive_service(
-    env: Environment, concurrency: int, seconds: float, rng: random.Random
+    env: Environment,
+    concurrency: int,
+    seconds: float,
+    rng: random.Random,
+    make_request: Callable[[Environment, random.Random], Request] = transfer_request,
 ) -> Result:
-    """`concurrency` keep-alive connections posting transfers back to back for `seconds`."""
+    """`concurrency` keep-alive connections sending requests back to back for `seconds`."""
     latencies: list[float] = []
     errors: list[str] = []
     deadline = time.perf_counter() + seconds
@@ -81,18 +108,10 @@ async def drive_service(
         connection = await Connection.open(env.base_url)
         try:
             while time.perf_counter() < deadline:
-                sender, recipient = rng.sample(env.users, 2)
-                body = {"to_email": recipient.email, "amount": rng.randint(1, 1000)}
-                body["currency"] = "USD"
-                headers = {
-                    "Authorization": f"Bearer {sender.token}",
-                    "Idempotency-Key": uuid.uuid4().hex,
-                }
+                method, path, headers, body, expected = make_request(env, rng)
                 started = time.perf_counter()
-                status, payload = await connection.request(
-                    "POST", "/transactions/transfers", headers, body
-                )
-                if status == 201:
+                status, payload = await connection.request(method, path, headers, body)
+                if status == expected:
                     latencies.append(time.perf_counter() - started)
                 else:
                     errors.append(f"{status} {payload[:200]!r}")
@@ -201,6 +220,10 @@ def ledger_is_consistent(env: Environment) -> bool:
     return asyncio.run(check())
 
 
+def _median_of(results: list[Result], field: str, spec: str) -> str:
+    return format(median(getattr(r, field) for r in results), spec) if results else "-"
+
+
 def main() -> None:
     """Parse the options, run every level in rounds, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -215,11 +238,18 @@ def main() -> None:
     parser.add_argument("--pool-size", type=int, default=20, help="DB_POOL_SIZE per worker")
     parser.add_argument("--pgbench", default=shutil.which("pgbench") or "pgbench")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--balance-seconds",
+        type=float,
+        default=5.0,
+        help="also time GET /transactions/balance this long per round and level (0: skip)",
+    )
     args = parser.parse_args()
     levels = [int(level) for level in args.concurrency.split(",")]
     rng = random.Random(args.seed)  # noqa: S311 - picks load, not secrets
 
     runs: dict[int, list[tuple[Result, Result]]] = {level: [] for level in levels}
+    reads: dict[int, list[Result]] = {level: [] for level in levels}
     with environment(
         admin_url=args.admin_url,
         database=args.database,
@@ -237,6 +267,12 @@ def main() -> None:
                 service = asyncio.run(drive_service(env, level, args.duration, rng))
                 database = run_pgbench(args.pgbench, env, level, args.duration, args.users)
                 runs[level].append((service, database))
+                if args.balance_seconds > 0:
+                    reads[level].append(
+                        asyncio.run(
+                            drive_service(env, level, args.balance_seconds, rng, balance_request)
+                        )
+                    )
         consistent = ledger_is_consistent(env)
 
     print()
@@ -248,9 +284,10 @@ def main() -> None:
     print()
     print(
         "| clients | service transfers/s | p50 ms | p99 ms | server CPU ms/transfer "
-        "| pgbench tps | p50 ms | p99 ms | service / pgbench (range) |"
+        "| pgbench tps | p50 ms | p99 ms | service / pgbench (range) "
+        "| balance reads/s | server CPU ms/read |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for level, pairs in runs.items():
         services = [service for service, _ in pairs]
         databases = [database for _, database in pairs]
@@ -263,7 +300,9 @@ def main() -> None:
             f"| {median(d.rate for d in databases):.0f} "
             f"| {median(d.p50_ms for d in databases):.1f} "
             f"| {median(d.p99_ms for d in databases):.1f} "
-            f"| {median(ratios):.2f} ({ratios[0]:.2f} to {ratios[-1]:.2f}) |"
+            f"| {median(ratios):.2f} ({ratios[0]:.2f} to {ratios[-1]:.2f}) "
+            f"| {_median_of(reads[level], 'rate', '.0f')} "
+            f"| {_median_of(reads[level], 'cpu_ms', '.1f')} |"
         )
     failed = sum(s.errors + d.errors for pairs in runs.values() for s, d in pairs)
     if failed:
