@@ -507,11 +507,14 @@ async def test_concurrent_requests_with_one_key_execute_once(client, admin, alic
     assert await effects(admin, text_) == 1
 
 
-async def test_a_waiting_duplicate_executes_when_the_first_one_fails(client, admin, alice):
+async def first_fails_once_while_a_duplicate_waits(
+    client: httpx.AsyncClient, admin: asyncpg.Connection, alice: CognitoUser, fail: str
+) -> tuple[str, str, list[httpx.Response]]:
+    """Two requests with one key whose first execution fails; the second waits on its key."""
     key, text_ = new_key(), note()
     requests = asyncio.gather(
         *(
-            post(client, alice, key, note=text_, sleep=WORK_SECONDS, fail="server", fail_once=True)
+            post(client, alice, key, note=text_, sleep=WORK_SECONDS, fail=fail, fail_once=True)
             for _ in range(2)
         )
     )
@@ -522,6 +525,13 @@ async def test_a_waiting_duplicate_executes_when_the_first_one_fails(client, adm
     overlapped = await wait_until(duplicate_waits, within=WORK_SECONDS * 0.8)
     responses = await requests
     assert overlapped, "the requests did not overlap"
+    return key, text_, responses
+
+
+async def test_a_waiting_duplicate_executes_when_the_first_one_fails(client, admin, alice):
+    _, text_, responses = await first_fails_once_while_a_duplicate_waits(
+        client, admin, alice, "server"
+    )
     # The first one's rollback released the key, so the waiting one ran the work itself.
     assert sorted(r.status_code for r in responses) == [201, 503]
     assert all("Idempotent-Replayed" not in r.headers for r in responses)
@@ -532,20 +542,9 @@ async def test_a_refused_request_answers_what_a_waiting_duplicate_then_stored(cl
     # The first execution is refused (4xx), and its rollback hands the key to the duplicate
     # waiting on it, whose execution succeeds. The refused request claims the key again, waits
     # for that outcome and answers it: one key, one answer, whatever the interleaving.
-    key, text_ = new_key(), note()
-    requests = asyncio.gather(
-        *(
-            post(client, alice, key, note=text_, sleep=WORK_SECONDS, fail="domain", fail_once=True)
-            for _ in range(2)
-        )
+    key, text_, responses = await first_fails_once_while_a_duplicate_waits(
+        client, admin, alice, "domain"
     )
-
-    async def duplicate_waits() -> bool:
-        return await backends(admin, "wait_event_type = 'Lock'") == 1
-
-    overlapped = await wait_until(duplicate_waits, within=WORK_SECONDS * 0.8)
-    responses = await requests
-    assert overlapped, "the requests did not overlap"
     assert [r.status_code for r in responses] == [201, 201]
     assert responses[0].json() == responses[1].json()
     replayed = sorted(str(r.headers.get("Idempotent-Replayed")) for r in responses)
