@@ -54,10 +54,3 @@ class RegistrationNotCompleted(ServiceUnavailable):
             retry_after=2,
             **extra,
         )
-
-
-class UnknownCursor(BadRequest):
-    """400: `starting_after` names no user."""
-
-    type = "invalid_cursor"
-    title = "Invalid cursor"

@@ -21,6 +21,7 @@ from auth_microservice.users.schemas import (
     UserRead,
 )
 from micropay_common.db import SessionDep
+from micropay_common.pagination import Limit
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -84,12 +85,12 @@ async def resend_confirmation(body: ConfirmationResend, identity: IdentityDep) -
 async def list_users(
     session: SessionDep,
     _admin: ActiveAdmin,
-    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    limit: Limit = 10,
     starting_after: Annotated[uuid.UUID | None, Query()] = None,
 ) -> UserPage:
     """Users newest first, with cursor pagination (`starting_after` = a user id)."""
-    users, has_more = await service.list_users(session, limit=limit, starting_after=starting_after)
-    return UserPage(data=[_read(user) for user in users], has_more=has_more)
+    users = await service.list_users(session, limit=limit, starting_after=starting_after)
+    return UserPage.of([_read(user) for user in users], limit)
 
 
 def _read(user: User) -> UserRead:

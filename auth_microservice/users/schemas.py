@@ -8,6 +8,8 @@ from datetime import datetime
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from micropay_common.pagination import Page
+
 
 def normalise_email(value: str) -> str:
     """Trim and lower-case an address, then check it is a deliverable-looking ASCII address."""
@@ -79,8 +81,5 @@ class ResendRead(BaseModel):
     detail: str
 
 
-class UserPage(BaseModel):
+class UserPage(Page[UserRead]):
     """A page of users, newest first."""
-
-    data: list[UserRead]
-    has_more: bool

@@ -20,12 +20,12 @@ from auth_microservice.users.exceptions import (
     InvalidConfirmationCode,
     InvalidRegistration,
     RegistrationNotCompleted,
-    UnknownCursor,
     WeakPassword,
 )
 from micropay_common.errors import ProblemError
 from micropay_common.events import USER_REGISTERED, UserRegistered
 from micropay_common.outbox import publish
+from micropay_common.pagination import InvalidCursor
 
 logger = logging.getLogger("micropay.auth.users")
 
@@ -143,12 +143,11 @@ async def resend_confirmation(identity: IdentityProvider, email: str) -> None:
 
 async def list_users(
     session: AsyncSession, *, limit: int, starting_after: uuid.UUID | None
-) -> tuple[list[User], bool]:
-    """A page of users, newest first, and whether more follow."""
+) -> list[User]:
+    """Up to `limit + 1` users after the cursor, newest first (the extra one: more follow)."""
     after = None
     if starting_after is not None:
         after = await repository.find_by_id(session, starting_after)
         if after is None:
-            raise UnknownCursor(f"No user {starting_after} to start after.")
-    rows = list(await repository.page(session, limit=limit + 1, after=after))
-    return rows[:limit], len(rows) > limit
+            raise InvalidCursor(f"No user {starting_after} to start after.")
+    return list(await repository.page(session, limit=limit + 1, after=after))

@@ -7,11 +7,11 @@ import uuid
 from fastapi import APIRouter, Response, status
 
 from micropay_common.db import SessionDep
+from micropay_common.pagination import Limit, Page
 from micropay_common.security import CurrentUser
 from notifications_microservice.dependencies import AppStateDep
 from notifications_microservice.devices import service
 from notifications_microservice.devices.schemas import DeviceCreate, DeviceRead
-from notifications_microservice.pagination import Limit, Page, page_of
 
 router = APIRouter(prefix="/notifications/devices", tags=["notifications"])
 
@@ -45,7 +45,7 @@ async def list_devices(
 ) -> Page[DeviceRead]:
     """The caller's devices, newest first."""
     devices = await service.list_devices(session, user.id, limit, starting_after)
-    return page_of([DeviceRead.model_validate(d) for d in devices], limit)
+    return Page[DeviceRead].of([DeviceRead.model_validate(d) for d in devices], limit)
 
 
 @router.delete(

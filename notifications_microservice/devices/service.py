@@ -11,6 +11,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from micropay_common.pagination import InvalidCursor
 from notifications_microservice.aws import describe, error_code
 from notifications_microservice.devices import repository
 from notifications_microservice.devices.exceptions import (
@@ -21,7 +22,6 @@ from notifications_microservice.devices.exceptions import (
 from notifications_microservice.devices.platforms import PushPlatforms
 from notifications_microservice.devices.schemas import DeviceCreate
 from notifications_microservice.models import Device
-from notifications_microservice.pagination import InvalidCursor
 
 # SNS refuses to create an endpoint for a token that has one with other attributes (such as
 # Enabled=false) and names the existing endpoint in the message.

@@ -7,11 +7,11 @@ import uuid
 from fastapi import APIRouter
 
 from micropay_common.db import SessionDep
+from micropay_common.pagination import Limit, Page
 from micropay_common.security import CurrentUser
 from notifications_microservice.models import Notification
 from notifications_microservice.notifications import service
 from notifications_microservice.notifications.schemas import Channel, NotificationRead, Status
-from notifications_microservice.pagination import Limit, Page, page_of
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 
@@ -46,4 +46,4 @@ async def list_notifications(
         channel=channel,
         status=status,
     )
-    return page_of([_read(row) for row in rows], limit)
+    return Page[NotificationRead].of([_read(row) for row in rows], limit)

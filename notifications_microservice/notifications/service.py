@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from micropay_common.pagination import InvalidCursor
 from notifications_microservice.models import Notification
 from notifications_microservice.notifications import repository
-from notifications_microservice.pagination import InvalidCursor
 from notifications_microservice.rendering import render_message
 from notifications_microservice.webhooks import repository as webhooks_repository
 

@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from micropay_common.db import SessionDep
+from micropay_common.pagination import Limit, Page
 from micropay_common.security import CurrentUser
 from notifications_microservice.dependencies import SettingsDep
-from notifications_microservice.pagination import Limit, Page, page_of
 from notifications_microservice.webhooks import service
 from notifications_microservice.webhooks.schemas import (
     RedeliveryRead,
@@ -52,7 +52,9 @@ async def list_webhook_endpoints(
 ) -> Page[WebhookEndpointRead]:
     """The caller's endpoints, newest first (secrets are never shown again)."""
     endpoints = await service.list_endpoints(session, user.id, limit, starting_after)
-    return page_of([WebhookEndpointRead.model_validate(e) for e in endpoints], limit)
+    return Page[WebhookEndpointRead].of(
+        [WebhookEndpointRead.model_validate(e) for e in endpoints], limit
+    )
 
 
 @router.get(
@@ -98,7 +100,9 @@ async def list_webhook_deliveries(
 ) -> Page[WebhookDeliveryRead]:
     """Every attempt (status, truncated response, duration), newest first."""
     rows = await service.list_deliveries(session, user.id, endpoint_id, limit, starting_after)
-    return page_of([WebhookDeliveryRead.model_validate(row) for row in rows], limit)
+    return Page[WebhookDeliveryRead].of(
+        [WebhookDeliveryRead.model_validate(row) for row in rows], limit
+    )
 
 
 @router.post(

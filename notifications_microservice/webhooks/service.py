@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from micropay_common.pagination import InvalidCursor
 from notifications_microservice.models import WebhookEndpoint
-from notifications_microservice.pagination import InvalidCursor
 from notifications_microservice.settings import NotificationsSettings
 from notifications_microservice.webhooks import repository
 from notifications_microservice.webhooks.exceptions import (

@@ -16,6 +16,7 @@ from micropay_common.idempotency import (
     read_idempotency_key,
     request_fingerprint,
 )
+from micropay_common.pagination import Limit
 from micropay_common.security import CurrentUser
 from payment_microservice.payments import service
 from payment_microservice.payments.driver import PaymentDriver
@@ -85,7 +86,7 @@ async def create_payment(
 async def list_payments(
     session: SessionDep,
     user: CurrentUser,
-    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    limit: Limit = 10,
     starting_after: Annotated[
         uuid.UUID | None, Query(description="The last payment id of the previous page.")
     ] = None,

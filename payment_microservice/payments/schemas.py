@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from micropay_common.money import Amount
+from micropay_common.pagination import Page
 
 PaymentStatus = Literal["processing", "requires_action", "succeeded", "failed"]
 
@@ -61,8 +62,5 @@ class PaymentRead(BaseModel):
     )
 
 
-class PaymentList(BaseModel):
+class PaymentList(Page[PaymentRead]):
     """A page of payments, newest first."""
-
-    data: list[PaymentRead]
-    has_more: bool

@@ -142,7 +142,7 @@ async def list_payments(
     if starting_after is not None:
         cursor = await get_visible(session, user, starting_after)
     rows = await repository.page(session, user_id=owner, limit=limit, starting_after=cursor)
-    return PaymentList(data=[to_read(p) for p in rows[:limit]], has_more=len(rows) > limit)
+    return PaymentList.of([to_read(p) for p in rows], limit)
 
 
 async def apply_intent(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from micropay_common.errors import BadRequest, Conflict, NotFound
+from micropay_common.errors import Conflict, NotFound
 
 
 class InsufficientFunds(Conflict):
@@ -17,13 +17,6 @@ class LineNotFound(NotFound):
 
     type = "not_found"
     title = "Ledger line not found"
-
-
-class InvalidCursor(BadRequest):
-    """400: `starting_after` names no line of the caller's."""
-
-    type = "invalid_cursor"
-    title = "Invalid cursor"
 
 
 class UnbalancedTransaction(ValueError):

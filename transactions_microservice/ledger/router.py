@@ -10,6 +10,7 @@ from pydantic import AwareDatetime
 
 from micropay_common.db import SessionDep
 from micropay_common.money import Currency
+from micropay_common.pagination import Limit
 from micropay_common.security import CurrentUser, ServiceCaller
 from transactions_microservice.ledger import service
 from transactions_microservice.ledger.repository import HistoryFilter
@@ -34,7 +35,7 @@ internal_router = APIRouter(tags=["internal"])
 async def list_lines(
     session: SessionDep,
     user: CurrentUser,
-    limit: int = Query(10, ge=1, le=100, description="Lines per page."),
+    limit: Limit = 10,
     starting_after: int | None = Query(
         None, ge=1, le=MAX_LINE_ID, description="Id of the last line of the previous page."
     ),
@@ -48,7 +49,7 @@ async def list_lines(
     ),
 ) -> LinePage:
     """Cursor-paginated history across the caller's wallets, optionally filtered."""
-    page = await service.history(
+    lines = await service.history(
         session,
         HistoryFilter(
             user_id=user.id,
@@ -60,10 +61,7 @@ async def list_lines(
         limit=limit,
         starting_after=starting_after,
     )
-    return LinePage(
-        data=[LineRead.model_validate(asdict(line)) for line in page.lines],
-        has_more=page.has_more,
-    )
+    return LinePage.of([LineRead.model_validate(asdict(line)) for line in lines], limit)
 
 
 @router.get(

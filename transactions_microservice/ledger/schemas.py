@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from micropay_common.pagination import Page
+
 LineType = Literal["top_up", "transfer_in", "transfer_out", "refund"]
 
 
@@ -33,11 +35,8 @@ class LineRead(BaseModel):
     created_at: datetime
 
 
-class LinePage(BaseModel):
+class LinePage(Page[LineRead]):
     """A page of lines, newest first."""
-
-    data: list[LineRead]
-    has_more: bool
 
 
 class LedgerCheckRead(BaseModel):

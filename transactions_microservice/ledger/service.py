@@ -12,11 +12,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from micropay_common.pagination import InvalidCursor
 from transactions_microservice.holds import repository as holds_repository
 from transactions_microservice.ledger import repository
 from transactions_microservice.ledger.exceptions import (
     InsufficientFunds,
-    InvalidCursor,
     LineNotFound,
     UnbalancedTransaction,
 )
@@ -47,14 +47,6 @@ class Posted:
     id: uuid.UUID
     created_at: datetime
     balances_after: dict[int, int]
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of history."""
-
-    lines: list[LineRecord]
-    has_more: bool
 
 
 @dataclass(frozen=True)
@@ -168,8 +160,8 @@ async def post(
 
 async def history(
     session: AsyncSession, where: HistoryFilter, *, limit: int, starting_after: int | None
-) -> Page:
-    """A page of the user's lines, newest first, after the line `starting_after`."""
+) -> list[LineRecord]:
+    """Up to `limit + 1` of the user's lines after the line `starting_after`, newest first."""
     lines = await repository.history_page(
         session, where, limit=limit + 1, starting_after=starting_after
     )
@@ -180,7 +172,7 @@ async def history(
         and not await repository.is_users_line(session, where.user_id, starting_after)
     ):
         raise InvalidCursor(f"starting_after={starting_after} is not one of your lines.")
-    return Page(lines=lines[:limit], has_more=len(lines) > limit)
+    return lines
 
 
 async def line(session: AsyncSession, user_id: str, entry_id: int) -> LineRecord:
