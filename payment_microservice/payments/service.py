@@ -22,6 +22,7 @@ from micropay_common.events import (
     PaymentSucceeded,
 )
 from micropay_common.outbox import publish
+from micropay_common.pagination import InvalidCursor
 from micropay_common.security import AuthenticatedUser
 from payment_microservice.models import Payment
 from payment_microservice.payments import repository
@@ -140,7 +141,9 @@ async def list_payments(
         owner = user.id
     cursor = None
     if starting_after is not None:
-        cursor = await get_visible(session, user, starting_after)
+        cursor = await repository.get(session, starting_after)
+        if cursor is None or not can_read(user, cursor):
+            raise InvalidCursor(f"starting_after: you have no payment {starting_after}.")
     rows = await repository.page(session, user_id=owner, limit=limit, starting_after=cursor)
     return PaymentList.of([to_read(p) for p in rows], limit)
 

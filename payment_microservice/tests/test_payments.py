@@ -264,3 +264,15 @@ async def test_list_pages_newest_first_with_a_cursor(payment_stack, make_user):
     assert second["has_more"] is False
     bad = await payment_stack.client.get("/payments?limit=101", headers=headers)
     assert bad.status_code == 422
+
+
+async def test_a_cursor_that_is_not_one_of_your_payments_is_a_400(payment_stack, make_user):
+    owner, stranger = make_user(), make_user()
+    theirs = (await payment_stack.pay(owner, amount=500)).json()["id"]
+    for cursor in (theirs, str(uuid.uuid4())):
+        answer = await payment_stack.client.get(
+            "/payments", params={"starting_after": cursor}, headers=payment_stack.headers(stranger)
+        )
+        assert answer.status_code == 400, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["type"] == "invalid_cursor"
