@@ -183,7 +183,8 @@ class IdempotentRequest:
         # execution in a savepoint, keeps two round trips off every successful request. The
         # rollback releases the key, so it is claimed again: if a concurrent request with the
         # same key got it meanwhile, its answer is the one that stands and the one returned.
-        assert self.claim is not None
+        if self.claim is None:
+            raise RuntimeError("a keyed IdempotentRequest needs its Claim")
         await self.session.rollback()
         self.record_id, replay = await _claim(self.session, self.claim)
         if replay is not None:
