@@ -18,12 +18,6 @@ from sqlalchemy.ext.asyncio import (
 
 from micropay_common.settings import ServiceSettings
 
-# A connection that sat in the pool longer than this is pinged before use. A ping on every
-# checkout costs three round trips per request; a connection in steady use is known to be
-# alive, and one that broke anyway (a restart, a failover) fails its request with a 503 and
-# makes the pool replace every connection opened before the failure.
-PING_AFTER_IDLE_SECONDS = 10.0
-
 
 def async_database_url(url: str) -> URL:
     """Turn a `postgresql://` URL (as libpq and the README spell it) into an asyncpg one."""
@@ -50,7 +44,10 @@ def create_engine(settings: ServiceSettings, schema: str) -> AsyncEngine:
             "command_timeout": 30,
         },
     )
-    ping_when_idle(engine, PING_AFTER_IDLE_SECONDS)
+    # A ping on every checkout costs three round trips per request. A connection in steady
+    # use is known to be alive; one that broke anyway (a restart, a failover) fails its
+    # request with a 503 and makes the pool replace every connection opened before it.
+    ping_when_idle(engine, settings.db_ping_after_idle_seconds)
     return engine.execution_options(schema_translate_map={None: schema})
 
 

@@ -22,6 +22,7 @@ class ServiceSettings(BaseSettings):
     database_url: str
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
+    db_ping_after_idle_seconds: float = Field(default=10.0, ge=0)
     log_level: str = "INFO"
 
     aws_region: str = "us-east-1"

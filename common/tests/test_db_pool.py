@@ -26,11 +26,9 @@ async def _terminate(admin_url: str, pid: int) -> None:
         await admin.close()
 
 
-async def test_an_idle_connection_that_died_is_replaced_before_use(
-    service_settings, database, monkeypatch
-):
-    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.05)
-    engine = db.create_engine(service_settings("transactions", db_pool_size=1), "transactions")
+async def test_an_idle_connection_that_died_is_replaced_before_use(service_settings, database):
+    settings = service_settings("transactions", db_pool_size=1, db_ping_after_idle_seconds=0.05)
+    engine = db.create_engine(settings, "transactions")
     try:
         first = await _backend_pid(engine)
         await _terminate(database.admin_url, first)
