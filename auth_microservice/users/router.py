@@ -21,7 +21,7 @@ from auth_microservice.users.schemas import (
     UserRead,
 )
 from micropay_common.db import SessionDep
-from micropay_common.pagination import Limit
+from micropay_common.pagination import LIST_RESPONSES, Limit
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -80,7 +80,7 @@ async def resend_confirmation(body: ConfirmationResend, identity: IdentityDep) -
 @router.get(
     "/users",
     summary="List users (admins only)",
-    responses={403: {"description": "The caller is not in the `admins` group"}},
+    responses={**LIST_RESPONSES, 403: {"description": "The caller is not in the `admins` group"}},
 )
 async def list_users(
     session: SessionDep,

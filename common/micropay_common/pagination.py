@@ -8,7 +8,7 @@ readable name.
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, Self, TypeVar
+from typing import Annotated, Any, Generic, Self, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
@@ -30,6 +30,12 @@ class Page(BaseModel, Generic[ItemT]):
     def of(cls, items: list[ItemT], limit: int) -> Self:
         """A page from up to `limit + 1` items fetched (the extra one only tells there is more)."""
         return cls(data=items[:limit], has_more=len(items) > limit)
+
+
+# For a list route's `responses=`, so the OpenAPI document names the 400 it may answer.
+LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "`starting_after` is not in the caller's list (`invalid_cursor`)"}
+}
 
 
 class InvalidCursor(BadRequest):

@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, Response, status
 
 from micropay_common.db import SessionDep
-from micropay_common.pagination import Limit, Page
+from micropay_common.pagination import LIST_RESPONSES, Limit, Page
 from micropay_common.security import CurrentUser
 from notifications_microservice.dependencies import AppStateDep
 from notifications_microservice.devices import service
@@ -36,7 +36,7 @@ async def register_device(
     return DeviceRead.model_validate(device)
 
 
-@router.get("", response_model=Page[DeviceRead], summary="Your devices")
+@router.get("", response_model=Page[DeviceRead], summary="Your devices", responses=LIST_RESPONSES)
 async def list_devices(
     user: CurrentUser,
     session: SessionDep,

@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter
 
 from micropay_common.db import SessionDep
-from micropay_common.pagination import Limit, Page
+from micropay_common.pagination import LIST_RESPONSES, Limit, Page
 from micropay_common.security import CurrentUser
 from notifications_microservice.models import Notification
 from notifications_microservice.notifications import service
@@ -27,7 +27,7 @@ def _read(notification: Notification) -> NotificationRead:
     "",
     response_model=Page[NotificationRead],
     summary="Your notifications",
-    responses={400: {"description": "`starting_after` names none of yours"}},
+    responses=LIST_RESPONSES,
 )
 async def list_notifications(
     user: CurrentUser,

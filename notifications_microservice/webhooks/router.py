@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from micropay_common.db import SessionDep
-from micropay_common.pagination import Limit, Page
+from micropay_common.pagination import LIST_RESPONSES, Limit, Page
 from micropay_common.security import CurrentUser
 from notifications_microservice.dependencies import SettingsDep
 from notifications_microservice.webhooks import service
@@ -43,7 +43,12 @@ async def create_webhook_endpoint(
     return WebhookEndpointCreated.model_validate(endpoint)
 
 
-@router.get("", response_model=Page[WebhookEndpointRead], summary="Your webhook endpoints")
+@router.get(
+    "",
+    response_model=Page[WebhookEndpointRead],
+    summary="Your webhook endpoints",
+    responses=LIST_RESPONSES,
+)
 async def list_webhook_endpoints(
     user: CurrentUser,
     session: SessionDep,
@@ -89,7 +94,7 @@ async def delete_webhook_endpoint(
     "/{endpoint_id}/deliveries",
     response_model=Page[WebhookDeliveryRead],
     summary="Delivery attempts to an endpoint",
-    responses=_NOT_FOUND,
+    responses={**_NOT_FOUND, **LIST_RESPONSES},
 )
 async def list_webhook_deliveries(
     endpoint_id: uuid.UUID,

@@ -16,7 +16,7 @@ from micropay_common.idempotency import (
     read_idempotency_key,
     request_fingerprint,
 )
-from micropay_common.pagination import Limit
+from micropay_common.pagination import LIST_RESPONSES, Limit
 from micropay_common.security import CurrentUser
 from payment_microservice.payments import service
 from payment_microservice.payments.driver import PaymentDriver
@@ -82,7 +82,12 @@ async def create_payment(
     )
 
 
-@router.get("", response_model=PaymentList, summary="List payments, newest first")
+@router.get(
+    "",
+    response_model=PaymentList,
+    summary="List payments, newest first",
+    responses=LIST_RESPONSES,
+)
 async def list_payments(
     session: SessionDep,
     user: CurrentUser,
