@@ -223,13 +223,9 @@ def _render(status_code: int, body: Any, headers: dict[str, str]) -> Response:
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
-def _read_key(request: Request, required: bool) -> str | None:
+def _optional_key(request: Request) -> str | None:
     values = request.headers.getlist(IDEMPOTENCY_KEY_HEADER)
     if not values:
-        if required:
-            raise IdempotencyKeyRequired(
-                f"This endpoint requires an {IDEMPOTENCY_KEY_HEADER} header (for example a UUID)."
-            )
         return None
     if len(values) > 1 or not _VALID_KEY.fullmatch(values[0]):
         raise InvalidIdempotencyKey(
@@ -239,12 +235,44 @@ def _read_key(request: Request, required: bool) -> str | None:
     return values[0]
 
 
-def read_idempotency_key(request: Request, *, required: bool) -> str | None:
-    """The request's Idempotency-Key (400 when missing but required, or malformed).
+def _required_key(request: Request) -> str:
+    key = _optional_key(request)
+    if key is None:
+        raise IdempotencyKeyRequired(
+            f"This endpoint requires an {IDEMPOTENCY_KEY_HEADER} header (for example a UUID)."
+        )
+    return key
 
-    For endpoints that keep their own idempotency records instead of `idem.run`.
+
+async def fingerprint_of(request: Request) -> str:
+    """`request_fingerprint` of the request being served."""
+    return request_fingerprint(
+        request.method, request.url.path, request.url.query, await request.body()
+    )
+
+
+@dataclass(frozen=True)
+class KeyedRequest:
+    """A request's required Idempotency-Key and its fingerprint.
+
+    For endpoints that keep their own idempotency records (a payment, a refund) instead of
+    `idem.run`.
     """
-    return _read_key(request, required)
+
+    key: str
+    fingerprint: str
+
+    def headers(self, *, replayed: bool) -> dict[str, str]:
+        """The headers of the answer: the key echoed, and whether it repeats a stored one."""
+        headers = {IDEMPOTENCY_KEY_HEADER: self.key}
+        if replayed:
+            headers[REPLAYED_HEADER] = "true"
+        return headers
+
+
+async def read_keyed_request(request: Request) -> KeyedRequest:
+    """The request's Idempotency-Key (400 when missing or malformed) and fingerprint."""
+    return KeyedRequest(key=_required_key(request), fingerprint=await fingerprint_of(request))
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:
@@ -390,7 +418,7 @@ def idempotency(
     ) -> AsyncIterator[IdempotentRequest]:
         # The header parameter documents the API; the raw headers are read to refuse repeats.
         del idempotency_key
-        key = _read_key(request, required)
+        key = _required_key(request) if required else _optional_key(request)
         path = request.url.path
         if key is None:
             yield IdempotentRequest(session=session, path=path, key=None)
@@ -400,9 +428,7 @@ def idempotency(
             key=key,
             method=request.method,
             path=path,
-            fingerprint=request_fingerprint(
-                request.method, path, request.url.query, await request.body()
-            ),
+            fingerprint=await fingerprint_of(request),
             ttl_hours=request.app.state.settings.idempotency_ttl_hours,
             lock_timeout_seconds=lock_timeout_seconds,
         )

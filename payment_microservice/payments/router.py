@@ -10,12 +10,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from micropay_common.db import SessionDep
-from micropay_common.idempotency import (
-    IDEMPOTENCY_KEY_HEADER,
-    REPLAYED_HEADER,
-    read_idempotency_key,
-    request_fingerprint,
-)
+from micropay_common.idempotency import IDEMPOTENCY_KEY_HEADER, read_keyed_request
 from micropay_common.pagination import LIST_RESPONSES, Limit
 from micropay_common.security import CurrentUser
 from payment_microservice.payments import service
@@ -24,7 +19,6 @@ from payment_microservice.payments.schemas import PaymentCreate, PaymentList, Pa
 
 router = APIRouter(prefix="/payments", tags=["payments"])
 
-PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 KEY_DESCRIPTION = (
     "Unique key (1 to 255 printable ASCII characters, e.g. a UUID). A retry with the same key "
     "and body never charges twice: it answers with the same payment. Required."
@@ -37,14 +31,13 @@ KEY_DESCRIPTION = (
     response_model=PaymentRead,
     summary="Top up the wallet by card",
     responses={
-        400: {"description": "Idempotency-Key missing or malformed", **PROBLEM},
-        402: {"description": "Card declined (`card_declined`) or payment failed", **PROBLEM},
-        409: {"description": "Idempotency-Key reused with another body, or in use", **PROBLEM},
+        400: {"description": "Idempotency-Key missing or malformed"},
+        402: {"description": "Card declined (`card_declined`) or payment failed"},
+        409: {"description": "Idempotency-Key reused with another body, or in use"},
         422: {
             "description": "Invalid body, unsupported currency or amount out of range",
-            **PROBLEM,
         },
-        503: {"description": "Stripe did not answer; the payment stays processing", **PROBLEM},
+        503: {"description": "Stripe did not answer; the payment stays processing"},
     },
 )
 async def create_payment(
@@ -62,18 +55,12 @@ async def create_payment(
     """
     # The header parameter documents the API; the raw headers are read to refuse repeats.
     del idempotency_key
-    key = read_idempotency_key(request, required=True)
-    assert key is not None
-    fingerprint = request_fingerprint(
-        request.method, request.url.path, request.url.query, await request.body()
-    )
+    keyed = await read_keyed_request(request)
     driver: PaymentDriver = request.app.state.payment_driver
     submission = await driver.submit(
-        user_id=user.id, idempotency_key=key, request_hash=fingerprint, body=body
+        user_id=user.id, idempotency_key=keyed.key, request_hash=keyed.fingerprint, body=body
     )
-    headers = {IDEMPOTENCY_KEY_HEADER: key}
-    if submission.replayed:
-        headers[REPLAYED_HEADER] = "true"
+    headers = keyed.headers(replayed=submission.replayed)
     payment = submission.payment
     if payment.status == "failed":
         raise service.failure_problem(payment, headers)
@@ -109,7 +96,7 @@ async def list_payments(
     "/{payment_id}",
     response_model=PaymentRead,
     summary="Read a payment",
-    responses={404: {"description": "No such payment visible to the caller", **PROBLEM}},
+    responses={404: {"description": "No such payment visible to the caller"}},
 )
 async def get_payment(payment_id: uuid.UUID, session: SessionDep, user: CurrentUser) -> Any:
     """One payment of the caller (admins: any payment)."""

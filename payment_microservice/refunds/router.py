@@ -10,12 +10,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from micropay_common.db import SessionDep
-from micropay_common.idempotency import (
-    IDEMPOTENCY_KEY_HEADER,
-    REPLAYED_HEADER,
-    read_idempotency_key,
-    request_fingerprint,
-)
+from micropay_common.idempotency import IDEMPOTENCY_KEY_HEADER, read_keyed_request
 from micropay_common.security import CurrentUser
 from payment_microservice.refunds import service
 from payment_microservice.refunds.driver import RefundDriver
@@ -23,7 +18,6 @@ from payment_microservice.refunds.schemas import RefundCreate, RefundList, Refun
 
 router = APIRouter(prefix="/payments", tags=["payments"])
 
-PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 KEY_DESCRIPTION = (
     "Unique key (1 to 255 printable ASCII characters, e.g. a UUID). A retry with the same key "
     "and body refunds once and answers with the same refund. Required."
@@ -36,17 +30,16 @@ KEY_DESCRIPTION = (
     response_model=RefundRead,
     summary="Refund a payment to its card",
     responses={
-        400: {"description": "Idempotency-Key missing or malformed", **PROBLEM},
-        404: {"description": "No such payment visible to the caller", **PROBLEM},
+        400: {"description": "Idempotency-Key missing or malformed"},
+        404: {"description": "No such payment visible to the caller"},
         409: {
             "description": (
                 "`insufficient_funds` (the wallet cannot cover it), `refund_exceeds_payment`, "
                 "`payment_not_refundable`, `refund_failed` (Stripe refused), or an "
                 "Idempotency-Key conflict"
             ),
-            **PROBLEM,
         },
-        503: {"description": "Stripe or the wallet did not answer; retry", **PROBLEM},
+        503: {"description": "Stripe or the wallet did not answer; retry"},
     },
 )
 async def create_refund(
@@ -61,22 +54,16 @@ async def create_refund(
     """Debit the wallet (hold, then capture) and refund the card; partial refunds allowed."""
     # The header parameter documents the API; the raw headers are read to refuse repeats.
     del idempotency_key
-    key = read_idempotency_key(request, required=True)
-    assert key is not None
-    fingerprint = request_fingerprint(
-        request.method, request.url.path, request.url.query, await request.body()
-    )
+    keyed = await read_keyed_request(request)
     driver: RefundDriver = request.app.state.refund_driver
     submission = await driver.submit(
         user=user,
         payment_id=payment_id,
-        idempotency_key=key,
-        request_hash=fingerprint,
+        idempotency_key=keyed.key,
+        request_hash=keyed.fingerprint,
         body=body,
     )
-    headers = {IDEMPOTENCY_KEY_HEADER: key}
-    if submission.replayed:
-        headers[REPLAYED_HEADER] = "true"
+    headers = keyed.headers(replayed=submission.replayed)
     if submission.refund.status == "failed":
         raise service.failure_problem(submission.refund, headers)
     return JSONResponse(
@@ -88,7 +75,7 @@ async def create_refund(
     "/{payment_id}/refunds",
     response_model=RefundList,
     summary="List a payment's refunds",
-    responses={404: {"description": "No such payment visible to the caller", **PROBLEM}},
+    responses={404: {"description": "No such payment visible to the caller"}},
 )
 async def list_refunds(payment_id: uuid.UUID, session: SessionDep, user: CurrentUser) -> Any:
     """The refunds of one of the caller's payments, newest first."""

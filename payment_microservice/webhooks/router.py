@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 
 from micropay_common.db import SessionDep
@@ -15,16 +13,14 @@ from payment_microservice.webhooks.schemas import WebhookReceipt
 
 router = APIRouter(tags=["webhooks"])
 
-PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-
 
 @router.post(
     "/payments/webhooks/stripe",
     response_model=WebhookReceipt,
     summary="Receive a Stripe webhook event",
     responses={
-        400: {"description": "Bad or stale signature, or not a Stripe event", **PROBLEM},
-        503: {"description": "Not applied now; Stripe retries", **PROBLEM},
+        400: {"description": "Bad or stale signature, or not a Stripe event"},
+        503: {"description": "Not applied now; Stripe retries"},
     },
 )
 async def stripe_webhook(request: Request, session: SessionDep) -> WebhookReceipt:
