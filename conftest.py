@@ -21,9 +21,8 @@ from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, FastAPI
 
 from micropay_common.app import BackgroundJob, create_service_app
-from micropay_common.cognito import secret_hash
 from micropay_common.settings import ServiceSettings
-from stack.bootstrap import AwsResources, bootstrap_aws
+from stack.bootstrap import AwsResources, admin_log_in, bootstrap_aws, create_confirmed_user
 from stack.postgres import PostgresServer, prepare_database, start_postgres
 
 ROOT = Path(__file__).resolve().parent
@@ -171,33 +170,8 @@ def make_user(aws: AwsResources, cognito: Any) -> Callable[..., CognitoUser]:
     def factory(groups: tuple[str, ...] = (), username: str | None = None) -> CognitoUser:
         name = username or f"user-{uuid.uuid4().hex[:12]}@example.com"
         password = f"Pw-{uuid.uuid4().hex}A1"
-        created = cognito.admin_create_user(
-            UserPoolId=aws.user_pool_id,
-            Username=name,
-            MessageAction="SUPPRESS",
-            UserAttributes=[
-                {"Name": "email", "Value": name},
-                {"Name": "email_verified", "Value": "true"},
-            ],
-        )
-        cognito.admin_set_user_password(
-            UserPoolId=aws.user_pool_id, Username=name, Password=password, Permanent=True
-        )
-        for group in groups:
-            cognito.admin_add_user_to_group(
-                UserPoolId=aws.user_pool_id, Username=name, GroupName=group
-            )
-        sub = next(a["Value"] for a in created["User"]["Attributes"] if a["Name"] == "sub")
-        result = cognito.admin_initiate_auth(
-            UserPoolId=aws.user_pool_id,
-            ClientId=aws.client_id,
-            AuthFlow="ADMIN_USER_PASSWORD_AUTH",
-            AuthParameters={
-                "USERNAME": name,
-                "PASSWORD": password,
-                "SECRET_HASH": secret_hash(name, aws.client_id, aws.client_secret),
-            },
-        )["AuthenticationResult"]
+        sub = create_confirmed_user(cognito, aws.user_pool_id, name, password, groups=groups)
+        result = admin_log_in(cognito, aws, name, password)
         return CognitoUser(
             username=name,
             password=password,

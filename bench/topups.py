@@ -33,7 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from micropay_common.cognito import secret_hash  # noqa: E402
+from stack.bootstrap import admin_log_in, create_confirmed_user  # noqa: E402
 from stack.launcher import LOCAL_AWS_CREDENTIALS, Stack, StackConfig  # noqa: E402
 from stack.postgres import connect  # noqa: E402
 from stack.processes import PrefixedOutput  # noqa: E402
@@ -64,29 +64,8 @@ def create_users(stack: Stack, count: int) -> list[str]:
     for _ in range(count):
         name = f"bench-{uuid.uuid4().hex[:12]}@example.com"
         password = f"Pw-{uuid.uuid4().hex}A1"
-        cognito.admin_create_user(
-            UserPoolId=aws.user_pool_id,
-            Username=name,
-            MessageAction="SUPPRESS",
-            UserAttributes=[
-                {"Name": "email", "Value": name},
-                {"Name": "email_verified", "Value": "true"},
-            ],
-        )
-        cognito.admin_set_user_password(
-            UserPoolId=aws.user_pool_id, Username=name, Password=password, Permanent=True
-        )
-        result = cognito.admin_initiate_auth(
-            UserPoolId=aws.user_pool_id,
-            ClientId=aws.client_id,
-            AuthFlow="ADMIN_USER_PASSWORD_AUTH",
-            AuthParameters={
-                "USERNAME": name,
-                "PASSWORD": password,
-                "SECRET_HASH": secret_hash(name, aws.client_id, aws.client_secret),
-            },
-        )
-        tokens.append(result["AuthenticationResult"]["AccessToken"])
+        create_confirmed_user(cognito, aws.user_pool_id, name, password)
+        tokens.append(admin_log_in(cognito, aws, name, password)["AccessToken"])
     return tokens
 
 

@@ -24,8 +24,7 @@ from typing import Any
 import boto3
 import httpx
 
-from micropay_common.cognito import secret_hash
-from stack.bootstrap import AwsResources, bootstrap_aws
+from stack.bootstrap import AwsResources, admin_log_in, bootstrap_aws, create_confirmed_user
 from stack.postgres import PostgresServer, apply_schema, ensure_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,17 +102,7 @@ async def recreate_database(admin_url: str, database: str) -> None:
 def log_in(aws: AwsResources, username: str, password: str) -> str:
     """An access token for a pool user."""
     cognito = boto3.client("cognito-idp", region_name=aws.region, endpoint_url=aws.endpoint_url)
-    result = cognito.admin_initiate_auth(
-        UserPoolId=aws.user_pool_id,
-        ClientId=aws.client_id,
-        AuthFlow="ADMIN_USER_PASSWORD_AUTH",
-        AuthParameters={
-            "USERNAME": username,
-            "PASSWORD": password,
-            "SECRET_HASH": secret_hash(username, aws.client_id, aws.client_secret),
-        },
-    )
-    return str(result["AuthenticationResult"]["AccessToken"])
+    return str(admin_log_in(cognito, aws, username, password)["AccessToken"])
 
 
 def create_users(aws: AwsResources, count: int) -> list[tuple[str, str, str]]:
@@ -124,20 +113,9 @@ def create_users(aws: AwsResources, count: int) -> list[tuple[str, str, str]]:
     for index in range(count):
         email = f"bench-{run}-{index}@example.com"
         password = f"Pw-{uuid.uuid4().hex}A1"
-        created = cognito.admin_create_user(
-            UserPoolId=aws.user_pool_id,
-            Username=email,
-            MessageAction="SUPPRESS",
-            UserAttributes=[
-                {"Name": "email", "Value": email},
-                {"Name": "email_verified", "Value": "true"},
-            ],
-        )
-        cognito.admin_set_user_password(
-            UserPoolId=aws.user_pool_id, Username=email, Password=password, Permanent=True
-        )
-        sub = next(a["Value"] for a in created["User"]["Attributes"] if a["Name"] == "sub")
-        users.append((sub, email, log_in(aws, email, password)))
+        sub = create_confirmed_user(cognito, aws.user_pool_id, email, password)
+        access = admin_log_in(cognito, aws, email, password)["AccessToken"]
+        users.append((sub, email, access))
     return users
 
 

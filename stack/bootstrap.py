@@ -17,6 +17,8 @@ from typing import Any
 import boto3
 import httpx
 
+from micropay_common.cognito import secret_hash
+
 SERVICES = ("auth", "payment", "transactions", "notifications")
 POOL_NAME = "micropay"
 CLIENT_NAME = "micropay-api"
@@ -123,27 +125,74 @@ def _ensure_groups(cognito: Any, pool_id: str) -> None:
             cognito.create_group(GroupName=name, UserPoolId=pool_id, Description=description)
 
 
+def create_confirmed_user(
+    cognito: Any,
+    pool_id: str,
+    username: str,
+    password: str,
+    *,
+    email: str | None = None,
+    groups: tuple[str, ...] = (),
+) -> str:
+    """A pool user with a verified email and a permanent password, in `groups`; its `sub`.
+
+    Service accounts here; users of the tests and benchmarks, which skip the sign-up mail.
+    """
+    created = cognito.admin_create_user(
+        UserPoolId=pool_id,
+        Username=username,
+        MessageAction="SUPPRESS",
+        UserAttributes=[
+            {"Name": "email", "Value": email or username},
+            {"Name": "email_verified", "Value": "true"},
+        ],
+    )
+    cognito.admin_set_user_password(
+        UserPoolId=pool_id, Username=username, Password=password, Permanent=True
+    )
+    for group in groups:
+        cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=username, GroupName=group)
+    return str(next(a["Value"] for a in created["User"]["Attributes"] if a["Name"] == "sub"))
+
+
+def admin_log_in(cognito: Any, aws: AwsResources, username: str, password: str) -> dict[str, Any]:
+    """Cognito's AuthenticationResult (access, id and refresh tokens) for a pool user."""
+    result = cognito.admin_initiate_auth(
+        UserPoolId=aws.user_pool_id,
+        ClientId=aws.client_id,
+        AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+        AuthParameters={
+            "USERNAME": username,
+            "PASSWORD": password,
+            "SECRET_HASH": secret_hash(username, aws.client_id, aws.client_secret),
+        },
+    )
+    return dict(result["AuthenticationResult"])
+
+
 def _ensure_service_account(
     cognito: Any, pool_id: str, service: str, password: str
 ) -> dict[str, str]:
     username = f"svc-{service}"
+    account = {"username": username, "password": password}
     try:
         cognito.admin_get_user(UserPoolId=pool_id, Username=username)
     except cognito.exceptions.UserNotFoundException:
-        cognito.admin_create_user(
-            UserPoolId=pool_id,
-            Username=username,
-            MessageAction="SUPPRESS",
-            UserAttributes=[
-                {"Name": "email", "Value": f"{username}@micropay.local"},
-                {"Name": "email_verified", "Value": "true"},
-            ],
+        create_confirmed_user(
+            cognito,
+            pool_id,
+            username,
+            password,
+            email=f"{username}@micropay.local",
+            groups=("services",),
         )
+        return account
+    # An existing account takes this run's password, the one its env file is given.
     cognito.admin_set_user_password(
         UserPoolId=pool_id, Username=username, Password=password, Permanent=True
     )
     cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=username, GroupName="services")
-    return {"username": username, "password": password}
+    return account
 
 
 def bootstrap_aws(

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from micropay_common.cognito import secret_hash
+from stack.bootstrap import admin_log_in
 from stack.launcher import STRIPE_TEST_KEY, Stack
 
 PASSWORD = "Journey-pass-1"
@@ -230,19 +230,8 @@ class Api:
         account = aws.service_accounts[service]
 
         def login() -> str:
-            result = self.cognito().admin_initiate_auth(
-                UserPoolId=aws.user_pool_id,
-                ClientId=aws.client_id,
-                AuthFlow="ADMIN_USER_PASSWORD_AUTH",
-                AuthParameters={
-                    "USERNAME": account["username"],
-                    "PASSWORD": account["password"],
-                    "SECRET_HASH": secret_hash(
-                        account["username"], aws.client_id, aws.client_secret
-                    ),
-                },
-            )
-            return str(result["AuthenticationResult"]["AccessToken"])
+            result = admin_log_in(self.cognito(), aws, account["username"], account["password"])
+            return str(result["AccessToken"])
 
         return await asyncio.to_thread(login)
 
