@@ -21,6 +21,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, FastAPI
 
 from micropay_common.app import BackgroundJob, create_service_app
+from micropay_common.events import EventEnvelope
 from micropay_common.settings import ServiceSettings
 from stack.bootstrap import AwsResources, admin_log_in, bootstrap_aws, create_confirmed_user
 from stack.postgres import PostgresServer, prepare_database, start_postgres
@@ -275,6 +276,13 @@ async def serve_http(app: Any, port: int | None = None) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+def event_envelope(
+    event_type: str, data: dict[str, Any], *, event_id: uuid.UUID | None = None
+) -> dict[str, Any]:
+    """An event as its producer's outbox relay posts it to `/internal/events`."""
+    return EventEnvelope.new(event_type, data, event_id=event_id).model_dump(mode="json")
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -17,13 +17,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
 
+from micropay_common.events import EventEnvelope
 from stack.bootstrap import AwsResources, admin_log_in, bootstrap_aws, create_confirmed_user
 from stack.postgres import PostgresServer, apply_schema, ensure_database
 
@@ -119,15 +119,9 @@ def create_users(aws: AwsResources, count: int) -> list[tuple[str, str, str]]:
     return users
 
 
-def event(event_type: str, data: dict[str, Any], producer: str) -> dict[str, Any]:
+def event(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     """An event envelope as a producer's relay posts it."""
-    return {
-        "id": str(uuid.uuid4()),
-        "type": event_type,
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "producer": producer,
-        "data": data,
-    }
+    return EventEnvelope.new(event_type, data).model_dump(mode="json")
 
 
 def register_and_fund(
@@ -139,7 +133,7 @@ def register_and_fund(
     with httpx.Client(base_url=base_url, headers=headers, timeout=30) as http:
         for index, (sub, email, token) in enumerate(users):
             for body in (
-                event("user.registered", {"user_id": sub, "email": email}, "auth"),
+                event("user.registered", {"user_id": sub, "email": email}),
                 event(
                     "payment.succeeded",
                     {
@@ -148,7 +142,6 @@ def register_and_fund(
                         "amount": FUNDING,
                         "currency": "USD",
                     },
-                    "payment",
                 ),
             ):
                 response = http.post("/internal/events", json=body)

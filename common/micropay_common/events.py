@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -27,6 +28,24 @@ class EventEnvelope(BaseModel):
     occurred_at: AwareDatetime
     producer: str = Field(min_length=1, max_length=50, examples=["payment"])
     data: dict[str, Any]
+
+    @classmethod
+    def new(
+        cls,
+        event_type: str,
+        data: Mapping[str, Any],
+        *,
+        producer: str | None = None,
+        event_id: UUID | None = None,
+    ) -> EventEnvelope:
+        """An envelope stamped now; the producer is the event type's route's unless given."""
+        return cls(
+            id=event_id or uuid4(),
+            type=event_type,
+            occurred_at=datetime.now(UTC),
+            producer=producer or route_of(event_type).producer,
+            data=dict(data),
+        )
 
 
 @dataclass(frozen=True)

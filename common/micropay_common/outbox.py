@@ -14,7 +14,7 @@ import random
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -52,13 +52,7 @@ async def publish(
     route = route_of(event_type)
     if producer != route.producer:
         raise ValueError(f"{event_type!r} is produced by {route.producer!r}, not {producer!r}")
-    envelope = EventEnvelope(
-        id=event_id or uuid.uuid4(),
-        type=event_type,
-        occurred_at=datetime.now(UTC),
-        producer=producer,
-        data=dict(data),
-    )
+    envelope = EventEnvelope.new(event_type, data, producer=producer, event_id=event_id)
     payload = envelope.model_dump(mode="json")
     # A caller that derives event_id from its own state (say, one per payment) may publish
     # again safely: the unique (event_id, consumer) key keeps the first row, even across

@@ -11,12 +11,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from conftest import CognitoUser, TestDatabase, bearer, serve, serve_http
+from conftest import CognitoUser, TestDatabase, bearer, event_envelope, serve, serve_http
 from notifications_microservice.aws import AwsClients, build_clients
 from notifications_microservice.delivery.worker import DeliveryWorker
 from notifications_microservice.main import create_app
 from notifications_microservice.settings import NotificationsSettings
-from notifications_microservice.tests.helpers import Receiver, envelope
+from notifications_microservice.tests.helpers import Receiver
 from stack.bootstrap import AwsResources
 from stack.postgres import connect
 
@@ -125,7 +125,7 @@ def send_event(client: httpx.AsyncClient, service_headers) -> SendEvent:
     """Post an event to /internal/events as a producer's relay would; returns the response."""
 
     async def send(event_type: str, data: dict[str, Any], **kwargs: Any) -> httpx.Response:
-        body = kwargs.pop("body", None) or envelope(event_type, data, **kwargs)
+        body = kwargs.pop("body", None) or event_envelope(event_type, data, **kwargs)
         return await client.post("/internal/events", json=body, headers=service_headers)
 
     return send

@@ -7,7 +7,6 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,20 +17,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from conftest import CognitoUser, bearer
-from micropay_common.events import EVENT_ROUTES
-
-
-def envelope(
-    event_type: str, data: dict[str, Any], event_id: uuid.UUID | None = None
-) -> dict[str, Any]:
-    """An event envelope as the producer's relay posts it."""
-    return {
-        "id": str(event_id or uuid.uuid4()),
-        "type": event_type,
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "producer": EVENT_ROUTES[event_type].producer,
-        "data": data,
-    }
 
 
 def new_user() -> tuple[str, str]:

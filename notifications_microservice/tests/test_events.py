@@ -9,13 +9,14 @@ from datetime import UTC, datetime
 
 import pytest
 
+from conftest import event_envelope
 from micropay_common.events import EventEnvelope, events_consumed_by
 from notifications_microservice.notifications.handlers import (
     HANDLERS,
     on_payment_succeeded,
     on_user_registered,
 )
-from notifications_microservice.tests.helpers import create_webhook, envelope, new_user
+from notifications_microservice.tests.helpers import create_webhook, new_user
 
 
 async def rows_for(admin, user_id: str):
@@ -125,7 +126,7 @@ async def test_transfer_notifies_both_sides_and_learns_their_emails(send_event, 
 
 async def test_a_repeated_event_adds_nothing(send_event, admin):
     user_id, email = new_user()
-    event = envelope("user.registered", {"user_id": user_id, "email": email})
+    event = event_envelope("user.registered", {"user_id": user_id, "email": email})
     assert (await send_event("", {}, body=event)).json() == {"status": "applied"}
     assert (await send_event("", {}, body=event)).json() == {"status": "duplicate"}
     assert len(await rows_for(admin, user_id)) == 2
@@ -190,13 +191,13 @@ async def test_concurrent_events_of_one_user_never_strand_an_email(app, admin):
     the payment's waiting email and addresses it."""
     user_id, email = new_user()
     payment = EventEnvelope.model_validate(
-        envelope(
+        event_envelope(
             "payment.succeeded",
             {"payment_id": "pay_race", "user_id": user_id, "amount": 1, "currency": "USD"},
         )
     )
     registration = EventEnvelope.model_validate(
-        envelope("user.registered", {"user_id": user_id, "email": email})
+        event_envelope("user.registered", {"user_id": user_id, "email": email})
     )
     sessionmaker = app.state.sessionmaker
     async with sessionmaker() as first:
@@ -222,7 +223,7 @@ async def test_concurrent_events_of_one_user_never_strand_an_email(app, admin):
 
 
 async def test_malformed_event_data_is_refused_and_recorded_nowhere(send_event, admin):
-    event = envelope("payment.succeeded", {"payment_id": "p", "user_id": "u", "amount": -5})
+    event = event_envelope("payment.succeeded", {"payment_id": "p", "user_id": "u", "amount": -5})
     response = await send_event("", {}, body=event)
     assert response.status_code == 422
     assert response.json()["type"] == "malformed_event"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import httpx
 
-from conftest import bearer, serve_http
+from conftest import bearer, event_envelope, serve_http
 from notifications_microservice.main import create_app
 from notifications_microservice.tests.helpers import (
     Receiver,
     emails_to,
-    envelope,
     eventually,
     new_user,
 )
@@ -29,7 +28,7 @@ async def test_events_reach_email_and_a_signed_webhook_through_the_background_wo
     ):
         registered = await client.post(
             "/internal/events",
-            json=envelope("user.registered", {"user_id": user.sub, "email": user.username}),
+            json=event_envelope("user.registered", {"user_id": user.sub, "email": user.username}),
             headers=service_headers,
         )
         assert registered.json() == {"status": "applied"}
@@ -41,7 +40,7 @@ async def test_events_reach_email_and_a_signed_webhook_through_the_background_wo
         recorder.secrets["/hooks/e2e"] = created.json()["secret"]
         transfer = await client.post(
             "/internal/events",
-            json=envelope(
+            json=event_envelope(
                 "transfer.completed",
                 {
                     "transfer_id": "tr_e2e",

@@ -11,11 +11,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from conftest import CognitoUser, TestDatabase, bearer, free_port, serve
+from conftest import CognitoUser, TestDatabase, bearer, event_envelope, free_port, serve
 from stack.postgres import connect
 from transactions_microservice.main import create_app
 from transactions_microservice.settings import TransactionsSettings
-from transactions_microservice.tests.helpers import Member, envelope
+from transactions_microservice.tests.helpers import Member
 
 
 @pytest.fixture(scope="session")
@@ -72,13 +72,12 @@ def deliver(client: httpx.AsyncClient, service_headers: dict[str, str]) -> Deliv
         event_type: str | None = None,
         data: dict[str, Any] | None = None,
         *,
-        producer: str = "payment",
         event: dict[str, Any] | None = None,
     ) -> httpx.Response:
         if event is None:
             assert event_type is not None
             assert data is not None
-            event = envelope(event_type, data, producer)
+            event = event_envelope(event_type, data)
         return await client.post("/internal/events", json=event, headers=service_headers)
 
     return post
@@ -93,9 +92,7 @@ def register(make_user: Callable[..., CognitoUser], deliver: Deliver) -> Registe
 
     async def factory() -> Member:
         member = Member(make_user())
-        response = await deliver(
-            "user.registered", {"user_id": member.id, "email": member.email}, producer="auth"
-        )
+        response = await deliver("user.registered", {"user_id": member.id, "email": member.email})
         assert response.status_code == 200, response.text
         return member
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -32,17 +30,6 @@ class Member:
     def headers(self) -> dict[str, str]:
         """Authorization header with the user's access token."""
         return bearer(self.user.access_token)
-
-
-def envelope(event_type: str, data: dict[str, Any], producer: str) -> dict[str, Any]:
-    """An event as a producer's outbox relay posts it."""
-    return {
-        "id": str(uuid.uuid4()),
-        "type": event_type,
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "producer": producer,
-        "data": data,
-    }
 
 
 async def balance_of(client: httpx.AsyncClient, member: Member, currency: str = "USD") -> int:

@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
-from conftest import serve_http
+from conftest import event_envelope, serve_http
 from transactions_microservice.main import create_app
-from transactions_microservice.tests.helpers import Member, envelope
+from transactions_microservice.tests.helpers import Member
 
 USERS = 10
 FUNDING = 1_000
@@ -85,8 +85,8 @@ async def test_concurrent_transfers_conserve_money_and_apply_once(
         http = clients[members[0].id]
         for member in members:
             for event in (
-                envelope("user.registered", {"user_id": member.id, "email": member.email}, "auth"),
-                envelope(
+                event_envelope("user.registered", {"user_id": member.id, "email": member.email}),
+                event_envelope(
                     "payment.succeeded",
                     {
                         "payment_id": f"pay_{uuid.uuid4().hex}",
@@ -94,7 +94,6 @@ async def test_concurrent_transfers_conserve_money_and_apply_once(
                         "amount": FUNDING,
                         "currency": "USD",
                     },
-                    "payment",
                 ),
             ):
                 response = await http.post("/internal/events", json=event, headers=service_headers)

@@ -6,11 +6,11 @@ import uuid
 
 import pytest
 
+from conftest import event_envelope
 from transactions_microservice.tests.helpers import (
     Member,
     all_lines,
     balance_of,
-    envelope,
     ledger_check,
 )
 
@@ -62,7 +62,6 @@ async def test_registration_emails_are_stored_in_lower_case(client, admin, make_
     response = await deliver(
         "user.registered",
         {"user_id": member.id, "email": "  Mixed.Case@Example.COM "},
-        producer="auth",
     )
     assert response.status_code == 200
     email = await admin.fetchval(
@@ -75,9 +74,7 @@ async def test_an_email_moves_to_a_newer_registration(admin, make_user, deliver)
     email = f"reused-{uuid.uuid4().hex[:8]}@example.com"
     first, second = Member(make_user()), Member(make_user())
     for member in (first, second):
-        response = await deliver(
-            "user.registered", {"user_id": member.id, "email": email}, producer="auth"
-        )
+        response = await deliver("user.registered", {"user_id": member.id, "email": email})
         assert response.status_code == 200
 
     owner = await admin.fetchval("SELECT user_id FROM transactions.users WHERE email = $1", email)
@@ -86,7 +83,7 @@ async def test_an_email_moves_to_a_newer_registration(admin, make_user, deliver)
 
 async def test_a_repeated_registration_event_is_a_no_op(client, admin, make_user, deliver):
     member = Member(make_user())
-    event = envelope("user.registered", {"user_id": member.id, "email": member.email}, "auth")
+    event = event_envelope("user.registered", {"user_id": member.id, "email": member.email})
 
     first = await deliver(event=event)
     second = await deliver(event=event)
@@ -120,7 +117,7 @@ async def test_a_payment_credits_the_wallet_with_a_top_up_line(client, admin, re
 async def test_a_payment_is_credited_once_whatever_carries_it(client, register, deliver):
     member = await register()
     data = payment(member, 1_000)
-    event = envelope("payment.succeeded", data, "payment")
+    event = event_envelope("payment.succeeded", data)
 
     await deliver(event=event)
     repeat = await deliver(event=event)
@@ -139,9 +136,7 @@ async def test_a_payment_before_the_registration_opens_the_wallet(
     member = Member(make_user())
 
     credited = await deliver("payment.succeeded", payment(member, 750))
-    registered = await deliver(
-        "user.registered", {"user_id": member.id, "email": member.email}, producer="auth"
-    )
+    registered = await deliver("user.registered", {"user_id": member.id, "email": member.email})
 
     assert credited.json() == {"status": "applied"}
     assert registered.json() == {"status": "applied"}
@@ -169,7 +164,7 @@ async def test_a_payment_in_another_currency_opens_that_wallet(client, register,
     ],
 )
 async def test_a_malformed_payload_is_422_and_not_recorded(client, admin, deliver, data):
-    event = envelope("payment.succeeded", data, "payment")
+    event = event_envelope("payment.succeeded", data)
 
     response = await deliver(event=event)
 
@@ -185,7 +180,7 @@ async def test_events_need_a_service_token(client, register):
     member = await register()
     response = await client.post(
         "/internal/events",
-        json=envelope("payment.succeeded", payment(member, 10**6), "payment"),
+        json=event_envelope("payment.succeeded", payment(member, 10**6)),
         headers=member.headers,
     )
     assert response.status_code == 403
