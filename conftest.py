@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import socket
 import subprocess
@@ -276,6 +278,38 @@ async def serve_http(app: Any, port: int | None = None) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+async def eventually(
+    check: Callable[[], Any], *, within: float = 20.0, interval: float = 0.1
+) -> Any:
+    """Poll `check` (plain or async) until it gives something truthy; return it, or fail."""
+    deadline = time.monotonic() + within
+    value: Any = None
+    while time.monotonic() < deadline:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    pytest.fail(f"not reached within {within}s; last value: {value!r}")
+
+
+async def every_item(
+    client: httpx.AsyncClient, path: str, headers: dict[str, str], **params: Any
+) -> list[dict[str, Any]]:
+    """Every item of a list endpoint, newest first, following `starting_after` page by page."""
+    items: list[dict[str, Any]] = []
+    query: dict[str, Any] = {"limit": 100, **params}
+    while True:
+        response = await client.get(path, params=query, headers=headers)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        items.extend(page["data"])
+        if not page["has_more"]:
+            return items
+        query["starting_after"] = page["data"][-1]["id"]
 
 
 def event_envelope(

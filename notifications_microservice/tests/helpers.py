@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,20 +121,6 @@ class Receiver:
     def app(self) -> Starlette:
         """The ASGI app to run under serve_http."""
         return Starlette(routes=[Route("/{path:path}", self.handle, methods=["POST"])])
-
-
-async def eventually(check: Callable[[], Any], within: float = 10.0) -> Any:
-    """Wait until `check()` returns something truthy; return it (or fail after `within` s)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
 
 
 async def create_webhook(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import httpx
 
-from conftest import bearer, event_envelope, serve_http
+from conftest import bearer, event_envelope, eventually, serve_http
 from notifications_microservice.main import create_app
 from notifications_microservice.tests.helpers import (
     Receiver,
     emails_to,
-    eventually,
     new_user,
 )
 

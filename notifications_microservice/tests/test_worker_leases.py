@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
+from conftest import eventually
 from notifications_microservice.delivery.outcomes import Deferred
-from notifications_microservice.tests.helpers import create_webhook, emails_to, eventually
+from notifications_microservice.tests.helpers import create_webhook, emails_to
 
 
 async def pay(send_event, user, count: int) -> None:

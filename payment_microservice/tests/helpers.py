@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 import stripe
 
 from conftest import CognitoUser, bearer
@@ -97,20 +95,6 @@ class PaymentStack:
             content=payload,
             headers={"Stripe-Signature": self.sign(payload), "Content-Type": "application/json"},
         )
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]], *, within: float = 15.0, interval: float = 0.1
-) -> Any:
-    """Poll `check` until it returns something truthy; fail with its last value."""
-    deadline = time.monotonic() + within
-    value: Any = None
-    while time.monotonic() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(interval)
-    pytest.fail(f"condition not met within {within}s (last value {value!r})")
 
 
 async def outbox_events(db: asyncpg.Connection, event_type: str, subject: str) -> list[Any]:

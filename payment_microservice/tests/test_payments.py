@@ -7,7 +7,8 @@ import uuid
 from collections.abc import Awaitable
 from typing import Any
 
-from payment_microservice.tests.helpers import eventually, outbox_events
+from conftest import eventually
+from payment_microservice.tests.helpers import outbox_events
 
 DECLINED_AT_CHARGE = "4000000000000341"
 NEEDS_3DS = "4000002760003184"

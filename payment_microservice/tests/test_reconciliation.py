@@ -16,9 +16,9 @@ import httpx
 import pytest
 import stripe
 
-from conftest import CognitoUser, serve
+from conftest import CognitoUser, eventually, serve
 from payment_microservice.main import create_app
-from payment_microservice.tests.helpers import PaymentStack, eventually, outbox_events
+from payment_microservice.tests.helpers import PaymentStack, outbox_events
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import asyncpg
 import httpx
 import stripe
 
-from conftest import CognitoUser, bearer
-from payment_microservice.tests.helpers import PaymentStack, eventually, outbox_events
+from conftest import CognitoUser, bearer, eventually
+from payment_microservice.tests.helpers import PaymentStack, outbox_events
 
 
 async def _has_balance(payment_stack: PaymentStack, user: CognitoUser, amount: int) -> bool:

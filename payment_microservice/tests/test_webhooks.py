@@ -16,8 +16,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from conftest import CognitoUser
-from payment_microservice.tests.helpers import PaymentStack, eventually, outbox_events
+from conftest import CognitoUser, eventually
+from payment_microservice.tests.helpers import PaymentStack, outbox_events
 
 
 async def _succeeded_payment(

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 import httpx
-import pytest
 import stripe
 from standardwebhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
@@ -20,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from conftest import eventually, every_item
 from stack.bootstrap import admin_log_in
 from stack.launcher import STRIPE_TEST_KEY, Stack
 
@@ -43,20 +41,6 @@ class User:
     def auth(self) -> dict[str, str]:
         """The Authorization header."""
         return {"Authorization": f"Bearer {self.access_token}"}
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]], *, within: float = 20.0, interval: float = 0.2
-) -> Any:
-    """Poll `check` until it returns something truthy; fail with its last value."""
-    deadline = time.monotonic() + within
-    value: Any = None
-    while time.monotonic() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(interval)
-    pytest.fail(f"not reached within {within}s; last value: {value!r}")
 
 
 @dataclass
@@ -153,29 +137,11 @@ class Api:
 
     async def history(self, user: User, **query: Any) -> list[dict[str, Any]]:
         """Every ledger line of the user, newest first, following the cursor."""
-        lines: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"limit": 100, **query}
-        while True:
-            response = await self.client.get("/transactions", headers=user.auth, params=params)
-            assert response.status_code == 200, response.text
-            page = response.json()
-            lines.extend(page["data"])
-            if not page["has_more"]:
-                return lines
-            params["starting_after"] = page["data"][-1]["id"]
+        return await every_item(self.client, "/transactions", user.auth, **query)
 
     async def notifications(self, user: User, **query: Any) -> list[dict[str, Any]]:
         """Every notification of the user, newest first."""
-        found: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"limit": 100, **query}
-        while True:
-            response = await self.client.get("/notifications", headers=user.auth, params=params)
-            assert response.status_code == 200, response.text
-            page = response.json()
-            found.extend(page["data"])
-            if not page["has_more"]:
-                return found
-            params["starting_after"] = page["data"][-1]["id"]
+        return await every_item(self.client, "/notifications", user.auth, **query)
 
     # --- what a browser does with Stripe.js --------------------------------------------------
     def stripe(self) -> stripe.StripeClient:

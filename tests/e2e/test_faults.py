@@ -18,9 +18,9 @@ import httpx
 import pytest
 import stripe
 
-from conftest import serve_http
+from conftest import eventually, serve_http
 from stack.launcher import Stack
-from tests.e2e.client import NEEDS_3DS, PROBLEM_JSON, Api, User, WebhookReceiver, eventually
+from tests.e2e.client import NEEDS_3DS, PROBLEM_JSON, Api, User, WebhookReceiver
 from tests.e2e.conftest import StackLog
 
 pytestmark = pytest.mark.timeout(180)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import serve_http
+from conftest import eventually, serve_http
 from tests.e2e.client import (
     DECLINED_AT_CHARGE,
     NEEDS_3DS,
@@ -22,7 +22,6 @@ from tests.e2e.client import (
     Api,
     User,
     WebhookReceiver,
-    eventually,
 )
 
 pytestmark = pytest.mark.timeout(180)

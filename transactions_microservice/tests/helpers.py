@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from conftest import CognitoUser, bearer
+from conftest import CognitoUser, bearer, every_item
 
 
 @dataclass
@@ -46,16 +46,7 @@ async def all_lines(
     client: httpx.AsyncClient, member: Member, limit: int = 100, **filters: Any
 ) -> list[dict[str, Any]]:
     """Every history line of the member, newest first, page by page."""
-    lines: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"limit": limit, **filters}
-    while True:
-        response = await client.get("/transactions", params=params, headers=member.headers)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        lines.extend(page["data"])
-        if not page["has_more"]:
-            return lines
-        params["starting_after"] = page["data"][-1]["id"]
+    return await every_item(client, "/transactions", member.headers, limit=limit, **filters)
 
 
 async def ledger_check(client: httpx.AsyncClient, service_headers: dict[str, str]) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from conftest import event_envelope, serve_http
+from conftest import event_envelope, every_item, serve_http
 from transactions_microservice.main import create_app
 from transactions_microservice.tests.helpers import Member
 
@@ -51,17 +51,6 @@ async def send(clients: dict[str, httpx.AsyncClient], attempt: Attempt) -> httpx
             await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
             continue
         return response
-
-
-async def lines_of(http: httpx.AsyncClient, member: Member) -> list[dict[str, Any]]:
-    lines: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"limit": 100}
-    while True:
-        page = (await http.get("/transactions", params=params, headers=member.headers)).json()
-        lines.extend(page["data"])
-        if not page["has_more"]:
-            return lines
-        params["starting_after"] = page["data"][-1]["id"]
 
 
 async def test_concurrent_transfers_conserve_money_and_apply_once(
@@ -153,7 +142,7 @@ async def test_concurrent_transfers_conserve_money_and_apply_once(
         sent: Counter[str] = Counter()
         received: Counter[str] = Counter()
         for member in members:
-            lines = await lines_of(http, member)
+            lines = await every_item(http, "/transactions", member.headers)
             running = 0
             for line in reversed(lines):  # oldest first
                 running += line["amount"]
