@@ -11,6 +11,7 @@ from sqlalchemy import func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment_microservice import leases
 from payment_microservice.models import Payment
 
 UNSETTLED = ("processing", "requires_action")
@@ -68,26 +69,12 @@ async def claim_lease(
     session: AsyncSession, payment_id: uuid.UUID, seconds: float, statuses: Sequence[str]
 ) -> Payment | None:
     """Become the payment's only driver for `seconds`, if it is in `statuses` and nobody is."""
-    return await session.scalar(
-        update(Payment)
-        .where(
-            Payment.id == payment_id,
-            Payment.status.in_(statuses),
-            or_(Payment.lease_expires_at.is_(None), Payment.lease_expires_at < func.now()),
-        )
-        .values(lease_expires_at=func.now() + timedelta(seconds=seconds))
-        .returning(Payment)
-        .execution_options(populate_existing=True)
-    )
+    return await leases.claim(session, Payment, payment_id, seconds, statuses)
 
 
 async def release_lease(session: AsyncSession, payment_id: uuid.UUID, lease: datetime) -> None:
     """Give the lease up, unless it already expired and someone else holds it."""
-    await session.execute(
-        update(Payment)
-        .where(Payment.id == payment_id, Payment.lease_expires_at == lease)
-        .values(lease_expires_at=None)
-    )
+    await leases.release(session, Payment, payment_id, lease)
 
 
 async def transition(

@@ -10,6 +10,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment_microservice import leases
 from payment_microservice.models import Refund
 
 
@@ -68,26 +69,12 @@ async def for_payment(session: AsyncSession, payment_id: uuid.UUID) -> list[Refu
 
 async def claim_lease(session: AsyncSession, refund_id: uuid.UUID, seconds: float) -> Refund | None:
     """Become the pending refund's only driver for `seconds`, if nobody is."""
-    return await session.scalar(
-        update(Refund)
-        .where(
-            Refund.id == refund_id,
-            Refund.status == "pending",
-            or_(Refund.lease_expires_at.is_(None), Refund.lease_expires_at < func.now()),
-        )
-        .values(lease_expires_at=func.now() + timedelta(seconds=seconds))
-        .returning(Refund)
-        .execution_options(populate_existing=True)
-    )
+    return await leases.claim(session, Refund, refund_id, seconds, ("pending",))
 
 
 async def release_lease(session: AsyncSession, refund_id: uuid.UUID, lease: datetime) -> None:
     """Give the lease up, unless it expired and someone else holds it now."""
-    await session.execute(
-        update(Refund)
-        .where(Refund.id == refund_id, Refund.lease_expires_at == lease)
-        .values(lease_expires_at=None)
-    )
+    await leases.release(session, Refund, refund_id, lease)
 
 
 async def update_pending(
