@@ -42,6 +42,20 @@ async def _intent_of(db: asyncpg.Connection, payment_id: str) -> Any:
     )
 
 
+def _stripe_refund(row: Any, amount: int) -> dict[str, Any]:
+    """A succeeded refund of the payment's charge made at Stripe, as its events carry it."""
+    return {
+        "id": f"re_{uuid.uuid4().hex[:14]}",
+        "object": "refund",
+        "amount": amount,
+        "currency": "usd",
+        "charge": row["stripe_charge_id"],
+        "payment_intent": row["stripe_payment_intent_id"],
+        "status": "succeeded",
+        "metadata": {},
+    }
+
+
 def _event_body(
     event_type: str = "payment_intent.succeeded", obj: dict[str, Any] | None = None
 ) -> bytes:
@@ -139,16 +153,7 @@ async def test_replayed_event_is_a_no_op(payment_stack, make_user, db):
     user = make_user()
     payment = await _succeeded_payment(payment_stack, user, 900)
     row = await _intent_of(db, payment["id"])
-    refund = {
-        "id": f"re_{uuid.uuid4().hex[:14]}",
-        "object": "refund",
-        "amount": 300,
-        "currency": "usd",
-        "charge": row["stripe_charge_id"],
-        "payment_intent": row["stripe_payment_intent_id"],
-        "status": "succeeded",
-        "metadata": {},
-    }
+    refund = _stripe_refund(row, 300)
     event_id = f"evt_{uuid.uuid4().hex}"
     first = await payment_stack.send_event("refund.updated", refund, event_id=event_id)
     assert first.json()["outcome"] == "applied"
@@ -221,16 +226,7 @@ async def test_handler_error_is_5xx_and_nothing_is_recorded(payment_stack, make_
     payment = await _succeeded_payment(payment_stack, user, 500)
     row = await _intent_of(db, payment["id"])
     # A refund larger than the payment breaks the payments CHECK: the handler fails.
-    refund = {
-        "id": f"re_{uuid.uuid4().hex[:14]}",
-        "object": "refund",
-        "amount": 5000,
-        "currency": "usd",
-        "charge": row["stripe_charge_id"],
-        "payment_intent": row["stripe_payment_intent_id"],
-        "status": "succeeded",
-        "metadata": {},
-    }
+    refund = _stripe_refund(row, 5000)
     event_id = f"evt_{uuid.uuid4().hex}"
     response = await payment_stack.send_event("refund.updated", refund, event_id=event_id)
     assert response.status_code >= 500
