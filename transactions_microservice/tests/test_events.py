@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
@@ -256,19 +257,26 @@ async def test_a_refund_for_a_user_without_a_wallet_is_all_shortfall(
     assert (await ledger_check(client, service_headers))["ok"] is True
 
 
-async def test_a_refund_through_a_captured_hold_changes_nothing_more(
-    client, service_headers, register, top_up, deliver
-):
+async def _refund_hold(
+    client, service_headers, register, top_up
+) -> tuple[Member, str, dict[str, Any]]:
+    """A member with 1,000 whose refund of 250 holds the money, as the payment service does."""
     member = await register()
     await top_up(member, 1_000)
     refund_id = f"re_{uuid.uuid4().hex[:12]}"
-    hold = (
-        await client.post(
-            "/internal/holds",
-            json={"user_id": member.id, "amount": 250, "currency": "USD", "reference": refund_id},
-            headers=service_headers,
-        )
-    ).json()
+    response = await client.post(
+        "/internal/holds",
+        json={"user_id": member.id, "amount": 250, "currency": "USD", "reference": refund_id},
+        headers=service_headers,
+    )
+    assert response.status_code == 201, response.text
+    return member, refund_id, response.json()
+
+
+async def test_a_refund_through_a_captured_hold_changes_nothing_more(
+    client, service_headers, register, top_up, deliver
+):
+    member, refund_id, hold = await _refund_hold(client, service_headers, register, top_up)
     captured = await client.post(f"/internal/holds/{hold['id']}/capture", headers=service_headers)
     assert captured.status_code == 200
 
@@ -284,16 +292,7 @@ async def test_a_refund_through_a_captured_hold_changes_nothing_more(
 async def test_a_refund_through_an_active_hold_captures_it(
     client, service_headers, register, top_up, deliver
 ):
-    member = await register()
-    await top_up(member, 1_000)
-    refund_id = f"re_{uuid.uuid4().hex[:12]}"
-    hold = (
-        await client.post(
-            "/internal/holds",
-            json={"user_id": member.id, "amount": 250, "currency": "USD", "reference": refund_id},
-            headers=service_headers,
-        )
-    ).json()
+    member, refund_id, hold = await _refund_hold(client, service_headers, register, top_up)
 
     await deliver("payment.refunded", refund(member, 250, hold_id=hold["id"], refund_id=refund_id))
     captured = await client.post(f"/internal/holds/{hold['id']}/capture", headers=service_headers)
@@ -311,16 +310,7 @@ async def test_a_refund_through_an_active_hold_captures_it(
 async def test_a_refund_whose_hold_was_voided_debits_directly(
     client, service_headers, register, top_up, deliver
 ):
-    member = await register()
-    await top_up(member, 1_000)
-    refund_id = f"re_{uuid.uuid4().hex[:12]}"
-    hold = (
-        await client.post(
-            "/internal/holds",
-            json={"user_id": member.id, "amount": 250, "currency": "USD", "reference": refund_id},
-            headers=service_headers,
-        )
-    ).json()
+    member, refund_id, hold = await _refund_hold(client, service_headers, register, top_up)
     await client.post(f"/internal/holds/{hold['id']}/void", headers=service_headers)
 
     await deliver("payment.refunded", refund(member, 250, hold_id=hold["id"], refund_id=refund_id))
