@@ -46,7 +46,7 @@ deploy-check: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy common/micropay_common stack auth_microservice payment_microservice \
-		transactions_microservice notifications_microservice deploy conftest.py tests
+		transactions_microservice notifications_microservice deploy conftest.py tests micropay_testing
 
 pytest: $(STAMP)
 	$(BIN)/pytest

@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import os
-import socket
-import subprocess
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import boto3
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
-from fastapi import APIRouter, FastAPI
 
-from micropay_common.app import BackgroundJob, create_service_app
-from micropay_common.events import EventEnvelope
 from micropay_common.settings import ServiceSettings
+from micropay_testing.cognito import CognitoUser
+from micropay_testing.database import TestDatabase
+from micropay_testing.gateway import NGINX, OutputLines, wait_until_answers
+from micropay_testing.processes import DATA_DIR, background_process, free_port
 from stack.bootstrap import AwsResources, admin_log_in, bootstrap_aws, create_confirmed_user
+from stack.gateway import nginx_command, write_nginx_config
 from stack.postgres import PostgresServer, prepare_database, start_postgres
-
-ROOT = Path(__file__).resolve().parent
-DATA_DIR = ROOT / ".data"
+from stack.processes import ManagedProcess, stop_processes
 
 # boto3 needs credentials even for moto; real ones are never used by the tests.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
@@ -37,48 +27,7 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_http(
-    url: str, timeout: float = 30.0, process: subprocess.Popen[Any] | None = None
-) -> None:
-    """Poll `url` until it answers, or fail naming what did not start."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            pytest.fail(f"the process serving {url} exited with {process.returncode}")
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.HTTPError as exc:
-            last_error = exc
-            time.sleep(0.1)
-    pytest.fail(f"{url} did not answer within {timeout}s: {last_error!r}")
-
-
 # --- PostgreSQL --------------------------------------------------------------------------------
-
-
-@dataclass
-class TestDatabase:
-    """A freshly created database with PostgreSQL.sql applied."""
-
-    __test__ = False  # a fixture value, not a test class
-
-    server: PostgresServer
-    name: str
-    service_urls: dict[str, str]
-
-    @property
-    def admin_url(self) -> str:
-        """Superuser URL of the test database."""
-        return self.server.url_for(self.name)
 
 
 @pytest.fixture(scope="session")
@@ -105,25 +54,6 @@ async def database(pg_server: PostgresServer) -> AsyncIterator[TestDatabase]:
 # --- moto (Cognito, SES, SNS) ---------------------------------------------------------------------
 
 
-@contextmanager
-def background_process(name: str, args: list[str], ready_url: str) -> Iterator[str]:
-    """Run a helper process (output to .data/test-logs/<name>.log) until the block ends."""
-    log_dir = DATA_DIR / "test-logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with (log_dir / f"{name}.log").open("w") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for_http(ready_url, process=process)
-            yield ready_url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A moto server process of our own on a free port (Cognito, SES, SNS)."""
@@ -146,18 +76,6 @@ def localstripe_url() -> Iterator[str]:
 def aws(moto_endpoint: str) -> AwsResources:
     """The user pool, client, groups, service accounts, SES sender and SNS topic."""
     return bootstrap_aws(endpoint_url=moto_endpoint)
-
-
-@dataclass
-class CognitoUser:
-    """A confirmed pool user and a fresh set of tokens."""
-
-    username: str
-    password: str
-    sub: str
-    access_token: str
-    id_token: str
-    refresh_token: str
 
 
 @pytest.fixture(scope="session")
@@ -189,13 +107,6 @@ def make_user(aws: AwsResources, cognito: Any) -> Callable[..., CognitoUser]:
 
 # --- settings and apps ---------------------------------------------------------------------------
 
-SCHEMAS = {
-    "auth": "auth",
-    "payment": "payments",
-    "transactions": "transactions",
-    "notifications": "notifications",
-}
-
 
 @pytest.fixture(scope="session")
 def service_settings(database: TestDatabase, aws: AwsResources) -> Callable[..., ServiceSettings]:
@@ -224,101 +135,41 @@ def service_settings(database: TestDatabase, aws: AwsResources) -> Callable[...,
     return factory
 
 
-def app_with(
-    settings: ServiceSettings,
-    schema: str,
-    routers: Sequence[APIRouter] = (),
-    background_jobs: Sequence[BackgroundJob] = (),
-) -> FastAPI:
-    """A service app built by the production factory around the routers a test needs."""
-    return create_service_app(
-        settings_cls=type(settings),
-        settings=settings,
-        schema=schema,
-        title=f"test app on {schema}",
-        description="Built by a test.",
-        version="0",
-        tags=[],
-        routers=routers,
-        background_jobs=background_jobs,
-    )
+# --- the nginx gateway -----------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """Run an app's lifespan and give an HTTP client wired to it in-process."""
-    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
-        # As in production, an unhandled error becomes a 500 response rather than a raise.
-        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client
+@pytest.fixture(scope="module")
+def start_gateway(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[Mapping[str, int]], int]]:
+    """Start nginx from the rendered gateway/nginx.conf in front of the given upstream ports."""
+    tmp_path = tmp_path_factory.mktemp("gateway")
+    started: list[ManagedProcess] = []
 
+    def start(upstream_ports: Mapping[str, int]) -> int:
+        assert NGINX is not None
+        port = free_port()
+        files = write_nginx_config(
+            tmp_path / f"nginx-{port}",
+            {
+                "GATEWAY_PORT": f"127.0.0.1:{port}",
+                **{
+                    f"{name.upper()}_UPSTREAM": f"127.0.0.1:{port}"
+                    for name, port in upstream_ports.items()
+                },
+            },
+        )
+        process = ManagedProcess(
+            "gateway",
+            nginx_command(NGINX, files),
+            env={},
+            cwd=DATA_DIR.parent,
+            output=OutputLines(),
+        )
+        started.append(process)
+        process.start()
+        wait_until_answers(port, "/healthz", process)
+        return port
 
-@asynccontextmanager
-async def serve_http(app: Any, port: int | None = None) -> AsyncIterator[str]:
-    """Run an ASGI app under uvicorn on 127.0.0.1 in this event loop; yields its base URL."""
-    import asyncio
-
-    import uvicorn
-
-    port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="auto")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if task.done():
-            task.result()
-            pytest.fail(f"uvicorn on port {port} stopped during start-up")
-        if time.monotonic() > deadline:
-            pytest.fail(f"uvicorn on port {port} did not start")
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
-async def eventually(
-    check: Callable[[], Any], *, within: float = 20.0, interval: float = 0.1
-) -> Any:
-    """Poll `check` (plain or async) until it gives something truthy; return it, or fail."""
-    deadline = time.monotonic() + within
-    value: Any = None
-    while time.monotonic() < deadline:
-        value = check()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        await asyncio.sleep(interval)
-    pytest.fail(f"not reached within {within}s; last value: {value!r}")
-
-
-async def every_item(
-    client: httpx.AsyncClient, path: str, headers: dict[str, str], **params: Any
-) -> list[dict[str, Any]]:
-    """Every item of a list endpoint, newest first, following `starting_after` page by page."""
-    items: list[dict[str, Any]] = []
-    query: dict[str, Any] = {"limit": 100, **params}
-    while True:
-        response = await client.get(path, params=query, headers=headers)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        items.extend(page["data"])
-        if not page["has_more"]:
-            return items
-        query["starting_after"] = page["data"][-1]["id"]
-
-
-def event_envelope(
-    event_type: str, data: dict[str, Any], *, event_id: uuid.UUID | None = None
-) -> dict[str, Any]:
-    """An event as its producer's outbox relay posts it to `/internal/events`."""
-    return EventEnvelope.new(event_type, data, event_id=event_id).model_dump(mode="json")
-
-
-def bearer(token: str) -> dict[str, str]:
-    """Authorization header for an access token."""
-    return {"Authorization": f"Bearer {token}"}
+    yield start
+    stop_processes(started, timeout=5)

@@ -45,6 +45,7 @@ from bench.transfers_setup import (
     percentile,
     process_tree_cpu,
 )
+from micropay_common.services import SERVICES, ServiceName
 from stack.postgres import asyncpg_dsn
 
 PGBENCH_SCRIPT = Path(__file__).with_name("transfer.pgbench")
@@ -192,7 +193,7 @@ async def write_bench_users(env: Environment) -> None:
             "DROP TABLE IF EXISTS bench_users;"
             "CREATE TABLE bench_users (i int PRIMARY KEY, user_id text NOT NULL,"
             " email text NOT NULL);"
-            "GRANT SELECT ON bench_users TO transactions_service"
+            f"GRANT SELECT ON bench_users TO {SERVICES[ServiceName.TRANSACTIONS].role}"
         )
         await conn.executemany(
             "INSERT INTO bench_users VALUES ($1, $2, $3)",

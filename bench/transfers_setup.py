@@ -24,6 +24,7 @@ import boto3
 import httpx
 
 from micropay_common.events import EventEnvelope
+from micropay_common.services import SERVICES, ServiceName
 from stack.bootstrap import AwsResources, admin_log_in, bootstrap_aws, create_confirmed_user
 from stack.postgres import PostgresServer, apply_schema, ensure_database
 
@@ -181,7 +182,7 @@ def environment(
     with process("moto", moto_args, f"{moto_url}/moto-api/", base_env):
         aws = bootstrap_aws(endpoint_url=moto_url)
         nowhere = f"http://127.0.0.1:{free_port()}"
-        app_dsn = database_url(admin_url, database, "transactions_service")
+        app_dsn = database_url(admin_url, database, SERVICES[ServiceName.TRANSACTIONS].role)
         app_env = {
             **base_env,
             **aws.service_env("transactions"),

@@ -34,15 +34,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from micropay_common.services import SERVICES
 from stack.bootstrap import (
     DEFAULT_SENDER,
-    SERVICES,
     AwsResources,
     bootstrap_aws,
     register_stripe_webhook,
 )
 from stack.postgres import (
-    SERVICE_ROLES,
     PostgresServer,
     apply_schema,
     ensure_database,
@@ -52,9 +51,7 @@ from stack.postgres import (
 DEFAULT_ENV_DIR = Path("/var/lib/micropay/env")
 STATE_FILE = "state.json"
 # The variable that carries each service role's database password into the job.
-ROLE_PASSWORD_VARIABLES = {
-    role: f"{service.upper()}_DB_PASSWORD" for service, role in SERVICE_ROLES.items()
-}
+ROLE_PASSWORD_VARIABLES = {spec.role: spec.password_variable for spec in SERVICES.values()}
 _COMMON_GENERATED = (
     "COGNITO_USER_POOL_ID",
     "COGNITO_CLIENT_ID",

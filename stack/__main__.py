@@ -135,16 +135,16 @@ def _shown(path: Path, root: Path) -> str:
 
 
 def _summary(stack: Any, elapsed: float, root: Path) -> str:
+    from stack.launcher import SERVICES
+
     width = 15
     lines = ["", f"MicroPay is ready ({elapsed:.1f} s from start)."]
     if stack.gateway_url:
         lines.append(f"  {'gateway':<{width}}{stack.gateway_url}")
     else:
         lines.append(f"  {'gateway':<{width}}not running: {stack.gateway_skipped_reason}")
-    prefixes = {"auth": "/auth", "payment": "/payments", "transactions": "/transactions"}
-    prefixes["notifications"] = "/notifications"
     for service, url in stack.service_urls.items():
-        via = f"   (through the gateway: {stack.gateway_url}{prefixes[service]}/docs)"
+        via = f"   (through the gateway: {stack.gateway_url}{SERVICES[service].prefix}/docs)"
         lines.append(f"  {service:<{width}}{url}/docs{via if stack.gateway_url else ''}")
     lines.append(f"  {'moto (AWS)':<{width}}{stack.moto_url}")
     lines.append(f"  {'localstripe':<{width}}{stack.localstripe_url}")

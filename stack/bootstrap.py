@@ -18,8 +18,8 @@ import boto3
 import httpx
 
 from micropay_common.cognito import secret_hash
+from micropay_common.services import SERVICES
 
-SERVICES = ("auth", "payment", "transactions", "notifications")
 POOL_NAME = "micropay"
 CLIENT_NAME = "micropay-api"
 GROUPS = {"admins": "MicroPay operators", "services": "MicroPay service accounts"}
@@ -209,7 +209,7 @@ def bootstrap_aws(
     _ensure_groups(cognito, pool_id)
     passwords = service_passwords or {}
     accounts = {
-        service: _ensure_service_account(
+        str(service): _ensure_service_account(
             cognito, pool_id, service, passwords.get(service) or _strong_password()
         )
         for service in SERVICES

@@ -27,7 +27,8 @@ import httpx
 import stripe
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from stack.launcher import GATEWAY_PREFIXES, HOST, SERVICES, STRIPE_TEST_KEY
+from micropay_common.services import SERVICES, ServiceName
+from stack.launcher import HOST, STRIPE_TEST_KEY
 
 PASSWORD = "Demo-pass-1"  # noqa: S105 - the demo users' password, shown to the reader
 DECLINED_CARD = "4000000000000341"
@@ -49,7 +50,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     gateway = _port(env, "MICROPAY_GATEWAY_PORT", 8080)
     moto = _port(env, "MICROPAY_MOTO_PORT", 4566)
     localstripe = _port(env, "MICROPAY_LOCALSTRIPE_PORT", 8420)
-    services = _port(env, "MICROPAY_SERVICE_PORT", 8001)
+    services = _port(env, "MICROPAY_SERVICE_PORT", SERVICES[ServiceName.AUTH].port)
     parser = argparse.ArgumentParser(prog="python -m stack.demo", description=__doc__)
     parser.add_argument("--gateway", default=f"http://{HOST}:{gateway}", help="gateway URL")
     parser.add_argument("--moto", default=f"http://{HOST}:{moto}", help="moto (SES) URL")
@@ -178,9 +179,10 @@ class Demo:
         self.gateway = args.gateway.rstrip("/")
         self.moto = args.moto.rstrip("/")
         self.localstripe = args.localstripe.rstrip("/")
+        auth_port = SERVICES[ServiceName.AUTH].port
         self.service_urls = {
-            name: f"http://{HOST}:{args.service_port + offset}"
-            for offset, name in enumerate(SERVICES)
+            str(name): f"http://{HOST}:{args.service_port + spec.port - auth_port}"
+            for name, spec in SERVICES.items()
         }
         self.say = Narrator(color=sys.stdout.isatty() and not args.no_color)
         self.http = httpx.Client(base_url=self.gateway, timeout=30, trust_env=False)
@@ -466,7 +468,7 @@ class Demo:
     def where_to_look(self, endpoint_id: str) -> None:
         self.say.title("Where to look next")
         for service, url in self.service_urls.items():
-            prefix = GATEWAY_PREFIXES[service]
+            prefix = SERVICES[ServiceName(service)].prefix
             self.say.say(f"{service:<14}{url}/docs   (gateway: {self.gateway}{prefix}/docs)")
         self.say.say(f"SES mailbox    {self.moto}/moto-api/data.json  (ses.Message; SNS too)")
         self.say.say(

@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from micropay_common.services import SERVICES as REGISTRY
+from micropay_common.services import Service, ServiceName
 from stack.bootstrap import AwsResources, bootstrap_aws, register_stripe_webhook
 from stack.gateway import check_nginx_config, find_nginx, nginx_command, write_nginx_config
 from stack.postgres import PostgresServer, prepare_database, start_postgres
@@ -43,24 +45,8 @@ from stack.processes import (
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-SERVICES: dict[str, str] = {
-    "auth": "auth_microservice.main:app",
-    "payment": "payment_microservice.main:app",
-    "transactions": "transactions_microservice.main:app",
-    "notifications": "notifications_microservice.main:app",
-}
-URL_VARIABLES = {
-    "auth": "AUTH_URL",
-    "payment": "PAYMENT_URL",
-    "transactions": "TRANSACTIONS_URL",
-    "notifications": "NOTIFICATIONS_URL",
-}
-GATEWAY_PREFIXES = {
-    "auth": "/auth",
-    "payment": "/payments",
-    "transactions": "/transactions",
-    "notifications": "/notifications",
-}
+# The services, their packages, ports, prefixes and URL variables: micropay_common.services.
+SERVICES: dict[str, Service] = {str(name): spec for name, spec in REGISTRY.items()}
 LOCAL_AWS_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 STRIPE_TEST_KEY = "sk_test_local"
 # Variables of the developer's shell that would make boto3 ignore the local credentials.
@@ -103,6 +89,14 @@ class ChildExitedError(StackError):
         )
 
 
+def _port_offset(spec: Service) -> int:
+    """How far a service's port lies from auth's, the first of the block."""
+    return spec.port - REGISTRY[ServiceName.AUTH].port
+
+
+_PORT_SPAN = max(_port_offset(spec) for spec in REGISTRY.values()) + 1
+
+
 def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
     value = environ.get(name)
     if not value:
@@ -127,8 +121,8 @@ class StackConfig:
     """Where the service roles' passwords are kept; defaults to `data_dir/role-passwords.json`."""
     recreate_database: bool = False
     gateway_port: int = 8080
-    service_port: int = 8001
-    """Port of auth; payment, transactions and notifications take the next three."""
+    service_port: int = REGISTRY[ServiceName.AUTH].port
+    """Port of auth; the others keep their registered distance from it (the next three)."""
     moto_port: int = 4566
     localstripe_port: int = 8420
     gateway: bool = True
@@ -163,8 +157,8 @@ class StackConfig:
     @classmethod
     def with_free_ports(cls, **overrides: Any) -> StackConfig:
         """A configuration on ports that are free right now (for tests and a second stack)."""
-        service_port = free_port_block(len(SERVICES))
-        taken = set(range(service_port, service_port + len(SERVICES)))
+        service_port = free_port_block(_PORT_SPAN)
+        taken = set(range(service_port, service_port + _PORT_SPAN))
         ports: dict[str, int] = {"service_port": service_port}
         for name in ("gateway_port", "moto_port", "localstripe_port"):
             ports[name] = free_port(exclude=taken)
@@ -174,7 +168,7 @@ class StackConfig:
     @property
     def service_ports(self) -> dict[str, int]:
         """Port of each service."""
-        return {name: self.service_port + offset for offset, name in enumerate(SERVICES)}
+        return {name: self.service_port + _port_offset(spec) for name, spec in SERVICES.items()}
 
     def ports(self) -> dict[str, int]:
         """Every port the stack listens on, by what listens there."""
@@ -389,7 +383,7 @@ class Stack:
             "AWS_ENDPOINT_URL": self.moto_url,
             "LOG_LEVEL": self.config.log_level,
         }
-        env.update({URL_VARIABLES[name]: url for name, url in self.service_urls.items()})
+        env.update({SERVICES[name].url_variable: url for name, url in self.service_urls.items()})
         if service == "auth":
             env["AUTH_AUTO_CONFIRM"] = "true"
         elif service == "payment":
@@ -413,7 +407,7 @@ class Stack:
         env: dict[str, str] = {}
         if self.gateway_url:
             env["GATEWAY_URL"] = self.gateway_url
-        env.update({URL_VARIABLES[name]: url for name, url in self.service_urls.items()})
+        env.update({SERVICES[name].url_variable: url for name, url in self.service_urls.items()})
         env.update(
             {
                 **LOCAL_AWS_CREDENTIALS,
@@ -568,7 +562,7 @@ class Stack:
             self.config.python,
             "-m",
             "uvicorn",
-            SERVICES[service],
+            SERVICES[service].app,
             "--host",
             HOST,
             "--port",
@@ -606,10 +600,7 @@ class Stack:
             self.config.data_dir / "nginx",
             {
                 "GATEWAY_PORT": f"{HOST}:{self.config.gateway_port}",
-                "AUTH_UPSTREAM": f"{HOST}:{ports['auth']}",
-                "PAYMENT_UPSTREAM": f"{HOST}:{ports['payment']}",
-                "TRANSACTIONS_UPSTREAM": f"{HOST}:{ports['transactions']}",
-                "NOTIFICATIONS_UPSTREAM": f"{HOST}:{ports['notifications']}",
+                **{f"{name.upper()}_UPSTREAM": f"{HOST}:{port}" for name, port in ports.items()},
             },
         )
         try:

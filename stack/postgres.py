@@ -11,14 +11,12 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import URL, make_url
 
+from micropay_common.services import SERVICES
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = ROOT / "PostgreSQL.sql"
-SERVICE_ROLES = {
-    "auth": "auth_service",
-    "payment": "payment_service",
-    "transactions": "transactions_service",
-    "notifications": "notifications_service",
-}
+# Each service's database role, by service name (micropay_common.services).
+SERVICE_ROLES = {str(spec.name): spec.role for spec in SERVICES.values()}
 
 
 @dataclass

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from micropay_common.cognito import secret_hash
-from stack.bootstrap import PASSWORD_POLICY, SERVICES, AwsResources, bootstrap_aws
+from micropay_common.services import SERVICES
+from stack.bootstrap import PASSWORD_POLICY, AwsResources, bootstrap_aws
 
 
 def test_bootstrap_is_idempotent(aws: AwsResources, moto_endpoint: str) -> None:

@@ -27,16 +27,18 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from conftest import TestDatabase, background_process, free_port
 from deploy.compose_bootstrap import GENERATED_VARIABLES, render_env_file, run
+from micropay_common.services import SERVICES as REGISTRY
 from micropay_common.settings import ServiceSettings
+from micropay_testing.database import TestDatabase
+from micropay_testing.processes import background_process, free_port
 from stack.bootstrap import AwsResources
 from stack.gateway import PLACEHOLDERS, find_nginx, render_gateway_config
 from stack.postgres import SERVICE_ROLES, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("auth", "payment", "transactions", "notifications")
-PORTS = {"auth": 8001, "payment": 8002, "transactions": 8003, "notifications": 8004}
+SERVICES = tuple(str(name) for name in REGISTRY)
+PORTS = {str(name): spec.port for name, spec in REGISTRY.items()}
 K8S_FILES = {
     "auth": "kubernetes_auth.yaml",
     "payment": "kubernetes_payment.yaml",

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import MetaData, Table
 from sqlalchemy.dialects import postgresql
 
-from conftest import TestDatabase
 from micropay_common.tables import shared_metadata
+from micropay_testing.database import TestDatabase
 from stack.postgres import SCHEMA_FILE, SERVICE_ROLES, apply_schema, asyncpg_dsn
 
 SCHEMAS = {

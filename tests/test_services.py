@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from conftest import serve
+from micropay_testing.apps import serve
 
 SERVICES: dict[str, dict[str, Any]] = {
     "auth": {

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -14,15 +13,10 @@ import pytest
 from auth_microservice.main import build_app
 from auth_microservice.settings import AuthSettings
 from auth_microservice.tests.cognito_faults import CognitoFaults
-from conftest import free_port, serve, serve_http
+from auth_microservice.tests.helpers import AuthClient
+from micropay_testing.apps import serve, serve_http
+from micropay_testing.processes import free_port
 from stack.postgres import connect
-
-PASSWORD = "Correct-Horse-9"
-
-
-def new_email(prefix: str = "user") -> str:
-    """An address no other test uses."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
 
 
 @pytest.fixture(scope="session")
@@ -47,9 +41,6 @@ def auth_settings(service_settings: Callable[..., Any]) -> Callable[..., AuthSet
         return settings
 
     return factory
-
-
-AuthClient = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture(scope="session")
@@ -94,41 +85,3 @@ def clear_faults(cognito_faults: CognitoFaults) -> Iterator[CognitoFaults]:
     cognito_faults.faults.clear()
     yield cognito_faults
     cognito_faults.faults.clear()
-
-
-async def register(
-    client: httpx.AsyncClient, email: str, password: str = PASSWORD
-) -> httpx.Response:
-    """POST /auth/register."""
-    return await client.post("/auth/register", json={"email": email, "password": password})
-
-
-async def login(
-    client: httpx.AsyncClient,
-    email: str,
-    password: str = PASSWORD,
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    """POST /auth/login."""
-    return await client.post(
-        "/auth/login", json={"email": email, "password": password}, headers=headers
-    )
-
-
-async def signed_in(client: httpx.AsyncClient, email: str | None = None) -> dict[str, Any]:
-    """Register a new user and sign in; returns the token response plus `email`."""
-    email = email or new_email()
-    assert (await register(client, email)).status_code == 201
-    answer = await login(client, email)
-    assert answer.status_code == 200, answer.text
-    return {**answer.json(), "email": email}
-
-
-def assert_problem(answer: httpx.Response, status: int, type_: str) -> dict[str, Any]:
-    """The answer is a problem+json of that status and type; returns its body."""
-    assert answer.status_code == status, answer.text
-    assert answer.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = answer.json()
-    assert body["type"] == type_, body
-    assert body["status"] == status
-    return body

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from auth_microservice.tests.cognito_faults import CognitoFaults, Fault
-from auth_microservice.tests.conftest import (
+from auth_microservice.tests.helpers import (
     AuthClient,
     assert_problem,
     login,
@@ -25,7 +25,8 @@ from auth_microservice.tests.conftest import (
     register,
     signed_in,
 )
-from conftest import bearer, free_port
+from micropay_testing.http import bearer
+from micropay_testing.processes import free_port
 
 FAST_FAILING = {"cognito_max_attempts": 1, "cognito_timeout_seconds": 1.0}
 

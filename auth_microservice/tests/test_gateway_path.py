@@ -10,9 +10,11 @@ import httpx
 import pytest
 
 from auth_microservice.main import build_app
-from auth_microservice.tests.conftest import PASSWORD, new_email
-from conftest import bearer, free_port, serve_http
-from stack.tests.conftest import requires_nginx, start_gateway  # noqa: F401  (fixture)
+from auth_microservice.tests.helpers import PASSWORD, new_email
+from micropay_testing.apps import serve_http
+from micropay_testing.gateway import requires_nginx
+from micropay_testing.http import bearer
+from micropay_testing.processes import free_port
 from stack.tests.upstreams import EchoUpstream
 
 pytestmark = [pytest.mark.nginx, requires_nginx]
@@ -29,7 +31,7 @@ class Gateway:
 @pytest.fixture(scope="module")
 async def gateway(
     auth_settings: Callable[..., Any],
-    start_gateway: Callable[[Mapping[str, int]], int],  # noqa: F811
+    start_gateway: Callable[[Mapping[str, int]], int],
 ) -> AsyncIterator[Gateway]:
     """nginx in front of the auth app (uvicorn, this event loop) and an echoing payment service."""
     payment = EchoUpstream("payment").start()

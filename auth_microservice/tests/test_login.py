@@ -10,14 +10,14 @@ import uuid
 import pytest
 
 from auth_microservice.client_ip import ClientAddressResolver
-from auth_microservice.tests.conftest import (
+from auth_microservice.tests.helpers import (
     PASSWORD,
     assert_problem,
     login,
     new_email,
     register,
 )
-from conftest import bearer
+from micropay_testing.http import bearer
 
 WRONG = "Wrong-Password-1"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from auth_microservice.tests.conftest import (
+from auth_microservice.tests.helpers import (
     PASSWORD,
     assert_problem,
     login,

@@ -11,9 +11,11 @@ import jwt
 import pytest
 
 from auth_microservice.main import build_app
-from auth_microservice.tests.conftest import assert_problem, new_email, register, signed_in
-from conftest import bearer, free_port, serve
+from auth_microservice.tests.helpers import assert_problem, new_email, register, signed_in
 from micropay_common.cognito import secret_hash
+from micropay_testing.apps import serve
+from micropay_testing.http import bearer
+from micropay_testing.processes import free_port
 
 
 def claims(token: str) -> dict[str, Any]:

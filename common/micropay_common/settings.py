@@ -8,6 +8,9 @@ from typing import TypeVar
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from micropay_common.services import SERVICES, ServiceName
+from micropay_common.services import service as service_named
+
 SettingsT = TypeVar("SettingsT", bound="ServiceSettings")
 
 
@@ -38,10 +41,10 @@ class ServiceSettings(BaseSettings):
     service_account_username: str
     service_account_password: str
 
-    auth_url: str = "http://127.0.0.1:8001"
-    payment_url: str = "http://127.0.0.1:8002"
-    transactions_url: str = "http://127.0.0.1:8003"
-    notifications_url: str = "http://127.0.0.1:8004"
+    auth_url: str = SERVICES[ServiceName.AUTH].local_url
+    payment_url: str = SERVICES[ServiceName.PAYMENT].local_url
+    transactions_url: str = SERVICES[ServiceName.TRANSACTIONS].local_url
+    notifications_url: str = SERVICES[ServiceName.NOTIFICATIONS].local_url
     http_timeout_seconds: float = Field(default=10.0, gt=0)
     service_token_refresh_margin_seconds: float = Field(default=300.0, ge=0)
 
@@ -54,14 +57,9 @@ class ServiceSettings(BaseSettings):
     idempotency_ttl_hours: int = Field(default=24, ge=24)
 
     def service_url(self, service: str) -> str:
-        """Base URL of another MicroPay service by its short name."""
-        urls = {
-            "auth": self.auth_url,
-            "payment": self.payment_url,
-            "transactions": self.transactions_url,
-            "notifications": self.notifications_url,
-        }
-        return urls[service].rstrip("/")
+        """Base URL of another MicroPay service by its short name (its URL variable's value)."""
+        url: str = getattr(self, service_named(service).url_variable.lower())
+        return url.rstrip("/")
 
 
 class SettingsError(SystemExit):

@@ -12,10 +12,12 @@ from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from conftest import TestDatabase, app_with, free_port, serve
 from micropay_common.db import SessionDep
 from micropay_common.errors import Conflict
 from micropay_common.settings import ServiceSettings
+from micropay_testing.apps import app_with, serve
+from micropay_testing.database import TestDatabase
+from micropay_testing.processes import free_port
 
 SCRATCH = "transactions.app_scratch"
 

@@ -7,7 +7,7 @@ import pytest
 from fastapi import APIRouter
 from sqlalchemy.exc import DBAPIError
 
-from conftest import app_with, serve
+from micropay_testing.apps import app_with, serve
 
 
 class _DriverError(Exception):

@@ -18,7 +18,6 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conftest import CognitoUser, TestDatabase, app_with, bearer, serve
 from micropay_common.db import SessionDep
 from micropay_common.errors import ProblemError, ServiceUnavailable
 from micropay_common.idempotency import (
@@ -32,6 +31,10 @@ from micropay_common.idempotency import (
     request_fingerprint,
 )
 from micropay_common.security import CurrentUser
+from micropay_testing.apps import app_with, serve
+from micropay_testing.cognito import CognitoUser
+from micropay_testing.database import TestDatabase
+from micropay_testing.http import bearer
 from stack.postgres import connect
 
 EFFECTS = "transactions.idempotency_test_effects"

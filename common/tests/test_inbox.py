@@ -16,9 +16,10 @@ from sqlalchemy import Column, MetaData, Table, Text, insert
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conftest import app_with, bearer, serve
 from micropay_common.events import EventEnvelope
 from micropay_common.inbox import events_router
+from micropay_testing.apps import app_with, serve
+from micropay_testing.http import bearer
 from stack.postgres import connect
 
 CONSUMER = "notifications"

@@ -24,13 +24,14 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conftest import app_with, free_port, serve, serve_http
 from micropay_common.db import create_engine, create_sessionmaker
 from micropay_common.events import EventEnvelope, UnknownEventType
 from micropay_common.inbox import events_router
 from micropay_common.outbox import OutboxRelay, backoff_delay, outbox_relay_job, publish
 from micropay_common.service_auth import ServiceTokenProvider
 from micropay_common.settings import ServiceSettings
+from micropay_testing.apps import app_with, serve, serve_http
+from micropay_testing.processes import free_port
 from stack.postgres import connect
 
 PRODUCER = "payment"

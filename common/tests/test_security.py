@@ -16,9 +16,11 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from jwt.algorithms import RSAAlgorithm
 
-from conftest import CognitoUser, app_with, bearer, serve
 from micropay_common.errors import Unauthorized
 from micropay_common.security import CurrentUser, JwksCache, ServiceCaller, TokenVerifier
+from micropay_testing.apps import app_with, serve
+from micropay_testing.cognito import CognitoUser
+from micropay_testing.http import bearer
 from stack.bootstrap import AwsResources
 
 

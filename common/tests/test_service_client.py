@@ -9,13 +9,14 @@ import pytest
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from conftest import app_with, free_port, serve_http
 from micropay_common.errors import ServiceUnavailable
 from micropay_common.http import ServiceClient
 from micropay_common.request_context import request_id_var
 from micropay_common.security import JwksCache, ServiceCaller, TokenVerifier
 from micropay_common.service_auth import ServiceTokenProvider
 from micropay_common.settings import ServiceSettings
+from micropay_testing.apps import app_with, serve_http
+from micropay_testing.processes import free_port
 
 
 @pytest.fixture

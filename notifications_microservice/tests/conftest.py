@@ -11,7 +11,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from conftest import CognitoUser, TestDatabase, bearer, event_envelope, serve, serve_http
+from micropay_testing.apps import serve, serve_http
+from micropay_testing.cognito import CognitoUser
+from micropay_testing.database import TestDatabase
+from micropay_testing.events import event_envelope
+from micropay_testing.http import bearer
 from notifications_microservice.aws import AwsClients, build_clients
 from notifications_microservice.delivery.worker import DeliveryWorker
 from notifications_microservice.main import create_app

@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from conftest import CognitoUser, bearer
+from micropay_testing.cognito import CognitoUser
+from micropay_testing.http import bearer
 
 
 def new_user() -> tuple[str, str]:

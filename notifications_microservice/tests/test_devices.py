@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conftest import bearer
+from micropay_testing.http import bearer
 from notifications_microservice.tests.helpers import moto_data
 
 
@@ -109,7 +109,7 @@ async def test_bad_device_bodies_are_422(client, make_user, body):
 async def test_sns_unreachable_is_a_503_and_records_nothing(
     notifications_settings, make_user, admin
 ):
-    from conftest import serve
+    from micropay_testing.apps import serve
     from notifications_microservice.main import create_app
 
     app = create_app(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import bearer
+from micropay_testing.http import bearer
 from notifications_microservice.aws import build_clients
 from notifications_microservice.tests.helpers import (
     emails_to,

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from conftest import event_envelope
 from micropay_common.events import EventEnvelope, events_consumed_by
+from micropay_testing.events import event_envelope
 from notifications_microservice.notifications.handlers import (
     HANDLERS,
     on_payment_succeeded,

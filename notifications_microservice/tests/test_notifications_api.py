@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from conftest import bearer
+from micropay_testing.http import bearer
 
 PROBLEM = "application/problem+json"
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import httpx
 
-from conftest import bearer, event_envelope, eventually, serve_http
+from micropay_testing.apps import serve_http
+from micropay_testing.events import event_envelope
+from micropay_testing.http import bearer
+from micropay_testing.polling import eventually
 from notifications_microservice.main import create_app
 from notifications_microservice.tests.helpers import (
     Receiver,

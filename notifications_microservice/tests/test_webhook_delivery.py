@@ -10,7 +10,9 @@ from typing import Any
 import httpx
 from standardwebhooks import Webhook
 
-from conftest import bearer, free_port, serve_http
+from micropay_testing.apps import serve_http
+from micropay_testing.http import bearer
+from micropay_testing.processes import free_port
 from notifications_microservice.delivery.webhook import WebhookSender, retry_after_seconds
 from notifications_microservice.tests.helpers import Receiver, create_webhook
 

@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from conftest import bearer, serve
+from micropay_testing.apps import serve
+from micropay_testing.http import bearer
 from notifications_microservice.main import create_app
 from notifications_microservice.tests.helpers import create_webhook
 from notifications_microservice.webhooks.exceptions import InvalidWebhookUrl

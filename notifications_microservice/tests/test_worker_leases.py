@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import eventually
+from micropay_testing.polling import eventually
 from notifications_microservice.delivery.outcomes import Deferred
 from notifications_microservice.tests.helpers import create_webhook, emails_to
 

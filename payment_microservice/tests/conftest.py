@@ -16,7 +16,10 @@ import httpx
 import pytest
 import stripe
 
-from conftest import TestDatabase, bearer, free_port, serve_http
+from micropay_testing.apps import serve_http
+from micropay_testing.database import TestDatabase
+from micropay_testing.http import bearer
+from micropay_testing.processes import free_port
 from payment_microservice.main import create_app
 from payment_microservice.settings import PaymentSettings
 from payment_microservice.tests.helpers import STRIPE_KEY, PaymentStack

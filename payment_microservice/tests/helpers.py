@@ -13,7 +13,8 @@ import asyncpg
 import httpx
 import stripe
 
-from conftest import CognitoUser, bearer
+from micropay_testing.cognito import CognitoUser
+from micropay_testing.http import bearer
 from payment_microservice.settings import PaymentSettings
 
 STRIPE_KEY = "sk_test_local"

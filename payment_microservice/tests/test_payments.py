@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Awaitable
 from typing import Any
 
-from conftest import eventually
+from micropay_testing.polling import eventually
 from payment_microservice.tests.helpers import outbox_events
 
 DECLINED_AT_CHARGE = "4000000000000341"

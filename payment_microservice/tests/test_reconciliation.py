@@ -16,7 +16,9 @@ import httpx
 import pytest
 import stripe
 
-from conftest import CognitoUser, eventually, serve
+from micropay_testing.apps import serve
+from micropay_testing.cognito import CognitoUser
+from micropay_testing.polling import eventually
 from payment_microservice.main import create_app
 from payment_microservice.tests.helpers import PaymentStack, outbox_events
 

@@ -11,7 +11,9 @@ import asyncpg
 import httpx
 import stripe
 
-from conftest import CognitoUser, bearer, eventually
+from micropay_testing.cognito import CognitoUser
+from micropay_testing.http import bearer
+from micropay_testing.polling import eventually
 from payment_microservice.tests.helpers import PaymentStack, outbox_events
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from conftest import CognitoUser, eventually
+from micropay_testing.cognito import CognitoUser
+from micropay_testing.polling import eventually
 from payment_microservice.tests.helpers import PaymentStack, outbox_events
 
 

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 
+from micropay_testing.gateway import Response, request, requires_nginx
 from stack.launcher import free_port
-from stack.tests.conftest import Response, request, requires_nginx
 from stack.tests.upstreams import GOOD_TOKEN, MISSING_ROUTE_TOKEN, USER, EchoUpstream
 
 pytestmark = [pytest.mark.nginx, requires_nginx]

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from micropay_testing.gateway import OutputLines
 from stack.launcher import (
     ROOT,
     SERVICES,
@@ -24,7 +25,6 @@ from stack.launcher import (
 )
 from stack.postgres import PostgresServer, drop_database
 from stack.processes import process_alive, process_group_alive
-from stack.tests.conftest import OutputLines
 
 pytestmark = pytest.mark.timeout(120)
 

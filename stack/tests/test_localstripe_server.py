@@ -6,9 +6,9 @@ import sys
 
 import psutil  # type: ignore[import-untyped]
 
+from micropay_testing.gateway import OutputLines, request, wait_until_answers
 from stack.launcher import ROOT, free_port
 from stack.processes import ManagedProcess, stop_processes
-from stack.tests.conftest import OutputLines, request, wait_until_answers
 
 AUTH = {"Authorization": "Bearer sk_test_local"}
 

@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from conftest import eventually, every_item
+from micropay_testing.http import every_item
+from micropay_testing.polling import eventually
 from stack.bootstrap import admin_log_in
 from stack.launcher import STRIPE_TEST_KEY, Stack
 

@@ -18,7 +18,8 @@ import httpx
 import pytest
 import stripe
 
-from conftest import eventually, serve_http
+from micropay_testing.apps import serve_http
+from micropay_testing.polling import eventually
 from stack.launcher import Stack
 from tests.e2e.client import NEEDS_3DS, PROBLEM_JSON, Api, User, WebhookReceiver
 from tests.e2e.conftest import StackLog

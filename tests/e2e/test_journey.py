@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from conftest import eventually, serve_http
+from micropay_testing.apps import serve_http
+from micropay_testing.polling import eventually
 from tests.e2e.client import (
     DECLINED_AT_CHARGE,
     NEEDS_3DS,

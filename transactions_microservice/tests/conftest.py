@@ -11,7 +11,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from conftest import CognitoUser, TestDatabase, bearer, event_envelope, free_port, serve
+from micropay_testing.apps import serve
+from micropay_testing.cognito import CognitoUser
+from micropay_testing.database import TestDatabase
+from micropay_testing.events import event_envelope
+from micropay_testing.http import bearer
+from micropay_testing.processes import free_port
 from stack.postgres import connect
 from transactions_microservice.main import create_app
 from transactions_microservice.settings import TransactionsSettings

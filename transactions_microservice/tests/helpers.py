@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 
-from conftest import CognitoUser, bearer, every_item
+from micropay_testing.cognito import CognitoUser
+from micropay_testing.http import bearer, every_item
 
 
 @dataclass

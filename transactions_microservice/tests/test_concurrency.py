@@ -14,7 +14,9 @@ from typing import Any
 
 import httpx
 
-from conftest import event_envelope, every_item, serve_http
+from micropay_testing.apps import serve_http
+from micropay_testing.events import event_envelope
+from micropay_testing.http import every_item
 from transactions_microservice.main import create_app
 from transactions_microservice.tests.helpers import Member
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conftest import event_envelope
+from micropay_testing.events import event_envelope
 from transactions_microservice.tests.helpers import (
     Member,
     all_lines,

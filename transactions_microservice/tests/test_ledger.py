@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conftest import TestDatabase
+from micropay_testing.database import TestDatabase
 from stack.postgres import connect
 from transactions_microservice.accounts import repository as accounts_repository
 from transactions_microservice.ledger import repository, service

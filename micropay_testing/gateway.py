@@ -1,21 +1,22 @@
-"""Fixtures of the stack tests: real nginx, real HTTP upstreams, raw HTTP requests."""
+"""nginx for tests: whether it is installed, raw HTTP requests and output kept for failures."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from stack.gateway import find_nginx, nginx_command, write_nginx_config
-from stack.launcher import ROOT, free_port
-from stack.processes import ManagedProcess, stop_processes
+from stack.gateway import find_nginx
+from stack.processes import ManagedProcess
 
 NGINX = find_nginx()
+
+
 requires_nginx = pytest.mark.skipif(
     NGINX is None, reason="nginx is not installed (.ci/run installs it)"
 )
@@ -83,36 +84,3 @@ class OutputLines:
 
     def __call__(self, name: str, line: str) -> None:
         self.lines.append(f"{name} | {line}")
-
-
-@pytest.fixture(scope="module")
-def start_gateway(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Callable[[Mapping[str, int]], int]]:
-    """Start nginx from the rendered gateway/nginx.conf in front of the given upstream ports."""
-    tmp_path = tmp_path_factory.mktemp("gateway")
-    started: list[ManagedProcess] = []
-
-    def start(upstream_ports: Mapping[str, int]) -> int:
-        assert NGINX is not None
-        port = free_port()
-        files = write_nginx_config(
-            tmp_path / f"nginx-{port}",
-            {
-                "GATEWAY_PORT": f"127.0.0.1:{port}",
-                "AUTH_UPSTREAM": f"127.0.0.1:{upstream_ports['auth']}",
-                "PAYMENT_UPSTREAM": f"127.0.0.1:{upstream_ports['payment']}",
-                "TRANSACTIONS_UPSTREAM": f"127.0.0.1:{upstream_ports['transactions']}",
-                "NOTIFICATIONS_UPSTREAM": f"127.0.0.1:{upstream_ports['notifications']}",
-            },
-        )
-        process = ManagedProcess(
-            "gateway", nginx_command(NGINX, files), env={}, cwd=ROOT, output=OutputLines()
-        )
-        started.append(process)
-        process.start()
-        wait_until_answers(port, "/healthz", process)
-        return port
-
-    yield start
-    stop_processes(started, timeout=5)

@@ -1,0 +1,73 @@
+"""Service apps built by the production factory, served in-process or under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import APIRouter, FastAPI
+
+from micropay_common.app import BackgroundJob, create_service_app
+from micropay_common.settings import ServiceSettings
+from micropay_testing.processes import free_port
+
+
+def app_with(
+    settings: ServiceSettings,
+    schema: str,
+    routers: Sequence[APIRouter] = (),
+    background_jobs: Sequence[BackgroundJob] = (),
+) -> FastAPI:
+    """A service app built by the production factory around the routers a test needs."""
+    return create_service_app(
+        settings_cls=type(settings),
+        settings=settings,
+        schema=schema,
+        title=f"test app on {schema}",
+        description="Built by a test.",
+        version="0",
+        tags=[],
+        routers=routers,
+        background_jobs=background_jobs,
+    )
+
+
+@asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run an app's lifespan and give an HTTP client wired to it in-process."""
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
+        # As in production, an unhandled error becomes a 500 response rather than a raise.
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+@asynccontextmanager
+async def serve_http(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """Run an ASGI app under uvicorn on 127.0.0.1 in this event loop; yields its base URL."""
+
+    import uvicorn
+
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="auto")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if task.done():
+            task.result()
+            pytest.fail(f"uvicorn on port {port} stopped during start-up")
+        if time.monotonic() > deadline:
+            pytest.fail(f"uvicorn on port {port} did not start")
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
