@@ -1,4 +1,4 @@
-"""Each service starts from its own module with its own settings, role and schema."""
+"""Each registered service starts from its own module with its own settings, role and schema."""
 
 from __future__ import annotations
 
@@ -8,30 +8,24 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from micropay_common.services import SERVICES, ServiceName
 from micropay_testing.apps import serve
 
-SERVICES: dict[str, dict[str, Any]] = {
+# What the registry (micropay_common.services) does not say: the title and required settings.
+EXPECTED: dict[str, dict[str, Any]] = {
     "auth": {
-        "package": "auth_microservice",
-        "schema": "auth",
         "title": "MicroPay Auth",
         "extra": {},
     },
     "payment": {
-        "package": "payment_microservice",
-        "schema": "payments",
         "title": "MicroPay Payments",
         "extra": {"stripe_api_key": "sk_test_local", "stripe_webhook_secret": "whsec_test"},
     },
     "transactions": {
-        "package": "transactions_microservice",
-        "schema": "transactions",
         "title": "MicroPay Transactions",
         "extra": {},
     },
     "notifications": {
-        "package": "notifications_microservice",
-        "schema": "notifications",
         "title": "MicroPay Notifications",
         "extra": {
             "ses_sender": "no-reply@micropay.local",
@@ -41,22 +35,22 @@ SERVICES: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture(params=list(SERVICES))
+@pytest.fixture(params=[str(name) for name in SERVICES])
 def service(request, service_settings, monkeypatch) -> tuple[str, Any]:
     """A service's module-level app, its environment set as a deployment would set it."""
     name = request.param
-    spec = SERVICES[name]
-    settings_module = importlib.import_module(f"{spec['package']}.settings")
+    package = SERVICES[ServiceName(name)].package
+    settings_module = importlib.import_module(f"{package}.settings")
     settings_cls = next(
         value
         for attribute, value in vars(settings_module).items()
         if attribute.endswith("Settings") and attribute != "ServiceSettings"
     )
-    settings = service_settings(name, settings_cls=settings_cls, **spec["extra"])
+    settings = service_settings(name, settings_cls=settings_cls, **EXPECTED[name]["extra"])
     for field, value in settings.model_dump().items():
         if value is not None:
             monkeypatch.setenv(field.upper(), str(value))
-    return name, importlib.import_module(f"{spec['package']}.main")
+    return name, importlib.import_module(f"{package}.main")
 
 
 async def test_starts_ready_on_its_own_role_and_schema(service):
@@ -67,8 +61,8 @@ async def test_starts_ready_on_its_own_role_and_schema(service):
             user = await session.scalar(text("SELECT current_user"))
             path = await session.scalar(text("SHOW search_path"))
     assert ready.status_code == 200
-    assert user == f"{name}_service"
-    assert path == SERVICES[name]["schema"]
+    assert user == SERVICES[ServiceName(name)].role
+    assert path == SERVICES[ServiceName(name)].schema
 
 
 async def test_describes_itself_in_openapi_and_docs(service):
@@ -76,7 +70,7 @@ async def test_describes_itself_in_openapi_and_docs(service):
     async with serve(main.app) as client:
         spec = (await client.get("/openapi.json")).json()
         docs = await client.get("/docs")
-    assert spec["info"]["title"] == SERVICES[name]["title"]
+    assert spec["info"]["title"] == EXPECTED[name]["title"]
     assert spec["info"]["version"] == main.VERSION
     assert spec["info"]["description"]
     assert {tag["name"] for tag in spec["tags"]} >= {"health", "internal"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from micropay_common.services import SERVICES
 from micropay_common.settings import ServiceSettings, SettingsError, load_settings
 from payment_microservice.settings import PaymentSettings
 
@@ -62,3 +63,17 @@ def test_names_an_invalid_value(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("DB_POOL_SIZE", "zero")
     with pytest.raises(SettingsError, match="DB_POOL_SIZE"):
         load_settings(ServiceSettings)
+
+
+def test_every_registered_service_has_a_url_setting_named_by_its_variable(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    for name, value in REQUIRED.items():
+        clean_env.setenv(name, value)
+    for spec in SERVICES.values():
+        clean_env.setenv(spec.url_variable, f"http://{spec.name}.internal:{spec.port}/")
+    settings = ServiceSettings()
+    for spec in SERVICES.values():
+        assert settings.service_url(spec.name) == f"http://{spec.name}.internal:{spec.port}"
+    with pytest.raises(KeyError, match="not a MicroPay service"):
+        settings.service_url("ledger")
