@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
+from notifications_microservice.devices.platforms import PushPlatforms
 from notifications_microservice.settings import NotificationsSettings
+from notifications_microservice.state import NotificationsState
 
-
-def _settings(request: Request) -> NotificationsSettings:
-    settings: NotificationsSettings = request.app.state.settings
-    return settings
-
-
-def _app_state(request: Request) -> Any:
-    return request.app.state
-
-
-SettingsDep = Annotated[NotificationsSettings, Depends(_settings)]
-AppStateDep = Annotated[Any, Depends(_app_state)]
+SettingsDep = Annotated[
+    NotificationsSettings, Depends(NotificationsState.provide(lambda s: s.settings))
+]
+SnsDep = Annotated[Any, Depends(NotificationsState.provide(lambda s: s.aws.sns))]
+"""The SNS client (boto3 clients are untyped)."""
+PushPlatformsDep = Annotated[
+    PushPlatforms, Depends(NotificationsState.provide(lambda s: s.push_platforms))
+]
