@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends
 
+from notifications_microservice.aws import AwsClients
 from notifications_microservice.devices.platforms import PushPlatforms
 from notifications_microservice.settings import NotificationsSettings
 from notifications_microservice.state import NotificationsState
@@ -13,8 +14,7 @@ from notifications_microservice.state import NotificationsState
 SettingsDep = Annotated[
     NotificationsSettings, Depends(NotificationsState.provide(lambda s: s.settings))
 ]
-SnsDep = Annotated[Any, Depends(NotificationsState.provide(lambda s: s.aws.sns))]
-"""The SNS client (boto3 clients are untyped)."""
+AwsDep = Annotated[AwsClients, Depends(NotificationsState.provide(lambda s: s.aws))]
 PushPlatformsDep = Annotated[
     PushPlatforms, Depends(NotificationsState.provide(lambda s: s.push_platforms))
 ]
