@@ -1,35 +1,27 @@
-"""FastAPI dependencies of the auth service: its Cognito client, settings and active callers."""
+"""FastAPI dependencies of the auth service: what the app holds, and active callers."""
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import Depends, Request
 
-from auth_microservice.client_ip import ClientAddressResolver
 from auth_microservice.identity import IdentityProvider
+from auth_microservice.sessions.repository import DenyList
 from auth_microservice.sessions.service import ensure_active
 from auth_microservice.settings import AuthSettings
+from auth_microservice.state import AuthState
 from micropay_common.db import SessionDep
 from micropay_common.errors import Forbidden
 from micropay_common.security import AuthenticatedUser, CurrentUser
 
-
-def identity_provider(request: Request) -> IdentityProvider:
-    """The app's Cognito client."""
-    return cast(IdentityProvider, request.app.state.identity)
+StateDep = Annotated[AuthState, Depends(AuthState.of_request)]
 
 
-def auth_settings(request: Request) -> AuthSettings:
-    """The app's settings."""
-    return cast(AuthSettings, request.app.state.settings)
-
-
-def client_ip(request: Request) -> str:
+def client_ip(request: Request, state: StateDep) -> str:
     """The caller's address as the trusted proxies report it."""
-    resolver: ClientAddressResolver = request.app.state.client_addresses
     peer = request.client.host if request.client else None
-    return resolver.resolve(peer, request.headers)
+    return state.client_addresses.resolve(peer, request.headers)
 
 
 async def active_user(user: CurrentUser, session: SessionDep) -> AuthenticatedUser:
@@ -47,8 +39,9 @@ async def active_admin(
     return user
 
 
-IdentityDep = Annotated[IdentityProvider, Depends(identity_provider)]
-SettingsDep = Annotated[AuthSettings, Depends(auth_settings)]
+IdentityDep = Annotated[IdentityProvider, Depends(AuthState.provide(lambda s: s.identity))]
+SettingsDep = Annotated[AuthSettings, Depends(AuthState.provide(lambda s: s.settings))]
+DenyListDep = Annotated[DenyList, Depends(AuthState.provide(lambda s: s.deny_list))]
 ClientIpDep = Annotated[str, Depends(client_ip)]
 ActiveUser = Annotated[AuthenticatedUser, Depends(active_user)]
 ActiveAdmin = Annotated[AuthenticatedUser, Depends(active_admin)]

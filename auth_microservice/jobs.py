@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from fastapi import FastAPI
 
 from auth_microservice.sessions.service import purge_expired
-from auth_microservice.settings import AuthSettings
+from auth_microservice.state import AuthState
+from micropay_common.jobs import run_periodically
 
 logger = logging.getLogger("micropay.auth.jobs")
 
 
 async def purge_job(app: FastAPI) -> None:
     """Delete expired deny-list rows, sign-ins and old login failures, every few minutes."""
-    settings: AuthSettings = app.state.settings
-    while True:
-        async with app.state.sessionmaker() as session, session.begin():
-            purged = await purge_expired(session, settings)
+    state = AuthState.of(app)
+
+    async def purge() -> None:
+        async with state.sessionmaker() as session, session.begin():
+            purged = await purge_expired(session, state.settings)
         if purged.revoked_tokens or purged.sessions or purged.login_failures:
             logger.info(
                 "purged %d deny-list rows, %d sign-ins, %d login failures",
@@ -26,4 +27,7 @@ async def purge_job(app: FastAPI) -> None:
                 purged.sessions,
                 purged.login_failures,
             )
-        await asyncio.sleep(settings.auth_purge_interval_seconds)
+
+    await run_periodically(
+        "auth purge", purge, interval_seconds=state.settings.auth_purge_interval_seconds
+    )

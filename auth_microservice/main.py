@@ -10,6 +10,7 @@ from auth_microservice.jobs import purge_job
 from auth_microservice.sessions.repository import DenyList
 from auth_microservice.sessions.router import router as sessions_router
 from auth_microservice.settings import AuthSettings
+from auth_microservice.state import AuthState
 from auth_microservice.users.router import router as users_router
 from micropay_common.app import create_service_app
 from micropay_common.idempotency import idempotency_purge_job
@@ -18,19 +19,21 @@ from micropay_common.outbox import outbox_relay_job
 VERSION = "0.2.0"
 
 
-async def _start(app: FastAPI) -> None:
-    settings: AuthSettings = app.state.settings
-    app.state.identity = IdentityProvider(settings)
-    app.state.client_addresses = ClientAddressResolver(settings.trusted_proxies)
-    app.state.deny_list = await DenyList.open(
+async def start_clients(state: AuthState) -> None:
+    """Start-up hook: Cognito, the client-address resolver and the deny list's own pool."""
+    settings = state.settings
+    state.identity = IdentityProvider(settings)
+    state.client_addresses = ClientAddressResolver(settings.trusted_proxies)
+    state.deny_list = await DenyList.open(
         settings.database_url,
         max_size=settings.verify_db_pool_size,
         application_name=f"{settings.service_name}-verify",
     )
 
 
-async def _stop(app: FastAPI) -> None:
-    await app.state.deny_list.aclose()
+async def close_clients(state: AuthState) -> None:
+    """Shut-down hook: close the deny list's pool."""
+    await state.deny_list.aclose()
 
 
 def build_app(settings: AuthSettings | None = None) -> FastAPI:
@@ -38,6 +41,7 @@ def build_app(settings: AuthSettings | None = None) -> FastAPI:
     return create_service_app(
         settings_cls=AuthSettings,
         settings=settings,
+        state_cls=AuthState,
         schema="auth",
         title="MicroPay Auth",
         description=(
@@ -49,8 +53,8 @@ def build_app(settings: AuthSettings | None = None) -> FastAPI:
             {"name": "auth", "description": "Sign-up, sign-in, tokens and the caller's identity."},
         ],
         routers=[users_router, sessions_router],
-        on_startup=[_start],
-        on_shutdown=[_stop],
+        on_startup=[start_clients],
+        on_shutdown=[close_clients],
         background_jobs=[outbox_relay_job, idempotency_purge_job, purge_job],
     )
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI
 
 from micropay_common.app import BackgroundJob, create_service_app
 from micropay_common.settings import ServiceSettings
+from micropay_common.state import ServiceState
 from micropay_testing.processes import free_port
 
 
@@ -28,6 +29,7 @@ def app_with(
     return create_service_app(
         settings_cls=type(settings),
         settings=settings,
+        state_cls=ServiceState,
         schema=schema,
         title=f"test app on {schema}",
         description="Built by a test.",

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from fastapi import FastAPI
 
 from notifications_microservice.settings import NotificationsSettings
 
@@ -39,11 +37,6 @@ def build_clients(settings: NotificationsSettings) -> AwsClients:
         )
 
     return AwsClients(ses=client("ses"), sns=client("sns"))
-
-
-async def attach_clients(app: FastAPI) -> None:
-    """Start-up hook: `app.state.aws` (client creation reads files, so off the event loop)."""
-    app.state.aws = await asyncio.to_thread(build_clients, app.state.settings)
 
 
 def error_code(exc: BaseException) -> str:

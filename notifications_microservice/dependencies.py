@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
+from notifications_microservice.aws import AwsClients
+from notifications_microservice.devices.platforms import PushPlatforms
 from notifications_microservice.settings import NotificationsSettings
+from notifications_microservice.state import NotificationsState
 
-
-def _settings(request: Request) -> NotificationsSettings:
-    settings: NotificationsSettings = request.app.state.settings
-    return settings
-
-
-def _app_state(request: Request) -> Any:
-    return request.app.state
-
-
-SettingsDep = Annotated[NotificationsSettings, Depends(_settings)]
-AppStateDep = Annotated[Any, Depends(_app_state)]
+SettingsDep = Annotated[
+    NotificationsSettings, Depends(NotificationsState.provide(lambda s: s.settings))
+]
+AwsDep = Annotated[AwsClients, Depends(NotificationsState.provide(lambda s: s.aws))]
+PushPlatformsDep = Annotated[
+    PushPlatforms, Depends(NotificationsState.provide(lambda s: s.push_platforms))
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from fastapi import FastAPI
@@ -9,24 +10,26 @@ from fastapi import FastAPI
 from micropay_common.app import BackgroundJob, create_service_app
 from micropay_common.idempotency import idempotency_purge_job
 from micropay_common.outbox import outbox_relay_job
-from notifications_microservice.aws import attach_clients
+from notifications_microservice.aws import build_clients
 from notifications_microservice.delivery.worker import delivery_worker_job
 from notifications_microservice.devices.platforms import PushPlatforms
 from notifications_microservice.devices.router import router as devices_router
 from notifications_microservice.notifications.handlers import build_events_router
 from notifications_microservice.notifications.router import router as notifications_router
 from notifications_microservice.settings import NotificationsSettings
+from notifications_microservice.state import NotificationsState
 from notifications_microservice.webhooks.router import router as webhooks_router
 
 VERSION = "0.1.0"
 
 
-async def attach_push_platforms(app: FastAPI) -> None:
-    """Start-up hook: the SNS platform applications, looked up on first use."""
-    app.state.push_platforms = PushPlatforms(app.state.aws.sns, app.state.settings)
+async def start_clients(state: NotificationsState) -> None:
+    """Start-up hook: the AWS clients and the push platforms (looked up on first use)."""
+    # Creating a boto3 client reads files, so off the event loop.
+    state.aws = await asyncio.to_thread(build_clients, state.settings)
+    state.push_platforms = PushPlatforms(state.aws.sns, state.settings)
 
 
-ON_STARTUP = [attach_clients, attach_push_platforms]
 BACKGROUND_JOBS = [outbox_relay_job, idempotency_purge_job, delivery_worker_job]
 
 
@@ -39,6 +42,7 @@ def create_app(
     return create_service_app(
         settings_cls=NotificationsSettings,
         settings=settings,
+        state_cls=NotificationsState,
         schema="notifications",
         title="MicroPay Notifications",
         description=(
@@ -52,7 +56,7 @@ def create_app(
             },
         ],
         routers=[notifications_router, devices_router, webhooks_router, build_events_router()],
-        on_startup=ON_STARTUP,
+        on_startup=[start_clients],
         background_jobs=background_jobs,
     )
 

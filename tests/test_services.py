@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy import text
 
 from micropay_common.services import SERVICES, ServiceName
+from micropay_common.state import ServiceState
 from micropay_testing.apps import serve
+from micropay_testing.http import bearer
 
 # What the registry (micropay_common.services) does not say: the title and required settings.
 EXPECTED: dict[str, dict[str, Any]] = {
@@ -57,7 +62,7 @@ async def test_starts_ready_on_its_own_role_and_schema(service):
     name, main = service
     async with serve(main.app) as client:
         ready = await client.get("/health/ready")
-        async with main.app.state.sessionmaker() as session:
+        async with ServiceState.of(main.app).sessionmaker() as session:
             user = await session.scalar(text("SELECT current_user"))
             path = await session.scalar(text("SHOW search_path"))
     assert ready.status_code == 200
@@ -77,3 +82,46 @@ async def test_describes_itself_in_openapi_and_docs(service):
     assert "/health/ready" in spec["paths"]
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+
+
+def internal_operations(app: FastAPI) -> list[tuple[str, str]]:
+    """(method, path) of every `/internal/` route in the app's route table, parameters filled."""
+
+    def fill(match: re.Match[str]) -> str:
+        return "1" if match.group(2) == ":int" else "00000000-0000-4000-8000-000000000000"
+
+    return [
+        (method, re.sub(r"\{([^}:]+)(:[^}]+)?\}", fill, route.path))
+        for route in iter_route_contexts(app.routes)
+        if isinstance(route.original_route, APIRoute)
+        and route.path is not None
+        and route.path.startswith("/internal/")
+        for method in sorted(route.methods or ())
+    ]
+
+
+async def test_internal_routes_admit_only_the_services_group(service, make_user):
+    name, main = service
+    operations = internal_operations(main.app)
+    if name != "auth":  # the auth service consumes no events and has no internal API
+        assert operations
+    user = bearer(make_user().access_token)
+    admin = bearer(make_user(groups=("admins",)).access_token)
+    async with serve(main.app) as client:
+        spec = (await client.get("/openapi.json")).json()
+        for method, path in operations:
+            anonymous = await client.request(method, path, json={})
+            assert anonymous.status_code == 401, (method, path, anonymous.text)
+            for headers in (user, admin):
+                refused = await client.request(method, path, json={}, headers=headers)
+                assert refused.status_code == 403, (method, path, refused.text)
+                assert refused.json()["type"] == "forbidden"
+    # The published API documents the refusals of every operation it tags internal.
+    internal = [
+        operation
+        for operations_of_path in spec["paths"].values()
+        for operation in operations_of_path.values()
+        if "internal" in operation.get("tags", [])
+    ]
+    assert len(internal) == len(operations)
+    assert all({"401", "403"} <= set(operation["responses"]) for operation in internal)

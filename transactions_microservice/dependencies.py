@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from transactions_microservice.settings import TransactionsSettings
+from transactions_microservice.state import TransactionsState
 
-
-def get_settings(request: Request) -> TransactionsSettings:
-    """The settings the app was started with."""
-    settings: TransactionsSettings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[TransactionsSettings, Depends(get_settings)]
+SettingsDep = Annotated[
+    TransactionsSettings, Depends(TransactionsState.provide(lambda s: s.settings))
+]

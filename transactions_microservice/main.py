@@ -15,6 +15,7 @@ from transactions_microservice.inbound.service import EventHandlers
 from transactions_microservice.ledger.router import internal_router as ledger_internal_router
 from transactions_microservice.ledger.router import router as ledger_router
 from transactions_microservice.settings import TransactionsSettings
+from transactions_microservice.state import TransactionsState
 from transactions_microservice.transfers.router import router as transfers_router
 
 VERSION = "0.1.0"
@@ -24,12 +25,13 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
     """The transactions app; settings come from the environment at start-up unless given."""
     handlers = EventHandlers()
 
-    async def configure_handlers(app: FastAPI) -> None:
-        handlers.configure(app.state.settings)
+    async def configure_handlers(state: TransactionsState) -> None:
+        handlers.configure(state.settings)
 
     return create_service_app(
         settings_cls=TransactionsSettings,
         settings=settings,
+        state_cls=TransactionsState,
         schema="transactions",
         title="MicroPay Transactions",
         description="The double-entry wallet ledger: balances, transfers, holds and history.",

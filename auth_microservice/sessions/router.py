@@ -7,7 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from auth_microservice.dependencies import ActiveUser, ClientIpDep, IdentityDep, SettingsDep
+from auth_microservice.dependencies import (
+    ActiveUser,
+    ClientIpDep,
+    DenyListDep,
+    IdentityDep,
+    SettingsDep,
+)
 from auth_microservice.sessions import service
 from auth_microservice.sessions.exceptions import InvalidCredentials
 from auth_microservice.sessions.schemas import (
@@ -19,7 +25,7 @@ from auth_microservice.sessions.schemas import (
 )
 from micropay_common.db import SessionDep
 from micropay_common.errors import problem_response
-from micropay_common.security import bearer_token
+from micropay_common.security import TokenVerifierDep, bearer_token
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -119,11 +125,10 @@ async def me(user: ActiveUser) -> MeRead:
         401: {"description": "Missing, invalid, expired or revoked access token"},
     },
 )
-async def verify(request: Request) -> Response:
+async def verify(request: Request, verifier: TokenVerifierDep, deny_list: DenyListDep) -> Response:
     """Verify the bearer token locally (cached JWKS) and against the deny-list; no Cognito call."""
     token = bearer_token(request)
-    state = request.app.state
-    user = await service.verify_token(state.token_verifier, state.deny_list, token)
+    user = await service.verify_token(verifier, deny_list, token)
     return Response(
         status_code=status.HTTP_200_OK,
         headers={

@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -22,11 +22,15 @@ from micropay_common.middleware import RequestIdMiddleware
 from micropay_common.security import TokenVerifier
 from micropay_common.service_auth import ServiceTokenProvider
 from micropay_common.settings import ServiceSettings, load_settings
+from micropay_common.state import ServiceState
 
 logger = logging.getLogger("micropay.app")
 
-LifecycleHook = Callable[[FastAPI], Awaitable[None]]
+StateT = TypeVar("StateT", bound=ServiceState[Any])
+LifecycleHook = Callable[[StateT], Awaitable[None]]
+"""A start-up or shut-down hook: given the service's state, opens or closes what it adds."""
 BackgroundJob = Callable[[FastAPI], Awaitable[None]]
+"""A job started with the app and cancelled when it stops; it reads the app's state."""
 
 COMMON_TAGS = [
     {"name": "health", "description": "Liveness, readiness and metrics."},
@@ -38,17 +42,22 @@ def create_service_app(
     *,
     settings_cls: type[ServiceSettings],
     settings: ServiceSettings | None = None,
+    state_cls: type[StateT],
     schema: str,
     title: str,
     description: str,
     version: str,
     tags: Sequence[dict[str, Any]],
     routers: Sequence[APIRouter],
-    on_startup: Sequence[LifecycleHook] = (),
-    on_shutdown: Sequence[LifecycleHook] = (),
+    on_startup: Sequence[LifecycleHook[StateT]] = (),
+    on_shutdown: Sequence[LifecycleHook[StateT]] = (),
     background_jobs: Sequence[BackgroundJob] = (),
 ) -> FastAPI:
-    """Build a service: settings, logging, database, auth, errors, health, metrics, jobs."""
+    """Build a service: settings, logging, database, auth, errors, health, metrics, jobs.
+
+    Each start builds a `state_cls` (the service's `ServiceState` subclass), runs `on_startup`
+    on it and attaches it to the app; `state_cls.of(app)` reads it back.
+    """
     # JSON logs from the first line on: uvicorn imports the app after configuring its own
     # plain-text loggers, and logs "Started server process" before the lifespan runs.
     default_name = settings_cls.model_fields["service_name"].default
@@ -57,17 +66,30 @@ def create_service_app(
         settings.log_level if settings else os.environ.get("LOG_LEVEL", "INFO"),
     )
 
+    # A registry per app keeps apps built side by side (tests, benchmarks) from sharing series.
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    # Services add their own series (say, time spent waiting on a provider) to the same
+    # registry, through `state.metrics_registry`.
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = settings or load_settings(settings_cls)
         configure_logging(resolved.service_name, resolved.log_level)
-        app.state.settings = resolved
-        app.state.engine = create_engine(resolved, schema)
-        app.state.sessionmaker = create_sessionmaker(app.state.engine)
-        app.state.token_verifier = TokenVerifier.from_settings(resolved)
-        app.state.service_tokens = ServiceTokenProvider.from_settings(resolved)
+        engine = create_engine(resolved, schema)
+        state = state_cls(
+            settings=resolved,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            token_verifier=TokenVerifier.from_settings(resolved),
+            service_tokens=ServiceTokenProvider.from_settings(resolved),
+            metrics_registry=registry,
+        )
         for hook in on_startup:
-            await hook(app)
+            await hook(state)
+        state.attach(app)
         tasks = [
             asyncio.create_task(_supervise(job, app), name=getattr(job, "__name__", "job"))
             for job in background_jobs
@@ -82,9 +104,9 @@ def create_service_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             for hook in on_shutdown:
-                await hook(app)
-            await app.state.token_verifier.aclose()
-            await app.state.engine.dispose()
+                await hook(state)
+            await state.token_verifier.aclose()
+            await state.engine.dispose()
 
     app = FastAPI(
         title=title,
@@ -99,13 +121,6 @@ def create_service_app(
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
-    # A registry per app keeps apps built side by side (tests, benchmarks) from sharing series.
-    registry = CollectorRegistry(auto_describe=True)
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    GCCollector(registry=registry)
-    # Services add their own series (say, time spent waiting on a provider) to the same registry.
-    app.state.metrics_registry = registry
     instrumentator = Instrumentator(
         excluded_handlers=["/metrics", "/health/live", "/health/ready"], registry=registry
     )

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from micropay_common.settings import ServiceSettings
+from micropay_common.state import AppState
 
 
 def async_database_url(url: str) -> URL:
@@ -83,8 +84,7 @@ async def ping(engine: AsyncEngine) -> None:
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request: commit when the endpoint returns, roll back when it raises."""
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session:
+    async with AppState.of_request(request).sessionmaker() as session:
         try:
             yield session
         except BaseException:

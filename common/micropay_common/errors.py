@@ -228,8 +228,10 @@ _ASYNCPG_UNAVAILABLE = (
 )
 
 
-def _database_unreachable(exc: Exception) -> bool:
-    if isinstance(exc, _ASYNCPG_UNAVAILABLE):
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached right now (worth a retry later)."""
+    # A refused or reset connection reaches the caller unwrapped when asyncpg connects.
+    if isinstance(exc, (ConnectionError, *_ASYNCPG_UNAVAILABLE)):
         return True
     if not isinstance(exc, DBAPIError):
         return False
@@ -240,7 +242,7 @@ def _database_unreachable(exc: Exception) -> bool:
 
 
 async def _database_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
-    if not _database_unreachable(exc):
+    if not database_unreachable(exc):
         return await _unhandled_handler(request, exc)
     logger.warning("database unavailable: %r", exc)
     return database_unavailable_response(request.url.path)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from micropay_common.db import ping
 from micropay_common.errors import database_unavailable_response
+from micropay_common.state import AppState
 
 logger = logging.getLogger("micropay.health")
 router = APIRouter(prefix="/health", tags=["health"])
@@ -29,7 +30,7 @@ async def live() -> dict[str, str]:
 async def ready(request: Request) -> JSONResponse:
     """200 when the database answers within two seconds, else 503 problem+json."""
     try:
-        await asyncio.wait_for(ping(request.app.state.engine), timeout=2.0)
+        await asyncio.wait_for(ping(AppState.of_request(request).engine), timeout=2.0)
     except Exception as exc:
         logger.warning("readiness check failed: %r", exc)
         return database_unavailable_response(request.url.path)

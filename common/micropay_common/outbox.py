@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
@@ -25,9 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from micropay_common.errors import ProblemError
 from micropay_common.events import EventEnvelope, route_of
 from micropay_common.http import ServiceClient
+from micropay_common.jobs import backoff_delay, run_periodically
 from micropay_common.request_context import new_request_id, request_id_var
 from micropay_common.service_auth import ServiceTokenProvider
 from micropay_common.settings import ServiceSettings
+from micropay_common.state import AppState
 from micropay_common.tables import outbox
 
 logger = logging.getLogger("micropay.outbox")
@@ -70,14 +72,6 @@ async def publish(
     return envelope
 
 
-def backoff_delay(
-    attempts: int, *, base: float, cap: float, rng: Callable[[], float] = random.random
-) -> float:
-    """Seconds to wait after the `attempts`-th failure: full jitter over min(cap, base·2^(n-1))."""
-    ceiling: float = min(cap, base * 2.0 ** min(max(attempts - 1, 0), 62))
-    return ceiling * rng()
-
-
 @dataclass(frozen=True)
 class _Claimed:
     id: int
@@ -117,7 +111,8 @@ class OutboxRelay:
     @classmethod
     def from_app(cls, app: FastAPI) -> OutboxRelay:
         """A relay using the app's database, settings and service account."""
-        return cls(app.state.sessionmaker, app.state.settings, app.state.service_tokens)
+        state = AppState.of(app)
+        return cls(state.sessionmaker, state.settings, state.service_tokens)
 
     async def run_once(self) -> int:
         """Deliver one batch of due rows; returns how many were delivered."""
@@ -240,25 +235,20 @@ class OutboxRelay:
             self._clients[consumer] = client
         return client
 
-    async def run(self) -> None:
-        """Relay forever: straight on after a full batch, else sleep the poll interval."""
-        poll = self.settings.outbox_poll_interval_seconds
-        while True:
-            try:
-                result = await self.relay_batch()
-            except ProblemError as exc:
-                logger.warning("outbox relay pass skipped: %s", exc.detail)
-                await asyncio.sleep(poll)
-                continue
-            except Exception:
-                logger.exception("outbox relay pass failed")
-                await asyncio.sleep(poll)
-                continue
-            # A full batch that delivered nothing means the consumers are failing; retrying
-            # at once would only spin on rows whose jittered delay happened to be near zero.
-            if result.claimed >= self.settings.outbox_batch_size and result.delivered:
-                continue
-            await asyncio.sleep(poll)
+    async def relay_pass(self) -> bool:
+        """One batch; True when more rows are likely due (a full batch that went through)."""
+        result = await self.relay_batch()
+        # A full batch that delivered nothing means the consumers are failing; retrying
+        # at once would only spin on rows whose jittered delay happened to be near zero.
+        return result.claimed >= self.settings.outbox_batch_size and result.delivered > 0
+
+    async def run(self) -> NoReturn:
+        """Relay forever: straight on after a full batch, else after the poll interval."""
+        await run_periodically(
+            "outbox relay",
+            self.relay_pass,
+            interval_seconds=self.settings.outbox_poll_interval_seconds,
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP clients."""

@@ -16,6 +16,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from micropay_common.errors import Forbidden, ServiceUnavailable, Unauthorized
 from micropay_common.settings import ServiceSettings
+from micropay_common.state import AppState
 
 ALLOWED_ALGORITHMS = ["RS256"]
 
@@ -204,9 +205,16 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-async def current_user(request: Request) -> AuthenticatedUser:
+def token_verifier(request: Request) -> TokenVerifier:
+    """The app's verifier of access tokens."""
+    return AppState.of_request(request).token_verifier
+
+
+TokenVerifierDep = Annotated[TokenVerifier, Depends(token_verifier)]
+
+
+async def current_user(request: Request, verifier: TokenVerifierDep) -> AuthenticatedUser:
     """Verify the request's bearer token with the app's verifier."""
-    verifier: TokenVerifier = request.app.state.token_verifier
     return await verifier.verify(bearer_token(request))
 
 
@@ -225,5 +233,13 @@ def require_group(group: str) -> Callable[..., Awaitable[AuthenticatedUser]]:
     return dependency
 
 
-ServiceCaller = Annotated[AuthenticatedUser, Depends(require_group("services"))]
+require_service = require_group("services")
+"""What every internal router requires: `APIRouter(dependencies=[Depends(require_service)])`."""
+SERVICE_CALLER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No valid service token"},
+    403: {"description": "The caller is not in the `services` group"},
+}
+"""What an internal router answers a caller it refuses, for its OpenAPI `responses`."""
+ServiceCaller = Annotated[AuthenticatedUser, Depends(require_service)]
+"""The service calling, for an internal route that needs its identity."""
 AdminUser = Annotated[AuthenticatedUser, Depends(require_group("admins"))]

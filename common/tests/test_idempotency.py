@@ -31,6 +31,7 @@ from micropay_common.idempotency import (
     request_fingerprint,
 )
 from micropay_common.security import CurrentUser
+from micropay_common.state import ServiceState
 from micropay_testing.apps import app_with, serve
 from micropay_testing.cognito import CognitoUser
 from micropay_testing.database import TestDatabase
@@ -620,7 +621,7 @@ async def test_purge_deletes_expired_keys_only_and_they_can_be_used_again(
     assert (await post(client, alice, live_key, note=note())).status_code == 201
     await expire(admin, alice.sub, expired_key)
 
-    async with app.state.sessionmaker() as session:
+    async with ServiceState.of(app).sessionmaker() as session:
         removed = await purge_expired_idempotency_keys(session)
         await session.commit()
     assert removed >= 1

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from micropay_common.app import create_service_app
 from micropay_common.errors import PROBLEM_JSON
 from micropay_common.settings import ServiceSettings
+from micropay_common.state import ServiceState
 
 
 def test_error_responses_are_documented_as_problem_json() -> None:
@@ -18,6 +19,7 @@ def test_error_responses_are_documented_as_problem_json() -> None:
 
     app = create_service_app(
         settings_cls=ServiceSettings,
+        state_cls=ServiceState,
         schema="things",
         title="things",
         description="A test app.",

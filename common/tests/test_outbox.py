@@ -27,7 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from micropay_common.db import create_engine, create_sessionmaker
 from micropay_common.events import EventEnvelope, UnknownEventType
 from micropay_common.inbox import events_router
-from micropay_common.outbox import OutboxRelay, backoff_delay, outbox_relay_job, publish
+from micropay_common.jobs import backoff_delay
+from micropay_common.outbox import OutboxRelay, outbox_relay_job, publish
 from micropay_common.service_auth import ServiceTokenProvider
 from micropay_common.settings import ServiceSettings
 from micropay_testing.apps import app_with, serve, serve_http

@@ -15,11 +15,13 @@ import logging
 import random
 import uuid
 from collections.abc import Callable
+from typing import NoReturn
 
 import httpx
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from micropay_common.jobs import run_periodically
 from notifications_microservice.aws import AwsClients
 from notifications_microservice.delivery import repository
 from notifications_microservice.delivery.email import EmailSender
@@ -36,6 +38,7 @@ from notifications_microservice.delivery.repository import Claimed
 from notifications_microservice.delivery.webhook import WebhookSender
 from notifications_microservice.devices import repository as devices_repository
 from notifications_microservice.settings import NotificationsSettings
+from notifications_microservice.state import NotificationsState
 from notifications_microservice.webhooks import repository as webhooks_repository
 from notifications_microservice.webhooks.urls import Resolver, resolve_host
 
@@ -69,7 +72,8 @@ class DeliveryWorker:
     @classmethod
     def from_app(cls, app: FastAPI) -> DeliveryWorker:
         """A worker using the app's database, settings and AWS clients."""
-        return cls(app.state.sessionmaker, app.state.settings, app.state.aws)
+        state = NotificationsState.of(app)
+        return cls(state.sessionmaker, state.settings, state.aws)
 
     async def claim(self) -> tuple[Lease, list[Claimed]]:
         """Lease a batch of due rows (committed before anything is sent)."""
@@ -179,17 +183,17 @@ class DeliveryWorker:
             session, row, delay, error, list(outcome.delivered_to)
         )
 
-    async def run(self) -> None:
-        """Deliver forever: straight on after a full batch, else sleep the poll interval."""
-        poll = self.settings.delivery_poll_interval_seconds
-        while True:
-            try:
-                claimed = await self.run_once()
-            except Exception:
-                logger.exception("delivery pass failed")
-                claimed = 0
-            if claimed < self.settings.delivery_batch_size:
-                await asyncio.sleep(poll)
+    async def delivery_pass(self) -> bool:
+        """One batch; True when it was full, so more rows are likely due."""
+        return await self.run_once() >= self.settings.delivery_batch_size
+
+    async def run(self) -> NoReturn:
+        """Deliver forever: straight on after a full batch, else after the poll interval."""
+        await run_periodically(
+            "notification delivery",
+            self.delivery_pass,
+            interval_seconds=self.settings.delivery_poll_interval_seconds,
+        )
 
     async def aclose(self) -> None:
         """Release the HTTP connection pool."""

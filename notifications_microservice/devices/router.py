@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response, status
 from micropay_common.db import SessionDep
 from micropay_common.pagination import LIST_RESPONSES, Limit, Page
 from micropay_common.security import CurrentUser
-from notifications_microservice.dependencies import AppStateDep
+from notifications_microservice.dependencies import AwsDep, PushPlatformsDep
 from notifications_microservice.devices import service
 from notifications_microservice.devices.schemas import DeviceCreate, DeviceRead
 
@@ -27,12 +27,14 @@ router = APIRouter(prefix="/notifications/devices", tags=["notifications"])
     },
 )
 async def register_device(
-    body: DeviceCreate, user: CurrentUser, session: SessionDep, state: AppStateDep
+    body: DeviceCreate,
+    user: CurrentUser,
+    session: SessionDep,
+    aws: AwsDep,
+    platforms: PushPlatformsDep,
 ) -> DeviceRead:
     """Create an SNS platform endpoint for the token; push notifications go there from now on."""
-    device = await service.register_device(
-        session, state.aws.sns, state.push_platforms, user.id, body
-    )
+    device = await service.register_device(session, aws.sns, platforms, user.id, body)
     return DeviceRead.model_validate(device)
 
 
@@ -55,8 +57,8 @@ async def list_devices(
     responses={404: {"description": "No such device among yours"}},
 )
 async def remove_device(
-    device_id: uuid.UUID, user: CurrentUser, session: SessionDep, state: AppStateDep
+    device_id: uuid.UUID, user: CurrentUser, session: SessionDep, aws: AwsDep
 ) -> Response:
     """Stop pushing to the device and delete its SNS endpoint."""
-    await service.remove_device(session, state.aws.sns, user.id, device_id)
+    await service.remove_device(session, aws.sns, user.id, device_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

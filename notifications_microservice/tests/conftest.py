@@ -20,6 +20,7 @@ from notifications_microservice.aws import AwsClients, build_clients
 from notifications_microservice.delivery.worker import DeliveryWorker
 from notifications_microservice.main import create_app
 from notifications_microservice.settings import NotificationsSettings
+from notifications_microservice.state import NotificationsState
 from notifications_microservice.tests.helpers import Receiver
 from stack.bootstrap import AwsResources
 from stack.postgres import connect
@@ -98,9 +99,10 @@ async def make_worker(app: FastAPI) -> AsyncIterator[Callable[..., DeliveryWorke
     workers: list[DeliveryWorker] = []
 
     def factory(aws: AwsClients | None = None, **overrides: Any) -> DeliveryWorker:
-        settings = app.state.settings.model_copy(update=overrides)
-        clients = aws or (build_clients(settings) if overrides else app.state.aws)
-        worker = DeliveryWorker(app.state.sessionmaker, settings, clients)
+        state = NotificationsState.of(app)
+        settings = state.settings.model_copy(update=overrides)
+        clients = aws or (build_clients(settings) if overrides else state.aws)
+        worker = DeliveryWorker(state.sessionmaker, settings, clients)
         workers.append(worker)
         return worker
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from micropay_testing.http import bearer
+from notifications_microservice.state import NotificationsState
 from notifications_microservice.tests.helpers import moto_data
 
 
@@ -43,7 +44,9 @@ async def test_registering_a_token_again_reuses_its_endpoint_and_enables_it(
     token = f"apns-{uuid.uuid4()}"
     first = (await register(client, user, "apns", token)).json()
     arn = endpoints_with_token(moto_endpoint, token)[0]["arn"]
-    app.state.aws.sns.set_endpoint_attributes(EndpointArn=arn, Attributes={"Enabled": "false"})
+    NotificationsState.of(app).aws.sns.set_endpoint_attributes(
+        EndpointArn=arn, Attributes={"Enabled": "false"}
+    )
     await admin.execute(
         "UPDATE notifications.devices SET enabled = false, disabled_reason = 'x' WHERE id = $1",
         uuid.UUID(first["id"]),
@@ -74,7 +77,7 @@ async def test_delete_removes_the_device_and_its_endpoint(client, make_user, mot
     token = f"fcm-{uuid.uuid4()}"
     device = (await register(client, user, "fcm", token)).json()
     [endpoint] = endpoints_with_token(moto_endpoint, token)
-    sns = app.state.aws.sns
+    sns = NotificationsState.of(app).aws.sns
     path = f"/notifications/devices/{device['id']}"
     refused = await client.delete(path, headers=bearer(stranger.access_token))
     assert refused.status_code == 404

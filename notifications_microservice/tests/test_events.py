@@ -16,6 +16,7 @@ from notifications_microservice.notifications.handlers import (
     on_payment_succeeded,
     on_user_registered,
 )
+from notifications_microservice.state import NotificationsState
 from notifications_microservice.tests.helpers import create_webhook, new_user
 
 
@@ -199,7 +200,7 @@ async def test_concurrent_events_of_one_user_never_strand_an_email(app, admin):
     registration = EventEnvelope.model_validate(
         event_envelope("user.registered", {"user_id": user_id, "email": email})
     )
-    sessionmaker = app.state.sessionmaker
+    sessionmaker = NotificationsState.of(app).sessionmaker
     async with sessionmaker() as first:
         await on_payment_succeeded(first, payment)  # not committed yet
 

@@ -13,6 +13,7 @@ from micropay_common.money import format_amount, minor_unit_exponent
 from notifications_microservice.devices.platforms import PushPlatforms
 from notifications_microservice.rendering import KINDS, render_message
 from notifications_microservice.settings import SVIX_RETRY_SCHEDULE, NotificationsSettings
+from notifications_microservice.state import NotificationsState
 from notifications_microservice.webhooks.schemas import ALL_WEBHOOK_EVENTS, WebhookEvent
 from notifications_microservice.webhooks.service import new_secret
 
@@ -121,12 +122,12 @@ def test_the_lease_must_outlast_a_send(notifications_settings):
 async def test_platform_applications_are_found_or_created_once(app, moto_endpoint):
     from notifications_microservice.tests.helpers import moto_data
 
-    first = await PushPlatforms(app.state.aws.sns, app.state.settings).application_arn(
-        "apns_sandbox"
-    )
-    second = await PushPlatforms(app.state.aws.sns, app.state.settings).application_arn(
-        "apns_sandbox"
-    )
+    first = await PushPlatforms(
+        NotificationsState.of(app).aws.sns, NotificationsState.of(app).settings
+    ).application_arn("apns_sandbox")
+    second = await PushPlatforms(
+        NotificationsState.of(app).aws.sns, NotificationsState.of(app).settings
+    ).application_arn("apns_sandbox")
     assert first == second
     assert first.endswith(":app/APNS_SANDBOX/micropay-apns_sandbox")
     named = [
@@ -135,9 +136,9 @@ async def test_platform_applications_are_found_or_created_once(app, moto_endpoin
         if a["name"] == "micropay-apns_sandbox"
     ]
     assert len(named) == 1
-    configured = app.state.settings.model_copy(
+    configured = NotificationsState.of(app).settings.model_copy(
         update={"sns_fcm_application_arn": "arn:aws:sns:us-east-1:1:app/GCM/theirs"}
     )
-    assert await PushPlatforms(app.state.aws.sns, configured).application_arn("fcm") == (
-        "arn:aws:sns:us-east-1:1:app/GCM/theirs"
-    )
+    assert await PushPlatforms(NotificationsState.of(app).aws.sns, configured).application_arn(
+        "fcm"
+    ) == ("arn:aws:sns:us-east-1:1:app/GCM/theirs")

@@ -13,8 +13,8 @@ from micropay_common.db import SessionDep
 from micropay_common.idempotency import IDEMPOTENCY_KEY_HEADER, read_keyed_request
 from micropay_common.pagination import LIST_RESPONSES, Limit
 from micropay_common.security import CurrentUser
+from payment_microservice.dependencies import PaymentDriverDep
 from payment_microservice.payments import service
-from payment_microservice.payments.driver import PaymentDriver
 from payment_microservice.payments.schemas import PaymentCreate, PaymentList, PaymentRead
 
 router = APIRouter(prefix="/payments", tags=["payments"])
@@ -44,6 +44,7 @@ async def create_payment(
     request: Request,
     body: PaymentCreate,
     user: CurrentUser,
+    driver: PaymentDriverDep,
     idempotency_key: Annotated[
         str | None, Header(alias=IDEMPOTENCY_KEY_HEADER, description=KEY_DESCRIPTION)
     ] = None,
@@ -56,7 +57,6 @@ async def create_payment(
     # The header parameter documents the API; the raw headers are read to refuse repeats.
     del idempotency_key
     keyed = await read_keyed_request(request)
-    driver: PaymentDriver = request.app.state.payment_driver
     submission = await driver.submit(
         user_id=user.id, idempotency_key=keyed.key, request_hash=keyed.fingerprint, body=body
     )

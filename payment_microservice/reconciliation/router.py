@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 
-from micropay_common.security import ServiceCaller
+from micropay_common.security import SERVICE_CALLER_RESPONSES, require_service
+from payment_microservice.dependencies import ReconcilerDep
 from payment_microservice.reconciliation.schemas import ReconcileReport, ReconcileRequest
-from payment_microservice.reconciliation.service import Reconciler
 
-router = APIRouter(tags=["internal"])
+router = APIRouter(
+    tags=["internal"],
+    dependencies=[Depends(require_service)],
+    responses=SERVICE_CALLER_RESPONSES,
+)
 
 
 @router.post(
@@ -17,9 +21,7 @@ router = APIRouter(tags=["internal"])
     summary="Settle unsettled payments and refunds from Stripe now",
 )
 async def reconcile(
-    request: Request, caller: ServiceCaller, body: ReconcileRequest | None = None
+    reconciler: ReconcilerDep, body: ReconcileRequest | None = None
 ) -> ReconcileReport:
     """One reconciliation pass, as the periodic job runs it; returns what it did."""
-    del caller
-    reconciler: Reconciler = request.app.state.reconciler
     return await reconciler.run_once(body.min_age_seconds if body else None)

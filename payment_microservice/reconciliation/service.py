@@ -9,10 +9,8 @@ with the same Stripe idempotency keys as the request did, so each settles exactl
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from micropay_common.errors import ProblemError
@@ -93,16 +91,3 @@ class Reconciler:
         if report.payments_checked or report.refunds_checked:
             logger.info("reconciliation pass: %s", report.model_dump())
         return report
-
-
-async def reconcile_job(app: FastAPI) -> None:
-    """Background job: a reconciliation pass every RECONCILE_INTERVAL_SECONDS."""
-    reconciler: Reconciler = app.state.reconciler
-    settings: PaymentSettings = app.state.settings
-    while True:
-        await asyncio.sleep(settings.reconcile_interval_seconds)
-        try:
-            await reconciler.run_once()
-        except Exception:
-            # A database or Stripe outage must not stop later passes.
-            logger.warning("reconciliation pass failed", exc_info=True)

@@ -12,8 +12,8 @@ from fastapi.responses import JSONResponse
 from micropay_common.db import SessionDep
 from micropay_common.idempotency import IDEMPOTENCY_KEY_HEADER, read_keyed_request
 from micropay_common.security import CurrentUser
+from payment_microservice.dependencies import RefundDriverDep
 from payment_microservice.refunds import service
-from payment_microservice.refunds.driver import RefundDriver
 from payment_microservice.refunds.schemas import RefundCreate, RefundList, RefundRead
 
 router = APIRouter(prefix="/payments", tags=["payments"])
@@ -47,6 +47,7 @@ async def create_refund(
     request: Request,
     body: RefundCreate,
     user: CurrentUser,
+    driver: RefundDriverDep,
     idempotency_key: Annotated[
         str | None, Header(alias=IDEMPOTENCY_KEY_HEADER, description=KEY_DESCRIPTION)
     ] = None,
@@ -55,7 +56,6 @@ async def create_refund(
     # The header parameter documents the API; the raw headers are read to refuse repeats.
     del idempotency_key
     keyed = await read_keyed_request(request)
-    driver: RefundDriver = request.app.state.refund_driver
     submission = await driver.submit(
         user=user,
         payment_id=payment_id,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from micropay_common.db import SessionDep
+from payment_microservice.dependencies import SettingsDep, StripeDep
 from payment_microservice.payments.exceptions import PaymentProviderUnavailable
-from payment_microservice.settings import PaymentSettings
-from payment_microservice.stripe_api import StripeApi, StripeUnavailable
+from payment_microservice.stripe_api import StripeUnavailable
 from payment_microservice.webhooks import service
 from payment_microservice.webhooks.schemas import WebhookReceipt
 
@@ -23,13 +23,14 @@ router = APIRouter(tags=["webhooks"])
         503: {"description": "Not applied now; Stripe retries"},
     },
 )
-async def stripe_webhook(request: Request, session: SessionDep) -> WebhookReceipt:
+async def stripe_webhook(
+    request: Request, session: SessionDep, settings: SettingsDep, stripe: StripeDep
+) -> WebhookReceipt:
     """Verify the `Stripe-Signature` on the raw body, then apply the event once.
 
     A redelivered event answers `duplicate` and changes nothing; event types the service does
     not use answer `ignored`; an error answers 5xx so that Stripe delivers it again.
     """
-    settings: PaymentSettings = request.app.state.settings
     payload = await request.body()
     event = service.verify(
         payload,
@@ -37,9 +38,8 @@ async def stripe_webhook(request: Request, session: SessionDep) -> WebhookReceip
         settings.stripe_webhook_secret,
         settings.stripe_webhook_tolerance_seconds,
     )
-    stripe_api: StripeApi = request.app.state.stripe
     try:
-        refunds = await service.prefetch_refunds(stripe_api, event)
+        refunds = await service.prefetch_refunds(stripe, event)
     except StripeUnavailable as exc:
         raise PaymentProviderUnavailable("Stripe did not answer; deliver the event again.") from exc
     outcome = await service.handle(session, event, refunds)

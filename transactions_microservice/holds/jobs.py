@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from micropay_common.jobs import run_periodically
 from transactions_microservice.holds import service
-from transactions_microservice.settings import TransactionsSettings
+from transactions_microservice.state import TransactionsState
 
 logger = logging.getLogger("micropay.transactions.holds")
 
@@ -20,18 +19,15 @@ async def hold_expiry_job(app: FastAPI) -> None:
     Postings also release a wallet's overdue holds when they lock it, so a wallet in use never
     waits for this sweep; the sweep covers wallets nobody touches.
     """
-    settings: TransactionsSettings = app.state.settings
-    sessionmaker: async_sessionmaker[AsyncSession] = app.state.sessionmaker
-    while True:
-        try:
-            async with sessionmaker() as session:
-                released = await service.release_expired_holds(session)
-                await session.commit()
-            if released:
-                logger.info("released overdue holds of %d wallets", released)
-                if released >= service.SWEEP_BATCH:
-                    continue
-        except Exception:
-            # A database outage should not become a crash-and-restart loop; try next round.
-            logger.warning("releasing overdue holds failed", exc_info=True)
-        await asyncio.sleep(settings.hold_sweep_interval_seconds)
+    state = TransactionsState.of(app)
+
+    async def sweep() -> bool:
+        async with state.sessionmaker() as session, session.begin():
+            released = await service.release_expired_holds(session)
+        if released:
+            logger.info("released overdue holds of %d wallets", released)
+        return released >= service.SWEEP_BATCH
+
+    await run_periodically(
+        "hold sweep", sweep, interval_seconds=state.settings.hold_sweep_interval_seconds
+    )

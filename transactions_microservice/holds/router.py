@@ -5,20 +5,19 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from micropay_common.db import SessionDep
-from micropay_common.security import ServiceCaller
+from micropay_common.security import SERVICE_CALLER_RESPONSES, require_service
 from transactions_microservice.dependencies import SettingsDep
 from transactions_microservice.holds import service
 from transactions_microservice.holds.schemas import HoldCreate, HoldRead
 
-router = APIRouter(tags=["internal"])
-
-_SERVICE_ERRORS: dict[int | str, dict[str, str]] = {
-    401: {"description": "No valid service token"},
-    403: {"description": "The caller is not in the `services` group"},
-}
+router = APIRouter(
+    tags=["internal"],
+    dependencies=[Depends(require_service)],
+    responses=SERVICE_CALLER_RESPONSES,
+)
 
 
 @router.post(
@@ -27,16 +26,12 @@ _SERVICE_ERRORS: dict[int | str, dict[str, str]] = {
     response_model=HoldRead,
     summary="Reserve money on a user's wallet",
     responses={
-        **_SERVICE_ERRORS,
         409: {"description": "`insufficient_funds`, or `hold_reference_conflict`"},
         422: {"description": "Amount not a positive integer, or an unsupported currency"},
     },
 )
-async def create_hold(
-    body: HoldCreate, caller: ServiceCaller, session: SessionDep, settings: SettingsDep
-) -> HoldRead:
+async def create_hold(body: HoldCreate, session: SessionDep, settings: SettingsDep) -> HoldRead:
     """Hold `amount` of the wallet's available balance; a repeated `reference` returns its hold."""
-    del caller
     hold = await service.create_hold(session, body, settings.hold_ttl_seconds)
     return HoldRead.model_validate(asdict(hold))
 
@@ -45,11 +40,10 @@ async def create_hold(
     "/internal/holds/{hold_id}",
     response_model=HoldRead,
     summary="A hold",
-    responses={**_SERVICE_ERRORS, 404: {"description": "No such hold"}},
+    responses={404: {"description": "No such hold"}},
 )
-async def get_hold(hold_id: uuid.UUID, caller: ServiceCaller, session: SessionDep) -> HoldRead:
+async def get_hold(hold_id: uuid.UUID, session: SessionDep) -> HoldRead:
     """A hold and its status."""
-    del caller
     return HoldRead.model_validate(asdict(await service.get_hold(session, hold_id)))
 
 
@@ -58,14 +52,12 @@ async def get_hold(hold_id: uuid.UUID, caller: ServiceCaller, session: SessionDe
     response_model=HoldRead,
     summary="Post a hold as a refund line",
     responses={
-        **_SERVICE_ERRORS,
         404: {"description": "No such hold"},
         409: {"description": "`hold_not_active`: the hold was voided or has expired"},
     },
 )
-async def capture_hold(hold_id: uuid.UUID, caller: ServiceCaller, session: SessionDep) -> HoldRead:
+async def capture_hold(hold_id: uuid.UUID, session: SessionDep) -> HoldRead:
     """Debit the held amount (wallet → refunds account); capturing again returns the same hold."""
-    del caller
     return HoldRead.model_validate(asdict(await service.capture(session, hold_id)))
 
 
@@ -74,12 +66,10 @@ async def capture_hold(hold_id: uuid.UUID, caller: ServiceCaller, session: Sessi
     response_model=HoldRead,
     summary="Release a hold",
     responses={
-        **_SERVICE_ERRORS,
         404: {"description": "No such hold"},
         409: {"description": "`hold_not_active`: the hold was captured"},
     },
 )
-async def void_hold(hold_id: uuid.UUID, caller: ServiceCaller, session: SessionDep) -> HoldRead:
+async def void_hold(hold_id: uuid.UUID, session: SessionDep) -> HoldRead:
     """Release the held amount; voiding a voided or expired hold returns it unchanged."""
-    del caller
     return HoldRead.model_validate(asdict(await service.void(session, hold_id)))

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import AwareDatetime
 
 from micropay_common.db import SessionDep
 from micropay_common.money import Currency
 from micropay_common.pagination import Limit
-from micropay_common.security import CurrentUser, ServiceCaller
+from micropay_common.security import SERVICE_CALLER_RESPONSES, CurrentUser, require_service
 from transactions_microservice.ledger import service
 from transactions_microservice.ledger.repository import HistoryFilter
 from transactions_microservice.ledger.schemas import LedgerCheckRead, LinePage, LineRead, LineType
@@ -20,7 +20,11 @@ MAX_LINE_ID = 2**63 - 1
 """Line ids are bigint: a larger one can name no line, and is refused before the database."""
 
 router = APIRouter(tags=["transactions"])
-internal_router = APIRouter(tags=["internal"])
+internal_router = APIRouter(
+    tags=["internal"],
+    dependencies=[Depends(require_service)],
+    responses=SERVICE_CALLER_RESPONSES,
+)
 
 
 @router.get(
@@ -84,15 +88,10 @@ async def get_line(
     "/internal/ledger/check",
     response_model=LedgerCheckRead,
     summary="Check the ledger's invariants",
-    responses={
-        401: {"description": "No valid service token"},
-        403: {"description": "The caller is not in the `services` group"},
-    },
 )
-async def check_ledger(caller: ServiceCaller, session: SessionDep) -> LedgerCheckRead:
+async def check_ledger(session: SessionDep) -> LedgerCheckRead:
     """Entries sum to zero per transaction and currency; balances and holds match; none negative.
 
     Reads whole tables on one snapshot: for operators and tests, not for every request.
     """
-    del caller
     return LedgerCheckRead.model_validate(asdict(await service.check(session)))

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from transactions_microservice.state import TransactionsState
 from transactions_microservice.tests.helpers import all_lines, ledger_check
 
 SEEDED_LINES = 2_000
@@ -227,7 +228,7 @@ async def test_history_needs_a_token(client):
 def captured_sql(app) -> Iterator[list[tuple[str, Any]]]:
     """The statements the app sends to PostgreSQL while the block runs."""
     statements: list[tuple[str, Any]] = []
-    engine = app.state.engine.sync_engine
+    engine = TransactionsState.of(app).engine.sync_engine
 
     def record(conn, cursor, statement, parameters, context, executemany):
         statements.append((statement, parameters))

@@ -18,6 +18,7 @@ from transactions_microservice.accounts import repository as accounts_repository
 from transactions_microservice.ledger import repository, service
 from transactions_microservice.ledger.exceptions import InsufficientFunds, UnbalancedTransaction
 from transactions_microservice.ledger.service import Line, check_balanced
+from transactions_microservice.state import TransactionsState
 from transactions_microservice.tests.helpers import ledger_check
 
 
@@ -50,7 +51,7 @@ def test_balanced_lines_pass():
 @pytest.fixture
 async def session(tx_app) -> AsyncIterator[AsyncSession]:
     """A session of the app's own role whose changes are rolled back at the end."""
-    async with tx_app.state.sessionmaker() as session:
+    async with TransactionsState.of(tx_app).sessionmaker() as session:
         yield session
         await session.rollback()
 

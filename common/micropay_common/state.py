@@ -1,0 +1,91 @@
+"""What a running service holds, as one typed object per start of the app.
+
+`create_service_app` builds the service's state class in its lifespan (settings, database, token
+verifier, service-account tokens, metrics registry), runs the service's start-up hooks on it
+(which add its own clients) and attaches it to the app. Routers reach it through dependencies
+(`PaymentState.of_request`, wrapped in `Annotated` aliases in each service's `dependencies.py`),
+background jobs through `PaymentState.of(app)`; nothing else reads `app.state` (but
+idempotency.py, which still reads the settings and sessionmaker that `attach` also sets there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+
+from fastapi import Request
+from starlette.applications import Starlette
+
+from micropay_common.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+    from micropay_common.security import TokenVerifier
+    from micropay_common.service_auth import ServiceTokenProvider
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+T = TypeVar("T")
+
+_ATTRIBUTE = "service"
+
+
+class ServiceState(Generic[SettingsT]):
+    """Every service's shared parts; a service subclasses it to declare what it adds.
+
+    A subclass declares its own members as annotations (`stripe: StripeApi`) and its start-up
+    hooks set them, so each is typed wherever it is read.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: SettingsT,
+        engine: AsyncEngine,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        token_verifier: TokenVerifier,
+        service_tokens: ServiceTokenProvider,
+        metrics_registry: CollectorRegistry,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.sessionmaker = sessionmaker
+        self.token_verifier = token_verifier
+        self.service_tokens = service_tokens
+        self.metrics_registry = metrics_registry
+
+    def attach(self, app: Starlette) -> None:
+        """Make this the app's state until it stops (the lifespan calls it)."""
+        setattr(app.state, _ATTRIBUTE, self)
+        # Read directly by idempotency.py until it takes its session and settings from here.
+        app.state.settings = self.settings
+        app.state.sessionmaker = self.sessionmaker
+
+    @classmethod
+    def of(cls, app: Starlette) -> Self:
+        """The state of a started app, as this class (a service's own state class)."""
+        state: Any = getattr(app.state, _ATTRIBUTE, None)
+        if state is None:
+            raise RuntimeError("the app has not started: its state does not exist yet")
+        if not isinstance(state, cls):
+            raise TypeError(f"the app's state is a {type(state).__name__}, not a {cls.__name__}")
+        return state
+
+    @classmethod
+    def of_request(cls, request: Request) -> Self:
+        """Dependency: the state of the app serving the request."""
+        return cls.of(request.app)
+
+    @classmethod
+    def provide(cls, member: Callable[[Self], T]) -> Callable[[Request], T]:
+        """Dependency giving one member: `Depends(PaymentState.provide(lambda s: s.stripe))`."""
+
+        def dependency(request: Request) -> T:
+            return member(cls.of(request.app))
+
+        return dependency
+
+
+AppState = ServiceState[ServiceSettings]
+"""The shared parts as code common to every service sees them."""
