@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from micropay_common.events import events_consumed_by
 from micropay_common.money import format_amount, minor_unit_exponent
 from notifications_microservice.devices.platforms import PushPlatforms
+from notifications_microservice.models import DevicePlatform
 from notifications_microservice.rendering import KINDS, render_message
 from notifications_microservice.settings import SVIX_RETRY_SCHEDULE, NotificationsSettings
 from notifications_microservice.webhooks.schemas import ALL_WEBHOOK_EVENTS, WebhookEvent
@@ -122,10 +123,10 @@ async def test_platform_applications_are_found_or_created_once(app, moto_endpoin
     from notifications_microservice.tests.helpers import moto_data
 
     first = await PushPlatforms(app.state.aws.sns, app.state.settings).application_arn(
-        "apns_sandbox"
+        DevicePlatform.APNS_SANDBOX
     )
     second = await PushPlatforms(app.state.aws.sns, app.state.settings).application_arn(
-        "apns_sandbox"
+        DevicePlatform.APNS_SANDBOX
     )
     assert first == second
     assert first.endswith(":app/APNS_SANDBOX/micropay-apns_sandbox")
@@ -138,6 +139,6 @@ async def test_platform_applications_are_found_or_created_once(app, moto_endpoin
     configured = app.state.settings.model_copy(
         update={"sns_fcm_application_arn": "arn:aws:sns:us-east-1:1:app/GCM/theirs"}
     )
-    assert await PushPlatforms(app.state.aws.sns, configured).application_arn("fcm") == (
-        "arn:aws:sns:us-east-1:1:app/GCM/theirs"
-    )
+    assert await PushPlatforms(app.state.aws.sns, configured).application_arn(
+        DevicePlatform.FCM
+    ) == ("arn:aws:sns:us-east-1:1:app/GCM/theirs")
