@@ -1,9 +1,9 @@
-"""History-page latency by depth: page 1 vs page 1,000 of a wallet with 1M ledger lines.
+"""History-page latency by depth: page 1 vs page 1,000 of a wallet with 1M ledger entries.
 
-    .venv/bin/python -m bench.transfers_history [--lines 1000000] [--requests 500]
+    .venv/bin/python -m bench.transfers_history [--entries 1000000] [--requests 500]
 
 Starts the same environment as bench.transfers (dedicated database, moto, the service
-under uvicorn), seeds --lines one-cent top-ups of one wallet with SQL generate_series (from a
+under uvicorn), seeds --entries one-cent top-ups of one wallet with SQL generate_series (from a
 system account of their own, so the ledger's invariants hold), then times GET
 /transactions?limit=10 at page 1, page 1,000 and a page near the end, interleaving the pages
 so that noise hits them alike, over HTTP and then PostgreSQL's own execution time of the
@@ -52,8 +52,8 @@ ORDER BY t.n, x.sign DESC
 """
 
 
-async def seed(env: Environment, lines: int) -> tuple[int, list[int]]:
-    """Write `lines` top-ups to the first user's wallet; returns it and page cursors."""
+async def seed(env: Environment, entries: int) -> tuple[int, list[int]]:
+    """Write `entries` top-ups to the first user's wallet; returns it and page cursors."""
     conn = await asyncpg.connect(**asyncpg_dsn(env.admin_dsn))
     try:
         wallet, balance = await conn.fetchrow(
@@ -65,20 +65,20 @@ async def seed(env: Environment, lines: int) -> tuple[int, list[int]]:
             " VALUES ('system', 'bench_seed', 'USD') RETURNING id"
         )
         started = time.perf_counter()
-        # One microsecond apart, just before now: newer than the wallet's funding line.
-        await conn.execute(SEED, lines, wallet, source, balance)
+        # One microsecond apart, just before now: newer than the wallet's funding entry.
+        await conn.execute(SEED, entries, wallet, source, balance)
         await conn.execute(
             "UPDATE transactions.accounts SET balance = balance + $2 WHERE id = $1",
             wallet,
-            lines,
+            entries,
         )
         await conn.execute(
-            "UPDATE transactions.accounts SET balance = -$2::bigint WHERE id = $1", source, lines
+            "UPDATE transactions.accounts SET balance = -$2::bigint WHERE id = $1", source, entries
         )
         await conn.execute("VACUUM ANALYZE transactions.entries")
         await conn.execute("VACUUM ANALYZE transactions.ledger_transactions")
         print(
-            f"seeded {lines} lines in {time.perf_counter() - started:.0f}s",
+            f"seeded {entries} entries in {time.perf_counter() - started:.0f}s",
             file=sys.stderr,
         )
         cursors = [
@@ -90,7 +90,7 @@ async def seed(env: Environment, lines: int) -> tuple[int, list[int]]:
                     offset,
                 )
             )
-            for offset in (PAGE_SIZE * 999 - 1, lines - PAGE_SIZE - 1)
+            for offset in (PAGE_SIZE * 999 - 1, entries - PAGE_SIZE - 1)
         ]
         return wallet, cursors
     finally:
@@ -167,15 +167,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
     parser.add_argument("--database", default=DEFAULT_DATABASE)
-    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=500)
     args = parser.parse_args()
 
     with environment(
         admin_url=args.admin_url, database=args.database, users=2, workers=1, pool_size=5
     ) as env:
-        _, (page_1000, last_page) = asyncio.run(seed(env, args.lines))
-        last_name = f"page {args.lines // PAGE_SIZE:,} (last)"
+        _, (page_1000, last_page) = asyncio.run(seed(env, args.entries))
+        last_name = f"page {args.entries // PAGE_SIZE:,} (last)"
         cursors = {"page 1": None, "page 1,000": page_1000, last_name: last_page}
         pages = {
             name: f"/transactions?limit={PAGE_SIZE}"
@@ -188,7 +188,7 @@ def main() -> None:
 
     print()
     print(
-        f"{args.lines:,} lines in one wallet, {PAGE_SIZE} per page, {args.requests} requests "
+        f"{args.entries:,} entries in one wallet, {PAGE_SIZE} per page, {args.requests} requests "
         f"each; ledger check: {'ok' if consistent else 'FAILED'} in {check_seconds:.1f}s"
     )
     print()

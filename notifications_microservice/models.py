@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -23,12 +24,48 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from micropay_common.constraints import check_in
+
 SCHEMA = "notifications"
 
-CHANNELS = ("email", "push", "webhook")
-STATUSES = ("pending", "sent", "failed")
-PLATFORMS = ("apns", "apns_sandbox", "fcm")
-ENDPOINT_STATUSES = ("enabled", "disabled", "deleted")
+
+class Channel(StrEnum):
+    """How a notification reaches its user."""
+
+    EMAIL = "email"
+    PUSH = "push"
+    WEBHOOK = "webhook"
+    """One of the user's webhook endpoints (one notification per endpoint)."""
+
+
+class NotificationStatus(StrEnum):
+    """Where a notification stands."""
+
+    PENDING = "pending"
+    """Due (again) at `next_attempt_at`."""
+    SENT = "sent"
+    FAILED = "failed"
+    """Given up on; `last_error` says why."""
+
+
+class DevicePlatform(StrEnum):
+    """The push service a device's token belongs to."""
+
+    APNS = "apns"
+    APNS_SANDBOX = "apns_sandbox"
+    """APNs' development environment."""
+    FCM = "fcm"
+    """Firebase Cloud Messaging."""
+
+
+class WebhookEndpointStatus(StrEnum):
+    """Whether an endpoint receives deliveries."""
+
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    """It answered 410 Gone; nothing is sent to it any more."""
+    DELETED = "deleted"
+    """Its owner deleted it; the row stays for the notifications and attempts that name it."""
 
 
 class Base(DeclarativeBase):
@@ -60,9 +97,7 @@ class WebhookEndpoint(Base):
 
     __tablename__ = "webhook_endpoints"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('enabled', 'disabled', 'deleted')", name="webhook_endpoints_status_check"
-        ),
+        check_in("status", WebhookEndpointStatus, name="webhook_endpoints_status_check"),
         CheckConstraint(
             "jsonb_typeof(event_types) = 'array'", name="webhook_endpoints_events_check"
         ),
@@ -94,12 +129,8 @@ class Notification(Base):
 
     __tablename__ = "notifications"
     __table_args__ = (
-        CheckConstraint(
-            "channel IN ('email', 'push', 'webhook')", name="notifications_channel_check"
-        ),
-        CheckConstraint(
-            "status IN ('pending', 'sent', 'failed')", name="notifications_status_check"
-        ),
+        check_in("channel", Channel, name="notifications_channel_check"),
+        check_in("status", NotificationStatus, name="notifications_status_check"),
         CheckConstraint(
             "(channel = 'webhook') = (webhook_endpoint_id IS NOT NULL)",
             name="notifications_webhook_endpoint_check",
@@ -171,9 +202,7 @@ class Device(Base):
 
     __tablename__ = "devices"
     __table_args__ = (
-        CheckConstraint(
-            "platform IN ('apns', 'apns_sandbox', 'fcm')", name="devices_platform_check"
-        ),
+        check_in("platform", DevicePlatform, name="devices_platform_check"),
         UniqueConstraint("platform", "token", name="devices_platform_token_key"),
         Index("devices_user_idx", "user_id"),
         {"schema": SCHEMA},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -21,7 +22,46 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from micropay_common.constraints import check_in
+
 SCHEMA = "payments"
+
+
+class PaymentStatus(StrEnum):
+    """Where a top-up stands; `processing` and `requires_action` are not settled yet."""
+
+    PROCESSING = "processing"
+    """Recorded before Stripe is called; Stripe has not decided yet."""
+    REQUIRES_ACTION = "requires_action"
+    """The customer must authenticate (3-D Secure)."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class RefundStatus(StrEnum):
+    """Where a refund stands."""
+
+    PENDING = "pending"
+    """Its amount is reserved on the payment; Stripe (or the wallet hold) has not answered."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class RefundOrigin(StrEnum):
+    """Who started a refund."""
+
+    API = "api"
+    """A caller of `POST /payments/{id}/refunds`."""
+    STRIPE = "stripe"
+    """Stripe directly (the dashboard); learned from its webhooks."""
+
+
+class StripeEventOutcome(StrEnum):
+    """What applying a recorded Stripe webhook event did."""
+
+    APPLIED = "applied"
+    IGNORED = "ignored"
+    """Nothing of ours to change (an unknown payment, a type we do not act on)."""
 
 
 class Base(DeclarativeBase):
@@ -41,10 +81,7 @@ class Payment(Base):
             "amount_refunded >= 0 AND amount_refunded <= amount",
             name="payments_amount_refunded_check",
         ),
-        CheckConstraint(
-            "status IN ('processing', 'requires_action', 'succeeded', 'failed')",
-            name="payments_status_check",
-        ),
+        check_in("status", PaymentStatus, name="payments_status_check"),
         UniqueConstraint("user_id", "idempotency_key", name="payments_user_idempotency_key"),
         UniqueConstraint("stripe_payment_intent_id", name="payments_stripe_payment_intent_key"),
         Index("payments_user_created_idx", "user_id", text("created_at DESC"), text("id DESC")),
@@ -85,10 +122,8 @@ class Refund(Base):
     __tablename__ = "refunds"
     __table_args__ = (
         CheckConstraint("amount > 0", name="refunds_amount_check"),
-        CheckConstraint(
-            "status IN ('pending', 'succeeded', 'failed')", name="refunds_status_check"
-        ),
-        CheckConstraint("origin IN ('api', 'stripe')", name="refunds_origin_check"),
+        check_in("status", RefundStatus, name="refunds_status_check"),
+        check_in("origin", RefundOrigin, name="refunds_origin_check"),
         CheckConstraint(
             "origin <> 'api' OR (requested_by IS NOT NULL AND idempotency_key IS NOT NULL"
             " AND request_hash IS NOT NULL)",
@@ -125,9 +160,7 @@ class StripeEvent(Base):
     """A verified Stripe webhook event, recorded with its effect."""
 
     __tablename__ = "stripe_events"
-    __table_args__ = (
-        CheckConstraint("outcome IN ('applied', 'ignored')", name="stripe_events_outcome_check"),
-    )
+    __table_args__ = (check_in("outcome", StripeEventOutcome, name="stripe_events_outcome_check"),)
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     type: Mapped[str] = mapped_column(Text)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import cast
+from enum import StrEnum
+from typing import NewType, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -22,30 +23,59 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from micropay_common.constraints import check_in
+
 SCHEMA = "transactions"
 
-# Account kinds and the system accounts (one per code and currency, opened on first use).
-USER = "user"
-SYSTEM = "system"
-CARD_FUNDING = "card_funding"
-"""Money that came in by card: credited to wallets on top-up, so its balance is negative."""
-REFUNDS = "refunds"
-"""Money sent back to cards: debited from wallets on refund, so its balance is positive."""
-REFUND_SHORTFALL = "refund_shortfall"
-"""The part of an external refund a wallet could not cover: what users owe, negative."""
+AccountId = NewType("AccountId", int)
+"""An account's id: a type of its own, so that an amount passed for an account fails mypy."""
 
-# Ledger transaction types and the line types of their entries.
-TOP_UP = "top_up"
-TRANSFER = "transfer"
-REFUND = "refund"
-TRANSFER_IN = "transfer_in"
-TRANSFER_OUT = "transfer_out"
 
-# Hold statuses.
-ACTIVE = "active"
-CAPTURED = "captured"
-VOIDED = "voided"
-EXPIRED = "expired"
+class AccountKind(StrEnum):
+    """Whose an account is."""
+
+    USER = "user"
+    """A user's wallet in one currency; it can never go negative."""
+    SYSTEM = "system"
+    """Where money enters and leaves MicroPay; one per code (SystemAccount) and currency."""
+
+
+class SystemAccount(StrEnum):
+    """The system accounts by code (`system_code`), each opened per currency on first use."""
+
+    CARD_FUNDING = "card_funding"
+    """Money that came in by card: credited to wallets on top-up, so its balance is negative."""
+    REFUNDS = "refunds"
+    """Money sent back to cards: debited from wallets on refund, so its balance is positive."""
+    REFUND_SHORTFALL = "refund_shortfall"
+    """The part of an external refund a wallet could not cover: what users owe, negative."""
+
+
+class LedgerTransactionType(StrEnum):
+    """What a ledger transaction is; with its reference, it is unique."""
+
+    TOP_UP = "top_up"
+    TRANSFER = "transfer"
+    REFUND = "refund"
+
+
+class EntryType(StrEnum):
+    """What an entry is to the owner of its account, as their history shows it."""
+
+    TOP_UP = "top_up"
+    TRANSFER_IN = "transfer_in"
+    TRANSFER_OUT = "transfer_out"
+    REFUND = "refund"
+
+
+class HoldStatus(StrEnum):
+    """Where a hold stands: active until it is captured, voided or expires."""
+
+    ACTIVE = "active"
+    CAPTURED = "captured"
+    """Posted as a refund entry (`transaction_id`)."""
+    VOIDED = "voided"
+    EXPIRED = "expired"
 
 
 class Base(DeclarativeBase):
@@ -57,7 +87,7 @@ class Account(Base):
 
     __tablename__ = "accounts"
     __table_args__ = (
-        CheckConstraint("kind IN ('user', 'system')", name="accounts_kind_check"),
+        check_in("kind", AccountKind, name="accounts_kind_check"),
         CheckConstraint(
             "(kind = 'user') = (user_id IS NOT NULL) "
             "AND (kind = 'system') = (system_code IS NOT NULL)",
@@ -74,7 +104,7 @@ class Account(Base):
         {"schema": SCHEMA},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[AccountId] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     kind: Mapped[str] = mapped_column(Text)
     user_id: Mapped[str | None] = mapped_column(Text)
     system_code: Mapped[str | None] = mapped_column(Text)
@@ -106,9 +136,7 @@ class LedgerTransaction(Base):
 
     __tablename__ = "ledger_transactions"
     __table_args__ = (
-        CheckConstraint(
-            "type IN ('top_up', 'transfer', 'refund')", name="ledger_transactions_type_check"
-        ),
+        check_in("type", LedgerTransactionType, name="ledger_transactions_type_check"),
         UniqueConstraint("type", "reference", name="ledger_transactions_type_reference_key"),
         {"schema": SCHEMA},
     )
@@ -121,14 +149,11 @@ class LedgerTransaction(Base):
 
 
 class Entry(Base):
-    """One signed line of a ledger transaction on one account, with the balance it left."""
+    """One signed amount of a ledger transaction on one account, with the balance it left."""
 
     __tablename__ = "entries"
     __table_args__ = (
-        CheckConstraint(
-            "type IN ('top_up', 'transfer_in', 'transfer_out', 'refund')",
-            name="entries_type_check",
-        ),
+        check_in("type", EntryType, name="entries_type_check"),
         CheckConstraint("amount <> 0", name="entries_amount_check"),
         Index(
             "entries_account_history_idx",
@@ -151,7 +176,7 @@ class Entry(Base):
     transaction_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.ledger_transactions.id")
     )
-    account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.accounts.id"))
+    account_id: Mapped[AccountId] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.accounts.id"))
     type: Mapped[str] = mapped_column(Text)
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(Text)
@@ -166,9 +191,7 @@ class Hold(Base):
     __tablename__ = "holds"
     __table_args__ = (
         CheckConstraint("amount > 0", name="holds_amount_check"),
-        CheckConstraint(
-            "status IN ('active', 'captured', 'voided', 'expired')", name="holds_status_check"
-        ),
+        check_in("status", HoldStatus, name="holds_status_check"),
         CheckConstraint(
             "(status = 'captured') = (transaction_id IS NOT NULL)", name="holds_capture_check"
         ),
@@ -179,7 +202,7 @@ class Hold(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    account_id: Mapped[int] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.accounts.id"))
+    account_id: Mapped[AccountId] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.accounts.id"))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(Text)
     reference: Mapped[str] = mapped_column(Text)

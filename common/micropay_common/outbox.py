@@ -30,7 +30,7 @@ from micropay_common.request_context import new_request_id, request_id_var
 from micropay_common.service_auth import ServiceTokenProvider
 from micropay_common.settings import ServiceSettings
 from micropay_common.state import AppState
-from micropay_common.tables import outbox
+from micropay_common.tables import OutboxStatus, outbox
 
 logger = logging.getLogger("micropay.outbox")
 
@@ -136,7 +136,9 @@ class OutboxRelay:
                     outbox.c.payload,
                     outbox.c.attempts,
                 )
-                .where(outbox.c.status == "pending", outbox.c.next_attempt_at <= func.now())
+                .where(
+                    outbox.c.status == OutboxStatus.PENDING, outbox.c.next_attempt_at <= func.now()
+                )
                 .order_by(outbox.c.id)
                 .limit(batch_size)
                 .with_for_update(skip_locked=True)
@@ -151,7 +153,7 @@ class OutboxRelay:
                     update(outbox)
                     .where(outbox.c.id.in_(delivered))
                     .values(
-                        status="delivered",
+                        status=OutboxStatus.DELIVERED,
                         attempts=outbox.c.attempts + 1,
                         delivered_at=func.clock_timestamp(),
                     )
@@ -188,7 +190,7 @@ class OutboxRelay:
             await session.execute(
                 update(outbox)
                 .where(outbox.c.id == row.id)
-                .values(status="dead", attempts=attempts, last_error=last_error)
+                .values(status=OutboxStatus.DEAD, attempts=attempts, last_error=last_error)
             )
             logger.warning(
                 "event %s (%s) to %s is dead after %d attempts: %s",

@@ -6,6 +6,8 @@ They carry no schema: each service's engine maps them into its own schema
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -23,7 +25,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from micropay_common.constraints import check_in
+
 shared_metadata = MetaData()
+
+
+class OutboxStatus(StrEnum):
+    """Where an outbox row stands: waiting to be sent, sent, or given up on."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+    """OUTBOX_MAX_ATTEMPTS failed; the row stays with its last error for an operator."""
+
 
 outbox = Table(
     "outbox",
@@ -39,7 +53,7 @@ outbox = Table(
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("delivered_at", DateTime(timezone=True)),
-    CheckConstraint("status IN ('pending', 'delivered', 'dead')", name="outbox_status_check"),
+    check_in("status", OutboxStatus, name="outbox_status_check"),
     CheckConstraint("attempts >= 0"),
     UniqueConstraint("event_id", "consumer", name="outbox_event_consumer_key"),
     Index("outbox_pending_idx", "next_attempt_at", postgresql_where=text("status = 'pending'")),

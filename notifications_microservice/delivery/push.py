@@ -22,6 +22,7 @@ from notifications_microservice.delivery.outcomes import (
     call_in_thread,
 )
 from notifications_microservice.delivery.repository import Claimed
+from notifications_microservice.models import DevicePlatform
 from notifications_microservice.settings import NotificationsSettings
 
 TOPIC_TARGET = "topic"
@@ -34,11 +35,11 @@ def platform_message(platform: str, row: Claimed) -> str:
     title = str(row.payload.get("title") or row.subject)
     body = str(row.payload.get("body") or row.body_text)
     reference = {"notification_id": str(row.id), "event": row.event_type}
-    if platform == "fcm":
+    if platform == DevicePlatform.FCM:
         key = "GCM"
         native: dict[str, Any] = {"notification": {"title": title, "body": body}, "data": reference}
     else:
-        key = "APNS_SANDBOX" if platform == "apns_sandbox" else "APNS"
+        key = "APNS_SANDBOX" if platform == DevicePlatform.APNS_SANDBOX else "APNS"
         native = {"aps": {"alert": {"title": title, "body": body}, "sound": "default"}, **reference}
     return json.dumps({"default": body, key: json.dumps(native)})
 

@@ -11,7 +11,13 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifications_microservice.delivery.outcomes import AttemptRecord
-from notifications_microservice.models import Notification, WebhookAttempt, WebhookEndpoint
+from notifications_microservice.models import (
+    Channel,
+    Notification,
+    NotificationStatus,
+    WebhookAttempt,
+    WebhookEndpoint,
+)
 
 
 @dataclass(frozen=True)
@@ -55,11 +61,11 @@ async def claim_due(
     due = (
         select(Notification.id)
         .where(
-            Notification.status == "pending",
+            Notification.status == NotificationStatus.PENDING,
             Notification.next_attempt_at <= func.now(),
             or_(Notification.locked_until.is_(None), Notification.locked_until <= func.now()),
             # An email waits until the recipient's address is known.
-            or_(Notification.channel != "email", Notification.recipient.is_not(None)),
+            or_(Notification.channel != Channel.EMAIL, Notification.recipient.is_not(None)),
         )
         .order_by(Notification.next_attempt_at)
         .limit(limit)
@@ -120,7 +126,7 @@ async def mark_sent(
     return await _finish(
         session,
         row,
-        status="sent",
+        status=NotificationStatus.SENT,
         sent_at=func.now(),
         provider_message_id=provider_message_id,
         delivered_to=delivered_to,
@@ -130,7 +136,7 @@ async def mark_sent(
 
 async def mark_failed(session: AsyncSession, row: Claimed, reason: str) -> bool:
     """Record a row given up on, if this worker still holds its lease."""
-    return await _finish(session, row, status="failed", last_error=reason)
+    return await _finish(session, row, status=NotificationStatus.FAILED, last_error=reason)
 
 
 async def schedule_retry(

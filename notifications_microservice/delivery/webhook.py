@@ -27,6 +27,7 @@ from notifications_microservice.delivery.outcomes import (
     Sent,
 )
 from notifications_microservice.delivery.repository import Claimed, EndpointSnapshot
+from notifications_microservice.models import WebhookEndpointStatus
 from notifications_microservice.settings import NotificationsSettings
 from notifications_microservice.webhooks.exceptions import InvalidWebhookUrl
 from notifications_microservice.webhooks.urls import Resolver, check_destination, resolve_host
@@ -89,7 +90,7 @@ class WebhookSender:
 
     async def send(self, row: Claimed, endpoint: EndpointSnapshot, lease: Lease) -> Result:
         """One attempt to deliver the message; the result carries the attempt's log entry."""
-        if endpoint.status != "enabled":
+        if endpoint.status != WebhookEndpointStatus.ENABLED:
             return Result(Failed(f"webhook endpoint {endpoint.status}: {endpoint.disabled_reason}"))
         timeout = self.settings.webhook_timeout_seconds
         if not lease.has_time_for(timeout):

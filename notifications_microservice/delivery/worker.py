@@ -37,6 +37,7 @@ from notifications_microservice.delivery.push import PushSender
 from notifications_microservice.delivery.repository import Claimed
 from notifications_microservice.delivery.webhook import WebhookSender
 from notifications_microservice.devices import repository as devices_repository
+from notifications_microservice.models import Channel, WebhookEndpointStatus
 from notifications_microservice.settings import NotificationsSettings
 from notifications_microservice.state import NotificationsState
 from notifications_microservice.webhooks import repository as webhooks_repository
@@ -110,9 +111,9 @@ class DeliveryWorker:
         return result
 
     async def _send(self, row: Claimed, lease: Lease) -> Result:
-        if row.channel == "email":
+        if row.channel == Channel.EMAIL:
             return await self.email.send(row, lease)
-        if row.channel == "push":
+        if row.channel == Channel.PUSH:
             async with self.sessionmaker() as session:
                 devices = await devices_repository.enabled_endpoints(session, row.user_id)
             return await self.push.send(row, devices, lease)
@@ -130,7 +131,10 @@ class DeliveryWorker:
                 await repository.log_attempt(session, row.id, row.attempts, result.attempt)
             if result.disable_endpoint is not None and row.webhook_endpoint_id is not None:
                 await webhooks_repository.set_endpoint_status(
-                    session, row.webhook_endpoint_id, "disabled", result.disable_endpoint
+                    session,
+                    row.webhook_endpoint_id,
+                    WebhookEndpointStatus.DISABLED,
+                    result.disable_endpoint,
                 )
                 await webhooks_repository.fail_waiting_deliveries(
                     session,
@@ -160,7 +164,7 @@ class DeliveryWorker:
     async def _retry_or_fail(self, session: AsyncSession, row: Claimed, outcome: Retry) -> bool:
         schedule = (
             self.settings.webhook_retry_schedule
-            if row.channel == "webhook"
+            if row.channel == Channel.WEBHOOK
             else self.settings.delivery_retry_schedule
         )
         error = outcome.error[:LAST_ERROR_MAX_CHARS]

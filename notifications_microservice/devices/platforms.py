@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from notifications_microservice.models import DevicePlatform
 from notifications_microservice.settings import NotificationsSettings
 
-SNS_PLATFORMS = {"apns": "APNS", "apns_sandbox": "APNS_SANDBOX", "fcm": "GCM"}
+SNS_PLATFORMS = {
+    DevicePlatform.APNS: "APNS",
+    DevicePlatform.APNS_SANDBOX: "APNS_SANDBOX",
+    DevicePlatform.FCM: "GCM",
+}
 APPLICATION_PREFIX = "micropay-"
 # Only the local stand-in accepts an application without real credentials; in AWS set the
 # SNS_<PLATFORM>_APPLICATION_ARN variables to applications made with your APNs/FCM keys.
@@ -19,18 +24,18 @@ class PushPlatforms:
 
     def __init__(self, sns: Any, settings: NotificationsSettings) -> None:
         self.sns = sns
-        self._arns: dict[str, str] = {
+        self._arns: dict[DevicePlatform, str] = {
             platform: arn
             for platform, arn in {
-                "apns": settings.sns_apns_application_arn,
-                "apns_sandbox": settings.sns_apns_sandbox_application_arn,
-                "fcm": settings.sns_fcm_application_arn,
+                DevicePlatform.APNS: settings.sns_apns_application_arn,
+                DevicePlatform.APNS_SANDBOX: settings.sns_apns_sandbox_application_arn,
+                DevicePlatform.FCM: settings.sns_fcm_application_arn,
             }.items()
             if arn
         }
         self._lock = asyncio.Lock()
 
-    async def application_arn(self, platform: str) -> str:
+    async def application_arn(self, platform: DevicePlatform) -> str:
         """The configured application, else the one named micropay-<platform> (made if missing)."""
         arn = self._arns.get(platform)
         if arn is not None:
@@ -42,7 +47,7 @@ class PushPlatforms:
                 self._arns[platform] = arn
             return arn
 
-    def _find_or_create(self, platform: str) -> str:
+    def _find_or_create(self, platform: DevicePlatform) -> str:
         name = APPLICATION_PREFIX + platform
         paginator = self.sns.get_paginator("list_platform_applications")
         for page in paginator.paginate():

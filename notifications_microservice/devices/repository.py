@@ -9,11 +9,11 @@ from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifications_microservice.models import Device
+from notifications_microservice.models import Device, DevicePlatform
 
 
 async def upsert_device(
-    session: AsyncSession, *, user_id: str, platform: str, token: str, endpoint_arn: str
+    session: AsyncSession, *, user_id: str, platform: DevicePlatform, token: str, endpoint_arn: str
 ) -> Device:
     """Register a token for the user; a token registered before (by anyone) moves to them."""
     statement = insert(Device).values(

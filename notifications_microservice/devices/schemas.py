@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Platform = Literal["apns", "apns_sandbox", "fcm"]
+from notifications_microservice.models import DevicePlatform
 
 
 class DeviceCreate(BaseModel):
@@ -16,7 +15,7 @@ class DeviceCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    platform: Platform = Field(description="`apns` (iOS), `apns_sandbox` (iOS dev), `fcm`.")
+    platform: DevicePlatform = Field(description="`apns` (iOS), `apns_sandbox` (iOS dev), `fcm`.")
     # APNs tokens are hex and FCM tokens URL-safe text: visible ASCII only, so no control
     # character ever reaches SNS (whose answer botocore then cannot parse).
     token: str = Field(min_length=1, max_length=4096, pattern=r"^[\x21-\x7e]+$")
@@ -28,7 +27,7 @@ class DeviceRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
-    platform: Platform
+    platform: DevicePlatform
     enabled: bool
     disabled_reason: str | None
     created_at: datetime

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifications_microservice.models import Notification, User
+from notifications_microservice.models import Channel, Notification, NotificationStatus, User
 
 
 async def lock_user(session: AsyncSession, user_id: str, email: str | None = None) -> str | None:
@@ -49,8 +49,8 @@ async def address_waiting_emails(session: AsyncSession, user_id: str, email: str
         update(Notification)
         .where(
             Notification.user_id == user_id,
-            Notification.channel == "email",
-            Notification.status == "pending",
+            Notification.channel == Channel.EMAIL,
+            Notification.status == NotificationStatus.PENDING,
             Notification.recipient.is_(None),
         )
         .values(recipient=email, updated_at=func.now())

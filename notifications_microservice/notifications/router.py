@@ -9,16 +9,16 @@ from fastapi import APIRouter
 from micropay_common.db import SessionDep
 from micropay_common.pagination import LIST_RESPONSES, Limit, Page
 from micropay_common.security import CurrentUser
-from notifications_microservice.models import Notification
+from notifications_microservice.models import Channel, Notification, NotificationStatus
 from notifications_microservice.notifications import service
-from notifications_microservice.notifications.schemas import Channel, NotificationRead, Status
+from notifications_microservice.notifications.schemas import NotificationRead
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 
 
 def _read(notification: Notification) -> NotificationRead:
     read = NotificationRead.model_validate(notification)
-    if notification.status == "failed":
+    if notification.status == NotificationStatus.FAILED:
         read.failure_reason = notification.last_error
     return read
 
@@ -35,7 +35,7 @@ async def list_notifications(
     limit: Limit = 10,
     starting_after: uuid.UUID | None = None,
     channel: Channel | None = None,
-    status: Status | None = None,
+    status: NotificationStatus | None = None,
 ) -> Page[NotificationRead]:
     """The caller's notifications on every channel, newest first; filter by channel or status."""
     rows = await service.list_notifications(

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Channel = Literal["email", "push", "webhook"]
-Status = Literal["pending", "sent", "failed"]
+from notifications_microservice.models import Channel, NotificationStatus
 
 
 class NotificationRead(BaseModel):
@@ -21,7 +19,7 @@ class NotificationRead(BaseModel):
     channel: Channel
     event: str = Field(validation_alias="event_type", examples=["payment.succeeded"])
     subject: str
-    status: Status
+    status: NotificationStatus
     attempts: int
     failure_reason: str | None = Field(
         default=None, description="Why the message was given up on (status `failed`)."

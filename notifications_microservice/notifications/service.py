@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.pagination import InvalidCursor
-from notifications_microservice.models import Notification
+from notifications_microservice.models import Channel, Notification
 from notifications_microservice.notifications import repository
 from notifications_microservice.rendering import render_message
 from notifications_microservice.webhooks import repository as webhooks_repository
@@ -81,7 +81,7 @@ async def notify(
         {
             **common,
             "id": uuid.uuid4(),
-            "channel": "email",
+            "channel": Channel.EMAIL,
             "recipient": email,
             "body_text": message.text,
             "body_html": message.html,
@@ -90,7 +90,7 @@ async def notify(
         {
             **common,
             "id": uuid.uuid4(),
-            "channel": "push",
+            "channel": Channel.PUSH,
             "body_text": message.push,
             "payload": {"title": message.subject, "body": message.push, **webhook_body},
         },
@@ -102,7 +102,7 @@ async def notify(
             {
                 **common,
                 "id": uuid.uuid4(),
-                "channel": "webhook",
+                "channel": Channel.WEBHOOK,
                 "webhook_endpoint_id": endpoint.id,
                 "body_text": message.push,
                 "payload": webhook_body,

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from micropay_common.events import events_consumed_by
 from micropay_common.money import format_amount, minor_unit_exponent
 from notifications_microservice.devices.platforms import PushPlatforms
+from notifications_microservice.models import DevicePlatform
 from notifications_microservice.rendering import KINDS, render_message
 from notifications_microservice.settings import SVIX_RETRY_SCHEDULE, NotificationsSettings
 from notifications_microservice.state import NotificationsState
@@ -124,10 +125,10 @@ async def test_platform_applications_are_found_or_created_once(app, moto_endpoin
 
     first = await PushPlatforms(
         NotificationsState.of(app).aws.sns, NotificationsState.of(app).settings
-    ).application_arn("apns_sandbox")
+    ).application_arn(DevicePlatform.APNS_SANDBOX)
     second = await PushPlatforms(
         NotificationsState.of(app).aws.sns, NotificationsState.of(app).settings
-    ).application_arn("apns_sandbox")
+    ).application_arn(DevicePlatform.APNS_SANDBOX)
     assert first == second
     assert first.endswith(":app/APNS_SANDBOX/micropay-apns_sandbox")
     named = [
@@ -140,5 +141,5 @@ async def test_platform_applications_are_found_or_created_once(app, moto_endpoin
         update={"sns_fcm_application_arn": "arn:aws:sns:us-east-1:1:app/GCM/theirs"}
     )
     assert await PushPlatforms(NotificationsState.of(app).aws.sns, configured).application_arn(
-        "fcm"
+        DevicePlatform.FCM
     ) == ("arn:aws:sns:us-east-1:1:app/GCM/theirs")

@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from sqlalchemy import RowMapping, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifications_microservice.models import Notification, WebhookAttempt, WebhookEndpoint
+from notifications_microservice.models import (
+    Notification,
+    NotificationStatus,
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookEndpointStatus,
+)
 
 
 async def add_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> WebhookEndpoint:
@@ -24,7 +30,10 @@ async def count_live_endpoints(session: AsyncSession, user_id: str) -> int:
     count = await session.scalar(
         select(func.count())
         .select_from(WebhookEndpoint)
-        .where(WebhookEndpoint.user_id == user_id, WebhookEndpoint.status != "deleted")
+        .where(
+            WebhookEndpoint.user_id == user_id,
+            WebhookEndpoint.status != WebhookEndpointStatus.DELETED,
+        )
     )
     return int(count or 0)
 
@@ -36,7 +45,7 @@ async def get_endpoint(
     query = select(WebhookEndpoint).where(
         WebhookEndpoint.id == endpoint_id,
         WebhookEndpoint.user_id == user_id,
-        WebhookEndpoint.status != "deleted",
+        WebhookEndpoint.status != WebhookEndpointStatus.DELETED,
     )
     if for_update:
         query = query.with_for_update()
@@ -48,7 +57,7 @@ async def list_endpoints(
 ) -> Sequence[WebhookEndpoint]:
     """Up to `limit` endpoints, newest first, after the cursor endpoint."""
     query = select(WebhookEndpoint).where(
-        WebhookEndpoint.user_id == user_id, WebhookEndpoint.status != "deleted"
+        WebhookEndpoint.user_id == user_id, WebhookEndpoint.status != WebhookEndpointStatus.DELETED
     )
     if after is not None:
         query = query.where(
@@ -67,7 +76,7 @@ async def subscribed_endpoints(
             select(WebhookEndpoint)
             .where(
                 WebhookEndpoint.user_id == user_id,
-                WebhookEndpoint.status == "enabled",
+                WebhookEndpoint.status == WebhookEndpointStatus.ENABLED,
                 WebhookEndpoint.event_types.contains([event_type]),
             )
             .order_by(WebhookEndpoint.created_at)
@@ -76,7 +85,7 @@ async def subscribed_endpoints(
 
 
 async def set_endpoint_status(
-    session: AsyncSession, endpoint_id: uuid.UUID, status: str, reason: str | None
+    session: AsyncSession, endpoint_id: uuid.UUID, status: WebhookEndpointStatus, reason: str | None
 ) -> None:
     """Disable or delete an endpoint."""
     await session.execute(
@@ -94,11 +103,11 @@ async def fail_waiting_deliveries(
         update(Notification)
         .where(
             Notification.webhook_endpoint_id == endpoint_id,
-            Notification.status == "pending",
+            Notification.status == NotificationStatus.PENDING,
             or_(Notification.locked_until.is_(None), Notification.locked_until <= func.now()),
         )
         .values(
-            status="failed",
+            status=NotificationStatus.FAILED,
             last_error=reason,
             locked_until=None,
             lease_token=None,
@@ -168,7 +177,7 @@ async def requeue_message(session: AsyncSession, notification_id: uuid.UUID) -> 
                     ),
                 )
                 .values(
-                    status="pending",
+                    status=NotificationStatus.PENDING,
                     next_attempt_at=func.now(),
                     locked_until=None,
                     lease_token=None,

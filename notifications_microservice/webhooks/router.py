@@ -11,6 +11,7 @@ from micropay_common.db import SessionDep
 from micropay_common.pagination import LIST_RESPONSES, Limit, Page
 from micropay_common.security import CurrentUser
 from notifications_microservice.dependencies import SettingsDep
+from notifications_microservice.models import NotificationStatus
 from notifications_microservice.webhooks import service
 from notifications_microservice.webhooks.schemas import (
     RedeliveryRead,
@@ -126,5 +127,7 @@ async def redeliver_webhook(
     """Queue the message for one more attempt now, whatever became of the earlier ones."""
     queued = await service.redeliver(session, user.id, endpoint_id, delivery_id)
     return RedeliveryRead(
-        notification_id=queued["id"], status="pending", next_attempt_at=queued["next_attempt_at"]
+        notification_id=queued["id"],
+        status=NotificationStatus.PENDING,
+        next_attempt_at=queued["next_attempt_at"],
     )

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from notifications_microservice.models import NotificationStatus, WebhookEndpointStatus
+
 # The events a user can subscribe to: those this service consumes (EVENT_ROUTES).
 WebhookEvent = Literal[
     "user.registered",
@@ -56,7 +58,7 @@ class WebhookEndpointRead(BaseModel):
     id: uuid.UUID
     url: str
     events: list[str] = Field(validation_alias="event_types")
-    status: Literal["enabled", "disabled"] = Field(
+    status: Literal[WebhookEndpointStatus.ENABLED, WebhookEndpointStatus.DISABLED] = Field(
         description="`disabled` once the endpoint answered 410 Gone; nothing is sent then."
     )
     disabled_reason: str | None
@@ -93,5 +95,5 @@ class RedeliveryRead(BaseModel):
     """A message queued for another attempt."""
 
     notification_id: uuid.UUID
-    status: Literal["pending"]
+    status: Literal[NotificationStatus.PENDING]
     next_attempt_at: datetime

@@ -11,7 +11,7 @@ from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.pagination import InvalidCursor
-from notifications_microservice.models import WebhookEndpoint
+from notifications_microservice.models import WebhookEndpoint, WebhookEndpointStatus
 from notifications_microservice.settings import NotificationsSettings
 from notifications_microservice.webhooks import repository
 from notifications_microservice.webhooks.exceptions import (
@@ -92,7 +92,9 @@ async def delete_endpoint(session: AsyncSession, user_id: str, endpoint_id: uuid
     endpoint = await repository.get_endpoint(session, user_id, endpoint_id, for_update=True)
     if endpoint is None:
         raise WebhookEndpointNotFound(f"You have no webhook endpoint {endpoint_id}.")
-    await repository.set_endpoint_status(session, endpoint.id, "deleted", "deleted by its owner")
+    await repository.set_endpoint_status(
+        session, endpoint.id, WebhookEndpointStatus.DELETED, "deleted by its owner"
+    )
     await repository.fail_waiting_deliveries(session, endpoint.id, "webhook endpoint deleted")
 
 
@@ -118,7 +120,7 @@ async def redeliver(
 ) -> RowMapping:
     """Queue the message of a past attempt for one more attempt now."""
     endpoint = await get_endpoint(session, user_id, endpoint_id)
-    if endpoint.status != "enabled":
+    if endpoint.status != WebhookEndpointStatus.ENABLED:
         raise WebhookEndpointDisabled(
             f"The endpoint is disabled ({endpoint.disabled_reason}); create a new one."
         )

@@ -27,7 +27,7 @@ from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from micropay_common.idempotency import IdempotencyConflict, IdempotencyKeyInUse
-from payment_microservice.models import Payment
+from payment_microservice.models import Payment, PaymentStatus
 from payment_microservice.payments import repository, service
 from payment_microservice.payments.exceptions import PaymentProviderUnavailable
 from payment_microservice.payments.schemas import PaymentCreate
@@ -76,7 +76,7 @@ class PaymentDriver:
                     "user_id": user_id,
                     "amount": body.amount,
                     "currency": body.currency,
-                    "status": "processing",
+                    "status": PaymentStatus.PROCESSING,
                     "payment_method": body.payment_method,
                     "description": body.description,
                     "idempotency_key": idempotency_key,
@@ -96,11 +96,11 @@ class PaymentDriver:
                 "This Idempotency-Key was first used with a different request body; keys are "
                 "for retrying the same request. Use a new key for a different payment."
             )
-        if existing.status != "processing":
+        if existing.status != PaymentStatus.PROCESSING:
             return Submission(existing, replayed=True)
         async with self.sessionmaker() as session, session.begin():
             claimed = await repository.claim_lease(
-                session, existing.id, self.settings.lease_seconds, ("processing",)
+                session, existing.id, self.settings.lease_seconds, (PaymentStatus.PROCESSING,)
             )
         if claimed is None:
             raise IdempotencyKeyInUse(
@@ -156,7 +156,7 @@ class PaymentDriver:
         completed it within PAYMENT_ACTION_TIMEOUT_SECONDS.
         """
         age = (datetime.now(UTC) - payment.created_at).total_seconds()
-        if payment.status == "processing":
+        if payment.status == PaymentStatus.PROCESSING:
             if payment.stripe_payment_intent_id is None and age > STRIPE_KEY_WINDOW_SECONDS:
                 # Stripe never answered for a day; confirming now could charge a second time
                 # if the first attempt did reach it. A late webhook still settles it.

@@ -12,9 +12,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_microservice import leases
-from payment_microservice.models import Payment
+from payment_microservice.models import Payment, PaymentStatus
 
-UNSETTLED = ("processing", "requires_action")
+UNSETTLED = (PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION)
 
 
 async def insert_if_new(session: AsyncSession, values: dict[str, Any]) -> Payment | None:
@@ -66,7 +66,7 @@ async def find_by_charge(session: AsyncSession, charge_id: str) -> Payment | Non
 
 
 async def claim_lease(
-    session: AsyncSession, payment_id: uuid.UUID, seconds: float, statuses: Sequence[str]
+    session: AsyncSession, payment_id: uuid.UUID, seconds: float, statuses: Sequence[PaymentStatus]
 ) -> Payment | None:
     """Become the payment's only driver for `seconds`, if it is in `statuses` and nobody is."""
     return await leases.claim(session, Payment, payment_id, seconds, statuses)
@@ -81,8 +81,8 @@ async def transition(
     session: AsyncSession,
     payment_id: uuid.UUID,
     *,
-    from_statuses: Sequence[str] | None,
-    to_status: str | None,
+    from_statuses: Sequence[PaymentStatus] | None,
+    to_status: PaymentStatus | None,
     values: dict[str, Any],
 ) -> Payment | None:
     """Update the payment if its status is one of `from_statuses`; the row, or None if not.

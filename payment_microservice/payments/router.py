@@ -14,6 +14,7 @@ from micropay_common.idempotency import IDEMPOTENCY_KEY_HEADER, read_keyed_reque
 from micropay_common.pagination import LIST_RESPONSES, Limit
 from micropay_common.security import CurrentUser
 from payment_microservice.dependencies import PaymentDriverDep
+from payment_microservice.models import PaymentStatus
 from payment_microservice.payments import service
 from payment_microservice.payments.schemas import PaymentCreate, PaymentList, PaymentRead
 
@@ -62,7 +63,7 @@ async def create_payment(
     )
     headers = keyed.headers(replayed=submission.replayed)
     payment = submission.payment
-    if payment.status == "failed":
+    if payment.status == PaymentStatus.FAILED:
         raise service.failure_problem(payment, headers)
     return JSONResponse(
         jsonable_encoder(service.to_read(payment)), status_code=201, headers=headers

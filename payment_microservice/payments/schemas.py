@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from micropay_common.money import Amount
 from micropay_common.pagination import Page
-
-PaymentStatus = Literal["processing", "requires_action", "succeeded", "failed"]
+from payment_microservice.models import PaymentStatus
 
 
 class PaymentCreate(BaseModel):

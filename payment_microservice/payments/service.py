@@ -24,7 +24,7 @@ from micropay_common.events import (
 from micropay_common.outbox import publish
 from micropay_common.pagination import InvalidCursor
 from micropay_common.security import AuthenticatedUser
-from payment_microservice.models import Payment
+from payment_microservice.models import Payment, PaymentStatus
 from payment_microservice.payments import repository
 from payment_microservice.payments.exceptions import (
     AmountOutOfRange,
@@ -85,7 +85,7 @@ def can_read(user: AuthenticatedUser, payment: Payment) -> bool:
 
 def to_read(payment: Payment) -> PaymentRead:
     """The public view of a payment."""
-    awaiting_action = payment.status == "requires_action"
+    awaiting_action = payment.status == PaymentStatus.REQUIRES_ACTION
     return PaymentRead(
         id=payment.id,
         status=payment.status,
@@ -161,8 +161,8 @@ async def apply_intent(
         updated = await repository.transition(
             session,
             payment_id,
-            from_statuses=("processing", "requires_action"),
-            to_status="requires_action",
+            from_statuses=(PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION),
+            to_status=PaymentStatus.REQUIRES_ACTION,
             values={
                 **links,
                 "next_action": intent.next_action,
@@ -184,7 +184,7 @@ async def apply_intent(
         )
     # processing, requires_confirmation, requires_capture: Stripe has not decided yet.
     updated = await repository.transition(
-        session, payment_id, from_statuses=("processing",), to_status=None, values=links
+        session, payment_id, from_statuses=(PaymentStatus.PROCESSING,), to_status=None, values=links
     )
     return updated or await _current(session, payment_id)
 
@@ -216,8 +216,12 @@ async def mark_succeeded(
     updated = await repository.transition(
         session,
         payment_id,
-        from_statuses=("processing", "requires_action", "failed"),
-        to_status="succeeded",
+        from_statuses=(
+            PaymentStatus.PROCESSING,
+            PaymentStatus.REQUIRES_ACTION,
+            PaymentStatus.FAILED,
+        ),
+        to_status=PaymentStatus.SUCCEEDED,
         values={
             **links,
             "next_action": None,
@@ -258,8 +262,8 @@ async def mark_failed(
     updated = await repository.transition(
         session,
         payment_id,
-        from_statuses=("processing", "requires_action"),
-        to_status="failed",
+        from_statuses=repository.UNSETTLED,
+        to_status=PaymentStatus.FAILED,
         values={
             **links,
             "next_action": None,

@@ -14,6 +14,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from micropay_common.errors import ProblemError
+from payment_microservice.models import RefundStatus
 from payment_microservice.payments import repository as payments_repository
 from payment_microservice.payments.driver import PaymentDriver
 from payment_microservice.reconciliation.schemas import ReconcileReport
@@ -86,7 +87,7 @@ class Reconciler:
                 # A 4xx (the wallet cannot cover it) settles the refund as failed.
                 report.refunds_settled += 1
                 continue
-            if refund.status != "pending":
+            if refund.status != RefundStatus.PENDING:
                 report.refunds_settled += 1
         if report.payments_checked or report.refunds_checked:
             logger.info("reconciliation pass: %s", report.model_dump())

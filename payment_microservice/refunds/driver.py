@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from micropay_common.errors import ProblemError, ServiceUnavailable
 from micropay_common.idempotency import IdempotencyConflict, IdempotencyKeyInUse
 from micropay_common.security import AuthenticatedUser
-from payment_microservice.models import Payment, Refund
+from payment_microservice.models import Payment, Refund, RefundStatus
 from payment_microservice.payments import repository as payments_repository
 from payment_microservice.payments.exceptions import PaymentProviderUnavailable
 from payment_microservice.refunds import repository, service
@@ -91,7 +91,7 @@ class RefundDriver:
                 "This Idempotency-Key was first used for a different request; keys are for "
                 "retrying the same request. Use a new key for a different refund."
             )
-        if existing.status != "pending":
+        if existing.status != RefundStatus.PENDING:
             return RefundSubmission(existing, replayed=True)
         async with self.sessionmaker() as session, session.begin():
             claimed = await repository.claim_lease(
@@ -142,7 +142,7 @@ class RefundDriver:
                     )
                 raise
             refund = await self._record(refund.id, {"hold_id": hold_id})
-            if refund.status != "pending":
+            if refund.status != RefundStatus.PENDING:
                 return refund
         if refund.stripe_refund_id is None:
             assert payment.stripe_payment_intent_id is not None
@@ -165,7 +165,7 @@ class RefundDriver:
                         message=refusal.message,
                     )
             refund = await self._record(refund.id, {"stripe_refund_id": stripe_refund.id})
-            if refund.status != "pending":
+            if refund.status != RefundStatus.PENDING:
                 return refund
         captured: str | None = hold_id
         try:

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_microservice import leases
-from payment_microservice.models import Refund
+from payment_microservice.models import Refund, RefundStatus
 
 
 async def insert_if_new(session: AsyncSession, values: dict[str, Any]) -> Refund | None:
@@ -51,7 +51,7 @@ async def pending_total(session: AsyncSession, payment_id: uuid.UUID) -> int:
     """What pending refunds of a payment have reserved."""
     total = await session.scalar(
         select(func.coalesce(func.sum(Refund.amount), 0)).where(
-            Refund.payment_id == payment_id, Refund.status == "pending"
+            Refund.payment_id == payment_id, Refund.status == RefundStatus.PENDING
         )
     )
     return int(total or 0)
@@ -69,7 +69,7 @@ async def for_payment(session: AsyncSession, payment_id: uuid.UUID) -> list[Refu
 
 async def claim_lease(session: AsyncSession, refund_id: uuid.UUID, seconds: float) -> Refund | None:
     """Become the pending refund's only driver for `seconds`, if nobody is."""
-    return await leases.claim(session, Refund, refund_id, seconds, ("pending",))
+    return await leases.claim(session, Refund, refund_id, seconds, (RefundStatus.PENDING,))
 
 
 async def release_lease(session: AsyncSession, refund_id: uuid.UUID, lease: datetime) -> None:
@@ -78,7 +78,11 @@ async def release_lease(session: AsyncSession, refund_id: uuid.UUID, lease: date
 
 
 async def update_pending(
-    session: AsyncSession, refund_id: uuid.UUID, values: dict[str, Any], *, to_status: str | None
+    session: AsyncSession,
+    refund_id: uuid.UUID,
+    values: dict[str, Any],
+    *,
+    to_status: RefundStatus | None,
 ) -> Refund | None:
     """Change a refund that is still pending; None when it is not (any more)."""
     changes = dict(values, updated_at=func.now())
@@ -86,7 +90,7 @@ async def update_pending(
         changes["status"] = to_status
     return await session.scalar(
         update(Refund)
-        .where(Refund.id == refund_id, Refund.status == "pending")
+        .where(Refund.id == refund_id, Refund.status == RefundStatus.PENDING)
         .values(**changes)
         .returning(Refund)
         .execution_options(populate_existing=True)
@@ -100,7 +104,7 @@ async def pending_ids(
     rows = await session.scalars(
         select(Refund.id)
         .where(
-            Refund.status == "pending",
+            Refund.status == RefundStatus.PENDING,
             Refund.updated_at < func.now() - timedelta(seconds=older_than_seconds),
             or_(Refund.lease_expires_at.is_(None), Refund.lease_expires_at < func.now()),
         )

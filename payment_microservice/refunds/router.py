@@ -13,6 +13,7 @@ from micropay_common.db import SessionDep
 from micropay_common.idempotency import IDEMPOTENCY_KEY_HEADER, read_keyed_request
 from micropay_common.security import CurrentUser
 from payment_microservice.dependencies import RefundDriverDep
+from payment_microservice.models import RefundStatus
 from payment_microservice.refunds import service
 from payment_microservice.refunds.schemas import RefundCreate, RefundList, RefundRead
 
@@ -64,7 +65,7 @@ async def create_refund(
         body=body,
     )
     headers = keyed.headers(replayed=submission.replayed)
-    if submission.refund.status == "failed":
+    if submission.refund.status == RefundStatus.FAILED:
         raise service.failure_problem(submission.refund, headers)
     return JSONResponse(
         jsonable_encoder(service.to_read(submission.refund)), status_code=201, headers=headers

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from micropay_common.money import MAX_AMOUNT
+from payment_microservice.models import RefundStatus
 
 RefundReason = Literal["duplicate", "fraudulent", "requested_by_customer"]
 
@@ -35,7 +36,7 @@ class RefundRead(BaseModel):
     payment_id: uuid.UUID
     amount: int
     currency: str
-    status: Literal["pending", "succeeded", "failed"]
+    status: RefundStatus
     reason: str | None = None
     failure_code: str | None = None
     created_at: datetime

@@ -19,7 +19,13 @@ from micropay_common.errors import ProblemError
 from micropay_common.events import PAYMENT_REFUNDED, PaymentRefunded
 from micropay_common.outbox import publish
 from micropay_common.security import AuthenticatedUser
-from payment_microservice.models import Payment, Refund
+from payment_microservice.models import (
+    Payment,
+    PaymentStatus,
+    Refund,
+    RefundOrigin,
+    RefundStatus,
+)
 from payment_microservice.payments import repository as payments_repository
 from payment_microservice.payments.exceptions import PaymentNotFound
 from payment_microservice.payments.service import PRODUCER, can_read, event_id
@@ -102,7 +108,7 @@ async def reserve(
     """Record a pending refund, reserving its amount; None if the key was taken meanwhile."""
     # The lock serialises refunds of one payment: each sees the reservations before it.
     payment = await payment_for_refund(session, user, payment_id)
-    if payment.status != "succeeded":
+    if payment.status != PaymentStatus.SUCCEEDED:
         raise PaymentNotRefundable(
             f"The payment is {payment.status}; only a succeeded payment can be refunded.",
             payment_id=str(payment.id),
@@ -128,8 +134,8 @@ async def reserve(
             "payment_id": payment.id,
             "amount": amount,
             "currency": payment.currency,
-            "status": "pending",
-            "origin": "api",
+            "status": RefundStatus.PENDING,
+            "origin": RefundOrigin.API,
             "reason": body.reason,
             "requested_by": user.id,
             "idempotency_key": idempotency_key,
@@ -157,7 +163,7 @@ async def mark_failed(
         session,
         refund_id,
         {"failure_code": code, "failure_message": message, "lease_expires_at": None},
-        to_status="failed",
+        to_status=RefundStatus.FAILED,
     )
     return updated or await _current(session, refund_id)
 
@@ -171,7 +177,7 @@ async def settle(
     that hold; without it (the hold had expired) the transactions service debits it itself.
     """
     updated = await repository.update_pending(
-        session, refund_id, {"lease_expires_at": None}, to_status="succeeded"
+        session, refund_id, {"lease_expires_at": None}, to_status=RefundStatus.SUCCEEDED
     )
     if updated is None:
         return await _current(session, refund_id)
@@ -201,7 +207,7 @@ async def record_stripe_refund(
     if ours is None:
         ours = await repository.get_by_stripe_id(session, refund.id)
     if ours is not None:
-        if ours.stripe_refund_id is None and ours.status == "pending":
+        if ours.stripe_refund_id is None and ours.status == RefundStatus.PENDING:
             await repository.update_pending(
                 session, ours.id, {"stripe_refund_id": refund.id}, to_status=None
             )
@@ -215,8 +221,8 @@ async def record_stripe_refund(
             "payment_id": payment.id,
             "amount": refund.amount,
             "currency": payment.currency,
-            "status": "succeeded",
-            "origin": "stripe",
+            "status": RefundStatus.SUCCEEDED,
+            "origin": RefundOrigin.STRIPE,
             "stripe_refund_id": refund.id,
         },
     )

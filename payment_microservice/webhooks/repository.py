@@ -8,7 +8,7 @@ from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payment_microservice.models import StripeEvent
+from payment_microservice.models import StripeEvent, StripeEventOutcome
 
 
 async def record(session: AsyncSession, event: dict[str, Any]) -> bool:
@@ -19,14 +19,16 @@ async def record(session: AsyncSession, event: dict[str, Any]) -> bool:
     """
     inserted = await session.scalar(
         insert(StripeEvent)
-        .values(id=event["id"], type=event["type"], outcome="applied", payload=event)
+        .values(
+            id=event["id"], type=event["type"], outcome=StripeEventOutcome.APPLIED, payload=event
+        )
         .on_conflict_do_nothing(index_elements=[StripeEvent.id])
         .returning(StripeEvent.id)
     )
     return inserted is not None
 
 
-async def set_outcome(session: AsyncSession, event_id: str, outcome: str) -> None:
+async def set_outcome(session: AsyncSession, event_id: str, outcome: StripeEventOutcome) -> None:
     """Note what applying the event did."""
     await session.execute(
         update(StripeEvent).where(StripeEvent.id == event_id).values(outcome=outcome)

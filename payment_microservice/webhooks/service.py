@@ -18,7 +18,7 @@ from typing import Any
 import stripe
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payment_microservice.models import Payment
+from payment_microservice.models import Payment, StripeEventOutcome
 from payment_microservice.payments import repository as payments_repository
 from payment_microservice.payments import service as payments_service
 from payment_microservice.refunds import service as refunds_service
@@ -30,6 +30,7 @@ from payment_microservice.stripe_api import (
 )
 from payment_microservice.webhooks import repository
 from payment_microservice.webhooks.exceptions import InvalidPayload, InvalidSignature
+from payment_microservice.webhooks.schemas import WebhookOutcome
 
 logger = logging.getLogger("micropay.payment.webhooks")
 
@@ -86,13 +87,15 @@ async def prefetch_refunds(stripe_api: StripeApi, event: Mapping[str, Any]) -> l
     return await stripe_api.list_refunds(str(charge["id"]))
 
 
-async def handle(session: AsyncSession, event: dict[str, Any], refunds: list[RefundState]) -> str:
-    """Record and apply one event: 'applied', 'ignored' or 'duplicate'."""
+async def handle(
+    session: AsyncSession, event: dict[str, Any], refunds: list[RefundState]
+) -> WebhookOutcome:
+    """Record and apply one event: applied, ignored, or a duplicate of one received before."""
     if not await repository.record(session, event):
         logger.info("Stripe event %s already received", event["id"])
         return "duplicate"
     applied = await _apply(session, event, refunds)
-    outcome = "applied" if applied else "ignored"
+    outcome = StripeEventOutcome.APPLIED if applied else StripeEventOutcome.IGNORED
     if not applied:
         await repository.set_outcome(session, event["id"], outcome)
     logger.info(

@@ -137,7 +137,7 @@ class Api:
         await eventually(reached, within=within)
 
     async def history(self, user: User, **query: Any) -> list[dict[str, Any]]:
-        """Every ledger line of the user, newest first, following the cursor."""
+        """Every ledger entry of the user, newest first, following the cursor."""
         return await every_item(self.client, "/transactions", user.auth, **query)
 
     async def notifications(self, user: User, **query: Any) -> list[dict[str, Any]]:

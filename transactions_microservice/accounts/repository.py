@@ -9,7 +9,15 @@ from sqlalchemy import Column, Select, bindparam, case, delete, func, select, te
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from transactions_microservice.models import ACTIVE, SYSTEM, USER, accounts, holds, users
+from transactions_microservice.models import (
+    AccountId,
+    AccountKind,
+    HoldStatus,
+    SystemAccount,
+    accounts,
+    holds,
+    users,
+)
 
 
 @dataclass(frozen=True)
@@ -21,7 +29,9 @@ class WalletBalance:
     held: int
 
 
-async def wallet_ids(session: AsyncSession, user_ids: list[str], currency: str) -> dict[str, int]:
+async def wallet_ids(
+    session: AsyncSession, user_ids: list[str], currency: str
+) -> dict[str, AccountId]:
     """Wallet ids by user id for the users that have a wallet in `currency`."""
     rows = await session.execute(
         select(accounts.c.user_id, accounts.c.id).where(
@@ -31,24 +41,24 @@ async def wallet_ids(session: AsyncSession, user_ids: list[str], currency: str) 
     return {row.user_id: row.id for row in rows}
 
 
-async def open_wallet(session: AsyncSession, user_id: str, currency: str) -> int:
+async def open_wallet(session: AsyncSession, user_id: str, currency: str) -> AccountId:
     """Id of the user's wallet in `currency`, opening it when missing."""
     return await _get_or_create(
         session,
         select(accounts.c.id).where(accounts.c.user_id == user_id, accounts.c.currency == currency),
-        {"kind": USER, "user_id": user_id, "currency": currency},
+        {"kind": AccountKind.USER, "user_id": user_id, "currency": currency},
         [accounts.c.user_id, accounts.c.currency],
     )
 
 
-async def system_account(session: AsyncSession, code: str, currency: str) -> int:
+async def system_account(session: AsyncSession, code: SystemAccount, currency: str) -> AccountId:
     """Id of a system account in `currency`, opening it on first use."""
     return await _get_or_create(
         session,
         select(accounts.c.id).where(
             accounts.c.system_code == code, accounts.c.currency == currency
         ),
-        {"kind": SYSTEM, "system_code": code, "currency": currency},
+        {"kind": AccountKind.SYSTEM, "system_code": code, "currency": currency},
         [accounts.c.system_code, accounts.c.currency],
     )
 
@@ -58,10 +68,10 @@ async def _get_or_create(
     lookup: Select[Any],
     values: dict[str, str],
     conflict_columns: list[Column[Any]],
-) -> int:
+) -> AccountId:
     found = await session.scalar(lookup)
     if found is not None:
-        return int(found)
+        return AccountId(found)
     created = await session.scalar(
         insert(accounts)
         .values(**values)
@@ -69,10 +79,10 @@ async def _get_or_create(
         .returning(accounts.c.id)
     )
     if created is not None:
-        return int(created)
+        return AccountId(created)
     # A concurrent transaction opened it between our lookup and insert (and has committed,
     # since the insert waited for it): this statement's fresh snapshot sees it.
-    return int(await session.scalar(lookup))
+    return AccountId(await session.scalar(lookup))
 
 
 # Held amounts without the holds past their expiry (released at the wallet's next posting or
@@ -81,7 +91,7 @@ _OVERDUE = (
     select(func.coalesce(func.sum(holds.c.amount), 0))
     .where(
         holds.c.account_id == accounts.c.id,
-        holds.c.status == ACTIVE,
+        holds.c.status == HoldStatus.ACTIVE,
         holds.c.expires_at <= func.now(),
     )
     .scalar_subquery()
@@ -108,9 +118,9 @@ class TransferParties:
     """Who a transfer is between and their wallets in its currency, as far as they exist."""
 
     recipient_id: str | None
-    recipient_wallet: int | None
+    recipient_wallet: AccountId | None
     sender_email: str | None
-    sender_wallet: int | None
+    sender_wallet: AccountId | None
 
 
 # One round trip for both sides; the single row comes back even when nothing matches.

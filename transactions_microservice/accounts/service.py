@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from transactions_microservice.accounts import repository
 from transactions_microservice.accounts.schemas import BalanceRead, BalancesRead
+from transactions_microservice.models import AccountId
 
 logger = logging.getLogger("micropay.transactions.accounts")
 
@@ -17,7 +18,9 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-async def register_user(session: AsyncSession, user_id: str, email: str, currency: str) -> int:
+async def register_user(
+    session: AsyncSession, user_id: str, email: str, currency: str
+) -> AccountId:
     """Record the user's email and open their wallet in `currency`; returns the wallet id."""
     email = normalise_email(email)
     # The auth service lets one user at a time own an email: a newer registration with it

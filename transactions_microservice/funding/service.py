@@ -13,16 +13,12 @@ from transactions_microservice.accounts import repository as accounts_repository
 from transactions_microservice.holds import repository as holds_repository
 from transactions_microservice.holds import service as holds_service
 from transactions_microservice.holds.exceptions import HoldNotActive
-from transactions_microservice.ledger import repository as ledger_repository
 from transactions_microservice.ledger import service as ledger
 from transactions_microservice.models import (
-    ACTIVE,
-    CAPTURED,
-    CARD_FUNDING,
-    REFUND,
-    REFUND_SHORTFALL,
-    REFUNDS,
-    TOP_UP,
+    EntryType,
+    HoldStatus,
+    LedgerTransactionType,
+    SystemAccount,
 )
 
 logger = logging.getLogger("micropay.transactions.funding")
@@ -46,14 +42,20 @@ async def credit_top_up(
     before the user's registration event (two producers, no order between them).
     """
     wallet = await accounts_repository.open_wallet(session, user_id, currency)
-    funding = await accounts_repository.system_account(session, CARD_FUNDING, currency)
+    funding = await accounts_repository.system_account(
+        session, SystemAccount.CARD_FUNDING, currency
+    )
     posted = await ledger.post(
         session,
-        type_=TOP_UP,
+        type_=LedgerTransactionType.TOP_UP,
         reference=payment_id,
-        lines=[
-            ledger.Line(funding, -amount, currency, TOP_UP),
-            ledger.Line(wallet, amount, currency, TOP_UP),
+        entries=[
+            ledger.NewEntry(
+                account_id=funding, amount=-amount, currency=currency, type=EntryType.TOP_UP
+            ),
+            ledger.NewEntry(
+                account_id=wallet, amount=amount, currency=currency, type=EntryType.TOP_UP
+            ),
         ],
     )
     if posted is None:
@@ -97,9 +99,9 @@ async def _through_hold(
     if hold is None or (hold.user_id, hold.amount, hold.currency) != (user_id, amount, currency):
         logger.warning("refund names hold %s, which does not match it; debiting directly", hold_id)
         return None
-    if hold.status == CAPTURED:
+    if hold.status == HoldStatus.CAPTURED:
         return RefundOutcome("already_applied")
-    if hold.status == ACTIVE:
+    if hold.status == HoldStatus.ACTIVE:
         try:
             await holds_service.capture(session, parsed)
         except HoldNotActive:
@@ -118,27 +120,45 @@ async def debit_refund(
     to the refund-shortfall system account — a receivable from the user for operators to
     settle — so the transaction still balances and the gap is visible in the ledger.
     """
-    if await ledger_repository.transaction_by_reference(session, REFUND, reference):
+    if await ledger.transaction_by_reference(session, LedgerTransactionType.REFUND, reference):
         return RefundOutcome("already_applied")
     wallet = (await accounts_repository.wallet_ids(session, [user_id], currency)).get(user_id)
-    refunds = await accounts_repository.system_account(session, REFUNDS, currency)
+    refunds = await accounts_repository.system_account(session, SystemAccount.REFUNDS, currency)
     shortfall_account = await accounts_repository.system_account(
-        session, REFUND_SHORTFALL, currency
+        session, SystemAccount.REFUND_SHORTFALL, currency
     )
-    locked = await ledger.lock_accounts(
-        session, [refunds, shortfall_account, *([wallet] if wallet is not None else [])]
+    locked = await ledger.release_overdue_holds(
+        session,
+        await ledger.lock_accounts(
+            session, [refunds, shortfall_account, *([wallet] if wallet is not None else [])]
+        ),
     )
     available = 0
     if wallet is not None:
         available = max(locked[wallet].balance - locked[wallet].held, 0)
     debited = min(amount, available)
     shortfall = amount - debited
-    lines = [ledger.Line(refunds, amount, currency, REFUND)]
+    entries = [
+        ledger.NewEntry(account_id=refunds, amount=amount, currency=currency, type=EntryType.REFUND)
+    ]
     if wallet is not None and debited:
-        lines.append(ledger.Line(wallet, -debited, currency, REFUND))
+        entries.append(
+            ledger.NewEntry(
+                account_id=wallet, amount=-debited, currency=currency, type=EntryType.REFUND
+            )
+        )
     if shortfall:
-        lines.append(ledger.Line(shortfall_account, -shortfall, currency, REFUND))
-    posted = await ledger.post(session, type_=REFUND, reference=reference, lines=lines)
+        entries.append(
+            ledger.NewEntry(
+                account_id=shortfall_account,
+                amount=-shortfall,
+                currency=currency,
+                type=EntryType.REFUND,
+            )
+        )
+    posted = await ledger.post(
+        session, type_=LedgerTransactionType.REFUND, reference=reference, entries=entries
+    )
     if posted is None:
         return RefundOutcome("already_applied")
     if shortfall:

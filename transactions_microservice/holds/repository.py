@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from transactions_microservice.models import ACTIVE, accounts, holds
+from transactions_microservice.models import AccountId, HoldStatus, accounts, holds
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class HoldRecord:
 
     id: uuid.UUID
     user_id: str
-    account_id: int
+    account_id: AccountId
     amount: int
     currency: str
     reference: str
@@ -45,34 +45,17 @@ _HOLD_COLUMNS = (
     holds.c.resolved_at,
 )
 
-# Expire the account's overdue holds and take them out of `held`, in one statement. The caller
-# holds the account's row lock, so no posting reads `held` in between.
-_RELEASE_EXPIRED = text(
-    "WITH expired AS ("
-    " UPDATE transactions.holds SET status = 'expired', resolved_at = now()"
-    " WHERE account_id = :account_id AND status = 'active' AND expires_at <= now()"
-    " RETURNING amount) "
-    "UPDATE transactions.accounts SET held = held - (SELECT coalesce(sum(amount), 0) FROM expired) "
-    "WHERE id = :account_id RETURNING held"
-).bindparams(bindparam("account_id"))
 
-
-async def release_expired(session: AsyncSession, account_id: int) -> int:
-    """Expire the (locked) account's overdue holds; returns what it still holds."""
-    held = await session.scalar(_RELEASE_EXPIRED, {"account_id": account_id})
-    return int(held)
-
-
-async def accounts_with_expired_holds(session: AsyncSession, limit: int) -> list[int]:
+async def accounts_with_expired_holds(session: AsyncSession, limit: int) -> list[AccountId]:
     """Accounts that have an active hold past its expiry."""
     rows = await session.scalars(
         select(holds.c.account_id)
-        .where(holds.c.status == ACTIVE, holds.c.expires_at <= func.now())
+        .where(holds.c.status == HoldStatus.ACTIVE, holds.c.expires_at <= func.now())
         .group_by(holds.c.account_id)
         .order_by(holds.c.account_id)
         .limit(limit)
     )
-    return [int(account_id) for account_id in rows]
+    return list(rows)
 
 
 def _record(row: Any) -> HoldRecord | None:
@@ -107,7 +90,7 @@ async def insert_hold(
     session: AsyncSession,
     *,
     hold_id: uuid.UUID,
-    account_id: int,
+    account_id: AccountId,
     amount: int,
     currency: str,
     reference: str,
@@ -122,7 +105,7 @@ async def insert_hold(
             amount=amount,
             currency=currency,
             reference=reference,
-            status=ACTIVE,
+            status=HoldStatus.ACTIVE,
             expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, ttl_seconds),
         )
         .on_conflict_do_nothing(index_elements=[holds.c.reference])
@@ -131,7 +114,7 @@ async def insert_hold(
     return created is not None
 
 
-async def add_held(session: AsyncSession, account_id: int, amount: int) -> None:
+async def add_held(session: AsyncSession, account_id: AccountId, amount: int) -> None:
     """Change the (locked) account's held amount by `amount` (negative to release)."""
     await session.execute(
         update(accounts).where(accounts.c.id == account_id).values(held=accounts.c.held + amount)
@@ -141,12 +124,12 @@ async def add_held(session: AsyncSession, account_id: int, amount: int) -> None:
 async def resolve(
     session: AsyncSession,
     hold_id: uuid.UUID,
-    status: str,
+    status: HoldStatus,
     transaction_id: uuid.UUID | None = None,
 ) -> None:
     """Move an active hold to its final status."""
     await session.execute(
         update(holds)
-        .where(holds.c.id == hold_id, holds.c.status == ACTIVE)
+        .where(holds.c.id == hold_id, holds.c.status == HoldStatus.ACTIVE)
         .values(status=status, transaction_id=transaction_id, resolved_at=func.now())
     )

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from micropay_common.money import Amount, Currency
-
-HoldStatus = Literal["active", "captured", "voided", "expired"]
+from transactions_microservice.models import HoldStatus
 
 
 class HoldCreate(BaseModel):

@@ -16,16 +16,13 @@ from transactions_microservice.holds.exceptions import (
 )
 from transactions_microservice.holds.repository import HoldRecord
 from transactions_microservice.holds.schemas import HoldCreate
-from transactions_microservice.ledger import repository as ledger_repository
 from transactions_microservice.ledger import service as ledger
 from transactions_microservice.ledger.exceptions import InsufficientFunds
 from transactions_microservice.models import (
-    ACTIVE,
-    CAPTURED,
-    EXPIRED,
-    REFUND,
-    REFUNDS,
-    VOIDED,
+    EntryType,
+    HoldStatus,
+    LedgerTransactionType,
+    SystemAccount,
 )
 
 logger = logging.getLogger("micropay.transactions.holds")
@@ -66,7 +63,8 @@ async def create_hold(session: AsyncSession, request: HoldCreate, ttl_seconds: i
         raise InsufficientFunds(
             f"The user has no {request.currency} wallet.", available=0, currency=request.currency
         )
-    wallet = (await ledger.lock_accounts(session, [wallet_id]))[wallet_id]
+    locked = await ledger.lock_accounts(session, [wallet_id])
+    wallet = (await ledger.release_overdue_holds(session, locked))[wallet_id]
     available = wallet.balance - wallet.held
     if available < request.amount:
         raise InsufficientFunds(
@@ -100,32 +98,47 @@ async def get_hold(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
 
 
 async def capture(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
-    """Post the held amount as a refund line (wallet → refunds account); repeats are no-ops."""
+    """Post the held amount as a refund entry (wallet → refunds account); repeats are no-ops."""
     hold = await _reload(session, hold_id)
-    if hold.status == CAPTURED:
+    if hold.status == HoldStatus.CAPTURED:
         return hold
-    if hold.status != ACTIVE:
+    if hold.status != HoldStatus.ACTIVE:
         raise HoldNotActive(
             f"The hold is {hold.status}; it cannot be captured.", hold_status=hold.status
         )
-    refunds = await accounts_repository.system_account(session, REFUNDS, hold.currency)
-    # Accounts first, then the hold row: the order every path takes (see lock_accounts).
-    await ledger.lock_accounts(session, [hold.account_id, refunds])
+    refunds = await accounts_repository.system_account(
+        session, SystemAccount.REFUNDS, hold.currency
+    )
+    # Accounts first, then the hold row: the order every path takes (see lock_accounts). An
+    # overdue hold expires here, and is then no longer there to capture.
+    await ledger.release_overdue_holds(
+        session, await ledger.lock_accounts(session, [hold.account_id, refunds])
+    )
     hold = await repository.get(session, hold_id, lock=True) or hold
-    if hold.status == CAPTURED:
+    if hold.status == HoldStatus.CAPTURED:
         return hold
-    if hold.status != ACTIVE:
+    if hold.status != HoldStatus.ACTIVE:
         raise HoldNotActive(
             f"The hold is {hold.status}; it cannot be captured.", hold_status=hold.status
         )
     await repository.add_held(session, hold.account_id, -hold.amount)
     posted = await ledger.post(
         session,
-        type_=REFUND,
+        type_=LedgerTransactionType.REFUND,
         reference=hold.reference,
-        lines=[
-            ledger.Line(hold.account_id, -hold.amount, hold.currency, REFUND),
-            ledger.Line(refunds, hold.amount, hold.currency, REFUND),
+        entries=[
+            ledger.NewEntry(
+                account_id=hold.account_id,
+                amount=-hold.amount,
+                currency=hold.currency,
+                type=EntryType.REFUND,
+            ),
+            ledger.NewEntry(
+                account_id=refunds,
+                amount=hold.amount,
+                currency=hold.currency,
+                type=EntryType.REFUND,
+            ),
         ],
     )
     if posted is not None:
@@ -133,30 +146,35 @@ async def capture(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
     else:
         # The refund was already debited without this hold (its event came first); the
         # reservation is released and nothing is debited twice.
-        found = await ledger_repository.transaction_by_reference(session, REFUND, hold.reference)
+        found = await ledger.transaction_by_reference(
+            session, LedgerTransactionType.REFUND, hold.reference
+        )
         if found is None:
             raise RuntimeError(f"refund {hold.reference!r} conflicts but is not found")
         transaction_id = found
         logger.warning("hold %s captured onto the existing refund %s", hold.id, hold.reference)
-    await repository.resolve(session, hold.id, CAPTURED, transaction_id)
+    await repository.resolve(session, hold.id, HoldStatus.CAPTURED, transaction_id)
     return await _reload(session, hold.id)
 
 
 async def void(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
     """Release the held amount; voiding a voided or expired hold changes nothing."""
     hold = await _reload(session, hold_id)
-    if hold.status in (VOIDED, EXPIRED):
+    if hold.status in (HoldStatus.VOIDED, HoldStatus.EXPIRED):
         return hold
-    if hold.status == CAPTURED:
+    if hold.status == HoldStatus.CAPTURED:
         raise HoldNotActive("The hold is captured; it cannot be voided.", hold_status=hold.status)
-    await ledger.lock_accounts(session, [hold.account_id])
+    # An overdue hold expires here; voiding it then changes nothing more.
+    await ledger.release_overdue_holds(
+        session, await ledger.lock_accounts(session, [hold.account_id])
+    )
     hold = await repository.get(session, hold_id, lock=True) or hold
-    if hold.status in (VOIDED, EXPIRED):
+    if hold.status in (HoldStatus.VOIDED, HoldStatus.EXPIRED):
         return hold
-    if hold.status == CAPTURED:
+    if hold.status == HoldStatus.CAPTURED:
         raise HoldNotActive("The hold is captured; it cannot be voided.", hold_status=hold.status)
     await repository.add_held(session, hold.account_id, -hold.amount)
-    await repository.resolve(session, hold.id, VOIDED)
+    await repository.resolve(session, hold.id, HoldStatus.VOIDED)
     return await _reload(session, hold.id)
 
 
@@ -164,6 +182,7 @@ async def release_expired_holds(session: AsyncSession) -> int:
     """Expire overdue holds of up to SWEEP_BATCH accounts; returns how many accounts."""
     account_ids = await repository.accounts_with_expired_holds(session, SWEEP_BATCH)
     if account_ids:
-        # Locking releases each wallet's overdue holds (see ledger.lock_accounts).
-        await ledger.lock_accounts(session, account_ids)
+        await ledger.release_overdue_holds(
+            session, await ledger.lock_accounts(session, account_ids)
+        )
     return len(account_ids)

@@ -12,12 +12,12 @@ class InsufficientFunds(Conflict):
     title = "Insufficient funds"
 
 
-class LineNotFound(NotFound):
-    """404: no ledger line with this id among the caller's."""
+class EntryNotFound(NotFound):
+    """404: no ledger entry with this id among the caller's."""
 
     type = "not_found"
-    title = "Ledger line not found"
+    title = "Ledger entry not found"
 
 
 class UnbalancedTransaction(ValueError):
-    """A posting whose lines do not sum to zero per currency: a bug, never a user error."""
+    """A posting whose entries do not sum to zero per currency: a bug, never a user error."""

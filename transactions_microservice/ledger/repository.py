@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,23 +25,32 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from transactions_microservice.models import accounts, entries, ledger_transactions, users
+from transactions_microservice.models import (
+    AccountId,
+    EntryType,
+    LedgerTransactionType,
+    accounts,
+    entries,
+    ledger_transactions,
+    users,
+)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LockedAccount:
     """An account row as read under its lock."""
 
-    id: int
+    id: AccountId
     kind: str
     currency: str
     balance: int
     held: int
 
 
-@dataclass(frozen=True)
-class LineRecord:
-    """One history line: an entry with its transaction's reference and the counterparty."""
+@dataclass(frozen=True, kw_only=True)
+class EntryRecord:
+    """An entry as its owner's history shows it: with its transaction's reference and
+    description, and the counterparty's email."""
 
     id: int
     transaction_id: uuid.UUID
@@ -60,7 +69,7 @@ class HistoryFilter:
     """What a history page is restricted to."""
 
     user_id: str
-    type: str | None = None
+    type: EntryType | None = None
     currency: str | None = None
     created_gte: datetime | None = None
     created_lt: datetime | None = None
@@ -75,7 +84,7 @@ _LOCK_ACCOUNTS = (
 
 # The whole write of a posting in one statement (one round trip): the transaction row, the
 # balances and the entries. If (type, reference) exists, `t` is empty and nothing else is
-# written. Arrays rather than VALUES lists keep it one prepared statement for any line count.
+# written. Arrays rather than VALUES lists keep it one prepared statement for any entry count.
 _WRITE_TRANSACTION = text(
     """
     WITH t AS (
@@ -91,11 +100,11 @@ _WRITE_TRANSACTION = text(
     ), written AS (
         INSERT INTO transactions.entries (transaction_id, account_id, type, amount, currency,
                                           balance_after, counterparty_user_id, created_at)
-        SELECT t.id, l.account_id, l.type, l.amount, l.currency, l.balance_after,
-               l.counterparty_user_id, t.created_at
+        SELECT t.id, e.account_id, e.type, e.amount, e.currency, e.balance_after,
+               e.counterparty_user_id, t.created_at
         FROM t, unnest(:accounts, :types, :amounts, :currencies, :balances_after,
                        :counterparties)
-             AS l(account_id, type, amount, currency, balance_after, counterparty_user_id)
+             AS e(account_id, type, amount, currency, balance_after, counterparty_user_id)
     )
     SELECT created_at FROM t
     """
@@ -115,33 +124,56 @@ _WRITE_TRANSACTION = text(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EntryRow:
-    """One entry to write."""
+    """An entry as it is written: a new entry with the balance it leaves on its account."""
 
-    account_id: int
-    type: str
+    account_id: AccountId
+    type: EntryType
     amount: int
     currency: str
     balance_after: int
     counterparty_user_id: str | None
 
 
-async def lock_accounts(session: AsyncSession, account_ids: Sequence[int]) -> list[LockedAccount]:
+async def lock_accounts(
+    session: AsyncSession, account_ids: Collection[AccountId]
+) -> list[LockedAccount]:
     """Lock the accounts in id order (so two postings never wait on each other in a cycle)."""
     rows = await session.execute(_LOCK_ACCOUNTS, {"ids": sorted(set(account_ids))})
-    return [LockedAccount(r.id, r.kind, r.currency, r.balance, r.held) for r in rows]
+    return [
+        LockedAccount(id=r.id, kind=r.kind, currency=r.currency, balance=r.balance, held=r.held)
+        for r in rows
+    ]
+
+
+# Expire the account's overdue holds and take them out of `held`, in one statement. The caller
+# holds the account's row lock, so no posting reads `held` in between.
+_RELEASE_OVERDUE_HOLDS = text(
+    "WITH expired AS ("
+    " UPDATE transactions.holds SET status = 'expired', resolved_at = now()"
+    " WHERE account_id = :account_id AND status = 'active' AND expires_at <= now()"
+    " RETURNING amount) "
+    "UPDATE transactions.accounts SET held = held - (SELECT coalesce(sum(amount), 0) FROM expired) "
+    "WHERE id = :account_id RETURNING held"
+).bindparams(bindparam("account_id"))
+
+
+async def release_overdue_holds(session: AsyncSession, account_id: AccountId) -> int:
+    """Expire the (locked) account's overdue holds; returns what it still holds."""
+    held = await session.scalar(_RELEASE_OVERDUE_HOLDS, {"account_id": account_id})
+    return int(held)
 
 
 async def write_transaction(
     session: AsyncSession,
     *,
     transaction_id: uuid.UUID,
-    type_: str,
+    type_: LedgerTransactionType,
     reference: str,
     description: str | None,
-    deltas: dict[int, int],
-    rows: list[EntryRow],
+    deltas: dict[AccountId, int],
+    rows: Sequence[EntryRow],
 ) -> datetime | None:
     """Write a transaction, move the (locked) balances and write the entries, stamped with the
     time of posting; None, and nothing written, when (type, reference) was posted before."""
@@ -166,7 +198,7 @@ async def write_transaction(
 
 
 async def transaction_by_reference(
-    session: AsyncSession, type_: str, reference: str
+    session: AsyncSession, type_: LedgerTransactionType, reference: str
 ) -> uuid.UUID | None:
     """Id of the transaction posted for (type, reference), if any."""
     found: uuid.UUID | None = await session.scalar(
@@ -177,8 +209,8 @@ async def transaction_by_reference(
     return found
 
 
-def _lines_of(page: Any) -> Select[Any]:
-    """History lines of `page` (a subquery of entries): each entry with its transaction's
+def _records_of(page: Any) -> Select[Any]:
+    """EntryRecords of `page` (a subquery of entries): each entry with its transaction's
     reference and description and the counterparty's email."""
     return select(
         page.c.id,
@@ -200,7 +232,7 @@ def _with_details(statement: Select[Any], page: Any) -> Select[Any]:
     ).outerjoin(users, users.c.user_id == page.c.counterparty_user_id)
 
 
-async def is_users_line(session: AsyncSession, user_id: str, entry_id: int) -> bool:
+async def is_users_entry(session: AsyncSession, user_id: str, entry_id: int) -> bool:
     """Whether the entry is on one of the user's wallets."""
     found = await session.scalar(
         select(entries.c.id)
@@ -226,10 +258,10 @@ def _history_query(
     conditions = [entries.c.account_id == wallet.c.id]
     cursors: list[tuple[Any, Any]] = []
     if cursor:
-        # The cursor line by primary key alone, planned apart (MATERIALIZED): joined with the
+        # The cursor entry by primary key alone, planned apart (MATERIALIZED): joined with the
         # ownership check the planner may prefer reading a history index in account order,
-        # which costs a scan of the wallet's lines rather than one probe.
-        line = (
+        # which costs a scan of the wallet's entries rather than one probe.
+        cursor_entry = (
             select(entries.c.created_at, entries.c.id, entries.c.account_id)
             .where(entries.c.id == bindparam("starting_after"))
             .cte("c")
@@ -237,12 +269,16 @@ def _history_query(
         )
         owned = (
             select(accounts.c.id)
-            .where(accounts.c.id == line.c.account_id, accounts.c.user_id == bindparam("user_id"))
+            .where(
+                accounts.c.id == cursor_entry.c.account_id,
+                accounts.c.user_id == bindparam("user_id"),
+            )
             .exists()
         )
-        cursors.append((line, owned))
+        cursors.append((cursor_entry, owned))
         conditions.append(
-            tuple_(entries.c.created_at, entries.c.id) < tuple_(line.c.created_at, line.c.id)
+            tuple_(entries.c.created_at, entries.c.id)
+            < tuple_(cursor_entry.c.created_at, cursor_entry.c.id)
         )
     if type_:
         conditions.append(entries.c.type == bindparam("type"))
@@ -257,9 +293,9 @@ def _history_query(
         .limit(bindparam("limit", type_=Integer))
         .lateral("e")
     )
-    statement = _lines_of(page).select_from(wallet)
-    for line, owned in cursors:
-        statement = statement.join(line, true()).where(owned)
+    statement = _records_of(page).select_from(wallet)
+    for cursor_entry, owned in cursors:
+        statement = statement.join(cursor_entry, true()).where(owned)
     statement = _with_details(statement.join(page, true()), page)
     return statement.order_by(page.c.created_at.desc(), page.c.id.desc()).limit(
         bindparam("limit", type_=Integer)
@@ -269,12 +305,12 @@ def _history_query(
 def history_statement(
     where: HistoryFilter, *, limit: int, starting_after: int | None
 ) -> tuple[Select[Any], dict[str, Any]]:
-    """The query of a history page and its parameters: up to `limit` lines, newest first,
-    after the cursor line.
+    """The query of a history page and its parameters: up to `limit` entries, newest first,
+    after the cursor entry.
 
     Each wallet is read by its own keyset scan of entries_account_history_idx (a LATERAL
     subquery), so the cost is limit rows per wallet whatever the depth of the cursor. The
-    cursor line is looked up in the same statement; one that is not the user's yields nothing.
+    cursor entry is looked up in the same statement; one that is not the user's yields nothing.
     """
     values: dict[str, Any] = {
         "user_id": where.user_id,
@@ -302,29 +338,29 @@ async def history_page(
     *,
     limit: int,
     starting_after: int | None,
-) -> list[LineRecord]:
-    """Up to `limit` of the user's lines, newest first, after the line `starting_after`."""
+) -> list[EntryRecord]:
+    """Up to `limit` of the user's entries, newest first, after the entry `starting_after`."""
     statement, values = history_statement(where, limit=limit, starting_after=starting_after)
-    return [LineRecord(**row._mapping) for row in await session.execute(statement, values)]
+    return [EntryRecord(**row._mapping) for row in await session.execute(statement, values)]
 
 
 @functools.cache
-def _line_query() -> Select[Any]:
+def _entry_query() -> Select[Any]:
     page = (
         select(entries)
         .join(accounts, accounts.c.id == entries.c.account_id)
         .where(entries.c.id == bindparam("entry_id"), accounts.c.user_id == bindparam("user_id"))
         .subquery("e")
     )
-    return _with_details(_lines_of(page).select_from(page), page)
+    return _with_details(_records_of(page).select_from(page), page)
 
 
-async def history_line(session: AsyncSession, user_id: str, entry_id: int) -> LineRecord | None:
-    """One of the user's lines by id."""
+async def history_entry(session: AsyncSession, user_id: str, entry_id: int) -> EntryRecord | None:
+    """One of the user's entries by id."""
     row = (
-        await session.execute(_line_query(), {"entry_id": entry_id, "user_id": user_id})
+        await session.execute(_entry_query(), {"entry_id": entry_id, "user_id": user_id})
     ).one_or_none()
-    return None if row is None else LineRecord(**row._mapping)
+    return None if row is None else EntryRecord(**row._mapping)
 
 
 # --- The invariant check: whole-table reads, for the internal endpoint and the tests ---------

@@ -13,11 +13,11 @@ from micropay_common.money import Currency
 from micropay_common.pagination import Limit
 from micropay_common.security import SERVICE_CALLER_RESPONSES, CurrentUser, require_service
 from transactions_microservice.ledger import service
-from transactions_microservice.ledger.repository import HistoryFilter
-from transactions_microservice.ledger.schemas import LedgerCheckRead, LinePage, LineRead, LineType
+from transactions_microservice.ledger.schemas import EntryPage, EntryRead, LedgerCheckRead
+from transactions_microservice.models import EntryType
 
-MAX_LINE_ID = 2**63 - 1
-"""Line ids are bigint: a larger one can name no line, and is refused before the database."""
+MAX_ENTRY_ID = 2**63 - 1
+"""Entry ids are bigint: a larger one can name no entry, and is refused before the database."""
 
 router = APIRouter(tags=["transactions"])
 internal_router = APIRouter(
@@ -29,59 +29,62 @@ internal_router = APIRouter(
 
 @router.get(
     "/transactions",
-    response_model=LinePage,
-    summary="The caller's ledger lines, newest first",
+    response_model=EntryPage,
+    summary="The caller's ledger entries, newest first",
     responses={
-        400: {"description": "`starting_after` is not one of the caller's lines"},
+        400: {"description": "`starting_after` is not one of the caller's entries"},
         401: {"description": "No valid access token"},
     },
 )
-async def list_lines(
+async def list_entries(
     session: SessionDep,
     user: CurrentUser,
     limit: Limit = 10,
     starting_after: int | None = Query(
-        None, ge=1, le=MAX_LINE_ID, description="Id of the last line of the previous page."
+        None, ge=1, le=MAX_ENTRY_ID, description="Id of the last entry of the previous page."
     ),
-    line_type: LineType | None = Query(None, alias="type", description="Only lines of this type."),
-    currency: Currency | None = Query(None, description="Only lines of this wallet."),
+    entry_type: EntryType | None = Query(
+        None, alias="type", description="Only entries of this type."
+    ),
+    currency: Currency | None = Query(None, description="Only entries of this wallet."),
     created_gte: AwareDatetime | None = Query(
-        None, description="Only lines created at or after this instant (ISO 8601 with offset)."
+        None, description="Only entries created at or after this instant (ISO 8601 with offset)."
     ),
     created_lt: AwareDatetime | None = Query(
-        None, description="Only lines created before this instant (ISO 8601 with offset)."
+        None, description="Only entries created before this instant (ISO 8601 with offset)."
     ),
-) -> LinePage:
+) -> EntryPage:
     """Cursor-paginated history across the caller's wallets, optionally filtered."""
-    lines = await service.history(
+    found = await service.history(
         session,
-        HistoryFilter(
-            user_id=user.id,
-            type=line_type,
-            currency=currency,
-            created_gte=created_gte,
-            created_lt=created_lt,
-        ),
+        user.id,
         limit=limit,
         starting_after=starting_after,
+        entry_type=entry_type,
+        currency=currency,
+        created_gte=created_gte,
+        created_lt=created_lt,
     )
-    return LinePage.of([LineRead.model_validate(asdict(line)) for line in lines], limit)
+    return EntryPage.of([EntryRead.model_validate(asdict(entry)) for entry in found], limit)
 
 
 @router.get(
     "/transactions/{line_id:int}",
-    response_model=LineRead,
-    summary="One of the caller's ledger lines",
+    response_model=EntryRead,
+    summary="One of the caller's ledger entries",
     responses={
         401: {"description": "No valid access token"},
-        404: {"description": "No such line among the caller's"},
+        404: {"description": "No such entry among the caller's"},
     },
 )
-async def get_line(
-    line_id: Annotated[int, Path(ge=1, le=MAX_LINE_ID)], session: SessionDep, user: CurrentUser
-) -> LineRead:
-    """A line by id; another user's line is 404, as if it did not exist."""
-    return LineRead.model_validate(asdict(await service.line(session, user.id, line_id)))
+async def get_entry(
+    # The public path names it `line_id`, as it always has.
+    entry_id: Annotated[int, Path(alias="line_id", ge=1, le=MAX_ENTRY_ID)],
+    session: SessionDep,
+    user: CurrentUser,
+) -> EntryRead:
+    """An entry by id; another user's entry is 404, as if it did not exist."""
+    return EntryRead.model_validate(asdict(await service.entry(session, user.id, entry_id)))
 
 
 @internal_router.get(

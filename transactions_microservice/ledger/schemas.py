@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from micropay_common.pagination import Page
+from transactions_microservice.models import EntryType
 
-LineType = Literal["top_up", "transfer_in", "transfer_out", "refund"]
 
+class EntryRead(BaseModel):
+    """One entry of the caller's ledger history."""
 
-class LineRead(BaseModel):
-    """One line of the caller's ledger history."""
-
-    id: int = Field(description="Line id; pass it as `starting_after` for the next page.")
+    id: int = Field(description="Entry id; pass it as `starting_after` for the next page.")
     transaction_id: uuid.UUID = Field(
         description="The ledger transaction (for a transfer, its id)."
     )
-    type: LineType
+    type: EntryType
     amount: int = Field(description="Signed minor units: credits positive, debits negative.")
     currency: str
-    balance_after: int = Field(description="The wallet's balance after this line.")
+    balance_after: int = Field(description="The wallet's balance after this entry.")
     reference: str = Field(
-        description="What the line belongs to: the transfer id, the payment id of a top-up, "
+        description="What the entry belongs to: the transfer id, the payment id of a top-up, "
         "or the refund's reference."
     )
     description: str | None = None
@@ -35,8 +34,8 @@ class LineRead(BaseModel):
     created_at: datetime
 
 
-class LinePage(Page[LineRead]):
-    """A page of lines, newest first."""
+class EntryPage(Page[EntryRead]):
+    """A page of entries, newest first."""
 
 
 class LedgerCheckRead(BaseModel):

@@ -5,48 +5,52 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.pagination import InvalidCursor
-from transactions_microservice.holds import repository as holds_repository
 from transactions_microservice.ledger import repository
 from transactions_microservice.ledger.exceptions import (
+    EntryNotFound,
     InsufficientFunds,
-    LineNotFound,
     UnbalancedTransaction,
 )
 from transactions_microservice.ledger.repository import (
+    EntryRecord,
     EntryRow,
     HistoryFilter,
-    LineRecord,
     LockedAccount,
 )
-from transactions_microservice.models import USER
+from transactions_microservice.models import (
+    AccountId,
+    AccountKind,
+    EntryType,
+    LedgerTransactionType,
+)
 
 
-@dataclass(frozen=True)
-class Line:
-    """One line of a posting: a signed amount on an account."""
+@dataclass(frozen=True, kw_only=True)
+class NewEntry:
+    """An entry to post: a signed amount on an account."""
 
-    account_id: int
+    account_id: AccountId
     amount: int
     currency: str
-    type: str
+    type: EntryType
     counterparty_user_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Posted:
     """A transaction as written."""
 
     id: uuid.UUID
     created_at: datetime
-    balances_after: dict[int, int]
+    balances_after: dict[AccountId, int]
 
 
 @dataclass(frozen=True)
@@ -59,81 +63,94 @@ class LedgerCheck:
     violations: dict[str, list[dict[str, Any]]]
 
 
-def check_balanced(lines: Sequence[Line]) -> None:
-    """Raise UnbalancedTransaction unless the lines are non-zero and sum to zero per currency."""
-    if len(lines) < 2:
-        raise UnbalancedTransaction("a transaction needs at least two lines")
+def check_balanced(entries: Sequence[NewEntry]) -> None:
+    """Raise UnbalancedTransaction unless the entries are non-zero and sum to zero per currency."""
+    if len(entries) < 2:
+        raise UnbalancedTransaction("a transaction needs at least two entries")
     totals: dict[str, int] = defaultdict(int)
-    for line in lines:
-        if line.amount == 0:
-            raise UnbalancedTransaction("a line must move a non-zero amount")
-        totals[line.currency] += line.amount
+    for entry in entries:
+        if entry.amount == 0:
+            raise UnbalancedTransaction("an entry must move a non-zero amount")
+        totals[entry.currency] += entry.amount
     unbalanced = {currency: total for currency, total in totals.items() if total != 0}
     if unbalanced:
-        raise UnbalancedTransaction(f"lines do not sum to zero: {unbalanced}")
+        raise UnbalancedTransaction(f"entries do not sum to zero: {unbalanced}")
 
 
 async def lock_accounts(
-    session: AsyncSession, account_ids: Sequence[int]
-) -> dict[int, LockedAccount]:
-    """Lock accounts in id order for the rest of the transaction; overdue holds are released.
+    session: AsyncSession, account_ids: Collection[AccountId]
+) -> dict[AccountId, LockedAccount]:
+    """Lock the accounts in id order until the transaction ends; LookupError if one is missing.
 
     Every path that changes an account locks all the accounts it will touch with one call
     to this before anything else, so transactions never wait on each other in a cycle.
     """
-    locked = await repository.lock_accounts(session, account_ids)
-    found: dict[int, LockedAccount] = {}
-    for account in locked:
-        if account.held > 0:
-            held = await holds_repository.release_expired(session, account.id)
-            account = LockedAccount(
-                account.id, account.kind, account.currency, account.balance, held
-            )
-        found[account.id] = account
-    missing = set(account_ids) - set(found)
+    locked = {
+        account.id: account for account in await repository.lock_accounts(session, account_ids)
+    }
+    missing = set(account_ids) - set(locked)
     if missing:
         raise LookupError(f"no accounts {sorted(missing)}")
-    return found
+    return locked
+
+
+async def release_overdue_holds(
+    session: AsyncSession, locked: Mapping[AccountId, LockedAccount]
+) -> dict[AccountId, LockedAccount]:
+    """Expire the overdue holds of accounts the caller has locked; the accounts as they are now.
+
+    A hold past its expiry stops counting in balances at once, but its amount stays in `held`
+    (and under the CHECK on `balance - held`) until this runs: before a posting or a new hold
+    weighs what a wallet has available, and by the sweep for wallets nobody touches.
+    """
+    released = dict(locked)
+    for account in locked.values():
+        if account.held > 0:
+            held = await repository.release_overdue_holds(session, account.id)
+            released[account.id] = replace(account, held=held)
+    return released
 
 
 async def post(
     session: AsyncSession,
     *,
-    type_: str,
+    type_: LedgerTransactionType,
     reference: str,
-    lines: Sequence[Line],
+    entries: Sequence[NewEntry],
     description: str | None = None,
     transaction_id: uuid.UUID | None = None,
 ) -> Posted | None:
     """Write a balanced transaction and move the balances; None if (type, reference) exists.
 
-    A wallet line that would leave less than nothing available raises InsufficientFunds
+    An entry that would leave a wallet less than nothing available raises InsufficientFunds
     before anything is written; the database CHECKs stand behind this for any bug.
     """
-    check_balanced(lines)
-    locked = await lock_accounts(session, [line.account_id for line in lines])
+    check_balanced(entries)
+    locked = await release_overdue_holds(
+        session, await lock_accounts(session, [entry.account_id for entry in entries])
+    )
     running = {account_id: account.balance for account_id, account in locked.items()}
     rows: list[EntryRow] = []
-    for line in lines:
-        account = locked[line.account_id]
-        if account.currency != line.currency:
+    for entry in entries:
+        account = locked[entry.account_id]
+        if account.currency != entry.currency:
             raise UnbalancedTransaction(
-                f"a {line.currency} line on account {account.id}, which holds {account.currency}"
+                f"a {entry.currency} entry on account {account.id}, which holds {account.currency}"
             )
-        running[account.id] += line.amount
+        running[account.id] += entry.amount
         rows.append(
             EntryRow(
                 account_id=account.id,
-                type=line.type,
-                amount=line.amount,
-                currency=line.currency,
+                type=entry.type,
+                amount=entry.amount,
+                currency=entry.currency,
                 balance_after=running[account.id],
-                counterparty_user_id=line.counterparty_user_id,
+                counterparty_user_id=entry.counterparty_user_id,
             )
         )
     for account in locked.values():
         debited = running[account.id] < account.balance
-        if account.kind == USER and debited and running[account.id] - account.held < 0:
+        if account.kind == AccountKind.USER and debited and running[account.id] - account.held < 0:
             raise InsufficientFunds(
                 "The wallet's available balance does not cover this amount.",
                 available=account.balance - account.held,
@@ -158,28 +175,51 @@ async def post(
     return Posted(id=transaction_id, created_at=created_at, balances_after=running)
 
 
+async def transaction_by_reference(
+    session: AsyncSession, type_: LedgerTransactionType, reference: str
+) -> uuid.UUID | None:
+    """Id of the transaction posted for (type, reference), if any."""
+    return await repository.transaction_by_reference(session, type_, reference)
+
+
 async def history(
-    session: AsyncSession, where: HistoryFilter, *, limit: int, starting_after: int | None
-) -> list[LineRecord]:
-    """Up to `limit + 1` of the user's lines after the line `starting_after`, newest first."""
-    lines = await repository.history_page(
+    session: AsyncSession,
+    user_id: str,
+    *,
+    limit: int,
+    starting_after: int | None,
+    entry_type: EntryType | None = None,
+    currency: str | None = None,
+    created_gte: datetime | None = None,
+    created_lt: datetime | None = None,
+) -> list[EntryRecord]:
+    """Up to `limit + 1` of the user's entries after the entry `starting_after`, newest first,
+    of one type, wallet or time range when asked."""
+    where = HistoryFilter(
+        user_id=user_id,
+        type=entry_type,
+        currency=currency,
+        created_gte=created_gte,
+        created_lt=created_lt,
+    )
+    found = await repository.history_page(
         session, where, limit=limit + 1, starting_after=starting_after
     )
     # An empty page after a cursor is the end of the history, or a cursor that is not theirs.
     if (
-        not lines
+        not found
         and starting_after is not None
-        and not await repository.is_users_line(session, where.user_id, starting_after)
+        and not await repository.is_users_entry(session, where.user_id, starting_after)
     ):
-        raise InvalidCursor(f"starting_after={starting_after} is not one of your lines.")
-    return lines
+        raise InvalidCursor(f"starting_after={starting_after} is not one of your entries.")
+    return found
 
 
-async def line(session: AsyncSession, user_id: str, entry_id: int) -> LineRecord:
-    """One of the user's lines, or LineNotFound (also for another user's line)."""
-    found = await repository.history_line(session, user_id, entry_id)
+async def entry(session: AsyncSession, user_id: str, entry_id: int) -> EntryRecord:
+    """One of the user's entries, or EntryNotFound (also for another user's entry)."""
+    found = await repository.history_entry(session, user_id, entry_id)
     if found is None:
-        raise LineNotFound(f"You have no ledger line {entry_id}.")
+        raise EntryNotFound(f"You have no ledger entry {entry_id}.")
     return found
 
 

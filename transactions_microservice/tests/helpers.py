@@ -43,10 +43,10 @@ async def balance_of(client: httpx.AsyncClient, member: Member, currency: str = 
     return 0
 
 
-async def all_lines(
+async def all_entries(
     client: httpx.AsyncClient, member: Member, limit: int = 100, **filters: Any
 ) -> list[dict[str, Any]]:
-    """Every history line of the member, newest first, page by page."""
+    """Every history entry of the member, newest first, page by page."""
     return await every_item(client, "/transactions", member.headers, limit=limit, **filters)
 
 

@@ -144,19 +144,19 @@ async def test_concurrent_transfers_conserve_money_and_apply_once(
         sent: Counter[str] = Counter()
         received: Counter[str] = Counter()
         for member in members:
-            lines = await every_item(http, "/transactions", member.headers)
+            entries = await every_item(http, "/transactions", member.headers)
             running = 0
-            for line in reversed(lines):  # oldest first
-                running += line["amount"]
-                assert line["balance_after"] == running, f"seed {seed}: broken balance chain"
-                if line["type"] == "transfer_out":
-                    sent[line["reference"]] += 1
-                    attempt = accepted[line["reference"]]
-                    assert (attempt.sender, -attempt.amount) == (member, line["amount"])
-                elif line["type"] == "transfer_in":
-                    received[line["reference"]] += 1
-                    attempt = accepted[line["reference"]]
-                    assert (attempt.recipient, attempt.amount) == (member, line["amount"])
+            for entry in reversed(entries):  # oldest first
+                running += entry["amount"]
+                assert entry["balance_after"] == running, f"seed {seed}: broken balance chain"
+                if entry["type"] == "transfer_out":
+                    sent[entry["reference"]] += 1
+                    attempt = accepted[entry["reference"]]
+                    assert (attempt.sender, -attempt.amount) == (member, entry["amount"])
+                elif entry["type"] == "transfer_in":
+                    received[entry["reference"]] += 1
+                    attempt = accepted[entry["reference"]]
+                    assert (attempt.recipient, attempt.amount) == (member, entry["amount"])
             assert running == balances[member.id]
         assert sent == received == Counter(dict.fromkeys(accepted, 1)), f"seed {seed}"
 

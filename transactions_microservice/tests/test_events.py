@@ -10,7 +10,7 @@ import pytest
 from micropay_testing.events import event_envelope
 from transactions_microservice.tests.helpers import (
     Member,
-    all_lines,
+    all_entries,
     balance_of,
     ledger_check,
 )
@@ -97,7 +97,7 @@ async def test_a_repeated_registration_event_is_a_no_op(client, admin, make_user
     assert wallets == 1
 
 
-async def test_a_payment_credits_the_wallet_with_a_top_up_line(client, admin, register, deliver):
+async def test_a_payment_credits_the_wallet_with_a_top_up_entry(client, admin, register, deliver):
     member = await register()
     funding_before = await system_balance(admin, "card_funding")
     data = payment(member, 4_200)
@@ -106,12 +106,12 @@ async def test_a_payment_credits_the_wallet_with_a_top_up_line(client, admin, re
 
     assert response.json() == {"status": "applied"}
     assert await balance_of(client, member) == 4_200
-    [line] = await all_lines(client, member)
-    assert line["type"] == "top_up"
-    assert line["amount"] == 4_200
-    assert line["balance_after"] == 4_200
-    assert line["reference"] == data["payment_id"]
-    assert line["counterparty_email"] is None
+    [entry] = await all_entries(client, member)
+    assert entry["type"] == "top_up"
+    assert entry["amount"] == 4_200
+    assert entry["balance_after"] == 4_200
+    assert entry["reference"] == data["payment_id"]
+    assert entry["counterparty_email"] is None
     assert await system_balance(admin, "card_funding") == funding_before - 4_200
 
 
@@ -128,7 +128,7 @@ async def test_a_payment_is_credited_once_whatever_carries_it(client, register, 
     assert repeat.json() == {"status": "duplicate"}
     assert another.json() == {"status": "applied"}
     assert await balance_of(client, member) == 1_000
-    assert len(await all_lines(client, member)) == 1
+    assert len(await all_entries(client, member)) == 1
 
 
 async def test_a_payment_before_the_registration_opens_the_wallet(
@@ -202,10 +202,10 @@ async def test_a_refund_without_a_hold_debits_the_wallet(
     assert response.json() == {"status": "applied"}
     assert repeat.json() == {"status": "applied"}  # a new event id, the same refund
     assert await balance_of(client, member) == 600
-    line = (await all_lines(client, member))[0]
-    assert line["type"] == "refund"
-    assert line["amount"] == -400
-    assert line["reference"] == data["refund_id"]
+    entry = (await all_entries(client, member))[0]
+    assert entry["type"] == "refund"
+    assert entry["amount"] == -400
+    assert entry["reference"] == data["refund_id"]
     assert await system_balance(admin, "refunds") == refunds_before + 400
     assert (await ledger_check(client, service_headers))["ok"] is True
 
@@ -236,9 +236,9 @@ async def test_a_refund_the_wallet_cannot_cover_takes_what_is_available(
     assert balances["balances"] == [
         {"currency": "USD", "available": 0, "balance": 300, "held": 300}
     ]
-    line = (await all_lines(client, member))[0]
-    assert line["type"] == "refund"
-    assert line["amount"] == -700
+    entry = (await all_entries(client, member))[0]
+    assert entry["type"] == "refund"
+    assert entry["amount"] == -700
     assert await system_balance(admin, "refund_shortfall") == shortfall_before - 1_800
     assert (await ledger_check(client, service_headers))["ok"] is True
 
@@ -253,7 +253,7 @@ async def test_a_refund_for_a_user_without_a_wallet_is_all_shortfall(
 
     assert response.json() == {"status": "applied"}
     assert await system_balance(admin, "refund_shortfall") == shortfall_before - 90
-    assert await all_lines(client, member) == []
+    assert await all_entries(client, member) == []
     assert (await ledger_check(client, service_headers))["ok"] is True
 
 
@@ -286,7 +286,7 @@ async def test_a_refund_through_a_captured_hold_changes_nothing_more(
 
     assert response.json() == {"status": "applied"}
     assert await balance_of(client, member) == 750
-    assert [line["type"] for line in await all_lines(client, member)] == ["refund", "top_up"]
+    assert [entry["type"] for entry in await all_entries(client, member)] == ["refund", "top_up"]
 
 
 async def test_a_refund_through_an_active_hold_captures_it(
@@ -304,7 +304,7 @@ async def test_a_refund_through_an_active_hold_captures_it(
     assert balances["balances"] == [
         {"currency": "USD", "available": 750, "balance": 750, "held": 0}
     ]
-    assert [line["type"] for line in await all_lines(client, member)] == ["refund", "top_up"]
+    assert [entry["type"] for entry in await all_entries(client, member)] == ["refund", "top_up"]
 
 
 async def test_a_refund_whose_hold_was_voided_debits_directly(
@@ -316,4 +316,4 @@ async def test_a_refund_whose_hold_was_voided_debits_directly(
     await deliver("payment.refunded", refund(member, 250, hold_id=hold["id"], refund_id=refund_id))
 
     assert await balance_of(client, member) == 750
-    assert [line["type"] for line in await all_lines(client, member)] == ["refund", "top_up"]
+    assert [entry["type"] for entry in await all_entries(client, member)] == ["refund", "top_up"]

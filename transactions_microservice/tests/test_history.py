@@ -1,4 +1,4 @@
-"""History: cursor pages, filters, one line by id (own only), and keyset reads at any depth."""
+"""History: cursor pages, filters, one entry by id (own only), and keyset reads at any depth."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import event
 
 from transactions_microservice.state import TransactionsState
-from transactions_microservice.tests.helpers import all_lines, ledger_check
+from transactions_microservice.tests.helpers import all_entries, ledger_check
 
-SEEDED_LINES = 2_000
+SEEDED_ENTRIES = 2_000
 
 
 async def seed_top_ups(admin, wallet_id: int, count: int) -> None:
@@ -66,7 +66,7 @@ async def seeded(register, admin):
     wallet_id = await admin.fetchval(
         "SELECT id FROM transactions.accounts WHERE user_id = $1", member.id
     )
-    await seed_top_ups(admin, wallet_id, SEEDED_LINES)
+    await seed_top_ups(admin, wallet_id, SEEDED_ENTRIES)
     return member
 
 
@@ -108,15 +108,15 @@ async def test_lines_come_newest_first_in_pages(client, pair):
     assert first["has_more"] is True
     assert second["has_more"] is True
     assert last["has_more"] is False
-    lines = first["data"] + second["data"] + last["data"]
-    assert [(line["type"], line["amount"]) for line in lines] == [
+    entries = first["data"] + second["data"] + last["data"]
+    assert [(entry["type"], entry["amount"]) for entry in entries] == [
         ("transfer_in", 50),
         ("transfer_out", -300),
         ("transfer_out", -200),
         ("transfer_out", -100),
         ("top_up", 5_000),
     ]
-    assert [line["balance_after"] for line in lines] == [4_450, 4_400, 4_700, 4_900, 5_000]
+    assert [entry["balance_after"] for entry in entries] == [4_450, 4_400, 4_700, 4_900, 5_000]
 
 
 async def test_the_default_page_is_ten_lines(client, seeded):
@@ -127,23 +127,23 @@ async def test_the_default_page_is_ten_lines(client, seeded):
 
 async def test_lines_filter_by_type(client, pair):
     alice, bob = pair
-    sent = await all_lines(client, alice, type="transfer_out")
-    received = await all_lines(client, bob, type="transfer_in")
-    assert [line["amount"] for line in sent] == [-300, -200, -100]
-    assert [line["amount"] for line in received] == [300, 200, 100]
+    sent = await all_entries(client, alice, type="transfer_out")
+    received = await all_entries(client, bob, type="transfer_in")
+    assert [entry["amount"] for entry in sent] == [-300, -200, -100]
+    assert [entry["amount"] for entry in received] == [300, 200, 100]
 
 
 async def test_lines_filter_by_date(client, seeded):
     now = datetime.now(UTC)
-    window = await all_lines(
+    window = await all_entries(
         client,
         seeded,
         created_gte=(now - timedelta(seconds=1_500)).isoformat(),
         created_lt=(now - timedelta(seconds=1_000)).isoformat(),
     )
-    # The seed is one line a second, the newest at the seeding moment (just before `now`).
+    # The seed is one entry a second, the newest at the seeding moment (just before `now`).
     assert 499 <= len(window) <= 501
-    stamps = [datetime.fromisoformat(line["created_at"]) for line in window]
+    stamps = [datetime.fromisoformat(entry["created_at"]) for entry in window]
     assert all(now - timedelta(seconds=1_500) <= s < now - timedelta(seconds=1_000) for s in stamps)
     assert stamps == sorted(stamps, reverse=True)
 
@@ -152,15 +152,15 @@ async def test_lines_filter_by_currency(client, register, top_up):
     member = await register()
     await top_up(member, 100, "USD")
     await top_up(member, 200, "EUR")
-    assert [line["amount"] for line in await all_lines(client, member, currency="eur")] == [200]
-    assert len(await all_lines(client, member)) == 2
+    assert [entry["amount"] for entry in await all_entries(client, member, currency="eur")] == [200]
+    assert len(await all_entries(client, member)) == 2
 
 
-async def test_walking_every_page_yields_every_line_once(client, seeded):
-    lines = await all_lines(client, seeded, limit=97)
-    assert len(lines) == SEEDED_LINES
-    assert len({line["id"] for line in lines}) == SEEDED_LINES
-    assert [line["balance_after"] for line in lines] == list(range(SEEDED_LINES, 0, -1))
+async def test_walking_every_page_yields_every_entry_once(client, seeded):
+    entries = await all_entries(client, seeded, limit=97)
+    assert len(entries) == SEEDED_ENTRIES
+    assert len({entry["id"] for entry in entries}) == SEEDED_ENTRIES
+    assert [entry["balance_after"] for entry in entries] == list(range(SEEDED_ENTRIES, 0, -1))
 
 
 @pytest.mark.parametrize(
@@ -182,38 +182,38 @@ async def test_invalid_queries_are_422(client, seeded, query):
 
 async def test_a_cursor_from_another_users_history_is_400(client, pair):
     alice, bob = pair
-    bobs_line = (await all_lines(client, bob))[0]["id"]
-    response = await client.get(f"/transactions?starting_after={bobs_line}", headers=alice.headers)
+    bobs_entry = (await all_entries(client, bob))[0]["id"]
+    response = await client.get(f"/transactions?starting_after={bobs_entry}", headers=alice.headers)
     assert response.status_code == 400
     assert response.json()["type"] == "invalid_cursor"
 
 
-async def test_a_page_after_the_oldest_line_is_empty(client, pair):
+async def test_a_page_after_the_oldest_entry_is_empty(client, pair):
     alice, _ = pair
-    oldest = (await all_lines(client, alice))[-1]["id"]
+    oldest = (await all_entries(client, alice))[-1]["id"]
     response = await client.get(f"/transactions?starting_after={oldest}", headers=alice.headers)
     assert response.status_code == 200
     assert response.json() == {"data": [], "has_more": False}
 
 
-async def test_one_line_by_id(client, pair):
+async def test_one_entry_by_id(client, pair):
     alice, _ = pair
-    listed = (await all_lines(client, alice))[1]
+    listed = (await all_entries(client, alice))[1]
     response = await client.get(f"/transactions/{listed['id']}", headers=alice.headers)
     assert response.status_code == 200
     assert response.json() == listed
 
 
-async def test_another_users_line_is_404(client, pair):
+async def test_another_users_entry_is_404(client, pair):
     alice, bob = pair
-    bobs_line = (await all_lines(client, bob))[0]["id"]
-    for line_id in (bobs_line, 9_000_000_000):
-        response = await client.get(f"/transactions/{line_id}", headers=alice.headers)
+    bobs_entry = (await all_entries(client, bob))[0]["id"]
+    for entry_id in (bobs_entry, 9_000_000_000):
+        response = await client.get(f"/transactions/{entry_id}", headers=alice.headers)
         assert response.status_code == 404
         assert response.json()["type"] == "not_found"
 
 
-async def test_a_non_numeric_line_id_is_404(client, pair):
+async def test_a_non_numeric_entry_id_is_404(client, pair):
     alice, _ = pair
     response = await client.get("/transactions/not-a-number", headers=alice.headers)
     assert response.status_code == 404
@@ -258,7 +258,7 @@ async def explain_history_query(client, tx_app, admin, member, query: str) -> li
 
 async def test_a_deep_page_reads_no_more_entries_than_the_first(client, tx_app, admin, seeded):
     page = 10
-    deep = (await all_lines(client, seeded, limit=100))[1_000 - 1]["id"]
+    deep = (await all_entries(client, seeded, limit=100))[1_000 - 1]["id"]
 
     first = await explain_history_query(client, tx_app, admin, seeded, f"limit={page}")
     later = await explain_history_query(
@@ -282,7 +282,7 @@ async def test_a_deep_page_reads_no_more_entries_than_the_first(client, tx_app, 
 async def test_a_balance_read_does_not_touch_entries(client, tx_app, seeded):
     with captured_sql(tx_app) as statements:
         response = await client.get("/transactions/balance", headers=seeded.headers)
-    assert response.json()["balances"][0]["balance"] == SEEDED_LINES
+    assert response.json()["balances"][0]["balance"] == SEEDED_ENTRIES
     assert statements
     assert not any("entries" in statement for statement, _ in statements)
 
@@ -290,14 +290,14 @@ async def test_a_balance_read_does_not_touch_entries(client, tx_app, seeded):
 async def test_the_seeded_ledger_still_checks_out(client, service_headers, seeded):
     result = await ledger_check(client, service_headers)
     assert result["ok"] is True, result["violations"]
-    assert result["counts"]["entries"] >= 2 * SEEDED_LINES
+    assert result["counts"]["entries"] >= 2 * SEEDED_ENTRIES
 
 
 async def test_ids_beyond_bigint_are_refused_before_any_query(client, pair):
     alice, _ = pair
     too_big = 2**64 - 1
-    line = await client.get(f"/transactions/{too_big}", headers=alice.headers)
+    entry = await client.get(f"/transactions/{too_big}", headers=alice.headers)
     page = await client.get(f"/transactions?starting_after={too_big}", headers=alice.headers)
-    for response in (line, page):
+    for response in (entry, page):
         assert response.status_code == 422
         assert response.headers["content-type"] == "application/problem+json"

@@ -1,4 +1,4 @@
-"""Holds: reserve available money, capture it into a refund line or release it; idempotent."""
+"""Holds: reserve available money, capture it into a refund entry or release it; idempotent."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from transactions_microservice.holds.jobs import hold_expiry_job
-from transactions_microservice.tests.helpers import Member, all_lines, balance_of, ledger_check
+from transactions_microservice.tests.helpers import Member, all_entries, balance_of, ledger_check
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ async def test_a_reference_reused_for_another_amount_is_409(client, service_head
     assert (await wallet(client, member))["held"] == 300
 
 
-async def test_capture_posts_a_refund_line_once(client, service_headers, member):
+async def test_capture_posts_a_refund_entry_once(client, service_headers, member):
     hold = (await create(client, service_headers, member, 400)).json()
 
     first = await client.post(f"/internal/holds/{hold['id']}/capture", headers=service_headers)
@@ -148,12 +148,12 @@ async def test_capture_posts_a_refund_line_once(client, service_headers, member)
         "balance": 600,
         "held": 0,
     }
-    line = (await all_lines(client, member))[0]
-    assert line["type"] == "refund"
-    assert line["amount"] == -400
-    assert line["balance_after"] == 600
-    assert line["reference"] == hold["reference"]
-    assert line["transaction_id"] == first.json()["transaction_id"]
+    entry = (await all_entries(client, member))[0]
+    assert entry["type"] == "refund"
+    assert entry["amount"] == -400
+    assert entry["balance_after"] == 600
+    assert entry["reference"] == hold["reference"]
+    assert entry["transaction_id"] == first.json()["transaction_id"]
     assert (await ledger_check(client, service_headers))["ok"] is True
 
 
@@ -179,7 +179,7 @@ async def test_void_releases_the_money_once(client, service_headers, member):
         "balance": 1_000,
         "held": 0,
     }
-    assert len(await all_lines(client, member)) == 1
+    assert len(await all_entries(client, member)) == 1
 
 
 async def test_a_voided_hold_cannot_be_captured(client, service_headers, member):
@@ -217,7 +217,7 @@ async def test_concurrent_captures_post_once(client, service_headers, member):
 
     assert {response.status_code for response in responses} == {200}
     assert await balance_of(client, member) == 600
-    assert [line["type"] for line in await all_lines(client, member)] == ["refund", "top_up"]
+    assert [entry["type"] for entry in await all_entries(client, member)] == ["refund", "top_up"]
 
 
 async def test_unknown_holds_are_404(client, service_headers):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from transactions_microservice.tests.helpers import all_lines, balance_of, ledger_check
+from transactions_microservice.tests.helpers import all_entries, balance_of, ledger_check
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -55,8 +55,8 @@ async def test_transfer_moves_money_and_shows_in_both_histories(
     assert await balance_of(client, alice) == 7_450
     assert await balance_of(client, bob) == 2_550
 
-    sent = (await all_lines(client, alice))[0]
-    received = (await all_lines(client, bob))[0]
+    sent = (await all_entries(client, alice))[0]
+    received = (await all_entries(client, bob))[0]
     assert sent["type"] == "transfer_out"
     assert sent["amount"] == -2_550
     assert sent["balance_after"] == 7_450
@@ -65,10 +65,10 @@ async def test_transfer_moves_money_and_shows_in_both_histories(
     assert received["amount"] == 2_550
     assert received["balance_after"] == 2_550
     assert received["counterparty_email"] == alice.email
-    for line in (sent, received):
-        assert line["reference"] == body["id"]
-        assert line["transaction_id"] == body["id"]
-        assert line["description"] == "Rent"
+    for entry in (sent, received):
+        assert entry["reference"] == body["id"]
+        assert entry["transaction_id"] == body["id"]
+        assert entry["description"] == "Rent"
     assert (await ledger_check(client, service_headers))["ok"] is True
 
 
@@ -112,8 +112,8 @@ async def test_overdraft_is_refused_and_changes_nothing(client, admin, alice, bo
     assert response.json()["available"] == 10_000
     assert await balance_of(client, alice) == 10_000
     assert await balance_of(client, bob) == 0
-    assert len(await all_lines(client, alice)) == 1  # the top-up only
-    assert await all_lines(client, bob) == []
+    assert len(await all_entries(client, alice)) == 1  # the top-up only
+    assert await all_entries(client, bob) == []
     assert await admin.fetchval("SELECT count(*) FROM transactions.outbox") == outbox_before
 
 
@@ -228,7 +228,7 @@ async def test_a_retry_with_the_same_key_replays_without_moving_money_again(clie
     assert second.json() == first.json()
     assert second.headers["Idempotent-Replayed"] == "true"
     assert await balance_of(client, alice) == 9_300
-    assert len(await all_lines(client, bob)) == 1
+    assert len(await all_entries(client, bob)) == 1
 
 
 async def test_a_refusal_is_replayed_too(client, top_up, alice, bob):

@@ -12,7 +12,7 @@ from transactions_microservice.accounts import repository as accounts_repository
 from transactions_microservice.accounts.service import normalise_email
 from transactions_microservice.ledger import service as ledger
 from transactions_microservice.ledger.exceptions import InsufficientFunds
-from transactions_microservice.models import TRANSFER, TRANSFER_IN, TRANSFER_OUT
+from transactions_microservice.models import EntryType, LedgerTransactionType
 from transactions_microservice.transfers.exceptions import RecipientNotFound, TransferToSelf
 from transactions_microservice.transfers.schemas import TransferCreate, TransferRead
 
@@ -42,15 +42,25 @@ async def create_transfer(
     transfer_id = uuid.uuid4()
     posted = await ledger.post(
         session,
-        type_=TRANSFER,
+        type_=LedgerTransactionType.TRANSFER,
         reference=str(transfer_id),
         transaction_id=transfer_id,
         description=request.description,
-        lines=[
-            ledger.Line(
-                parties.sender_wallet, -request.amount, request.currency, TRANSFER_OUT, recipient_id
+        entries=[
+            ledger.NewEntry(
+                account_id=parties.sender_wallet,
+                amount=-request.amount,
+                currency=request.currency,
+                type=EntryType.TRANSFER_OUT,
+                counterparty_user_id=recipient_id,
             ),
-            ledger.Line(recipient_wallet, request.amount, request.currency, TRANSFER_IN, sender_id),
+            ledger.NewEntry(
+                account_id=recipient_wallet,
+                amount=request.amount,
+                currency=request.currency,
+                type=EntryType.TRANSFER_IN,
+                counterparty_user_id=sender_id,
+            ),
         ],
     )
     if posted is None:  # a fresh uuid cannot have been posted before
