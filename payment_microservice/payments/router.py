@@ -57,11 +57,9 @@ async def create_payment(
     del idempotency_key
     keyed = await read_keyed_request(request)
     driver: PaymentDriver = request.app.state.payment_driver
-    submission = await driver.submit(
-        user_id=user.id, idempotency_key=keyed.key, request_hash=keyed.fingerprint, body=body
-    )
+    submission = await driver.submit(user_id=user.id, keyed=keyed, body=body)
     headers = keyed.headers(replayed=submission.replayed)
-    payment = submission.payment
+    payment = submission.resource
     if payment.status == "failed":
         raise service.failure_problem(payment, headers)
     return JSONResponse(

@@ -56,19 +56,12 @@ async def create_refund(
     del idempotency_key
     keyed = await read_keyed_request(request)
     driver: RefundDriver = request.app.state.refund_driver
-    submission = await driver.submit(
-        user=user,
-        payment_id=payment_id,
-        idempotency_key=keyed.key,
-        request_hash=keyed.fingerprint,
-        body=body,
-    )
+    submission = await driver.submit(user=user, payment_id=payment_id, keyed=keyed, body=body)
     headers = keyed.headers(replayed=submission.replayed)
-    if submission.refund.status == "failed":
-        raise service.failure_problem(submission.refund, headers)
-    return JSONResponse(
-        jsonable_encoder(service.to_read(submission.refund)), status_code=201, headers=headers
-    )
+    refund = submission.resource
+    if refund.status == "failed":
+        raise service.failure_problem(refund, headers)
+    return JSONResponse(jsonable_encoder(service.to_read(refund)), status_code=201, headers=headers)
 
 
 @router.get(

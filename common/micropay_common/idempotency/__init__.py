@@ -11,10 +11,10 @@ refuse with the same problems (`errors`: 400 `idempotency_key_required` and
   database. The key row and the response are written in the request's transaction, with the
   effect; a replay returns the stored status and body (a 4xx included), and a concurrent
   duplicate waits for the first to finish. Expired rows are deleted by the `purge` job.
-- `keyed_resources` (`read_keyed_request`): for effects at an outside provider, which cannot
-  commit with us. The resource's own row is the record, committed with a lease before the
-  provider is called; answers are read from the row as it is then, and an unsettled one is
-  resumed by a retry or a reconciler holding its lease.
+- `keyed_resources` (`read_keyed_request`, `keyed_resources.submit`): for effects at an outside
+  provider, which cannot commit with us. The resource's own row is the record, committed with a
+  lease before the provider is called; answers are read from the row as it is then, and an
+  unsettled one is resumed by a retry or a reconciler holding its lease (`leases`).
 
 Use stored responses when everything the endpoint changes commits in the request's transaction;
 use a keyed resource when any part of the effect happens where our rollback cannot reach.
@@ -32,7 +32,11 @@ from micropay_common.idempotency.fingerprint import (
     request_fingerprint,
 )
 from micropay_common.idempotency.header import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER
-from micropay_common.idempotency.keyed_resources import KeyedRequest, read_keyed_request
+from micropay_common.idempotency.keyed_resources import (
+    KeyedRequest,
+    Submission,
+    read_keyed_request,
+)
 from micropay_common.idempotency.purge import (
     PURGE_INTERVAL_SECONDS,
     idempotency_purge_job,
@@ -61,6 +65,7 @@ __all__ = [
     "KeyedRequest",
     "RequiredIdempotencyDep",
     "StoredResponse",
+    "Submission",
     "canonical_body",
     "fingerprint_of",
     "idempotency",
