@@ -4,8 +4,7 @@
 verifier, service-account tokens, metrics registry), runs the service's start-up hooks on it
 (which add its own clients) and attaches it to the app. Routers reach it through dependencies
 (`PaymentState.of_request`, wrapped in `Annotated` aliases in each service's `dependencies.py`),
-background jobs through `PaymentState.of(app)`; nothing else reads `app.state` (but
-idempotency.py, which still reads the settings and sessionmaker that `attach` also sets there).
+background jobs through `PaymentState.of(app)`; nothing else reads `app.state`.
 """
 
 from __future__ import annotations
@@ -58,9 +57,6 @@ class ServiceState(Generic[SettingsT]):
     def attach(self, app: Starlette) -> None:
         """Make this the app's state until it stops (the lifespan calls it)."""
         setattr(app.state, _ATTRIBUTE, self)
-        # Read directly by idempotency.py until it takes its session and settings from here.
-        app.state.settings = self.settings
-        app.state.sessionmaker = self.sessionmaker
 
     @classmethod
     def of(cls, app: Starlette) -> Self:

@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
-from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from micropay_common.idempotency import IdempotencyConflict, IdempotencyKeyInUse
+from micropay_common.idempotency import KeyedRequest, Submission, keyed_resources, leases
 from payment_microservice.models import Payment, PaymentStatus
 from payment_microservice.payments import repository, service
 from payment_microservice.payments.exceptions import PaymentProviderUnavailable
@@ -39,14 +36,6 @@ logger = logging.getLogger("micropay.payment.driver")
 # Stripe keeps idempotency keys for 24 hours; a payment Stripe never answered for is only
 # confirmed again within that window, so that a late retry cannot become a second charge.
 STRIPE_KEY_WINDOW_SECONDS = 23 * 3600
-
-
-@dataclass(frozen=True)
-class Submission:
-    """The payment a request made or found, and whether it only repeats an earlier answer."""
-
-    payment: Payment
-    replayed: bool
 
 
 class PaymentDriver:
@@ -63,51 +52,42 @@ class PaymentDriver:
         self.settings = settings
 
     async def submit(
-        self, *, user_id: str, idempotency_key: str, request_hash: str, body: PaymentCreate
-    ) -> Submission:
+        self, *, user_id: str, keyed: KeyedRequest, body: PaymentCreate
+    ) -> Submission[Payment]:
         """Create the payment for this key (or find it) and drive it unless it is settled."""
         service.check_amount(self.settings, body)
-        payment_id = uuid.uuid4()
-        async with self.sessionmaker() as session, session.begin():
-            created = await repository.insert_if_new(
+
+        async def create(session: AsyncSession) -> Payment | None:
+            return await repository.insert_if_new(
                 session,
                 {
-                    "id": payment_id,
+                    "id": uuid.uuid4(),
                     "user_id": user_id,
                     "amount": body.amount,
                     "currency": body.currency,
                     "status": PaymentStatus.PROCESSING,
                     "payment_method": body.payment_method,
                     "description": body.description,
-                    "idempotency_key": idempotency_key,
-                    "request_hash": request_hash,
-                    "lease_expires_at": _lease_expiry_sql(self.settings),
+                    "idempotency_key": keyed.key,
+                    "request_hash": keyed.fingerprint,
+                    "lease_expires_at": leases.lease_until(self.settings.lease_seconds),
                 },
             )
-            existing = None
-            if created is None:
-                existing = await repository.get_by_key(session, user_id, idempotency_key)
-        if created is not None:
-            return Submission(await self.drive(created), replayed=False)
-        if existing is None:  # pragma: no cover - the key's row cannot vanish
-            raise IdempotencyKeyInUse("This Idempotency-Key is changing hands; retry shortly.")
-        if existing.request_hash != request_hash:
-            raise IdempotencyConflict(
+
+        return await keyed_resources.submit(
+            self.sessionmaker,
+            Payment,
+            keyed,
+            find=lambda session: repository.get_by_key(session, user_id, keyed.key),
+            create=create,
+            drive=self.drive,
+            resumable=(PaymentStatus.PROCESSING,),
+            lease_seconds=self.settings.lease_seconds,
+            conflict_detail=(
                 "This Idempotency-Key was first used with a different request body; keys are "
                 "for retrying the same request. Use a new key for a different payment."
-            )
-        if existing.status != PaymentStatus.PROCESSING:
-            return Submission(existing, replayed=True)
-        async with self.sessionmaker() as session, session.begin():
-            claimed = await repository.claim_lease(
-                session, existing.id, self.settings.lease_seconds, (PaymentStatus.PROCESSING,)
-            )
-        if claimed is None:
-            raise IdempotencyKeyInUse(
-                "A request with this Idempotency-Key is still being processed; retry shortly.",
-                retry_after=2,
-            )
-        return Submission(await self.drive(claimed), replayed=False)
+            ),
+        )
 
     async def drive(self, payment: Payment) -> Payment:
         """Ask Stripe about a payment this caller holds the lease of, and settle it.
@@ -190,8 +170,3 @@ class PaymentDriver:
             if settled.status in repository.UNSETTLED and lease is not None:
                 await repository.release_lease(session, payment.id, lease)
         return settled
-
-
-def _lease_expiry_sql(settings: PaymentSettings) -> Any:
-    """now() + the lease, on PostgreSQL's clock like every other lease timestamp."""
-    return func.now() + timedelta(seconds=settings.lease_seconds)

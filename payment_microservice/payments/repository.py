@@ -11,7 +11,7 @@ from sqlalchemy import func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payment_microservice import leases
+from micropay_common.idempotency import leases
 from payment_microservice.models import Payment, PaymentStatus
 
 UNSETTLED = (PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION)

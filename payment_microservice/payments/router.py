@@ -58,11 +58,9 @@ async def create_payment(
     # The header parameter documents the API; the raw headers are read to refuse repeats.
     del idempotency_key
     keyed = await read_keyed_request(request)
-    submission = await driver.submit(
-        user_id=user.id, idempotency_key=keyed.key, request_hash=keyed.fingerprint, body=body
-    )
+    submission = await driver.submit(user_id=user.id, keyed=keyed, body=body)
     headers = keyed.headers(replayed=submission.replayed)
-    payment = submission.payment
+    payment = submission.resource
     if payment.status == PaymentStatus.FAILED:
         raise service.failure_problem(payment, headers)
     return JSONResponse(

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from micropay_common.errors import ProblemError, ServiceUnavailable
-from micropay_common.idempotency import IdempotencyConflict, IdempotencyKeyInUse
+from micropay_common.idempotency import KeyedRequest, Submission, keyed_resources
 from micropay_common.security import AuthenticatedUser
 from payment_microservice.models import Payment, Refund, RefundStatus
 from payment_microservice.payments import repository as payments_repository
@@ -33,14 +32,6 @@ from payment_microservice.stripe_api import StripeApi, StripeRefused, StripeUnav
 from payment_microservice.wallet import HoldNotCapturable, InsufficientFunds, WalletClient
 
 logger = logging.getLogger("micropay.payment.refunds")
-
-
-@dataclass(frozen=True)
-class RefundSubmission:
-    """The refund a request made or found, and whether it only repeats an earlier answer."""
-
-    refund: Refund
-    replayed: bool
 
 
 class RefundDriver:
@@ -63,46 +54,36 @@ class RefundDriver:
         *,
         user: AuthenticatedUser,
         payment_id: uuid.UUID,
-        idempotency_key: str,
-        request_hash: str,
+        keyed: KeyedRequest,
         body: RefundCreate,
-    ) -> RefundSubmission:
+    ) -> Submission[Refund]:
         """Create the refund for this key (or find it) and drive it unless it is settled."""
-        async with self.sessionmaker() as session, session.begin():
-            existing = await repository.get_by_key(session, user.id, idempotency_key)
-            created = None
-            if existing is None:
-                created = await service.reserve(
-                    session,
-                    user,
-                    payment_id,
-                    idempotency_key=idempotency_key,
-                    request_hash=request_hash,
-                    body=body,
-                    lease_seconds=self.settings.lease_seconds,
-                )
-                if created is None:
-                    existing = await repository.get_by_key(session, user.id, idempotency_key)
-        if created is not None:
-            return RefundSubmission(await self.drive(created), replayed=False)
-        assert existing is not None
-        if existing.request_hash != request_hash:
-            raise IdempotencyConflict(
+
+        async def create(session: AsyncSession) -> Refund | None:
+            return await service.reserve(
+                session,
+                user,
+                payment_id,
+                idempotency_key=keyed.key,
+                request_hash=keyed.fingerprint,
+                body=body,
+                lease_seconds=self.settings.lease_seconds,
+            )
+
+        return await keyed_resources.submit(
+            self.sessionmaker,
+            Refund,
+            keyed,
+            find=lambda session: repository.get_by_key(session, user.id, keyed.key),
+            create=create,
+            drive=self.drive,
+            resumable=(RefundStatus.PENDING,),
+            lease_seconds=self.settings.lease_seconds,
+            conflict_detail=(
                 "This Idempotency-Key was first used for a different request; keys are for "
                 "retrying the same request. Use a new key for a different refund."
-            )
-        if existing.status != RefundStatus.PENDING:
-            return RefundSubmission(existing, replayed=True)
-        async with self.sessionmaker() as session, session.begin():
-            claimed = await repository.claim_lease(
-                session, existing.id, self.settings.lease_seconds
-            )
-        if claimed is None:
-            raise IdempotencyKeyInUse(
-                "A request with this Idempotency-Key is still being processed; retry shortly.",
-                retry_after=2,
-            )
-        return RefundSubmission(await self.drive(claimed), replayed=False)
+            ),
+        )
 
     async def drive(self, refund: Refund) -> Refund:
         """Take a pending refund, whose lease the caller holds, as far as it can go."""

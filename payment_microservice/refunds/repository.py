@@ -10,7 +10,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payment_microservice import leases
+from micropay_common.idempotency import leases
 from payment_microservice.models import Refund, RefundStatus
 
 

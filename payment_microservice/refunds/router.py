@@ -57,19 +57,12 @@ async def create_refund(
     # The header parameter documents the API; the raw headers are read to refuse repeats.
     del idempotency_key
     keyed = await read_keyed_request(request)
-    submission = await driver.submit(
-        user=user,
-        payment_id=payment_id,
-        idempotency_key=keyed.key,
-        request_hash=keyed.fingerprint,
-        body=body,
-    )
+    submission = await driver.submit(user=user, payment_id=payment_id, keyed=keyed, body=body)
     headers = keyed.headers(replayed=submission.replayed)
-    if submission.refund.status == RefundStatus.FAILED:
-        raise service.failure_problem(submission.refund, headers)
-    return JSONResponse(
-        jsonable_encoder(service.to_read(submission.refund)), status_code=201, headers=headers
-    )
+    refund = submission.resource
+    if refund.status == RefundStatus.FAILED:
+        raise service.failure_problem(refund, headers)
+    return JSONResponse(jsonable_encoder(service.to_read(refund)), status_code=201, headers=headers)
 
 
 @router.get(

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.errors import ProblemError
 from micropay_common.events import PAYMENT_REFUNDED, PaymentRefunded
+from micropay_common.idempotency import leases
 from micropay_common.outbox import publish
 from micropay_common.security import AuthenticatedUser
 from payment_microservice.models import (
@@ -140,7 +139,7 @@ async def reserve(
             "requested_by": user.id,
             "idempotency_key": idempotency_key,
             "request_hash": request_hash,
-            "lease_expires_at": func.now() + timedelta(seconds=lease_seconds),
+            "lease_expires_at": leases.lease_until(lease_seconds),
         },
     )
 

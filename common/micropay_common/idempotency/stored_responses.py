@@ -1,10 +1,10 @@
-"""Idempotency-Key handling with Stripe's semantics, as a FastAPI dependency.
+"""Stored responses: `idem.run` executes a request once per key and replays its answer.
 
-The key row is claimed with `INSERT … ON CONFLICT DO NOTHING` inside the request's own
-transaction, so PostgreSQL does the locking: a concurrent request with the same key waits on
-the unique index until the first one commits (then replays its stored response) or rolls back
-(then executes itself). The stored response commits together with the effect it describes,
-and a crash leaves nothing behind.
+For effects wholly in our own database. The key row is claimed with `INSERT … ON CONFLICT DO
+NOTHING` inside the request's own transaction, so PostgreSQL does the locking: a concurrent
+request with the same key waits on the unique index until the first one commits (then replays
+its stored response) or rolls back (then executes itself). The stored response commits together
+with the effect it describes, and a crash leaves nothing behind.
 
 Usage in a router::
 
@@ -21,100 +21,41 @@ work rolls back the whole transaction, what was done before `run` included).
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import json
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from sqlalchemy import bindparam, delete, func, select, text, update
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.db import SessionDep
-from micropay_common.errors import (
-    PROBLEM_JSON,
-    BadRequest,
-    Conflict,
-    ProblemError,
-    problem_response,
+from micropay_common.errors import PROBLEM_JSON, ProblemError, problem_response
+from micropay_common.idempotency import repository
+from micropay_common.idempotency.errors import IdempotencyConflict, IdempotencyKeyInUse
+from micropay_common.idempotency.fingerprint import fingerprint_of
+from micropay_common.idempotency.header import (
+    IDEMPOTENCY_KEY_HEADER,
+    answer_headers,
+    optional_key,
+    required_key,
 )
+from micropay_common.idempotency.repository import Claim
 from micropay_common.security import CurrentUser
-from micropay_common.tables import idempotency_keys
+from micropay_common.state import AppState
 
 logger = logging.getLogger("micropay.idempotency")
 
-IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
-REPLAYED_HEADER = "Idempotent-Replayed"
 DEFAULT_LOCK_TIMEOUT_SECONDS = 5.0
-PURGE_INTERVAL_SECONDS = 600.0
 
-_VALID_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 _LOCK_NOT_AVAILABLE = "55P03"
 # A row can vanish between our INSERT and SELECT (purged, or deleted as expired by a
 # concurrent request); a few rounds settle that, more would mean something is wrong.
 _CLAIM_ATTEMPTS = 3
-
-
-class IdempotencyKeyRequired(BadRequest):
-    """400: the endpoint needs an Idempotency-Key header."""
-
-    type = "idempotency_key_required"
-    title = "Idempotency-Key required"
-
-
-class InvalidIdempotencyKey(BadRequest):
-    """400: the Idempotency-Key header is not 1 to 255 printable ASCII characters."""
-
-    type = "invalid_idempotency_key"
-    title = "Invalid Idempotency-Key"
-
-
-class IdempotencyConflict(Conflict):
-    """409: the key was first used for a different request."""
-
-    type = "idempotency_conflict"
-    title = "Keys are for retrying the same request"
-
-
-class IdempotencyKeyInUse(Conflict):
-    """409: another request with this key is still being processed."""
-
-    type = "idempotency_key_in_use"
-    title = "Idempotency-Key in use"
-
-    def __init__(self, detail: str | None = None, *, retry_after: int = 1, **extra: Any) -> None:
-        super().__init__(detail, headers={"Retry-After": str(retry_after)}, **extra)
-
-
-def canonical_body(body: bytes) -> bytes:
-    """JSON bodies re-serialised with sorted keys and no whitespace; other bodies unchanged."""
-    if not body:
-        return b""
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return body
-    return json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def request_fingerprint(method: str, path: str, query: str, body: bytes) -> str:
-    """sha256 over method, path, query string and canonical body."""
-    digest = hashlib.sha256()
-    for part in (method.upper().encode(), path.encode(), query.encode()):
-        # Length prefixes keep ("a", "bc") and ("ab", "c") apart.
-        digest.update(len(part).to_bytes(4, "big"))
-        digest.update(part)
-    digest.update(canonical_body(body))
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -167,7 +108,7 @@ class IdempotentRequest:
             return self._replay_response(self.replay)
         if self.key is None:
             return _render(status_code, _json_ready(await work()), {})
-        headers = {IDEMPOTENCY_KEY_HEADER: self.key}
+        headers = answer_headers(self.key, replayed=False)
         try:
             result = await work()
         except ProblemError as exc:
@@ -195,14 +136,13 @@ class IdempotentRequest:
         return problem_response(exc.status, problem, {**exc.headers, **headers})
 
     async def _store(self, status: int, body: Any, media_type: str | None) -> None:
-        await self.session.execute(
-            _STORE_RESPONSE,
-            {"record_id": self.record_id, "status": status, "body": body, "media_type": media_type},
-        )
+        if self.record_id is None:
+            raise RuntimeError("only a claimed key row can store a response")
+        await repository.store_response(self.session, self.record_id, status, body, media_type)
         self.completed = True
 
     def _replay_response(self, stored: StoredResponse) -> Response:
-        headers = {IDEMPOTENCY_KEY_HEADER: self.key or "", REPLAYED_HEADER: "true"}
+        headers = answer_headers(self.key or "", replayed=True)
         if stored.media_type is None:
             return Response(status_code=stored.status, headers=headers)
         return JSONResponse(
@@ -223,139 +163,15 @@ def _render(status_code: int, body: Any, headers: dict[str, str]) -> Response:
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
-def _optional_key(request: Request) -> str | None:
-    values = request.headers.getlist(IDEMPOTENCY_KEY_HEADER)
-    if not values:
-        return None
-    if len(values) > 1 or not _VALID_KEY.fullmatch(values[0]):
-        raise InvalidIdempotencyKey(
-            f"The {IDEMPOTENCY_KEY_HEADER} header must be one value of 1 to 255 printable "
-            "ASCII characters."
-        )
-    return values[0]
-
-
-def _required_key(request: Request) -> str:
-    key = _optional_key(request)
-    if key is None:
-        raise IdempotencyKeyRequired(
-            f"This endpoint requires an {IDEMPOTENCY_KEY_HEADER} header (for example a UUID)."
-        )
-    return key
-
-
-async def fingerprint_of(request: Request) -> str:
-    """`request_fingerprint` of the request being served."""
-    return request_fingerprint(
-        request.method, request.url.path, request.url.query, await request.body()
-    )
-
-
-@dataclass(frozen=True)
-class KeyedRequest:
-    """A request's required Idempotency-Key and its fingerprint.
-
-    For endpoints that keep their own idempotency records (a payment, a refund) instead of
-    `idem.run`.
-    """
-
-    key: str
-    fingerprint: str
-
-    def headers(self, *, replayed: bool) -> dict[str, str]:
-        """The headers of the answer: the key echoed, and whether it repeats a stored one."""
-        headers = {IDEMPOTENCY_KEY_HEADER: self.key}
-        if replayed:
-            headers[REPLAYED_HEADER] = "true"
-        return headers
-
-
-async def read_keyed_request(request: Request) -> KeyedRequest:
-    """The request's Idempotency-Key (400 when missing or malformed) and fingerprint."""
-    return KeyedRequest(key=_required_key(request), fingerprint=await fingerprint_of(request))
-
-
 def _sqlstate(exc: DBAPIError) -> str | None:
     return getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
 
 
-@dataclass(frozen=True)
-class Claim:
-    """What identifies a keyed request, and how long its key is kept and waited for."""
-
-    owner: str
-    key: str
-    method: str
-    path: str
-    fingerprint: str
-    ttl_hours: int
-    lock_timeout_seconds: float
-
-
-# One round trip: raise lock_timeout, insert the key row, put lock_timeout back. A concurrent
-# request holding the same key makes the INSERT wait on the unique index; lock_timeout bounds
-# that wait (→ 409 key in use), and the work that follows must wait on its own locks as long
-# as it normally would. The CTE `setting` is read by the INSERT, so the timeout is raised
-# before the row goes in; the outer SELECT restores it after the INSERT has run, row or not.
-_CLAIM_KEY = text(
-    """
-    WITH setting AS MATERIALIZED (
-        SELECT previous, set_config('lock_timeout', :lock_timeout, true) AS raised
-        FROM (SELECT current_setting('lock_timeout') AS previous OFFSET 0) AS current
-    ), claimed AS (
-        INSERT INTO idempotency_keys (owner, key, method, path, request_hash, expires_at)
-        SELECT :owner, :key, :method, :path, :fingerprint,
-               now() + make_interval(hours => :ttl_hours)
-        FROM setting
-        ON CONFLICT (owner, key) DO NOTHING
-        RETURNING id
-    )
-    SELECT claimed.id, set_config('lock_timeout', setting.previous, true) AS restored
-    FROM setting LEFT JOIN claimed ON true
-    """
-)
-
-_EXISTING_KEY = select(
-    idempotency_keys.c.id,
-    idempotency_keys.c.method,
-    idempotency_keys.c.path,
-    idempotency_keys.c.request_hash,
-    idempotency_keys.c.response_status,
-    idempotency_keys.c.response_body,
-    idempotency_keys.c.response_media_type,
-    (idempotency_keys.c.expires_at < func.now()).label("expired"),
-).where(idempotency_keys.c.owner == bindparam("owner"), idempotency_keys.c.key == bindparam("key"))
-
-_DELETE_EXPIRED_KEY = delete(idempotency_keys).where(
-    idempotency_keys.c.id == bindparam("record_id"), idempotency_keys.c.expires_at < func.now()
-)
-
-_STORE_RESPONSE = (
-    update(idempotency_keys)
-    .where(idempotency_keys.c.id == bindparam("record_id"))
-    .values(
-        response_status=bindparam("status"),
-        response_body=bindparam("body", type_=idempotency_keys.c.response_body.type),
-        response_media_type=bindparam("media_type"),
-        completed_at=func.now(),
-    )
-)
-
-
 async def _claim(session: AsyncSession, claim: Claim) -> tuple[int | None, StoredResponse | None]:
     """Insert the key row (→ its id) or find the completed one to replay (→ its response)."""
-    parameters = {
-        "owner": claim.owner,
-        "key": claim.key,
-        "method": claim.method,
-        "path": claim.path,
-        "fingerprint": claim.fingerprint,
-        "ttl_hours": claim.ttl_hours,
-        "lock_timeout": f"{max(1, round(claim.lock_timeout_seconds * 1000))}ms",
-    }
     for _ in range(_CLAIM_ATTEMPTS):
         try:
-            record_id = (await session.execute(_CLAIM_KEY, parameters)).scalar_one()
+            record_id = await repository.insert(session, claim)
         except DBAPIError as exc:
             if _sqlstate(exc) == _LOCK_NOT_AVAILABLE:
                 raise IdempotencyKeyInUse(
@@ -364,15 +180,13 @@ async def _claim(session: AsyncSession, claim: Claim) -> tuple[int | None, Store
                 ) from exc
             raise
         if record_id is not None:
-            return int(record_id), None
+            return record_id, None
         # READ COMMITTED: this statement's fresh snapshot sees the row that made us conflict.
-        row = (
-            await session.execute(_EXISTING_KEY, {"owner": claim.owner, "key": claim.key})
-        ).one_or_none()
+        row = await repository.find(session, claim.owner, claim.key)
         if row is None:
             continue
         if row.expired:
-            await session.execute(_DELETE_EXPIRED_KEY, {"record_id": row.id})
+            await repository.delete_if_expired(session, row.id)
             continue
         if row.method != claim.method or row.path != claim.path:
             raise IdempotencyConflict(
@@ -418,7 +232,7 @@ def idempotency(
     ) -> AsyncIterator[IdempotentRequest]:
         # The header parameter documents the API; the raw headers are read to refuse repeats.
         del idempotency_key
-        key = _required_key(request) if required else _optional_key(request)
+        key = required_key(request) if required else optional_key(request)
         path = request.url.path
         if key is None:
             yield IdempotentRequest(session=session, path=path, key=None)
@@ -429,7 +243,7 @@ def idempotency(
             method=request.method,
             path=path,
             fingerprint=await fingerprint_of(request),
-            ttl_hours=request.app.state.settings.idempotency_ttl_hours,
+            ttl_hours=AppState.of(request.app).settings.idempotency_ttl_hours,
             lock_timeout_seconds=lock_timeout_seconds,
         )
         record_id, replay = await _claim(session, claim)
@@ -440,9 +254,7 @@ def idempotency(
         if idem.record_id is not None and not idem.completed:
             # A key row without a response would block retries until it expires.
             logger.warning("%s %s returned without IdempotentRequest.run", request.method, path)
-            await session.execute(
-                delete(idempotency_keys).where(idempotency_keys.c.id == idem.record_id)
-            )
+            await repository.delete_key(session, idem.record_id)
 
     dependency.__name__ = "idempotency_required" if required else "idempotency_optional"
     return dependency
@@ -454,33 +266,3 @@ IdempotencyDep = Annotated[
 RequiredIdempotencyDep = Annotated[
     IdempotentRequest, Depends(idempotency(required=True), scope="function")
 ]
-
-
-async def purge_expired_idempotency_keys(session: AsyncSession) -> int:
-    """Delete expired key rows; the caller commits. Returns how many were deleted."""
-    # A DELETE always yields a CursorResult; the session's signature just does not say so.
-    result = cast(
-        "CursorResult[Any]",
-        await session.execute(
-            delete(idempotency_keys).where(idempotency_keys.c.expires_at < func.now())
-        ),
-    )
-    return result.rowcount
-
-
-async def idempotency_purge_job(
-    app: FastAPI, *, interval_seconds: float = PURGE_INTERVAL_SECONDS
-) -> None:
-    """Background job: purge expired idempotency keys now and then every interval."""
-    sessionmaker: async_sessionmaker[AsyncSession] = app.state.sessionmaker
-    while True:
-        try:
-            async with sessionmaker() as session:
-                removed = await purge_expired_idempotency_keys(session)
-                await session.commit()
-            if removed:
-                logger.info("purged %d expired idempotency keys", removed)
-        except Exception:
-            # A database outage should not turn into a crash-and-restart loop; try next round.
-            logger.warning("purging expired idempotency keys failed", exc_info=True)
-        await asyncio.sleep(interval_seconds)
