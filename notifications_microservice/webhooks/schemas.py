@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-# The events a user can subscribe to: those this service consumes (EVENT_ROUTES).
+# The events a user can subscribe to: those this service consumes (micropay_common.events).
 WebhookEvent = Literal[
     "user.registered",
     "payment.succeeded",
