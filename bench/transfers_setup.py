@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import httpx
 
-from micropay_common.events import EventEnvelope
+from micropay_common.events import Event, EventEnvelope, PaymentSucceeded, UserRegistered
 from micropay_common.services import SERVICES, ServiceName
 from stack.bootstrap import AwsResources, admin_log_in, bootstrap_aws, create_confirmed_user
 from stack.postgres import PostgresServer, apply_schema, ensure_database
@@ -120,9 +120,9 @@ def create_users(aws: AwsResources, count: int) -> list[tuple[str, str, str]]:
     return users
 
 
-def event(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+def envelope(event: Event) -> dict[str, Any]:
     """An event envelope as a producer's relay posts it."""
-    return EventEnvelope.new(event_type, data).model_dump(mode="json")
+    return EventEnvelope.of(event).model_dump(mode="json")
 
 
 def register_and_fund(
@@ -134,15 +134,14 @@ def register_and_fund(
     with httpx.Client(base_url=base_url, headers=headers, timeout=30) as http:
         for index, (sub, email, token) in enumerate(users):
             for body in (
-                event("user.registered", {"user_id": sub, "email": email}),
-                event(
-                    "payment.succeeded",
-                    {
-                        "payment_id": f"pay_bench_{uuid.uuid4().hex}",
-                        "user_id": sub,
-                        "amount": FUNDING,
-                        "currency": "USD",
-                    },
+                envelope(UserRegistered(user_id=sub, email=email)),
+                envelope(
+                    PaymentSucceeded(
+                        payment_id=f"pay_bench_{uuid.uuid4().hex}",
+                        user_id=sub,
+                        amount=FUNDING,
+                        currency="USD",
+                    )
                 ),
             ):
                 response = http.post("/internal/events", json=body)

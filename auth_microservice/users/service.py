@@ -23,7 +23,7 @@ from auth_microservice.users.exceptions import (
     WeakPassword,
 )
 from micropay_common.errors import ProblemError
-from micropay_common.events import USER_REGISTERED, UserRegistered
+from micropay_common.events import UserRegistered
 from micropay_common.outbox import publish
 from micropay_common.pagination import InvalidCursor
 
@@ -46,8 +46,7 @@ async def add_user(
 ) -> User:
     """Insert the mirror row and publish `user.registered` in the same transaction."""
     user = await repository.add(session, user_id, email, confirmed=confirmed)
-    event = UserRegistered(user_id=str(user_id), email=email)
-    await publish(session, USER_REGISTERED, event.model_dump(), producer="auth")
+    await publish(session, UserRegistered(user_id=str(user_id), email=email))
     await session.flush()
     return user
 

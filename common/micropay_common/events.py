@@ -1,163 +1,207 @@
-"""Events between services: the envelope on the wire and who consumes which event."""
+"""The events between services: one definition per event, and the envelope on the wire.
+
+Each event is a pydantic model, a subclass of `Event`, that names its type, its producer and its
+consumers; its fields are the event's `data`. Producers build the model and `publish` it
+(`micropay_common.outbox`); consumers receive the same model, validated, from `events_router`
+(`micropay_common.inbox`). Who may send and who receives each event is read from here only.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-USER_REGISTERED = "user.registered"
-PAYMENT_SUCCEEDED = "payment.succeeded"
-PAYMENT_FAILED = "payment.failed"
-PAYMENT_REFUNDED = "payment.refunded"
-TRANSFER_COMPLETED = "transfer.completed"
+from micropay_common.money import Amount, CurrencyCode
+from micropay_common.services import ServiceName
+
+EVENTS_PATH = "/internal/events"
+"""Where a consumer receives its events (never routed by the gateway)."""
 
 
-class EventEnvelope(BaseModel):
-    """One event as the relay posts it to a consumer's `/internal/events`."""
+class EventType(StrEnum):
+    """The `type` of an event on the wire."""
 
-    model_config = ConfigDict(frozen=True)
-
-    id: UUID = Field(description="Unique per event; consumers deduplicate on it.")
-    type: str = Field(min_length=1, max_length=100, examples=[PAYMENT_SUCCEEDED])
-    occurred_at: AwareDatetime
-    producer: str = Field(min_length=1, max_length=50, examples=["payment"])
-    data: dict[str, Any]
-
-    @classmethod
-    def new(
-        cls,
-        event_type: str,
-        data: Mapping[str, Any],
-        *,
-        producer: str | None = None,
-        event_id: UUID | None = None,
-    ) -> EventEnvelope:
-        """An envelope stamped now; the producer is the event type's route's unless given."""
-        return cls(
-            id=event_id or uuid4(),
-            type=event_type,
-            occurred_at=datetime.now(UTC),
-            producer=producer or route_of(event_type).producer,
-            data=dict(data),
-        )
+    USER_REGISTERED = "user.registered"
+    PAYMENT_SUCCEEDED = "payment.succeeded"
+    PAYMENT_FAILED = "payment.failed"
+    PAYMENT_REFUNDED = "payment.refunded"
+    TRANSFER_COMPLETED = "transfer.completed"
 
 
-@dataclass(frozen=True)
-class EventRoute:
-    """Which service emits an event type and which services receive it."""
+class Event(BaseModel):
+    """Base of the events: the fields are the `data`; the class says who sends and receives it.
 
-    producer: str
-    consumers: tuple[str, ...]
-
-
-# DESIGN.md, "Events between services". A consumer missing here never receives the event.
-EVENT_ROUTES: Mapping[str, EventRoute] = MappingProxyType(
-    {
-        USER_REGISTERED: EventRoute("auth", ("transactions", "notifications")),
-        PAYMENT_SUCCEEDED: EventRoute("payment", ("transactions", "notifications")),
-        PAYMENT_FAILED: EventRoute("payment", ("notifications",)),
-        PAYMENT_REFUNDED: EventRoute("payment", ("transactions", "notifications")),
-        TRANSFER_COMPLETED: EventRoute("transactions", ("notifications",)),
-    }
-)
-
-
-class UnknownEventType(LookupError):
-    """An event type that is not in EVENT_ROUTES: a programming error, never a runtime state."""
-
-
-def route_of(event_type: str) -> EventRoute:
-    """The route of an event type, or raise UnknownEventType."""
-    try:
-        return EVENT_ROUTES[event_type]
-    except KeyError:
-        raise UnknownEventType(
-            f"{event_type!r} is not a MicroPay event; known: {', '.join(sorted(EVENT_ROUTES))}"
-        ) from None
-
-
-def events_consumed_by(consumer: str) -> frozenset[str]:
-    """The event types routed to `consumer`."""
-    return frozenset(name for name, route in EVENT_ROUTES.items() if consumer in route.consumers)
-
-
-# --- The `data` of each event: the contract between producer and consumers -------------------
-
-
-class EventData(BaseModel):
-    """Base of event payloads: unknown fields are kept out, so producers can add fields later."""
+    Unknown fields are ignored, so a producer may add a field before its consumers read it.
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
+    event_type: ClassVar[EventType]
+    producer: ClassVar[ServiceName]
+    """The one service that emits the event (and whose service account may send it)."""
+    consumers: ClassVar[tuple[ServiceName, ...]]
+    """The services it is delivered to, one outbox row each; a service missing here never
+    receives it."""
 
-class UserRegistered(EventData):
-    """`user.registered` (auth → transactions, notifications)."""
+
+# DESIGN.md, "Events between services". Amounts are bounded as every request that moves money
+# is (a producer cannot emit more than MAX_AMOUNT); a currency is any ISO code, because a
+# payment in a currency the wallets do not list yet is credited all the same.
+
+
+class UserRegistered(Event):
+    """`user.registered`: a confirmed sign-up; transactions opens the wallet, notifications
+    sends a welcome."""
+
+    event_type = EventType.USER_REGISTERED
+    producer = ServiceName.AUTH
+    consumers = (ServiceName.TRANSACTIONS, ServiceName.NOTIFICATIONS)
 
     user_id: str = Field(description="Cognito `sub`.")
     email: str
 
 
-class PaymentSucceeded(EventData):
-    """`payment.succeeded` (payment → transactions, notifications): credit the wallet."""
+class PaymentSucceeded(Event):
+    """`payment.succeeded`: transactions credits the wallet, notifications sends a receipt."""
+
+    event_type = EventType.PAYMENT_SUCCEEDED
+    producer = ServiceName.PAYMENT
+    consumers = (ServiceName.TRANSACTIONS, ServiceName.NOTIFICATIONS)
 
     payment_id: str
     user_id: str
-    amount: int = Field(gt=0, description="Minor units.")
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    amount: Amount
+    currency: CurrencyCode
 
 
-class PaymentFailed(EventData):
-    """`payment.failed` (payment → notifications)."""
+class PaymentFailed(Event):
+    """`payment.failed`: notifications tells the user why."""
+
+    event_type = EventType.PAYMENT_FAILED
+    producer = ServiceName.PAYMENT
+    consumers = (ServiceName.NOTIFICATIONS,)
 
     payment_id: str
     user_id: str
-    amount: int = Field(gt=0)
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    amount: Amount
+    currency: CurrencyCode
     failure_code: str | None = None
     decline_code: str | None = None
 
 
-class PaymentRefunded(EventData):
-    """`payment.refunded` (payment → transactions, notifications).
+class PaymentRefunded(Event):
+    """`payment.refunded`: transactions debits the wallet, notifications sends a notice.
 
     `hold_id` names the wallet hold the payment service captured for a refund it started; the
     transactions service then has nothing left to debit. Without it (a refund made elsewhere,
     such as Stripe's dashboard) the transactions service debits the wallet itself.
     """
 
+    event_type = EventType.PAYMENT_REFUNDED
+    producer = ServiceName.PAYMENT
+    consumers = (ServiceName.TRANSACTIONS, ServiceName.NOTIFICATIONS)
+
     payment_id: str
     refund_id: str
     user_id: str
-    amount: int = Field(gt=0)
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    amount: Amount
+    currency: CurrencyCode
     hold_id: str | None = None
 
 
-class TransferCompleted(EventData):
-    """`transfer.completed` (transactions → notifications): one event for both sides."""
+class TransferCompleted(Event):
+    """`transfer.completed`: notifications tells both sides (one event for both)."""
+
+    event_type = EventType.TRANSFER_COMPLETED
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
 
     transfer_id: str
     from_user_id: str
     from_email: str
     to_user_id: str
     to_email: str
-    amount: int = Field(gt=0)
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    amount: Amount
+    currency: CurrencyCode
     description: str | None = None
 
 
-EVENT_DATA: Mapping[str, type[EventData]] = MappingProxyType(
+EVENT_MODELS: Mapping[EventType, type[Event]] = MappingProxyType(
     {
-        USER_REGISTERED: UserRegistered,
-        PAYMENT_SUCCEEDED: PaymentSucceeded,
-        PAYMENT_FAILED: PaymentFailed,
-        PAYMENT_REFUNDED: PaymentRefunded,
-        TRANSFER_COMPLETED: TransferCompleted,
+        model.event_type: model
+        for model in (
+            UserRegistered,
+            PaymentSucceeded,
+            PaymentFailed,
+            PaymentRefunded,
+            TransferCompleted,
+        )
     }
 )
+"""The model of each event type (tests hold it to `EventType` and to `Event`'s subclasses)."""
+
+
+class UnknownEventType(LookupError):
+    """A type that is not a MicroPay event."""
+
+
+def event_model(event_type: EventType | str) -> type[Event]:
+    """The model of an event type, or raise UnknownEventType."""
+    try:
+        return EVENT_MODELS[EventType(event_type)]
+    except (ValueError, KeyError):
+        known = ", ".join(sorted(EVENT_MODELS))
+        raise UnknownEventType(f"{event_type!r} is not a MicroPay event; known: {known}") from None
+
+
+def producer_of(event_type: EventType | str) -> ServiceName:
+    """The service that emits `event_type`."""
+    return event_model(event_type).producer
+
+
+def consumers_of(event_type: EventType | str) -> tuple[ServiceName, ...]:
+    """The services `event_type` is delivered to."""
+    return event_model(event_type).consumers
+
+
+def events_produced_by(service: ServiceName) -> frozenset[EventType]:
+    """The event types `service` emits (and may send)."""
+    return frozenset(t for t, model in EVENT_MODELS.items() if model.producer == service)
+
+
+def events_consumed_by(service: ServiceName) -> frozenset[EventType]:
+    """The event types delivered to `service`."""
+    return frozenset(t for t, model in EVENT_MODELS.items() if service in model.consumers)
+
+
+class EventEnvelope(BaseModel):
+    """One event as the relay posts it to a consumer's `/internal/events`.
+
+    `type` and `producer` stay plain strings on the wire: a consumer records an event type it
+    does not know (yet) instead of refusing it, so producers and consumers upgrade separately.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID = Field(description="Unique per event; consumers deduplicate on it.")
+    type: str = Field(min_length=1, max_length=100, examples=[EventType.PAYMENT_SUCCEEDED])
+    occurred_at: AwareDatetime
+    producer: str = Field(min_length=1, max_length=50, examples=[ServiceName.PAYMENT])
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: Event, *, event_id: UUID | None = None) -> EventEnvelope:
+        """The envelope of `event`, stamped now; type and producer are the event's own."""
+        return cls(
+            id=event_id or uuid4(),
+            type=event.event_type,
+            occurred_at=datetime.now(UTC),
+            producer=event.producer,
+            data=event.model_dump(mode="json"),
+        )

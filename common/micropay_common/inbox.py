@@ -1,28 +1,69 @@
 """Consumer side of events: `POST /internal/events`, applying each event at most once.
 
 The event id goes into the inbox in the same transaction as the handler's effect, so a
-redelivery (the relay retries until it sees a 2xx) finds the id and changes nothing.
+redelivery (the relay retries until it sees a 2xx) finds the id and changes nothing. The
+handler of an event type receives its `data` as that type's model (`micropay_common.events`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Literal
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Generic, Literal, TypeVar
+from uuid import UUID
 
-from fastapi import APIRouter
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.db import SessionDep
-from micropay_common.events import EventEnvelope, events_consumed_by
-from micropay_common.security import ServiceCaller
+from micropay_common.events import (
+    EVENTS_PATH,
+    Event,
+    EventEnvelope,
+    EventType,
+    event_model,
+    events_consumed_by,
+)
+from micropay_common.security import CurrentUser, require_group
+from micropay_common.services import ServiceName
 from micropay_common.tables import inbox
 
 logger = logging.getLogger("micropay.inbox")
 
-Handler = Callable[[AsyncSession, EventEnvelope], Awaitable[None]]
+E = TypeVar("E", bound=Event)
+
+
+@dataclass(frozen=True)
+class EventMeta:
+    """What the envelope says about an event besides its data."""
+
+    id: UUID
+    type: EventType
+    occurred_at: datetime
+    producer: str
+
+
+Handler = Callable[[AsyncSession, E, EventMeta], Awaitable[None]]
+"""Applies one event of type E inside the inbox transaction; raising rolls both back."""
+
+
+@dataclass(frozen=True)
+class EventHandler(Generic[E]):
+    """The handler of one event type, with the model its data is validated against."""
+
+    model: type[E]
+    handle: Handler[E]
+
+
+def on(model: type[E], handle: Handler[E]) -> EventHandler[E]:
+    """Handle the events of `model`'s type with `handle`, which takes that model."""
+    return EventHandler(model, handle)
 
 
 class EventReceipt(BaseModel):
@@ -31,31 +72,36 @@ class EventReceipt(BaseModel):
     status: Literal["applied", "duplicate", "ignored"]
 
 
-def events_router(handlers: Mapping[str, Handler], *, consumer: str) -> APIRouter:
-    """`POST /internal/events` for `consumer`, applying each event type with its handler."""
-    routed = events_consumed_by(consumer)
-    stray = sorted(set(handlers) - routed)
-    if stray:
-        raise ValueError(f"{consumer!r} is not a consumer of {', '.join(stray)} (see EVENT_ROUTES)")
-    handlers = dict(handlers)
-    router = APIRouter(tags=["internal"])
+class EventInbox:
+    """The handlers of one consumer, by event type, and the endpoint that applies them."""
 
-    @router.post(
-        "/internal/events",
-        summary="Receive an event from another MicroPay service",
-        response_model=EventReceipt,
-        responses={
-            401: {"description": "No valid service token"},
-            403: {"description": "The caller is not in the `services` group"},
-            422: {"description": "The body is not an event envelope"},
-        },
-    )
+    def __init__(self, consumer: ServiceName, handlers: Iterable[EventHandler[Any]]) -> None:
+        table: dict[str, EventHandler[Any]] = {}
+        for handler in handlers:
+            event_type = handler.model.event_type
+            if handler.model is not event_model(event_type):
+                # A consumer's own (say, stricter) model would refuse what its producer sends.
+                raise ValueError(f"handle {event_type} with {event_model(event_type).__name__}")
+            if event_type in table:
+                raise ValueError(f"two handlers for {event_type}")
+            table[event_type] = handler
+        stray = sorted(set(table) - events_consumed_by(consumer))
+        if stray:
+            raise ValueError(
+                f"'{consumer}' is not a consumer of {', '.join(stray)} (see micropay_common.events)"
+            )
+        self.consumer = consumer
+        self.handlers: Mapping[str, EventHandler[Any]] = MappingProxyType(table)
+        """Handler by event type."""
+
     async def receive_event(
-        caller: ServiceCaller, envelope: EventEnvelope, session: SessionDep
+        self, envelope: EventEnvelope, session: SessionDep, caller: CurrentUser
     ) -> EventReceipt:
         """Record the event id and apply the event in one transaction; repeats are no-ops.
 
-        A handler error rolls both back and answers non-2xx, so the producer retries.
+        Data that does not match its type's model is a 422 like any invalid body, and nothing
+        is recorded, so the producer keeps the event; a handler error rolls back both and
+        answers non-2xx, so the producer retries.
         """
         # A concurrent delivery of the same id waits here on the primary key until the first
         # commits (then sees a duplicate) or rolls back (then applies it itself).
@@ -73,17 +119,56 @@ def events_router(handlers: Mapping[str, Handler], *, consumer: str) -> APIRoute
         if recorded is None:
             logger.info("event %s already received; skipped", envelope.id, extra=log_extra)
             return EventReceipt(status="duplicate")
-        handler = handlers.get(envelope.type)
+        handler = self.handlers.get(envelope.type)
         if handler is None:
             logger.info(
                 "%s has no handler for %s; recorded and ignored",
-                consumer,
+                self.consumer,
                 envelope.type,
                 extra=log_extra,
             )
             return EventReceipt(status="ignored")
-        await handler(session, envelope)
+        try:
+            event = handler.model.model_validate(envelope.data)
+        except ValidationError as exc:
+            # The same problem as for an invalid envelope, located in the body's `data`.
+            raise RequestValidationError(
+                [{**error, "loc": ("body", "data", *error["loc"])} for error in exc.errors()]
+            ) from exc
+        meta = EventMeta(
+            envelope.id, handler.model.event_type, envelope.occurred_at, envelope.producer
+        )
+        await handler.handle(session, event, meta)
         logger.info("event %s (%s) applied", envelope.id, envelope.type, extra=log_extra)
         return EventReceipt(status="applied")
 
+
+HANDLED_EVENTS_KEY = "x-micropay-events"
+"""OpenAPI extension of `POST /internal/events`: the event types the consumer applies."""
+
+
+def events_router(handlers: Iterable[EventHandler[Any]], *, consumer: ServiceName) -> APIRouter:
+    """`POST /internal/events` for `consumer`, applying each event type with its handler."""
+    receiver = EventInbox(consumer, handlers)
+    handled = sorted(receiver.handlers)
+    # Only service accounts deliver events; the endpoint reads the caller for its logs only.
+    router = APIRouter(tags=["internal"], dependencies=[Depends(require_group("services"))])
+    router.add_api_route(
+        EVENTS_PATH,
+        receiver.receive_event,
+        methods=["POST"],
+        summary="Receive an event from another MicroPay service",
+        description=(
+            "Records the event id and applies the event in one transaction; a repeat is answered"
+            f" `duplicate`. Applies {', '.join(f'`{t}`' for t in handled) or 'no event'}; other"
+            " types are recorded and `ignored`."
+        ),
+        response_model=EventReceipt,
+        responses={
+            401: {"description": "No valid service token"},
+            403: {"description": "The caller is not in the `services` group"},
+            422: {"description": "The body is not an event envelope, or its data not the event's"},
+        },
+        openapi_extra={HANDLED_EVENTS_KEY: handled},
+    )
     return router

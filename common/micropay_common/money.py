@@ -58,6 +58,13 @@ Currency = Annotated[
 ]
 """A supported currency code in a request body; any case is accepted, upper case is kept."""
 
+CurrencyCode = Annotated[
+    str,
+    Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, upper case.", examples=["USD"]),
+]
+"""A currency code another service reports (events), supported by the wallets or not: money
+that moved in another currency must still be recorded, so only the shape is checked."""
+
 
 def minor_units(code: str) -> int:
     """Decimal places of the currency's minor unit (2 for USD, 0 for JPY)."""

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NoReturn
@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from micropay_common.errors import ProblemError
-from micropay_common.events import EventEnvelope, route_of
+from micropay_common.events import EVENTS_PATH, Event, EventEnvelope
 from micropay_common.http import ServiceClient
 from micropay_common.jobs import backoff_delay, run_periodically
 from micropay_common.request_context import new_request_id, request_id_var
@@ -34,7 +34,6 @@ from micropay_common.tables import OutboxStatus, outbox
 
 logger = logging.getLogger("micropay.outbox")
 
-EVENTS_PATH = "/internal/events"
 LAST_ERROR_MAX_CHARS = 1000
 
 
@@ -43,18 +42,10 @@ _INSERT_EVENT = insert(outbox).on_conflict_do_nothing(index_elements=["event_id"
 
 
 async def publish(
-    session: AsyncSession,
-    event_type: str,
-    data: Mapping[str, Any],
-    *,
-    producer: str,
-    event_id: uuid.UUID | None = None,
+    session: AsyncSession, event: Event, *, event_id: uuid.UUID | None = None
 ) -> EventEnvelope:
-    """Write the event for each consumer in the caller's transaction (never commits)."""
-    route = route_of(event_type)
-    if producer != route.producer:
-        raise ValueError(f"{event_type!r} is produced by {route.producer!r}, not {producer!r}")
-    envelope = EventEnvelope.new(event_type, data, producer=producer, event_id=event_id)
+    """Write `event` for each of its consumers in the caller's transaction (never commits)."""
+    envelope = EventEnvelope.of(event, event_id=event_id)
     payload = envelope.model_dump(mode="json")
     # A caller that derives event_id from its own state (say, one per payment) may publish
     # again safely: the unique (event_id, consumer) key keeps the first row, even across
@@ -62,11 +53,11 @@ async def publish(
     rows = [
         {
             "event_id": envelope.id,
-            "event_type": event_type,
+            "event_type": envelope.type,
             "consumer": consumer,
             "payload": payload,
         }
-        for consumer in route.consumers
+        for consumer in event.consumers
     ]
     await session.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
     return envelope

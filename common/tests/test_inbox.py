@@ -12,12 +12,20 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import Field
 from sqlalchemy import Column, MetaData, Table, Text, insert
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from micropay_common.events import EventEnvelope
-from micropay_common.inbox import events_router
+from micropay_common.events import (
+    Event,
+    EventType,
+    PaymentFailed,
+    PaymentSucceeded,
+    TransferCompleted,
+)
+from micropay_common.inbox import EventMeta, events_router, on
+from micropay_common.services import ServiceName
 from micropay_testing.apps import app_with, serve
 from micropay_testing.http import bearer
 from stack.postgres import connect
@@ -45,24 +53,26 @@ class Gate:
 
 @dataclass
 class Control:
-    """How the test handler misbehaves for chosen event ids."""
+    """How the test handler misbehaves for chosen event ids, and what it was handed."""
 
     fail_once: set[uuid.UUID] = field(default_factory=set)
     gates: dict[uuid.UUID, Gate] = field(default_factory=dict)
+    received: dict[uuid.UUID, tuple[Event, EventMeta]] = field(default_factory=dict)
 
 
 control = Control()
 
 
-async def record_effect(session: AsyncSession, envelope: EventEnvelope) -> None:
+async def record_effect(session: AsyncSession, event: Event, meta: EventMeta) -> None:
     """The handler under test: writes its effect, then may wait or fail after writing it."""
-    await session.execute(insert(effects).values(event_id=envelope.id, event_type=envelope.type))
-    gate = control.gates.get(envelope.id)
+    control.received[meta.id] = (event, meta)
+    await session.execute(insert(effects).values(event_id=meta.id, event_type=meta.type))
+    gate = control.gates.get(meta.id)
     if gate is not None:
         gate.entered.set()
         await gate.release.wait()
-    if envelope.id in control.fail_once:
-        control.fail_once.discard(envelope.id)
+    if meta.id in control.fail_once:
+        control.fail_once.discard(meta.id)
         raise RuntimeError("handler failed after writing its effect")
 
 
@@ -83,7 +93,8 @@ async def admin(database) -> AsyncIterator[Any]:
 @pytest.fixture(scope="module")
 def consumer_app(service_settings, admin) -> FastAPI:
     router = events_router(
-        {"payment.failed": record_effect, "payment.succeeded": record_effect}, consumer=CONSUMER
+        [on(PaymentFailed, record_effect), on(PaymentSucceeded, record_effect)],
+        consumer=ServiceName(CONSUMER),
     )
     return app_with(service_settings(CONSUMER), SCHEMA, [router])
 
@@ -105,7 +116,7 @@ def envelope(event_type: str = "payment.failed", **changes: Any) -> dict[str, An
         "type": event_type,
         "occurred_at": datetime.now(UTC).isoformat(),
         "producer": "payment",
-        "data": {"payment_id": "pay_1", "amount": 500, "currency": "EUR"},
+        "data": {"payment_id": "pay_1", "user_id": "u_1", "amount": 500, "currency": "EUR"},
     }
     body.update(changes)
     return body
@@ -126,11 +137,27 @@ async def inbox_row(admin, event_id: str) -> Any:
 
 
 async def test_applies_an_event_once_and_reports_duplicates(client, service_headers, admin):
-    event = envelope()
+    event = envelope(
+        data={
+            "payment_id": "pay_1",
+            "user_id": "u_1",
+            "amount": 500,
+            "currency": "EUR",
+            "failure_code": "card_declined",
+            "added_later": 1,
+        }
+    )
     first = await client.post("/internal/events", json=event, headers=service_headers)
     assert first.status_code == 200
     assert first.json() == {"status": "applied"}
     assert await effect_count(admin, event["id"]) == 1
+    # The handler was handed the event's own model, validated, and the envelope's metadata.
+    handed, meta = control.received[uuid.UUID(event["id"])]
+    assert handed == PaymentFailed(
+        payment_id="pay_1", user_id="u_1", amount=500, currency="EUR", failure_code="card_declined"
+    )
+    assert (meta.type, meta.producer) == (EventType.PAYMENT_FAILED, "payment")
+    assert meta.occurred_at == datetime.fromisoformat(event["occurred_at"])
     row = await inbox_row(admin, event["id"])
     assert (row["event_type"], row["producer"]) == ("payment.failed", "payment")
 
@@ -205,6 +232,34 @@ async def test_malformed_envelope_is_a_422_problem(client, service_headers, admi
         assert await inbox_row(admin, event["id"]) is None
 
 
+@pytest.mark.parametrize(
+    ("data", "bad_fields"),
+    [
+        ({"payment_id": "pay_1", "user_id": "u_1", "amount": -5, "currency": "EUR"}, ["amount"]),
+        ({"payment_id": "pay_1", "user_id": "u_1", "amount": 5}, ["currency"]),
+        (
+            {"payment_id": "pay_1", "amount": "5", "currency": "eur"},
+            ["user_id", "amount", "currency"],
+        ),
+    ],
+)
+async def test_data_that_is_not_the_events_model_is_a_422_and_not_recorded(
+    client, service_headers, admin, data, bad_fields
+):
+    event = envelope("payment.succeeded", data=data)
+    response = await client.post("/internal/events", json=event, headers=service_headers)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"] == "validation_error"
+    assert [error["loc"] for error in problem["errors"]] == [
+        ["body", "data", field] for field in bad_fields
+    ]
+    # Nothing recorded: once the producer is fixed, the same event id is applied.
+    assert await inbox_row(admin, event["id"]) is None
+    assert await effect_count(admin, event["id"]) == 0
+
+
 async def test_a_body_that_is_not_json_is_a_422_problem(client, service_headers):
     response = await client.post(
         "/internal/events",
@@ -260,7 +315,23 @@ async def test_concurrent_duplicate_applies_when_the_first_rolls_back(
 
 def test_handlers_for_events_not_routed_to_the_consumer_are_refused():
     with pytest.raises(ValueError, match=r"not a consumer of transfer\.completed"):
-        events_router({"transfer.completed": record_effect}, consumer="transactions")
+        events_router([on(TransferCompleted, record_effect)], consumer=ServiceName.TRANSACTIONS)
+
+
+def test_a_handler_must_take_the_contracts_own_model():
+    class StricterPaymentFailed(PaymentFailed):
+        amount: int = Field(gt=0, le=100)
+
+    with pytest.raises(ValueError, match=r"handle payment\.failed with PaymentFailed"):
+        events_router([on(StricterPaymentFailed, record_effect)], consumer=ServiceName(CONSUMER))
+
+
+def test_two_handlers_for_one_event_type_are_refused():
+    with pytest.raises(ValueError, match=r"two handlers for payment\.failed"):
+        events_router(
+            [on(PaymentFailed, record_effect), on(PaymentFailed, record_effect)],
+            consumer=ServiceName(CONSUMER),
+        )
 
 
 async def test_endpoint_is_documented_as_internal(client):

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from micropay_common.events import events_consumed_by
 from micropay_common.money import format_amount, minor_unit_exponent
+from micropay_common.services import ServiceName
 from notifications_microservice.devices.platforms import PushPlatforms
 from notifications_microservice.models import DevicePlatform
 from notifications_microservice.rendering import KINDS, render_message
@@ -86,8 +87,8 @@ def test_a_missing_variable_is_an_error_not_a_blank():
 
 
 def test_webhook_events_are_exactly_those_the_service_consumes():
-    assert set(get_args(WebhookEvent)) == events_consumed_by("notifications")
-    assert set(ALL_WEBHOOK_EVENTS) == events_consumed_by("notifications")
+    assert set(get_args(WebhookEvent)) == events_consumed_by(ServiceName.NOTIFICATIONS)
+    assert set(ALL_WEBHOOK_EVENTS) == events_consumed_by(ServiceName.NOTIFICATIONS)
 
 
 def test_secrets_are_standard_webhooks_secrets():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from micropay_common.events import TransferCompleted, UserRegistered
 from micropay_testing.apps import serve_http
 from micropay_testing.events import event_envelope
 from micropay_testing.http import bearer
@@ -30,7 +31,7 @@ async def test_events_reach_email_and_a_signed_webhook_through_the_background_wo
     ):
         registered = await client.post(
             "/internal/events",
-            json=event_envelope("user.registered", {"user_id": user.sub, "email": user.username}),
+            json=event_envelope(UserRegistered(user_id=user.sub, email=user.username)),
             headers=service_headers,
         )
         assert registered.json() == {"status": "applied"}
@@ -43,17 +44,16 @@ async def test_events_reach_email_and_a_signed_webhook_through_the_background_wo
         transfer = await client.post(
             "/internal/events",
             json=event_envelope(
-                "transfer.completed",
-                {
-                    "transfer_id": "tr_e2e",
-                    "from_user_id": user.sub,
-                    "from_email": user.username,
-                    "to_user_id": friend_id,
-                    "to_email": friend_email,
-                    "amount": 1999,
-                    "currency": "USD",
-                    "description": "concert tickets",
-                },
+                TransferCompleted(
+                    transfer_id="tr_e2e",
+                    from_user_id=user.sub,
+                    from_email=user.username,
+                    to_user_id=friend_id,
+                    to_email=friend_email,
+                    amount=1999,
+                    currency="USD",
+                    description="concert tickets",
+                )
             ),
             headers=service_headers,
         )

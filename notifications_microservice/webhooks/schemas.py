@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from notifications_microservice.models import NotificationStatus, WebhookEndpointStatus
 
-# The events a user can subscribe to: those this service consumes (EVENT_ROUTES).
+# The events a user can subscribe to: those this service consumes (micropay_common.events).
 WebhookEvent = Literal[
     "user.registered",
     "payment.succeeded",

@@ -15,12 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.errors import Forbidden, ProblemError
-from micropay_common.events import (
-    PAYMENT_FAILED,
-    PAYMENT_SUCCEEDED,
-    PaymentFailed,
-    PaymentSucceeded,
-)
+from micropay_common.events import EventType, PaymentFailed, PaymentSucceeded
 from micropay_common.outbox import publish
 from micropay_common.pagination import InvalidCursor
 from micropay_common.security import AuthenticatedUser
@@ -41,7 +36,6 @@ from payment_microservice.stripe_api import IntentState, StripeRefused
 
 logger = logging.getLogger("micropay.payment.payments")
 
-PRODUCER = "payment"
 EVENT_NAMESPACE = uuid.UUID("6f1c1f55-3c8e-4b7e-9a55-0d8c3f0d7a10")
 ADMINS = "admins"
 
@@ -49,7 +43,7 @@ ADMINS = "admins"
 _FAILED_INTENT_STATUSES = ("requires_payment_method", "canceled")
 
 
-def event_id(event_type: str, subject_id: uuid.UUID) -> uuid.UUID:
+def event_id(event_type: EventType, subject_id: uuid.UUID) -> uuid.UUID:
     """The one event id of `event_type` about a payment or refund, whoever publishes it."""
     return uuid.uuid5(EVENT_NAMESPACE, f"{event_type}:{subject_id}")
 
@@ -235,15 +229,13 @@ async def mark_succeeded(
         return await _current(session, payment_id)
     await publish(
         session,
-        PAYMENT_SUCCEEDED,
         PaymentSucceeded(
             payment_id=str(updated.id),
             user_id=updated.user_id,
             amount=updated.amount,
             currency=updated.currency,
-        ).model_dump(),
-        producer=PRODUCER,
-        event_id=event_id(PAYMENT_SUCCEEDED, updated.id),
+        ),
+        event_id=event_id(EventType.PAYMENT_SUCCEEDED, updated.id),
     )
     logger.info("payment %s succeeded", updated.id, extra={"payment_id": str(updated.id)})
     return updated
@@ -277,7 +269,6 @@ async def mark_failed(
         return await _current(session, payment_id)
     await publish(
         session,
-        PAYMENT_FAILED,
         PaymentFailed(
             payment_id=str(updated.id),
             user_id=updated.user_id,
@@ -285,9 +276,8 @@ async def mark_failed(
             currency=updated.currency,
             failure_code=code,
             decline_code=decline_code,
-        ).model_dump(),
-        producer=PRODUCER,
-        event_id=event_id(PAYMENT_FAILED, updated.id),
+        ),
+        event_id=event_id(EventType.PAYMENT_FAILED, updated.id),
     )
     logger.info("payment %s failed: %s", updated.id, code, extra={"payment_id": str(updated.id)})
     return updated

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.errors import ProblemError
-from micropay_common.events import PAYMENT_REFUNDED, PaymentRefunded
+from micropay_common.events import EventType, PaymentRefunded
 from micropay_common.idempotency import leases
 from micropay_common.outbox import publish
 from micropay_common.security import AuthenticatedUser
@@ -27,7 +27,7 @@ from payment_microservice.models import (
 )
 from payment_microservice.payments import repository as payments_repository
 from payment_microservice.payments.exceptions import PaymentNotFound
-from payment_microservice.payments.service import PRODUCER, can_read, event_id
+from payment_microservice.payments.service import can_read, event_id
 from payment_microservice.refunds import repository
 from payment_microservice.refunds.exceptions import (
     PaymentNotRefundable,
@@ -237,7 +237,6 @@ async def _count_and_publish(session: AsyncSession, refund: Refund, *, hold_id: 
     assert payment is not None
     await publish(
         session,
-        PAYMENT_REFUNDED,
         PaymentRefunded(
             payment_id=str(payment.id),
             refund_id=str(refund.id),
@@ -245,9 +244,8 @@ async def _count_and_publish(session: AsyncSession, refund: Refund, *, hold_id: 
             amount=refund.amount,
             currency=refund.currency,
             hold_id=hold_id,
-        ).model_dump(),
-        producer=PRODUCER,
-        event_id=event_id(PAYMENT_REFUNDED, refund.id),
+        ),
+        event_id=event_id(EventType.PAYMENT_REFUNDED, refund.id),
     )
     logger.info(
         "refund %s of payment %s succeeded (%d %s)",

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from micropay_common.events import PaymentSucceeded, UserRegistered
 from micropay_testing.apps import serve_http
 from micropay_testing.events import event_envelope
 from micropay_testing.http import every_item
@@ -76,15 +77,14 @@ async def test_concurrent_transfers_conserve_money_and_apply_once(
         http = clients[members[0].id]
         for member in members:
             for event in (
-                event_envelope("user.registered", {"user_id": member.id, "email": member.email}),
+                event_envelope(UserRegistered(user_id=member.id, email=member.email)),
                 event_envelope(
-                    "payment.succeeded",
-                    {
-                        "payment_id": f"pay_{uuid.uuid4().hex}",
-                        "user_id": member.id,
-                        "amount": FUNDING,
-                        "currency": "USD",
-                    },
+                    PaymentSucceeded(
+                        payment_id=f"pay_{uuid.uuid4().hex}",
+                        user_id=member.id,
+                        amount=FUNDING,
+                        currency="USD",
+                    )
                 ),
             ):
                 response = await http.post("/internal/events", json=event, headers=service_headers)

@@ -155,6 +155,16 @@ async def test_a_payment_in_another_currency_opens_that_wallet(client, register,
     assert await balance_of(client, member, "USD") == 0
 
 
+async def test_a_payment_in_a_currency_wallets_do_not_list_is_credited_all_the_same(
+    client, register, deliver
+):
+    # The card was charged; refusing the event would leave the money off the ledger.
+    member = await register()
+    response = await deliver("payment.succeeded", payment(member, 500, "CHF"))
+    assert response.json() == {"status": "applied"}
+    assert await balance_of(client, member, "CHF") == 500
+
+
 @pytest.mark.parametrize(
     "data",
     [

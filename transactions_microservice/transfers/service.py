@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from micropay_common.events import TRANSFER_COMPLETED, TransferCompleted
+from micropay_common.events import TransferCompleted
 from micropay_common.outbox import publish
 from transactions_microservice.accounts import repository as accounts_repository
 from transactions_microservice.accounts.service import normalise_email
@@ -68,7 +68,6 @@ async def create_transfer(
     from_email = parties.sender_email or normalise_email(sender_email)
     await publish(
         session,
-        TRANSFER_COMPLETED,
         TransferCompleted(
             transfer_id=str(transfer_id),
             from_user_id=sender_id,
@@ -78,8 +77,7 @@ async def create_transfer(
             amount=request.amount,
             currency=request.currency,
             description=request.description,
-        ).model_dump(),
-        producer="transactions",
+        ),
         event_id=transfer_id,
     )
     return TransferRead(
