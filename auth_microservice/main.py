@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from auth_microservice.client_ip import ClientAddressResolver
 from auth_microservice.identity import IdentityProvider
 from auth_microservice.jobs import purge_job
+from auth_microservice.models import SCHEMA
 from auth_microservice.sessions.repository import DenyList
 from auth_microservice.sessions.router import router as sessions_router
 from auth_microservice.settings import AuthSettings
@@ -42,7 +43,7 @@ def build_app(settings: AuthSettings | None = None) -> FastAPI:
         settings_cls=AuthSettings,
         settings=settings,
         state_cls=AuthState,
-        schema="auth",
+        schema=SCHEMA,
         title="MicroPay Auth",
         description=(
             "Registration, login, token refresh and logout on AWS Cognito; "

@@ -10,7 +10,9 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.schema import UniqueConstraint
 
-SCHEMA = "auth"
+from micropay_common.services import SERVICES, ServiceName
+
+SCHEMA = SERVICES[ServiceName.AUTH].schema
 
 
 class Base(DeclarativeBase):

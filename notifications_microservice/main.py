@@ -14,6 +14,7 @@ from notifications_microservice.aws import build_clients
 from notifications_microservice.delivery.worker import delivery_worker_job
 from notifications_microservice.devices.platforms import PushPlatforms
 from notifications_microservice.devices.router import router as devices_router
+from notifications_microservice.models import SCHEMA
 from notifications_microservice.notifications.handlers import build_events_router
 from notifications_microservice.notifications.router import router as notifications_router
 from notifications_microservice.settings import NotificationsSettings
@@ -43,7 +44,7 @@ def create_app(
         settings_cls=NotificationsSettings,
         settings=settings,
         state_cls=NotificationsState,
-        schema="notifications",
+        schema=SCHEMA,
         title="MicroPay Notifications",
         description=(
             "Email (SES), push (SNS) and signed outbound webhooks for every movement of money."

@@ -25,8 +25,9 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from micropay_common.constraints import check_in
+from micropay_common.services import SERVICES, ServiceName
 
-SCHEMA = "notifications"
+SCHEMA = SERVICES[ServiceName.NOTIFICATIONS].schema
 
 
 class Channel(StrEnum):

@@ -8,6 +8,7 @@ from micropay_common.app import create_service_app
 from micropay_common.http import ServiceClient
 from micropay_common.idempotency import idempotency_purge_job
 from micropay_common.outbox import outbox_relay_job
+from payment_microservice.models import SCHEMA
 from payment_microservice.payments.driver import PaymentDriver
 from payment_microservice.payments.router import router as payments_router
 from payment_microservice.reconciliation.jobs import reconcile_job
@@ -57,7 +58,7 @@ def create_app(settings: PaymentSettings | None = None) -> FastAPI:
         settings_cls=PaymentSettings,
         settings=settings,
         state_cls=PaymentState,
-        schema="payments",
+        schema=SCHEMA,
         title="MicroPay Payments",
         description=(
             "Wallet top-ups by card through Stripe: payments, 3-D Secure, refunds and Stripe "

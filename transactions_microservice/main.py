@@ -14,6 +14,7 @@ from transactions_microservice.inbound.router import inbound_router
 from transactions_microservice.inbound.service import EventHandlers
 from transactions_microservice.ledger.router import internal_router as ledger_internal_router
 from transactions_microservice.ledger.router import router as ledger_router
+from transactions_microservice.models import SCHEMA
 from transactions_microservice.settings import TransactionsSettings
 from transactions_microservice.state import TransactionsState
 from transactions_microservice.transfers.router import router as transfers_router
@@ -32,7 +33,7 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
         settings_cls=TransactionsSettings,
         settings=settings,
         state_cls=TransactionsState,
-        schema="transactions",
+        schema=SCHEMA,
         title="MicroPay Transactions",
         description="The double-entry wallet ledger: balances, transfers, holds and history.",
         version=VERSION,

@@ -24,8 +24,9 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from micropay_common.constraints import check_in
+from micropay_common.services import SERVICES, ServiceName
 
-SCHEMA = "transactions"
+SCHEMA = SERVICES[ServiceName.TRANSACTIONS].schema
 
 AccountId = NewType("AccountId", int)
 """An account's id: a type of its own, so that an amount passed for an account fails mypy."""
