@@ -11,7 +11,7 @@ REQUIREMENTS := requirements-dev.txt common/pyproject.toml \
 
 help:
 	@echo "make run   - start PostgreSQL, moto, localstripe, the four services and the gateway"
-	@echo "make test  - ruff (lint + format check), import rules, deployment validators, mypy and the whole pytest suite"
+	@echo "make test  - ruff (lint + format check), deployment validators, mypy and the whole pytest suite"
 	@echo "make demo  - with \`make run\` running: a narrated walkthrough of the whole journey"
 
 $(BIN)/python:
