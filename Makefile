@@ -33,6 +33,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # Every deployment artefact checked by its own ecosystem's validator, offline (no Docker engine).
 deploy-check: $(STAMP)

@@ -25,7 +25,6 @@ from auth_microservice.sessions.exceptions import (
     TokenRevoked,
 )
 from auth_microservice.settings import AuthSettings
-from auth_microservice.users import repository as users_repository
 from auth_microservice.users import service as users_service
 from micropay_common.security import AuthenticatedUser, TokenVerifier
 
@@ -108,7 +107,7 @@ async def login(
         raise IdentityProviderUnavailable()
     claims = _claims(tokens.access_token)
     user_id = uuid.UUID(str(claims["sub"]))
-    await _ensure_confirmed_mirror(session, identity, user_id, email)
+    await _refuse_unconfirmed(session, identity, user_id, email)
     await repository.clear_failures(session, email)
     now = await repository.database_now(session)
     await repository.create_session(
@@ -123,24 +122,15 @@ async def login(
     return tokens
 
 
-async def _ensure_confirmed_mirror(
+async def _refuse_unconfirmed(
     session: AsyncSession, identity: IdentityProvider, user_id: uuid.UUID, email: str
 ) -> None:
-    """Refuse unconfirmed users; create the mirror row of a user that lacks one."""
-    user = await users_repository.find_by_id(session, user_id)
-    if user is not None and user.confirmed_at is not None:
+    """Refuse unconfirmed users, ending the sign-in Cognito granted them."""
+    if await users_service.ensure_confirmed(session, identity, user_id, email):
         return
-    # Rare path (not confirmed here yet, or no row): Cognito's own status decides.
-    if await identity.user_status(email) == "UNCONFIRMED":
-        with contextlib.suppress(CognitoRejected, IdentityProviderUnavailable):
-            await identity.global_sign_out(email)
-        raise EmailNotConfirmed()
-    if user is None:
-        # A Cognito user whose registration lost its row (undo failed): complete it now.
-        logger.warning("user %s had no mirror row; created at sign-in", user_id)
-        await users_service.add_user(session, user_id, email, confirmed=True)
-    else:
-        await users_repository.mark_confirmed(session, email)
+    with contextlib.suppress(CognitoRejected, IdentityProviderUnavailable):
+        await identity.global_sign_out(email)
+    raise EmailNotConfirmed()
 
 
 async def refresh(session: AsyncSession, identity: IdentityProvider, refresh_token: str) -> Tokens:

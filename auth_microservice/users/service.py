@@ -51,6 +51,25 @@ async def add_user(
     return user
 
 
+async def ensure_confirmed(
+    session: AsyncSession, identity: IdentityProvider, user_id: uuid.UUID, email: str
+) -> bool:
+    """Whether the user has confirmed their email; a mirror that lags Cognito catches up."""
+    user = await repository.find_by_id(session, user_id)
+    if user is not None and user.confirmed_at is not None:
+        return True
+    # Rare path (not confirmed here yet, or no row): Cognito's own status decides.
+    if await identity.user_status(email) == "UNCONFIRMED":
+        return False
+    if user is None:
+        # A Cognito user whose registration lost its row (undo failed): complete it now.
+        logger.warning("user %s had no mirror row; created at sign-in", user_id)
+        await add_user(session, user_id, email, confirmed=True)
+    else:
+        await repository.mark_confirmed(session, email)
+    return True
+
+
 async def register(
     session: AsyncSession,
     identity: IdentityProvider,

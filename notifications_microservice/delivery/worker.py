@@ -36,11 +36,11 @@ from notifications_microservice.delivery.outcomes import (
 from notifications_microservice.delivery.push import PushSender
 from notifications_microservice.delivery.repository import Claimed
 from notifications_microservice.delivery.webhook import WebhookSender
-from notifications_microservice.devices import repository as devices_repository
-from notifications_microservice.models import Channel, WebhookEndpointStatus
+from notifications_microservice.devices import service as devices_service
+from notifications_microservice.models import Channel
 from notifications_microservice.settings import NotificationsSettings
 from notifications_microservice.state import NotificationsState
-from notifications_microservice.webhooks import repository as webhooks_repository
+from notifications_microservice.webhooks import service as webhooks_service
 from notifications_microservice.webhooks.urls import Resolver, resolve_host
 
 logger = logging.getLogger("micropay.notifications.delivery")
@@ -115,7 +115,7 @@ class DeliveryWorker:
             return await self.email.send(row, lease)
         if row.channel == Channel.PUSH:
             async with self.sessionmaker() as session:
-                devices = await devices_repository.enabled_endpoints(session, row.user_id)
+                devices = await devices_service.push_endpoints(session, row.user_id)
             return await self.push.send(row, devices, lease)
         assert row.webhook_endpoint_id is not None
         async with self.sessionmaker() as session:
@@ -126,20 +126,12 @@ class DeliveryWorker:
         outcome = result.outcome
         async with self.sessionmaker() as session, session.begin():
             for endpoint_arn, reason in result.disabled_devices:
-                await devices_repository.disable_endpoint(session, endpoint_arn, reason)
+                await devices_service.disable_endpoint(session, endpoint_arn, reason)
             if result.attempt is not None:
                 await repository.log_attempt(session, row.id, row.attempts, result.attempt)
             if result.disable_endpoint is not None and row.webhook_endpoint_id is not None:
-                await webhooks_repository.set_endpoint_status(
-                    session,
-                    row.webhook_endpoint_id,
-                    WebhookEndpointStatus.DISABLED,
-                    result.disable_endpoint,
-                )
-                await webhooks_repository.fail_waiting_deliveries(
-                    session,
-                    row.webhook_endpoint_id,
-                    f"webhook endpoint disabled: {result.disable_endpoint}",
+                await webhooks_service.disable_endpoint(
+                    session, row.webhook_endpoint_id, result.disable_endpoint
                 )
             if isinstance(outcome, Sent):
                 held = await repository.mark_sent(

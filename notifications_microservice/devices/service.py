@@ -96,3 +96,13 @@ async def remove_device(
         await asyncio.to_thread(sns.delete_endpoint, EndpointArn=device.endpoint_arn)
     except (ClientError, BotoCoreError) as exc:
         raise PushUnavailable(f"The push service failed: {describe(exc)}") from exc
+
+
+async def push_endpoints(session: AsyncSession, user_id: str) -> Sequence[tuple[str, str]]:
+    """(platform, endpoint ARN) of the user's enabled devices: where their pushes go."""
+    return await repository.enabled_endpoints(session, user_id)
+
+
+async def disable_endpoint(session: AsyncSession, endpoint_arn: str, reason: str) -> None:
+    """Stop pushing to the device whose endpoint the push service reported disabled."""
+    await repository.disable_endpoint(session, endpoint_arn, reason)

@@ -20,7 +20,7 @@ from micropay_common.pagination import InvalidCursor
 from notifications_microservice.models import Channel, Notification
 from notifications_microservice.notifications import repository
 from notifications_microservice.rendering import render_message
-from notifications_microservice.webhooks import repository as webhooks_repository
+from notifications_microservice.webhooks import service as webhooks
 
 
 @dataclass(frozen=True)
@@ -95,9 +95,7 @@ async def notify(
             "payload": {"title": message.subject, "body": message.push, **webhook_body},
         },
     ]
-    for endpoint in await webhooks_repository.subscribed_endpoints(
-        session, user_id, occurrence.event_type
-    ):
+    for endpoint in await webhooks.subscribed_endpoints(session, user_id, occurrence.event_type):
         rows.append(
             {
                 **common,

@@ -98,6 +98,23 @@ async def delete_endpoint(session: AsyncSession, user_id: str, endpoint_id: uuid
     await repository.fail_waiting_deliveries(session, endpoint.id, "webhook endpoint deleted")
 
 
+async def subscribed_endpoints(
+    session: AsyncSession, user_id: str, event_type: str
+) -> Sequence[WebhookEndpoint]:
+    """The user's enabled endpoints that asked for `event_type`."""
+    return await repository.subscribed_endpoints(session, user_id, event_type)
+
+
+async def disable_endpoint(session: AsyncSession, endpoint_id: uuid.UUID, reason: str) -> None:
+    """Stop sending to an endpoint that cannot receive; messages waiting for it fail."""
+    await repository.set_endpoint_status(
+        session, endpoint_id, WebhookEndpointStatus.DISABLED, reason
+    )
+    await repository.fail_waiting_deliveries(
+        session, endpoint_id, f"webhook endpoint disabled: {reason}"
+    )
+
+
 async def list_deliveries(
     session: AsyncSession,
     user_id: str,

@@ -109,10 +109,11 @@ def failure_problem(payment: Payment, headers: dict[str, str] | None = None) -> 
 
 
 async def get_visible(
-    session: AsyncSession, user: AuthenticatedUser, payment_id: uuid.UUID
+    session: AsyncSession, user: AuthenticatedUser, payment_id: uuid.UUID, *, lock: bool = False
 ) -> Payment:
-    """A payment the caller may see, else 404 (another user's payment is not revealed)."""
-    payment = await repository.get(session, payment_id)
+    """A payment the caller may see (`lock`: locked until the transaction ends), else 404."""
+    # 404 also for another user's payment: its existence is not revealed.
+    payment = await repository.get(session, payment_id, lock=lock)
     if payment is None or not can_read(user, payment):
         raise PaymentNotFound(f"No payment {payment_id}.")
     return payment
@@ -163,7 +164,7 @@ async def apply_intent(
                 "client_secret": intent.client_secret,
             },
         )
-        return updated or await _current(session, payment_id)
+        return updated or await get_payment(session, payment_id)
     if intent.status in _FAILED_INTENT_STATUSES:
         code = intent.failure_code or (
             "canceled" if intent.status == "canceled" else "payment_failed"
@@ -180,7 +181,7 @@ async def apply_intent(
     updated = await repository.transition(
         session, payment_id, from_statuses=(PaymentStatus.PROCESSING,), to_status=None, values=links
     )
-    return updated or await _current(session, payment_id)
+    return updated or await get_payment(session, payment_id)
 
 
 async def apply_refusal(
@@ -226,7 +227,7 @@ async def mark_succeeded(
         },
     )
     if updated is None:
-        return await _current(session, payment_id)
+        return await get_payment(session, payment_id)
     await publish(
         session,
         PaymentSucceeded(
@@ -266,7 +267,7 @@ async def mark_failed(
         },
     )
     if updated is None:
-        return await _current(session, payment_id)
+        return await get_payment(session, payment_id)
     await publish(
         session,
         PaymentFailed(
@@ -283,8 +284,79 @@ async def mark_failed(
     return updated
 
 
-async def _current(session: AsyncSession, payment_id: uuid.UUID) -> Payment:
+async def get_payment(session: AsyncSession, payment_id: uuid.UUID) -> Payment:
+    """A payment by id, or PaymentNotFound."""
     payment = await repository.get(session, payment_id)
     if payment is None:
         raise PaymentNotFound(f"No payment {payment_id}.")
     return payment
+
+
+async def payment_of_intent(
+    session: AsyncSession, intent_id: str, payment_id: str | None, *, amount: object, currency: str
+) -> Payment | None:
+    """Our payment for a PaymentIntent: by its id, or by the payment id in its metadata.
+
+    The metadata route finds a payment whose confirmation has not come back yet (a webhook
+    overtook it); it is taken only if the intent's amount and currency are the payment's.
+    """
+    payment = await repository.find_by_intent(session, intent_id)
+    if payment is not None or payment_id is None:
+        return payment
+    try:
+        candidate = await repository.get(session, uuid.UUID(payment_id))
+    except ValueError:
+        return None
+    if candidate is None:
+        return None
+    matches = (
+        candidate.stripe_payment_intent_id in (None, intent_id)
+        and amount == candidate.amount
+        and currency == candidate.currency
+    )
+    if not matches:
+        logger.warning("PaymentIntent %s does not match payment %s", intent_id, payment_id)
+        return None
+    return candidate
+
+
+async def payment_of_charge(
+    session: AsyncSession, charge_id: object, intent_id: object
+) -> Payment | None:
+    """Our payment for a Stripe Charge: by its PaymentIntent (an id or the object), else by it."""
+    if isinstance(intent_id, dict):
+        intent_id = intent_id.get("id")
+    if isinstance(intent_id, str):
+        payment = await repository.find_by_intent(session, intent_id)
+        if payment is not None:
+            return payment
+    if isinstance(charge_id, str):
+        return await repository.find_by_charge(session, charge_id)
+    return None
+
+
+async def lock_for_refunds(session: AsyncSession, payment_id: uuid.UUID) -> None:
+    """Lock the payment until the transaction ends, so its refunds are counted one at a time."""
+    await repository.get(session, payment_id, lock=True)
+
+
+async def count_refund(session: AsyncSession, payment_id: uuid.UUID, amount: int) -> Payment:
+    """Count a succeeded refund against the payment (a CHECK keeps it within the amount)."""
+    await repository.add_refunded(session, payment_id, amount)
+    return await get_payment(session, payment_id)
+
+
+async def stale_unsettled(
+    session: AsyncSession, *, older_than_seconds: float, limit: int
+) -> list[uuid.UUID]:
+    """Unsettled payments untouched for `older_than_seconds` that nobody drives, oldest first."""
+    return await repository.unsettled_ids(
+        session, older_than_seconds=older_than_seconds, limit=limit
+    )
+
+
+async def claim_unsettled(
+    session: AsyncSession, payment_id: uuid.UUID, lease_seconds: float
+) -> Payment | None:
+    """Become the driver of an unsettled payment nobody drives; None if it settled or is held."""
+    return await repository.claim_lease(session, payment_id, lease_seconds, repository.UNSETTLED)

@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from micropay_common.errors import ProblemError
 from payment_microservice.models import RefundStatus
-from payment_microservice.payments import repository as payments_repository
+from payment_microservice.payments import service as payments_service
 from payment_microservice.payments.driver import PaymentDriver
 from payment_microservice.reconciliation.schemas import ReconcileReport
-from payment_microservice.refunds import repository as refunds_repository
+from payment_microservice.refunds import service as refunds_service
 from payment_microservice.refunds.driver import RefundDriver
 from payment_microservice.settings import PaymentSettings
 
@@ -49,17 +49,15 @@ class Reconciler:
         lease = self.settings.lease_seconds
         report = ReconcileReport()
         async with self.sessionmaker() as session:
-            payment_ids = await payments_repository.unsettled_ids(
+            payment_ids = await payments_service.stale_unsettled(
                 session, older_than_seconds=age, limit=batch
             )
-            refund_ids = await refunds_repository.pending_ids(
+            refund_ids = await refunds_service.stale_pending(
                 session, older_than_seconds=age, limit=batch
             )
         for payment_id in payment_ids:
             async with self.sessionmaker() as session, session.begin():
-                claimed = await payments_repository.claim_lease(
-                    session, payment_id, lease, payments_repository.UNSETTLED
-                )
+                claimed = await payments_service.claim_unsettled(session, payment_id, lease)
             if claimed is None:
                 continue
             report.payments_checked += 1
@@ -73,7 +71,7 @@ class Reconciler:
                 report.payments_settled += 1
         for refund_id in refund_ids:
             async with self.sessionmaker() as session, session.begin():
-                claimed_refund = await refunds_repository.claim_lease(session, refund_id, lease)
+                claimed_refund = await refunds_service.claim_pending(session, refund_id, lease)
             if claimed_refund is None:
                 continue
             report.refunds_checked += 1

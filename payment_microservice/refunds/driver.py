@@ -23,7 +23,7 @@ from micropay_common.errors import ProblemError, ServiceUnavailable
 from micropay_common.idempotency import KeyedRequest, Submission, keyed_resources
 from micropay_common.security import AuthenticatedUser
 from payment_microservice.models import Payment, Refund, RefundStatus
-from payment_microservice.payments import repository as payments_repository
+from payment_microservice.payments import service as payments_service
 from payment_microservice.payments.exceptions import PaymentProviderUnavailable
 from payment_microservice.refunds import repository, service
 from payment_microservice.refunds.schemas import RefundCreate
@@ -161,9 +161,7 @@ class RefundDriver:
 
     async def _payment(self, payment_id: uuid.UUID) -> Payment:
         async with self.sessionmaker() as session:
-            payment = await payments_repository.get(session, payment_id)
-        assert payment is not None
-        return payment
+            return await payments_service.get_payment(session, payment_id)
 
     async def _record(self, refund_id: uuid.UUID, values: dict[str, str]) -> Refund:
         async with self.sessionmaker() as session, session.begin():

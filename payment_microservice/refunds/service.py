@@ -25,9 +25,7 @@ from payment_microservice.models import (
     RefundOrigin,
     RefundStatus,
 )
-from payment_microservice.payments import repository as payments_repository
-from payment_microservice.payments.exceptions import PaymentNotFound
-from payment_microservice.payments.service import can_read, event_id
+from payment_microservice.payments import service as payments_service
 from payment_microservice.refunds import repository
 from payment_microservice.refunds.exceptions import (
     PaymentNotRefundable,
@@ -84,16 +82,6 @@ def failure_problem(refund: Refund, headers: dict[str, str] | None = None) -> Pr
     )
 
 
-async def payment_for_refund(
-    session: AsyncSession, user: AuthenticatedUser, payment_id: uuid.UUID
-) -> Payment:
-    """The payment, locked for this transaction, if the caller may refund it."""
-    payment = await payments_repository.get(session, payment_id, lock=True)
-    if payment is None or not can_read(user, payment):
-        raise PaymentNotFound(f"No payment {payment_id}.")
-    return payment
-
-
 async def reserve(
     session: AsyncSession,
     user: AuthenticatedUser,
@@ -106,7 +94,7 @@ async def reserve(
 ) -> Refund | None:
     """Record a pending refund, reserving its amount; None if the key was taken meanwhile."""
     # The lock serialises refunds of one payment: each sees the reservations before it.
-    payment = await payment_for_refund(session, user, payment_id)
+    payment = await payments_service.get_visible(session, user, payment_id, lock=True)
     if payment.status != PaymentStatus.SUCCEEDED:
         raise PaymentNotRefundable(
             f"The payment is {payment.status}; only a succeeded payment can be refunded.",
@@ -148,9 +136,7 @@ async def list_refunds(
     session: AsyncSession, user: AuthenticatedUser, payment_id: uuid.UUID
 ) -> RefundList:
     """The refunds of a payment the caller may see."""
-    payment = await payments_repository.get(session, payment_id)
-    if payment is None or not can_read(user, payment):
-        raise PaymentNotFound(f"No payment {payment_id}.")
+    await payments_service.get_visible(session, user, payment_id)
     return RefundList(data=[to_read(r) for r in await repository.for_payment(session, payment_id)])
 
 
@@ -212,7 +198,7 @@ async def record_stripe_refund(
             )
         return False
     # Locked so that the amount refunded is added up in order with our own refunds.
-    await payments_repository.get(session, payment.id, lock=True)
+    await payments_service.lock_for_refunds(session, payment.id)
     recorded = await repository.insert_if_new(
         session,
         {
@@ -232,9 +218,7 @@ async def record_stripe_refund(
 
 
 async def _count_and_publish(session: AsyncSession, refund: Refund, *, hold_id: str | None) -> None:
-    await payments_repository.add_refunded(session, refund.payment_id, refund.amount)
-    payment = await payments_repository.get(session, refund.payment_id)
-    assert payment is not None
+    payment = await payments_service.count_refund(session, refund.payment_id, refund.amount)
     await publish(
         session,
         PaymentRefunded(
@@ -245,7 +229,7 @@ async def _count_and_publish(session: AsyncSession, refund: Refund, *, hold_id: 
             currency=refund.currency,
             hold_id=hold_id,
         ),
-        event_id=event_id(EventType.PAYMENT_REFUNDED, refund.id),
+        event_id=payments_service.event_id(EventType.PAYMENT_REFUNDED, refund.id),
     )
     logger.info(
         "refund %s of payment %s succeeded (%d %s)",
@@ -255,6 +239,20 @@ async def _count_and_publish(session: AsyncSession, refund: Refund, *, hold_id: 
         refund.currency,
         extra={"payment_id": str(payment.id), "refund_id": str(refund.id)},
     )
+
+
+async def stale_pending(
+    session: AsyncSession, *, older_than_seconds: float, limit: int
+) -> list[uuid.UUID]:
+    """Pending refunds untouched for `older_than_seconds` that nobody drives, oldest first."""
+    return await repository.pending_ids(session, older_than_seconds=older_than_seconds, limit=limit)
+
+
+async def claim_pending(
+    session: AsyncSession, refund_id: uuid.UUID, lease_seconds: float
+) -> Refund | None:
+    """Become the driver of a pending refund nobody drives; None if it settled or is held."""
+    return await repository.claim_lease(session, refund_id, lease_seconds)
 
 
 async def _current(session: AsyncSession, refund_id: uuid.UUID) -> Refund:

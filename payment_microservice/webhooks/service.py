@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import stripe
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payment_microservice.models import Payment, StripeEventOutcome
-from payment_microservice.payments import repository as payments_repository
+from payment_microservice.models import StripeEventOutcome
 from payment_microservice.payments import service as payments_service
 from payment_microservice.refunds import service as refunds_service
 from payment_microservice.stripe_api import (
@@ -113,13 +111,21 @@ async def _apply(session: AsyncSession, event: dict[str, Any], refunds: list[Ref
     obj = event["data"]["object"]
     if kind in INTENT_EVENTS:
         intent = intent_state(obj)
-        payment = await _payment_of_intent(session, intent.id, intent.payment_id, obj)
+        payment = await payments_service.payment_of_intent(
+            session,
+            intent.id,
+            intent.payment_id,
+            amount=obj.get("amount"),
+            currency=str(obj.get("currency", "")).upper(),
+        )
         if payment is None:
             return False
         await payments_service.apply_intent(session, payment.id, intent)
         return True
     if kind == CHARGE_REFUNDED:
-        payment = await _payment_of_charge(session, obj.get("id"), obj.get("payment_intent"))
+        payment = await payments_service.payment_of_charge(
+            session, obj.get("id"), obj.get("payment_intent")
+        )
         if payment is None:
             return False
         changed = False
@@ -128,50 +134,10 @@ async def _apply(session: AsyncSession, event: dict[str, Any], refunds: list[Ref
         return changed
     if kind in REFUND_EVENTS:
         refund = refund_state(obj)
-        payment = await _payment_of_charge(session, refund.charge_id, refund.payment_intent_id)
+        payment = await payments_service.payment_of_charge(
+            session, refund.charge_id, refund.payment_intent_id
+        )
         if payment is None:
             return False
         return await refunds_service.record_stripe_refund(session, payment, refund)
     return False
-
-
-async def _payment_of_intent(
-    session: AsyncSession, intent_id: str, payment_id: str | None, obj: Mapping[str, Any]
-) -> Payment | None:
-    """Our payment for a PaymentIntent: by its id, or by the payment id in its metadata.
-
-    The metadata route finds a payment whose confirmation has not come back yet (the webhook
-    overtook it); it is taken only if the intent matches the payment's amount and currency.
-    """
-    payment = await payments_repository.find_by_intent(session, intent_id)
-    if payment is not None or payment_id is None:
-        return payment
-    try:
-        candidate = await payments_repository.get(session, uuid.UUID(payment_id))
-    except ValueError:
-        return None
-    if candidate is None:
-        return None
-    matches = (
-        candidate.stripe_payment_intent_id in (None, intent_id)
-        and obj.get("amount") == candidate.amount
-        and str(obj.get("currency", "")).upper() == candidate.currency
-    )
-    if not matches:
-        logger.warning("PaymentIntent %s does not match payment %s", intent_id, payment_id)
-        return None
-    return candidate
-
-
-async def _payment_of_charge(
-    session: AsyncSession, charge_id: Any, intent_id: Any
-) -> Payment | None:
-    if isinstance(intent_id, dict):
-        intent_id = intent_id.get("id")
-    if isinstance(intent_id, str):
-        payment = await payments_repository.find_by_intent(session, intent_id)
-        if payment is not None:
-            return payment
-    if isinstance(charge_id, str):
-        return await payments_repository.find_by_charge(session, charge_id)
-    return None

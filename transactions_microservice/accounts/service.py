@@ -7,8 +7,9 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from transactions_microservice.accounts import repository
+from transactions_microservice.accounts.repository import TransferParties
 from transactions_microservice.accounts.schemas import BalanceRead, BalancesRead
-from transactions_microservice.models import AccountId
+from transactions_microservice.models import AccountId, SystemAccount
 
 logger = logging.getLogger("micropay.transactions.accounts")
 
@@ -29,6 +30,30 @@ async def register_user(
         logger.warning("email of user %s moved to a newer registration", user_id)
     await repository.upsert_user(session, user_id, email)
     return await repository.open_wallet(session, user_id, currency)
+
+
+async def find_wallet(session: AsyncSession, user_id: str, currency: str) -> AccountId | None:
+    """Id of the user's wallet in `currency`, if they have one."""
+    return (await repository.wallet_ids(session, [user_id], currency)).get(user_id)
+
+
+async def open_wallet(session: AsyncSession, user_id: str, currency: str) -> AccountId:
+    """Id of the user's wallet in `currency`, opening it when missing."""
+    return await repository.open_wallet(session, user_id, currency)
+
+
+async def system_account(session: AsyncSession, code: SystemAccount, currency: str) -> AccountId:
+    """Id of a system account in `currency`, opening it on first use."""
+    return await repository.system_account(session, code, currency)
+
+
+async def transfer_parties(
+    session: AsyncSession, *, sender_id: str, recipient_email: str, currency: str
+) -> TransferParties:
+    """The recipient by (normalised) email and the sender by id, with their wallets, at once."""
+    return await repository.transfer_parties(
+        session, sender_id=sender_id, recipient_email=recipient_email, currency=currency
+    )
 
 
 async def balances(session: AsyncSession, user_id: str) -> BalancesRead:

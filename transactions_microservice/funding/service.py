@@ -9,10 +9,9 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from transactions_microservice.accounts import repository as accounts_repository
-from transactions_microservice.holds import repository as holds_repository
+from transactions_microservice.accounts import service as accounts
 from transactions_microservice.holds import service as holds_service
-from transactions_microservice.holds.exceptions import HoldNotActive
+from transactions_microservice.holds.exceptions import HoldNotActive, HoldNotFound
 from transactions_microservice.ledger import service as ledger
 from transactions_microservice.models import (
     EntryType,
@@ -41,10 +40,8 @@ async def credit_top_up(
     The wallet is opened if the user has none in this currency yet: a payment can arrive
     before the user's registration event (two producers, no order between them).
     """
-    wallet = await accounts_repository.open_wallet(session, user_id, currency)
-    funding = await accounts_repository.system_account(
-        session, SystemAccount.CARD_FUNDING, currency
-    )
+    wallet = await accounts.open_wallet(session, user_id, currency)
+    funding = await accounts.system_account(session, SystemAccount.CARD_FUNDING, currency)
     posted = await ledger.post(
         session,
         type_=LedgerTransactionType.TOP_UP,
@@ -95,7 +92,10 @@ async def _through_hold(
     except ValueError:
         logger.warning("refund names hold %r, which is not a hold id", hold_id)
         return None
-    hold = await holds_repository.get(session, parsed)
+    try:
+        hold = await holds_service.get_hold(session, parsed)
+    except HoldNotFound:
+        hold = None
     if hold is None or (hold.user_id, hold.amount, hold.currency) != (user_id, amount, currency):
         logger.warning("refund names hold %s, which does not match it; debiting directly", hold_id)
         return None
@@ -122,9 +122,9 @@ async def debit_refund(
     """
     if await ledger.transaction_by_reference(session, LedgerTransactionType.REFUND, reference):
         return RefundOutcome("already_applied")
-    wallet = (await accounts_repository.wallet_ids(session, [user_id], currency)).get(user_id)
-    refunds = await accounts_repository.system_account(session, SystemAccount.REFUNDS, currency)
-    shortfall_account = await accounts_repository.system_account(
+    wallet = await accounts.find_wallet(session, user_id, currency)
+    refunds = await accounts.system_account(session, SystemAccount.REFUNDS, currency)
+    shortfall_account = await accounts.system_account(
         session, SystemAccount.REFUND_SHORTFALL, currency
     )
     locked = await ledger.release_overdue_holds(

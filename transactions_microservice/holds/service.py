@@ -7,7 +7,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from transactions_microservice.accounts import repository as accounts_repository
+from transactions_microservice.accounts import service as accounts
 from transactions_microservice.holds import repository
 from transactions_microservice.holds.exceptions import (
     HoldNotActive,
@@ -56,9 +56,7 @@ async def create_hold(session: AsyncSession, request: HoldCreate, ttl_seconds: i
     existing = await repository.get_by_reference(session, request.reference)
     if existing is not None:
         return _same_request(existing, request)
-    wallet_id = (
-        await accounts_repository.wallet_ids(session, [request.user_id], request.currency)
-    ).get(request.user_id)
+    wallet_id = await accounts.find_wallet(session, request.user_id, request.currency)
     if wallet_id is None:
         raise InsufficientFunds(
             f"The user has no {request.currency} wallet.", available=0, currency=request.currency
@@ -106,9 +104,7 @@ async def capture(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
         raise HoldNotActive(
             f"The hold is {hold.status}; it cannot be captured.", hold_status=hold.status
         )
-    refunds = await accounts_repository.system_account(
-        session, SystemAccount.REFUNDS, hold.currency
-    )
+    refunds = await accounts.system_account(session, SystemAccount.REFUNDS, hold.currency)
     # Accounts first, then the hold row: the order every path takes (see lock_accounts). An
     # overdue hold expires here, and is then no longer there to capture.
     await ledger.release_overdue_holds(

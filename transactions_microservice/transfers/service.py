@@ -8,8 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.events import TransferCompleted
 from micropay_common.outbox import publish
-from transactions_microservice.accounts import repository as accounts_repository
-from transactions_microservice.accounts.service import normalise_email
+from transactions_microservice.accounts import service as accounts
 from transactions_microservice.ledger import service as ledger
 from transactions_microservice.ledger.exceptions import InsufficientFunds
 from transactions_microservice.models import EntryType, LedgerTransactionType
@@ -21,10 +20,10 @@ async def create_transfer(
     session: AsyncSession, sender_id: str, sender_email: str, request: TransferCreate
 ) -> TransferRead:
     """Move `amount` from the sender's wallet to the recipient's and announce it."""
-    to_email = normalise_email(request.to_email)
-    if to_email == normalise_email(sender_email):
+    to_email = accounts.normalise_email(request.to_email)
+    if to_email == accounts.normalise_email(sender_email):
         raise TransferToSelf("You cannot send money to yourself.")
-    parties = await accounts_repository.transfer_parties(
+    parties = await accounts.transfer_parties(
         session, sender_id=sender_id, recipient_email=to_email, currency=request.currency
     )
     recipient_id = parties.recipient_id
@@ -36,7 +35,7 @@ async def create_transfer(
         raise InsufficientFunds(
             f"You have no {request.currency} wallet.", available=0, currency=request.currency
         )
-    recipient_wallet = parties.recipient_wallet or await accounts_repository.open_wallet(
+    recipient_wallet = parties.recipient_wallet or await accounts.open_wallet(
         session, recipient_id, request.currency
     )
     transfer_id = uuid.uuid4()
@@ -65,7 +64,7 @@ async def create_transfer(
     )
     if posted is None:  # a fresh uuid cannot have been posted before
         raise RuntimeError(f"transfer {transfer_id} already exists")
-    from_email = parties.sender_email or normalise_email(sender_email)
+    from_email = parties.sender_email or accounts.normalise_email(sender_email)
     await publish(
         session,
         TransferCompleted(
