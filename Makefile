@@ -7,10 +7,11 @@ REQUIREMENTS := requirements-dev.txt common/pyproject.toml \
 	auth_microservice/requirements.txt payment_microservice/requirements.txt \
 	transactions_microservice/requirements.txt notifications_microservice/requirements.txt
 
-.PHONY: run demo test lint deploy-check format typecheck pytest clean help
+.PHONY: run demo migrate schema-sql test lint deploy-check format typecheck pytest clean help
 
 help:
 	@echo "make run   - start PostgreSQL, moto, localstripe, the four services and the gateway"
+	@echo "make migrate - upgrade the database DATABASE_URL names (admin URL) to the latest revision"
 	@echo "make test  - ruff (lint + format check), deployment validators, mypy and the whole pytest suite"
 	@echo "make demo  - with \`make run\` running: a narrated walkthrough of the whole journey"
 
@@ -25,6 +26,15 @@ $(STAMP): $(BIN)/python $(REQUIREMENTS)
 
 run: $(STAMP)
 	$(BIN)/python -m stack run
+
+# The database DATABASE_URL names (an admin URL) to the latest revision; a no-op when it is.
+migrate: $(STAMP)
+	$(BIN)/python -m migrations upgrade
+
+# PostgreSQL.sql is generated from the migrations (tests/migrations checks it is up to date).
+schema-sql: $(STAMP)
+	$(BIN)/python -m migrations sql > PostgreSQL.sql.tmp
+	mv PostgreSQL.sql.tmp PostgreSQL.sql
 
 # Same port variables as `make run` (MICROPAY_GATEWAY_PORT, ...); or `python -m stack.demo --help`.
 demo: $(STAMP)
@@ -45,7 +55,7 @@ deploy-check: $(STAMP)
 	$(BIN)/cfn-lint infra/cloudformation.yaml
 
 typecheck: $(STAMP)
-	$(BIN)/mypy common/micropay_common stack auth_microservice payment_microservice \
+	$(BIN)/mypy common/micropay_common stack migrations auth_microservice payment_microservice \
 		transactions_microservice notifications_microservice deploy conftest.py tests micropay_testing
 
 pytest: $(STAMP)
