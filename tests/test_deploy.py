@@ -9,15 +9,17 @@ validators of each ecosystem (hadolint, compose-spec, kubernetes-validate, cfn-l
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +34,11 @@ from micropay_common.services import SERVICES as REGISTRY
 from micropay_common.settings import ServiceSettings
 from micropay_testing.database import TestDatabase
 from micropay_testing.processes import background_process, free_port
+from migrations import VERSION_SCHEMA, VERSION_TABLE, head_revision
+from migrations.models import target_metadata
 from stack.bootstrap import AwsResources
 from stack.gateway import PLACEHOLDERS, find_nginx, render_gateway_config
-from stack.postgres import SERVICE_ROLES, drop_database
+from stack.postgres import SERVICE_ROLES, connect, drop_database, ensure_database
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = tuple(str(name) for name in REGISTRY)
@@ -444,6 +448,134 @@ def test_dockerfiles_build_slim_non_root_images_that_serve_on_port() -> None:
     assert '--port "${PORT' in entrypoint
 
 
+IMAGES = {
+    **{service: ROOT / f"{service}_microservice" / "Dockerfile" for service in SERVICES},
+    "bootstrap": ROOT / "deploy" / "bootstrap" / "Dockerfile",
+}
+# What .dockerignore keeps out of every image, as far as the copied folders go.
+NOT_COPIED = shutil.ignore_patterns("__pycache__", "*.py[cod]", "tests")
+
+
+def final_stage(dockerfile: Path) -> str:
+    """The instructions of the image's last stage (the one that runs)."""
+    return dockerfile.read_text().split("\nFROM ", 2)[2]
+
+
+def lay_out_app(dockerfile: Path, app: Path) -> None:
+    """Copy into `app` what the final stage copies from the repository into /app (its WORKDIR)."""
+    stage = final_stage(dockerfile)
+    assert re.search(r"^WORKDIR /app$", stage, re.MULTILINE)
+    for line in re.findall(r"^COPY (.+)$", stage, re.MULTILINE):
+        words = line.split()
+        if any(word.startswith("--from=") for word in words):
+            continue
+        *sources, target = [word for word in words if not word.startswith("--")]
+        if target.startswith("/"):
+            continue  # the entrypoint, installed outside /app
+        for source in sources:
+            origin = ROOT / source
+            if origin.is_dir():
+                shutil.copytree(origin, app / target, ignore=NOT_COPIED, dirs_exist_ok=True)
+            else:
+                destination = app / target / origin.name if target.endswith("/") else app / target
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(origin, destination)
+
+
+def test_every_image_copies_the_migrations() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert not {"migrations", "migrations/", "alembic.ini", "**/migrations"} & set(ignored)
+    for name, dockerfile in IMAGES.items():
+        stage = final_stage(dockerfile)
+        assert re.search(r"^COPY migrations/ migrations/$", stage, re.MULTILINE), name
+        assert re.search(r"^COPY alembic\.ini \./$", stage, re.MULTILINE), name
+        assert "PostgreSQL.sql" not in stage, f"{name}: the schema comes from the migrations"
+
+
+@pytest.fixture
+async def empty_database(database: TestDatabase) -> AsyncIterator[str]:
+    """The admin URL of an empty database of this test's own, dropped afterwards."""
+    name = f"{database.name}_images"
+    await ensure_database(database.server, name, recreate=True)
+    yield database.server.url_for(name)
+    await drop_database(database.server, name)
+
+
+async def migrated_state(admin_url: str) -> tuple[str, set[str]]:
+    """The database's migration version and its tables in the services' schemas."""
+    conn = await connect(admin_url)
+    try:
+        version = await conn.fetchval(f"SELECT version_num FROM {VERSION_SCHEMA}.{VERSION_TABLE}")
+        rows = await conn.fetch(
+            "SELECT table_schema || '.' || table_name AS name FROM information_schema.tables "
+            "WHERE table_schema = ANY($1::text[])",
+            [spec.schema for spec in REGISTRY.values()],
+        )
+    finally:
+        await conn.close()
+    return str(version), {row["name"] for row in rows}
+
+
+def entrypoint(app: Path, *arguments: str, **environment: str) -> subprocess.CompletedProcess[str]:
+    """The images' entrypoint run in `app` (their /app) with the test's Python first on PATH."""
+    return subprocess.run(
+        ["sh", str(ROOT / "deploy" / "service-entrypoint.sh"), *arguments],
+        cwd=app,
+        env={
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            **environment,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_each_service_image_migrates_an_empty_database_with_only_what_it_copies(
+    tmp_path: Path, empty_database: str
+) -> None:
+    head = head_revision()
+    for service in SERVICES:
+        app = tmp_path / service
+        lay_out_app(IMAGES[service], app)
+        # The first run builds the schema; the others find it at the latest revision.
+        result = entrypoint(app, "migrate", DATABASE_URL=empty_database)
+        assert result.returncode == 0, f"{service}: {result.stderr}"
+        assert f"revision {head}" in result.stdout
+    version, tables = asyncio.run(migrated_state(empty_database))
+    assert version == head
+    assert tables == {table.fullname for table in target_metadata().sorted_tables}
+
+
+def test_entrypoint_migrate_without_an_admin_url_fails_saying_so(tmp_path: Path) -> None:
+    lay_out_app(IMAGES["payment"], tmp_path)
+    result = entrypoint(tmp_path, "migrate")
+    assert result.returncode != 0
+    assert "DATABASE_URL is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_entrypoint_refuses_an_unknown_command(tmp_path: Path) -> None:
+    result = entrypoint(tmp_path, "upgrade", MICROPAY_APP="auth_microservice.main:app", PORT="1")
+    assert result.returncode == 64
+    assert "usage: micropay-service [serve|migrate]" in result.stderr
+
+
+def test_bootstrap_image_imports_its_job_from_only_what_it_copies(tmp_path: Path) -> None:
+    lay_out_app(IMAGES["bootstrap"], tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", "import deploy.compose_bootstrap"],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
 # --- the bootstrap job and the entrypoint, for real ----------------------------------------------
 
 
@@ -519,6 +651,10 @@ def test_bootstrap_job_writes_env_files_the_services_start_with(
     }
     written = run(**arguments)
     assert written == run(**arguments), "a second run must change nothing"
+    # The job migrated the new database: the latest revision, every table of the models.
+    version, tables = asyncio.run(migrated_state(database.server.url_for(job_database)))
+    assert version == head_revision()
+    assert tables == {table.fullname for table in target_metadata().sorted_tables}
 
     for service in SERVICES:
         path = tmp_path / "env" / f"{service}.env"
