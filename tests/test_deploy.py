@@ -55,6 +55,8 @@ ENTRYPOINT_VARIABLES = {"PORT", "MICROPAY_ENV_FILE", "FORWARDED_ALLOW_IPS"}
 AWS_KEY_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 SECRET_LIKE = re.compile(r"PASSWORD|SECRET|_KEY$|^DATABASE_URL$")
 ENV_DIR = "/var/lib/micropay/env"
+# The admin URL of the migrations, read by the `migrate` init containers only.
+MIGRATIONS_SECRET = "micropay-migrations"
 
 
 @dataclass(frozen=True)
@@ -318,6 +320,17 @@ def test_kubernetes_manifests_reference_secrets_and_never_hold_them() -> None:
         assert not leaked, f"ConfigMap {config_map['metadata']['name']} holds {sorted(leaked)}"
 
 
+def assert_container_locked_down(container: dict[str, Any]) -> None:
+    """Non-root, read-only root filesystem, no privilege escalation, no capabilities, resources."""
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    assert "memory" in container["resources"]["limits"]
+
+
 def test_kubernetes_deployments_are_locked_down() -> None:
     documents = load_manifests()
     for service in SERVICES:
@@ -326,21 +339,62 @@ def test_kubernetes_deployments_are_locked_down() -> None:
         pod = deployment["spec"]["template"]["spec"]
         assert pod["automountServiceAccountToken"] is False
         assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         (container,) = pod["containers"]
-        security = container["securityContext"]
-        assert security["readOnlyRootFilesystem"] is True
-        assert security["allowPrivilegeEscalation"] is False
-        assert security["capabilities"]["drop"] == ["ALL"]
+        assert_container_locked_down(container)
         assert container["ports"][0]["containerPort"] == PORTS[service]
         assert container["image"].rsplit("/", 1)[1].startswith(f"micropay-{service}:")
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert container[probe]["httpGet"]["path"].startswith("/health/")
         assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
-        assert {"cpu", "memory"} <= set(container["resources"]["requests"])
-        assert "memory" in container["resources"]["limits"]
         for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"):
             find(documents, kind, service)
         assert find(documents, "HorizontalPodAutoscaler", service)["spec"]["minReplicas"] == 2
+
+
+def secrets_read_by(container: dict[str, Any]) -> set[str]:
+    """The names of the Secrets a container reads, one key or all of them."""
+    names = {
+        source["secretRef"]["name"]
+        for source in container.get("envFrom", [])
+        if "secretRef" in source
+    }
+    for variable in container.get("env", []):
+        reference = variable.get("valueFrom", {}).get("secretKeyRef")
+        if reference:
+            names.add(reference["name"])
+    return names
+
+
+def test_kubernetes_deployments_migrate_before_serving_and_only_there_see_the_admin_url() -> None:
+    documents = load_manifests()
+    for service in SERVICES:
+        pod = find(documents, "Deployment", service)["spec"]["template"]["spec"]
+        # Init containers run, each to success, before any container of the pod starts.
+        (migrate,) = pod["initContainers"]
+        (container,) = pod["containers"]
+        assert migrate["name"] == "migrate"
+        # The migrations of the very image about to serve, through its entrypoint (no command).
+        assert migrate["image"] == container["image"]
+        assert "command" not in migrate
+        assert migrate["args"] == ["migrate"]
+        assert migrate["env"] == [
+            {
+                "name": "DATABASE_URL",
+                "valueFrom": {"secretKeyRef": {"name": MIGRATIONS_SECRET, "key": "DATABASE_URL"}},
+            }
+        ]
+        assert "envFrom" not in migrate
+        assert_container_locked_down(migrate)
+        assert migrate["volumeMounts"] == container["volumeMounts"]
+        assert MIGRATIONS_SECRET not in secrets_read_by(container)
+    for document in documents:
+        if document["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"):
+            template = document["spec"].get("jobTemplate", document)["spec"]["template"]["spec"]
+            for container in template["containers"]:
+                assert MIGRATIONS_SECRET not in secrets_read_by(container), container["name"]
+    shared_header = (ROOT / "kubernetes_shared.yaml").read_text().split("\napiVersion:", 1)[0]
+    assert f"#   {MIGRATIONS_SECRET}" in shared_header, "kubernetes_shared.yaml lists the secrets"
 
 
 def test_kubernetes_network_policies_admit_only_the_ingress_and_the_services() -> None:
