@@ -47,7 +47,8 @@ lint: $(STAMP)
 # Every deployment artefact checked by its own ecosystem's validator, offline (no Docker engine).
 deploy-check: $(STAMP)
 	$(BIN)/hadolint --failure-threshold style */Dockerfile deploy/*/Dockerfile
-	$(BIN)/shellcheck deploy/service-entrypoint.sh run_docker_local.sh
+	$(BIN)/shellcheck deploy/service-entrypoint.sh run_docker_local.sh \
+		deploy/elastic-beanstalk/.platform/hooks/*/*.sh
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(BIN)/docker-compose --env-file .env.example --file docker-compose.yml config --quiet
 	$(BIN)/kubernetes-validate --strict --quiet kubernetes_*.yaml

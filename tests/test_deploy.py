@@ -480,6 +480,127 @@ def test_dockerrun_runs_the_service_image_on_its_port() -> None:
         assert eb_provided(service).literal["PORT"] == str(PORTS[service])
 
 
+EB_HOOK = (
+    ROOT / "deploy" / "elastic-beanstalk" / ".platform" / "hooks" / "predeploy" / "10_migrate.sh"
+)
+EB_ADMIN_PARAMETER = "/micropay/migrations/DATABASE_URL"
+# Stand-ins for the instance's CLIs: each call is appended to $CALLS with the DATABASE_URL it
+# saw; `aws ssm` answers $PARAMETER_VALUE, `docker login` reads the password like the real one.
+FAKE_AWS = """#!/bin/sh
+echo "aws $* | DATABASE_URL=${DATABASE_URL:-}" >>"$CALLS"
+case "$1 $2" in
+    "ssm get-parameters") printf '%s\\n' "$PARAMETER_VALUE" ;;
+    "ecr get-login-password") echo token ;;
+esac
+"""
+FAKE_DOCKER = """#!/bin/sh
+echo "docker $* | DATABASE_URL=${DATABASE_URL:-}" >>"$CALLS"
+if [ "$1" = login ]; then cat >/dev/null; fi
+"""
+
+
+def run_eb_hook(tmp_path: Path, service: str, parameter_value: str) -> tuple[int, str, list[str]]:
+    """The predeploy hook in a staging directory of `service`'s bundle, with fake aws and docker."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, script in (("aws", FAKE_AWS), ("docker", FAKE_DOCKER)):
+        (bin_dir / name).write_text(script)
+        (bin_dir / name).chmod(0o755)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "Dockerrun.aws.json").write_bytes(
+        (ROOT / f"{service}_microservice" / "Dockerrun.aws.json").read_bytes()
+    )
+    calls = tmp_path / "calls"
+    calls.touch()
+    result = subprocess.run(
+        [str(EB_HOOK)],
+        cwd=staging,
+        env={
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "AWS_REGION": "us-east-1",
+            "CALLS": str(calls),
+            "PARAMETER_VALUE": parameter_value,
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return result.returncode, result.stdout + result.stderr, calls.read_text().splitlines()
+
+
+def test_elastic_beanstalk_hook_is_an_executable_predeploy_hook_that_passes_shellcheck() -> None:
+    assert EB_HOOK.read_text().startswith("#!/bin/bash\n")
+    assert EB_HOOK.stat().st_mode & stat.S_IXUSR
+    # The mode Elastic Beanstalk finds in the bundle is the one git checks out.
+    staged = subprocess.run(
+        ["git", "ls-files", "--stage", str(EB_HOOK.relative_to(ROOT))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert not staged or staged.startswith("100755 "), staged
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    result = subprocess.run(
+        [str(shellcheck), str(EB_HOOK)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
+    makefile = (ROOT / "Makefile").read_text()
+    assert "deploy/elastic-beanstalk/.platform/hooks/*/*.sh" in makefile
+
+
+def test_elastic_beanstalk_hook_migrates_with_the_new_image_and_the_admin_url_from_ssm(
+    tmp_path: Path,
+) -> None:
+    admin_url = "postgresql://micropay_admin:s3cret@db.internal:5432/micropay"
+    status, output, calls = run_eb_hook(tmp_path, "payment", admin_url)
+    assert status == 0, output
+    image = json.loads((ROOT / "payment_microservice" / "Dockerrun.aws.json").read_text())["Image"][
+        "Name"
+    ]
+    (ssm,) = [call for call in calls if call.startswith("aws ssm ")]
+    assert f"--names {EB_ADMIN_PARAMETER} " in ssm
+    assert "--with-decryption" in ssm
+    (run,) = [call for call in calls if call.startswith("docker run ")]
+    arguments, environment = run.split(" | ")
+    # The new image's own entrypoint and user, restricted as the services are.
+    assert arguments.endswith(f" {image} migrate")
+    assert "--user" not in arguments
+    assert "--entrypoint" not in arguments
+    for flag in ("--rm", "--read-only", "--cap-drop ALL", "--security-opt no-new-privileges"):
+        assert flag in arguments
+    # The admin URL reaches the container through the environment, never a command line.
+    assert "--env DATABASE_URL " in arguments
+    assert environment == f"DATABASE_URL={admin_url}"
+    assert all("s3cret" not in call.split(" | ")[0] for call in calls)
+    (login,) = [call for call in calls if call.startswith("docker login ")]
+    assert login.split(" | ")[0].endswith(f" {image.split('/')[0]}")
+    assert calls.index(login) < calls.index(run)
+
+
+def test_elastic_beanstalk_hook_fails_the_deployment_without_the_admin_url(
+    tmp_path: Path,
+) -> None:
+    status, output, calls = run_eb_hook(tmp_path, "auth", "None")
+    assert status != 0
+    assert EB_ADMIN_PARAMETER in output
+    assert not [call for call in calls if call.startswith("docker ")]
+
+
+def test_elastic_beanstalk_bundles_carry_the_hook_and_never_the_admin_url() -> None:
+    for service in SERVICES:
+        config = (
+            ROOT / f"{service}_microservice" / ".ebextensions" / "micropay.config"
+        ).read_text()
+        # The hook reads the admin URL itself; as an environment secret every container would.
+        assert EB_ADMIN_PARAMETER not in config.split("option_settings:", 1)[1]
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Elastic Beanstalk", 1)[1].split("\n### ", 1)[0]
+    assert "(cd deploy/elastic-beanstalk && zip -r ../../micropay-$S-$TAG.zip .platform)" in section
+
+
 # --- images --------------------------------------------------------------------------------------
 
 
