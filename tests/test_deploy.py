@@ -483,14 +483,20 @@ def test_dockerrun_runs_the_service_image_on_its_port() -> None:
 EB_HOOK = (
     ROOT / "deploy" / "elastic-beanstalk" / ".platform" / "hooks" / "predeploy" / "10_migrate.sh"
 )
-EB_ADMIN_PARAMETER = "/micropay/migrations/DATABASE_URL"
+EB_PARAMETERS = "/micropay/migrations"
+EB_PASSWORD_SECRET = "arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-example"
 # Stand-ins for the instance's CLIs: each call is appended to $CALLS with the DATABASE_URL it
-# saw; `aws ssm` answers $PARAMETER_VALUE, `docker login` reads the password like the real one.
-FAKE_AWS = """#!/bin/sh
+# saw. `aws ssm get-parameters` answers $DATABASE_URL_VALUE or $PASSWORD_SECRET_ARN_VALUE by
+# the name asked for, `aws secretsmanager` $SECRET_VALUE; `docker login` reads the password.
+FAKE_AWS = r"""#!/bin/sh
 echo "aws $* | DATABASE_URL=${DATABASE_URL:-}" >>"$CALLS"
-case "$1 $2" in
-    "ssm get-parameters") printf '%s\\n' "$PARAMETER_VALUE" ;;
-    "ecr get-login-password") echo token ;;
+case "$*" in
+    "ssm get-parameters "*"--names /micropay/migrations/DATABASE_URL "*)
+        printf '%s\n' "${DATABASE_URL_VALUE:-None}" ;;
+    "ssm get-parameters "*"--names /micropay/migrations/PASSWORD_SECRET_ARN "*)
+        printf '%s\n' "${PASSWORD_SECRET_ARN_VALUE:-None}" ;;
+    "secretsmanager get-secret-value "*) printf '%s\n' "$SECRET_VALUE" ;;
+    "ecr get-login-password "*) echo token ;;
 esac
 """
 FAKE_DOCKER = """#!/bin/sh
@@ -499,7 +505,7 @@ if [ "$1" = login ]; then cat >/dev/null; fi
 """
 
 
-def run_eb_hook(tmp_path: Path, service: str, parameter_value: str) -> tuple[int, str, list[str]]:
+def run_eb_hook(tmp_path: Path, service: str, **answers: str) -> tuple[int, str, list[str]]:
     """The predeploy hook in a staging directory of `service`'s bundle, with fake aws and docker."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -520,7 +526,7 @@ def run_eb_hook(tmp_path: Path, service: str, parameter_value: str) -> tuple[int
             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
             "AWS_REGION": "us-east-1",
             "CALLS": str(calls),
-            "PARAMETER_VALUE": parameter_value,
+            **answers,
         },
         capture_output=True,
         text=True,
@@ -551,18 +557,29 @@ def test_elastic_beanstalk_hook_is_an_executable_predeploy_hook_that_passes_shel
     assert "deploy/elastic-beanstalk/.platform/hooks/*/*.sh" in makefile
 
 
-def test_elastic_beanstalk_hook_migrates_with_the_new_image_and_the_admin_url_from_ssm(
+def test_elastic_beanstalk_hook_migrates_with_the_new_image_and_the_current_admin_password(
     tmp_path: Path,
 ) -> None:
-    admin_url = "postgresql://micropay_admin:s3cret@db.internal:5432/micropay"
-    status, output, calls = run_eb_hook(tmp_path, "payment", admin_url)
+    password = "p@ss:w/rd?#%"
+    status, output, calls = run_eb_hook(
+        tmp_path,
+        "payment",
+        DATABASE_URL_VALUE="postgresql://micropay_admin@db.internal:5432/micropay",
+        PASSWORD_SECRET_ARN_VALUE=EB_PASSWORD_SECRET,
+        SECRET_VALUE=json.dumps({"username": "micropay_admin", "password": password}),
+    )
     assert status == 0, output
     image = json.loads((ROOT / "payment_microservice" / "Dockerrun.aws.json").read_text())["Image"][
         "Name"
     ]
-    (ssm,) = [call for call in calls if call.startswith("aws ssm ")]
-    assert f"--names {EB_ADMIN_PARAMETER} " in ssm
-    assert "--with-decryption" in ssm
+    ssm = [call for call in calls if call.startswith("aws ssm ")]
+    assert [call.split("--names ")[1].split()[0] for call in ssm] == [
+        f"{EB_PARAMETERS}/DATABASE_URL",
+        f"{EB_PARAMETERS}/PASSWORD_SECRET_ARN",
+    ]
+    # The password is read at each deployment from the secret RDS rotates.
+    (secret,) = [call for call in calls if call.startswith("aws secretsmanager get-secret-value ")]
+    assert f"--secret-id {EB_PASSWORD_SECRET} " in secret
     (run,) = [call for call in calls if call.startswith("docker run ")]
     arguments, environment = run.split(" | ")
     # The new image's own entrypoint and user, restricted as the services are.
@@ -573,20 +590,88 @@ def test_elastic_beanstalk_hook_migrates_with_the_new_image_and_the_admin_url_fr
         assert flag in arguments
     # The admin URL reaches the container through the environment, never a command line.
     assert "--env DATABASE_URL " in arguments
-    assert environment == f"DATABASE_URL={admin_url}"
-    assert all("s3cret" not in call.split(" | ")[0] for call in calls)
+    url = make_url(environment.removeprefix("DATABASE_URL="))
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "micropay_admin",
+        password,
+        "db.internal",
+        5432,
+        "micropay",
+    )
+    assert all("p@ss" not in call.split(" | ")[0] for call in calls)
     (login,) = [call for call in calls if call.startswith("docker login ")]
     assert login.split(" | ")[0].endswith(f" {image.split('/')[0]}")
     assert calls.index(login) < calls.index(run)
 
 
+@pytest.mark.parametrize(
+    ("answers", "complaint"),
+    [
+        ({"PASSWORD_SECRET_ARN_VALUE": EB_PASSWORD_SECRET}, f"{EB_PARAMETERS}/DATABASE_URL"),
+        (
+            {"DATABASE_URL_VALUE": "postgresql://micropay_admin@db:5432/micropay"},
+            f"{EB_PARAMETERS}/PASSWORD_SECRET_ARN",
+        ),
+        (
+            {
+                "DATABASE_URL_VALUE": "postgresql://micropay_admin@db:5432/micropay",
+                "PASSWORD_SECRET_ARN_VALUE": EB_PASSWORD_SECRET,
+                "SECRET_VALUE": "not json",
+            },
+            "cannot put the admin URL together",
+        ),
+    ],
+)
 def test_elastic_beanstalk_hook_fails_the_deployment_without_the_admin_url(
-    tmp_path: Path,
+    tmp_path: Path, answers: dict[str, str], complaint: str
 ) -> None:
-    status, output, calls = run_eb_hook(tmp_path, "auth", "None")
+    status, output, calls = run_eb_hook(tmp_path, "auth", **answers)
     assert status != 0
-    assert EB_ADMIN_PARAMETER in output
+    assert complaint in output
     assert not [call for call in calls if call.startswith("docker ")]
+
+
+class CloudFormationLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short forms (`!Sub x` is read as `{"Fn::Sub": x}`)."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+CloudFormationLoader.add_multi_constructor("!", _intrinsic)
+
+
+def test_cloudformation_creates_the_parameters_the_hook_reads() -> None:
+    source = (ROOT / "infra" / "cloudformation.yaml").read_text()
+    template = yaml.load(source, Loader=CloudFormationLoader)  # noqa: S506 - a SafeLoader
+    parameters = {
+        resource["Properties"]["Name"]: resource["Properties"]
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::SSM::Parameter"
+    }
+    url = parameters[f"{EB_PARAMETERS}/DATABASE_URL"]
+    secret = parameters[f"{EB_PARAMETERS}/PASSWORD_SECRET_ARN"]
+    # Neither holds a secret; the password stays in the secret RDS rotates.
+    assert url["Type"] == secret["Type"] == "String"
+    assert url["Value"]["Fn::Sub"].startswith("postgresql://micropay_admin@${Database.Endpoint")
+    assert secret["Value"] == {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}
+    master = template["Resources"]["Database"]["Properties"]
+    assert master["MasterUsername"] == "micropay_admin"
+    assert master["ManageMasterUserPassword"] is True
+    hook = EB_HOOK.read_text()
+    assert f"parameters={EB_PARAMETERS}\n" in hook
+    assert "$(parameter DATABASE_URL)" in hook
+    assert "$(parameter PASSWORD_SECRET_ARN)" in hook
 
 
 def test_elastic_beanstalk_bundles_carry_the_hook_and_never_the_admin_url() -> None:
@@ -595,7 +680,7 @@ def test_elastic_beanstalk_bundles_carry_the_hook_and_never_the_admin_url() -> N
             ROOT / f"{service}_microservice" / ".ebextensions" / "micropay.config"
         ).read_text()
         # The hook reads the admin URL itself; as an environment secret every container would.
-        assert EB_ADMIN_PARAMETER not in config.split("option_settings:", 1)[1]
+        assert EB_PARAMETERS not in config.split("option_settings:", 1)[1]
     readme = (ROOT / "README.md").read_text()
     section = readme.split("### Elastic Beanstalk", 1)[1].split("\n### ", 1)[0]
     assert "(cd deploy/elastic-beanstalk && zip -r ../../micropay-$S-$TAG.zip .platform)" in section
