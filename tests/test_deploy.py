@@ -974,18 +974,11 @@ def test_bootstrap_job_writes_env_files_the_services_start_with(
 
 
 def test_entrypoint_refuses_a_missing_env_file(tmp_path: Path) -> None:
-    result = subprocess.run(
-        ["sh", str(ROOT / "deploy" / "service-entrypoint.sh")],
-        env={
-            "PATH": os.environ["PATH"],
-            "MICROPAY_APP": "auth_microservice.main:app",
-            "PORT": "1",
-            "MICROPAY_ENV_FILE": str(tmp_path / "absent.env"),
-        },
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
+    result = entrypoint(
+        tmp_path,
+        MICROPAY_APP="auth_microservice.main:app",
+        PORT="1",
+        MICROPAY_ENV_FILE=str(tmp_path / "absent.env"),
     )
     assert result.returncode == 64
     assert "absent.env is not a readable file" in result.stderr
