@@ -14,6 +14,7 @@ import sys
 
 from migrations.runner import (
     MigrationError,
+    describe_difference,
     head_revision,
     model_differences,
     schema_sql,
@@ -58,7 +59,7 @@ def check() -> int:
         file=sys.stderr,
     )
     for difference in differences:
-        print(f"  {difference}", file=sys.stderr)
+        print(f"  {describe_difference(difference)}", file=sys.stderr)
     return 1
 
 

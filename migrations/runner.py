@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -143,14 +145,8 @@ def stamp_first_release(connection: Connection, migration_context: MigrationCont
     log.info("first release's schema found: stamped at the baseline %s", BASELINE)
 
 
-def next_revision_id(script: ScriptDirectory) -> str:
-    """Revisions are numbered 0001, 0002, ...: the next free number."""
-    numbers = [int(rev.revision) for rev in script.walk_revisions() if rev.revision.isdigit()]
-    return f"{max(numbers, default=0) + 1:04d}"
-
-
 def revision_directives(config: Config) -> Callable[[MigrationContext, Any, list[Any]], None]:
-    """Number new revisions and write none when autogenerate finds no difference."""
+    """Write no revision when autogenerate finds no difference between models and migrations."""
 
     def process(migration_context: MigrationContext, revision: Any, directives: list[Any]) -> None:
         script = directives[0]
@@ -161,10 +157,6 @@ def revision_directives(config: Config) -> Callable[[MigrationContext, Any, list
         ):
             directives[:] = []
             log.info("the models and the migrations agree: no revision written")
-            return
-        if not getattr(options, "rev_id", None):
-            assert migration_context.script is not None
-            script.rev_id = next_revision_id(migration_context.script)
 
     return process
 
@@ -199,11 +191,18 @@ def run_offline() -> None:
             context.execute(statement)
 
 
+def _changes_database() -> bool:
+    """upgrade, downgrade and stamp (which name a destination revision) change the database."""
+    try:
+        context.get_revision_argument()
+    except KeyError:  # current, check, revision --autogenerate: they only read it
+        return False
+    return True
+
+
 def run_online(connection: Connection) -> None:
     """Run the command on `connection`, under the lock when it changes the database."""
-    # upgrade, downgrade and stamp name a target revision and change the database; current,
-    # check and autogenerate only read it (and compare it with the models).
-    changes = context.get_revision_argument() is not None
+    changes = _changes_database()
     options = _common_options()
     if not changes:
         from migrations.models import autogenerate_options, target_metadata
@@ -222,6 +221,17 @@ def run_online(connection: Connection) -> None:
 
 
 # --- what the rest of the code calls ----------------------------------------------------------
+
+
+# Alembic's `context` and `op` are process-wide, so one process runs one command at a time;
+# the advisory lock is what serialises migrators in different processes.
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _one_at_a_time() -> asyncio.Lock:
+    return _turns.setdefault(asyncio.get_running_loop(), asyncio.Lock())
 
 
 @asynccontextmanager
@@ -270,7 +280,7 @@ def _upgrade(connection: Connection) -> str:
 
 async def upgrade_database(admin_url: str) -> str:
     """Upgrade the database at `admin_url` (an admin URL) to the latest revision; returns it."""
-    async with connect(admin_url) as connection:
+    async with _one_at_a_time(), connect(admin_url) as connection:
         return await connection.run_sync(_upgrade)
 
 
@@ -312,7 +322,46 @@ def _differences(connection: Connection) -> list[Any]:
     return differences
 
 
+def _name(item: Any) -> str:
+    table = getattr(item, "table", None)
+    where = f" on {table.schema}.{table.name}" if table is not None else ""
+    return f"{item.name or '(unnamed)'}{where}"
+
+
+def _shown(value: Any) -> str:
+    value = getattr(value, "arg", value)  # a server default's clause
+    return str(getattr(value, "text", value))
+
+
+def describe_difference(difference: Any) -> str:
+    """One line for one of compare_metadata's differences, in words."""
+    if isinstance(difference, list):  # changes to one column's type, nullability, default
+        return "; ".join(describe_difference(change) for change in difference)
+    kind, *rest = difference
+    action, _, what = kind.partition("_")
+    if kind.startswith("modify_"):
+        schema, table, column, _existing, in_database, in_models = rest
+        return (
+            f"{schema}.{table}.{column}: {what} is {_shown(in_database)} in the migrations "
+            f"but {_shown(in_models)} in the models"
+        )
+    where = (
+        "in the models, not in the migrations"
+        if action == "add"
+        else ("in the migrations, not in the models")
+    )
+    if what == "column":
+        schema, table, column = rest
+        return f"column {schema}.{table}.{column.name}: {where}"
+    if what == "table":
+        return f"table {rest[0].schema}.{rest[0].name}: {where}"
+    if what in ("index", "constraint", "fk"):
+        label = {"index": "index", "constraint": "constraint", "fk": "foreign key"}[what]
+        return f"{label} {_name(rest[0])}: {where}"
+    return repr(difference)
+
+
 async def model_differences(admin_url: str) -> list[Any]:
     """What autogenerate finds between the models and a database at the latest revision."""
-    async with connect(admin_url) as connection:
+    async with _one_at_a_time(), connect(admin_url) as connection:
         return await connection.run_sync(_differences)
