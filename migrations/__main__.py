@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 
@@ -73,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("command", choices=COMMANDS)
     args = parser.parse_args(argv)
+    # What was applied (Alembic's "Running upgrade ...", a first release stamped) is reported.
+    logging.basicConfig(format=f"{PROG}: %(message)s", level=logging.WARNING)
+    logging.getLogger("migrations").setLevel(logging.INFO)
+    alembic_log = logging.getLogger("alembic.runtime.migration")
+    alembic_log.setLevel(logging.INFO)
+    alembic_log.addFilter(lambda record: record.getMessage().startswith("Running "))
     try:
         return COMMANDS[args.command]()
     except MigrationError as exc:

@@ -13,6 +13,7 @@ from sqlalchemy import MetaData
 
 from micropay_common.services import SERVICES
 from micropay_common.tables import shared_metadata
+from migrations.checks import PLUGIN as CHECK_CONSTRAINTS
 
 SERVICE_SCHEMAS = frozenset(spec.schema for spec in SERVICES.values())
 
@@ -48,4 +49,5 @@ def autogenerate_options() -> dict[str, Any]:
         "include_name": include_name,
         "compare_type": True,
         "compare_server_default": True,
+        "autogenerate_plugins": ["alembic.autogenerate.*", CHECK_CONSTRAINTS],
     }

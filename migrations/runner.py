@@ -21,12 +21,13 @@ from alembic.config import Config
 from alembic.operations.ops import MigrationScript
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, NullPool, text
+from sqlalchemy import Connection, NullPool, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from micropay_common.db import async_database_url
 from migrations.access import grant_statements, role_statements
+from migrations.checks import check_definition
 
 log = logging.getLogger("migrations")
 
@@ -239,9 +240,9 @@ async def connect(admin_url: str) -> AsyncIterator[AsyncConnection]:
     """A connection to the database at `admin_url`, or DatabaseUnreachable saying why not."""
     try:
         url = async_database_url(admin_url)
+        shown = make_url(admin_url).render_as_string(hide_password=True)
     except Exception as exc:
         raise DatabaseUnreachable(f"not a PostgreSQL URL ({exc})") from None
-    shown = url.render_as_string(hide_password=True)
     engine = create_async_engine(
         url, poolclass=NullPool, connect_args={"timeout": CONNECT_TIMEOUT_SECONDS}
     )
@@ -357,7 +358,9 @@ def describe_difference(difference: Any) -> str:
         return f"table {rest[0].schema}.{rest[0].name}: {where}"
     if what in ("index", "constraint", "fk"):
         label = {"index": "index", "constraint": "constraint", "fk": "foreign key"}[what]
-        return f"{label} {_name(rest[0])}: {where}"
+        condition = check_definition(rest[0])
+        shown = f" (CHECK {condition})" if condition is not None else ""
+        return f"{label} {_name(rest[0])}{shown}: {where}"
     return repr(difference)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import Column, DefaultClause, MetaData, Text, text
+from sqlalchemy import CheckConstraint, Column, DefaultClause, MetaData, Text, text
 
 import migrations.models
 from micropay_testing.database import TestDatabase
@@ -110,6 +110,12 @@ async def test_a_model_that_differs_from_the_migrations_is_named(
         refunds = metadata.tables["payments.refunds"]
         refunds.indexes.discard(next(i for i in refunds.indexes if i.name == "refunds_pending_idx"))
         metadata.tables["auth.outbox"].c.attempts.server_default = DefaultClause(text("1"))
+        holds = metadata.tables["transactions.holds"]
+        status = next(c for c in holds.constraints if c.name == "holds_status_check")
+        holds.constraints.discard(status)
+        holds.append_constraint(
+            CheckConstraint("status IN ('active', 'captured')", name="holds_status_check")
+        )
         return metadata
 
     monkeypatch.setattr(migrations.models, "target_metadata", drifted)
@@ -119,6 +125,11 @@ async def test_a_model_that_differs_from_the_migrations_is_named(
     assert sorted(found) == [
         "auth.outbox.attempts: default is 0 in the migrations but 1 in the models",
         "column payments.payments.payout_id: in the models, not in the migrations",
+        "constraint holds_status_check on transactions.holds (CHECK ((status = ANY "
+        "(ARRAY['active'::text, 'captured'::text, 'voided'::text, 'expired'::text])))): "
+        "in the migrations, not in the models",
+        "constraint holds_status_check on transactions.holds "
+        "(CHECK status IN ('active', 'captured')): in the models, not in the migrations",
         "index refunds_pending_idx on payments.refunds: in the migrations, not in the models",
         "payments.payments.description: nullable is True in the migrations but False in the models",
     ]

@@ -47,7 +47,7 @@ async def test_upgrade_of_an_unreachable_database_says_so_in_one_line() -> None:
     done = await run("-m", "migrations", "upgrade", database_url=url)
     assert done.returncode != 0
     (line,) = done.stderr.strip().splitlines()
-    assert "cannot reach the database at postgresql+asyncpg://admin:***@127.0.0.1:" in line
+    assert "cannot reach the database at postgresql://admin:***@127.0.0.1:" in line
     assert "s3cret-pw" not in done.stderr
 
 
