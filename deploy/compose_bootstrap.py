@@ -1,11 +1,11 @@
 """The bootstrap job of docker compose: database, AWS stand-ins and Stripe webhook, then env files.
 
-It runs the same code as `make run` and `make migrate` (migrations, stack.postgres,
-stack.bootstrap), idempotently:
+It runs the same code as `make run` (stack.postgres, stack.bootstrap) and `make migrate`
+(migrations.upgrade_database), idempotently:
 
 1. creates the database if needed, upgrades it to the latest migration (the schemas, the
-   service roles and their grants; migrations.upgrade_database) and gives each service role
-   the password from the environment (AUTH_DB_PASSWORD, PAYMENT_DB_PASSWORD, ...);
+   service roles and their grants) and gives each service role the password from the
+   environment (AUTH_DB_PASSWORD, PAYMENT_DB_PASSWORD, ...);
 2. creates (or finds) the Cognito pool, app client, groups, service accounts, SES identity and
    SNS topic in moto;
 3. registers the payment service's webhook with localstripe;
@@ -37,14 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from micropay_common.services import SERVICES
-from migrations import upgrade_database
 from stack.bootstrap import (
     DEFAULT_SENDER,
     AwsResources,
     bootstrap_aws,
     register_stripe_webhook,
 )
-from stack.postgres import PostgresServer, ensure_database, set_role_passwords
+from stack.postgres import PostgresServer, ensure_database, migrate_database, set_role_passwords
 
 DEFAULT_ENV_DIR = Path("/var/lib/micropay/env")
 STATE_FILE = "state.json"
@@ -145,7 +144,7 @@ async def prepare_database(admin_url: str, database: str, passwords: dict[str, s
     server = PostgresServer(admin_url=admin_url)
     await ensure_database(server, database)
     # The migrations create the service roles, so their passwords can only be set afterwards.
-    revision = await upgrade_database(server.url_for(database))
+    revision = await migrate_database(server, database)
     await set_role_passwords(server, passwords)
     return revision
 
