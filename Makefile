@@ -12,6 +12,7 @@ REQUIREMENTS := requirements-dev.txt common/pyproject.toml \
 help:
 	@echo "make run   - start PostgreSQL, moto, localstripe, the four services and the gateway"
 	@echo "make migrate - upgrade the database DATABASE_URL names (admin URL) to the latest revision"
+	@echo "make schema-sql - regenerate PostgreSQL.sql from the migrations"
 	@echo "make test  - ruff (lint + format check), deployment validators, mypy and the whole pytest suite"
 	@echo "make demo  - with \`make run\` running: a narrated walkthrough of the whole journey"
 

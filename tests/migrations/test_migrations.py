@@ -219,7 +219,9 @@ async def test_a_migrator_waits_for_the_one_holding_the_lock(new_database: NewDa
         migrator = asyncio.create_task(upgrade_database(url))
         await eventually(
             lambda: holder.fetchval(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                "WHERE l.locktype = 'advisory' AND NOT l.granted "
+                "AND d.datname = current_database()"
             )
         )
         assert not migrator.done()
