@@ -11,6 +11,7 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
+from alembic.util import CommandError
 from sqlalchemy import Connection
 
 from migrations.runner import MigrationError, connect, run_offline, run_online
@@ -23,10 +24,13 @@ if config.config_file_name is not None:
 async def _run_with_database_url() -> None:
     url = os.environ.get("DATABASE_URL")
     if not url:
-        raise MigrationError("DATABASE_URL is not set: give the admin URL of the MicroPay database")
-    async with connect(url) as connection:
-        await connection.run_sync(lambda sync: run_online(sync))
-        await connection.commit()
+        raise CommandError("DATABASE_URL is not set: give the admin URL of the MicroPay database")
+    try:
+        async with connect(url) as connection:
+            await connection.run_sync(lambda sync: run_online(sync))
+            await connection.commit()
+    except MigrationError as exc:  # the alembic command prints it as one line
+        raise CommandError(str(exc)) from None
 
 
 if context.is_offline_mode():

@@ -346,11 +346,10 @@ def describe_difference(difference: Any) -> str:
             f"{schema}.{table}.{column}: {what} is {_shown(in_database)} in the migrations "
             f"but {_shown(in_models)} in the models"
         )
-    where = (
-        "in the models, not in the migrations"
-        if action == "add"
-        else ("in the migrations, not in the models")
-    )
+    where = {
+        "add": "in the models, not in the migrations",
+        "remove": "in the migrations, not in the models",
+    }.get(action, action)
     if what == "column":
         schema, table, column = rest
         return f"column {schema}.{table}.{column.name}: {where}"

@@ -95,7 +95,10 @@ async def test_alembic_revision_autogenerate_writes_nothing_when_models_and_migr
         ROOT / "migrations", tmp_path / "history", ignore=shutil.ignore_patterns("__pycache__")
     )
     ini = (
-        (ROOT / "alembic.ini").read_text().replace("%(here)s/migrations", str(tmp_path / "history"))
+        (ROOT / "alembic.ini")
+        .read_text()
+        .replace("%(here)s/migrations", str(tmp_path / "history"))
+        .replace("%(here)s", str(ROOT))
     )
     (tmp_path / "alembic.ini").write_text(ini)
     before = sorted((tmp_path / "history" / "versions").iterdir())
