@@ -7,10 +7,12 @@ REQUIREMENTS := requirements-dev.txt common/pyproject.toml \
 	auth_microservice/requirements.txt payment_microservice/requirements.txt \
 	transactions_microservice/requirements.txt notifications_microservice/requirements.txt
 
-.PHONY: run demo test lint deploy-check format typecheck pytest clean help
+.PHONY: run demo migrate schema-sql test lint deploy-check format typecheck pytest clean help
 
 help:
 	@echo "make run   - start PostgreSQL, moto, localstripe, the four services and the gateway"
+	@echo "make migrate - upgrade the database DATABASE_URL names (admin URL) to the latest revision"
+	@echo "make schema-sql - regenerate PostgreSQL.sql from the migrations"
 	@echo "make test  - ruff (lint + format check), deployment validators, mypy and the whole pytest suite"
 	@echo "make demo  - with \`make run\` running: a narrated walkthrough of the whole journey"
 
@@ -26,6 +28,15 @@ $(STAMP): $(BIN)/python $(REQUIREMENTS)
 run: $(STAMP)
 	$(BIN)/python -m stack run
 
+# The database DATABASE_URL names (an admin URL) to the latest revision; a no-op when it is.
+migrate: $(STAMP)
+	$(BIN)/python -m migrations upgrade
+
+# PostgreSQL.sql is generated from the migrations (tests/migrations checks it is up to date).
+schema-sql: $(STAMP)
+	$(BIN)/python -m migrations sql > PostgreSQL.sql.tmp
+	mv PostgreSQL.sql.tmp PostgreSQL.sql
+
 # Same port variables as `make run` (MICROPAY_GATEWAY_PORT, ...); or `python -m stack.demo --help`.
 demo: $(STAMP)
 	$(BIN)/python -m stack.demo
@@ -38,7 +49,8 @@ lint: $(STAMP)
 # Every deployment artefact checked by its own ecosystem's validator, offline (no Docker engine).
 deploy-check: $(STAMP)
 	$(BIN)/hadolint --failure-threshold style */Dockerfile deploy/*/Dockerfile
-	$(BIN)/shellcheck deploy/service-entrypoint.sh run_docker_local.sh
+	$(BIN)/shellcheck deploy/service-entrypoint.sh run_docker_local.sh \
+		deploy/elastic-beanstalk/.platform/hooks/*/*.sh
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(BIN)/docker-compose --env-file .env.example --file docker-compose.yml config --quiet
 	$(BIN)/kubernetes-validate --strict --quiet kubernetes_*.yaml
@@ -46,7 +58,7 @@ deploy-check: $(STAMP)
 	$(BIN)/cfn-lint infra/cloudformation.yaml
 
 typecheck: $(STAMP)
-	$(BIN)/mypy common/micropay_common stack auth_microservice payment_microservice \
+	$(BIN)/mypy common/micropay_common stack migrations auth_microservice payment_microservice \
 		transactions_microservice notifications_microservice deploy conftest.py tests micropay_testing
 
 pytest: $(STAMP)

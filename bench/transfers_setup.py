@@ -26,7 +26,7 @@ import httpx
 from micropay_common.events import Event, EventEnvelope, PaymentSucceeded, UserRegistered
 from micropay_common.services import SERVICES, ServiceName
 from stack.bootstrap import AwsResources, admin_log_in, bootstrap_aws, create_confirmed_user
-from stack.postgres import PostgresServer, apply_schema, ensure_database
+from stack.postgres import PostgresServer, ensure_database, migrate_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,10 +94,10 @@ def database_url(admin_url: str, database: str, role: str | None = None) -> str:
 
 
 async def recreate_database(admin_url: str, database: str) -> None:
-    """Drop and create the bench database, then apply PostgreSQL.sql."""
+    """Drop and create the bench database, then migrate it to the latest revision."""
     server = PostgresServer(admin_url=admin_url)
     await ensure_database(server, database, recreate=True)
-    await apply_schema(server, database)
+    await migrate_database(server, database)
 
 
 def log_in(aws: AwsResources, username: str, password: str) -> str:

@@ -1,9 +1,11 @@
 """The bootstrap job of docker compose: database, AWS stand-ins and Stripe webhook, then env files.
 
-It runs the same code as `make run` (stack.postgres, stack.bootstrap), idempotently:
+It runs the same code as `make run` (stack.postgres, stack.bootstrap) and `make migrate`
+(migrations.upgrade_database), idempotently:
 
-1. creates the database if needed, applies PostgreSQL.sql and gives each service role the
-   password from the environment (AUTH_DB_PASSWORD, PAYMENT_DB_PASSWORD, ...);
+1. creates the database if needed, upgrades it to the latest migration (the schemas, the
+   service roles and their grants) and gives each service role the password from the
+   environment (AUTH_DB_PASSWORD, PAYMENT_DB_PASSWORD, ...);
 2. creates (or finds) the Cognito pool, app client, groups, service accounts, SES identity and
    SNS topic in moto;
 3. registers the payment service's webhook with localstripe;
@@ -41,12 +43,7 @@ from stack.bootstrap import (
     bootstrap_aws,
     register_stripe_webhook,
 )
-from stack.postgres import (
-    PostgresServer,
-    apply_schema,
-    ensure_database,
-    set_role_passwords,
-)
+from stack.postgres import PostgresServer, ensure_database, migrate_database, set_role_passwords
 
 DEFAULT_ENV_DIR = Path("/var/lib/micropay/env")
 STATE_FILE = "state.json"
@@ -142,12 +139,14 @@ def role_passwords_from(environ: Mapping[str, str]) -> dict[str, str]:
     return {role: environ[name] for role, name in ROLE_PASSWORD_VARIABLES.items()}
 
 
-async def prepare_database(admin_url: str, database: str, passwords: dict[str, str]) -> None:
-    """Create the database when missing, apply PostgreSQL.sql, set the role passwords."""
+async def prepare_database(admin_url: str, database: str, passwords: dict[str, str]) -> str:
+    """Create the database if missing, migrate it, set the role passwords; returns the revision."""
     server = PostgresServer(admin_url=admin_url)
     await ensure_database(server, database)
-    await apply_schema(server, database)
+    # The migrations create the service roles, so their passwords can only be set afterwards.
+    revision = await migrate_database(server, database)
     await set_role_passwords(server, passwords)
+    return revision
 
 
 def run(
@@ -163,7 +162,8 @@ def run(
     env_dir: Path,
 ) -> dict[str, dict[str, str]]:
     """Do the whole job; returns what was written to each service's env file."""
-    asyncio.run(prepare_database(admin_database_url, database, role_passwords))
+    revision = asyncio.run(prepare_database(admin_database_url, database, role_passwords))
+    print(f"bootstrap: database {database} is at migration {revision}")
     state = load_state(env_dir)
     resources = bootstrap_aws(
         endpoint_url=aws_endpoint,

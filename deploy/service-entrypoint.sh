@@ -1,5 +1,14 @@
 #!/bin/sh
-# Start one MicroPay service (MICROPAY_APP, set by its image) under uvicorn on $PORT.
+# Entrypoint of every MicroPay service image (installed as /usr/local/bin/micropay-service):
+#
+#   micropay-service            serve MICROPAY_APP (set by the image) under uvicorn on $PORT
+#   micropay-service serve      the same
+#   micropay-service migrate    upgrade the database DATABASE_URL names to the schema this image
+#                               was built with (python -m migrations upgrade), then exit; give
+#                               it an admin URL, never a service role's
+#
+# Kubernetes (an init container) and Elastic Beanstalk (a predeploy hook) run `migrate` from
+# the image they are about to serve, so a version never starts before its schema exists.
 #
 # MICROPAY_ENV_FILE, when set, names a file of `export NAME='value'` lines that is loaded
 # first: docker compose's bootstrap job writes the values only known once moto has created
@@ -16,6 +25,19 @@ if [ -n "${MICROPAY_ENV_FILE:-}" ]; then
     . "$MICROPAY_ENV_FILE"
     set +a
 fi
+
+case "${1:-serve}" in
+    serve) ;;
+    migrate)
+        # The image's own user (10001) runs it; the advisory lock in `migrations` makes
+        # concurrent runs (several pods or instances starting at once) wait for each other.
+        exec python -m migrations upgrade
+        ;;
+    *)
+        echo "usage: micropay-service [serve|migrate]" >&2
+        exit 64
+        ;;
+esac
 
 # The gateway, the ingress controller or the load balancer is the only client that connects
 # directly; FORWARDED_ALLOW_IPS narrows whose X-Forwarded-* headers are believed.

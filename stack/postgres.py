@@ -12,9 +12,8 @@ import asyncpg
 from sqlalchemy.engine import URL, make_url
 
 from micropay_common.services import SERVICES
+from migrations import upgrade_database
 
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMA_FILE = ROOT / "PostgreSQL.sql"
 # Each service's database role, by service name (micropay_common.services).
 SERVICE_ROLES = {str(spec.name): spec.role for spec in SERVICES.values()}
 
@@ -90,13 +89,9 @@ async def drop_database(server: PostgresServer, name: str) -> None:
         await conn.close()
 
 
-async def apply_schema(server: PostgresServer, database: str) -> None:
-    """Run PostgreSQL.sql against `database` as the admin."""
-    conn = await connect(server.url_for(database))
-    try:
-        await conn.execute(SCHEMA_FILE.read_text())
-    finally:
-        await conn.close()
+async def migrate_database(server: PostgresServer, database: str) -> str:
+    """Upgrade `database` to the latest migration as the admin (`make migrate`); its revision."""
+    return await upgrade_database(server.url_for(database))
 
 
 async def set_role_passwords(server: PostgresServer, passwords: dict[str, str]) -> None:
@@ -126,9 +121,9 @@ def role_passwords(secrets_file: Path) -> dict[str, str]:
 async def prepare_database(
     server: PostgresServer, database: str, secrets_file: Path, *, recreate: bool = False
 ) -> dict[str, str]:
-    """Create the database, apply the schema, set role passwords; returns each service's URL."""
+    """Create the database, migrate it, set role passwords; returns each service's URL."""
     await ensure_database(server, database, recreate=recreate)
-    await apply_schema(server, database)
+    await migrate_database(server, database)
     passwords = role_passwords(secrets_file)
     await set_role_passwords(server, passwords)
     return {

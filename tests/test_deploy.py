@@ -9,15 +9,17 @@ validators of each ecosystem (hadolint, compose-spec, kubernetes-validate, cfn-l
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +34,11 @@ from micropay_common.services import SERVICES as REGISTRY
 from micropay_common.settings import ServiceSettings
 from micropay_testing.database import TestDatabase
 from micropay_testing.processes import background_process, free_port
+from migrations import VERSION_SCHEMA, VERSION_TABLE, head_revision
+from migrations.models import target_metadata
 from stack.bootstrap import AwsResources
 from stack.gateway import PLACEHOLDERS, find_nginx, render_gateway_config
-from stack.postgres import SERVICE_ROLES, drop_database
+from stack.postgres import SERVICE_ROLES, connect, drop_database, ensure_database
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = tuple(str(name) for name in REGISTRY)
@@ -51,6 +55,8 @@ ENTRYPOINT_VARIABLES = {"PORT", "MICROPAY_ENV_FILE", "FORWARDED_ALLOW_IPS"}
 AWS_KEY_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 SECRET_LIKE = re.compile(r"PASSWORD|SECRET|_KEY$|^DATABASE_URL$")
 ENV_DIR = "/var/lib/micropay/env"
+# The admin URL of the migrations, read by the `migrate` init containers only.
+MIGRATIONS_SECRET = "micropay-migrations"
 
 
 @dataclass(frozen=True)
@@ -314,6 +320,17 @@ def test_kubernetes_manifests_reference_secrets_and_never_hold_them() -> None:
         assert not leaked, f"ConfigMap {config_map['metadata']['name']} holds {sorted(leaked)}"
 
 
+def assert_container_locked_down(container: dict[str, Any]) -> None:
+    """Non-root, read-only root filesystem, no privilege escalation, no capabilities, resources."""
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    assert "memory" in container["resources"]["limits"]
+
+
 def test_kubernetes_deployments_are_locked_down() -> None:
     documents = load_manifests()
     for service in SERVICES:
@@ -322,21 +339,62 @@ def test_kubernetes_deployments_are_locked_down() -> None:
         pod = deployment["spec"]["template"]["spec"]
         assert pod["automountServiceAccountToken"] is False
         assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         (container,) = pod["containers"]
-        security = container["securityContext"]
-        assert security["readOnlyRootFilesystem"] is True
-        assert security["allowPrivilegeEscalation"] is False
-        assert security["capabilities"]["drop"] == ["ALL"]
+        assert_container_locked_down(container)
         assert container["ports"][0]["containerPort"] == PORTS[service]
         assert container["image"].rsplit("/", 1)[1].startswith(f"micropay-{service}:")
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert container[probe]["httpGet"]["path"].startswith("/health/")
         assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
-        assert {"cpu", "memory"} <= set(container["resources"]["requests"])
-        assert "memory" in container["resources"]["limits"]
         for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"):
             find(documents, kind, service)
         assert find(documents, "HorizontalPodAutoscaler", service)["spec"]["minReplicas"] == 2
+
+
+def secrets_read_by(container: dict[str, Any]) -> set[str]:
+    """The names of the Secrets a container reads, one key or all of them."""
+    names = {
+        source["secretRef"]["name"]
+        for source in container.get("envFrom", [])
+        if "secretRef" in source
+    }
+    for variable in container.get("env", []):
+        reference = variable.get("valueFrom", {}).get("secretKeyRef")
+        if reference:
+            names.add(reference["name"])
+    return names
+
+
+def test_kubernetes_deployments_migrate_before_serving_and_only_there_see_the_admin_url() -> None:
+    documents = load_manifests()
+    for service in SERVICES:
+        pod = find(documents, "Deployment", service)["spec"]["template"]["spec"]
+        # Init containers run, each to success, before any container of the pod starts.
+        (migrate,) = pod["initContainers"]
+        (container,) = pod["containers"]
+        assert migrate["name"] == "migrate"
+        # The migrations of the very image about to serve, through its entrypoint (no command).
+        assert migrate["image"] == container["image"]
+        assert "command" not in migrate
+        assert migrate["args"] == ["migrate"]
+        assert migrate["env"] == [
+            {
+                "name": "DATABASE_URL",
+                "valueFrom": {"secretKeyRef": {"name": MIGRATIONS_SECRET, "key": "DATABASE_URL"}},
+            }
+        ]
+        assert "envFrom" not in migrate
+        assert_container_locked_down(migrate)
+        assert migrate["volumeMounts"] == container["volumeMounts"]
+        assert MIGRATIONS_SECRET not in secrets_read_by(container)
+    for document in documents:
+        if document["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"):
+            template = document["spec"].get("jobTemplate", document)["spec"]["template"]["spec"]
+            for container in template["containers"]:
+                assert MIGRATIONS_SECRET not in secrets_read_by(container), container["name"]
+    shared_header = (ROOT / "kubernetes_shared.yaml").read_text().split("\napiVersion:", 1)[0]
+    assert f"#   {MIGRATIONS_SECRET}" in shared_header, "kubernetes_shared.yaml lists the secrets"
 
 
 def test_kubernetes_network_policies_admit_only_the_ingress_and_the_services() -> None:
@@ -422,6 +480,212 @@ def test_dockerrun_runs_the_service_image_on_its_port() -> None:
         assert eb_provided(service).literal["PORT"] == str(PORTS[service])
 
 
+EB_HOOK = (
+    ROOT / "deploy" / "elastic-beanstalk" / ".platform" / "hooks" / "predeploy" / "10_migrate.sh"
+)
+EB_PARAMETERS = "/micropay/migrations"
+EB_PASSWORD_SECRET = "arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-example"
+# Stand-ins for the instance's CLIs: each call is appended to $CALLS with the DATABASE_URL it
+# saw. `aws ssm get-parameters` answers $DATABASE_URL_VALUE or $PASSWORD_SECRET_ARN_VALUE by
+# the name asked for, `aws secretsmanager` $SECRET_VALUE; `docker login` reads the password.
+FAKE_AWS = r"""#!/bin/sh
+echo "aws $* | DATABASE_URL=${DATABASE_URL:-}" >>"$CALLS"
+case "$*" in
+    "ssm get-parameters "*"--names /micropay/migrations/DATABASE_URL "*)
+        printf '%s\n' "${DATABASE_URL_VALUE:-None}" ;;
+    "ssm get-parameters "*"--names /micropay/migrations/PASSWORD_SECRET_ARN "*)
+        printf '%s\n' "${PASSWORD_SECRET_ARN_VALUE:-None}" ;;
+    "secretsmanager get-secret-value "*) printf '%s\n' "$SECRET_VALUE" ;;
+    "ecr get-login-password "*) echo token ;;
+esac
+"""
+FAKE_DOCKER = """#!/bin/sh
+echo "docker $* | DATABASE_URL=${DATABASE_URL:-}" >>"$CALLS"
+if [ "$1" = login ]; then cat >/dev/null; fi
+"""
+
+
+def run_eb_hook(tmp_path: Path, service: str, **answers: str) -> tuple[int, str, list[str]]:
+    """The predeploy hook in a staging directory of `service`'s bundle, with fake aws and docker."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, script in (("aws", FAKE_AWS), ("docker", FAKE_DOCKER)):
+        (bin_dir / name).write_text(script)
+        (bin_dir / name).chmod(0o755)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "Dockerrun.aws.json").write_bytes(
+        (ROOT / f"{service}_microservice" / "Dockerrun.aws.json").read_bytes()
+    )
+    calls = tmp_path / "calls"
+    calls.touch()
+    result = subprocess.run(
+        [str(EB_HOOK)],
+        cwd=staging,
+        env={
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "AWS_REGION": "us-east-1",
+            "CALLS": str(calls),
+            **answers,
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return result.returncode, result.stdout + result.stderr, calls.read_text().splitlines()
+
+
+def test_elastic_beanstalk_hook_is_an_executable_predeploy_hook_that_passes_shellcheck() -> None:
+    assert EB_HOOK.read_text().startswith("#!/bin/bash\n")
+    assert EB_HOOK.stat().st_mode & stat.S_IXUSR
+    # The mode Elastic Beanstalk finds in the bundle is the one git checks out.
+    staged = subprocess.run(
+        ["git", "ls-files", "--stage", str(EB_HOOK.relative_to(ROOT))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert not staged or staged.startswith("100755 "), staged
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    result = subprocess.run(
+        [str(shellcheck), str(EB_HOOK)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
+    makefile = (ROOT / "Makefile").read_text()
+    assert "deploy/elastic-beanstalk/.platform/hooks/*/*.sh" in makefile
+
+
+def test_elastic_beanstalk_hook_migrates_with_the_new_image_and_the_current_admin_password(
+    tmp_path: Path,
+) -> None:
+    password = "p@ss:w/rd?#%"
+    status, output, calls = run_eb_hook(
+        tmp_path,
+        "payment",
+        DATABASE_URL_VALUE="postgresql://micropay_admin@db.internal:5432/micropay",
+        PASSWORD_SECRET_ARN_VALUE=EB_PASSWORD_SECRET,
+        SECRET_VALUE=json.dumps({"username": "micropay_admin", "password": password}),
+    )
+    assert status == 0, output
+    image = json.loads((ROOT / "payment_microservice" / "Dockerrun.aws.json").read_text())["Image"][
+        "Name"
+    ]
+    ssm = [call for call in calls if call.startswith("aws ssm ")]
+    assert [call.split("--names ")[1].split()[0] for call in ssm] == [
+        f"{EB_PARAMETERS}/DATABASE_URL",
+        f"{EB_PARAMETERS}/PASSWORD_SECRET_ARN",
+    ]
+    # The password is read at each deployment from the secret RDS rotates.
+    (secret,) = [call for call in calls if call.startswith("aws secretsmanager get-secret-value ")]
+    assert f"--secret-id {EB_PASSWORD_SECRET} " in secret
+    (run,) = [call for call in calls if call.startswith("docker run ")]
+    arguments, environment = run.split(" | ")
+    # The new image's own entrypoint and user, restricted as the services are.
+    assert arguments.endswith(f" {image} migrate")
+    assert "--user" not in arguments
+    assert "--entrypoint" not in arguments
+    for flag in ("--rm", "--read-only", "--cap-drop ALL", "--security-opt no-new-privileges"):
+        assert flag in arguments
+    # The admin URL reaches the container through the environment, never a command line.
+    assert "--env DATABASE_URL " in arguments
+    url = make_url(environment.removeprefix("DATABASE_URL="))
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "micropay_admin",
+        password,
+        "db.internal",
+        5432,
+        "micropay",
+    )
+    assert all("p@ss" not in call.split(" | ")[0] for call in calls)
+    (login,) = [call for call in calls if call.startswith("docker login ")]
+    assert login.split(" | ")[0].endswith(f" {image.split('/')[0]}")
+    assert calls.index(login) < calls.index(run)
+
+
+@pytest.mark.parametrize(
+    ("answers", "complaint"),
+    [
+        ({"PASSWORD_SECRET_ARN_VALUE": EB_PASSWORD_SECRET}, f"{EB_PARAMETERS}/DATABASE_URL"),
+        (
+            {"DATABASE_URL_VALUE": "postgresql://micropay_admin@db:5432/micropay"},
+            f"{EB_PARAMETERS}/PASSWORD_SECRET_ARN",
+        ),
+        (
+            {
+                "DATABASE_URL_VALUE": "postgresql://micropay_admin@db:5432/micropay",
+                "PASSWORD_SECRET_ARN_VALUE": EB_PASSWORD_SECRET,
+                "SECRET_VALUE": "not json",
+            },
+            "cannot put the admin URL together",
+        ),
+    ],
+)
+def test_elastic_beanstalk_hook_fails_the_deployment_without_the_admin_url(
+    tmp_path: Path, answers: dict[str, str], complaint: str
+) -> None:
+    status, output, calls = run_eb_hook(tmp_path, "auth", **answers)
+    assert status != 0
+    assert complaint in output
+    assert not [call for call in calls if call.startswith("docker ")]
+
+
+class CloudFormationLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short forms (`!Sub x` is read as `{"Fn::Sub": x}`)."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+CloudFormationLoader.add_multi_constructor("!", _intrinsic)
+
+
+def test_cloudformation_creates_the_parameters_the_hook_reads() -> None:
+    source = (ROOT / "infra" / "cloudformation.yaml").read_text()
+    template = yaml.load(source, Loader=CloudFormationLoader)  # noqa: S506 - a SafeLoader
+    parameters = {
+        resource["Properties"]["Name"]: resource["Properties"]
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::SSM::Parameter"
+    }
+    url = parameters[f"{EB_PARAMETERS}/DATABASE_URL"]
+    secret = parameters[f"{EB_PARAMETERS}/PASSWORD_SECRET_ARN"]
+    # Neither holds a secret; the password stays in the secret RDS rotates.
+    assert url["Type"] == secret["Type"] == "String"
+    assert url["Value"]["Fn::Sub"].startswith("postgresql://micropay_admin@${Database.Endpoint")
+    assert secret["Value"] == {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}
+    master = template["Resources"]["Database"]["Properties"]
+    assert master["MasterUsername"] == "micropay_admin"
+    assert master["ManageMasterUserPassword"] is True
+    hook = EB_HOOK.read_text()
+    assert f"parameters={EB_PARAMETERS}\n" in hook
+    assert "$(parameter DATABASE_URL)" in hook
+    assert "$(parameter PASSWORD_SECRET_ARN)" in hook
+
+
+def test_elastic_beanstalk_bundles_carry_the_hook_and_never_the_admin_url() -> None:
+    for service in SERVICES:
+        config = (
+            ROOT / f"{service}_microservice" / ".ebextensions" / "micropay.config"
+        ).read_text()
+        # The hook reads the admin URL itself; as an environment secret every container would.
+        assert EB_PARAMETERS not in config.split("option_settings:", 1)[1]
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Elastic Beanstalk", 1)[1].split("\n### ", 1)[0]
+    assert "(cd deploy/elastic-beanstalk && zip -r ../../micropay-$S-$TAG.zip .platform)" in section
+
+
 # --- images --------------------------------------------------------------------------------------
 
 
@@ -442,6 +706,134 @@ def test_dockerfiles_build_slim_non_root_images_that_serve_on_port() -> None:
     entrypoint = (ROOT / "deploy" / "service-entrypoint.sh").read_text()
     assert "--proxy-headers" in entrypoint
     assert '--port "${PORT' in entrypoint
+
+
+IMAGES = {
+    **{service: ROOT / f"{service}_microservice" / "Dockerfile" for service in SERVICES},
+    "bootstrap": ROOT / "deploy" / "bootstrap" / "Dockerfile",
+}
+# What .dockerignore keeps out of every image, as far as the copied folders go.
+NOT_COPIED = shutil.ignore_patterns("__pycache__", "*.py[cod]", "tests")
+
+
+def final_stage(dockerfile: Path) -> str:
+    """The instructions of the image's last stage (the one that runs)."""
+    return dockerfile.read_text().split("\nFROM ", 2)[2]
+
+
+def lay_out_app(dockerfile: Path, app: Path) -> None:
+    """Copy into `app` what the final stage copies from the repository into /app (its WORKDIR)."""
+    stage = final_stage(dockerfile)
+    assert re.search(r"^WORKDIR /app$", stage, re.MULTILINE)
+    for line in re.findall(r"^COPY (.+)$", stage, re.MULTILINE):
+        words = line.split()
+        if any(word.startswith("--from=") for word in words):
+            continue
+        *sources, target = [word for word in words if not word.startswith("--")]
+        if target.startswith("/"):
+            continue  # the entrypoint, installed outside /app
+        for source in sources:
+            origin = ROOT / source
+            if origin.is_dir():
+                shutil.copytree(origin, app / target, ignore=NOT_COPIED, dirs_exist_ok=True)
+            else:
+                destination = app / target / origin.name if target.endswith("/") else app / target
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(origin, destination)
+
+
+def test_every_image_copies_the_migrations() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert not {"migrations", "migrations/", "alembic.ini", "**/migrations"} & set(ignored)
+    for name, dockerfile in IMAGES.items():
+        stage = final_stage(dockerfile)
+        assert re.search(r"^COPY migrations/ migrations/$", stage, re.MULTILINE), name
+        assert re.search(r"^COPY alembic\.ini \./$", stage, re.MULTILINE), name
+        assert "PostgreSQL.sql" not in stage, f"{name}: the schema comes from the migrations"
+
+
+@pytest.fixture
+async def empty_database(database: TestDatabase) -> AsyncIterator[str]:
+    """The admin URL of an empty database of this test's own, dropped afterwards."""
+    name = f"{database.name}_images"
+    await ensure_database(database.server, name, recreate=True)
+    yield database.server.url_for(name)
+    await drop_database(database.server, name)
+
+
+async def migrated_state(admin_url: str) -> tuple[str, set[str]]:
+    """The database's migration version and its tables in the services' schemas."""
+    conn = await connect(admin_url)
+    try:
+        version = await conn.fetchval(f"SELECT version_num FROM {VERSION_SCHEMA}.{VERSION_TABLE}")
+        rows = await conn.fetch(
+            "SELECT table_schema || '.' || table_name AS name FROM information_schema.tables "
+            "WHERE table_schema = ANY($1::text[])",
+            [spec.schema for spec in REGISTRY.values()],
+        )
+    finally:
+        await conn.close()
+    return str(version), {row["name"] for row in rows}
+
+
+def entrypoint(app: Path, *arguments: str, **environment: str) -> subprocess.CompletedProcess[str]:
+    """The images' entrypoint run in `app` (their /app) with the test's Python first on PATH."""
+    return subprocess.run(
+        ["sh", str(ROOT / "deploy" / "service-entrypoint.sh"), *arguments],
+        cwd=app,
+        env={
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            **environment,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_each_service_image_migrates_an_empty_database_with_only_what_it_copies(
+    tmp_path: Path, empty_database: str
+) -> None:
+    head = head_revision()
+    for service in SERVICES:
+        app = tmp_path / service
+        lay_out_app(IMAGES[service], app)
+        # The first run builds the schema; the others find it at the latest revision.
+        result = entrypoint(app, "migrate", DATABASE_URL=empty_database)
+        assert result.returncode == 0, f"{service}: {result.stderr}"
+        assert f"revision {head}" in result.stdout
+    version, tables = asyncio.run(migrated_state(empty_database))
+    assert version == head
+    assert tables == {table.fullname for table in target_metadata().sorted_tables}
+
+
+def test_entrypoint_migrate_without_an_admin_url_fails_saying_so(tmp_path: Path) -> None:
+    lay_out_app(IMAGES["payment"], tmp_path)
+    result = entrypoint(tmp_path, "migrate")
+    assert result.returncode != 0
+    assert "DATABASE_URL is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_entrypoint_refuses_an_unknown_command(tmp_path: Path) -> None:
+    result = entrypoint(tmp_path, "upgrade", MICROPAY_APP="auth_microservice.main:app", PORT="1")
+    assert result.returncode == 64
+    assert "usage: micropay-service [serve|migrate]" in result.stderr
+
+
+def test_bootstrap_image_imports_its_job_from_only_what_it_copies(tmp_path: Path) -> None:
+    lay_out_app(IMAGES["bootstrap"], tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", "import deploy.compose_bootstrap"],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 # --- the bootstrap job and the entrypoint, for real ----------------------------------------------
@@ -519,6 +911,10 @@ def test_bootstrap_job_writes_env_files_the_services_start_with(
     }
     written = run(**arguments)
     assert written == run(**arguments), "a second run must change nothing"
+    # The job migrated the new database: the latest revision, every table of the models.
+    version, tables = asyncio.run(migrated_state(database.server.url_for(job_database)))
+    assert version == head_revision()
+    assert tables == {table.fullname for table in target_metadata().sorted_tables}
 
     for service in SERVICES:
         path = tmp_path / "env" / f"{service}.env"
@@ -578,18 +974,11 @@ def test_bootstrap_job_writes_env_files_the_services_start_with(
 
 
 def test_entrypoint_refuses_a_missing_env_file(tmp_path: Path) -> None:
-    result = subprocess.run(
-        ["sh", str(ROOT / "deploy" / "service-entrypoint.sh")],
-        env={
-            "PATH": os.environ["PATH"],
-            "MICROPAY_APP": "auth_microservice.main:app",
-            "PORT": "1",
-            "MICROPAY_ENV_FILE": str(tmp_path / "absent.env"),
-        },
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
+    result = entrypoint(
+        tmp_path,
+        MICROPAY_APP="auth_microservice.main:app",
+        PORT="1",
+        MICROPAY_ENV_FILE=str(tmp_path / "absent.env"),
     )
     assert result.returncode == 64
     assert "absent.env is not a readable file" in result.stderr

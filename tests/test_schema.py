@@ -1,18 +1,19 @@
-"""PostgreSQL.sql: re-runnable, one role per schema, and in agreement with the ORM models."""
+"""The migrated schema: one role per schema, no password, and the models held to the migrations."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import MetaData, Table
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import CheckConstraint, Column, DefaultClause, MetaData, Text, text
 
-from micropay_common.tables import shared_metadata
+import migrations.models
 from micropay_testing.database import TestDatabase
-from stack.postgres import SCHEMA_FILE, SERVICE_ROLES, apply_schema, asyncpg_dsn
+from migrations import VERSION_SCHEMA, describe_difference, head_revision, model_differences
+from stack.postgres import SERVICE_ROLES, asyncpg_dsn
 
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "PostgreSQL.sql"
 SCHEMAS = {
     "auth": "auth",
     "payment": "payments",
@@ -21,39 +22,13 @@ SCHEMAS = {
 }
 
 
-def model_tables() -> Iterator[tuple[str, Table]]:
-    """Every table the code defines, with the schema it lives in."""
-    for schema in SCHEMAS.values():
-        for table in shared_metadata.sorted_tables:
-            yield schema, table
-    for metadata in service_metadata():
-        for table in metadata.sorted_tables:
-            assert table.schema, f"{table.name} must name its schema"
-            yield table.schema, table
-
-
-def service_metadata() -> list[MetaData]:
-    """Metadata of the services' own models (each service registers its Base here)."""
-    found: list[MetaData] = []
-    for package in SCHEMAS:
-        module_name = f"{package}_microservice.models"
-        try:
-            module = __import__(module_name, fromlist=["Base"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        found.append(module.Base.metadata)
-    return found
-
-
 async def admin(database: TestDatabase) -> asyncpg.Connection:
     return await asyncpg.connect(**asyncpg_dsn(database.admin_url))
 
 
-async def test_schema_file_runs_twice_cleanly(database: TestDatabase) -> None:
-    await apply_schema(database.server, database.name)
-    await apply_schema(database.server, database.name)
+async def test_the_test_database_is_migrated_with_every_schema_and_role(
+    database: TestDatabase,
+) -> None:
     conn = await admin(database)
     try:
         schemas = {
@@ -68,10 +43,12 @@ async def test_schema_file_runs_twice_cleanly(database: TestDatabase) -> None:
                 list(SERVICE_ROLES.values()),
             )
         }
+        version = await conn.fetchval(f"SELECT version_num FROM {VERSION_SCHEMA}.alembic_version")
     finally:
         await conn.close()
     assert schemas == set(SCHEMAS.values())
     assert roles == set(SERVICE_ROLES.values())
+    assert version == head_revision()
 
 
 def test_schema_file_holds_no_password() -> None:
@@ -104,78 +81,55 @@ async def test_each_role_reaches_only_its_own_schema(database: TestDatabase, ser
             await conn.execute(f"CREATE TABLE {own}.sneaky (id int)")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute("CREATE TABLE public.sneaky (id int)")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetchval(f"SELECT version_num FROM {VERSION_SCHEMA}.alembic_version")
     finally:
         await conn.close()
 
 
-async def test_models_and_schema_file_agree(database: TestDatabase) -> None:
-    conn = await admin(database)
-    try:
-        rows = await conn.fetch(
-            """
-            SELECT table_schema, table_name, column_name, is_nullable, udt_name
-            FROM information_schema.columns
-            WHERE table_schema = ANY($1::text[])
-            """,
-            list(SCHEMAS.values()),
+async def test_models_and_migrations_agree(database: TestDatabase) -> None:
+    # The services' models and the shared tables (in each schema) against the migrated database,
+    # as `alembic check` compares them.
+    differences = [describe_difference(d) for d in await model_differences(database.admin_url)]
+    assert not differences, (
+        "the models and the migrations differ (add a revision: alembic revision --autogenerate "
+        "-m '...', or fix the models):\n  " + "\n  ".join(differences)
+    )
+
+
+async def test_a_model_that_differs_from_the_migrations_is_named(
+    database: TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = migrations.models.target_metadata
+
+    def drifted() -> MetaData:
+        metadata = models()
+        payments = metadata.tables["payments.payments"]
+        payments.append_column(Column("payout_id", Text()))
+        payments.c.description.nullable = False
+        refunds = metadata.tables["payments.refunds"]
+        refunds.indexes.discard(next(i for i in refunds.indexes if i.name == "refunds_pending_idx"))
+        metadata.tables["auth.outbox"].c.attempts.server_default = DefaultClause(text("1"))
+        holds = metadata.tables["transactions.holds"]
+        status = next(c for c in holds.constraints if c.name == "holds_status_check")
+        holds.constraints.discard(status)
+        holds.append_constraint(
+            CheckConstraint("status IN ('active', 'captured')", name="holds_status_check")
         )
-        constraint_rows = await conn.fetch(
-            """
-            SELECT n.nspname AS schema, c.relname AS table_name, con.conname
-            FROM pg_constraint con
-            JOIN pg_class c ON c.oid = con.conrelid
-            JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = ANY($1::text[]) AND con.contype IN ('u', 'p')
-            """,
-            list(SCHEMAS.values()),
-        )
-    finally:
-        await conn.close()
-    database_columns: dict[tuple[str, str], dict[str, tuple[bool, str]]] = {}
-    for row in rows:
-        columns = database_columns.setdefault((row["table_schema"], row["table_name"]), {})
-        columns[row["column_name"]] = (row["is_nullable"] == "YES", row["udt_name"])
+        return metadata
 
-    model_keys = set()
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    for schema, table in model_tables():
-        key = (schema, table.name)
-        model_keys.add(key)
-        assert key in database_columns, f"{schema}.{table.name} is missing from PostgreSQL.sql"
-        in_database = database_columns[key]
-        assert set(in_database) == {c.name for c in table.columns}, f"columns of {key} differ"
-        for column in table.columns:
-            nullable, udt = in_database[column.name]
-            assert nullable == column.nullable, f"nullability of {key}.{column.name} differs"
-            compiled = column.type.compile(dialect=dialect).lower()
-            assert _same_type(compiled, udt), f"{key}.{column.name}: model {compiled}, sql {udt}"
-        named = {
-            constraint.name
-            for constraint in table.constraints
-            if constraint.name and constraint.__class__.__name__ == "UniqueConstraint"
-        }
-        in_db = {r["conname"] for r in constraint_rows if (r["schema"], r["table_name"]) == key}
-        assert named <= in_db, f"unique constraints of {key}: model {named}, sql {in_db}"
-    assert set(database_columns) == model_keys, "tables in PostgreSQL.sql without a model"
+    monkeypatch.setattr(migrations.models, "target_metadata", drifted)
 
+    found = [describe_difference(d) for d in await model_differences(database.admin_url)]
 
-_TYPE_ALIASES = {
-    "bigint": {"int8"},
-    "integer": {"int4"},
-    "smallint": {"int2"},
-    "text": {"text"},
-    "uuid": {"uuid"},
-    "jsonb": {"jsonb"},
-    "boolean": {"bool"},
-    "timestamp with time zone": {"timestamptz"},
-    "date": {"date"},
-}
-
-
-def _same_type(compiled: str, udt: str) -> bool:
-    base = compiled.split("(")[0].strip()
-    if base.startswith("varchar"):
-        return udt == "varchar"
-    if base.startswith("char"):
-        return udt == "bpchar"
-    return udt in _TYPE_ALIASES.get(base, {base})
+    assert sorted(found) == [
+        "auth.outbox.attempts: default is 0 in the migrations but 1 in the models",
+        "column payments.payments.payout_id: in the models, not in the migrations",
+        "constraint holds_status_check on transactions.holds (CHECK ((status = ANY "
+        "(ARRAY['active'::text, 'captured'::text, 'voided'::text, 'expired'::text])))): "
+        "in the migrations, not in the models",
+        "constraint holds_status_check on transactions.holds "
+        "(CHECK status IN ('active', 'captured')): in the models, not in the migrations",
+        "index refunds_pending_idx on payments.refunds: in the migrations, not in the models",
+        "payments.payments.description: nullable is True in the migrations but False in the models",
+    ]
