@@ -18,7 +18,7 @@ from micropay_common.security import AuthenticatedUser, CurrentUser
 StateDep = Annotated[AuthState, Depends(AuthState.of_request)]
 
 
-def client_ip(request: Request, state: StateDep) -> str:
+async def client_ip(request: Request, state: StateDep) -> str:
     """The caller's address as the trusted proxies report it."""
     peer = request.client.host if request.client else None
     return state.client_addresses.resolve(peer, request.headers)

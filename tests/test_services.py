@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from typing import Any
 
@@ -125,3 +126,41 @@ async def test_internal_routes_admit_only_the_services_group(service, make_user)
     ]
     assert len(internal) == len(operations)
     assert all({"401", "403"} <= set(operation["responses"]) for operation in internal)
+
+
+def dependency_calls(app: FastAPI) -> dict[str, set[Any]]:
+    """Every dependency each route of the app resolves, router-level ones included."""
+    found: dict[str, set[Any]] = {}
+    for context in iter_route_contexts(app.routes):
+        if not isinstance(context.route, APIRoute):
+            continue
+        route = f"{sorted(context.route.methods or ())} {context.route.path}"
+        calls = found.setdefault(route, set())
+        pending = list(context.route.dependant.dependencies)
+        while pending:
+            dependant = pending.pop()
+            if dependant.call is not None:
+                calls.add(dependant.call)
+            pending.extend(dependant.dependencies)
+    return found
+
+
+def runs_on_the_event_loop(call: Any) -> bool:
+    """Whether FastAPI awaits the dependency rather than sending it to its thread pool."""
+    target = call if inspect.isfunction(call) or inspect.ismethod(call) else call.__call__
+    return inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)
+
+
+@pytest.mark.parametrize("name", [str(name) for name in SERVICES])
+def test_no_dependency_of_any_route_runs_in_the_thread_pool(name):
+    # A plain `def` dependency costs every request a hop to a worker thread and back (and a
+    # place in a pool of 40 shared with real blocking work), for what is an attribute read.
+    main = importlib.import_module(f"{SERVICES[ServiceName(name)].package}.main")
+    calls = dependency_calls(main.app)
+    assert any(calls.values())
+    blocking = {
+        route: sorted(getattr(call, "__qualname__", repr(call)) for call in sync)
+        for route, found in calls.items()
+        if (sync := {call for call in found if not runs_on_the_event_loop(call)})
+    }
+    assert not blocking, blocking

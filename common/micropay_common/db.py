@@ -84,7 +84,7 @@ async def ping(engine: AsyncEngine) -> None:
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request: commit when the endpoint returns, roll back when it raises."""
-    async with AppState.of_request(request).sessionmaker() as session:
+    async with AppState.of(request.app).sessionmaker() as session:
         try:
             yield session
         except BaseException:

@@ -30,7 +30,7 @@ async def live() -> dict[str, str]:
 async def ready(request: Request) -> JSONResponse:
     """200 when the database answers within two seconds, else 503 problem+json."""
     try:
-        await asyncio.wait_for(ping(AppState.of_request(request).engine), timeout=2.0)
+        await asyncio.wait_for(ping(AppState.of(request.app).engine), timeout=2.0)
     except Exception as exc:
         logger.warning("readiness check failed: %r", exc)
         return database_unavailable_response(request.url.path)

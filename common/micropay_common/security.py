@@ -205,9 +205,9 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def token_verifier(request: Request) -> TokenVerifier:
+async def token_verifier(request: Request) -> TokenVerifier:
     """The app's verifier of access tokens."""
-    return AppState.of_request(request).token_verifier
+    return AppState.of(request.app).token_verifier
 
 
 TokenVerifierDep = Annotated[TokenVerifier, Depends(token_verifier)]

@@ -9,7 +9,7 @@ background jobs through `PaymentState.of(app)`; nothing else reads `app.state`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from fastapi import Request
@@ -69,15 +69,16 @@ class ServiceState(Generic[SettingsT]):
         return state
 
     @classmethod
-    def of_request(cls, request: Request) -> Self:
+    async def of_request(cls, request: Request) -> Self:
         """Dependency: the state of the app serving the request."""
+        # Async, as every dependency here: FastAPI runs a plain `def` one in its thread pool.
         return cls.of(request.app)
 
     @classmethod
-    def provide(cls, member: Callable[[Self], T]) -> Callable[[Request], T]:
+    def provide(cls, member: Callable[[Self], T]) -> Callable[[Request], Coroutine[Any, Any, T]]:
         """Dependency giving one member: `Depends(PaymentState.provide(lambda s: s.stripe))`."""
 
-        def dependency(request: Request) -> T:
+        async def dependency(request: Request) -> T:
             return member(cls.of(request.app))
 
         return dependency
