@@ -121,13 +121,24 @@ class TransferParties:
     recipient_wallet: AccountId | None
     sender_email: str | None
     sender_wallet: AccountId | None
+    sender_available: int | None
+    """What the sender's wallet has available (its holds past their expiry not counted), as
+    read without its lock: the posting weighs it again under the lock."""
 
 
-# One round trip for both sides; the single row comes back even when nothing matches.
+# One round trip for both sides; the single row comes back even when nothing matches. The
+# sender's available balance is read here so that a transfer it cannot cover is refused before
+# anything about the recipient is told.
 _TRANSFER_PARTIES = text(
     """
     SELECT recipient.user_id AS recipient_id, recipient_wallet.id AS recipient_wallet,
-           sender.email AS sender_email, sender_wallet.id AS sender_wallet
+           sender.email AS sender_email, sender_wallet.id AS sender_wallet,
+           sender_wallet.balance - CASE WHEN sender_wallet.held = 0 THEN 0
+               ELSE sender_wallet.held - (
+                   SELECT coalesce(sum(h.amount), 0) FROM transactions.holds AS h
+                   WHERE h.account_id = sender_wallet.id AND h.status = 'active'
+                     AND h.expires_at <= now())
+               END AS sender_available
     FROM (SELECT 1) AS one
     LEFT JOIN transactions.users AS recipient ON recipient.email = :recipient_email
     LEFT JOIN transactions.accounts AS recipient_wallet
@@ -150,7 +161,10 @@ async def transfer_parties(
             {"recipient_email": recipient_email, "sender_id": sender_id, "currency": currency},
         )
     ).one()
-    return TransferParties(**row._mapping)
+    values = dict(row._mapping)
+    if values["sender_available"] is not None:
+        values["sender_available"] = int(values["sender_available"])
+    return TransferParties(**values)
 
 
 async def release_email(session: AsyncSession, email: str, keep_user_id: str) -> int:

@@ -78,6 +78,24 @@ async def test_held_money_cannot_be_transferred(client, service_headers, registe
     assert response.json()["available"] == 200
 
 
+async def test_held_money_is_weighed_before_the_recipient(client, service_headers, member):
+    await create(client, service_headers, member, 800)
+
+    response = await client.post(
+        "/transactions/transfers",
+        json={
+            "to_email": f"nobody-{uuid.uuid4().hex}@example.com",
+            "amount": 201,
+            "currency": "USD",
+        },
+        headers={**member.headers, "Idempotency-Key": uuid.uuid4().hex},
+    )
+
+    assert response.status_code == 409
+    assert response.json()["type"] == "insufficient_funds"
+    assert response.json()["available"] == 200
+
+
 async def test_a_hold_beyond_the_available_balance_is_409(client, service_headers, member):
     await create(client, service_headers, member, 700)
 

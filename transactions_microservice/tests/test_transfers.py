@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from transactions_microservice.tests.helpers import all_entries, balance_of, ledger_check
+from transactions_microservice.tests.helpers import Member, all_entries, balance_of, ledger_check
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -48,10 +48,12 @@ async def test_transfer_moves_money_and_shows_in_both_histories(
     body = response.json()
     assert body["amount"] == 2_550
     assert body["currency"] == "USD"
-    assert body["to_user_id"] == bob.id
     assert body["to_email"] == bob.email
-    assert body["from_user_id"] == alice.id
     assert body["description"] == "Rent"
+    # No id in the answer but the transfer's own: not the recipient's, not the sender's.
+    assert set(body) == {"id", "amount", "currency", "to_email", "description", "created_at"}
+    assert bob.id not in response.text
+    assert alice.id not in response.text
     assert await balance_of(client, alice) == 7_450
     assert await balance_of(client, bob) == 2_550
 
@@ -129,13 +131,73 @@ async def test_spending_everything_leaves_zero(client, alice, bob):
     assert again.json()["type"] == "insufficient_funds"
 
 
-async def test_unknown_recipient_is_404(client, alice):
+def without_request(problem: dict[str, Any]) -> dict[str, Any]:
+    """A problem body without what differs per request."""
+    return {
+        name: value for name, value in problem.items() if name not in ("instance", "request_id")
+    }
+
+
+async def test_unknown_recipient_is_recipient_unavailable(client, alice):
     response = await transfer(
         client, alice, {"to_email": "nobody-here@example.com", "amount": 1, "currency": "USD"}
     )
-    assert response.status_code == 404
-    assert response.json()["type"] == "recipient_not_found"
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.json()["type"] == "recipient_unavailable"
+    assert "nobody-here" not in response.text
     assert await balance_of(client, alice) == 10_000
+
+
+async def test_an_empty_wallet_learns_nothing_about_the_recipient(client, register, bob):
+    """The enumeration pair: without funds, a registered email and an unknown one answer alike."""
+    carol = await register()
+    for currency in ("USD", "EUR"):  # a wallet with nothing in it, and no wallet at all
+        known = await transfer(
+            client, carol, {"to_email": bob.email, "amount": 1, "currency": currency}
+        )
+        unknown = await transfer(
+            client,
+            carol,
+            {
+                "to_email": f"nobody-{uuid.uuid4().hex}@example.com",
+                "amount": 1,
+                "currency": currency,
+            },
+        )
+
+        assert known.status_code == unknown.status_code == 409, (known.text, unknown.text)
+        assert known.headers["content-type"] == unknown.headers["content-type"] == PROBLEM_JSON
+        assert without_request(known.json()) == without_request(unknown.json())
+        assert known.json()["type"] == "insufficient_funds"
+
+
+async def test_with_funds_an_unknown_email_and_one_the_ledger_has_not_heard_of_answer_alike(
+    client, make_user, alice
+):
+    """An email with a sign-in account but no `user.registered` (not confirmed, or not yet
+    applied) is refused exactly as one nobody has."""
+    unregistered = Member(make_user())
+    answers = [
+        await transfer(client, alice, {"to_email": email, "amount": 1, "currency": "USD"})
+        for email in (unregistered.email, f"nobody-{uuid.uuid4().hex}@example.com")
+    ]
+
+    assert [answer.status_code for answer in answers] == [422, 422], [a.text for a in answers]
+    assert without_request(answers[0].json()) == without_request(answers[1].json())
+    assert set(answers[0].json()) <= {"type", "title", "status", "detail", "instance", "request_id"}
+    assert answers[0].json()["type"] == "recipient_unavailable"
+    assert unregistered.id not in answers[0].text
+    assert await balance_of(client, alice) == 10_000
+
+
+async def test_funds_are_weighed_before_the_recipient(client, alice):
+    response = await transfer(
+        client, alice, {"to_email": "nobody-here@example.com", "amount": 10_001, "currency": "USD"}
+    )
+    assert response.status_code == 409
+    assert response.json()["type"] == "insufficient_funds"
+    assert response.json()["available"] == 10_000
 
 
 async def test_transfer_to_self_is_400(client, alice):

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from micropay_common.errors import BadRequest, NotFound
+from micropay_common.errors import BadRequest, UnprocessableEntity
 
 
-class RecipientNotFound(NotFound):
-    """404: no registered user has the recipient email."""
+class RecipientUnavailable(UnprocessableEntity):
+    """422: the email names no one who can receive a transfer.
 
-    type = "recipient_not_found"
-    title = "Recipient not found"
+    One answer, word for word, for an email nobody registered, one the ledger has not heard of
+    and any recipient not allowed to receive, so a refusal never tells which emails have an
+    account.
+    """
+
+    type = "recipient_unavailable"
+    title = "Recipient unavailable"
+
+
+RECIPIENT_UNAVAILABLE = "This transfer cannot be made to that recipient."
+"""The detail of every RecipientUnavailable: it names neither the email nor the reason."""
 
 
 class TransferToSelf(BadRequest):

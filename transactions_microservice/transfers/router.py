@@ -22,9 +22,15 @@ router = APIRouter(tags=["transactions"])
     responses={
         400: {"description": "Transfer to yourself, or a missing/invalid Idempotency-Key"},
         401: {"description": "No valid access token"},
-        404: {"description": "No registered user has `to_email`"},
-        409: {"description": "`insufficient_funds`, or an Idempotency-Key conflict"},
-        422: {"description": "Amount not a positive integer, or an unsupported currency"},
+        409: {
+            "description": "`insufficient_funds` (weighed before the recipient), or an "
+            "Idempotency-Key conflict"
+        },
+        422: {
+            "description": "`recipient_unavailable`: `to_email` names no one who can receive "
+            "(one answer whether or not the email has an account); or `validation_error`: "
+            "amount not a positive integer, an unsupported currency"
+        },
     },
 )
 async def create_transfer(

@@ -22,13 +22,12 @@ class TransferCreate(BaseModel):
 
 
 class TransferRead(BaseModel):
-    """A completed transfer."""
+    """A completed transfer; the recipient is named by the email the sender gave, never by an
+    id (no answer carries another user's id)."""
 
     id: uuid.UUID = Field(description="The transfer; the `reference` of both history lines.")
     amount: int
     currency: str
-    from_user_id: str
-    to_user_id: str
     to_email: str
     description: str | None
     created_at: datetime

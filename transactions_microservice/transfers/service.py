@@ -12,29 +12,45 @@ from transactions_microservice.accounts import service as accounts
 from transactions_microservice.ledger import service as ledger
 from transactions_microservice.ledger.exceptions import InsufficientFunds
 from transactions_microservice.models import EntryType, LedgerTransactionType
-from transactions_microservice.transfers.exceptions import RecipientNotFound, TransferToSelf
+from transactions_microservice.transfers.exceptions import (
+    RECIPIENT_UNAVAILABLE,
+    RecipientUnavailable,
+    TransferToSelf,
+)
 from transactions_microservice.transfers.schemas import TransferCreate, TransferRead
 
 
 async def create_transfer(
     session: AsyncSession, sender_id: str, sender_email: str, request: TransferCreate
 ) -> TransferRead:
-    """Move `amount` from the sender's wallet to the recipient's and announce it."""
+    """Move `amount` from the sender's wallet to the recipient's and announce it.
+
+    The sender's funds are weighed before the recipient is looked at, and every recipient that
+    cannot receive gets the same refusal after the same work (the one lookup), so neither the
+    answer nor its timing tells whether an email has an account.
+    """
     to_email = accounts.normalise_email(request.to_email)
     if to_email == accounts.normalise_email(sender_email):
         raise TransferToSelf("You cannot send money to yourself.")
     parties = await accounts.transfer_parties(
         session, sender_id=sender_id, recipient_email=to_email, currency=request.currency
     )
-    recipient_id = parties.recipient_id
-    if recipient_id is None:
-        raise RecipientNotFound(f"No MicroPay user has the email {to_email}.")
-    if recipient_id == sender_id:
-        raise TransferToSelf("You cannot send money to yourself.")
     if parties.sender_wallet is None:
         raise InsufficientFunds(
             f"You have no {request.currency} wallet.", available=0, currency=request.currency
         )
+    available = parties.sender_available or 0
+    if available < request.amount:
+        raise InsufficientFunds(
+            "The wallet's available balance does not cover this amount.",
+            available=available,
+            currency=request.currency,
+        )
+    recipient_id = parties.recipient_id
+    if recipient_id is None:
+        raise RecipientUnavailable(RECIPIENT_UNAVAILABLE)
+    if recipient_id == sender_id:
+        raise TransferToSelf("You cannot send money to yourself.")
     recipient_wallet = parties.recipient_wallet or await accounts.open_wallet(
         session, recipient_id, request.currency
     )
@@ -83,8 +99,6 @@ async def create_transfer(
         id=transfer_id,
         amount=request.amount,
         currency=request.currency,
-        from_user_id=sender_id,
-        to_user_id=recipient_id,
         to_email=to_email,
         description=request.description,
         created_at=posted.created_at,
