@@ -401,8 +401,21 @@ class Demo:
             keys=("id", "amount", "currency", "to_email"),
             idempotent=True,
         ).json()
+        if "to_user_id" in sent:
+            raise DemoError(f"the transfer answer names Bob by id: {sent}")
+        self.say.say("The answer names Bob by the email Ana typed, never by his user id.")
         self.say.say("Both wallets change in one database transaction (double entry).")
         self.show_balances({"Ana": 4500, "Bob": 2500})
+        self.say.title("Ana tries an address nobody has: the same answer as any who cannot receive")
+        self.request(
+            "POST",
+            "/transactions/transfers",
+            self.ana,
+            {"to_email": "nobody-here@example.com", "amount": 100, "currency": "USD"},
+            expect=422,
+            keys=("type", "detail"),
+            idempotent=True,
+        )
         return str(sent["id"])
 
     def refund(self, payment_id: str) -> None:

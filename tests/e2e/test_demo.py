@@ -37,6 +37,7 @@ async def test_the_demo_runs_the_journey_against_a_stack_on_other_ports(stack: S
     out = result.stdout
     assert "Balances: Ana 35.00 USD, Bob 25.00 USD" in out
     assert "<- 402" in out
+    assert '"type": "recipient_unavailable"' in out
     assert '"status": "requires_action"' in out
     assert "signature verified with standardwebhooks (0 bad)" in out
     assert f"{stack.service_urls['payment']}/docs" in out

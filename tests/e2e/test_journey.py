@@ -127,13 +127,19 @@ async def test_money_moves_through_the_gateway(api: Api, journey: Journey) -> No
     sent = await api.transfer(ana, bob.email.upper(), 2500, description="Dinner <b>split</b>")
     assert sent.status_code == 201, sent.text
     transfer = sent.json()
-    assert transfer["to_user_id"] == bob.user_id
+    assert transfer["to_email"] == bob.email.lower()
+    assert "to_user_id" not in transfer  # no answer carries another user's id
+    assert bob.user_id not in sent.text
     journey.transfer = transfer
     assert await api.balance(ana) == 4500
     await api.balance_becomes(bob, 2500)
     too_much = await api.transfer(bob, ana.email, 2501)
     assert too_much.status_code == 409
     assert too_much.json()["type"] == "insufficient_funds"
+    # Funds are weighed before the recipient: an unknown email is refused the same way.
+    to_nobody = await api.transfer(bob, "nobody-at-all@example.com", 2501)
+    assert to_nobody.status_code == 409
+    assert {**to_nobody.json(), "request_id": None} == {**too_much.json(), "request_id": None}
     to_self = await api.transfer(bob, bob.email, 1)
     assert to_self.status_code == 400
 
