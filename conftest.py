@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
+from micropay_common.events import producer_of
 from micropay_common.settings import ServiceSettings
 from micropay_testing.cognito import CognitoUser
 from micropay_testing.database import TestDatabase
@@ -103,6 +104,28 @@ def make_user(aws: AwsResources, cognito: Any) -> Callable[..., CognitoUser]:
         )
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def service_account_headers(aws: AwsResources, cognito: Any) -> dict[str, dict[str, str]]:
+    """The Authorization header of each service's own account (`svc-<service>`), by service."""
+    headers = {}
+    for service, account in aws.service_accounts.items():
+        result = admin_log_in(cognito, aws, account["username"], account["password"])
+        headers[service] = {"Authorization": f"Bearer {result['AccessToken']}"}
+    return headers
+
+
+@pytest.fixture(scope="session")
+def producer_headers(
+    service_account_headers: dict[str, dict[str, str]],
+) -> Callable[[str], dict[str, str]]:
+    """The Authorization header an event type's producer delivers it with."""
+
+    def headers(event_type: str) -> dict[str, str]:
+        return service_account_headers[producer_of(event_type)]
+
+    return headers
 
 
 # --- settings and apps ---------------------------------------------------------------------------

@@ -23,7 +23,13 @@ from typing import Any
 import boto3
 import httpx
 
-from micropay_common.events import Event, EventEnvelope, PaymentSucceeded, UserRegistered
+from micropay_common.events import (
+    Event,
+    EventEnvelope,
+    PaymentSucceeded,
+    UserRegistered,
+    producer_of,
+)
 from micropay_common.services import SERVICES, ServiceName
 from stack.bootstrap import AwsResources, admin_log_in, bootstrap_aws, create_confirmed_user
 from stack.postgres import PostgresServer, ensure_database, migrate_database
@@ -126,12 +132,11 @@ def envelope(event: Event) -> dict[str, Any]:
 
 
 def register_and_fund(
-    base_url: str, service_token: str, users: list[tuple[str, str, str]]
+    base_url: str, producer_tokens: dict[str, str], users: list[tuple[str, str, str]]
 ) -> list[BenchUser]:
-    """Deliver user.registered and a large payment.succeeded for each user."""
-    headers = {"Authorization": f"Bearer {service_token}"}
+    """Deliver user.registered and a large payment.succeeded for each user, each as its producer."""
     registered = []
-    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as http:
+    with httpx.Client(base_url=base_url, timeout=30) as http:
         for index, (sub, email, token) in enumerate(users):
             for body in (
                 envelope(UserRegistered(user_id=sub, email=email)),
@@ -144,7 +149,10 @@ def register_and_fund(
                     )
                 ),
             ):
-                response = http.post("/internal/events", json=body)
+                token = producer_tokens[producer_of(body["type"])]
+                response = http.post(
+                    "/internal/events", json=body, headers={"Authorization": f"Bearer {token}"}
+                )
                 response.raise_for_status()
             registered.append(BenchUser(index, sub, email, token))
     return registered
@@ -213,10 +221,13 @@ def environment(
         ]
         base_url = f"http://127.0.0.1:{app_port}"
         with process("transactions", app_args, f"{base_url}/health/ready", app_env) as app:
-            account = aws.service_accounts["payment"]
-            service_token = log_in(aws, account["username"], account["password"])
+            tokens = {
+                service: log_in(aws, account["username"], account["password"])
+                for service, account in aws.service_accounts.items()
+            }
+            service_token = tokens[ServiceName.PAYMENT]
             print(f"creating {users} users in moto …", file=sys.stderr)
-            members = register_and_fund(base_url, service_token, create_users(aws, users))
+            members = register_and_fund(base_url, tokens, create_users(aws, users))
             yield Environment(
                 base_url=base_url,
                 admin_dsn=database_url(admin_url, database),

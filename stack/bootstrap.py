@@ -18,11 +18,18 @@ import boto3
 import httpx
 
 from micropay_common.cognito import secret_hash
-from micropay_common.services import SERVICES
+from micropay_common.security import ADMINS_GROUP, SERVICES_GROUP, service_group
+from micropay_common.services import SERVICES, ServiceName
 
 POOL_NAME = "micropay"
 CLIENT_NAME = "micropay-api"
-GROUPS = {"admins": "MicroPay operators", "services": "MicroPay service accounts"}
+GROUPS = {
+    ADMINS_GROUP: "MicroPay operators",
+    SERVICES_GROUP: "MicroPay service accounts",
+    # One group per service, whose only member is its account: what the internal routes
+    # (and each event's producer) are checked against.
+    **{service_group(name): f"The {name} service's account" for name in SERVICES},
+}
 PASSWORD_POLICY = {
     "MinimumLength": 10,
     "RequireUppercase": True,
@@ -171,10 +178,11 @@ def admin_log_in(cognito: Any, aws: AwsResources, username: str, password: str) 
 
 
 def _ensure_service_account(
-    cognito: Any, pool_id: str, service: str, password: str
+    cognito: Any, pool_id: str, service: ServiceName, password: str
 ) -> dict[str, str]:
     username = f"svc-{service}"
     account = {"username": username, "password": password}
+    groups = (SERVICES_GROUP, service_group(service))
     try:
         cognito.admin_get_user(UserPoolId=pool_id, Username=username)
     except cognito.exceptions.UserNotFoundException:
@@ -184,14 +192,15 @@ def _ensure_service_account(
             username,
             password,
             email=f"{username}@micropay.local",
-            groups=("services",),
+            groups=groups,
         )
         return account
     # An existing account takes this run's password, the one its env file is given.
     cognito.admin_set_user_password(
         UserPoolId=pool_id, Username=username, Password=password, Permanent=True
     )
-    cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=username, GroupName="services")
+    for group in groups:
+        cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=username, GroupName=group)
     return account
 
 

@@ -31,11 +31,11 @@ def test_pool_client_and_groups(aws: AwsResources, cognito: Any) -> None:
     assert client["ClientSecret"] == aws.client_secret
     assert "ALLOW_ADMIN_USER_PASSWORD_AUTH" in client["ExplicitAuthFlows"]
     groups = {g["GroupName"] for g in cognito.list_groups(UserPoolId=aws.user_pool_id)["Groups"]}
-    assert groups >= {"admins", "services"}
+    assert groups >= {"admins", "services"} | {f"service-{name}" for name in SERVICES}
     assert aws.issuer == f"https://cognito-idp.{aws.region}.amazonaws.com/{aws.user_pool_id}"
 
 
-def test_each_service_account_logs_in_and_is_in_the_services_group(
+def test_each_service_account_logs_in_and_is_in_services_and_its_own_group(
     aws: AwsResources, cognito: Any
 ) -> None:
     for service in SERVICES:
@@ -54,7 +54,7 @@ def test_each_service_account_logs_in_and_is_in_the_services_group(
         groups = cognito.admin_list_groups_for_user(
             UserPoolId=aws.user_pool_id, Username=account["username"]
         )["Groups"]
-        assert [g["GroupName"] for g in groups] == ["services"]
+        assert {g["GroupName"] for g in groups} == {"services", f"service-{service}"}
         env = aws.service_env(service)
         assert env["SERVICE_ACCOUNT_USERNAME"] == account["username"]
         assert env["COGNITO_JWKS_URL"] == aws.jwks_url

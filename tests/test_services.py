@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy import text
 
+from micropay_common.events import EVENTS_PATH, events_consumed_by, producer_of
 from micropay_common.services import SERVICES, ServiceName
 from micropay_common.state import ServiceState
 from micropay_testing.apps import serve
@@ -85,14 +86,17 @@ async def test_describes_itself_in_openapi_and_docs(service):
     assert "swagger" in docs.text.lower()
 
 
-def internal_operations(app: FastAPI) -> list[tuple[str, str]]:
-    """(method, path) of every `/internal/` route in the app's route table, parameters filled."""
+def internal_operations(app: FastAPI) -> list[tuple[str, str, str]]:
+    """(method, route, path) of every `/internal/` route in the app's route table.
+
+    The path is the route's with its parameters filled.
+    """
 
     def fill(match: re.Match[str]) -> str:
         return "1" if match.group(2) == ":int" else "00000000-0000-4000-8000-000000000000"
 
     return [
-        (method, re.sub(r"\{([^}:]+)(:[^}]+)?\}", fill, route.path))
+        (method, route.path, re.sub(r"\{([^}:]+)(:[^}]+)?\}", fill, route.path))
         for route in iter_route_contexts(app.routes)
         if isinstance(route.original_route, APIRoute)
         and route.path is not None
@@ -101,22 +105,61 @@ def internal_operations(app: FastAPI) -> list[tuple[str, str]]:
     ]
 
 
-async def test_internal_routes_admit_only_the_services_group(service, make_user):
+ADMIN = "admin"
+USER = "user"
+ANY_SERVICE = frozenset(str(name) for name in SERVICES)
+
+
+def accepted_callers(service: ServiceName, route: str) -> frozenset[str]:
+    """Who each internal route accepts: service names, and `admin` for operators."""
+    if route == EVENTS_PATH:
+        # The producers of what the service consumes; each event is then checked on its own.
+        return frozenset(producer_of(t) for t in events_consumed_by(service))
+    if route.startswith("/internal/holds"):
+        return frozenset({ServiceName.PAYMENT})
+    if route == "/internal/ledger/check":
+        return ANY_SERVICE | {ADMIN}
+    if route == "/internal/reconcile":
+        return frozenset({ServiceName.PAYMENT})
+    raise AssertionError(f"{service}'s {route} is not in this table: say who may call it")
+
+
+def refusal_count(app: FastAPI, route: str) -> float:
+    """Callers refused on `route` for not being one it accepts, as /metrics counts them."""
+    value = ServiceState.of(app).metrics_registry.get_sample_value(
+        "micropay_security_refusals_total", {"route": route, "reason": "caller_not_accepted"}
+    )
+    return value or 0.0
+
+
+async def test_every_internal_route_admits_only_the_callers_it_names(
+    service, make_user, service_account_headers
+):
     name, main = service
     operations = internal_operations(main.app)
     if name != "auth":  # the auth service consumes no events and has no internal API
         assert operations
-    user = bearer(make_user().access_token)
-    admin = bearer(make_user(groups=("admins",)).access_token)
+    callers = {
+        **service_account_headers,
+        USER: bearer(make_user().access_token),
+        ADMIN: bearer(make_user(groups=("admins",)).access_token),
+    }
     async with serve(main.app) as client:
         spec = (await client.get("/openapi.json")).json()
-        for method, path in operations:
+        for method, route, path in operations:
+            accepted = accepted_callers(ServiceName(name), route)
             anonymous = await client.request(method, path, json={})
             assert anonymous.status_code == 401, (method, path, anonymous.text)
-            for headers in (user, admin):
-                refused = await client.request(method, path, json={}, headers=headers)
-                assert refused.status_code == 403, (method, path, refused.text)
-                assert refused.json()["type"] == "forbidden"
+            for caller, headers in callers.items():
+                before = refusal_count(main.app, route)
+                answer = await client.request(method, path, json={}, headers=headers)
+                if caller in accepted:
+                    assert answer.status_code not in (401, 403), (caller, path, answer.text)
+                    assert refusal_count(main.app, route) == before
+                else:
+                    assert answer.status_code == 403, (caller, method, path, answer.text)
+                    assert answer.json()["type"] == "caller_not_allowed"
+                    assert refusal_count(main.app, route) == before + 1
     # The published API documents the refusals of every operation it tags internal.
     internal = [
         operation

@@ -19,7 +19,7 @@ from micropay_common.db import create_engine, create_sessionmaker
 from micropay_common.errors import document_problems, install_error_handlers
 from micropay_common.logging import configure_logging
 from micropay_common.middleware import RequestIdMiddleware
-from micropay_common.security import TokenVerifier
+from micropay_common.security import TokenVerifier, security_refusals_counter
 from micropay_common.service_auth import ServiceTokenProvider
 from micropay_common.settings import ServiceSettings, load_settings
 from micropay_common.state import ServiceState
@@ -71,6 +71,7 @@ def create_service_app(
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
+    security_refusals = security_refusals_counter(registry)
     # Services add their own series (say, time spent waiting on a provider) to the same
     # registry, through `state.metrics_registry`.
 
@@ -86,6 +87,7 @@ def create_service_app(
             token_verifier=TokenVerifier.from_settings(resolved),
             service_tokens=ServiceTokenProvider.from_settings(resolved),
             metrics_registry=registry,
+            security_refusals=security_refusals,
         )
         for hook in on_startup:
             await hook(state)

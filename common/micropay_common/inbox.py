@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.dialects.postgresql import insert
@@ -27,10 +27,18 @@ from micropay_common.events import (
     Event,
     EventEnvelope,
     EventType,
+    UnknownEventType,
     event_model,
     events_consumed_by,
+    producer_of,
 )
-from micropay_common.security import CurrentUser, require_group
+from micropay_common.security import (
+    SERVICE_CALLER_RESPONSES,
+    AuthenticatedUser,
+    CurrentUser,
+    refuse_caller,
+    require_callers,
+)
 from micropay_common.services import ServiceName
 from micropay_common.tables import inbox
 
@@ -95,14 +103,21 @@ class EventInbox:
         """Handler by event type."""
 
     async def receive_event(
-        self, envelope: EventEnvelope, session: SessionDep, caller: CurrentUser
+        self,
+        envelope: EventEnvelope,
+        session: SessionDep,
+        caller: CurrentUser,
+        request: Request,
     ) -> EventReceipt:
         """Record the event id and apply the event in one transaction; repeats are no-ops.
 
-        Data that does not match its type's model is a 422 like any invalid body, and nothing
-        is recorded, so the producer keeps the event; a handler error rolls back both and
-        answers non-2xx, so the producer retries.
+        Only the account of the event type's producer may deliver it, naming itself as the
+        producer; anyone else is a 403 before anything is recorded. Data that does not match
+        its type's model is a 422 like any invalid body, and nothing is recorded, so the
+        producer keeps the event; a handler error rolls back both and answers non-2xx, so the
+        producer retries.
         """
+        authorize_delivery(request, caller, envelope)
         # A concurrent delivery of the same id waits here on the primary key until the first
         # commits (then sees a duplicate) or rolls back (then applies it itself).
         recorded = await session.scalar(
@@ -143,6 +158,46 @@ class EventInbox:
         return EventReceipt(status="applied")
 
 
+def authorize_delivery(
+    request: Request, caller: AuthenticatedUser, envelope: EventEnvelope
+) -> None:
+    """Raise CallerNotAllowed unless `caller` is the account of the event type's producer.
+
+    A type this consumer does not know is refused too: no one can be shown to be its producer,
+    and recording its id would let any service account occupy ids of events yet to come. The
+    producer's outbox keeps refused events and retries them, so one sent by a producer that was
+    upgraded first is received once this consumer knows its type.
+    """
+    context = {"event_id": str(envelope.id), "event_type": envelope.type}
+    try:
+        producer = producer_of(envelope.type)
+    except UnknownEventType:
+        raise refuse_caller(
+            request,
+            caller,
+            "unknown_event_type",
+            f"'{envelope.type}' is not an event type this service knows a producer of.",
+            **context,
+        ) from None
+    if caller.service != producer:
+        raise refuse_caller(
+            request,
+            caller,
+            "not_the_producer",
+            f"Only the {producer} service sends {envelope.type} events.",
+            **context,
+        )
+    if envelope.producer != producer:
+        raise refuse_caller(
+            request,
+            caller,
+            "producer_mismatch",
+            f"The envelope names '{envelope.producer}' as producer; {envelope.type} is"
+            f" {producer}'s.",
+            **context,
+        )
+
+
 HANDLED_EVENTS_KEY = "x-micropay-events"
 """OpenAPI extension of `POST /internal/events`: the event types the consumer applies."""
 
@@ -151,8 +206,10 @@ def events_router(handlers: Iterable[EventHandler[Any]], *, consumer: ServiceNam
     """`POST /internal/events` for `consumer`, applying each event type with its handler."""
     receiver = EventInbox(consumer, handlers)
     handled = sorted(receiver.handlers)
-    # Only service accounts deliver events; the endpoint reads the caller for its logs only.
-    router = APIRouter(tags=["internal"], dependencies=[Depends(require_group("services"))])
+    # Only the producers of what this consumer receives deliver events here; which producer
+    # may send which event is checked per event, before the inbox is written.
+    producers = sorted({producer_of(event_type) for event_type in events_consumed_by(consumer)})
+    router = APIRouter(tags=["internal"], dependencies=[Depends(require_callers(*producers))])
     router.add_api_route(
         EVENTS_PATH,
         receiver.receive_event,
@@ -165,8 +222,11 @@ def events_router(handlers: Iterable[EventHandler[Any]], *, consumer: ServiceNam
         ),
         response_model=EventReceipt,
         responses={
-            401: {"description": "No valid service token"},
-            403: {"description": "The caller is not in the `services` group"},
+            **SERVICE_CALLER_RESPONSES,
+            403: {
+                "description": "`caller_not_allowed`: the caller is not the account of the"
+                " event type's producer, or the envelope names another producer"
+            },
             422: {"description": "The body is not an event envelope, or its data not the event's"},
         },
         openapi_extra={HANDLED_EVENTS_KEY: handled},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -13,12 +14,36 @@ import httpx
 import jwt
 from fastapi import Depends, Request
 from jwt.algorithms import RSAAlgorithm
+from prometheus_client import CollectorRegistry, Counter
 
 from micropay_common.errors import Forbidden, ServiceUnavailable, Unauthorized
+from micropay_common.services import SERVICES, ServiceName
 from micropay_common.settings import ServiceSettings
 from micropay_common.state import AppState
 
 ALLOWED_ALGORITHMS = ["RS256"]
+
+SERVICES_GROUP = "services"
+"""Every service account's group: what marks a caller as a service at all."""
+ADMINS_GROUP = "admins"
+"""MicroPay's operators."""
+SERVICE_GROUP_PREFIX = "service-"
+"""A service account is also the only member of the group of its own service."""
+
+security_logger = logging.getLogger("micropay.security")
+"""Security events: every refused caller, one WARNING record each."""
+
+SECURITY_REFUSALS = "micropay_security_refusals"
+"""The counter of refused callers, by route and reason, on each app's /metrics."""
+
+
+def service_group(name: ServiceName) -> str:
+    """The Cognito group of one service's account (`service-payment`, ...)."""
+    return f"{SERVICE_GROUP_PREFIX}{name}"
+
+
+SERVICE_BY_GROUP: dict[str, ServiceName] = {service_group(name): name for name in SERVICES}
+"""The service each per-service group stands for."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +75,18 @@ class AuthenticatedUser:
     def in_group(self, group: str) -> bool:
         """Whether the caller belongs to a Cognito group."""
         return group in self.groups
+
+    @property
+    def service(self) -> ServiceName | None:
+        """The service whose account this is: the one `service-<name>` group, else None.
+
+        Only group membership counts (an operator grants it; a username can be chosen at
+        sign-up), and an account in two such groups or outside `services` stands for none.
+        """
+        if SERVICES_GROUP not in self.groups:
+            return None
+        named = [SERVICE_BY_GROUP[group] for group in self.groups if group in SERVICE_BY_GROUP]
+        return named[0] if len(named) == 1 else None
 
 
 class JwksCache:
@@ -233,13 +270,80 @@ def require_group(group: str) -> Callable[..., Awaitable[AuthenticatedUser]]:
     return dependency
 
 
-require_service = require_group("services")
-"""What every internal router requires: `APIRouter(dependencies=[Depends(require_service)])`."""
+class CallerNotAllowed(Forbidden):
+    """403: an authenticated caller that this route (or this event) does not accept."""
+
+    type = "caller_not_allowed"
+    title = "Caller not allowed"
+
+
+def security_refusals_counter(registry: CollectorRegistry) -> Counter:
+    """The counter of refused callers in `registry` (one per app, made with the app)."""
+    return Counter(
+        SECURITY_REFUSALS,
+        "Callers refused by an internal route, by route and reason.",
+        ["route", "reason"],
+        registry=registry,
+    )
+
+
+def route_of(request: Request) -> str:
+    """The route's path template (bounded, unlike the path with its ids)."""
+    route = request.scope.get("route")
+    return str(getattr(route, "path", request.url.path))
+
+
+def refuse_caller(
+    request: Request, caller: AuthenticatedUser, reason: str, detail: str, **context: Any
+) -> CallerNotAllowed:
+    """Log and count a refused caller; the CallerNotAllowed to raise."""
+    route = route_of(request)
+    security_logger.warning(
+        "caller %s refused on %s: %s",
+        caller.username,
+        route,
+        reason,
+        extra={
+            "caller": caller.username,
+            "caller_service": caller.service,
+            "route": route,
+            "reason": reason,
+            **context,
+        },
+    )
+    AppState.of(request.app).security_refusals.labels(route=route, reason=reason).inc()
+    return CallerNotAllowed(detail, reason=reason)
+
+
+def require_callers(
+    *services: ServiceName, admins: bool = False
+) -> Callable[..., Awaitable[AuthenticatedUser]]:
+    """A dependency admitting the accounts of `services` (and operators if `admins`); 403 else.
+
+    An internal router names its callers once: `dependencies=[Depends(require_callers(...))]`.
+    """
+    accepted = frozenset(services)
+    names = [*(str(name) for name in sorted(accepted)), *(["admins"] if admins else [])]
+
+    async def dependency(request: Request, user: CurrentUser) -> AuthenticatedUser:
+        if user.service in accepted or (admins and user.in_group(ADMINS_GROUP)):
+            return user
+        raise refuse_caller(
+            request,
+            user,
+            "caller_not_accepted",
+            f"This endpoint accepts only: {', '.join(names)}.",
+        )
+
+    dependency.__name__ = f"require_callers_{'_'.join(names)}"
+    return dependency
+
+
 SERVICE_CALLER_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "No valid service token"},
-    403: {"description": "The caller is not in the `services` group"},
+    403: {"description": "`caller_not_allowed`: the caller is not an account this route accepts"},
 }
 """What an internal router answers a caller it refuses, for its OpenAPI `responses`."""
-ServiceCaller = Annotated[AuthenticatedUser, Depends(require_service)]
-"""The service calling, for an internal route that needs its identity."""
-AdminUser = Annotated[AuthenticatedUser, Depends(require_group("admins"))]
+ServiceCaller = Annotated[AuthenticatedUser, Depends(require_callers(*SERVICES))]
+"""Any service's own account, for a route that every service may call and that needs its name."""
+AdminUser = Annotated[AuthenticatedUser, Depends(require_group(ADMINS_GROUP))]

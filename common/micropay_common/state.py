@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from micropay_common.settings import ServiceSettings
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, Counter
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
     from micropay_common.security import TokenVerifier
@@ -46,6 +46,7 @@ class ServiceState(Generic[SettingsT]):
         token_verifier: TokenVerifier,
         service_tokens: ServiceTokenProvider,
         metrics_registry: CollectorRegistry,
+        security_refusals: Counter,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -53,6 +54,8 @@ class ServiceState(Generic[SettingsT]):
         self.token_verifier = token_verifier
         self.service_tokens = service_tokens
         self.metrics_registry = metrics_registry
+        self.security_refusals = security_refusals
+        """Callers refused by an internal route (`micropay.security`), by route and reason."""
 
     def attach(self, app: Starlette) -> None:
         """Make this the app's state until it stops (the lifespan calls it)."""

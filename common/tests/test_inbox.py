@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from micropay_common.events import (
 )
 from micropay_common.inbox import EventMeta, events_router, on
 from micropay_common.services import ServiceName
+from micropay_common.state import AppState
 from micropay_testing.apps import app_with, serve
 from micropay_testing.http import bearer
 from stack.postgres import connect
@@ -106,8 +108,9 @@ async def client(consumer_app) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture(scope="module")
-def service_headers(make_user) -> dict[str, str]:
-    return bearer(make_user(groups=("services",)).access_token)
+def service_headers(service_account_headers) -> dict[str, str]:
+    """The account of the producer of this app's events (payment)."""
+    return service_account_headers["payment"]
 
 
 def envelope(event_type: str = "payment.failed", **changes: Any) -> dict[str, Any]:
@@ -183,19 +186,74 @@ async def test_handler_error_rolls_back_effect_and_inbox_then_redelivery_applies
     assert await effect_count(admin, event["id"]) == 1
 
 
-@pytest.mark.parametrize("event_type", ["transfer.completed", "user.deleted"])
 async def test_event_without_handler_is_ignored_but_recorded(
-    client, service_headers, admin, event_type
+    client, service_account_headers, admin
 ):
-    # transfer.completed is routed here but has no handler in this app; user.deleted is unknown.
-    event = envelope(event_type, producer="transactions")
-    response = await client.post("/internal/events", json=event, headers=service_headers)
+    # transfer.completed is routed here but has no handler in this app.
+    event = envelope("transfer.completed", producer="transactions")
+    headers = service_account_headers["transactions"]
+    response = await client.post("/internal/events", json=event, headers=headers)
     assert response.status_code == 200
     assert response.json() == {"status": "ignored"}
-    assert (await inbox_row(admin, event["id"]))["event_type"] == event_type
+    assert (await inbox_row(admin, event["id"]))["event_type"] == "transfer.completed"
     assert await effect_count(admin, event["id"]) == 0
-    again = await client.post("/internal/events", json=event, headers=service_headers)
+    again = await client.post("/internal/events", json=event, headers=headers)
     assert again.json() == {"status": "duplicate"}
+
+
+def refusals(app: FastAPI, reason: str) -> float:
+    """How many callers the app refused on /internal/events for `reason`."""
+    value = AppState.of(app).metrics_registry.get_sample_value(
+        "micropay_security_refusals_total", {"route": "/internal/events", "reason": reason}
+    )
+    return value or 0.0
+
+
+@pytest.mark.parametrize(
+    ("account", "changes", "reason"),
+    [
+        # Another producer's account, naming the right producer in the envelope.
+        ("transactions", {}, "not_the_producer"),
+        ("auth", {}, "not_the_producer"),
+        # The right account, with an envelope that names someone else.
+        ("payment", {"producer": "auth"}, "producer_mismatch"),
+        # No one can be shown to produce a type this consumer does not know.
+        ("payment", {"type": "user.deleted"}, "unknown_event_type"),
+        # An account that produces nothing this consumer receives.
+        ("notifications", {}, "caller_not_accepted"),
+    ],
+)
+async def test_only_the_producers_account_may_deliver_and_a_refusal_records_nothing(
+    client, consumer_app, service_account_headers, admin, caplog, account, changes, reason
+):
+    event = envelope(**changes)
+    before = refusals(consumer_app, reason)
+    with caplog.at_level(logging.WARNING, logger="micropay.security"):
+        refused = await client.post(
+            "/internal/events", json=event, headers=service_account_headers[account]
+        )
+    assert refused.status_code == 403, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"] == "caller_not_allowed"
+    assert refused.json()["reason"] == reason
+    assert await inbox_row(admin, event["id"]) is None
+    assert await effect_count(admin, event["id"]) == 0
+    assert refusals(consumer_app, reason) == before + 1
+    [record] = [r for r in caplog.records if r.name == "micropay.security"]
+    assert record.levelno == logging.WARNING
+    assert (record.caller, record.route, record.reason) == (
+        f"svc-{account}",
+        "/internal/events",
+        reason,
+    )
+    if reason != "caller_not_accepted":
+        assert (record.event_id, record.event_type) == (event["id"], event["type"])
+    # The producer's account delivers the very same id afterwards: nothing was taken by it.
+    if reason == "not_the_producer":
+        applied = await client.post(
+            "/internal/events", json=event, headers=service_account_headers["payment"]
+        )
+        assert applied.json() == {"status": "applied"}
 
 
 async def test_only_service_accounts_may_deliver(client, make_user, admin):
@@ -205,7 +263,7 @@ async def test_only_service_accounts_may_deliver(client, make_user, admin):
     user = make_user()
     refused = await client.post("/internal/events", json=event, headers=bearer(user.access_token))
     assert refused.status_code == 403
-    assert refused.json()["type"] == "forbidden"
+    assert refused.json()["type"] == "caller_not_allowed"
     assert await inbox_row(admin, event["id"]) is None
     assert await effect_count(admin, event["id"]) == 0
 

@@ -17,7 +17,14 @@ from fastapi import APIRouter, FastAPI
 from jwt.algorithms import RSAAlgorithm
 
 from micropay_common.errors import Unauthorized
-from micropay_common.security import CurrentUser, JwksCache, ServiceCaller, TokenVerifier
+from micropay_common.security import (
+    AuthenticatedUser,
+    CurrentUser,
+    JwksCache,
+    ServiceCaller,
+    TokenVerifier,
+)
+from micropay_common.services import ServiceName
 from micropay_testing.apps import app_with, serve
 from micropay_testing.cognito import CognitoUser
 from micropay_testing.http import bearer
@@ -204,15 +211,37 @@ async def test_current_user_dependency(guarded_app, user):
         assert wrong_scheme.status_code == 401
 
 
-async def test_require_group_services(guarded_app, user, make_user, aws):
-    service = make_user(groups=("services",))
+async def test_internal_routes_accept_the_service_accounts_by_their_groups(
+    guarded_app, user, make_user, service_account_headers
+):
     async with serve(guarded_app) as client:
-        refused = await client.get("/internal/ping", headers=bearer(user.access_token))
-        assert refused.status_code == 403
-        assert refused.json()["type"] == "forbidden"
-        allowed = await client.get("/internal/ping", headers=bearer(service.access_token))
-        assert allowed.status_code == 200
-        assert allowed.json() == {"caller": service.username}
+        for headers in service_account_headers.values():
+            allowed = await client.get("/internal/ping", headers=headers)
+            assert allowed.status_code == 200
+        assert allowed.json() == {"caller": "svc-notifications"}
+        # A user, or a member of `services` that no service group names, is no service.
+        for caller in (user, make_user(groups=("services",))):
+            refused = await client.get("/internal/ping", headers=bearer(caller.access_token))
+            assert refused.status_code == 403
+            assert refused.json()["type"] == "caller_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("groups", "service"),
+    [
+        (("services", "service-payment"), ServiceName.PAYMENT),
+        (("services", "service-notifications", "admins"), ServiceName.NOTIFICATIONS),
+        (("service-payment",), None),  # not a service account at all
+        (("services", "service-payment", "service-auth"), None),  # names two: stands for none
+        (("services", "service-unknown"), None),
+        (("services",), None),
+    ],
+)
+def test_the_service_of_an_account_is_the_one_service_group_it_is_in(groups, service):
+    user = AuthenticatedUser(
+        id="sub", username="svc-payment", groups=frozenset(groups), token="t", claims={}
+    )
+    assert user.service == service
 
 
 async def test_verified_tokens_are_cached_bounded_and_bad_tokens_still_refused(aws, make_user):

@@ -14,6 +14,7 @@ from micropay_common.http import ServiceClient
 from micropay_common.request_context import request_id_var
 from micropay_common.security import JwksCache, ServiceCaller, TokenVerifier
 from micropay_common.service_auth import ServiceTokenProvider
+from micropay_common.services import ServiceName
 from micropay_common.settings import ServiceSettings
 from micropay_testing.apps import app_with, serve_http
 from micropay_testing.processes import free_port
@@ -35,6 +36,7 @@ async def test_logs_in_once_for_many_concurrent_callers(provider, aws):
     await verifier.aclose()
     assert caller.username == "svc-payment"
     assert caller.in_group("services")
+    assert caller.service == ServiceName.PAYMENT
 
 
 async def test_renews_before_expiry_and_after_invalidation(provider):

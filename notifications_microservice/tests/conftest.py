@@ -15,7 +15,6 @@ from micropay_testing.apps import serve, serve_http
 from micropay_testing.cognito import CognitoUser
 from micropay_testing.database import TestDatabase
 from micropay_testing.events import event_envelope
-from micropay_testing.http import bearer
 from notifications_microservice.aws import AwsClients, build_clients
 from notifications_microservice.delivery.worker import DeliveryWorker
 from notifications_microservice.main import create_app
@@ -117,22 +116,17 @@ def worker(make_worker) -> DeliveryWorker:
     return make_worker()  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="session")
-def service_headers(make_user) -> dict[str, str]:
-    """Authorization of a service account (events are delivered with one)."""
-    return bearer(make_user(groups=("services",)).access_token)
-
-
 SendEvent = Callable[..., Awaitable[httpx.Response]]
 
 
 @pytest.fixture
-def send_event(client: httpx.AsyncClient, service_headers) -> SendEvent:
-    """Post an event to /internal/events as a producer's relay would; returns the response."""
+def send_event(client: httpx.AsyncClient, producer_headers) -> SendEvent:
+    """Post an event to /internal/events as its producer's relay would; returns the response."""
 
     async def send(event_type: str, data: dict[str, Any], **kwargs: Any) -> httpx.Response:
         body = kwargs.pop("body", None) or event_envelope(event_type, data, **kwargs)
-        return await client.post("/internal/events", json=body, headers=service_headers)
+        headers = producer_headers(body["type"])
+        return await client.post("/internal/events", json=body, headers=headers)
 
     return send
 

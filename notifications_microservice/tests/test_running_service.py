@@ -18,7 +18,7 @@ from notifications_microservice.tests.helpers import (
 
 
 async def test_events_reach_email_and_a_signed_webhook_through_the_background_worker(
-    notifications_settings, make_user, service_headers, moto_endpoint
+    notifications_settings, make_user, service_account_headers, moto_endpoint
 ):
     app = create_app(notifications_settings(delivery_poll_interval_seconds=0.05))
     recorder = Receiver()
@@ -32,7 +32,7 @@ async def test_events_reach_email_and_a_signed_webhook_through_the_background_wo
         registered = await client.post(
             "/internal/events",
             json=event_envelope(UserRegistered(user_id=user.sub, email=user.username)),
-            headers=service_headers,
+            headers=service_account_headers["auth"],
         )
         assert registered.json() == {"status": "applied"}
         created = await client.post(
@@ -55,7 +55,7 @@ async def test_events_reach_email_and_a_signed_webhook_through_the_background_wo
                     description="concert tickets",
                 )
             ),
-            headers=service_headers,
+            headers=service_account_headers["transactions"],
         )
         assert transfer.json() == {"status": "applied"}
 

@@ -1,16 +1,19 @@
-"""`POST /internal/reconcile`: run a reconciliation pass now (services group)."""
+"""`POST /internal/reconcile`: run a reconciliation pass now (the payment service's account)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from micropay_common.security import SERVICE_CALLER_RESPONSES, require_service
+from micropay_common.security import SERVICE_CALLER_RESPONSES, require_callers
+from micropay_common.services import ServiceName
 from payment_microservice.dependencies import ReconcilerDep
 from payment_microservice.reconciliation.schemas import ReconcileReport, ReconcileRequest
 
 router = APIRouter(
     tags=["internal"],
-    dependencies=[Depends(require_service)],
+    # No other service calls it (the periodic job runs the same pass in-process); operators
+    # and tests run it with the payment service's own account.
+    dependencies=[Depends(require_callers(ServiceName.PAYMENT))],
     responses=SERVICE_CALLER_RESPONSES,
 )
 

@@ -18,7 +18,6 @@ import stripe
 
 from micropay_testing.apps import serve_http
 from micropay_testing.database import TestDatabase
-from micropay_testing.http import bearer
 from micropay_testing.processes import free_port
 from payment_microservice.main import create_app
 from payment_microservice.settings import PaymentSettings
@@ -117,6 +116,6 @@ async def db(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture(scope="session")
-def service_headers(make_user) -> dict[str, str]:
-    """A token of the services group, as another MicroPay service would send."""
-    return bearer(make_user(groups=("services",)).access_token)
+def service_headers(service_account_headers: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The payment service's own account (what reconciliation accepts)."""
+    return service_account_headers["payment"]

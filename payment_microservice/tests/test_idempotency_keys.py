@@ -39,11 +39,11 @@ async def transfer(
         )
 
 
-async def register(stack: PaymentStack, user: CognitoUser, service_headers: dict[str, str]) -> None:
-    """Tell the wallet service that the user registered, so that transfers can reach them."""
+async def register(stack: PaymentStack, user: CognitoUser, auth_headers: dict[str, str]) -> None:
+    """Tell the wallet service that the user registered (as the auth service does)."""
     event = event_envelope("user.registered", {"user_id": user.sub, "email": user.username})
     async with httpx.AsyncClient(base_url=stack.transactions_url) as client:
-        response = await client.post("/internal/events", json=event, headers=service_headers)
+        response = await client.post("/internal/events", json=event, headers=auth_headers)
     assert response.status_code == 200, response.text
 
 
@@ -63,10 +63,10 @@ def without(body: dict[str, Any], *names: str) -> dict[str, Any]:
 
 
 async def test_same_key_with_another_body_is_one_conflict_on_both_mechanisms(
-    payment_stack, make_user, service_headers
+    payment_stack, make_user, service_account_headers
 ):
     payer, recipient = make_user(), make_user()
-    await register(payment_stack, recipient, service_headers)
+    await register(payment_stack, recipient, service_account_headers["auth"])
     payment_key, refund_key, transfer_key = (str(uuid.uuid4()) for _ in range(3))
 
     paid = await payment_stack.pay(payer, amount=1000, key=payment_key)
@@ -108,10 +108,10 @@ async def _balance_is(stack: PaymentStack, user: CognitoUser, expected: int) -> 
     ids=["missing", "malformed"],
 )
 async def test_a_missing_or_malformed_key_is_one_answer_on_both_mechanisms(
-    payment_stack, make_user, service_headers, key, type_
+    payment_stack, make_user, service_account_headers, key, type_
 ):
     payer, recipient = make_user(), make_user()
-    await register(payment_stack, recipient, service_headers)
+    await register(payment_stack, recipient, service_account_headers["auth"])
     headers = bearer(payer.access_token)
     if key is not None:
         headers["Idempotency-Key"] = key

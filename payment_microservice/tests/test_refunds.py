@@ -126,7 +126,7 @@ async def test_concurrent_refunds_never_exceed_the_payment(
 
 
 async def test_wallet_that_cannot_cover_the_refund_is_409_and_stripe_is_not_called(
-    payment_stack, make_user, db, stripe_client, service_headers
+    payment_stack, make_user, db, stripe_client, service_account_headers
 ):
     payer, friend = make_user(), make_user()
     payment = await _credited_payment(payment_stack, payer, 1000)
@@ -139,7 +139,9 @@ async def test_wallet_that_cannot_cover_the_refund_is_409_and_stripe_is_not_call
         "data": {"user_id": friend.sub, "email": friend.username},
     }
     async with httpx.AsyncClient(base_url=payment_stack.transactions_url) as wallet:
-        delivered = await wallet.post("/internal/events", json=registered, headers=service_headers)
+        delivered = await wallet.post(
+            "/internal/events", json=registered, headers=service_account_headers["auth"]
+        )
         assert delivered.status_code == 200, delivered.text
         sent = await wallet.post(
             "/transactions/transfers",

@@ -441,7 +441,7 @@ async def test_hostile_request_to_a_service_gets_a_4xx_problem(
     case = DIRECT_CASES[name]
     path = case.path
     if case.caller == "service":
-        token = await api.service_token("transactions")
+        token = await api.service_token("payment")
     else:
         user = await api.register("direct")
         token = user.access_token

@@ -1,4 +1,4 @@
-"""Internal HTTP endpoints of holds (services group only)."""
+"""Internal HTTP endpoints of holds (the payment service's account only)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ from dataclasses import asdict
 from fastapi import APIRouter, Depends
 
 from micropay_common.db import SessionDep
-from micropay_common.security import SERVICE_CALLER_RESPONSES, require_service
+from micropay_common.security import SERVICE_CALLER_RESPONSES, require_callers
+from micropay_common.services import ServiceName
 from transactions_microservice.dependencies import SettingsDep
 from transactions_microservice.holds import service
 from transactions_microservice.holds.schemas import HoldCreate, HoldRead
 
 router = APIRouter(
     tags=["internal"],
-    dependencies=[Depends(require_service)],
+    # Holds back refunds, which only the payment service makes.
+    dependencies=[Depends(require_callers(ServiceName.PAYMENT))],
     responses=SERVICE_CALLER_RESPONSES,
 )
 

@@ -11,7 +11,8 @@ from pydantic import AwareDatetime
 from micropay_common.db import SessionDep
 from micropay_common.money import Currency
 from micropay_common.pagination import Limit
-from micropay_common.security import SERVICE_CALLER_RESPONSES, CurrentUser, require_service
+from micropay_common.security import SERVICE_CALLER_RESPONSES, CurrentUser, require_callers
+from micropay_common.services import SERVICES
 from transactions_microservice.ledger import service
 from transactions_microservice.ledger.schemas import EntryPage, EntryRead, LedgerCheckRead
 from transactions_microservice.models import EntryType
@@ -22,7 +23,8 @@ MAX_ENTRY_ID = 2**63 - 1
 router = APIRouter(tags=["transactions"])
 internal_router = APIRouter(
     tags=["internal"],
-    dependencies=[Depends(require_service)],
+    # A read-only check for operators and for any service's account.
+    dependencies=[Depends(require_callers(*SERVICES, admins=True))],
     responses=SERVICE_CALLER_RESPONSES,
 )
 

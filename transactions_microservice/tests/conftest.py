@@ -15,7 +15,6 @@ from micropay_testing.apps import serve
 from micropay_testing.cognito import CognitoUser
 from micropay_testing.database import TestDatabase
 from micropay_testing.events import event_envelope
-from micropay_testing.http import bearer
 from micropay_testing.processes import free_port
 from stack.postgres import connect
 from transactions_microservice.main import create_app
@@ -61,17 +60,19 @@ async def admin(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture(scope="session")
-def service_headers(make_user: Callable[..., CognitoUser]) -> dict[str, str]:
-    """A token of a `services` group member, as the other services call with."""
-    return bearer(make_user(groups=("services",)).access_token)
+def service_headers(service_account_headers: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The payment service's account, the one caller of the holds API."""
+    return service_account_headers["payment"]
 
 
 Deliver = Callable[..., Awaitable[httpx.Response]]
 
 
 @pytest.fixture(scope="session")
-def deliver(client: httpx.AsyncClient, service_headers: dict[str, str]) -> Deliver:
-    """Post an event to /internal/events (a fresh id unless an envelope is given)."""
+def deliver(
+    client: httpx.AsyncClient, producer_headers: Callable[[str], dict[str, str]]
+) -> Deliver:
+    """Post an event to /internal/events as its producer (a fresh id unless given an envelope)."""
 
     async def post(
         event_type: str | None = None,
@@ -83,7 +84,8 @@ def deliver(client: httpx.AsyncClient, service_headers: dict[str, str]) -> Deliv
             assert event_type is not None
             assert data is not None
             event = event_envelope(event_type, data)
-        return await client.post("/internal/events", json=event, headers=service_headers)
+        headers = producer_headers(event["type"])
+        return await client.post("/internal/events", json=event, headers=headers)
 
     return post
 

@@ -57,7 +57,7 @@ async def send(clients: dict[str, httpx.AsyncClient], attempt: Attempt) -> httpx
 
 
 async def test_concurrent_transfers_conserve_money_and_apply_once(
-    tx_settings, make_user, service_headers
+    tx_settings, make_user, service_headers, producer_headers
 ):
     seed = int(os.environ.get("TRANSFER_TEST_SEED", random.randrange(2**32)))
     rng = random.Random(seed)
@@ -87,7 +87,8 @@ async def test_concurrent_transfers_conserve_money_and_apply_once(
                     )
                 ),
             ):
-                response = await http.post("/internal/events", json=event, headers=service_headers)
+                headers = producer_headers(event["type"])
+                response = await http.post("/internal/events", json=event, headers=headers)
                 assert response.status_code == 200, response.text
 
         # Amounts up to half a starting balance: the wallets drain unevenly and many overdraw.
