@@ -609,6 +609,126 @@ CREATE INDEX webhook_attempts_notification_idx ON notifications.webhook_attempts
 
 INSERT INTO migrations.alembic_version (version_num) VALUES ('0001') RETURNING migrations.alembic_version.version_num;
 
+-- Running upgrade 0001 -> 0002
+
+REVOKE ALL ON TABLE auth.outbox FROM auth_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE auth.outbox TO auth_service;
+
+REVOKE ALL ON TABLE auth.inbox FROM auth_service;
+
+GRANT SELECT, INSERT ON TABLE auth.inbox TO auth_service;
+
+REVOKE ALL ON TABLE auth.idempotency_keys FROM auth_service;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE auth.idempotency_keys TO auth_service;
+
+REVOKE ALL ON TABLE auth.users FROM auth_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE auth.users TO auth_service;
+
+REVOKE ALL ON TABLE auth.sessions FROM auth_service;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE auth.sessions TO auth_service;
+
+REVOKE ALL ON TABLE auth.revoked_tokens FROM auth_service;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE auth.revoked_tokens TO auth_service;
+
+REVOKE ALL ON TABLE auth.login_failures FROM auth_service;
+
+GRANT SELECT, INSERT, DELETE ON TABLE auth.login_failures TO auth_service;
+
+REVOKE ALL ON TABLE payments.outbox FROM payment_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE payments.outbox TO payment_service;
+
+REVOKE ALL ON TABLE payments.inbox FROM payment_service;
+
+GRANT SELECT, INSERT ON TABLE payments.inbox TO payment_service;
+
+REVOKE ALL ON TABLE payments.idempotency_keys FROM payment_service;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE payments.idempotency_keys TO payment_service;
+
+REVOKE ALL ON TABLE payments.payments FROM payment_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE payments.payments TO payment_service;
+
+REVOKE ALL ON TABLE payments.refunds FROM payment_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE payments.refunds TO payment_service;
+
+REVOKE ALL ON TABLE payments.stripe_events FROM payment_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE payments.stripe_events TO payment_service;
+
+REVOKE ALL ON TABLE transactions.outbox FROM transactions_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE transactions.outbox TO transactions_service;
+
+REVOKE ALL ON TABLE transactions.inbox FROM transactions_service;
+
+GRANT SELECT, INSERT ON TABLE transactions.inbox TO transactions_service;
+
+REVOKE ALL ON TABLE transactions.idempotency_keys FROM transactions_service;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE transactions.idempotency_keys TO transactions_service;
+
+REVOKE ALL ON TABLE transactions.accounts FROM transactions_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE transactions.accounts TO transactions_service;
+
+REVOKE ALL ON TABLE transactions.users FROM transactions_service;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE transactions.users TO transactions_service;
+
+REVOKE ALL ON TABLE transactions.ledger_transactions FROM transactions_service;
+
+GRANT SELECT, INSERT ON TABLE transactions.ledger_transactions TO transactions_service;
+
+REVOKE ALL ON TABLE transactions.entries FROM transactions_service;
+
+GRANT SELECT, INSERT ON TABLE transactions.entries TO transactions_service;
+
+REVOKE ALL ON TABLE transactions.holds FROM transactions_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE transactions.holds TO transactions_service;
+
+REVOKE ALL ON TABLE notifications.outbox FROM notifications_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE notifications.outbox TO notifications_service;
+
+REVOKE ALL ON TABLE notifications.inbox FROM notifications_service;
+
+GRANT SELECT, INSERT ON TABLE notifications.inbox TO notifications_service;
+
+REVOKE ALL ON TABLE notifications.idempotency_keys FROM notifications_service;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE notifications.idempotency_keys TO notifications_service;
+
+REVOKE ALL ON TABLE notifications.users FROM notifications_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE notifications.users TO notifications_service;
+
+REVOKE ALL ON TABLE notifications.webhook_endpoints FROM notifications_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE notifications.webhook_endpoints TO notifications_service;
+
+REVOKE ALL ON TABLE notifications.notifications FROM notifications_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE notifications.notifications TO notifications_service;
+
+REVOKE ALL ON TABLE notifications.devices FROM notifications_service;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE notifications.devices TO notifications_service;
+
+REVOKE ALL ON TABLE notifications.webhook_attempts FROM notifications_service;
+
+GRANT SELECT, INSERT ON TABLE notifications.webhook_attempts TO notifications_service;
+
+UPDATE migrations.alembic_version SET version_num='0002' WHERE migrations.alembic_version.version_num = '0001';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

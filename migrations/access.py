@@ -4,7 +4,8 @@ Run by every upgrade (and written into the generated PostgreSQL.sql): each role 
 missing, may connect, uses its own schema and reads and writes its tables and sequences. Grants
 are made only where the role has no privilege on a table or sequence yet, so tables added by
 later revisions are covered while a revision that narrows a role's privileges on a table
-(say, no UPDATE on ledger rows) keeps them narrowed. Passwords are never set here.
+keeps them narrowed (0002 leaves each role only what its code uses: no UPDATE or DELETE on
+ledger rows, docs/migrations.md). Passwords are never set here.
 """
 
 from __future__ import annotations

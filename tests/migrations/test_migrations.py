@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from micropay_testing.database import TestDatabase, psql
 from micropay_testing.polling import eventually
+from micropay_testing.privileges import EXPECTED_BY_ROLE, held_privileges
 from micropay_testing.schema import (
     SERVICE_ROLES,
     assert_same_schema,
@@ -155,6 +156,11 @@ async def test_a_first_release_database_keeps_its_rows_and_ends_exactly_as_a_fre
             "WHERE kind = 'user' RETURNING id"
         )
         assert next_entry > max(row[0] for row in before["transactions.entries"])
+        # That release let every role change every row; the upgrade (0002) narrows its grants.
+        for role, (schema, tables) in EXPECTED_BY_ROLE.items():
+            assert await held_privileges(conn, role, schema) == {
+                table: set(privileges) for table, privileges in tables.items()
+            }
     finally:
         await conn.close()
     # The service still reads its own rows as its own role.

@@ -9,9 +9,10 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import NullPool, text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from micropay_common.db import async_database_url
 from micropay_testing.database import TestDatabase
 from stack.postgres import connect
 from transactions_microservice.accounts import repository as accounts_repository
@@ -173,23 +174,38 @@ async def test_the_database_refuses_a_negative_wallet(as_service, wallets, chang
         await as_service.execute(f"UPDATE transactions.accounts SET {change} WHERE id = $1", payer)
 
 
+@pytest.fixture
+async def admin_session(database: TestDatabase) -> AsyncIterator[AsyncSession]:
+    """A superuser's session, rolled back at the end, to damage the ledger for the check."""
+    # The service's own role may not rewrite ledger rows (revision 0002): only an admin can.
+    engine = create_async_engine(async_database_url(database.admin_url), poolclass=NullPool)
+    try:
+        async with AsyncSession(engine) as session:
+            yield session
+            await session.rollback()
+    finally:
+        await engine.dispose()
+
+
 async def corrupt_and_check(session: AsyncSession, statement: str, **params: Any) -> Any:
     await session.execute(text(statement), params)
     return await repository.run_checks(session)
 
 
-async def test_the_check_finds_a_balance_that_is_not_the_sum_of_entries(session, wallets):
+async def test_the_check_finds_a_balance_that_is_not_the_sum_of_entries(admin_session, wallets):
     payer, _ = wallets
     found = await corrupt_and_check(
-        session, "UPDATE transactions.accounts SET balance = balance + 1 WHERE id = :id", id=payer
+        admin_session,
+        "UPDATE transactions.accounts SET balance = balance + 1 WHERE id = :id",
+        id=payer,
     )
     assert [row["id"] for row in found["balance_mismatches"]] == [payer]
 
 
-async def test_the_check_finds_an_unbalanced_transaction(session, wallets):
+async def test_the_check_finds_an_unbalanced_transaction(admin_session, wallets):
     payer, _ = wallets
     transaction_id = uuid.uuid4()
-    await session.execute(
+    await admin_session.execute(
         text(
             "INSERT INTO transactions.ledger_transactions (id, type, reference)"
             " VALUES (CAST(:id AS uuid), 'top_up', CAST(:id AS text))"
@@ -197,7 +213,7 @@ async def test_the_check_finds_an_unbalanced_transaction(session, wallets):
         {"id": transaction_id},
     )
     found = await corrupt_and_check(
-        session,
+        admin_session,
         "INSERT INTO transactions.entries"
         " (transaction_id, account_id, type, amount, currency, balance_after)"
         " VALUES (:tx, :account, 'top_up', 5, 'USD', 1005)",
@@ -208,28 +224,28 @@ async def test_the_check_finds_an_unbalanced_transaction(session, wallets):
     assert payer in [row["id"] for row in found["balance_mismatches"]]
 
 
-async def test_the_check_finds_a_wrong_balance_after(session, wallets):
+async def test_the_check_finds_a_wrong_balance_after(admin_session, wallets):
     payer, _ = wallets
     found = await corrupt_and_check(
-        session,
+        admin_session,
         "UPDATE transactions.entries SET balance_after = balance_after + 1 WHERE account_id = :id",
         id=payer,
     )
     assert [row["account_id"] for row in found["balance_after_mismatches"]] == [payer]
 
 
-async def test_the_check_finds_held_money_without_a_hold(session, wallets):
+async def test_the_check_finds_held_money_without_a_hold(admin_session, wallets):
     payer, _ = wallets
     found = await corrupt_and_check(
-        session, "UPDATE transactions.accounts SET held = 10 WHERE id = :id", id=payer
+        admin_session, "UPDATE transactions.accounts SET held = 10 WHERE id = :id", id=payer
     )
     assert [row["id"] for row in found["held_mismatches"]] == [payer]
 
 
-async def test_the_check_finds_a_transaction_without_entries(session):
+async def test_the_check_finds_a_transaction_without_entries(admin_session):
     transaction_id = uuid.uuid4()
     found = await corrupt_and_check(
-        session,
+        admin_session,
         "INSERT INTO transactions.ledger_transactions (id, type, reference)"
         " VALUES (CAST(:id AS uuid), 'top_up', CAST(:id AS text))",
         id=transaction_id,

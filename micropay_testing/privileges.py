@@ -1,0 +1,61 @@
+"""What each service role may do to each table, as the tests expect it (docs/migrations.md)."""
+
+from __future__ import annotations
+
+import asyncpg
+
+ALL = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})
+APPEND_ONLY = frozenset({"SELECT", "INSERT"})
+NO_DELETE = frozenset({"SELECT", "INSERT", "UPDATE"})
+TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+
+_MESSAGING = {"outbox": NO_DELETE, "inbox": APPEND_ONLY, "idempotency_keys": ALL}
+
+EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
+    ("auth_service", "auth"): {
+        **_MESSAGING,
+        "users": NO_DELETE,
+        "sessions": ALL,
+        "revoked_tokens": ALL,
+        "login_failures": frozenset({"SELECT", "INSERT", "DELETE"}),
+    },
+    ("payment_service", "payments"): {
+        **_MESSAGING,
+        "payments": NO_DELETE,
+        "refunds": NO_DELETE,
+        "stripe_events": NO_DELETE,
+    },
+    ("transactions_service", "transactions"): {
+        **_MESSAGING,
+        "accounts": NO_DELETE,
+        "users": ALL,
+        "ledger_transactions": APPEND_ONLY,
+        "entries": APPEND_ONLY,
+        "holds": NO_DELETE,
+    },
+    ("notifications_service", "notifications"): {
+        **_MESSAGING,
+        "users": NO_DELETE,
+        "webhook_endpoints": NO_DELETE,
+        "notifications": NO_DELETE,
+        "devices": ALL,
+        "webhook_attempts": APPEND_ONLY,
+    },
+}
+"""Per (role, its schema): each table and the privileges the role holds on it."""
+
+EXPECTED_BY_ROLE = {role: (schema, tables) for (role, schema), tables in EXPECTED.items()}
+
+
+async def held_privileges(conn: asyncpg.Connection, role: str, schema: str) -> dict[str, set[str]]:
+    """The table privileges `role` holds on each table of `schema` (any grantor, PUBLIC too)."""
+    rows = await conn.fetch(
+        "SELECT c.relname, ARRAY(SELECT p FROM unnest($3::text[]) AS p"
+        "                        WHERE has_table_privilege($1, c.oid, p)) AS held"
+        " FROM pg_catalog.pg_class c"
+        " WHERE c.relnamespace = $2::regnamespace AND c.relkind IN ('r', 'p', 'v')",
+        role,
+        schema,
+        list(TABLE_PRIVILEGES),
+    )
+    return {row["relname"]: set(row["held"]) for row in rows}

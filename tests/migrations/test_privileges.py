@@ -1,0 +1,182 @@
+"""Least privilege (revision 0002): each role holds on each table only what its code uses."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import pytest
+from alembic import command
+from sqlalchemy import Connection
+
+from micropay_testing.database import TestDatabase
+from micropay_testing.privileges import ALL, EXPECTED, EXPECTED_BY_ROLE, held_privileges
+from migrations import BASELINE, head_revision, upgrade_database
+from migrations.runner import alembic_config
+from migrations.runner import connect as connect_admin
+from stack.postgres import connect
+
+NewDatabase = Callable[[], Awaitable[str]]
+SERVICE_OF_ROLE = {
+    "auth_service": "auth",
+    "payment_service": "payment",
+    "transactions_service": "transactions",
+    "notifications_service": "notifications",
+}
+LEDGER_CHANGES = (
+    "UPDATE transactions.ledger_transactions SET description = 'rewritten' WHERE id = $1",
+    "DELETE FROM transactions.ledger_transactions WHERE id = $1",
+    "UPDATE transactions.entries SET amount = amount * 100 WHERE transaction_id = $1",
+    "DELETE FROM transactions.entries WHERE transaction_id = $1",
+)
+WRITES = [
+    (role, f"{schema}.{table}", privilege)
+    for (role, schema), tables in EXPECTED.items()
+    for table in tables
+    for privilege in ("UPDATE", "DELETE")
+]
+
+
+@pytest.fixture
+async def admin(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
+    """A superuser connection to the test database."""
+    conn = await connect(database.admin_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def as_role(
+    database: TestDatabase,
+) -> AsyncIterator[Callable[[str], Awaitable[asyncpg.Connection]]]:
+    """Connections as service roles, each in a transaction rolled back at the end."""
+    opened: list[tuple[asyncpg.Connection, asyncpg.transaction.Transaction]] = []
+
+    async def open_as(role: str) -> asyncpg.Connection:
+        conn = await connect(database.service_urls[SERVICE_OF_ROLE[role]])
+        transaction = conn.transaction()
+        await transaction.start()
+        opened.append((conn, transaction))
+        return conn
+
+    yield open_as
+    for conn, transaction in opened:
+        await transaction.rollback()
+        await conn.close()
+
+
+async def refused(conn: asyncpg.Connection, statement: str, *args: object) -> bool:
+    """Whether PostgreSQL refuses `statement` for lack of privilege (in a savepoint)."""
+    try:
+        async with conn.transaction():
+            await conn.execute(statement, *args)
+    except asyncpg.InsufficientPrivilegeError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("role", list(EXPECTED_BY_ROLE))
+async def test_each_role_holds_exactly_the_privileges_its_code_uses(
+    admin: asyncpg.Connection, role: str
+) -> None:
+    schema, expected = EXPECTED_BY_ROLE[role]
+    # A table added later gets all four privileges after the upgrade: it must be reviewed here.
+    assert await held_privileges(admin, role, schema) == {
+        table: set(privileges) for table, privileges in expected.items()
+    }
+
+
+async def test_the_transactions_role_appends_to_the_ledger_but_cannot_change_it(
+    as_role: Callable[[str], Awaitable[asyncpg.Connection]],
+) -> None:
+    conn = await as_role("transactions_service")
+    transaction_id = uuid.uuid4()
+    account = await conn.fetchval(
+        "INSERT INTO transactions.accounts (kind, system_code, currency)"
+        " VALUES ('system', $1, 'EUR') RETURNING id",
+        f"test_{transaction_id.hex}",
+    )
+    await conn.execute(
+        "INSERT INTO transactions.ledger_transactions (id, type, reference)"
+        " VALUES ($1, 'top_up', $2)",
+        transaction_id,
+        str(transaction_id),
+    )
+    await conn.execute(
+        "INSERT INTO transactions.entries"
+        " (transaction_id, account_id, type, amount, currency, balance_after)"
+        " VALUES ($1, $2, 'top_up', 5, 'EUR', 5)",
+        transaction_id,
+        account,
+    )
+    for statement in LEDGER_CHANGES:
+        assert await refused(conn, statement, transaction_id), statement
+    for table in ("ledger_transactions", "entries"):
+        assert await refused(conn, f"TRUNCATE transactions.{table}"), table
+    assert (
+        await conn.fetchval(
+            "SELECT amount FROM transactions.entries WHERE transaction_id = $1", transaction_id
+        )
+        == 5
+    )
+
+
+@pytest.mark.parametrize("role", list(EXPECTED_BY_ROLE))
+@pytest.mark.parametrize("statement", LEDGER_CHANGES)
+async def test_no_service_role_may_change_ledger_rows(
+    as_role: Callable[[str], Awaitable[asyncpg.Connection]], role: str, statement: str
+) -> None:
+    conn = await as_role(role)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await conn.execute(statement, uuid.uuid4())
+
+
+@pytest.mark.parametrize(("role", "table", "privilege"), WRITES)
+async def test_updates_and_deletes_run_only_where_the_role_keeps_them(
+    admin: asyncpg.Connection,
+    as_role: Callable[[str], Awaitable[asyncpg.Connection]],
+    role: str,
+    table: str,
+    privilege: str,
+) -> None:
+    schema, expected = EXPECTED_BY_ROLE[role]
+    if privilege == "UPDATE":
+        column = await admin.fetchval(
+            "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = $1::regclass"
+            " AND attnum > 0 AND NOT attisdropped AND attidentity = '' AND attgenerated = ''"
+            " ORDER BY attnum LIMIT 1",
+            table,
+        )
+        statement = f"UPDATE {table} SET {column} = {column} WHERE false"
+    else:
+        statement = f"DELETE FROM {table} WHERE false"
+    kept = privilege in expected[table.removeprefix(f"{schema}.")]
+    assert await refused(await as_role(role), statement) is not kept, statement
+
+
+def _downgrade(connection: Connection) -> None:
+    command.downgrade(alembic_config(connection=connection), BASELINE)
+
+
+async def test_the_downgrade_gives_the_privileges_back_and_the_upgrade_narrows_them_again(
+    new_database: NewDatabase,
+) -> None:
+    url = await new_database()
+    await upgrade_database(url)
+    async with connect_admin(url) as connection:
+        await connection.run_sync(_downgrade)
+        await connection.commit()
+    conn = await connect(url)
+    try:
+        for role, (schema, tables) in EXPECTED_BY_ROLE.items():
+            assert await held_privileges(conn, role, schema) == {
+                table: set(ALL) for table in tables
+            }
+        assert await upgrade_database(url) == head_revision()
+        for role, (schema, tables) in EXPECTED_BY_ROLE.items():
+            assert await held_privileges(conn, role, schema) == {
+                table: set(privileges) for table, privileges in tables.items()
+            }
+    finally:
+        await conn.close()
