@@ -20,7 +20,9 @@ class AuthSettings(ServiceSettings):
     service_name: str = "auth"
     auth_auto_confirm: bool = False
     trusted_proxies: str = "127.0.0.1"
-    """Comma-separated addresses or networks whose X-Real-IP / X-Forwarded-For are believed."""
+    """Comma-separated addresses or networks whose client header / X-Forwarded-For are believed."""
+    client_ip_header: str = Field(default="X-Real-IP", min_length=1)
+    """The header in which a trusted proxy names the client (API Gateway: X-Client-IP)."""
     login_delay_after_failures_per_email: int = Field(default=3, ge=1)
     """Failures of one email within the window before each further sign-in of it must wait."""
     login_delay_after_failures_per_ip: int = Field(default=5, ge=1)

@@ -276,10 +276,28 @@ async def test_forwarded_addresses_count_only_from_a_trusted_peer(client, auth_c
         ("10.0.0.7", {"x-real-ip": "garbage", "x-forwarded-for": "2001:db8::1"}, "2001:db8::1"),
         ("127.0.0.1", {}, "127.0.0.1"),
         ("127.0.0.1", {"x-forwarded-for": "not-an-ip"}, "127.0.0.1"),
+        # A second proxy that wrote its own peer into X-Real-IP: the chain names the client.
+        ("127.0.0.1", {"x-real-ip": "10.0.0.9", "x-forwarded-for": "1.2.3.4, 10.0.0.9"}, "1.2.3.4"),
     ],
 )
 def test_client_address_resolution(peer, headers, expected):
     resolver = ClientAddressResolver("127.0.0.1, 10.0.0.0/8")
+    assert resolver.resolve(peer, headers) == expected
+
+
+@pytest.mark.parametrize(
+    ("peer", "expected"),
+    [("10.0.3.4", "198.51.100.7"), ("203.0.113.9", "203.0.113.9")],
+)
+def test_the_client_header_of_api_gateway_is_believed_only_from_the_load_balancer(peer, expected):
+    # AWS: API Gateway overwrites X-Client-IP with the caller's address; the instance's nginx
+    # sets X-Real-IP to the load balancer and a client may have written X-Forwarded-For.
+    resolver = ClientAddressResolver("10.0.0.0/8, 172.16.0.0/12", "X-Client-IP")
+    headers = {
+        "x-client-ip": "198.51.100.7",
+        "x-real-ip": "10.0.1.2",
+        "x-forwarded-for": "6.6.6.6, 10.0.2.3, 10.0.1.2",
+    }
     assert resolver.resolve(peer, headers) == expected
 
 
