@@ -25,7 +25,7 @@ class AuthSettings(ServiceSettings):
     """The header in which a trusted proxy names the client (API Gateway: X-Client-IP)."""
     login_delay_after_failures_per_email: int = Field(default=3, ge=1)
     """Failures of one email within the window before each further sign-in of it must wait."""
-    login_delay_after_failures_per_ip: int = Field(default=5, ge=1)
+    login_delay_after_failures_per_ip: int = Field(default=10, ge=1)
     """Failures from one client address within the window before its sign-ins must wait."""
     login_delay_base_seconds: float = Field(default=1.0, gt=0)
     """The first wait; each further failure doubles it, up to LOGIN_DELAY_MAX_SECONDS."""

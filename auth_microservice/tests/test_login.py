@@ -201,6 +201,25 @@ async def test_a_burst_from_one_address_hits_its_hard_limit_while_the_email_is_o
         assert signed_in.status_code == 200, signed_in.text
 
 
+async def test_failures_from_an_address_delay_its_next_sign_in(auth_client):
+    spraying, elsewhere = fresh_ip(), fresh_ip()
+    settings = {
+        "login_delay_after_failures_per_ip": 2,
+        "login_delay_base_seconds": 1,
+        "login_delay_max_seconds": 1,
+    }
+    async with auth_client(**settings) as service:
+        email = new_email()
+        await register(service, email)
+        for _ in range(2):
+            await login(service, new_email("spray"), WRONG, from_ip(spraying))
+        delayed = await login(service, email, PASSWORD, from_ip(spraying))
+        body = assert_problem(delayed, 429, "too_many_login_attempts")
+        assert "address" in body["detail"]
+        assert int(delayed.headers["retry-after"]) == 1
+        assert (await login(service, email, PASSWORD, from_ip(elsewhere))).status_code == 200
+
+
 async def test_failures_age_out_of_the_sliding_window(client, admin_db):
     email = new_email()
     await register(client, email)
