@@ -19,14 +19,15 @@ def _address(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class ClientAddressResolver:
-    """Believes X-Real-IP / X-Forwarded-For only from the configured proxy addresses."""
+    """Believes the client header / X-Forwarded-For only from the configured proxy addresses."""
 
-    def __init__(self, trusted_proxies: str) -> None:
+    def __init__(self, trusted_proxies: str, client_ip_header: str = "X-Real-IP") -> None:
         self.trusted: tuple[IPNetwork, ...] = tuple(
             ipaddress.ip_network(part.strip(), strict=False)
             for part in trusted_proxies.split(",")
             if part.strip()
         )
+        self.client_ip_header = client_ip_header.strip().lower()
 
     def is_trusted(self, address: str | None) -> bool:
         """Whether `address` is one of the trusted proxies."""
@@ -38,8 +39,10 @@ class ClientAddressResolver:
         if not self.is_trusted(peer):
             parsed_peer = _address(peer)
             return str(parsed_peer) if parsed_peer else (peer or UNKNOWN)
-        real_ip = _address(headers.get("x-real-ip"))
-        if real_ip is not None:
+        # A proxy that writes its own peer here (a second nginx behind the load balancer) names
+        # one of ours, not the client: then the forwarded chain decides.
+        real_ip = _address(headers.get(self.client_ip_header))
+        if real_ip is not None and not self.is_trusted(str(real_ip)):
             return str(real_ip)
         # Walk X-Forwarded-For from the right: the first address no trusted proxy owns is the
         # client; anything further left was written by the client and may be forged.

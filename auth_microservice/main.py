@@ -24,7 +24,9 @@ async def start_clients(state: AuthState) -> None:
     """Start-up hook: Cognito, the client-address resolver and the deny list's own pool."""
     settings = state.settings
     state.identity = IdentityProvider(settings)
-    state.client_addresses = ClientAddressResolver(settings.trusted_proxies)
+    state.client_addresses = ClientAddressResolver(
+        settings.trusted_proxies, settings.client_ip_header
+    )
     state.deny_list = await DenyList.open(
         settings.database_url,
         max_size=settings.verify_db_pool_size,

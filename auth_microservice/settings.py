@@ -20,9 +20,18 @@ class AuthSettings(ServiceSettings):
     service_name: str = "auth"
     auth_auto_confirm: bool = False
     trusted_proxies: str = "127.0.0.1"
-    """Comma-separated addresses or networks whose X-Real-IP / X-Forwarded-For are believed."""
-    login_max_failures_per_email: int = Field(default=5, ge=1)
+    """Comma-separated addresses or networks whose client header / X-Forwarded-For are believed."""
+    client_ip_header: str = Field(default="X-Real-IP", min_length=1)
+    """The header in which a trusted proxy names the client (API Gateway: X-Client-IP)."""
+    login_delay_after_failures_per_email: int = Field(default=3, ge=1)
+    """Failures of one email within the window before each further sign-in of it must wait."""
+    login_delay_after_failures_per_ip: int = Field(default=10, ge=1)
+    """Failures from one client address within the window before its sign-ins must wait."""
+    login_delay_base_seconds: float = Field(default=1.0, gt=0)
+    """The first wait; each further failure doubles it, up to LOGIN_DELAY_MAX_SECONDS."""
+    login_delay_max_seconds: float = Field(default=60.0, gt=0)
     login_max_failures_per_ip: int = Field(default=20, ge=1)
+    """Failures from one client address within the window before it is refused outright."""
     login_failure_window_seconds: int = Field(default=900, ge=1)
     refresh_token_validity_days: int = Field(default=30, ge=1)
     """Must match the app client's RefreshTokenValidity: how long a sign-in is remembered."""

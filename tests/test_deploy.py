@@ -29,6 +29,7 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from auth_microservice.client_ip import ClientAddressResolver
 from deploy.compose_bootstrap import GENERATED_VARIABLES, render_env_file, run
 from micropay_common.services import SERVICES as REGISTRY
 from micropay_common.settings import ServiceSettings
@@ -982,3 +983,52 @@ def test_entrypoint_refuses_a_missing_env_file(tmp_path: Path) -> None:
     )
     assert result.returncode == 64
     assert "absent.env is not a readable file" in result.stderr
+
+
+# --- The client's address at the auth service ------------------------------------------------
+
+EVERYONE = ("0.0.0.0/0", "::/0")
+
+
+def _auth_config_map() -> dict[str, str]:
+    [config] = [
+        doc["data"]
+        for doc in load_manifests()
+        if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "micropay-auth"
+    ]
+    return {str(key): str(value) for key, value in config.items()}
+
+
+def _resolver_of(variables: dict[str, str]) -> ClientAddressResolver:
+    assert not set(EVERYONE) & {part.strip() for part in variables["TRUSTED_PROXIES"].split(",")}
+    # uvicorn must leave the socket peer alone: the service decides which header to believe.
+    assert variables["FORWARDED_ALLOW_IPS"] == "127.0.0.1"
+    return ClientAddressResolver(variables["TRUSTED_PROXIES"], variables["CLIENT_IP_HEADER"])
+
+
+def test_api_gateway_writes_the_callers_address_for_the_auth_service() -> None:
+    source = (ROOT / "infra" / "cloudformation.yaml").read_text()
+    template: dict[str, Any] = yaml.load(source, Loader=CloudFormationLoader)  # noqa: S506
+    mapping = template["Resources"]["AuthIntegration"]["Properties"]["RequestParameters"]
+    header = eb_provided("auth").literal["CLIENT_IP_HEADER"]
+    assert mapping[f"overwrite:header.{header}"] == "$context.identity.sourceIp"
+
+
+def test_elastic_beanstalk_believes_api_gateways_header_from_the_load_balancer_only() -> None:
+    resolver = _resolver_of(eb_provided("auth").literal)
+    # The instance's nginx sets X-Real-IP to the load balancer and appends to a chain the
+    # client started; only API Gateway's header names the caller.
+    headers = {
+        "x-client-ip": "198.51.100.7",
+        "x-real-ip": "10.0.1.2",
+        "x-forwarded-for": "6.6.6.6, 10.0.1.2",
+    }
+    assert resolver.resolve("172.17.0.1", headers) == "198.51.100.7"
+    assert resolver.resolve("203.0.113.9", headers) == "203.0.113.9"
+
+
+def test_kubernetes_believes_the_ingress_controllers_x_real_ip_only_from_the_pod_network() -> None:
+    resolver = _resolver_of(_auth_config_map())
+    headers = {"x-real-ip": "198.51.100.7", "x-forwarded-for": "198.51.100.7"}
+    assert resolver.resolve("10.244.1.17", headers) == "198.51.100.7"
+    assert resolver.resolve("203.0.113.9", headers) == "203.0.113.9"

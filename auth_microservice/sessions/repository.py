@@ -80,10 +80,11 @@ class DenyList:
 
 @dataclass(frozen=True)
 class FailureCount:
-    """Failures inside the window, and when the oldest of them happened."""
+    """Failures inside the window, and when the oldest and the latest of them happened."""
 
     count: int
     oldest: datetime | None
+    latest: datetime | None
 
 
 async def recent_failures(
@@ -94,15 +95,17 @@ async def recent_failures(
     client_ip: str | None = None,
 ) -> FailureCount:
     """Failed sign-ins for an email or a client address within the last `window_seconds`."""
-    query = select(func.count(), func.min(LoginFailure.failed_at)).where(
+    query = select(
+        func.count(), func.min(LoginFailure.failed_at), func.max(LoginFailure.failed_at)
+    ).where(
         LoginFailure.failed_at > func.now() - func.make_interval(0, 0, 0, 0, 0, 0, window_seconds)
     )
     if email is not None:
         query = query.where(LoginFailure.email == email)
     if client_ip is not None:
         query = query.where(LoginFailure.client_ip == client_ip)
-    count, oldest = (await session.execute(query)).one()
-    return FailureCount(int(count), oldest)
+    count, oldest, latest = (await session.execute(query)).one()
+    return FailureCount(int(count), oldest, latest)
 
 
 async def record_failure(session: AsyncSession, email: str, client_ip: str) -> None:

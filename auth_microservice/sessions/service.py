@@ -58,24 +58,69 @@ def _retry_after(oldest: datetime | None, now: datetime, window_seconds: int) ->
     return max(1, math.ceil(remaining))
 
 
+def login_delay(
+    failures: int, free_failures: int, base_seconds: float, max_seconds: float
+) -> float:
+    """Seconds the next sign-in waits after the latest failure: 0, then base doubling to max."""
+    if failures < free_failures:
+        return 0.0
+    # The exponent is bounded so that a long run of failures cannot overflow the float.
+    return min(max_seconds, base_seconds * 2.0 ** min(failures - free_failures, 32))
+
+
+def _refuse_too_early(
+    failures: repository.FailureCount,
+    free_failures: int,
+    settings: AuthSettings,
+    now: datetime,
+    detail: str,
+) -> None:
+    delay = login_delay(
+        failures.count,
+        free_failures,
+        settings.login_delay_base_seconds,
+        settings.login_delay_max_seconds,
+    )
+    if delay <= 0 or failures.latest is None:
+        return
+    remaining = (failures.latest + timedelta(seconds=delay) - now).total_seconds()
+    if remaining > 0:
+        raise LoginThrottled(detail, retry_after=max(1, math.ceil(remaining)))
+
+
 async def check_throttle(
     session: AsyncSession, settings: AuthSettings, email: str, client_ip: str
 ) -> None:
-    """Raise LoginThrottled when the email or the client address failed too often lately."""
+    """Raise LoginThrottled while the address is over its hard limit or a delay runs.
+
+    An email is only ever delayed, never refused outright: an attacker guessing its password
+    slows its sign-ins down (the wait doubles with each failure, up to a cap), but its owner
+    signs in once the current wait has passed. An address is delayed the same way and refused
+    for the rest of the window once it failed LOGIN_MAX_FAILURES_PER_IP times.
+    """
     window = settings.login_failure_window_seconds
     now = await repository.database_now(session)
-    by_email = await repository.recent_failures(session, window_seconds=window, email=email)
-    if by_email.count >= settings.login_max_failures_per_email:
-        raise LoginThrottled(
-            "Too many failed sign-ins for this account; wait before trying again.",
-            retry_after=_retry_after(by_email.oldest, now, window),
-        )
     by_ip = await repository.recent_failures(session, window_seconds=window, client_ip=client_ip)
     if by_ip.count >= settings.login_max_failures_per_ip:
         raise LoginThrottled(
             "Too many failed sign-ins from this address; wait before trying again.",
             retry_after=_retry_after(by_ip.oldest, now, window),
         )
+    _refuse_too_early(
+        by_ip,
+        settings.login_delay_after_failures_per_ip,
+        settings,
+        now,
+        "Recent failed sign-ins from this address; wait before trying again.",
+    )
+    by_email = await repository.recent_failures(session, window_seconds=window, email=email)
+    _refuse_too_early(
+        by_email,
+        settings.login_delay_after_failures_per_email,
+        settings,
+        now,
+        "Recent failed sign-ins for this account; wait before trying again.",
+    )
 
 
 async def login(
