@@ -198,3 +198,55 @@ async def test_unconfirmed_login_with_a_wrong_password_is_still_401(auth_client)
     async with auth_client(auth_auto_confirm=False) as manual:
         assert (await register(manual, email)).status_code == 201
         assert_problem(await login(manual, email, "Wrong-Password-1"), 401, "invalid_credentials")
+
+
+async def test_an_unconfirmed_sign_up_publishes_nothing_until_confirmed_then_once(
+    auth_client, admin_db
+):
+    """`user.registered` (the wallet, the transfer address) follows a proven email, once."""
+    email = new_email("unproven")
+    async with auth_client(auth_auto_confirm=False) as manual:
+        created = await register(manual, email)
+        assert created.status_code == 201, created.text
+        user_id = created.json()["user_id"]
+        assert await outbox_events(admin_db, user_id) == []
+
+        confirmations = await asyncio.gather(
+            *(
+                manual.post("/auth/confirm", json={"email": email, "code": "123456"})
+                for _ in range(2)
+            )
+        )
+        again = await manual.post("/auth/confirm", json={"email": email, "code": "123456"})
+        # A sign-in of the confirmed account finds its mirror confirmed: nothing more.
+        assert (await login(manual, email, PASSWORD)).status_code == 200
+
+    assert [answer.status_code for answer in [*confirmations, again]].count(200) >= 1
+    events = await outbox_events(admin_db, user_id)
+    assert {row["event_type"] for row in events} == {"user.registered"}
+    assert len({row["event_id"] for row in events}) == 1
+    assert sorted(row["consumer"] for row in events) == ["notifications", "transactions"]
+    assert json.loads(events[0]["payload"])["data"] == {"user_id": user_id, "email": email}
+
+
+async def test_a_sign_in_that_finds_cognito_confirmed_publishes_once(auth_client, admin_db):
+    """Confirmed in Cognito but not yet in the mirror: the sign-in catches up and publishes."""
+    email = new_email("lagging")
+    async with auth_client(auth_auto_confirm=False) as manual:
+        created = await register(manual, email)
+        user_id = created.json()["user_id"]
+        assert (
+            await manual.post("/auth/confirm", json={"email": email, "code": "123456"})
+        ).status_code == 200
+        await admin_db.execute(
+            "UPDATE auth.users SET confirmed_at = NULL WHERE id = $1", uuid.UUID(user_id)
+        )
+        await admin_db.execute(
+            "DELETE FROM auth.outbox WHERE payload->'data'->>'user_id' = $1", user_id
+        )
+        for _ in range(2):
+            assert (await login(manual, email, PASSWORD)).status_code == 200
+
+    events = await outbox_events(admin_db, user_id)
+    assert len({row["event_id"] for row in events}) == 1
+    assert {row["event_type"] for row in events} == {"user.registered"}

@@ -30,13 +30,16 @@ async def add(session: AsyncSession, user_id: uuid.UUID, email: str, *, confirme
     return user
 
 
-async def mark_confirmed(session: AsyncSession, email: str) -> None:
-    """Record that the email was confirmed (first time only)."""
-    await session.execute(
-        update(User)
-        .where(User.email == email, User.confirmed_at.is_(None))
-        .values(confirmed_at=func.now())
-    )
+async def mark_confirmed(session: AsyncSession, email: str) -> uuid.UUID | None:
+    """Record that the email was confirmed; the user's id the first time, else None."""
+    return (
+        await session.execute(
+            update(User)
+            .where(User.email == email, User.confirmed_at.is_(None))
+            .values(confirmed_at=func.now())
+            .returning(User.id)
+        )
+    ).scalar_one_or_none()
 
 
 async def page(session: AsyncSession, *, limit: int, after: User | None) -> Sequence[User]:

@@ -43,7 +43,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 async def register(
     body: UserCreate, session: SessionDep, identity: IdentityDep, settings: SettingsDep
 ) -> RegistrationRead:
-    """Sign up in Cognito, mirror the user and publish `user.registered`, all or nothing."""
+    """Sign up in Cognito and mirror the user, all or nothing; confirmed, `user.registered`."""
     user = await service.register(
         session, identity, body.email, body.password, auto_confirm=settings.auth_auto_confirm
     )
@@ -60,7 +60,7 @@ async def register(
 async def confirm(
     body: ConfirmationCreate, session: SessionDep, identity: IdentityDep
 ) -> ConfirmationRead:
-    """Confirm the account; afterwards it can sign in."""
+    """Confirm the account (publishing `user.registered` once); afterwards it can sign in."""
     await service.confirm(session, identity, body.email, body.code)
     return ConfirmationRead(email=body.email, confirmed=True)
 

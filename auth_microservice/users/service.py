@@ -44,11 +44,22 @@ async def check_password(identity: IdentityProvider, password: str) -> None:
 async def add_user(
     session: AsyncSession, user_id: uuid.UUID, email: str, *, confirmed: bool
 ) -> User:
-    """Insert the mirror row and publish `user.registered` in the same transaction."""
+    """Insert the mirror row; a confirmed one publishes `user.registered` in that transaction."""
     user = await repository.add(session, user_id, email, confirmed=confirmed)
-    await publish(session, UserRegistered(user_id=str(user_id), email=email))
-    await session.flush()
+    if confirmed:
+        await publish(session, UserRegistered(user_id=str(user_id), email=email))
+        await session.flush()
     return user
+
+
+async def mark_confirmed(session: AsyncSession, email: str) -> None:
+    """Note the confirmation; the first one publishes `user.registered`, later ones nothing."""
+    # The row lock of the UPDATE serialises concurrent confirmations: one of them sees the
+    # row unconfirmed, so the wallet and the transfer address follow a proven email, once.
+    user_id = await repository.mark_confirmed(session, email)
+    if user_id is not None:
+        await publish(session, UserRegistered(user_id=str(user_id), email=email))
+        await session.flush()
 
 
 async def ensure_confirmed(
@@ -66,7 +77,7 @@ async def ensure_confirmed(
         logger.warning("user %s had no mirror row; created at sign-in", user_id)
         await add_user(session, user_id, email, confirmed=True)
     else:
-        await repository.mark_confirmed(session, email)
+        await mark_confirmed(session, email)
     return True
 
 
@@ -148,7 +159,7 @@ async def confirm(session: AsyncSession, identity: IdentityProvider, email: str,
             ) from exc
         logger.error("unexpected Cognito error on confirmation: %s", exc)
         raise IdentityProviderUnavailable() from exc
-    await repository.mark_confirmed(session, email)
+    await mark_confirmed(session, email)
 
 
 async def resend_confirmation(identity: IdentityProvider, email: str) -> None:
