@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from micropay_common.settings import ServiceSettings
@@ -19,6 +19,7 @@ class AuthSettings(ServiceSettings):
 
     service_name: str = "auth"
     auth_auto_confirm: bool = False
+    """Confirm sign-ups without a code: only against a local stand-in (AWS_ENDPOINT_URL set)."""
     trusted_proxies: str = "127.0.0.1"
     """Comma-separated addresses or networks whose client header / X-Forwarded-For are believed."""
     client_ip_header: str = Field(default="X-Real-IP", min_length=1)
@@ -40,3 +41,14 @@ class AuthSettings(ServiceSettings):
     verify_db_pool_size: int = Field(default=4, ge=1)
     """Connections of the deny-list probe behind GET /auth/verify (besides DB_POOL_SIZE)."""
     auth_purge_interval_seconds: float = Field(default=300.0, gt=0)
+
+    @field_validator("auth_auto_confirm")
+    @classmethod
+    def _auto_confirm_only_on_a_stand_in(cls, value: bool, info: ValidationInfo) -> bool:
+        # An unproven email would get a wallet and receive transfers meant for its real owner.
+        if value and not info.data.get("aws_endpoint_url"):
+            raise ValueError(
+                "AUTH_AUTO_CONFIRM=true is allowed only with a local AWS stand-in "
+                "(AWS_ENDPOINT_URL set); in AWS users confirm their email with the code"
+            )
+        return value
