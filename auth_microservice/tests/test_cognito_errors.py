@@ -164,6 +164,53 @@ async def test_bad_confirmation_codes_are_400(faulty, clear_faults, code, proble
     assert_problem(answer, 400, problem)
 
 
+async def test_a_retried_confirmation_cognito_already_took_completes_once(
+    auth_client, cognito_faults, clear_faults, admin_db, cognito, aws
+):
+    """The first try reached Cognito but not the mirror; the retry finds the user confirmed."""
+    email = new_email("retried")
+    async with auth_client(
+        aws_endpoint_url=cognito_faults.url, auth_auto_confirm=False, **FAST_FAILING
+    ) as manual:
+        user_id = (await register(manual, email)).json()["user_id"]
+        cognito.admin_confirm_sign_up(UserPoolId=aws.user_pool_id, Username=email)
+        clear_faults.faults["ConfirmSignUp"] = Fault(
+            400, "NotAuthorizedException", "User cannot be confirmed. Current status is CONFIRMED"
+        )
+        retried = await manual.post("/auth/confirm", json={"email": email, "code": "123456"})
+        assert retried.status_code == 200, retried.text
+        # Recorded now: a further attempt is a wrong code, as for any confirmed account.
+        again = await manual.post("/auth/confirm", json={"email": email, "code": "123456"})
+        assert_problem(again, 400, "invalid_confirmation_code")
+
+    events = await admin_db.fetch(
+        "SELECT DISTINCT event_id, event_type FROM auth.outbox"
+        " WHERE payload->'data'->>'user_id' = $1",
+        user_id,
+    )
+    assert [row["event_type"] for row in events] == ["user.registered"]
+
+
+async def test_a_wrong_code_for_an_unconfirmed_user_confirms_nothing(
+    auth_client, cognito_faults, clear_faults, admin_db
+):
+    email = new_email("unproven")
+    async with auth_client(
+        aws_endpoint_url=cognito_faults.url, auth_auto_confirm=False, **FAST_FAILING
+    ) as manual:
+        user_id = (await register(manual, email)).json()["user_id"]
+        clear_faults.faults["ConfirmSignUp"] = Fault(400, "NotAuthorizedException", "no")
+        answer = await manual.post("/auth/confirm", json={"email": email, "code": "000000"})
+        assert_problem(answer, 400, "invalid_confirmation_code")
+    assert not await admin_db.fetchval(
+        "SELECT count(*) FROM auth.outbox WHERE payload->'data'->>'user_id' = $1", user_id
+    )
+    assert (
+        await admin_db.fetchval("SELECT confirmed_at FROM auth.users WHERE email = $1", email)
+        is None
+    )
+
+
 @pytest.mark.parametrize(
     "fault",
     [

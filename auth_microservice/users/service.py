@@ -143,6 +143,10 @@ async def confirm(session: AsyncSession, identity: IdentityProvider, email: str,
     try:
         await identity.confirm_sign_up(email, code)
     except CognitoRejected as exc:
+        if exc.code == "NotAuthorizedException" and await _confirmed_before(
+            session, identity, email
+        ):
+            return
         if exc.code == "ExpiredCodeException":
             raise ExpiredConfirmationCode(
                 "The confirmation code has expired; ask for a new one at "
@@ -160,6 +164,21 @@ async def confirm(session: AsyncSession, identity: IdentityProvider, email: str,
         logger.error("unexpected Cognito error on confirmation: %s", exc)
         raise IdentityProviderUnavailable() from exc
     await mark_confirmed(session, email)
+
+
+async def _confirmed_before(session: AsyncSession, identity: IdentityProvider, email: str) -> bool:
+    """Complete a confirmation Cognito took but the mirror lost (the retry of a failed one)."""
+    user = await repository.find_by_email(session, email)
+    # Only a row still awaiting confirmation: a repeat on a recorded one stays a wrong code.
+    if user is None or user.confirmed_at is not None:
+        return False
+    try:
+        if await identity.user_status(email) != "CONFIRMED":
+            return False
+    except CognitoRejected:
+        return False
+    await mark_confirmed(session, email)
+    return True
 
 
 async def resend_confirmation(identity: IdentityProvider, email: str) -> None:
