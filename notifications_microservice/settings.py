@@ -33,6 +33,7 @@ class NotificationsSettings(ServiceSettings):
     sns_apns_sandbox_application_arn: str | None = None
     sns_fcm_application_arn: str | None = None
     aws_timeout_seconds: float = Field(default=10.0, gt=0)
+    devices_per_user_max: int = Field(default=20, ge=1)
 
     webhooks_allow_private_urls: bool = False
     webhook_timeout_seconds: float = Field(default=15.0, gt=0)
