@@ -39,6 +39,7 @@ class NotificationsSettings(ServiceSettings):
     webhook_timeout_seconds: float = Field(default=15.0, gt=0)
     webhook_retry_schedule: RetrySchedule = SVIX_RETRY_SCHEDULE
     webhook_max_endpoints_per_user: int = Field(default=20, ge=1)
+    webhook_redeliveries_per_minute: int = Field(default=10, ge=1)
 
     delivery_poll_interval_seconds: float = Field(default=0.5, gt=0)
     delivery_batch_size: int = Field(default=20, ge=1)

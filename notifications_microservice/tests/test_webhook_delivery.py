@@ -281,6 +281,54 @@ async def test_manual_redelivery_sends_the_message_again(
     assert missing.status_code == 404
 
 
+async def test_redelivery_is_rate_limited_per_endpoint_in_the_database(
+    app, client, registered, send_event, worker, receiver, admin
+):
+    recorder, base = receiver
+    user = await registered()
+    limit = NotificationsState.of(app).settings.webhook_redeliveries_per_minute
+    busy, calm = [
+        await create_webhook(client, user, f"{base}/hooks/{name}", ["payment.succeeded"], recorder)
+        for name in ("busy", "calm")
+    ]
+    await pay(send_event, user)
+    await worker.run_once()
+
+    async def redeliver(endpoint: dict[str, Any]) -> httpx.Response:
+        [delivery] = (await deliveries(client, user, endpoint["id"]))[-1:]
+        response: httpx.Response = await client.post(
+            f"/notifications/webhooks/{endpoint['id']}/deliveries/{delivery['id']}/redeliver",
+            headers=bearer(user.access_token),
+        )
+        return response
+
+    for _ in range(limit):
+        assert (await redeliver(busy)).status_code == 202
+    refused = await redeliver(busy)
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"] == "too_many_redeliveries"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    # The limit is the endpoint's, not the user's.
+    assert (await redeliver(calm)).status_code == 202
+    # Kept in the database (every replica counts the same), a request a minute old no longer counts.
+    await admin.execute(
+        "UPDATE notifications.webhook_redeliveries SET requested_at = now() - interval '61 s'"
+        " WHERE endpoint_id = $1::uuid AND id = (SELECT min(id)"
+        " FROM notifications.webhook_redeliveries WHERE endpoint_id = $1::uuid)",
+        busy["id"],
+    )
+    assert (await redeliver(busy)).status_code == 202
+    assert (await redeliver(busy)).status_code == 429
+    assert (
+        await admin.fetchval(
+            "SELECT count(*) FROM notifications.webhook_redeliveries WHERE endpoint_id = $1::uuid",
+            busy["id"],
+        )
+        == limit
+    )
+
+
 async def test_deliveries_page_with_a_cursor(client, registered, send_event, worker, receiver):
     recorder, base = receiver
     user = await registered()
