@@ -196,9 +196,8 @@ async def requeue_message(session: AsyncSession, notification_id: uuid.UUID) -> 
 async def recent_redeliveries(
     session: AsyncSession, endpoint_id: uuid.UUID, window: timedelta
 ) -> tuple[datetime, list[datetime]]:
-    """The database's now and the endpoint's redelivery requests within `window` of it, oldest
-    first; older ones are deleted."""
-    now: datetime = await session.scalar(select(func.now()))  # type: ignore[assignment]
+    """The database's now and the endpoint's redelivery times in `window` (older ones deleted)."""
+    now: datetime = (await session.execute(select(func.now()))).scalar_one()
     await session.execute(
         delete(WebhookRedelivery).where(
             WebhookRedelivery.endpoint_id == endpoint_id,
