@@ -729,6 +729,24 @@ GRANT SELECT, INSERT ON TABLE notifications.webhook_attempts TO notifications_se
 
 UPDATE migrations.alembic_version SET version_num='0002' WHERE migrations.alembic_version.version_num = '0001';
 
+-- Running upgrade 0002 -> 0003
+
+CREATE TABLE notifications.webhook_redeliveries (
+    id BIGINT GENERATED ALWAYS AS IDENTITY,
+    endpoint_id UUID NOT NULL,
+    requested_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    CONSTRAINT webhook_redeliveries_pkey PRIMARY KEY (id),
+    CONSTRAINT webhook_redeliveries_endpoint_id_fkey FOREIGN KEY(endpoint_id) REFERENCES notifications.webhook_endpoints (id)
+);
+
+CREATE INDEX webhook_redeliveries_endpoint_idx ON notifications.webhook_redeliveries (endpoint_id, requested_at);
+
+REVOKE ALL ON TABLE notifications.webhook_redeliveries FROM notifications_service;
+
+GRANT SELECT, INSERT, DELETE ON TABLE notifications.webhook_redeliveries TO notifications_service;
+
+UPDATE migrations.alembic_version SET version_num='0003' WHERE migrations.alembic_version.version_num = '0002';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

@@ -40,9 +40,13 @@ EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
         "notifications": NO_DELETE,
         "devices": ALL,
         "webhook_attempts": APPEND_ONLY,
+        "webhook_redeliveries": frozenset({"SELECT", "INSERT", "DELETE"}),
     },
 }
 """Per (role, its schema): each table and the privileges the role holds on it."""
+
+ADDED_AFTER_BASELINE = {"notifications.webhook_redeliveries"}
+"""Tables a later revision than the baseline creates (absent after a downgrade to it)."""
 
 EXPECTED_BY_ROLE = {role: (schema, tables) for (role, schema), tables in EXPECTED.items()}
 

@@ -251,3 +251,21 @@ class WebhookAttempt(Base):
     attempted_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
+
+
+class WebhookRedelivery(Base):
+    """A manual redelivery asked for on an endpoint; recent ones count against its rate limit."""
+
+    __tablename__ = "webhook_redeliveries"
+    __table_args__ = (
+        Index("webhook_redeliveries_endpoint_idx", "endpoint_id", "requested_at"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.webhook_endpoints.id"), nullable=False
+    )
+    requested_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )

@@ -33,11 +33,13 @@ class NotificationsSettings(ServiceSettings):
     sns_apns_sandbox_application_arn: str | None = None
     sns_fcm_application_arn: str | None = None
     aws_timeout_seconds: float = Field(default=10.0, gt=0)
+    devices_per_user_max: int = Field(default=20, ge=1)
 
     webhooks_allow_private_urls: bool = False
     webhook_timeout_seconds: float = Field(default=15.0, gt=0)
     webhook_retry_schedule: RetrySchedule = SVIX_RETRY_SCHEDULE
     webhook_max_endpoints_per_user: int = Field(default=20, ge=1)
+    webhook_redeliveries_per_minute: int = Field(default=10, ge=1)
 
     delivery_poll_interval_seconds: float = Field(default=0.5, gt=0)
     delivery_batch_size: int = Field(default=20, ge=1)

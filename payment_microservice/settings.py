@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from micropay_common.settings import ServiceSettings
+from micropay_common.settings import Secret, ServiceSettings
 
 
 class AmountLimits(BaseModel):
@@ -56,9 +56,9 @@ class PaymentSettings(ServiceSettings):
     )
 
     service_name: str = "payment"
-    stripe_api_key: str
+    stripe_api_key: Secret
     stripe_api_base: str | None = None
-    stripe_webhook_secret: str
+    stripe_webhook_secret: Secret
     stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
     stripe_timeout_seconds: float = Field(default=20.0, gt=0)
     stripe_max_network_retries: int = Field(default=2, ge=0, le=10)

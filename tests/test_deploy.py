@@ -415,6 +415,37 @@ def test_kubernetes_network_policies_admit_only_the_ingress_and_the_services() -
         assert services["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "service"
 
 
+def test_kubernetes_notifications_egress_is_dns_the_database_and_https_only() -> None:
+    policy = find(load_manifests(), "NetworkPolicy", "notifications-egress")["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "notifications"}
+    assert policy["policyTypes"] == ["Egress"]
+    dns, database, https = policy["egress"]
+
+    def ports(rule: dict[str, Any]) -> set[tuple[str, int]]:
+        return {(port["protocol"], port["port"]) for port in rule["ports"]}
+
+    assert ports(dns) == {("UDP", 53), ("TCP", 53)}
+    (resolver,) = dns["to"]
+    assert resolver["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "kube-system"
+    }
+    assert resolver["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    # The database sits in the VPC: private addresses only, and on its port only.
+    assert ports(database) == {("TCP", 5432)}
+    assert {block["ipBlock"]["cidr"] for block in database["to"]} == {
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+    }
+    # HTTPS (AWS and webhook receivers) anywhere but the link-local metadata addresses.
+    assert ports(https) == {("TCP", 443)}
+    blocks = {block["ipBlock"]["cidr"]: block["ipBlock"] for block in https["to"]}
+    assert set(blocks) == {"0.0.0.0/0", "::/0"}
+    assert blocks["0.0.0.0/0"]["except"] == ["169.254.0.0/16"]
+    # Nothing else: no other MicroPay service is called, so no pod selector beyond DNS.
+    assert all("podSelector" not in peer for rule in (database, https) for peer in rule["to"])
+
+
 def test_kubernetes_ingress_checks_tokens_with_the_auth_service_and_never_routes_internal() -> None:
     documents = load_manifests()
     protected = find(documents, "Ingress", "micropay-protected")

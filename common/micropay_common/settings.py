@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import sys
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from micropay_common.services import SERVICES, ServiceName
 from micropay_common.services import service as service_named
 
 SettingsT = TypeVar("SettingsT", bound="ServiceSettings")
+
+
+def _not_blank(value: str) -> str:
+    # An empty secret is a deployment mistake (a variable set from a missing secret) that
+    # would otherwise surface later as signatures anyone can forge or logins that all fail.
+    if not value.strip():
+        raise ValueError("a secret must not be empty")
+    return value
+
+
+Secret = Annotated[str, AfterValidator(_not_blank)]
+"""A setting whose value is a secret: required, and an empty value refuses to start."""
 
 
 class ServiceSettings(BaseSettings):
@@ -33,13 +45,13 @@ class ServiceSettings(BaseSettings):
 
     cognito_user_pool_id: str
     cognito_client_id: str
-    cognito_client_secret: str
+    cognito_client_secret: Secret
     cognito_issuer: str
     cognito_jwks_url: str
     jwks_refetch_cooldown_seconds: float = Field(default=30.0, ge=0)
 
     service_account_username: str
-    service_account_password: str
+    service_account_password: Secret
 
     auth_url: str = SERVICES[ServiceName.AUTH].local_url
     payment_url: str = SERVICES[ServiceName.PAYMENT].local_url

@@ -65,6 +65,30 @@ def test_names_an_invalid_value(clean_env: pytest.MonkeyPatch) -> None:
         load_settings(ServiceSettings)
 
 
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "COGNITO_CLIENT_SECRET",
+        "SERVICE_ACCOUNT_PASSWORD",
+        "STRIPE_API_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+    ],
+)
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_secret_refuses_to_start(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], secret: str, empty: str
+) -> None:
+    for name, value in REQUIRED.items():
+        clean_env.setenv(name, value)
+    clean_env.setenv(secret, empty)
+    with pytest.raises(SettingsError) as raised:
+        load_settings(PaymentSettings)
+    message = str(raised.value)
+    assert f"invalid environment variables: {secret} (" in message
+    assert "a secret must not be empty" in message
+    assert secret in capsys.readouterr().err
+
+
 def test_every_registered_service_has_a_url_setting_named_by_its_variable(
     clean_env: pytest.MonkeyPatch,
 ) -> None:

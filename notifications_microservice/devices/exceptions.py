@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from micropay_common.errors import NotFound, ServiceUnavailable, UnprocessableEntity
+from micropay_common.errors import Conflict, NotFound, ServiceUnavailable, UnprocessableEntity
 
 
 class DeviceNotFound(NotFound):
@@ -23,3 +23,10 @@ class PushUnavailable(ServiceUnavailable):
 
     type = "push_unavailable"
     title = "Push notifications unavailable"
+
+
+class TooManyDevices(Conflict):
+    """The caller already has the most devices allowed."""
+
+    type = "too_many_devices"
+    title = "Too many devices"

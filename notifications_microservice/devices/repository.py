@@ -33,6 +33,26 @@ async def upsert_device(
     return device
 
 
+async def count_devices(session: AsyncSession, user_id: str) -> int:
+    """How many devices the user has, disabled ones included."""
+    count = await session.scalar(
+        select(func.count()).select_from(Device).where(Device.user_id == user_id)
+    )
+    return int(count or 0)
+
+
+async def has_token(
+    session: AsyncSession, user_id: str, platform: DevicePlatform, token: str
+) -> bool:
+    """Whether the user has registered this token already."""
+    found = await session.scalar(
+        select(Device.id).where(
+            Device.user_id == user_id, Device.platform == platform, Device.token == token
+        )
+    )
+    return found is not None
+
+
 async def get_device(session: AsyncSession, user_id: str, device_id: uuid.UUID) -> Device | None:
     """One of the user's devices."""
     return (

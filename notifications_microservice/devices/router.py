@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response, status
 from micropay_common.db import SessionDep
 from micropay_common.pagination import LIST_RESPONSES, Limit, Page
 from micropay_common.security import CurrentUser
-from notifications_microservice.dependencies import AwsDep, PushPlatformsDep
+from notifications_microservice.dependencies import AwsDep, PushPlatformsDep, SettingsDep
 from notifications_microservice.devices import service
 from notifications_microservice.devices.schemas import DeviceCreate, DeviceRead
 
@@ -22,6 +22,7 @@ router = APIRouter(prefix="/notifications/devices", tags=["notifications"])
     response_model=DeviceRead,
     summary="Register a device for push notifications",
     responses={
+        409: {"description": "Too many devices"},
         422: {"description": "Unknown platform, or a token the push service refuses"},
         503: {"description": "The push service is not reachable"},
     },
@@ -32,9 +33,10 @@ async def register_device(
     session: SessionDep,
     aws: AwsDep,
     platforms: PushPlatformsDep,
+    settings: SettingsDep,
 ) -> DeviceRead:
     """Create an SNS platform endpoint for the token; push notifications go there from now on."""
-    device = await service.register_device(session, aws.sns, platforms, user.id, body)
+    device = await service.register_device(session, aws.sns, platforms, user.id, body, settings)
     return DeviceRead.model_validate(device)
 
 

@@ -18,10 +18,12 @@ from notifications_microservice.devices.exceptions import (
     DeviceNotFound,
     InvalidDeviceToken,
     PushUnavailable,
+    TooManyDevices,
 )
 from notifications_microservice.devices.platforms import PushPlatforms
 from notifications_microservice.devices.schemas import DeviceCreate
 from notifications_microservice.models import Device
+from notifications_microservice.settings import NotificationsSettings
 
 # SNS refuses to create an endpoint for a token that has one with other attributes (such as
 # Enabled=false) and names the existing endpoint in the message.
@@ -47,9 +49,20 @@ def _endpoint_for(sns: Any, application_arn: str, token: str) -> str:
 
 
 async def register_device(
-    session: AsyncSession, sns: Any, platforms: PushPlatforms, user_id: str, request: DeviceCreate
+    session: AsyncSession,
+    sns: Any,
+    platforms: PushPlatforms,
+    user_id: str,
+    request: DeviceCreate,
+    settings: NotificationsSettings,
 ) -> Device:
-    """Create the device's SNS endpoint and record it for the user."""
+    """Create the device's SNS endpoint and record it for the user (up to the cap)."""
+    limit = settings.devices_per_user_max
+    # A token the user has already is registered again, not added, so it never hits the cap.
+    if await repository.count_devices(session, user_id) >= limit and not await repository.has_token(
+        session, user_id, request.platform, request.token
+    ):
+        raise TooManyDevices(f"You have {limit} devices already; remove one first.")
     try:
         application_arn = await platforms.application_arn(request.platform)
         endpoint_arn = await asyncio.to_thread(_endpoint_for, sns, application_arn, request.token)

@@ -25,7 +25,14 @@ from stack.bootstrap import AwsResources
 from stack.postgres import connect
 
 FAST_RETRIES = (0.2, 0.2, 0.2)
-TABLES = ("webhook_attempts", "notifications", "devices", "webhook_endpoints", "users")
+TABLES = (
+    "webhook_attempts",
+    "webhook_redeliveries",
+    "notifications",
+    "devices",
+    "webhook_endpoints",
+    "users",
+)
 
 SettingsFactory = Callable[..., NotificationsSettings]
 

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from micropay_testing.apps import serve
 from micropay_testing.http import bearer
+from notifications_microservice.main import create_app
 from notifications_microservice.state import NotificationsState
 from notifications_microservice.tests.helpers import moto_data
 
@@ -125,3 +127,22 @@ async def test_sns_unreachable_is_a_503_and_records_nothing(
     assert response.status_code == 503
     assert response.json()["type"] == "push_unavailable"
     assert await admin.fetchval("SELECT count(*) FROM notifications.devices") == 0
+
+
+async def test_devices_per_user_are_capped_and_a_token_again_is_not_one_more(
+    notifications_settings, make_user
+):
+    app = create_app(notifications_settings(devices_per_user_max=2), background_jobs=())
+    user = make_user()
+    tokens = [f"fcm-{uuid.uuid4()}" for _ in range(3)]
+    async with serve(app) as client:
+        for token in tokens[:2]:
+            assert (await register(client, user, "fcm", token)).status_code == 201
+        again = await register(client, user, "fcm", tokens[0])
+        one_more = await register(client, user, "fcm", tokens[2])
+        listed = await client.get("/notifications/devices", headers=bearer(user.access_token))
+    assert again.status_code == 201
+    assert one_more.status_code == 409
+    assert one_more.headers["content-type"] == "application/problem+json"
+    assert one_more.json()["type"] == "too_many_devices"
+    assert len(listed.json()["data"]) == 2

@@ -8,12 +8,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from standardwebhooks import Webhook
 
 from micropay_testing.apps import serve_http
 from micropay_testing.http import bearer
 from micropay_testing.processes import free_port
 from notifications_microservice.delivery.webhook import WebhookSender, retry_after_seconds
+from notifications_microservice.delivery.worker import DeliveryWorker
+from notifications_microservice.state import NotificationsState
 from notifications_microservice.tests.helpers import Receiver, create_webhook
 
 
@@ -278,6 +281,54 @@ async def test_manual_redelivery_sends_the_message_again(
     assert missing.status_code == 404
 
 
+async def test_redelivery_is_rate_limited_per_endpoint_in_the_database(
+    app, client, registered, send_event, worker, receiver, admin
+):
+    recorder, base = receiver
+    user = await registered()
+    limit = NotificationsState.of(app).settings.webhook_redeliveries_per_minute
+    busy, calm = [
+        await create_webhook(client, user, f"{base}/hooks/{name}", ["payment.succeeded"], recorder)
+        for name in ("busy", "calm")
+    ]
+    await pay(send_event, user)
+    await worker.run_once()
+
+    async def redeliver(endpoint: dict[str, Any]) -> httpx.Response:
+        [delivery] = (await deliveries(client, user, endpoint["id"]))[-1:]
+        response: httpx.Response = await client.post(
+            f"/notifications/webhooks/{endpoint['id']}/deliveries/{delivery['id']}/redeliver",
+            headers=bearer(user.access_token),
+        )
+        return response
+
+    for _ in range(limit):
+        assert (await redeliver(busy)).status_code == 202
+    refused = await redeliver(busy)
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"] == "too_many_redeliveries"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    # The limit is the endpoint's, not the user's.
+    assert (await redeliver(calm)).status_code == 202
+    # Kept in the database (every replica counts the same), a request a minute old no longer counts.
+    await admin.execute(
+        "UPDATE notifications.webhook_redeliveries SET requested_at = now() - interval '61 s'"
+        " WHERE endpoint_id = $1::uuid AND id = (SELECT min(id)"
+        " FROM notifications.webhook_redeliveries WHERE endpoint_id = $1::uuid)",
+        busy["id"],
+    )
+    assert (await redeliver(busy)).status_code == 202
+    assert (await redeliver(busy)).status_code == 429
+    assert (
+        await admin.fetchval(
+            "SELECT count(*) FROM notifications.webhook_redeliveries WHERE endpoint_id = $1::uuid",
+            busy["id"],
+        )
+        == limit
+    )
+
+
 async def test_deliveries_page_with_a_cursor(client, registered, send_event, worker, receiver):
     recorder, base = receiver
     user = await registered()
@@ -324,6 +375,44 @@ async def test_a_name_resolving_inside_is_refused_at_delivery_time(
     assert logged["succeeded"] is False
     assert logged["status_code"] is None
     assert "resolves to" in logged["error"]
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("64:ff9b::a00:7", "NAT64"),
+        ("64:ff9b:1::a00:7", "NAT64"),
+        ("2002:a00:7::1", "6to4"),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+    ],
+)
+async def test_a_name_resolving_to_a_translated_address_is_refused_at_delivery_time(
+    app, client, registered, send_event, receiver, admin, address, why
+):
+    """An IPv6 address that a translator or relay would carry to an embedded IPv4 address."""
+    recorder, base = receiver
+    user = await registered()
+    await create_webhook(client, user, f"{base}/hooks/translated", ["payment.succeeded"], recorder)
+    await pay(send_event, user)
+
+    async def translated(host: str, port: int) -> list[str]:
+        return [address]
+
+    state = NotificationsState.of(app)
+    strict = DeliveryWorker(
+        state.sessionmaker,
+        state.settings.model_copy(update={"webhooks_allow_private_urls": False}),
+        state.aws,
+        resolver=translated,
+    )
+    try:
+        await strict.run_once()
+    finally:
+        await strict.aclose()
+    assert recorder.at("/hooks/translated") == []
+    row = await webhook_row(admin, user.sub)
+    assert row["status"] == "pending"
+    assert why in row["last_error"]
 
 
 async def test_malformed_ids_are_422(client, make_user):

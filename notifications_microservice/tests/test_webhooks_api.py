@@ -157,6 +157,10 @@ async def test_endpoint_count_is_limited(notifications_settings, make_user):
         ("http://[::1]/hook", "loopback"),
         ("http://[::ffff:192.168.0.1]/hook", "private"),
         ("http://100.64.0.1/hook", "not publicly routable"),
+        ("http://[64:ff9b::a01:203]/hook", "NAT64"),  # 10.1.2.3 through a translator
+        ("http://[64:ff9b:1::808:808]/hook", "NAT64"),  # the local-use prefix
+        ("http://[2002:a01:203::1]/hook", "6to4"),  # 10.1.2.3 through a 6to4 relay
+        ("http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook", "Teredo"),
     ],
 )
 async def test_private_destinations_are_refused_unless_allowed(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from micropay_common.errors import Conflict, NotFound, UnprocessableEntity
+from micropay_common.errors import Conflict, NotFound, TooManyRequests, UnprocessableEntity
 
 
 class InvalidWebhookUrl(UnprocessableEntity):
@@ -43,3 +43,10 @@ class DeliveryInProgress(Conflict):
 
     type = "delivery_in_progress"
     title = "Delivery in progress"
+
+
+class TooManyRedeliveries(TooManyRequests):
+    """The endpoint had as many manual redeliveries as a minute allows."""
+
+    type = "too_many_redeliveries"
+    title = "Too many redeliveries"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
-from sqlalchemy import RowMapping, func, or_, select, tuple_, update
+from sqlalchemy import RowMapping, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifications_microservice.models import (
@@ -14,6 +15,7 @@ from notifications_microservice.models import (
     WebhookAttempt,
     WebhookEndpoint,
     WebhookEndpointStatus,
+    WebhookRedelivery,
 )
 
 
@@ -189,3 +191,27 @@ async def requeue_message(session: AsyncSession, notification_id: uuid.UUID) -> 
         .mappings()
         .one_or_none()
     )
+
+
+async def recent_redeliveries(
+    session: AsyncSession, endpoint_id: uuid.UUID, window: timedelta
+) -> tuple[datetime, list[datetime]]:
+    """The database's now and the endpoint's redelivery times in `window` (older ones deleted)."""
+    now: datetime = (await session.execute(select(func.now()))).scalar_one()
+    await session.execute(
+        delete(WebhookRedelivery).where(
+            WebhookRedelivery.endpoint_id == endpoint_id,
+            WebhookRedelivery.requested_at <= now - window,
+        )
+    )
+    times = await session.scalars(
+        select(WebhookRedelivery.requested_at)
+        .where(WebhookRedelivery.endpoint_id == endpoint_id)
+        .order_by(WebhookRedelivery.requested_at)
+    )
+    return now, list(times)
+
+
+async def add_redelivery(session: AsyncSession, endpoint_id: uuid.UUID) -> None:
+    """Record a redelivery request on the endpoint, now."""
+    await session.execute(insert(WebhookRedelivery).values(endpoint_id=endpoint_id))

@@ -119,13 +119,18 @@ async def list_webhook_deliveries(
     responses={
         **_NOT_FOUND,
         409: {"description": "The endpoint is disabled, or the message is being sent now"},
+        429: {"description": "Too many redeliveries on this endpoint this minute (Retry-After)"},
     },
 )
 async def redeliver_webhook(
-    endpoint_id: uuid.UUID, delivery_id: int, user: CurrentUser, session: SessionDep
+    endpoint_id: uuid.UUID,
+    delivery_id: int,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> RedeliveryRead:
     """Queue the message for one more attempt now, whatever became of the earlier ones."""
-    queued = await service.redeliver(session, user.id, endpoint_id, delivery_id)
+    queued = await service.redeliver(session, user.id, endpoint_id, delivery_id, settings)
     return RedeliveryRead(
         notification_id=queued["id"],
         status=NotificationStatus.PENDING,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import math
 import secrets
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +18,7 @@ from notifications_microservice.settings import NotificationsSettings
 from notifications_microservice.webhooks import repository
 from notifications_microservice.webhooks.exceptions import (
     DeliveryInProgress,
+    TooManyRedeliveries,
     TooManyWebhookEndpoints,
     WebhookDeliveryNotFound,
     WebhookEndpointDisabled,
@@ -26,6 +29,7 @@ from notifications_microservice.webhooks.urls import Resolver, check_destination
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 SECRET_BYTES = 24
+REDELIVERY_WINDOW = timedelta(minutes=1)
 
 
 def new_secret() -> str:
@@ -133,14 +137,22 @@ async def list_deliveries(
 
 
 async def redeliver(
-    session: AsyncSession, user_id: str, endpoint_id: uuid.UUID, delivery_id: int
+    session: AsyncSession,
+    user_id: str,
+    endpoint_id: uuid.UUID,
+    delivery_id: int,
+    settings: NotificationsSettings,
 ) -> RowMapping:
-    """Queue the message of a past attempt for one more attempt now."""
-    endpoint = await get_endpoint(session, user_id, endpoint_id)
+    """Queue the message of a past attempt for one more attempt now (a few a minute at most)."""
+    # The endpoint's row lock makes concurrent requests, on any replica, count one by one.
+    endpoint = await repository.get_endpoint(session, user_id, endpoint_id, for_update=True)
+    if endpoint is None:
+        raise WebhookEndpointNotFound(f"You have no webhook endpoint {endpoint_id}.")
     if endpoint.status != WebhookEndpointStatus.ENABLED:
         raise WebhookEndpointDisabled(
             f"The endpoint is disabled ({endpoint.disabled_reason}); create a new one."
         )
+    await _count_redelivery(session, endpoint.id, settings.webhook_redeliveries_per_minute)
     delivery = await repository.get_delivery(session, endpoint.id, delivery_id)
     if delivery is None:
         raise WebhookDeliveryNotFound(f"This endpoint has no delivery {delivery_id}.")
@@ -151,3 +163,16 @@ async def redeliver(
             headers={"Retry-After": "5"},
         )
     return queued
+
+
+async def _count_redelivery(session: AsyncSession, endpoint_id: uuid.UUID, limit: int) -> None:
+    """Record one more redelivery request, or refuse it when the last minute had `limit`."""
+    now, recent = await repository.recent_redeliveries(session, endpoint_id, REDELIVERY_WINDOW)
+    if len(recent) >= limit:
+        # Free again when the oldest request that counts leaves the window.
+        wait = (recent[-limit] + REDELIVERY_WINDOW - now).total_seconds()
+        raise TooManyRedeliveries(
+            f"This endpoint had {limit} redeliveries in the last minute; try again later.",
+            retry_after=max(1, math.ceil(wait)),
+        )
+    await repository.add_redelivery(session, endpoint_id)

@@ -19,6 +19,15 @@ from notifications_microservice.webhooks.exceptions import InvalidWebhookUrl
 
 MAX_URL_LENGTH = 2048
 
+# Prefixes that carry an IPv4 address inside an IPv6 one: a relay or translator on the way
+# would deliver to the embedded address, which may be private (ip.is_global says yes to some).
+TRANSLATION_NETWORKS = {
+    ipaddress.IPv6Network("64:ff9b::/96"): "a NAT64 address",
+    ipaddress.IPv6Network("64:ff9b:1::/48"): "a NAT64 address",
+    ipaddress.IPv6Network("2002::/16"): "a 6to4 address",
+    ipaddress.IPv6Network("2001::/32"): "a Teredo address",
+}
+
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
@@ -50,8 +59,12 @@ def parse_webhook_url(url: str) -> httpx.URL:
 def forbidden_because(address: str) -> str | None:
     """Why webhooks may not go to `address`, or None for a public unicast address."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        for network, name in TRANSLATION_NETWORKS.items():
+            if ip in network:
+                return name
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
     if ip.is_loopback:
         return "a loopback address"
     if ip.is_link_local:
