@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
+import asyncpg
 import boto3
 import pytest
 
@@ -19,7 +20,7 @@ from micropay_testing.gateway import NGINX, OutputLines, wait_until_answers
 from micropay_testing.processes import DATA_DIR, background_process, free_port
 from stack.bootstrap import AwsResources, admin_log_in, bootstrap_aws, create_confirmed_user
 from stack.gateway import nginx_command, write_nginx_config
-from stack.postgres import PostgresServer, prepare_database, start_postgres
+from stack.postgres import PostgresServer, connect, prepare_database, start_postgres
 from stack.processes import ManagedProcess, stop_processes
 
 # boto3 needs credentials even for moto; real ones are never used by the tests.
@@ -50,6 +51,14 @@ async def database(pg_server: PostgresServer) -> AsyncIterator[TestDatabase]:
     from stack.postgres import drop_database
 
     await drop_database(pg_server, name)
+
+
+@pytest.fixture(scope="session")
+async def admin(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
+    """A superuser connection to the test database, for looking behind the services' APIs."""
+    conn = await connect(database.admin_url)
+    yield conn
+    await conn.close()
 
 
 # --- moto (Cognito, SES, SNS) ---------------------------------------------------------------------

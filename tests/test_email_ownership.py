@@ -23,7 +23,6 @@ from micropay_testing.cognito import CognitoUser
 from micropay_testing.events import event_envelope
 from micropay_testing.http import bearer
 from micropay_testing.processes import free_port
-from stack.postgres import connect
 from transactions_microservice.main import create_app
 from transactions_microservice.settings import TransactionsSettings
 
@@ -66,14 +65,6 @@ async def ledger(service_settings: Callable[..., Any], nowhere: str) -> AsyncIte
     )
     async with serve(create_app(settings)) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-async def admin(database: Any) -> AsyncIterator[asyncpg.Connection]:
-    """A superuser connection, to read the outbox and the ledger's tables."""
-    conn = await connect(database.admin_url)
-    yield conn
-    await conn.close()
 
 
 async def relay_to_ledger(

@@ -31,14 +31,12 @@ from micropay_common.events import (
 )
 from micropay_common.services import SERVICES, ServiceName
 from micropay_testing.apps import serve
-from micropay_testing.database import TestDatabase
 from micropay_testing.events import event_envelope
 from micropay_testing.http import bearer
 from micropay_testing.processes import free_port
 from notifications_microservice.main import create_app as create_notifications_app
 from notifications_microservice.settings import NotificationsSettings
 from stack.bootstrap import AwsResources
-from stack.postgres import connect
 from transactions_microservice.main import create_app as create_transactions_app
 from transactions_microservice.settings import TransactionsSettings
 
@@ -105,14 +103,6 @@ async def consumers(
     )
     async with serve(transactions) as tx, serve(notifications) as nt:
         yield {ServiceName.TRANSACTIONS: tx, ServiceName.NOTIFICATIONS: nt}
-
-
-@pytest.fixture(scope="module")
-async def admin(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
-    """A superuser connection, to look at the consumers' tables."""
-    conn = await connect(database.admin_url)
-    yield conn
-    await conn.close()
 
 
 async def schema_state(admin: asyncpg.Connection, schema: str) -> dict[str, Any]:

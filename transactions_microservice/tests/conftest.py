@@ -6,17 +6,14 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from micropay_testing.apps import serve
 from micropay_testing.cognito import CognitoUser
-from micropay_testing.database import TestDatabase
 from micropay_testing.events import event_envelope
 from micropay_testing.processes import free_port
-from stack.postgres import connect
 from transactions_microservice.main import create_app
 from transactions_microservice.settings import TransactionsSettings
 from transactions_microservice.tests.helpers import Member
@@ -49,14 +46,6 @@ async def client(tx_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """An in-process client of the started app."""
     async with serve(tx_app) as client:
         yield client
-
-
-@pytest.fixture(scope="session")
-async def admin(database: TestDatabase) -> AsyncIterator[asyncpg.Connection]:
-    """A superuser connection to the test database, for looking behind the API."""
-    conn = await connect(database.admin_url)
-    yield conn
-    await conn.close()
 
 
 @pytest.fixture(scope="session")
