@@ -50,9 +50,17 @@ def request(
     path: str,
     headers: Mapping[str, str] | None = None,
     body: bytes | None = None,
+    *,
+    source: str | None = None,
 ) -> Response:
-    """Send `path` exactly as written (no normalisation, unlike most HTTP clients)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    """Send `path` exactly as written (no normalisation, unlike most HTTP clients).
+
+    `source` is the loopback address to send from (127.0.0.2 ...), for per-address rules.
+    """
+    source_address = (source, 0) if source is not None else None
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=10, source_address=source_address
+    )
     try:
         connection.request(method, path, body=body, headers=dict(headers or {}))
         answer = connection.getresponse()

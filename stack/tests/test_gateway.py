@@ -283,3 +283,33 @@ def test_body_size_is_limited(gateway: int, upstreams: dict[str, EchoUpstream]) 
 
 def test_no_server_version_is_disclosed(gateway: int) -> None:
     assert request(gateway, "GET", "/nope").header("Server") == "nginx"
+
+
+@pytest.mark.parametrize("path", ["/auth/register", "/auth/confirm", "/auth/resend-confirmation"])
+def test_sign_up_and_confirmation_are_rate_limited_per_address(
+    running_upstreams: dict[str, EchoUpstream],
+    start_gateway: Callable[[Mapping[str, int]], int],
+    path: str,
+) -> None:
+    # A gateway of its own: the limit's counts live in this nginx's memory, not the shared one.
+    ports = {name: server.port for name, server in running_upstreams.items()}
+    ports["notifications"] = free_port()
+    port = start_gateway(ports)
+    running_upstreams["auth"].received.clear()
+    json_body = {"Content-Type": "application/json"}
+
+    statuses = [
+        request(port, "POST", path, json_body, b"{}", source="127.0.0.2").status for _ in range(15)
+    ]
+    assert statuses[:11] == [200] * 11, statuses
+    refused = request(port, "POST", path, json_body, b"{}", source="127.0.0.2")
+    body = assert_problem(refused, 429, "rate_limited")
+    assert body["title"] == "Too many requests"
+    assert refused.header("Retry-After") == "2"
+    assert 429 in statuses
+    # Only the answered requests reached the auth service.
+    assert len(running_upstreams["auth"].received) == statuses.count(200)
+
+    # Another address has its own allowance; login is not limited at all.
+    assert request(port, "POST", path, json_body, b"{}", source="127.0.0.3").status == 200
+    assert request(port, "POST", "/auth/login", json_body, b"{}", source="127.0.0.2").status == 200
