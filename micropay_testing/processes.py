@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,16 +12,16 @@ from typing import Any
 import httpx
 import pytest
 
+from stack import launcher
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / ".data"
 """Where tests keep their embedded PostgreSQL, helper logs and role passwords."""
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on now, outside the ephemeral range."""
+    return launcher.free_port()
 
 
 def wait_for_http(

@@ -191,22 +191,33 @@ def port_is_free(port: int, host: str = HOST) -> bool:
     return True
 
 
+def _listening_port_range() -> range:
+    """Ports to listen on: below the range the OS hands out to outgoing connections.
+
+    A port picked from the ephemeral range can be taken by any client socket (a test's, a
+    service's connection to PostgreSQL) between the pick and the server's bind.
+    """
+    first_ephemeral = 32768
+    with contextlib.suppress(OSError, ValueError):
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        first_ephemeral = int(text[0])
+    return range(max(1024, first_ephemeral - 12000), first_ephemeral)
+
+
 def free_port(exclude: Iterable[int] = ()) -> int:
-    """A port the OS considers free on 127.0.0.1."""
+    """A port on 127.0.0.1 that nothing listens on now, outside the ephemeral range."""
+    return free_port_block(1, exclude=exclude)
+
+
+def free_port_block(count: int, *, exclude: Iterable[int] = ()) -> int:
+    """First of `count` consecutive free ports, outside the ephemeral range."""
     excluded = set(exclude)
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((HOST, 0))
-            port = int(sock.getsockname()[1])
-        if port not in excluded:
-            return port
-
-
-def free_port_block(count: int) -> int:
-    """First of `count` consecutive free ports."""
-    for _ in range(200):
-        first = free_port()
-        if first + count < 65536 and all(port_is_free(first + i) for i in range(count)):
+    candidates = _listening_port_range()
+    rng = secrets.SystemRandom()
+    for _ in range(500):
+        first = rng.randrange(candidates.start, candidates.stop - count)
+        block = range(first, first + count)
+        if excluded.isdisjoint(block) and all(port_is_free(port) for port in block):
             return first
     raise StackError(f"found no {count} consecutive free ports")
 
