@@ -167,6 +167,23 @@ def service_settings(database: TestDatabase, aws: AwsResources) -> Callable[...,
     return factory
 
 
+@pytest.fixture(scope="session")
+def idle_transactions_settings(service_settings: Callable[..., ServiceSettings]) -> Any:
+    """The transactions service's settings with its peers unreachable and its jobs parked."""
+    from transactions_microservice.settings import TransactionsSettings
+
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    return service_settings(
+        "transactions",
+        settings_cls=TransactionsSettings,
+        auth_url=nowhere,
+        payment_url=nowhere,
+        notifications_url=nowhere,
+        outbox_poll_interval_seconds=3600,
+        hold_sweep_interval_seconds=3600,
+    )
+
+
 # --- the nginx gateway -----------------------------------------------------------------------
 
 

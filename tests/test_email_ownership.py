@@ -24,7 +24,6 @@ from micropay_testing.events import event_envelope
 from micropay_testing.http import bearer
 from micropay_testing.processes import free_port
 from transactions_microservice.main import create_app
-from transactions_microservice.settings import TransactionsSettings
 
 PASSWORD = "Correct-Horse-9"
 
@@ -52,18 +51,9 @@ async def auth(service_settings: Callable[..., Any], nowhere: str) -> AsyncItera
 
 
 @pytest.fixture(scope="module")
-async def ledger(service_settings: Callable[..., Any], nowhere: str) -> AsyncIterator[Any]:
+async def ledger(idle_transactions_settings: Any) -> AsyncIterator[Any]:
     """The transactions service."""
-    settings = service_settings(
-        "transactions",
-        settings_cls=TransactionsSettings,
-        auth_url=nowhere,
-        payment_url=nowhere,
-        notifications_url=nowhere,
-        outbox_poll_interval_seconds=3600,
-        hold_sweep_interval_seconds=3600,
-    )
-    async with serve(create_app(settings)) as client:
+    async with serve(create_app(idle_transactions_settings)) as client:
         yield client
 
 

@@ -33,12 +33,10 @@ from micropay_common.services import SERVICES, ServiceName
 from micropay_testing.apps import serve
 from micropay_testing.events import event_envelope
 from micropay_testing.http import bearer
-from micropay_testing.processes import free_port
 from notifications_microservice.main import create_app as create_notifications_app
 from notifications_microservice.settings import NotificationsSettings
 from stack.bootstrap import AwsResources
 from transactions_microservice.main import create_app as create_transactions_app
-from transactions_microservice.settings import TransactionsSettings
 
 CONSUMERS = [ServiceName.TRANSACTIONS, ServiceName.NOTIFICATIONS]
 """The services with an inbox."""
@@ -77,21 +75,10 @@ def forged(event_type: EventType, user_id: str) -> Event:
 
 @pytest.fixture(scope="module")
 async def consumers(
-    service_settings: Callable[..., Any], aws: AwsResources
+    service_settings: Callable[..., Any], idle_transactions_settings: Any, aws: AwsResources
 ) -> AsyncIterator[dict[ServiceName, httpx.AsyncClient]]:
     """The real transactions and notifications apps, their background jobs idle."""
-    nowhere = f"http://127.0.0.1:{free_port()}"
-    transactions = create_transactions_app(
-        service_settings(
-            "transactions",
-            settings_cls=TransactionsSettings,
-            auth_url=nowhere,
-            payment_url=nowhere,
-            notifications_url=nowhere,
-            outbox_poll_interval_seconds=3600,
-            hold_sweep_interval_seconds=3600,
-        )
-    )
+    transactions = create_transactions_app(idle_transactions_settings)
     notifications = create_notifications_app(
         service_settings(
             "notifications",

@@ -13,26 +13,15 @@ from fastapi import FastAPI
 from micropay_testing.apps import serve
 from micropay_testing.cognito import CognitoUser
 from micropay_testing.events import event_envelope
-from micropay_testing.processes import free_port
 from transactions_microservice.main import create_app
 from transactions_microservice.settings import TransactionsSettings
 from transactions_microservice.tests.helpers import Member
 
 
 @pytest.fixture(scope="session")
-def tx_settings(service_settings: Callable[..., Any]) -> TransactionsSettings:
+def tx_settings(idle_transactions_settings: TransactionsSettings) -> TransactionsSettings:
     """Settings of the service under test; its peers point at a port nothing listens on."""
-    nowhere = f"http://127.0.0.1:{free_port()}"
-    settings: TransactionsSettings = service_settings(
-        "transactions",
-        settings_cls=TransactionsSettings,
-        auth_url=nowhere,
-        payment_url=nowhere,
-        notifications_url=nowhere,
-        outbox_poll_interval_seconds=3600,
-        hold_sweep_interval_seconds=3600,
-    )
-    return settings
+    return idle_transactions_settings
 
 
 @pytest.fixture(scope="session")
