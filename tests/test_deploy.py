@@ -10,7 +10,9 @@ validators of each ecosystem (hadolint, compose-spec, kubernetes-validate, cfn-l
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import importlib
+import ipaddress
 import json
 import os
 import re
@@ -1030,8 +1032,19 @@ def _auth_config_map() -> dict[str, str]:
     return {str(key): str(value) for key, value in config.items()}
 
 
+# Whole private ranges would trust any address in the VPC or cluster, not what sits in front.
+WHOLE_PRIVATE_RANGES = tuple(
+    ipaddress.IPv4Network(block) for block in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
+
+
 def _resolver_of(variables: dict[str, str]) -> ClientAddressResolver:
-    assert not set(EVERYONE) & {part.strip() for part in variables["TRUSTED_PROXIES"].split(",")}
+    trusted = {part.strip() for part in variables["TRUSTED_PROXIES"].split(",") if part.strip()}
+    assert not set(EVERYONE) & trusted
+    for block in trusted:
+        network = ipaddress.ip_network(block)
+        if isinstance(network, ipaddress.IPv4Network):
+            assert not any(network.supernet_of(whole) for whole in WHOLE_PRIVATE_RANGES), block
     # uvicorn must leave the socket peer alone: the service decides which header to believe.
     assert variables["FORWARDED_ALLOW_IPS"] == "127.0.0.1"
     return ClientAddressResolver(variables["TRUSTED_PROXIES"], variables["CLIENT_IP_HEADER"])
@@ -1056,6 +1069,8 @@ def test_elastic_beanstalk_believes_api_gateways_header_from_the_load_balancer_o
     }
     assert resolver.resolve("172.17.0.1", headers) == "198.51.100.7"
     assert resolver.resolve("203.0.113.9", headers) == "203.0.113.9"
+    # A private address outside the VPC and the Docker bridge is no proxy of ours.
+    assert resolver.resolve("192.168.7.7", headers) == "192.168.7.7"
 
 
 def test_kubernetes_believes_the_ingress_controllers_x_real_ip_only_from_the_pod_network() -> None:
@@ -1063,3 +1078,381 @@ def test_kubernetes_believes_the_ingress_controllers_x_real_ip_only_from_the_pod
     headers = {"x-real-ip": "198.51.100.7", "x-forwarded-for": "198.51.100.7"}
     assert resolver.resolve("10.244.1.17", headers) == "198.51.100.7"
     assert resolver.resolve("203.0.113.9", headers) == "203.0.113.9"
+    # A node or another private network is not the pod network.
+    assert resolver.resolve("172.20.0.5", headers) == "172.20.0.5"
+
+
+# --- AWS network and identity (infra/cloudformation.yaml) ----------------------------------------
+
+
+def load_template() -> dict[str, Any]:
+    """infra/cloudformation.yaml with its short-form intrinsics as their long forms."""
+    source = (ROOT / "infra" / "cloudformation.yaml").read_text()
+    template: dict[str, Any] = yaml.load(source, Loader=CloudFormationLoader)  # noqa: S506
+    return template
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    """Logical id -> properties of every resource of this type."""
+    return {
+        name: resource.get("Properties", {})
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == kind
+    }
+
+
+def logical(service: str) -> str:
+    """The prefix of a service's resources in the template (`Auth`, `Payment`, ...)."""
+    return service.capitalize()
+
+
+def test_cloudformation_api_reaches_the_services_only_through_the_vpc_link_over_https() -> None:
+    template = load_template()
+    integrations = resources_of(template, "AWS::ApiGatewayV2::Integration")
+    listeners = resources_of(template, "AWS::ElasticLoadBalancingV2::Listener")
+    assert set(integrations) == {f"{logical(service)}Integration" for service in SERVICES}
+    for service in SERVICES:
+        integration = integrations[f"{logical(service)}Integration"]
+        assert integration["ConnectionType"] == "VPC_LINK"
+        assert integration["ConnectionId"] == {"Ref": "VpcLink"}
+        # The service's own HTTPS listener, its certificate checked against the service's name.
+        assert integration["IntegrationUri"] == {"Ref": f"{logical(service)}Listener"}
+        assert integration["IntegrationUri"]["Ref"] in listeners
+        assert integration["TlsConfig"]["ServerNameToVerify"] == {
+            "Fn::Sub": f"{service}.${{InternalDomainName}}"
+        }
+    # Every route goes to one of them: nothing reaches a public URL.
+    for route in resources_of(template, "AWS::ApiGatewayV2::Route").values():
+        (target,) = route["Target"].values()
+        assert target.removeprefix("integrations/${").removesuffix("}") in integrations
+    (link,) = resources_of(template, "AWS::ApiGatewayV2::VpcLink").values()
+    assert link["SecurityGroupIds"] == [{"Ref": "VpcLinkSecurityGroup"}]
+    assert link["SubnetIds"] == {"Ref": "ServiceSubnetIds"}
+
+
+def test_cloudformation_load_balancers_are_internal_and_listen_on_https_only() -> None:
+    template = load_template()
+    balancers = resources_of(template, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    listeners = resources_of(template, "AWS::ElasticLoadBalancingV2::Listener")
+    groups = resources_of(template, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    records = resources_of(template, "AWS::Route53::RecordSet")
+    assert set(balancers) == {f"{logical(service)}LoadBalancer" for service in SERVICES}
+    for balancer in balancers.values():
+        assert balancer["Scheme"] == "internal"
+        assert balancer["Subnets"] == {"Ref": "ServiceSubnetIds"}
+        assert balancer["SecurityGroups"] == [{"Ref": "LoadBalancerSecurityGroup"}]
+    assert len(listeners) == len(balancers)
+    for listener in listeners.values():
+        assert (listener["Protocol"], listener["Port"]) == ("HTTPS", 443)
+        assert listener["Certificates"] == [{"CertificateArn": {"Ref": "CertificateArn"}}]
+        assert listener["SslPolicy"].startswith("ELBSecurityPolicy-TLS13-")
+    for service in SERVICES:
+        name = logical(service)
+        listener = listeners[f"{name}Listener"]
+        assert listener["LoadBalancerArn"] == {"Ref": f"{name}LoadBalancer"}
+        assert listener["DefaultActions"] == [
+            {"Type": "forward", "TargetGroupArn": {"Ref": f"{name}TargetGroup"}}
+        ]
+        # Elastic Beanstalk's nginx on 80, or the pod on the service's own port.
+        group = groups[f"{name}TargetGroup"]
+        assert group["Port"] == {"Fn::If": ["OnEks", PORTS[service], 80]}
+        assert group["HealthCheckPath"] == "/health/ready"
+        # The name the other services and API Gateway's TLS check use.
+        record = records[f"{name}DnsRecord"]
+        assert record["Name"] == {"Fn::Sub": f"{service}.${{InternalDomainName}}"}
+        assert record["AliasTarget"]["DNSName"] == {
+            "Fn::GetAtt": [f"{name}LoadBalancer", "DNSName"]
+        }
+    (zone,) = resources_of(template, "AWS::Route53::HostedZone").values()
+    assert zone["VPCs"][0]["VPCId"] == {"Ref": "VpcId"}, "the zone is private to the VPC"
+
+
+def security_group_rules(template: dict[str, Any], direction: str) -> dict[str, set[str]]:
+    """Group -> its rules in one direction (inline and separate), each `tcp 443-443 <peer>`."""
+    inline = "SecurityGroupIngress" if direction == "ingress" else "SecurityGroupEgress"
+    standalone = f"AWS::EC2::SecurityGroup{direction.capitalize()}"
+    peer_keys = (
+        ("SourceSecurityGroupId", "CidrIp", "CidrIpv6", "SourcePrefixListId")
+        if direction == "ingress"
+        else ("DestinationSecurityGroupId", "CidrIp", "CidrIpv6", "DestinationPrefixListId")
+    )
+
+    def render(rule: dict[str, Any]) -> str:
+        (peer,) = [rule[key] for key in peer_keys if key in rule]
+        peer_name = peer["Ref"] if isinstance(peer, dict) else peer
+        ports = f"{json.dumps(rule.get('FromPort'))}-{json.dumps(rule.get('ToPort'))}"
+        return f"{rule['IpProtocol']} {ports} {peer_name}"
+
+    rules: dict[str, set[str]] = {
+        name: {render(rule) for rule in group.get(inline, [])}
+        for name, group in resources_of(template, "AWS::EC2::SecurityGroup").items()
+    }
+    for rule in resources_of(template, standalone).values():
+        rules[rule["GroupId"]["Ref"]].add(render(rule))
+    return rules
+
+
+def test_cloudformation_security_groups_admit_only_what_must_talk() -> None:
+    template = load_template()
+    # 80 for Elastic Beanstalk's nginx; on EKS the pods' own ports, auth's to notifications'.
+    service_ports = (
+        f"{json.dumps({'Fn::If': ['OnEks', min(PORTS.values()), 80]})}-"
+        f"{json.dumps({'Fn::If': ['OnEks', max(PORTS.values()), 80]})}"
+    )
+    assert sorted(PORTS.values()) == list(range(min(PORTS.values()), max(PORTS.values()) + 1))
+    assert security_group_rules(template, "ingress") == {
+        "VpcLinkSecurityGroup": set(),
+        "LoadBalancerSecurityGroup": {
+            "tcp 443-443 VpcLinkSecurityGroup",
+            "tcp 443-443 ServicesSecurityGroup",
+        },
+        "ServicesSecurityGroup": {f"tcp {service_ports} LoadBalancerSecurityGroup"},
+        "DatabaseSecurityGroup": {"tcp 5432-5432 ServicesSecurityGroup"},
+    }
+    # Every group states its egress inline, so none keeps the default "all traffic anywhere".
+    groups = resources_of(template, "AWS::EC2::SecurityGroup")
+    assert all(group.get("SecurityGroupEgress") for group in groups.values())
+    assert security_group_rules(template, "egress") == {
+        "VpcLinkSecurityGroup": {"tcp 443-443 LoadBalancerSecurityGroup"},
+        "LoadBalancerSecurityGroup": {f"tcp {service_ports} ServicesSecurityGroup"},
+        # HTTPS anywhere: the AWS APIs, Cognito's keys, Stripe and webhook receivers have no
+        # group; the other services' load balancers are among it.
+        "ServicesSecurityGroup": {"tcp 443-443 0.0.0.0/0", "tcp 5432-5432 DatabaseSecurityGroup"},
+        "DatabaseSecurityGroup": {"-1 null-null 127.0.0.1/32"},
+    }
+
+
+def pascal(snake: str) -> str:
+    """boto3's method name as the IAM action's name (`admin_get_user` -> `AdminGetUser`)."""
+    return "".join(part.capitalize() for part in snake.split("_"))
+
+
+def code_of(folder: str) -> str:
+    """Every non-test Python file under a folder of the repository, concatenated."""
+    return "\n".join(
+        path.read_text()
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if "tests" not in path.relative_to(ROOT).parts
+    )
+
+
+# Public Cognito operations: IAM does not authorise them, so no role lists them.
+UNAUTHENTICATED_COGNITO = {"SignUp", "ConfirmSignUp", "ResendConfirmationCode"}
+# The find-or-create path of SNS platform applications serves the local stand-in only; in AWS
+# the SNS_*_APPLICATION_ARN settings name them (notifications_microservice/devices/platforms.py).
+STAND_IN_ONLY_SNS = {"ListPlatformApplications", "CreatePlatformApplication"}
+# Actions that have no resource to name: the only statements that may say "Resource": "*".
+UNSCOPABLE_ACTIONS = {
+    "ecr:GetAuthorizationToken": "the registry login token is account-wide",
+}
+# What every Elastic Beanstalk instance does besides its service: the platform's agents, the
+# image pull and the migration hook (deploy/elastic-beanstalk/.platform/hooks/predeploy/).
+INSTANCE_ACTIONS = {
+    "ecr:GetAuthorizationToken",
+    "ssm:GetParameters",
+    "secretsmanager:GetSecretValue",
+    "s3:GetObject",
+    "s3:PutObject",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "logs:DescribeLogStreams",
+    "elasticbeanstalk:PutInstanceStatistics",
+}
+IMAGE_PULL = {"ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"}
+
+
+def called_actions(service: str) -> set[str]:
+    """The IAM actions of the AWS calls the service's code makes, read from the code."""
+    actions: set[str] = set()
+    signs_in = "admin_initiate_auth" in code_of("common/micropay_common")
+    # Only producers sign their service account in: they call peers; the others never do.
+    if signs_in and any(
+        event.producer == service
+        for event in importlib.import_module("micropay_common.events").EVENT_MODELS.values()
+    ):
+        actions.add("cognito-idp:AdminInitiateAuth")
+    code = code_of(f"{service}_microservice")
+    for method in re.findall(r"\"(admin_[a-z_]+)\"", code):
+        actions.add(f"cognito-idp:{pascal(method)}")
+    for client, method in re.findall(r"\b(ses|sns)\.(?:get_paginator\(\")?([a-z_]+)\b", code):
+        if pascal(method) not in STAND_IN_ONLY_SNS:
+            actions.add(f"{client}:{pascal(method)}")
+    return actions
+
+
+def policy_statements(template: dict[str, Any], role: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statements a role is granted: its inline policies and the template's managed ones."""
+    managed = resources_of(template, "AWS::IAM::ManagedPolicy")
+    documents = [policy["PolicyDocument"] for policy in role.get("Policies", [])]
+    for arn in role.get("ManagedPolicyArns", []):
+        assert set(arn) == {"Ref"}, f"a managed policy from outside the template: {arn}"
+        documents.append(managed[arn["Ref"]]["PolicyDocument"])
+    statements = [statement for document in documents for statement in document["Statement"]]
+    assert all(statement["Effect"] == "Allow" for statement in statements)
+    return statements
+
+
+def listed(value: Any) -> list[Any]:
+    """A policy field that may be one value or a list, as a list."""
+    return value if isinstance(value, list) else [value]
+
+
+def test_cloudformation_gives_each_service_one_role_with_only_the_actions_its_code_calls() -> None:
+    template = load_template()
+    roles = resources_of(template, "AWS::IAM::Role")
+    profiles = resources_of(template, "AWS::IAM::InstanceProfile")
+    assert set(roles) == {f"{logical(service)}Role" for service in SERVICES}
+    for service in SERVICES:
+        name = logical(service)
+        role = roles[f"{name}Role"]
+        assert role["RoleName"] == f"micropay-{service}"
+        assert profiles[f"{name}InstanceProfile"]["Roles"] == [{"Ref": f"{name}Role"}]
+        statements = policy_statements(template, role)
+        granted = {action for statement in statements for action in listed(statement["Action"])}
+        assert not [action for action in granted if "*" in action], "no action wildcards"
+        called = called_actions(service)
+        assert called - granted == set(), f"{service} lacks {sorted(called - granted)}"
+        # Nothing beyond its calls, the image pull and what every instance needs.
+        extra = granted - called - IMAGE_PULL - INSTANCE_ACTIONS
+        assert extra == set(), f"{service} is granted {sorted(extra)} it never calls"
+        assert not {f"cognito-idp:{op}" for op in UNAUTHENTICATED_COGNITO} & granted
+        # Each pulls its own image and reads its own parameters only.
+        for statement in statements:
+            if set(listed(statement["Action"])) == IMAGE_PULL:
+                assert statement["Resource"] == {"Fn::GetAtt": [f"{name}Repository", "Arn"]}
+        own_parameters = [
+            resource["Fn::Sub"]
+            for statement in statements
+            for resource in listed(statement["Resource"])
+            if isinstance(resource, dict) and ":parameter/micropay/" in str(resource)
+        ]
+        assert {parameter.rsplit(":parameter", 1)[1] for parameter in own_parameters} == {
+            f"/micropay/{service}/*",
+            "/micropay/shared/*",
+            "/micropay/migrations/*",
+        }
+    # The service that talks to users' URLs cannot touch the user pool.
+    notifications = policy_statements(template, roles["NotificationsRole"])
+    assert not [
+        action
+        for statement in notifications
+        for action in listed(statement["Action"])
+        if action.startswith("cognito-idp:")
+    ]
+    assert called_actions("notifications") >= {"ses:SendEmail", "sns:Publish"}
+
+
+def test_cloudformation_grants_no_wildcard_resource_where_a_resource_can_be_named() -> None:
+    template = load_template()
+    documents = [
+        policy["PolicyDocument"]
+        for role in resources_of(template, "AWS::IAM::Role").values()
+        for policy in role.get("Policies", [])
+    ] + [
+        policy["PolicyDocument"]
+        for policy in resources_of(template, "AWS::IAM::ManagedPolicy").values()
+    ]
+    wildcard: set[str] = set()
+    for document in documents:
+        for statement in document["Statement"]:
+            for resource in listed(statement["Resource"]):
+                if resource == "*":
+                    wildcard.update(listed(statement["Action"]))
+                else:
+                    # Named resources of this account and region, never a whole service.
+                    assert "*:*" not in json.dumps(resource), resource
+    assert wildcard == set(UNSCOPABLE_ACTIONS)
+    # The pool, the topic, the sender's identity and the master secret are named.
+    roles = resources_of(template, "AWS::IAM::Role")
+    resources = {
+        action: listed(statement["Resource"])
+        for role in roles.values()
+        for statement in policy_statements(template, role)
+        for action in listed(statement["Action"])
+    }
+    assert resources["cognito-idp:AdminInitiateAuth"] == [{"Fn::GetAtt": ["UserPool", "Arn"]}]
+    assert {"Ref": "NotificationsTopic"} in resources["sns:Publish"]
+    assert "identity/${SesSender}" in json.dumps(resources["ses:SendEmail"])
+    assert resources["secretsmanager:GetSecretValue"] == [
+        {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}
+    ]
+
+
+def test_cloudformation_webhook_secrets_key_is_used_by_the_notifications_role_only() -> None:
+    template = load_template()
+    (key,) = resources_of(template, "AWS::KMS::Key").values()
+    (alias,) = resources_of(template, "AWS::KMS::Alias").values()
+    assert alias == {
+        "AliasName": "alias/micropay-webhook-secrets",
+        "TargetKeyId": {"Ref": "WebhookSecretsKey"},
+    }
+    assert key["EnableKeyRotation"] is True
+    using = (
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+        "kms:Encrypt",
+        "kms:ReEncryptFrom",
+        "kms:CreateGrant",
+    )
+    users: dict[str, set[str]] = {}
+    for statement in key["KeyPolicy"]["Statement"]:
+        assert statement["Effect"] == "Allow"
+        principal = json.dumps(statement["Principal"]["AWS"])
+        for action in listed(statement["Action"]):
+            users.setdefault(principal, set()).update(
+                use for use in using if fnmatch.fnmatchcase(use, action)
+            )
+    # The account administers the key; only the notifications role makes and opens data keys.
+    assert {principal: uses for principal, uses in users.items() if uses} == {
+        json.dumps({"Fn::GetAtt": ["NotificationsRole", "Arn"]}): {
+            "kms:Decrypt",
+            "kms:GenerateDataKey",
+        }
+    }
+    assert any(":root" in principal for principal in users)
+    outputs = template["Outputs"]
+    assert outputs["WebhookSecretsKeyArn"]["Value"] == {"Fn::GetAtt": ["WebhookSecretsKey", "Arn"]}
+    assert "WEBHOOK_SECRETS_KMS_KEY_ID" in outputs["WebhookSecretsKeyArn"]["Description"]
+
+
+def test_elastic_beanstalk_environments_join_the_internal_load_balancers_with_their_own_role() -> (
+    None
+):
+    domain = "micropay.internal.example.com"
+    for service in SERVICES:
+        path = ROOT / f"{service}_microservice" / ".ebextensions" / "micropay.config"
+        config = yaml.safe_load(path.read_text())
+        options = config["option_settings"]
+        # The other services over HTTPS, at the internal load balancers' names.
+        urls = {
+            name: value
+            for name, value in options["aws:elasticbeanstalk:application:environment"].items()
+            if name.endswith("_URL") and not name.startswith("COGNITO_")
+        }
+        assert urls == {
+            f"{other.upper()}_URL": f"https://{other}.{domain}" for other in SERVICES
+        }, service
+        assert options["aws:autoscaling:launchconfiguration"]["IamInstanceProfile"] == (
+            f"micropay-{service}"
+        )
+        assert options["aws:ec2:vpc"]["AssociatePublicIpAddress"] is False
+        balancer = options["aws:elbv2:loadbalancer"]
+        assert balancer["SecurityGroups"] == balancer["ManagedSecurityGroup"]
+        target_group = options["aws:elasticbeanstalk:customoption"]["MicropayTargetGroupArn"]
+        assert f":targetgroup/micropay-{service}/" in target_group
+        groups = config["Resources"]["AWSEBAutoScalingGroup"]["Properties"]["TargetGroupARNs"]
+        assert {"Ref": "AWSEBV2LoadBalancerTargetGroup"} in groups
+        assert {
+            "Fn::GetOptionSetting": {
+                "Namespace": "aws:elasticbeanstalk:customoption",
+                "OptionName": "MicropayTargetGroupArn",
+            }
+        } in groups
+    # The template's names are the ones the bundles use.
+    template = load_template()
+    profiles = resources_of(template, "AWS::IAM::InstanceProfile")
+    assert {profile["InstanceProfileName"] for profile in profiles.values()} == {
+        f"micropay-{service}" for service in SERVICES
+    }
+    groups = resources_of(template, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    assert {group["Name"] for group in groups.values()} == {f"micropay-{s}" for s in SERVICES}
