@@ -1435,6 +1435,7 @@ def test_elastic_beanstalk_environments_join_the_internal_load_balancers_with_th
         assert options["aws:autoscaling:launchconfiguration"]["IamInstanceProfile"] == (
             f"micropay-{service}"
         )
+        assert options["aws:autoscaling:launchconfiguration"]["DisableDefaultEC2SecurityGroup"]
         assert options["aws:ec2:vpc"]["AssociatePublicIpAddress"] is False
         balancer = options["aws:elbv2:loadbalancer"]
         assert balancer["SecurityGroups"] == balancer["ManagedSecurityGroup"]
