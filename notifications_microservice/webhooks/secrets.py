@@ -105,6 +105,8 @@ class WebhookSecrets:
         self.kms = kms
         self.key_id = key_id
         self.cache = cache
+        # Decryptions under way: deliveries to one endpoint sent at once share one KMS call.
+        self._decrypting: dict[tuple[uuid.UUID, bytes], asyncio.Future[bytes]] = {}
 
     async def seal(self, endpoint_id: uuid.UUID, secret: str) -> SealedSecret:
         """Encrypt a new secret for the endpoint under a fresh data key."""
@@ -133,7 +135,7 @@ class WebhookSecrets:
         """The endpoint's secret in clear; SecretUnreadable when it is not this endpoint's."""
         key = self.cache.get(sealed.encrypted_key)
         if key is None:
-            key = await self._decrypt_key(endpoint_id, sealed)
+            key = await self._shared_decrypt(endpoint_id, sealed)
         try:
             secret = AESGCM(key).decrypt(
                 sealed.nonce, sealed.ciphertext, _associated_data(endpoint_id)
@@ -144,6 +146,16 @@ class WebhookSecrets:
             ) from exc
         self.cache.put(sealed.encrypted_key, key)
         return secret.decode()
+
+    async def _shared_decrypt(self, endpoint_id: uuid.UUID, sealed: SealedSecret) -> bytes:
+        flight = (endpoint_id, sealed.encrypted_key)
+        pending = self._decrypting.get(flight)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        pending = asyncio.ensure_future(self._decrypt_key(endpoint_id, sealed))
+        self._decrypting[flight] = pending
+        pending.add_done_callback(lambda _: self._decrypting.pop(flight, None))
+        return await asyncio.shield(pending)
 
     async def _decrypt_key(self, endpoint_id: uuid.UUID, sealed: SealedSecret) -> bytes:
         try:
