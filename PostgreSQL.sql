@@ -747,6 +747,24 @@ GRANT SELECT, INSERT, DELETE ON TABLE notifications.webhook_redeliveries TO noti
 
 UPDATE migrations.alembic_version SET version_num='0003' WHERE migrations.alembic_version.version_num = '0002';
 
+-- Running upgrade 0003 -> 0004
+
+ALTER TABLE notifications.webhook_endpoints ADD COLUMN secret_key_id TEXT;
+
+ALTER TABLE notifications.webhook_endpoints ADD COLUMN secret_encrypted_key BYTEA;
+
+ALTER TABLE notifications.webhook_endpoints ADD COLUMN secret_nonce BYTEA;
+
+ALTER TABLE notifications.webhook_endpoints ADD COLUMN secret_ciphertext BYTEA;
+
+ALTER TABLE notifications.webhook_endpoints ALTER COLUMN secret DROP NOT NULL;
+
+ALTER TABLE notifications.webhook_endpoints ADD CONSTRAINT webhook_endpoints_secret_check CHECK ((secret IS NULL AND secret_key_id IS NOT NULL AND secret_encrypted_key IS NOT NULL AND secret_nonce IS NOT NULL AND secret_ciphertext IS NOT NULL) OR (secret IS NOT NULL AND secret_key_id IS NULL AND secret_encrypted_key IS NULL AND secret_nonce IS NULL AND secret_ciphertext IS NULL));
+
+CREATE INDEX webhook_endpoints_legacy_secret_idx ON notifications.webhook_endpoints (id) WHERE secret IS NOT NULL;
+
+UPDATE migrations.alembic_version SET version_num='0004' WHERE migrations.alembic_version.version_num = '0003';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

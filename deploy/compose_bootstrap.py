@@ -6,8 +6,9 @@ It runs the same code as `make run` (stack.postgres, stack.bootstrap) and `make 
 1. creates the database if needed, upgrades it to the latest migration (the schemas, the
    service roles and their grants) and gives each service role the password from the
    environment (AUTH_DB_PASSWORD, PAYMENT_DB_PASSWORD, ...);
-2. creates (or finds) the Cognito pool, app client, groups, service accounts, SES identity and
-   SNS topic in moto;
+2. creates (or finds) the Cognito pool, app client, groups, service accounts, SES identity,
+   SNS topic and the KMS key that seals webhook secrets (under the alias the notifications
+   service is given, WEBHOOK_SECRETS_KMS_KEY_ID) in moto;
 3. registers the payment service's webhook with localstripe;
 4. writes `<env-dir>/<service>.env` with the values only known after step 2 (pool and client
    ids, client secret, the service account) that each service's entrypoint loads
@@ -39,6 +40,7 @@ from pathlib import Path
 from micropay_common.services import SERVICES
 from stack.bootstrap import (
     DEFAULT_SENDER,
+    WEBHOOK_SECRETS_KEY_ALIAS,
     AwsResources,
     bootstrap_aws,
     register_stripe_webhook,
@@ -160,8 +162,14 @@ def run(
     localstripe_url: str | None,
     webhook_url: str,
     env_dir: Path,
+    webhook_secrets_key_alias: str = WEBHOOK_SECRETS_KEY_ALIAS,
 ) -> dict[str, dict[str, str]]:
     """Do the whole job; returns what was written to each service's env file."""
+    if not webhook_secrets_key_alias.startswith("alias/"):
+        raise BootstrapError(
+            f"WEBHOOK_SECRETS_KMS_KEY_ID={webhook_secrets_key_alias!r}: the job creates the key "
+            "in moto under an alias, so give one (alias/...)"
+        )
     revision = asyncio.run(prepare_database(admin_database_url, database, role_passwords))
     print(f"bootstrap: database {database} is at migration {revision}")
     state = load_state(env_dir)
@@ -170,6 +178,7 @@ def run(
         region=region,
         ses_sender=ses_sender,
         service_passwords=state.service_passwords,
+        webhook_secrets_key_alias=webhook_secrets_key_alias,
     )
     if localstripe_url:
         register_stripe_webhook(localstripe_url, webhook_url, state.stripe_webhook_secret)
@@ -200,6 +209,11 @@ def main(argv: list[str] | None = None) -> None:
         default=env.get("STRIPE_WEBHOOK_URL", "http://payment:8002/payments/webhooks/stripe"),
     )
     parser.add_argument(
+        "--webhook-secrets-kms-key-id",
+        default=env.get("WEBHOOK_SECRETS_KMS_KEY_ID") or WEBHOOK_SECRETS_KEY_ALIAS,
+        help="alias of the KMS key to create for webhook secrets (WEBHOOK_SECRETS_KMS_KEY_ID)",
+    )
+    parser.add_argument(
         "--env-dir", type=Path, default=Path(env.get("MICROPAY_ENV_DIR", DEFAULT_ENV_DIR))
     )
     args = parser.parse_args(argv)
@@ -216,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
             localstripe_url=args.localstripe_url,
             webhook_url=args.webhook_url,
             env_dir=args.env_dir,
+            webhook_secrets_key_alias=args.webhook_secrets_kms_key_id,
         )
     except BootstrapError as exc:
         print(f"bootstrap: {exc}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""boto3 clients for SES and SNS, built once per app; every call runs in a worker thread."""
+"""boto3 clients for SES, SNS and KMS, built once per app; every call runs in a worker thread."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from notifications_microservice.settings import NotificationsSettings
 
 @dataclass(frozen=True)
 class AwsClients:
-    """The service's SES and SNS clients (boto3 clients are safe to share between threads)."""
+    """The service's SES, SNS and KMS clients (boto3 clients are safe to share between threads)."""
 
     ses: Any
     sns: Any
+    kms: Any
 
 
 def build_clients(settings: NotificationsSettings) -> AwsClients:
@@ -36,7 +37,7 @@ def build_clients(settings: NotificationsSettings) -> AwsClients:
             config=config,
         )
 
-    return AwsClients(ses=client("ses"), sns=client("sns"))
+    return AwsClients(ses=client("ses"), sns=client("sns"), kms=client("kms"))
 
 
 def error_code(exc: BaseException) -> str:

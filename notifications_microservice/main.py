@@ -19,19 +19,32 @@ from notifications_microservice.notifications.handlers import build_events_route
 from notifications_microservice.notifications.router import router as notifications_router
 from notifications_microservice.settings import NotificationsSettings
 from notifications_microservice.state import NotificationsState
+from notifications_microservice.webhooks.jobs import legacy_secret_sealing_job
 from notifications_microservice.webhooks.router import router as webhooks_router
+from notifications_microservice.webhooks.secrets import build_secrets
 
 VERSION = "0.1.0"
 
 
 async def start_clients(state: NotificationsState) -> None:
-    """Start-up hook: the AWS clients and the push platforms (looked up on first use)."""
+    """Start-up hook: the AWS clients, the push platforms (looked up on first use), secrets."""
     # Creating a boto3 client reads files, so off the event loop.
     state.aws = await asyncio.to_thread(build_clients, state.settings)
     state.push_platforms = PushPlatforms(state.aws.sns, state.settings)
+    state.webhook_secrets = build_secrets(
+        state.aws.kms,
+        state.settings.webhook_secrets_kms_key_id,
+        ttl_seconds=state.settings.webhook_secrets_key_cache_seconds,
+        max_size=state.settings.webhook_secrets_key_cache_size,
+    )
 
 
-BACKGROUND_JOBS = [outbox_relay_job, idempotency_purge_job, delivery_worker_job]
+BACKGROUND_JOBS = [
+    outbox_relay_job,
+    idempotency_purge_job,
+    delivery_worker_job,
+    legacy_secret_sealing_job,
+]
 
 
 def create_app(

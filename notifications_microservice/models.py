@@ -16,6 +16,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     Text,
     UniqueConstraint,
     func,
@@ -93,8 +94,24 @@ class User(Base):
     )
 
 
+# A row holds its signing secret sealed (all four columns) or, written before revision 0004
+# and not yet sealed by the start-up job, in clear: never both, never neither.
+SEALED_OR_LEGACY = (
+    "(secret IS NULL AND secret_key_id IS NOT NULL AND secret_encrypted_key IS NOT NULL"
+    " AND secret_nonce IS NOT NULL AND secret_ciphertext IS NOT NULL)"
+    " OR (secret IS NOT NULL AND secret_key_id IS NULL AND secret_encrypted_key IS NULL"
+    " AND secret_nonce IS NULL AND secret_ciphertext IS NULL)"
+)
+
+
 class WebhookEndpoint(Base):
-    """A URL of the user's own systems that receives signed events."""
+    """A URL of the user's own systems that receives signed events.
+
+    Its signing secret is sealed (envelope encryption with KMS, `webhooks/secrets.py`): the
+    data key encrypted by KMS, the nonce and the AES-GCM ciphertext, and the KMS key that
+    encrypted the data key. `secret` is the clear secret of a row written before that, until
+    the start-up job seals it (docs/migrations.md, revision 0004).
+    """
 
     __tablename__ = "webhook_endpoints"
     __table_args__ = (
@@ -102,7 +119,13 @@ class WebhookEndpoint(Base):
         CheckConstraint(
             "jsonb_typeof(event_types) = 'array'", name="webhook_endpoints_events_check"
         ),
+        CheckConstraint(SEALED_OR_LEGACY, name="webhook_endpoints_secret_check"),
         Index("webhook_endpoints_user_idx", "user_id", "created_at"),
+        Index(
+            "webhook_endpoints_legacy_secret_idx",
+            "id",
+            postgresql_where=text("secret IS NOT NULL"),
+        ),
         {"schema": SCHEMA},
     )
 
@@ -110,7 +133,11 @@ class WebhookEndpoint(Base):
     user_id: Mapped[str] = mapped_column(Text, nullable=False)
     url: Mapped[str] = mapped_column(Text, nullable=False)
     event_types: Mapped[list[str]] = mapped_column(JSONB, nullable=False)
-    secret: Mapped[str] = mapped_column(Text, nullable=False)
+    secret: Mapped[str | None] = mapped_column(Text)
+    secret_key_id: Mapped[str | None] = mapped_column(Text)
+    secret_encrypted_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    secret_nonce: Mapped[bytes | None] = mapped_column(LargeBinary)
+    secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'enabled'"))
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(

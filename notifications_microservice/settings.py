@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from micropay_common.settings import ServiceSettings
+from micropay_common.settings import Required, ServiceSettings
 
 # Svix's schedule: the first attempt at once, then these delays after each failure.
 SVIX_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
@@ -40,6 +40,12 @@ class NotificationsSettings(ServiceSettings):
     webhook_retry_schedule: RetrySchedule = SVIX_RETRY_SCHEDULE
     webhook_max_endpoints_per_user: int = Field(default=20, ge=1)
     webhook_redeliveries_per_minute: int = Field(default=10, ge=1)
+    # The KMS key that seals webhook signing secrets: key id, key ARN or alias
+    # (alias/micropay-webhook-secrets in every deployment); KMS is reached like SES and SNS.
+    webhook_secrets_kms_key_id: Required
+    # Decrypted data keys kept in memory (0 keeps none): each delivery need not call KMS.
+    webhook_secrets_key_cache_seconds: float = Field(default=300.0, ge=0)
+    webhook_secrets_key_cache_size: int = Field(default=1000, ge=0)
 
     delivery_poll_interval_seconds: float = Field(default=0.5, gt=0)
     delivery_batch_size: int = Field(default=20, ge=1)

@@ -6,10 +6,12 @@ from micropay_common.state import ServiceState
 from notifications_microservice.aws import AwsClients
 from notifications_microservice.devices.platforms import PushPlatforms
 from notifications_microservice.settings import NotificationsSettings
+from notifications_microservice.webhooks.secrets import WebhookSecrets
 
 
 class NotificationsState(ServiceState[NotificationsSettings]):
-    """The shared parts plus the AWS clients and the push platforms (set at start-up)."""
+    """The shared parts plus the AWS clients, the push platforms and the webhook secrets."""
 
     aws: AwsClients
     push_platforms: PushPlatforms
+    webhook_secrets: WebhookSecrets

@@ -1,4 +1,4 @@
-"""Create what MicroPay needs in AWS (Cognito, SES, SNS) and Stripe's webhook, idempotently.
+"""Create what MicroPay needs in AWS (Cognito, SES, SNS, KMS) and Stripe's webhook, idempotently.
 
 Run against moto and localstripe by the local stack, the tests and docker compose:
 
@@ -40,6 +40,8 @@ PASSWORD_POLICY = {
 }
 TOPIC_NAME = "micropay-sns"
 DEFAULT_SENDER = "no-reply@micropay.local"
+WEBHOOK_SECRETS_KEY_ALIAS = "alias/micropay-webhook-secrets"
+"""The KMS key that seals webhook signing secrets (WEBHOOK_SECRETS_KMS_KEY_ID), as in AWS."""
 
 
 @dataclass
@@ -55,6 +57,7 @@ class AwsResources:
     jwks_url: str
     ses_sender: str
     sns_topic_arn: str
+    webhook_secrets_kms_key_id: str = WEBHOOK_SECRETS_KEY_ALIAS
     service_accounts: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def service_env(self, service: str) -> dict[str, str]:
@@ -69,6 +72,7 @@ class AwsResources:
             "COGNITO_JWKS_URL": self.jwks_url,
             "SES_SENDER": self.ses_sender,
             "SNS_TOPIC_ARN": self.sns_topic_arn,
+            "WEBHOOK_SECRETS_KMS_KEY_ID": self.webhook_secrets_kms_key_id,
             "SERVICE_ACCOUNT_USERNAME": account["username"],
             "SERVICE_ACCOUNT_PASSWORD": account["password"],
         }
@@ -204,14 +208,33 @@ def _ensure_service_account(
     return account
 
 
+def ensure_kms_key(kms: Any, alias: str) -> str:
+    """Create (or find) a symmetric KMS key under `alias`; returns its ARN."""
+    if not alias.startswith("alias/"):
+        raise ValueError(f"{alias!r}: the bootstrap creates keys by alias (alias/...)")
+    try:
+        return str(kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"])
+    except kms.exceptions.NotFoundException:
+        pass
+    key = kms.create_key(
+        Description="Seals MicroPay webhook signing secrets (envelope encryption)",
+        KeySpec="SYMMETRIC_DEFAULT",
+        KeyUsage="ENCRYPT_DECRYPT",
+    )["KeyMetadata"]
+    kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
+    return str(key["Arn"])
+
+
 def bootstrap_aws(
     *,
     endpoint_url: str | None,
     region: str = "us-east-1",
     ses_sender: str = DEFAULT_SENDER,
     service_passwords: dict[str, str] | None = None,
+    webhook_secrets_key_alias: str = WEBHOOK_SECRETS_KEY_ALIAS,
 ) -> AwsResources:
-    """Create (or find) the user pool, app client, groups, service accounts, SES and SNS."""
+    """Create (or find) the user pool, app client, groups, service accounts, SES, SNS and the
+    KMS key of webhook secrets."""
     cognito = _client("cognito-idp", region, endpoint_url)
     pool_id = _ensure_pool(cognito)
     client_id, client_secret = _ensure_client(cognito, pool_id)
@@ -226,6 +249,7 @@ def bootstrap_aws(
 
     _client("ses", region, endpoint_url).verify_email_identity(EmailAddress=ses_sender)
     topic_arn = str(_client("sns", region, endpoint_url).create_topic(Name=TOPIC_NAME)["TopicArn"])
+    ensure_kms_key(_client("kms", region, endpoint_url), webhook_secrets_key_alias)
 
     issuer = f"https://cognito-idp.{region}.amazonaws.com/{pool_id}"
     jwks_base = endpoint_url.rstrip("/") + f"/{pool_id}" if endpoint_url else issuer
@@ -239,6 +263,7 @@ def bootstrap_aws(
         jwks_url=f"{jwks_base}/.well-known/jwks.json",
         ses_sender=ses_sender,
         sns_topic_arn=topic_arn,
+        webhook_secrets_kms_key_id=webhook_secrets_key_alias,
         service_accounts=accounts,
     )
 

@@ -18,6 +18,7 @@ def test_bootstrap_is_idempotent(aws: AwsResources, moto_endpoint: str) -> None:
     assert again.client_id == aws.client_id
     assert again.client_secret == aws.client_secret
     assert again.sns_topic_arn == aws.sns_topic_arn
+    assert again.webhook_secrets_kms_key_id == aws.webhook_secrets_kms_key_id
 
 
 def test_pool_client_and_groups(aws: AwsResources, cognito: Any) -> None:

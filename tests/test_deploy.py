@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 import yaml
@@ -39,7 +40,7 @@ from micropay_testing.database import TestDatabase
 from micropay_testing.processes import background_process, free_port
 from migrations import VERSION_SCHEMA, VERSION_TABLE, head_revision
 from migrations.models import target_metadata
-from stack.bootstrap import AwsResources
+from stack.bootstrap import WEBHOOK_SECRETS_KEY_ALIAS, AwsResources
 from stack.gateway import PLACEHOLDERS, find_nginx, render_gateway_config
 from stack.postgres import SERVICE_ROLES, connect, drop_database, ensure_database
 
@@ -57,6 +58,8 @@ ENTRYPOINT_VARIABLES = {"PORT", "MICROPAY_ENV_FILE", "FORWARDED_ALLOW_IPS"}
 # boto3's own credentials: only for moto in compose; in AWS the role of the pod or instance.
 AWS_KEY_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 SECRET_LIKE = re.compile(r"PASSWORD|SECRET|_KEY$|^DATABASE_URL$")
+# Names that look secret but name something that is not: a KMS key's id or alias.
+NOT_SECRET = {"WEBHOOK_SECRETS_KMS_KEY_ID"}
 ENV_DIR = "/var/lib/micropay/env"
 # The admin URL of the migrations, read by the `migrate` init containers only.
 MIGRATIONS_SECRET = "micropay-migrations"
@@ -72,7 +75,9 @@ class ServiceVariables:
     @property
     def secret(self) -> frozenset[str]:
         """The ones whose values are secrets."""
-        return frozenset(name for name in self.known if SECRET_LIKE.search(name))
+        return frozenset(
+            name for name in self.known if SECRET_LIKE.search(name) and name not in NOT_SECRET
+        )
 
 
 def settings_variables(service: str) -> ServiceVariables:
@@ -162,6 +167,13 @@ def test_compose_provides_every_setting_of_each_service() -> None:
         extra = ENTRYPOINT_VARIABLES | AWS_KEY_VARIABLES
         problems += check_provided("docker-compose.yml", service, provided, extra)
     assert not problems, "\n".join(problems)
+
+
+def test_compose_bootstrap_creates_the_kms_key_the_notifications_service_is_given() -> None:
+    services = load_compose()["services"]
+    given = services["notifications"]["environment"]["WEBHOOK_SECRETS_KMS_KEY_ID"]
+    created = services["bootstrap"]["environment"]["WEBHOOK_SECRETS_KMS_KEY_ID"]
+    assert given == created == f"${{WEBHOOK_SECRETS_KMS_KEY_ID:-{WEBHOOK_SECRETS_KEY_ALIAS}}}"
 
 
 def test_compose_services_load_the_bootstrap_env_file_from_the_shared_volume() -> None:
@@ -960,6 +972,9 @@ def test_bootstrap_job_writes_env_files_the_services_start_with(
         assert loaded["SERVICE_ACCOUNT_USERNAME"] == f"svc-{service}"
     assert sourced(tmp_path / "env" / "payment.env")["STRIPE_WEBHOOK_SECRET"] == "whsec_dGVzdA=="
     assert sourced(tmp_path / "env" / "notifications.env")["SNS_TOPIC_ARN"] == aws.sns_topic_arn
+    # The key that seals webhook secrets exists under the alias compose gives the service.
+    kms = boto3.client("kms", region_name=aws.region, endpoint_url=aws.endpoint_url)
+    assert kms.describe_key(KeyId=WEBHOOK_SECRETS_KEY_ALIAS)["KeyMetadata"]["Enabled"]
 
     # The image's entrypoint, with the compose variables and the job's file, starts a service
     # that reaches its database (ready) with the generated settings.

@@ -37,6 +37,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "extra": {
             "ses_sender": "no-reply@micropay.local",
             "sns_topic_arn": "arn:aws:sns:us-east-1:123456789012:micropay-sns",
+            "webhook_secrets_kms_key_id": "alias/micropay-webhook-secrets",
         },
     },
 }

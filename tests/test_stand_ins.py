@@ -31,3 +31,16 @@ def test_moto_holds_the_bootstrapped_ses_sender_and_sns_topic(aws: AwsResources)
     topics = [topic["TopicArn"] for topic in sns.list_topics()["Topics"]]
     assert aws.sns_topic_arn in topics
     assert aws.sns_topic_arn.endswith(":micropay-sns")
+
+
+def test_moto_holds_the_bootstrapped_kms_key_of_webhook_secrets(aws: AwsResources) -> None:
+    kms = boto3.client("kms", region_name=aws.region, endpoint_url=aws.endpoint_url)
+    assert aws.webhook_secrets_kms_key_id == "alias/micropay-webhook-secrets"
+    key = kms.describe_key(KeyId=aws.webhook_secrets_kms_key_id)["KeyMetadata"]
+    assert (key["KeyUsage"], key["KeySpec"], key["Enabled"]) == (
+        "ENCRYPT_DECRYPT",
+        "SYMMETRIC_DEFAULT",
+        True,
+    )
+    aliases = kms.list_aliases(KeyId=key["KeyId"])["Aliases"]
+    assert [a["AliasName"] for a in aliases] == [aws.webhook_secrets_kms_key_id]

@@ -26,6 +26,18 @@ Secret = Annotated[str, AfterValidator(_not_blank)]
 """A setting whose value is a secret: required, and an empty value refuses to start."""
 
 
+def _not_empty(value: str) -> str:
+    # A variable set from something missing (a key id, an ARN) reads as "" and would only fail
+    # at the first call that needs it.
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+Required = Annotated[str, AfterValidator(_not_empty)]
+"""A required setting that is not a secret (a key id, an ARN): an empty value refuses to start."""
+
+
 class ServiceSettings(BaseSettings):
     """What every service needs; field names map to the upper-case variables in DESIGN.md."""
 

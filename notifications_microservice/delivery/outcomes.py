@@ -43,7 +43,16 @@ class Deferred:
     delivered_to: tuple[str, ...] = ()
 
 
-Outcome = Sent | Retry | Failed | Deferred
+@dataclass(frozen=True)
+class Postponed:
+    """Nothing was sent because a part of ours failed (KMS could not open the signing secret):
+    try again after `delay` seconds, without counting it against the message's schedule."""
+
+    error: str
+    delay: float
+
+
+Outcome = Sent | Retry | Failed | Deferred | Postponed
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from notifications_microservice.models import (
     WebhookAttempt,
     WebhookEndpoint,
 )
+from notifications_microservice.webhooks.secrets import SealedSecret
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,13 @@ class Claimed:
 
 @dataclass(frozen=True)
 class EndpointSnapshot:
-    """A webhook endpoint as it is when its delivery is sent."""
+    """A webhook endpoint as it is when its delivery is sent (its secret still sealed)."""
 
     id: uuid.UUID
     url: str
-    secret: str
+    sealed_secret: SealedSecret | None
+    legacy_secret: str | None
+    """The clear secret of a row from before secrets were sealed, until it is sealed."""
     status: str
     disabled_reason: str | None
 
@@ -101,18 +104,28 @@ async def claim_due(
 
 async def endpoint_snapshot(session: AsyncSession, endpoint_id: uuid.UUID) -> EndpointSnapshot:
     """The endpoint a webhook delivery goes to."""
-    row = (
-        await session.execute(
-            select(
-                WebhookEndpoint.id,
-                WebhookEndpoint.url,
-                WebhookEndpoint.secret,
-                WebhookEndpoint.status,
-                WebhookEndpoint.disabled_reason,
-            ).where(WebhookEndpoint.id == endpoint_id)
-        )
+    endpoint = (
+        await session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id))
     ).one()
-    return EndpointSnapshot(**row._mapping)
+    sealed = None
+    if endpoint.secret_ciphertext is not None:
+        assert endpoint.secret_key_id is not None
+        assert endpoint.secret_encrypted_key is not None
+        assert endpoint.secret_nonce is not None
+        sealed = SealedSecret(
+            key_id=endpoint.secret_key_id,
+            encrypted_key=endpoint.secret_encrypted_key,
+            nonce=endpoint.secret_nonce,
+            ciphertext=endpoint.secret_ciphertext,
+        )
+    return EndpointSnapshot(
+        id=endpoint.id,
+        url=endpoint.url,
+        sealed_secret=sealed,
+        legacy_secret=endpoint.secret,
+        status=endpoint.status,
+        disabled_reason=endpoint.disabled_reason,
+    )
 
 
 def _leased(row: Claimed) -> Any:
@@ -149,6 +162,17 @@ async def schedule_retry(
         next_attempt_at=func.now() + timedelta(seconds=delay),
         last_error=error,
         delivered_to=delivered_to,
+    )
+
+
+async def postpone(session: AsyncSession, row: Claimed, delay: float, error: str) -> bool:
+    """Put a row back untried, due after `delay` seconds: the attempt does not count."""
+    return await _finish(
+        session,
+        row,
+        attempts=Notification.attempts - 1,
+        next_attempt_at=func.now() + timedelta(seconds=delay),
+        last_error=error,
     )
 
 

@@ -4,12 +4,18 @@
 or a connection error is retried on the schedule, not before the `Retry-After` the receiver
 asked for. Redirects are not followed. Every attempt is logged with its status, the start of
 the response and its duration.
+
+The endpoint's signing secret is opened (KMS, `webhooks/secrets.py`) just before it signs; it
+is never stored in clear. KMS unavailable postpones the message without counting an attempt;
+a secret that does not open for its endpoint fails the message: nothing is sent unsigned or
+signed with another endpoint's secret.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -22,6 +28,7 @@ from notifications_microservice.delivery.outcomes import (
     Deferred,
     Failed,
     Lease,
+    Postponed,
     Result,
     Retry,
     Sent,
@@ -29,13 +36,23 @@ from notifications_microservice.delivery.outcomes import (
 from notifications_microservice.delivery.repository import Claimed, EndpointSnapshot
 from notifications_microservice.models import WebhookEndpointStatus
 from notifications_microservice.settings import NotificationsSettings
-from notifications_microservice.webhooks.exceptions import InvalidWebhookUrl
+from notifications_microservice.webhooks import service as webhooks_service
+from notifications_microservice.webhooks.exceptions import (
+    InvalidWebhookUrl,
+    WebhookSecretsUnavailable,
+)
+from notifications_microservice.webhooks.secrets import SecretUnreadable, WebhookSecrets
 from notifications_microservice.webhooks.urls import Resolver, check_destination, resolve_host
+
+security_logger = logging.getLogger("micropay.security")
 
 USER_AGENT = "MicroPay-Webhooks/1.0"
 RESPONSE_READ_BYTES = 4096
 RESPONSE_LOG_CHARS = 1000
 RETRY_AFTER_MAX_SECONDS = 86400.0
+# After KMS failed to open a signing secret: long enough not to hammer a key service that is
+# recovering with every waiting message, short enough that deliveries resume soon after.
+KEY_SERVICE_RETRY_SECONDS = 60.0
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -70,11 +87,13 @@ class WebhookSender:
     def __init__(
         self,
         settings: NotificationsSettings,
+        secrets_box: WebhookSecrets,
         *,
         http: httpx.AsyncClient | None = None,
         resolver: Resolver = resolve_host,
     ) -> None:
         self.settings = settings
+        self.secrets = secrets_box
         self.resolver = resolver
         self.http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(settings.webhook_timeout_seconds),
@@ -124,11 +143,24 @@ class WebhookSender:
             # A name may resolve elsewhere later; the schedule decides when to give up.
             return Result(Retry(exc.detail), attempt=attempt(succeeded=False, error=exc.detail))
 
+        try:
+            secret = await webhooks_service.signing_secret(
+                self.secrets, endpoint.id, endpoint.sealed_secret, endpoint.legacy_secret
+            )
+        except WebhookSecretsUnavailable as exc:
+            return Result(Postponed(exc.detail, KEY_SERVICE_RETRY_SECONDS))
+        except SecretUnreadable as exc:
+            security_logger.error("webhook message %s not sent: %s", row.id, exc)
+            return Result(Failed("the endpoint's signing secret could not be decrypted"))
+        # Opening the secret may have waited for KMS: the send must still fit in the lease.
+        if not lease.has_time_for(timeout):
+            return Result(Deferred())
+
         message_id = str(row.id)
         body = json.dumps(row.payload, separators=(",", ":"), ensure_ascii=False)
         headers = {
             "Content-Type": "application/json",
-            **signed_headers(endpoint.secret, message_id, body, datetime.now(UTC)),
+            **signed_headers(secret, message_id, body, datetime.now(UTC)),
         }
         extensions = {}
         if destination.address is not None:

@@ -29,6 +29,7 @@ from notifications_microservice.delivery.outcomes import (
     Deferred,
     Failed,
     Lease,
+    Postponed,
     Result,
     Retry,
     Sent,
@@ -41,6 +42,7 @@ from notifications_microservice.models import Channel
 from notifications_microservice.settings import NotificationsSettings
 from notifications_microservice.state import NotificationsState
 from notifications_microservice.webhooks import service as webhooks_service
+from notifications_microservice.webhooks.secrets import WebhookSecrets
 from notifications_microservice.webhooks.urls import Resolver, resolve_host
 
 logger = logging.getLogger("micropay.notifications.delivery")
@@ -57,6 +59,7 @@ class DeliveryWorker:
         sessionmaker: async_sessionmaker[AsyncSession],
         settings: NotificationsSettings,
         aws: AwsClients,
+        secrets_box: WebhookSecrets,
         *,
         http: httpx.AsyncClient | None = None,
         resolver: Resolver = resolve_host,
@@ -66,15 +69,15 @@ class DeliveryWorker:
         self.settings = settings
         self.email = EmailSender(aws.ses, settings)
         self.push = PushSender(aws.sns, settings)
-        self.webhooks = WebhookSender(settings, http=http, resolver=resolver)
+        self.webhooks = WebhookSender(settings, secrets_box, http=http, resolver=resolver)
         # Jitter only spreads retries out; it needs no cryptographic quality.
         self._rng = rng or random.random
 
     @classmethod
     def from_app(cls, app: FastAPI) -> DeliveryWorker:
-        """A worker using the app's database, settings and AWS clients."""
+        """A worker using the app's database, settings, AWS clients and webhook secrets."""
         state = NotificationsState.of(app)
-        return cls(state.sessionmaker, state.settings, state.aws)
+        return cls(state.sessionmaker, state.settings, state.aws, state.webhook_secrets)
 
     async def claim(self) -> tuple[Lease, list[Claimed]]:
         """Lease a batch of due rows (committed before anything is sent)."""
@@ -144,6 +147,18 @@ class DeliveryWorker:
                 logger.warning("%s notification %s failed: %s", row.channel, row.id, outcome.reason)
             elif isinstance(outcome, Deferred):
                 held = await repository.release(session, row, list(outcome.delivered_to))
+            elif isinstance(outcome, Postponed):
+                delay = outcome.delay * (1 + JITTER * self._rng())
+                held = await repository.postpone(
+                    session, row, delay, outcome.error[:LAST_ERROR_MAX_CHARS]
+                )
+                logger.warning(
+                    "%s notification %s postponed %.0fs: %s",
+                    row.channel,
+                    row.id,
+                    delay,
+                    outcome.error,
+                )
             else:
                 held = await self._retry_or_fail(session, row, outcome)
         if not held:

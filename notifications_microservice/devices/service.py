@@ -11,6 +11,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from micropay_common.locks import lock_for_transaction
 from micropay_common.pagination import InvalidCursor
 from notifications_microservice.aws import describe, error_code
 from notifications_microservice.devices import repository
@@ -58,6 +59,9 @@ async def register_device(
 ) -> Device:
     """Create the device's SNS endpoint and record it for the user (up to the cap)."""
     limit = settings.devices_per_user_max
+    # Two registrations at once would both count the devices before either adds one: the
+    # user's lock, held until the transaction ends, makes them count one after the other.
+    await lock_for_transaction(session, f"notifications.devices:{user_id}")
     # A token the user has already is registered again, not added, so it never hits the cap.
     if await repository.count_devices(session, user_id) >= limit and not await repository.has_token(
         session, user_id, request.platform, request.token

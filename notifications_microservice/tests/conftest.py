@@ -45,6 +45,7 @@ def notifications_settings(service_settings, aws: AwsResources) -> SettingsFacto
         values: dict[str, Any] = {
             "ses_sender": aws.ses_sender,
             "sns_topic_arn": aws.sns_topic_arn,
+            "webhook_secrets_kms_key_id": aws.webhook_secrets_kms_key_id,
             "webhooks_allow_private_urls": True,
             "webhook_timeout_seconds": 1.0,
             "aws_timeout_seconds": 2.0,
@@ -108,7 +109,7 @@ async def make_worker(app: FastAPI) -> AsyncIterator[Callable[..., DeliveryWorke
         state = NotificationsState.of(app)
         settings = state.settings.model_copy(update=overrides)
         clients = aws or (build_clients(settings) if overrides else state.aws)
-        worker = DeliveryWorker(state.sessionmaker, settings, clients)
+        worker = DeliveryWorker(state.sessionmaker, settings, clients, state.webhook_secrets)
         workers.append(worker)
         return worker
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -146,3 +147,19 @@ async def test_devices_per_user_are_capped_and_a_token_again_is_not_one_more(
     assert one_more.headers["content-type"] == "application/problem+json"
     assert one_more.json()["type"] == "too_many_devices"
     assert len(listed.json()["data"]) == 2
+
+
+async def test_the_device_cap_holds_when_registrations_arrive_at_once(
+    notifications_settings, make_user, admin
+):
+    app = create_app(notifications_settings(devices_per_user_max=2), background_jobs=())
+    user = make_user()
+    tokens = [f"fcm-{uuid.uuid4()}" for _ in range(8)]
+    async with serve(app) as client:
+        responses = await asyncio.gather(*(register(client, user, "fcm", t) for t in tokens))
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [201] * 2 + [409] * 6
+    count = await admin.fetchval(
+        "SELECT count(*) FROM notifications.devices WHERE user_id = $1", user.sub
+    )
+    assert count == 2

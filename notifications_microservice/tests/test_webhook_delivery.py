@@ -403,6 +403,7 @@ async def test_a_name_resolving_to_a_translated_address_is_refused_at_delivery_t
         state.sessionmaker,
         state.settings.model_copy(update={"webhooks_allow_private_urls": False}),
         state.aws,
+        state.webhook_secrets,
         resolver=translated,
     )
     try:
@@ -447,6 +448,7 @@ async def test_a_public_destination_is_reached_at_the_address_that_was_checked(
     worker = make_worker(webhooks_allow_private_urls=False)
     worker.webhooks = WebhookSender(
         worker.settings,
+        worker.webhooks.secrets,
         http=httpx.AsyncClient(transport=httpx.MockTransport(remote)),
         resolver=public,
     )

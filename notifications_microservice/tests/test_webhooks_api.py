@@ -3,6 +3,7 @@ cursor pagination, soft deletion, and URLs that may not lead inside the network.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -214,3 +215,26 @@ async def test_webhooks_need_a_user_token(client):
     response = await client.get("/notifications/webhooks")
     assert response.status_code == 401
     assert response.headers["content-type"] == PROBLEM
+
+
+async def test_the_endpoint_cap_holds_when_creations_arrive_at_once(
+    notifications_settings, make_user, admin
+):
+    app = create_app(notifications_settings(webhook_max_endpoints_per_user=2), background_jobs=())
+    user = make_user()
+
+    async def create(n: int):
+        return await client.post(
+            "/notifications/webhooks",
+            json={"url": f"https://example.com/{n}"},
+            headers=bearer(user.access_token),
+        )
+
+    async with serve(app) as client:
+        responses = await asyncio.gather(*(create(n) for n in range(8)))
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [201] * 2 + [409] * 6
+    count = await admin.fetchval(
+        "SELECT count(*) FROM notifications.webhook_endpoints WHERE user_id = $1", user.sub
+    )
+    assert count == 2

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from micropay_common.errors import Conflict, NotFound, TooManyRequests, UnprocessableEntity
+from micropay_common.errors import (
+    Conflict,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    UnprocessableEntity,
+)
 
 
 class InvalidWebhookUrl(UnprocessableEntity):
@@ -50,3 +56,10 @@ class TooManyRedeliveries(TooManyRequests):
 
     type = "too_many_redeliveries"
     title = "Too many redeliveries"
+
+
+class WebhookSecretsUnavailable(ServiceUnavailable):
+    """KMS, which seals and opens signing secrets, did not answer or refused to work."""
+
+    type = "webhook_secrets_unavailable"
+    title = "Webhook secrets unavailable"

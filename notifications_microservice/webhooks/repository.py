@@ -17,6 +17,7 @@ from notifications_microservice.models import (
     WebhookEndpointStatus,
     WebhookRedelivery,
 )
+from notifications_microservice.webhooks.secrets import SealedSecret
 
 
 async def add_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> WebhookEndpoint:
@@ -215,3 +216,33 @@ async def recent_redeliveries(
 async def add_redelivery(session: AsyncSession, endpoint_id: uuid.UUID) -> None:
     """Record a redelivery request on the endpoint, now."""
     await session.execute(insert(WebhookRedelivery).values(endpoint_id=endpoint_id))
+
+
+async def legacy_secrets(session: AsyncSession, limit: int) -> list[tuple[uuid.UUID, str]]:
+    """Up to `limit` endpoints whose secret is still in clear, with it."""
+    rows = await session.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.secret)
+        .where(WebhookEndpoint.secret.is_not(None))
+        .order_by(WebhookEndpoint.id)
+        .limit(limit)
+    )
+    return [(row.id, row.secret) for row in rows]
+
+
+async def seal_legacy_secret(
+    session: AsyncSession, endpoint_id: uuid.UUID, secret: str, sealed: SealedSecret
+) -> int:
+    """Store the sealed secret and clear the plain one, if it is still `secret`; 1 or 0."""
+    result = await session.execute(
+        update(WebhookEndpoint)
+        .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.secret == secret)
+        .values(
+            secret=None,
+            secret_key_id=sealed.key_id,
+            secret_encrypted_key=sealed.encrypted_key,
+            secret_nonce=sealed.nonce,
+            secret_ciphertext=sealed.ciphertext,
+            updated_at=func.now(),
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

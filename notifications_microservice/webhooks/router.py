@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response, status
 from micropay_common.db import SessionDep
 from micropay_common.pagination import LIST_RESPONSES, Limit, Page
 from micropay_common.security import CurrentUser
-from notifications_microservice.dependencies import SettingsDep
+from notifications_microservice.dependencies import SettingsDep, WebhookSecretsDep
 from notifications_microservice.models import NotificationStatus
 from notifications_microservice.webhooks import service
 from notifications_microservice.webhooks.schemas import (
@@ -34,14 +34,20 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such end
     responses={
         409: {"description": "Too many endpoints"},
         422: {"description": "Malformed URL, or one leading to a private address"},
+        503: {"description": "The key service that protects signing secrets is unavailable"},
     },
 )
 async def create_webhook_endpoint(
-    body: WebhookEndpointCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    body: WebhookEndpointCreate,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    secrets: WebhookSecretsDep,
 ) -> WebhookEndpointCreated:
     """Register a URL to receive signed events; the response holds the signing secret once."""
-    endpoint = await service.create_endpoint(session, user.id, body, settings)
-    return WebhookEndpointCreated.model_validate(endpoint)
+    created = await service.create_endpoint(session, user.id, body, settings, secrets)
+    read = WebhookEndpointRead.model_validate(created.endpoint)
+    return WebhookEndpointCreated(**read.model_dump(), secret=created.secret)
 
 
 @router.get(

@@ -53,7 +53,8 @@ class WebhookEndpointCreate(BaseModel):
 class WebhookEndpointRead(BaseModel):
     """A webhook endpoint (its secret is shown only when it is created)."""
 
-    model_config = ConfigDict(from_attributes=True)
+    # Read from a row (`event_types`) or built by name (`events`).
+    model_config = ConfigDict(from_attributes=True, validate_by_name=True)
 
     id: uuid.UUID
     url: str

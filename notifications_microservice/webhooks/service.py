@@ -1,4 +1,4 @@
-"""Rules of webhook endpoints: safe URLs, secrets shown once, soft deletion, redelivery."""
+"""Rules of webhook endpoints: safe URLs, sealed secrets shown once, soft deletion, redelivery."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import math
 import secrets
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from micropay_common.locks import lock_for_transaction
 from micropay_common.pagination import InvalidCursor
 from notifications_microservice.models import WebhookEndpoint, WebhookEndpointStatus
 from notifications_microservice.settings import NotificationsSettings
@@ -25,6 +27,11 @@ from notifications_microservice.webhooks.exceptions import (
     WebhookEndpointNotFound,
 )
 from notifications_microservice.webhooks.schemas import WebhookEndpointCreate
+from notifications_microservice.webhooks.secrets import (
+    SealedSecret,
+    SecretUnreadable,
+    WebhookSecrets,
+)
 from notifications_microservice.webhooks.urls import Resolver, check_destination, resolve_host
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
@@ -37,31 +44,49 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
+@dataclass(frozen=True)
+class CreatedEndpoint:
+    """A new endpoint and its signing secret in clear, which only its creation shows."""
+
+    endpoint: WebhookEndpoint
+    secret: str
+
+
 async def create_endpoint(
     session: AsyncSession,
     user_id: str,
     request: WebhookEndpointCreate,
     settings: NotificationsSettings,
+    secrets_box: WebhookSecrets,
     *,
     resolver: Resolver = resolve_host,
-) -> WebhookEndpoint:
-    """Add an endpoint for the user after checking where its URL leads."""
+) -> CreatedEndpoint:
+    """Add an endpoint for the user after checking where its URL leads; its secret sealed."""
     await check_destination(
         request.url, allow_private=settings.webhooks_allow_private_urls, resolver=resolver
     )
+    # Two creations at once would both count the endpoints before either adds one: the user's
+    # lock, held until the transaction ends, makes them count one after the other.
+    await lock_for_transaction(session, f"notifications.webhook_endpoints:{user_id}")
     if await count_live(session, user_id) >= settings.webhook_max_endpoints_per_user:
         raise TooManyWebhookEndpoints(
             f"You have {settings.webhook_max_endpoints_per_user} webhook endpoints already; "
             "delete one first."
         )
+    endpoint_id = uuid.uuid4()
+    secret = new_secret()
+    sealed = await secrets_box.seal(endpoint_id, secret)
     endpoint = WebhookEndpoint(
-        id=uuid.uuid4(),
+        id=endpoint_id,
         user_id=user_id,
         url=request.url,
         event_types=list(request.events),
-        secret=new_secret(),
+        secret_key_id=sealed.key_id,
+        secret_encrypted_key=sealed.encrypted_key,
+        secret_nonce=sealed.nonce,
+        secret_ciphertext=sealed.ciphertext,
     )
-    return await repository.add_endpoint(session, endpoint)
+    return CreatedEndpoint(await repository.add_endpoint(session, endpoint), secret)
 
 
 async def count_live(session: AsyncSession, user_id: str) -> int:
@@ -176,3 +201,30 @@ async def _count_redelivery(session: AsyncSession, endpoint_id: uuid.UUID, limit
             retry_after=max(1, math.ceil(wait)),
         )
     await repository.add_redelivery(session, endpoint_id)
+
+
+async def signing_secret(
+    secrets_box: WebhookSecrets,
+    endpoint_id: uuid.UUID,
+    sealed: SealedSecret | None,
+    legacy_secret: str | None,
+) -> str:
+    """The secret that signs a delivery to the endpoint: its sealed one opened, else the clear
+    one of a row written before secrets were sealed and not sealed yet."""
+    if sealed is not None:
+        return await secrets_box.open(endpoint_id, sealed)
+    if legacy_secret is None:
+        raise SecretUnreadable(f"webhook endpoint {endpoint_id} has no signing secret")
+    return legacy_secret
+
+
+async def legacy_secrets(session: AsyncSession, limit: int) -> list[tuple[uuid.UUID, str]]:
+    """Up to `limit` endpoints whose secret is still stored in clear, with it."""
+    return await repository.legacy_secrets(session, limit)
+
+
+async def store_sealed_secret(
+    session: AsyncSession, endpoint_id: uuid.UUID, secret: str, sealed: SealedSecret
+) -> bool:
+    """Replace the endpoint's clear secret by its sealed form, unless it changed meanwhile."""
+    return await repository.seal_legacy_secret(session, endpoint_id, secret, sealed) == 1

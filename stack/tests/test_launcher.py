@@ -153,6 +153,8 @@ def test_the_generated_environment_is_private_and_complete(run: Run) -> None:
     assert payment["AWS_ENDPOINT_URL"] == stack.moto_url
     assert stack.service_env("auth")["AUTH_AUTO_CONFIRM"] == "true"
     assert stack.service_env("notifications")["SNS_TOPIC_ARN"].endswith(":micropay-sns")
+    kms_key = stack.service_env("notifications")["WEBHOOK_SECRETS_KMS_KEY_ID"]
+    assert kms_key == "alias/micropay-webhook-secrets"
     assert len({stack.service_env(name)["DATABASE_URL"] for name in SERVICES}) == 4
 
 
