@@ -747,6 +747,18 @@ GRANT SELECT, INSERT, DELETE ON TABLE notifications.webhook_redeliveries TO noti
 
 UPDATE migrations.alembic_version SET version_num='0003' WHERE migrations.alembic_version.version_num = '0002';
 
+-- Running upgrade 0003 -> 0004
+
+ALTER TABLE transactions.ledger_transactions DROP CONSTRAINT ledger_transactions_type_check;
+
+ALTER TABLE transactions.ledger_transactions ADD CONSTRAINT ledger_transactions_type_check CHECK (type IN ('top_up', 'transfer', 'refund', 'refund_reversal'));
+
+ALTER TABLE transactions.entries DROP CONSTRAINT entries_type_check;
+
+ALTER TABLE transactions.entries ADD CONSTRAINT entries_type_check CHECK (type IN ('top_up', 'transfer_in', 'transfer_out', 'refund', 'refund_reversal'));
+
+UPDATE migrations.alembic_version SET version_num='0004' WHERE migrations.alembic_version.version_num = '0003';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

@@ -160,7 +160,7 @@ async def test_payment_successes_failures_and_refunds(
                 },
             )
             assert ours is not None
-            await refunds.settle(session, ours.id, captured_hold_id="42")
+            await refunds.settle(session, ours.id)
     assert_accepted(
         published,
         {EventType.PAYMENT_FAILED, EventType.PAYMENT_SUCCEEDED, EventType.PAYMENT_REFUNDED},
