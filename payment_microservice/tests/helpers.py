@@ -110,7 +110,7 @@ class PaymentStack:
 
 async def outbox_events(db: asyncpg.Connection, event_type: str, subject: str) -> list[Any]:
     """The payment service's outbox rows of one event type about a payment or refund."""
-    key = "refund_id" if event_type == "payment.refunded" else "payment_id"
+    key = "refund_id" if event_type.startswith("payment.refund") else "payment_id"
     rows = await db.fetch(
         "SELECT event_id, consumer, payload FROM payments.outbox "
         f"WHERE event_type = $1 AND payload->'data'->>'{key}' = $2",
