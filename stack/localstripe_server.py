@@ -47,7 +47,7 @@ def _add_refund_lifecycle(resources: Any) -> None:
         if getattr(method, "_card_number", None) == PENDING_REFUND_CARD:
             self.status = "pending"
 
-    def update(cls: Any, id: str, **data: Any) -> Any:
+    def update(cls: Any, id: str, /, **data: Any) -> Any:
         refund = updated(id, **data)
         resources.schedule_webhook(resources.Event("refund.updated", refund))
         return refund
