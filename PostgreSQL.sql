@@ -765,6 +765,18 @@ CREATE INDEX webhook_endpoints_legacy_secret_idx ON notifications.webhook_endpoi
 
 UPDATE migrations.alembic_version SET version_num='0004' WHERE migrations.alembic_version.version_num = '0003';
 
+-- Running upgrade 0004 -> 0005
+
+ALTER TABLE transactions.ledger_transactions DROP CONSTRAINT ledger_transactions_type_check;
+
+ALTER TABLE transactions.ledger_transactions ADD CONSTRAINT ledger_transactions_type_check CHECK (type IN ('top_up', 'transfer', 'refund', 'refund_reversal'));
+
+ALTER TABLE transactions.entries DROP CONSTRAINT entries_type_check;
+
+ALTER TABLE transactions.entries ADD CONSTRAINT entries_type_check CHECK (type IN ('top_up', 'transfer_in', 'transfer_out', 'refund', 'refund_reversal'));
+
+UPDATE migrations.alembic_version SET version_num='0005' WHERE migrations.alembic_version.version_num = '0004';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

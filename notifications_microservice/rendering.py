@@ -18,6 +18,7 @@ KINDS = (
     "payment_succeeded",
     "payment_failed",
     "payment_refunded",
+    "payment_refund_failed",
     "transfer_sent",
     "transfer_received",
 )

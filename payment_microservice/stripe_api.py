@@ -41,6 +41,9 @@ class IntentState:
     failure_message: str | None = None
     decline_code: str | None = None
     payment_id: str | None = None
+    amount: int | None = None
+    currency: str | None = None
+    """Upper case, as our payments record it."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class RefundState:
     charge_id: str | None
     refund_id: str | None = None
     """Our refund id, from the refund's metadata, when we created it."""
+    failure_reason: str | None = None
+    """Stripe's reason for a failed refund (`expired_or_canceled_card`, ...)."""
 
 
 class StripeRefused(Exception):
@@ -77,6 +82,10 @@ class StripeRefused(Exception):
         self.card_error = card_error
         self.intent_id = intent_id
         self.charge_id = charge_id
+
+
+class StripeObjectMissing(StripeRefused):
+    """Stripe has no object with this id (a forged or foreign id)."""
 
 
 class StripeUnavailable(Exception):
@@ -110,6 +119,8 @@ def intent_state(data: Mapping[str, Any]) -> IntentState:
         failure_message=error.get("message"),
         decline_code=error.get("decline_code"),
         payment_id=metadata.get("payment_id"),
+        amount=data.get("amount") if isinstance(data.get("amount"), int) else None,
+        currency=str(data["currency"]).upper() if data.get("currency") else None,
     )
 
 
@@ -124,6 +135,7 @@ def refund_state(data: Mapping[str, Any]) -> RefundState:
         payment_intent_id=_object_id(data.get("payment_intent")),
         charge_id=_object_id(data.get("charge")),
         refund_id=metadata.get("refund_id"),
+        failure_reason=data.get("failure_reason"),
     )
 
 
@@ -243,6 +255,13 @@ class StripeApi:
         )
         return refund_state(_as_dict(refund))
 
+    async def retrieve_refund(self, stripe_refund_id: str) -> RefundState:
+        """The Refund as Stripe has it now."""
+        refund = await self._call(
+            "retrieve_refund", self.client.v1.refunds.retrieve_async(stripe_refund_id)
+        )
+        return refund_state(_as_dict(refund))
+
     async def list_refunds(self, charge_id: str) -> list[RefundState]:
         """Every refund of a charge (webhooks may carry a charge without its refunds)."""
         page = await self._call(
@@ -277,6 +296,10 @@ class StripeApi:
                 charge_id=_object_id(getattr(error, "charge", None)) if error else None,
             ) from exc
         except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                raise StripeObjectMissing(
+                    exc.user_message or "Stripe has no such object.", code=exc.code
+                ) from exc
             raise StripeRefused(
                 exc.user_message or "Stripe refused the request.", code=exc.code
             ) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ class InsufficientFunds(Conflict):
 
 
 class HoldNotCapturable(Exception):
-    """The hold can no longer be captured (it expired or was voided)."""
+    """The hold can no longer be captured or renewed (it expired, or was voided or captured)."""
 
 
 def _problem_type(response: httpx.Response) -> str | None:
@@ -61,6 +62,14 @@ class WalletClient:
         if response.status_code in (404, 409):
             raise HoldNotCapturable(f"hold {hold_id}: {_problem_type(response)}")
         self._expect_success(response, "capturing a hold")
+
+    async def renew(self, hold_id: str) -> datetime:
+        """Keep an active hold for the wallet's hold TTL from now; returns its new expiry."""
+        response = await self.client.post(f"/internal/holds/{hold_id}/renew")
+        if response.status_code in (404, 409):
+            raise HoldNotCapturable(f"hold {hold_id}: {_problem_type(response)}")
+        self._expect_success(response, "renewing a hold")
+        return datetime.fromisoformat(str(response.json()["expires_at"]))
 
     async def void(self, hold_id: str) -> None:
         """Release the hold (idempotent; a hold already gone is fine)."""

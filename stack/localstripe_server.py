@@ -1,10 +1,18 @@
-"""localstripe on one address, empty at every start.
+"""localstripe on one address, empty at every start, with Stripe's refund lifecycle.
 
 The `localstripe` command binds `::` (every interface) and reloads the store it pickled to
 /tmp on the previous run unless given --from-scratch. This runs the same aiohttp app bound to
 the address given (127.0.0.1 by default), never reading or writing that pickle:
 
     python -m stack.localstripe_server --host 127.0.0.1 --port 8420
+
+localstripe makes every refund `succeeded` at once and sends no refund events. Two additions
+give refunds the lifecycle Stripe has, for the code paths that depend on it:
+- a refund of a charge paid with Stripe's test card 4000000000007726 starts `pending`, as
+  Stripe documents for that card;
+- updating a refund (`POST /v1/refunds/{id}`, which localstripe allows for any field it has,
+  here `status` and `failure_reason`) sends a signed `refund.updated` event, as Stripe does
+  when a refund's status changes. This is how a pending refund succeeds or fails later.
 """
 
 from __future__ import annotations
@@ -16,11 +24,44 @@ from typing import Any
 
 from aiohttp import web
 
+PENDING_REFUND_CARD = "4000000000007726"
+"""Stripe's test card whose refunds start `pending`."""
+
+
+def _add_refund_lifecycle(resources: Any) -> None:
+    """Pending refunds for the test card, and `refund.updated` events when a refund changes."""
+    refund_cls = resources.Refund
+    if getattr(refund_cls, "_micropay_lifecycle", False):
+        return
+    created = refund_cls.__init__
+    updated = refund_cls._api_update
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        created(self, *args, **kwargs)
+        self.failure_reason = None
+        try:
+            charge = resources.Charge._api_retrieve(self.charge)
+            method = resources.PaymentMethod._api_retrieve(charge.payment_method)
+        except Exception:  # a charge from a source localstripe keeps elsewhere
+            return
+        if getattr(method, "_card_number", None) == PENDING_REFUND_CARD:
+            self.status = "pending"
+
+    def update(cls: Any, id: str, /, **data: Any) -> Any:
+        refund = updated(id, **data)
+        resources.schedule_webhook(resources.Event("refund.updated", refund))
+        return refund
+
+    refund_cls.__init__ = init
+    refund_cls._api_update = classmethod(update)
+    refund_cls._micropay_lifecycle = True
+
 
 def build_app() -> web.Application:
     """localstripe's aiohttp application with an empty, memory-only store."""
     from localstripe import resources, server
 
+    _add_refund_lifecycle(resources)
     store: Any = resources.store
     store.clear()
     # localstripe pickles the whole store to a fixed /tmp path after every change; nothing

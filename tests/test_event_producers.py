@@ -160,12 +160,15 @@ async def test_payment_successes_failures_and_refunds(
                 },
             )
             assert ours is not None
-            await refunds.settle(session, ours.id, captured_hold_id="42")
-    assert_accepted(
-        published,
-        {EventType.PAYMENT_FAILED, EventType.PAYMENT_SUCCEEDED, EventType.PAYMENT_REFUNDED},
-        consumers_apply,
-    )
+            await refunds.settle(session, ours.id)
+            # Stripe then fails it: the debit is reversed.
+            await refunds.fail_at_stripe(
+                session, ours.id, code="expired_or_canceled_card", message=None
+            )
+    expected = {EventType.PAYMENT_FAILED, EventType.PAYMENT_SUCCEEDED, EventType.PAYMENT_REFUNDED}
+    if amount > 1:
+        expected.add(EventType.PAYMENT_REFUND_FAILED)
+    assert_accepted(published, expected, consumers_apply)
 
 
 @pytest.mark.parametrize("currency", list(SUPPORTED_CURRENCIES))

@@ -23,6 +23,7 @@ from micropay_common.events import (
     EventType,
     PaymentFailed,
     PaymentRefunded,
+    PaymentRefundFailed,
     PaymentSucceeded,
     TransferCompleted,
     UserRegistered,
@@ -59,6 +60,14 @@ def forged(event_type: EventType, user_id: str) -> Event:
             user_id=user_id,
             amount=500,
             currency="USD",
+        ),
+        EventType.PAYMENT_REFUND_FAILED: PaymentRefundFailed(
+            payment_id=payment_id,
+            refund_id=str(uuid.uuid4()),
+            user_id=user_id,
+            amount=500,
+            currency="USD",
+            was_refunded=True,
         ),
         EventType.TRANSFER_COMPLETED: TransferCompleted(
             transfer_id=str(uuid.uuid4()),

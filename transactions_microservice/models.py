@@ -58,6 +58,8 @@ class LedgerTransactionType(StrEnum):
     TOP_UP = "top_up"
     TRANSFER = "transfer"
     REFUND = "refund"
+    REFUND_REVERSAL = "refund_reversal"
+    """A refund Stripe failed after the wallet was debited for it: the debit, undone once."""
 
 
 class EntryType(StrEnum):
@@ -67,6 +69,7 @@ class EntryType(StrEnum):
     TRANSFER_IN = "transfer_in"
     TRANSFER_OUT = "transfer_out"
     REFUND = "refund"
+    REFUND_REVERSAL = "refund_reversal"
 
 
 class HoldStatus(StrEnum):

@@ -31,6 +31,7 @@ class EventType(StrEnum):
     PAYMENT_SUCCEEDED = "payment.succeeded"
     PAYMENT_FAILED = "payment.failed"
     PAYMENT_REFUNDED = "payment.refunded"
+    PAYMENT_REFUND_FAILED = "payment.refund_failed"
     TRANSFER_COMPLETED = "transfer.completed"
 
 
@@ -115,6 +116,29 @@ class PaymentRefunded(Event):
     hold_id: str | None = None
 
 
+class PaymentRefundFailed(Event):
+    """`payment.refund_failed`: Stripe failed or cancelled a refund it had accepted.
+
+    The transactions service releases the refund's hold, or, when the wallet was already
+    debited for it (`was_refunded`: `payment.refunded` was published first, Stripe having said
+    succeeded), credits the wallet back with one `refund_reversal`; notifications tells the
+    user the money is back in the wallet. Either event may arrive first.
+    """
+
+    event_type = EventType.PAYMENT_REFUND_FAILED
+    producer = ServiceName.PAYMENT
+    consumers = (ServiceName.TRANSACTIONS, ServiceName.NOTIFICATIONS)
+
+    payment_id: str
+    refund_id: str
+    user_id: str
+    amount: Amount
+    currency: CurrencyCode
+    hold_id: str | None = None
+    was_refunded: bool = False
+    failure_code: str | None = None
+
+
 class TransferCompleted(Event):
     """`transfer.completed`: notifications tells both sides (one event for both)."""
 
@@ -140,6 +164,7 @@ EVENT_MODELS: Mapping[EventType, type[Event]] = MappingProxyType(
             PaymentSucceeded,
             PaymentFailed,
             PaymentRefunded,
+            PaymentRefundFailed,
             TransferCompleted,
         )
     }

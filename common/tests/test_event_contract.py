@@ -50,11 +50,13 @@ def test_the_registry_answers_by_type_and_by_service() -> None:
         EventType.PAYMENT_SUCCEEDED,
         EventType.PAYMENT_FAILED,
         EventType.PAYMENT_REFUNDED,
+        EventType.PAYMENT_REFUND_FAILED,
     }
     assert events_consumed_by(ServiceName.TRANSACTIONS) == {
         EventType.USER_REGISTERED,
         EventType.PAYMENT_SUCCEEDED,
         EventType.PAYMENT_REFUNDED,
+        EventType.PAYMENT_REFUND_FAILED,
     }
     assert events_produced_by(ServiceName.NOTIFICATIONS) == frozenset()
     assert events_consumed_by(ServiceName.AUTH) == frozenset()

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from micropay_common.events import (
     PaymentFailed,
     PaymentRefunded,
+    PaymentRefundFailed,
     PaymentSucceeded,
     TransferCompleted,
     UserRegistered,
@@ -32,6 +33,17 @@ FAILURE_REASONS = {
     "lost_card": "your card was declined",
     "stolen_card": "your card was declined",
     "fraudulent": "your card was declined",
+}
+
+# Words for Stripe's `failure_reason` of a refund (and our `canceled`).
+REFUND_FAILURE_REASONS = {
+    "lost_or_stolen_card": "the card was reported lost or stolen",
+    "expired_or_canceled_card": "the card has expired or was cancelled",
+    "charge_for_pending_refund_disputed": "the payment is disputed",
+    "insufficient_funds": "the payment provider could not cover it",
+    "declined": "the card's bank declined it",
+    "merchant_request": "it was cancelled",
+    "canceled": "it was cancelled",
 }
 
 
@@ -133,6 +145,34 @@ async def on_payment_refunded(
     )
 
 
+async def on_payment_refund_failed(
+    session: AsyncSession, event: PaymentRefundFailed, meta: EventMeta
+) -> None:
+    """A notice that a refund failed and its money is in the wallet again."""
+    email = await service.lock_user(session, event.user_id)
+    code = event.failure_code
+    await service.notify(
+        session,
+        _occurrence(meta),
+        user_id=event.user_id,
+        email=email,
+        kind="payment_refund_failed",
+        context={
+            "amount": format_amount(event.amount, event.currency),
+            "payment_id": event.payment_id,
+            "refund_id": event.refund_id,
+            "reason": REFUND_FAILURE_REASONS.get(code, code.replace("_", " ")) if code else None,
+        },
+        webhook_data={
+            "payment_id": event.payment_id,
+            "refund_id": event.refund_id,
+            "amount": event.amount,
+            "currency": event.currency,
+            "failure_code": event.failure_code,
+        },
+    )
+
+
 async def on_transfer_completed(
     session: AsyncSession, event: TransferCompleted, meta: EventMeta
 ) -> None:
@@ -177,6 +217,7 @@ HANDLERS: list[EventHandler[Any]] = [
     on(PaymentSucceeded, on_payment_succeeded),
     on(PaymentFailed, on_payment_failed),
     on(PaymentRefunded, on_payment_refunded),
+    on(PaymentRefundFailed, on_payment_refund_failed),
     on(TransferCompleted, on_transfer_completed),
 ]
 

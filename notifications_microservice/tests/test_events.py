@@ -75,6 +75,20 @@ async def test_user_registered_records_the_email_and_a_welcome_on_each_channel(s
             "Refund of 0.005 KWD",
             "Refund: re_1",
         ),
+        (
+            "payment.refund_failed",
+            {
+                "payment_id": "pay_4",
+                "refund_id": "re_2",
+                "amount": 700,
+                "currency": "USD",
+                "hold_id": None,
+                "was_refunded": True,
+                "failure_code": "expired_or_canceled_card",
+            },
+            "Refund of 7.00 USD failed",
+            "could not be completed: the card has expired or was cancelled",
+        ),
     ],
 )
 async def test_payment_events_notify_their_user_with_amounts_in_minor_units(

@@ -47,6 +47,12 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "payment_succeeded": {"amount": "1.00 USD", "payment_id": "pay_1"},
     "payment_failed": {"amount": "1.00 USD", "payment_id": "pay_1", "reason": None},
     "payment_refunded": {"amount": "1.00 USD", "payment_id": "pay_1", "refund_id": "re_1"},
+    "payment_refund_failed": {
+        "amount": "1.00 USD",
+        "payment_id": "pay_1",
+        "refund_id": "re_1",
+        "reason": None,
+    },
     "transfer_sent": {
         "amount": "1.00 USD",
         "counterparty_email": "b@example.com",

@@ -43,6 +43,7 @@ async def test_events_default_to_all_and_repeats_collapse(client, make_user):
         "payment.succeeded",
         "payment.failed",
         "payment.refunded",
+        "payment.refund_failed",
         "transfer.completed",
     }
     twice = await create_webhook(

@@ -16,6 +16,7 @@ WebhookEvent = Literal[
     "payment.succeeded",
     "payment.failed",
     "payment.refunded",
+    "payment.refund_failed",
     "transfer.completed",
 ]
 ALL_WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = (
@@ -23,6 +24,7 @@ ALL_WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = (
     "payment.succeeded",
     "payment.failed",
     "payment.refunded",
+    "payment.refund_failed",
     "transfer.completed",
 )
 

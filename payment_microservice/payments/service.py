@@ -346,6 +346,12 @@ async def count_refund(session: AsyncSession, payment_id: uuid.UUID, amount: int
     return await get_payment(session, payment_id)
 
 
+async def uncount_refund(session: AsyncSession, payment_id: uuid.UUID, amount: int) -> Payment:
+    """Take back a refund counted against the payment (Stripe failed it after it succeeded)."""
+    await repository.add_refunded(session, payment_id, -amount)
+    return await get_payment(session, payment_id)
+
+
 async def stale_unsettled(
     session: AsyncSession, *, older_than_seconds: float, limit: int
 ) -> list[uuid.UUID]:

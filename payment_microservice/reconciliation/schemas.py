@@ -25,4 +25,6 @@ class ReconcileReport(BaseModel):
     payments_settled: int = 0
     refunds_checked: int = 0
     refunds_settled: int = 0
+    holds_renewed: int = 0
+    """Wallet holds of pending refunds kept for another HOLD_TTL_SECONDS."""
     errors: int = 0

@@ -2,14 +2,19 @@
 
 A payment stays `processing` when Stripe did not answer (or the process died mid-call), and
 `requires_action` while 3-D Secure is pending; a refund stays `pending` when Stripe or the
-wallet did not answer. Each pass takes the ones untouched for RECONCILE_MIN_AGE_SECONDS, takes
-each one's lease (so a request or another replica driving it is never doubled), and drives it
-with the same Stripe idempotency keys as the request did, so each settles exactly once.
+wallet did not answer, or while Stripe holds the refund as pending. Each pass first renews the
+wallet hold of every pending refund (so no hold lapses under a refund in flight, however long
+Stripe is down, as long as RECONCILE_INTERVAL_SECONDS is well below the wallet's
+HOLD_TTL_SECONDS), then takes the ones untouched for RECONCILE_MIN_AGE_SECONDS, takes each
+one's lease (so a request or another replica driving it is never doubled), and drives it with
+the same Stripe idempotency keys as the request did (a refund Stripe has is read back from
+Stripe), so each settles exactly once.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -48,6 +53,7 @@ class Reconciler:
         batch = self.settings.reconcile_batch_size
         lease = self.settings.lease_seconds
         report = ReconcileReport()
+        report.holds_renewed = await self.renew_refund_holds()
         async with self.sessionmaker() as session:
             payment_ids = await payments_service.stale_unsettled(
                 session, older_than_seconds=age, limit=batch
@@ -90,3 +96,19 @@ class Reconciler:
         if report.payments_checked or report.refunds_checked:
             logger.info("reconciliation pass: %s", report.model_dump())
         return report
+
+    async def renew_refund_holds(self) -> int:
+        """Renew the wallet hold of every pending refund; how many were renewed."""
+        renewed = 0
+        after = None
+        while True:
+            async with self.sessionmaker() as session:
+                page = await refunds_service.pending_holds(
+                    session, after=after, limit=self.settings.reconcile_batch_size
+                )
+            for _, hold_id in page:
+                if isinstance(await self.refunds.renew_hold(hold_id), datetime):
+                    renewed += 1
+            if len(page) < self.settings.reconcile_batch_size:
+                return renewed
+            after = page[-1][0]

@@ -4,9 +4,13 @@
 2. place a hold on the wallet (transactions service; the reference is the refund id, so a
    retry finds the same hold). A wallet that cannot cover it → 409 `insufficient_funds`, the
    refund fails and Stripe is never called;
-3. refund at Stripe with an idempotency key derived from the refund id. Stripe refuses → the
-   hold is voided and the refund fails;
-4. capture the hold (the wallet's debit) and settle the refund with `payment.refunded`.
+3. refund at Stripe with an idempotency key derived from the refund id (or, once Stripe has
+   the refund, retrieve it). Stripe refuses → the hold is voided and the refund fails. While
+   Stripe is being called the hold is renewed, so a slow or retried call never outlives it;
+4. act on the Refund's status as Stripe has it: `succeeded` → capture the hold (the wallet's
+   debit) and settle with `payment.refunded`; `pending` or `requires_action` → the refund
+   stays pending with its hold, until a webhook or the reconciler reads it again; `failed` or
+   `canceled` → void the hold and fail with `payment.refund_failed`.
 
 Each step records its result (hold id, Stripe refund id) before the next, so a retry with the
 same Idempotency-Key, or the reconciler, resumes where a crash or an outage stopped it.
@@ -14,8 +18,12 @@ same Idempotency-Key, or the reconciler, resumes where a crash or an outage stop
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -28,10 +36,20 @@ from payment_microservice.payments.exceptions import PaymentProviderUnavailable
 from payment_microservice.refunds import repository, service
 from payment_microservice.refunds.schemas import RefundCreate
 from payment_microservice.settings import PaymentSettings
-from payment_microservice.stripe_api import StripeApi, StripeRefused, StripeUnavailable
+from payment_microservice.stripe_api import (
+    RefundState,
+    StripeApi,
+    StripeRefused,
+    StripeUnavailable,
+)
 from payment_microservice.wallet import HoldNotCapturable, InsufficientFunds, WalletClient
 
 logger = logging.getLogger("micropay.payment.refunds")
+
+RENEW_FRACTION = 3
+"""A kept hold is renewed when a third of its time to live has passed (two thirds left)."""
+RENEW_MIN_SECONDS = 0.2
+"""The shortest wait between two renewals, and between retries when the wallet is down."""
 
 
 class RefundDriver:
@@ -86,24 +104,30 @@ class RefundDriver:
         )
 
     async def drive(self, refund: Refund) -> Refund:
-        """Take a pending refund, whose lease the caller holds, as far as it can go."""
+        """Take a pending refund, whose lease the caller holds, as far as it can go now.
+
+        A refund Stripe holds as pending comes back pending with its lease given up, so that
+        the reconciler reads it again.
+        """
         lease = refund.lease_expires_at
         try:
-            return await self._drive(refund)
+            driven = await self._drive(refund)
         except (ServiceUnavailable, StripeUnavailable, ProblemError) as exc:
             if isinstance(exc, ProblemError) and exc.status < 500:
                 raise
-            async with self.sessionmaker() as session, session.begin():
-                if lease is not None:
-                    await repository.release_lease(session, refund.id, lease)
+            await self._release(refund.id, lease)
             if isinstance(exc, StripeUnavailable):
                 raise PaymentProviderUnavailable(
-                    "Stripe did not answer. The refund stays pending; retry with the same "
-                    "Idempotency-Key, or it is completed automatically.",
+                    "Stripe did not answer. The refund stays pending, its amount held on the "
+                    "wallet; retry with the same Idempotency-Key, or it is completed "
+                    "automatically.",
                     retry_after=5,
                     refund_id=str(refund.id),
                 ) from exc
             raise
+        if driven.status == RefundStatus.PENDING:
+            await self._release(refund.id, lease)
+        return driven
 
     async def _drive(self, refund: Refund) -> Refund:
         payment = await self._payment(refund.payment_id)
@@ -125,39 +149,94 @@ class RefundDriver:
             refund = await self._record(refund.id, {"hold_id": hold_id})
             if refund.status != RefundStatus.PENDING:
                 return refund
-        if refund.stripe_refund_id is None:
-            assert payment.stripe_payment_intent_id is not None
-            try:
-                stripe_refund = await self.stripe.create_refund(
-                    refund_id=str(refund.id),
-                    payment_id=str(payment.id),
-                    payment_intent_id=payment.stripe_payment_intent_id,
-                    amount=refund.amount,
-                    reason=refund.reason,
-                    idempotency_key=service.stripe_idempotency_key(refund.id),
-                )
-            except StripeRefused as refusal:
-                await self._void_quietly(hold_id)
-                async with self.sessionmaker() as session, session.begin():
-                    return await service.mark_failed(
-                        session,
-                        refund.id,
-                        code=refusal.code or "refund_refused",
-                        message=refusal.message,
+        async with self.hold_kept(hold_id):
+            if refund.stripe_refund_id is None:
+                assert payment.stripe_payment_intent_id is not None
+                try:
+                    stripe_refund = await self.stripe.create_refund(
+                        refund_id=str(refund.id),
+                        payment_id=str(payment.id),
+                        payment_intent_id=payment.stripe_payment_intent_id,
+                        amount=refund.amount,
+                        reason=refund.reason,
+                        idempotency_key=service.stripe_idempotency_key(refund.id),
                     )
-            refund = await self._record(refund.id, {"stripe_refund_id": stripe_refund.id})
-            if refund.status != RefundStatus.PENDING:
-                return refund
-        captured: str | None = hold_id
-        try:
-            await self.wallet.capture(hold_id)
-        except HoldNotCapturable:
-            # The hold expired while Stripe was down: the transactions service debits the
-            # wallet itself on a `payment.refunded` without a hold.
-            logger.warning("hold %s of refund %s could not be captured", hold_id, refund.id)
-            captured = None
+                except StripeRefused as refusal:
+                    await self._void_quietly(hold_id)
+                    async with self.sessionmaker() as session, session.begin():
+                        return await service.mark_failed(
+                            session,
+                            refund.id,
+                            code=refusal.code or "refund_refused",
+                            message=refusal.message,
+                        )
+                refund = await self._record(refund.id, {"stripe_refund_id": stripe_refund.id})
+                if refund.status != RefundStatus.PENDING:
+                    return refund
+            else:
+                try:
+                    stripe_refund = await self.stripe.retrieve_refund(refund.stripe_refund_id)
+                except StripeRefused as refusal:
+                    # Stripe gave us this id; it cannot vanish. Leave it for an operator.
+                    logger.error("refund %s: Stripe refund unreadable: %s", refund.id, refusal)
+                    return refund
+        return await self._apply(refund.id, hold_id, stripe_refund)
+
+    async def _apply(
+        self, refund_id: uuid.UUID, hold_id: str, stripe_refund: RefundState
+    ) -> Refund:
+        """Move the wallet as Stripe's answer says, then the refund (its events do it too)."""
+        if stripe_refund.status == service.STRIPE_SUCCEEDED:
+            try:
+                await self.wallet.capture(hold_id)
+            except HoldNotCapturable:
+                # The hold is gone (it lapsed while nothing renewed it): `payment.refunded`
+                # makes the transactions service debit the wallet itself.
+                logger.warning("hold %s of refund %s could not be captured", hold_id, refund_id)
+        elif stripe_refund.status in service.STRIPE_FAILED:
+            await self._void_quietly(hold_id)
         async with self.sessionmaker() as session, session.begin():
-            return await service.settle(session, refund.id, captured_hold_id=captured)
+            refund, _ = await service.apply_stripe_state(session, refund_id, stripe_refund)
+        return refund
+
+    @asynccontextmanager
+    async def hold_kept(self, hold_id: str) -> AsyncIterator[None]:
+        """Renew the hold now and then until the block ends, so it never lapses under it."""
+        keeper = asyncio.create_task(self._keep_renewing(hold_id))
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep_renewing(self, hold_id: str) -> None:
+        while True:
+            renewed = await self.renew_hold(hold_id)
+            if renewed is False:
+                return
+            delay = RENEW_MIN_SECONDS
+            if isinstance(renewed, datetime):
+                left = (renewed - datetime.now(UTC)).total_seconds()
+                delay = max(left / RENEW_FRACTION, RENEW_MIN_SECONDS)
+            await asyncio.sleep(delay)
+
+    async def renew_hold(self, hold_id: str) -> datetime | bool:
+        """Renew a refund's hold: its new expiry; False when it is gone; True when unknown."""
+        try:
+            return await self.wallet.renew(hold_id)
+        except HoldNotCapturable:
+            logger.warning("hold %s is no longer active; not renewed", hold_id)
+            return False
+        except ProblemError as exc:
+            logger.warning("renewing hold %s failed: %s", hold_id, exc.detail)
+            return True
+
+    async def _release(self, refund_id: uuid.UUID, lease: datetime | None) -> None:
+        if lease is None:
+            return
+        async with self.sessionmaker() as session, session.begin():
+            await repository.release_lease(session, refund_id, lease)
 
     async def _payment(self, payment_id: uuid.UUID) -> Payment:
         async with self.sessionmaker() as session:

@@ -85,12 +85,29 @@ async def update_pending(
     to_status: RefundStatus | None,
 ) -> Refund | None:
     """Change a refund that is still pending; None when it is not (any more)."""
+    return await transition(
+        session, refund_id, values, from_status=RefundStatus.PENDING, to_status=to_status
+    )
+
+
+async def transition(
+    session: AsyncSession,
+    refund_id: uuid.UUID,
+    values: dict[str, Any],
+    *,
+    from_status: RefundStatus,
+    to_status: RefundStatus | None,
+) -> Refund | None:
+    """Change a refund that is in `from_status`; None when it is not (any more).
+
+    The status test is in the UPDATE: of two concurrent changes from one status, one wins.
+    """
     changes = dict(values, updated_at=func.now())
     if to_status is not None:
         changes["status"] = to_status
     return await session.scalar(
         update(Refund)
-        .where(Refund.id == refund_id, Refund.status == RefundStatus.PENDING)
+        .where(Refund.id == refund_id, Refund.status == from_status)
         .values(**changes)
         .returning(Refund)
         .execution_options(populate_existing=True)
@@ -112,3 +129,16 @@ async def pending_ids(
         .limit(limit)
     )
     return list(rows)
+
+
+async def pending_holds(
+    session: AsyncSession, *, after: uuid.UUID | None, limit: int
+) -> list[tuple[uuid.UUID, str]]:
+    """(refund id, hold id) of pending refunds that hold wallet money, by id after `after`."""
+    statement = select(Refund.id, Refund.hold_id).where(
+        Refund.status == RefundStatus.PENDING, Refund.hold_id.is_not(None)
+    )
+    if after is not None:
+        statement = statement.where(Refund.id > after)
+    rows = await session.execute(statement.order_by(Refund.id).limit(limit))
+    return [(row.id, str(row.hold_id)) for row in rows]

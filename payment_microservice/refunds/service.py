@@ -1,20 +1,23 @@
-"""Rules of refunds: what may be refunded, and how a refund settles with its event.
+"""Rules of refunds: what may be refunded, and how a refund settles with its events.
 
 Every function takes the session first, flushes and never commits. A refund reserves its
 amount while the payment row is locked, so concurrent refunds never add up to more than the
-payment; it settles (status test in the UPDATE, event id derived from the refund) once.
+payment. Its status moves only along TRANSITIONS, each move a status-tested UPDATE with an
+event id derived from the refund, so every move happens once, whoever reports it and in
+whatever order: the request, a webhook, the reconciler.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.errors import ProblemError
-from micropay_common.events import EventType, PaymentRefunded
+from micropay_common.events import EventType, PaymentRefunded, PaymentRefundFailed
 from micropay_common.idempotency import leases
 from micropay_common.outbox import publish
 from micropay_common.security import AuthenticatedUser
@@ -39,6 +42,20 @@ from payment_microservice.wallet import InsufficientFunds
 logger = logging.getLogger("micropay.payment.refunds")
 
 INSUFFICIENT_FUNDS = "insufficient_funds"
+
+TRANSITIONS: Mapping[RefundStatus, frozenset[RefundStatus]] = {
+    # Stripe answered pending (or requires_action), or has not answered: the hold is kept.
+    RefundStatus.PENDING: frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED}),
+    # Stripe may still fail a refund it reported succeeded; the wallet's debit is reversed.
+    RefundStatus.SUCCEEDED: frozenset({RefundStatus.FAILED}),
+    # Final at Stripe too: a later `succeeded` (a late or forged event) changes nothing.
+    RefundStatus.FAILED: frozenset(),
+}
+"""The moves a refund's status may make; nothing else moves it."""
+
+STRIPE_SUCCEEDED = "succeeded"
+STRIPE_FAILED = frozenset({"failed", "canceled"})
+"""Stripe Refund statuses that end a refund without money reaching the card."""
 
 
 def stripe_idempotency_key(refund_id: uuid.UUID) -> str:
@@ -143,60 +160,148 @@ async def list_refunds(
 async def mark_failed(
     session: AsyncSession, refund_id: uuid.UUID, *, code: str, message: str | None
 ) -> Refund:
-    """Fail a pending refund, releasing its reservation."""
-    updated = await repository.update_pending(
+    """Fail a pending refund Stripe never accepted, releasing its reservation.
+
+    No event: nothing was debited, and the caller is answered with the failure.
+    """
+    updated = await _move(
         session,
         refund_id,
-        {"failure_code": code, "failure_message": message, "lease_expires_at": None},
-        to_status=RefundStatus.FAILED,
+        RefundStatus.PENDING,
+        RefundStatus.FAILED,
+        {"failure_code": code, "failure_message": message},
     )
     return updated or await _current(session, refund_id)
 
 
-async def settle(
-    session: AsyncSession, refund_id: uuid.UUID, *, captured_hold_id: str | None
-) -> Refund:
+async def settle(session: AsyncSession, refund_id: uuid.UUID) -> Refund:
     """Succeed a pending refund: count it on the payment and publish `payment.refunded` once.
 
-    `captured_hold_id` tells the transactions service the wallet was already debited through
-    that hold; without it (the hold had expired) the transactions service debits it itself.
+    The event names the refund's hold: the transactions service captures it if the driver has
+    not, or debits the wallet directly if it is gone (it expired while nobody renewed it).
     """
-    updated = await repository.update_pending(
-        session, refund_id, {"lease_expires_at": None}, to_status=RefundStatus.SUCCEEDED
-    )
+    updated = await _move(session, refund_id, RefundStatus.PENDING, RefundStatus.SUCCEEDED)
     if updated is None:
         return await _current(session, refund_id)
-    await _count_and_publish(session, updated, hold_id=captured_hold_id)
+    await _count_and_publish(session, updated, hold_id=updated.hold_id)
     return updated
+
+
+async def fail_at_stripe(
+    session: AsyncSession, refund_id: uuid.UUID, *, code: str, message: str | None
+) -> Refund:
+    """Fail a refund Stripe failed or cancelled, publishing `payment.refund_failed` once.
+
+    From `pending` the hold is released; from `succeeded` (the wallet was debited) the refund
+    is taken off the payment's amount refunded and the debit is reversed. A failed refund
+    stays as it is.
+    """
+    values = {"failure_code": code, "failure_message": message}
+    was_refunded = False
+    updated = await _move(session, refund_id, RefundStatus.PENDING, RefundStatus.FAILED, values)
+    if updated is None:
+        updated = await _move(
+            session, refund_id, RefundStatus.SUCCEEDED, RefundStatus.FAILED, values
+        )
+        was_refunded = updated is not None
+    if updated is None:
+        return await _current(session, refund_id)
+    if was_refunded:
+        payment = await payments_service.uncount_refund(session, updated.payment_id, updated.amount)
+    else:
+        payment = await payments_service.get_payment(session, updated.payment_id)
+    await publish(
+        session,
+        PaymentRefundFailed(
+            payment_id=str(payment.id),
+            refund_id=str(updated.id),
+            user_id=payment.user_id,
+            amount=updated.amount,
+            currency=updated.currency,
+            hold_id=updated.hold_id,
+            was_refunded=was_refunded,
+            failure_code=code,
+        ),
+        event_id=payments_service.event_id(EventType.PAYMENT_REFUND_FAILED, updated.id),
+    )
+    logger.warning(
+        "refund %s of payment %s failed at Stripe (%s)%s",
+        updated.id,
+        payment.id,
+        code,
+        "; its debit is reversed" if was_refunded else "",
+        extra={"payment_id": str(payment.id), "refund_id": str(updated.id)},
+    )
+    return updated
+
+
+async def apply_stripe_state(
+    session: AsyncSession, refund_id: uuid.UUID, state: RefundState
+) -> tuple[Refund, bool]:
+    """Bring our refund in line with its Stripe Refund as retrieved from Stripe.
+
+    `succeeded` settles it, `failed` or `canceled` fails it, anything else (`pending`,
+    `requires_action`) keeps it pending with the Stripe id recorded. Returns the refund and
+    whether its status changed.
+    """
+    before = await _current(session, refund_id)
+    if state.status == STRIPE_SUCCEEDED:
+        after = await settle(session, refund_id)
+    elif state.status in STRIPE_FAILED:
+        after = await fail_at_stripe(
+            session,
+            refund_id,
+            code=state.failure_reason or state.status,
+            message=f"Stripe reports the refund {state.status}.",
+        )
+    else:
+        after = before
+    if after.stripe_refund_id is None and after.status == RefundStatus.PENDING:
+        after = (
+            await repository.update_pending(
+                session, refund_id, {"stripe_refund_id": state.id}, to_status=None
+            )
+            or after
+        )
+    if after.status != before.status:
+        logger.info("refund %s: %s -> %s", refund_id, before.status, after.status)
+    return after, after.status != before.status
 
 
 async def record_stripe_refund(
     session: AsyncSession, payment: Payment, refund: RefundState
 ) -> bool:
-    """Apply a refund Stripe reports (webhook); True when it changed anything.
+    """Apply a refund as retrieved from Stripe (for a webhook); True when it changed anything.
 
-    The echo of a refund we started (found by the refund id in its metadata, or by its Stripe
-    id) changes nothing: its own driver debits the wallet through a hold. A refund made at
-    Stripe directly (dashboard) is recorded and published without a hold, so the transactions
-    service debits the wallet.
+    A refund we started (found by the refund id in its metadata, or by its Stripe id) follows
+    its Stripe status. A refund made at Stripe directly (dashboard) and not failed is recorded
+    `succeeded` and published without a hold, so the transactions service debits the wallet
+    at once (the card may already be credited); if Stripe fails it later, that debit is
+    reversed.
     """
-    if refund.status not in ("succeeded", "pending"):
-        logger.warning("Stripe refund %s is %s; not applied", refund.id, refund.status)
-        return False
     ours = None
     if refund.refund_id:
         try:
             ours = await repository.get(session, uuid.UUID(refund.refund_id))
         except ValueError:
             ours = None
+        if ours is not None and ours.payment_id != payment.id:
+            logger.warning(
+                "Stripe refund %s names refund %s of another payment", refund.id, ours.id
+            )
+            return False
     if ours is None:
         ours = await repository.get_by_stripe_id(session, refund.id)
     if ours is not None:
-        if ours.stripe_refund_id is None and ours.status == RefundStatus.PENDING:
-            await repository.update_pending(
-                session, ours.id, {"stripe_refund_id": refund.id}, to_status=None
+        if ours.stripe_refund_id not in (None, refund.id):
+            logger.warning(
+                "refund %s is Stripe's %s, not %s", ours.id, ours.stripe_refund_id, refund.id
             )
-        return False
+            return False
+        _, changed = await apply_stripe_state(session, ours.id, refund)
+        return changed
+    if refund.status in STRIPE_FAILED:
+        return False  # never recorded, never debited: nothing to undo
     # Locked so that the amount refunded is added up in order with our own refunds.
     await payments_service.lock_for_refunds(session, payment.id)
     recorded = await repository.insert_if_new(
@@ -215,6 +320,25 @@ async def record_stripe_refund(
         return False
     await _count_and_publish(session, recorded, hold_id=None)
     return True
+
+
+async def _move(
+    session: AsyncSession,
+    refund_id: uuid.UUID,
+    from_status: RefundStatus,
+    to_status: RefundStatus,
+    values: dict[str, Any] | None = None,
+) -> Refund | None:
+    """One move along TRANSITIONS, if the refund is in `from_status`; None when it is not."""
+    if to_status not in TRANSITIONS[from_status]:
+        raise ValueError(f"a refund never moves from {from_status} to {to_status}")
+    return await repository.transition(
+        session,
+        refund_id,
+        {**(values or {}), "lease_expires_at": None},
+        from_status=from_status,
+        to_status=to_status,
+    )
 
 
 async def _count_and_publish(session: AsyncSession, refund: Refund, *, hold_id: str | None) -> None:
@@ -246,6 +370,13 @@ async def stale_pending(
 ) -> list[uuid.UUID]:
     """Pending refunds untouched for `older_than_seconds` that nobody drives, oldest first."""
     return await repository.pending_ids(session, older_than_seconds=older_than_seconds, limit=limit)
+
+
+async def pending_holds(
+    session: AsyncSession, *, after: uuid.UUID | None, limit: int
+) -> list[tuple[uuid.UUID, str]]:
+    """(refund id, hold id) of pending refunds holding wallet money, by refund id after `after`."""
+    return await repository.pending_holds(session, after=after, limit=limit)
 
 
 async def claim_pending(

@@ -73,6 +73,16 @@ class PaymentStack:
                 return int(wallet["available"])
         return 0
 
+    async def stripe_update(self, path: str, **fields: str) -> dict[str, Any]:
+        """Change an object in localstripe (`POST /v1/<path>`), as Stripe's own side would."""
+        async with httpx.AsyncClient(base_url=self.localstripe_url) as client:
+            response = await client.post(
+                f"/v1/{path}", data=fields, headers={"Authorization": f"Bearer {STRIPE_KEY}"}
+            )
+        assert response.status_code == 200, response.text
+        found: dict[str, Any] = response.json()
+        return found
+
     def sign(self, payload: bytes, timestamp: int | None = None, secret: str | None = None) -> str:
         """A Stripe-Signature header, computed as Stripe documents it."""
         return stripe.WebhookSignature.generate_signature_header(  # type: ignore[no-any-return]
@@ -100,7 +110,7 @@ class PaymentStack:
 
 async def outbox_events(db: asyncpg.Connection, event_type: str, subject: str) -> list[Any]:
     """The payment service's outbox rows of one event type about a payment or refund."""
-    key = "refund_id" if event_type == "payment.refunded" else "payment_id"
+    key = "refund_id" if event_type.startswith("payment.refund") else "payment_id"
     rows = await db.fetch(
         "SELECT event_id, consumer, payload FROM payments.outbox "
         f"WHERE event_type = $1 AND payload->'data'->>'{key}' = $2",

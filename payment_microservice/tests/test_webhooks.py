@@ -1,8 +1,9 @@
 """POST /payments/webhooks/stripe: signatures, replays, ordering, refunds made at Stripe.
 
 localstripe sends real signed events for payment intents; the event types it never emits
-(`charge.refunded`, `refund.updated`) are signed here with the endpoint's secret, exactly as
-Stripe documents the scheme.
+(`charge.refunded`, `refund.created`) are signed here with the endpoint's secret, exactly as
+Stripe documents the scheme. The service asks Stripe about every object an event names, so
+the objects in those events are real localstripe objects.
 """
 
 from __future__ import annotations
@@ -43,18 +44,13 @@ async def _intent_of(db: asyncpg.Connection, payment_id: str) -> Any:
     )
 
 
-def _stripe_refund(row: Any, amount: int) -> dict[str, Any]:
-    """A succeeded refund of the payment's charge made at Stripe, as its events carry it."""
-    return {
-        "id": f"re_{uuid.uuid4().hex[:14]}",
-        "object": "refund",
-        "amount": amount,
-        "currency": "usd",
-        "charge": row["stripe_charge_id"],
-        "payment_intent": row["stripe_payment_intent_id"],
-        "status": "succeeded",
-        "metadata": {},
-    }
+def _refund_at_stripe(stripe_client: Any, row: Any, amount: int) -> dict[str, Any]:
+    """A refund of the payment's charge made at Stripe directly (its dashboard)."""
+    made = stripe_client.v1.refunds.create(
+        {"payment_intent": row["stripe_payment_intent_id"], "amount": amount}
+    )
+    refund: dict[str, Any] = made.to_dict()
+    return refund
 
 
 def _event_body(
@@ -150,11 +146,11 @@ async def test_unknown_event_types_are_recorded_and_ignored(payment_stack, db):
     assert outcome == "ignored"
 
 
-async def test_replayed_event_is_a_no_op(payment_stack, make_user, db):
+async def test_replayed_event_is_a_no_op(payment_stack, make_user, db, stripe_client):
     user = make_user()
     payment = await _succeeded_payment(payment_stack, user, 900)
     row = await _intent_of(db, payment["id"])
-    refund = _stripe_refund(row, 300)
+    refund = _refund_at_stripe(stripe_client, row, 300)
     event_id = f"evt_{uuid.uuid4().hex}"
     first = await payment_stack.send_event("refund.updated", refund, event_id=event_id)
     assert first.json()["outcome"] == "applied"
@@ -222,12 +218,16 @@ async def test_refund_made_at_stripe_debits_the_wallet_through_charge_refunded(
     assert read.json()["amount_refunded"] == 400
 
 
-async def test_handler_error_is_5xx_and_nothing_is_recorded(payment_stack, make_user, db):
+async def test_handler_error_is_5xx_and_nothing_is_recorded(
+    payment_stack, make_user, db, stripe_client
+):
     user = make_user()
     payment = await _succeeded_payment(payment_stack, user, 500)
     row = await _intent_of(db, payment["id"])
-    # A refund larger than the payment breaks the payments CHECK: the handler fails.
-    refund = _stripe_refund(row, 5000)
+    # Stripe (localstripe, changed by hand) reports a refund larger than the payment, which
+    # breaks the payments CHECK: the handler fails.
+    refund = _refund_at_stripe(stripe_client, row, 100)
+    await payment_stack.stripe_update(f"refunds/{refund['id']}", amount="5000")
     event_id = f"evt_{uuid.uuid4().hex}"
     response = await payment_stack.send_event("refund.updated", refund, event_id=event_id)
     assert response.status_code >= 500

@@ -26,7 +26,7 @@ router = APIRouter(tags=["webhooks"])
 async def stripe_webhook(
     request: Request, session: SessionDep, settings: SettingsDep, stripe: StripeDep
 ) -> WebhookReceipt:
-    """Verify the `Stripe-Signature` on the raw body, then apply the event once.
+    """Verify the `Stripe-Signature` on the raw body, ask Stripe, then apply the event once.
 
     A redelivered event answers `duplicate` and changes nothing; event types the service does
     not use answer `ignored`; an error answers 5xx so that Stripe delivers it again.
@@ -39,8 +39,10 @@ async def stripe_webhook(
         settings.stripe_webhook_tolerance_seconds,
     )
     try:
-        refunds = await service.prefetch_refunds(stripe, event)
+        # Before the event's transaction: the body only names the object; Stripe says what
+        # it is now.
+        effect = await service.ask_stripe(stripe, event)
     except StripeUnavailable as exc:
         raise PaymentProviderUnavailable("Stripe did not answer; deliver the event again.") from exc
-    outcome = await service.handle(session, event, refunds)
+    outcome = await service.handle(session, event, effect)
     return WebhookReceipt(outcome=outcome)

@@ -1,17 +1,27 @@
-"""Stripe webhook events: verified, recorded by event id, applied once.
+"""Stripe webhook events: verified, checked with Stripe, recorded by event id, applied once.
+
+A signed event says only which object changed: before anything is applied, the object is
+retrieved from Stripe (the PaymentIntent, the Refund, a charge's refunds) and its status as
+Stripe has it now is what counts, so a forged or stale body cannot credit a wallet or move a
+payment from `failed` to `succeeded` unless Stripe itself says succeeded. That read happens
+before the event's transaction, so no database transaction waits on Stripe.
 
 The event id goes into `stripe_events` in the same transaction as the event's effect, so a
 redelivery changes nothing, and an error rolls both back (Stripe retries on the 5xx). Effects
-are themselves idempotent (status-guarded settlement, event ids derived from the payment or
-refund), so the same fact reported by a webhook and by the confirmation, in any order, counts
-once.
+are themselves idempotent (status-guarded moves, event ids derived from the payment or
+refund), so the same fact reported by a webhook, the request and the reconciler, in any
+order, counts once.
+
+Each event type this service acts on has one entry in FETCHERS: a function that asks Stripe
+about the event's object and returns what to apply in the transaction (or None: nothing of
+ours). A new event type is a new entry.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import stripe
@@ -21,10 +31,10 @@ from payment_microservice.models import StripeEventOutcome
 from payment_microservice.payments import service as payments_service
 from payment_microservice.refunds import service as refunds_service
 from payment_microservice.stripe_api import (
+    IntentState,
     RefundState,
     StripeApi,
-    intent_state,
-    refund_state,
+    StripeRefused,
 )
 from payment_microservice.webhooks import repository
 from payment_microservice.webhooks.exceptions import InvalidPayload, InvalidSignature
@@ -41,8 +51,15 @@ INTENT_EVENTS = frozenset(
         "payment_intent.processing",
     }
 )
-REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "charge.refund.updated"})
+REFUND_EVENTS = frozenset(
+    {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}
+)
 CHARGE_REFUNDED = "charge.refunded"
+
+Apply = Callable[[AsyncSession], Awaitable[bool]]
+"""An event's effect, bound to what Stripe said: True when it changed anything."""
+Fetch = Callable[[StripeApi, Mapping[str, Any]], Awaitable[Apply | None]]
+"""Asks Stripe about an event's object (`data.object`); None when there is nothing to apply."""
 
 
 def verify(payload: bytes, signature: str | None, secret: str, tolerance: int) -> dict[str, Any]:
@@ -71,28 +88,35 @@ def verify(payload: bytes, signature: str | None, secret: str, tolerance: int) -
     return event
 
 
-async def prefetch_refunds(stripe_api: StripeApi, event: Mapping[str, Any]) -> list[RefundState]:
-    """The refunds a `charge.refunded` event is about, from Stripe when the charge omits them.
+async def ask_stripe(stripe_api: StripeApi, event: Mapping[str, Any]) -> Apply | None:
+    """What the event's object is at Stripe now, as the effect to apply; None to ignore it.
 
-    Runs before the event's transaction: no database transaction waits on Stripe.
+    StripeUnavailable propagates (the endpoint answers 503 and Stripe delivers again).
     """
-    if event["type"] != CHARGE_REFUNDED:
-        return []
-    charge = event["data"]["object"]
-    embedded = (charge.get("refunds") or {}).get("data")
-    if isinstance(embedded, list):
-        return [refund_state(item) for item in embedded]
-    return await stripe_api.list_refunds(str(charge["id"]))
+    fetch = FETCHERS.get(event["type"])
+    if fetch is None:
+        return None
+    try:
+        return await fetch(stripe_api, event["data"]["object"])
+    except StripeRefused as exc:
+        # Most often StripeObjectMissing: a forged id, or another account's.
+        logger.warning(
+            "Stripe event %s (%s): Stripe will not show its object: %s",
+            event["id"],
+            event["type"],
+            exc,
+        )
+        return None
 
 
 async def handle(
-    session: AsyncSession, event: dict[str, Any], refunds: list[RefundState]
+    session: AsyncSession, event: dict[str, Any], effect: Apply | None
 ) -> WebhookOutcome:
     """Record and apply one event: applied, ignored, or a duplicate of one received before."""
     if not await repository.record(session, event):
         logger.info("Stripe event %s already received", event["id"])
         return "duplicate"
-    applied = await _apply(session, event, refunds)
+    applied = await effect(session) if effect is not None else False
     outcome = StripeEventOutcome.APPLIED if applied else StripeEventOutcome.IGNORED
     if not applied:
         await repository.set_outcome(session, event["id"], outcome)
@@ -106,38 +130,72 @@ async def handle(
     return outcome
 
 
-async def _apply(session: AsyncSession, event: dict[str, Any], refunds: list[RefundState]) -> bool:
-    kind = event["type"]
-    obj = event["data"]["object"]
-    if kind in INTENT_EVENTS:
-        intent = intent_state(obj)
-        payment = await payments_service.payment_of_intent(
-            session,
-            intent.id,
-            intent.payment_id,
-            amount=obj.get("amount"),
-            currency=str(obj.get("currency", "")).upper(),
-        )
-        if payment is None:
-            return False
-        await payments_service.apply_intent(session, payment.id, intent)
-        return True
-    if kind == CHARGE_REFUNDED:
-        payment = await payments_service.payment_of_charge(
-            session, obj.get("id"), obj.get("payment_intent")
-        )
-        if payment is None:
-            return False
-        changed = False
-        for refund in refunds:
-            changed |= await refunds_service.record_stripe_refund(session, payment, refund)
-        return changed
-    if kind in REFUND_EVENTS:
-        refund = refund_state(obj)
+def _object_id(obj: Mapping[str, Any]) -> str | None:
+    value = obj.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+async def _fetch_intent(stripe_api: StripeApi, obj: Mapping[str, Any]) -> Apply | None:
+    intent_id = _object_id(obj)
+    if intent_id is None:
+        return None
+    intent = await stripe_api.retrieve_intent(intent_id)
+
+    async def apply(session: AsyncSession) -> bool:
+        return await _apply_intent(session, intent)
+
+    return apply
+
+
+async def _apply_intent(session: AsyncSession, intent: IntentState) -> bool:
+    payment = await payments_service.payment_of_intent(
+        session, intent.id, intent.payment_id, amount=intent.amount, currency=intent.currency or ""
+    )
+    if payment is None:
+        return False
+    await payments_service.apply_intent(session, payment.id, intent)
+    return True
+
+
+async def _fetch_refund(stripe_api: StripeApi, obj: Mapping[str, Any]) -> Apply | None:
+    refund_id = _object_id(obj)
+    if refund_id is None:
+        return None
+    refund = await stripe_api.retrieve_refund(refund_id)
+
+    async def apply(session: AsyncSession) -> bool:
+        return await _apply_refunds(session, [refund])
+
+    return apply
+
+
+async def _fetch_charge_refunds(stripe_api: StripeApi, obj: Mapping[str, Any]) -> Apply | None:
+    charge_id = _object_id(obj)
+    if charge_id is None:
+        return None
+    # The refunds as Stripe lists them now, never the copies embedded in the event.
+    refunds = await stripe_api.list_refunds(charge_id)
+
+    async def apply(session: AsyncSession) -> bool:
+        return await _apply_refunds(session, refunds)
+
+    return apply
+
+
+async def _apply_refunds(session: AsyncSession, refunds: list[RefundState]) -> bool:
+    changed = False
+    for refund in refunds:
         payment = await payments_service.payment_of_charge(
             session, refund.charge_id, refund.payment_intent_id
         )
-        if payment is None:
-            return False
-        return await refunds_service.record_stripe_refund(session, payment, refund)
-    return False
+        if payment is not None:
+            changed |= await refunds_service.record_stripe_refund(session, payment, refund)
+    return changed
+
+
+FETCHERS: Mapping[str, Fetch] = {
+    **dict.fromkeys(INTENT_EVENTS, _fetch_intent),
+    **dict.fromkeys(REFUND_EVENTS, _fetch_refund),
+    CHARGE_REFUNDED: _fetch_charge_refunds,
+}
+"""The event types this service acts on, each with how Stripe is asked about its object."""

@@ -20,7 +20,7 @@ import stripe
 
 from micropay_testing.apps import serve_http
 from micropay_testing.polling import eventually
-from stack.launcher import Stack
+from stack.launcher import STRIPE_TEST_KEY, Stack
 from tests.e2e.client import NEEDS_3DS, PROBLEM_JSON, Api, User, WebhookReceiver
 from tests.e2e.conftest import StackLog
 
@@ -368,3 +368,52 @@ async def test_calls_keep_working_when_the_service_tokens_expire_and_cannot_be_r
         assert any("service token refresh failed; logging in again" in line for line in lines), (
             f"{service} never renewed its token after the sign-out"
         )
+
+
+async def test_a_refund_stripe_fails_after_success_is_credited_back_once(
+    api: Api, stack: Stack
+) -> None:
+    user = await _funded(api, 2000, "refund-fails")
+    payment_id = (await api.client.get("/payments", headers=user.auth)).json()["data"][0]["id"]
+    refunded = await api.refund(user, payment_id, 800)
+    assert refunded.status_code == 201, refunded.text
+    refund = refunded.json()
+    assert refund["status"] == "succeeded"
+    await api.balance_becomes(user, 1200)
+
+    # The card's bank returns the money days later: Stripe marks the refund failed and sends
+    # a signed refund.updated (the stand-in does both when the refund is changed).
+    client = api.stripe()
+    listed = await asyncio.to_thread(client.v1.refunds.list, {"limit": 100})
+    [stripe_refund] = [
+        r for r in listed.data if r.to_dict()["metadata"].get("refund_id") == refund["id"]
+    ]
+    async with httpx.AsyncClient(base_url=stack.localstripe_url) as stripe_side:
+        failed = await stripe_side.post(
+            f"/v1/refunds/{stripe_refund.id}",
+            data={"status": "failed", "failure_reason": "expired_or_canceled_card"},
+            headers={"Authorization": f"Bearer {STRIPE_TEST_KEY}"},
+        )
+    assert failed.status_code == 200, failed.text
+
+    await api.balance_becomes(user, 2000)
+    await asyncio.sleep(2)  # a second credit would have arrived by now
+    assert await api.balance(user) == 2000
+    lines = await api.history(user)
+    assert [(line["type"], line["amount"]) for line in lines] == [
+        ("refund_reversal", 800),
+        ("refund", -800),
+        ("top_up", 2000),
+    ]
+    read = await api.client.get(f"/payments/{payment_id}/refunds", headers=user.auth)
+    assert [(r["status"], r["failure_code"]) for r in read.json()["data"]] == [
+        ("failed", "expired_or_canceled_card")
+    ]
+    payment = await api.client.get(f"/payments/{payment_id}", headers=user.auth)
+    assert payment.json()["amount_refunded"] == 0
+
+    async def told() -> bool:
+        sent = await api.notifications(user, channel="email", status="sent")
+        return "payment.refund_failed" in {n["event"] for n in sent}
+
+    await eventually(told)

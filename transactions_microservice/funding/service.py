@@ -27,7 +27,7 @@ logger = logging.getLogger("micropay.transactions.funding")
 class RefundOutcome:
     """What a refund did to the ledger."""
 
-    how: Literal["hold_captured", "debited", "already_applied"]
+    how: Literal["hold_captured", "debited", "already_applied", "hold_released", "reversed"]
     debited: int = 0
     shortfall: int = 0
 
@@ -174,3 +174,81 @@ async def debit_refund(
             extra={"refund": reference, "user_id": user_id, "shortfall": shortfall},
         )
     return RefundOutcome("debited", debited=debited, shortfall=shortfall)
+
+
+async def fail_refund(
+    session: AsyncSession,
+    *,
+    refund_id: str,
+    user_id: str,
+    amount: int,
+    currency: str,
+    hold_id: str | None,
+    was_refunded: bool,
+) -> RefundOutcome:
+    """Undo a refund Stripe failed or cancelled: release its hold, or reverse its debit, once.
+
+    `was_refunded` says `payment.refunded` was published for it first (Stripe had said
+    succeeded). The two events may arrive in either order, so that debit is applied here if it
+    has not been yet (the later `payment.refunded` then finds it applied) and reversed at
+    once: a debit and its reversal, never a lone debit. A refund that never succeeded only
+    gives its hold back.
+    """
+    if was_refunded:
+        await apply_refund(
+            session,
+            refund_id=refund_id,
+            user_id=user_id,
+            amount=amount,
+            currency=currency,
+            hold_id=hold_id,
+        )
+    elif hold_id is not None:
+        released = await _release_hold(session, hold_id)
+        if released:
+            return RefundOutcome("hold_released")
+    debit = await _refund_debit(session, refund_id, hold_id)
+    if debit is None:
+        return RefundOutcome("already_applied")
+    posted = await ledger.reverse(
+        session,
+        debit,
+        type_=LedgerTransactionType.REFUND_REVERSAL,
+        reference=refund_id,
+        entry_type=EntryType.REFUND_REVERSAL,
+    )
+    if posted is None:
+        logger.info("refund %s was reversed before; not again", refund_id)
+        return RefundOutcome("already_applied")
+    logger.info("refund %s failed at Stripe; its debit is reversed", refund_id)
+    return RefundOutcome("reversed")
+
+
+async def _release_hold(session: AsyncSession, hold_id: str) -> bool:
+    """Void the refund's hold if it is still active; True when it was."""
+    try:
+        parsed = uuid.UUID(hold_id)
+        hold = await holds_service.get_hold(session, parsed)
+    except (ValueError, HoldNotFound):
+        return False
+    if hold.status != HoldStatus.ACTIVE:
+        return False
+    try:
+        released = await holds_service.void(session, parsed)
+    except HoldNotActive:  # captured meanwhile: its debit is reversed instead
+        return False
+    return released.status == HoldStatus.VOIDED
+
+
+async def _refund_debit(
+    session: AsyncSession, refund_id: str, hold_id: str | None
+) -> uuid.UUID | None:
+    """The ledger transaction that debited the wallet for a refund, if any."""
+    if hold_id is not None:
+        try:
+            hold = await holds_service.get_hold(session, uuid.UUID(hold_id))
+        except (ValueError, HoldNotFound):
+            hold = None
+        if hold is not None and hold.transaction_id is not None:
+            return hold.transaction_id
+    return await ledger.transaction_by_reference(session, LedgerTransactionType.REFUND, refund_id)

@@ -121,6 +121,22 @@ async def add_held(session: AsyncSession, account_id: AccountId, amount: int) ->
     )
 
 
+async def extend(session: AsyncSession, hold_id: uuid.UUID, ttl_seconds: int) -> bool:
+    """Push an active hold's expiry to `ttl_seconds` from now (never earlier); False if not active.
+
+    The expiry sweep takes the same row with the same status test, so a renewal and an expiry
+    of one hold are ordered by the row lock: whichever commits first wins, never both.
+    """
+    expires_at = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, ttl_seconds)
+    renewed = await session.scalar(
+        update(holds)
+        .where(holds.c.id == hold_id, holds.c.status == HoldStatus.ACTIVE)
+        .values(expires_at=func.greatest(holds.c.expires_at, expires_at))
+        .returning(holds.c.id)
+    )
+    return renewed is not None
+
+
 async def resolve(
     session: AsyncSession,
     hold_id: uuid.UUID,

@@ -64,6 +64,21 @@ async def capture_hold(hold_id: uuid.UUID, session: SessionDep) -> HoldRead:
 
 
 @router.post(
+    "/internal/holds/{hold_id}/renew",
+    response_model=HoldRead,
+    summary="Keep a hold for another HOLD_TTL_SECONDS",
+    responses={
+        404: {"description": "No such hold"},
+        409: {"description": "`hold_not_active`: the hold was captured, voided or has expired"},
+    },
+)
+async def renew_hold(hold_id: uuid.UUID, session: SessionDep, settings: SettingsDep) -> HoldRead:
+    """Move the expiry of an active hold to HOLD_TTL_SECONDS from now (never earlier)."""
+    hold = await service.renew(session, hold_id, settings.hold_ttl_seconds)
+    return HoldRead.model_validate(asdict(hold))
+
+
+@router.post(
     "/internal/holds/{hold_id}/void",
     response_model=HoldRead,
     summary="Release a hold",

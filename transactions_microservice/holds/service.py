@@ -153,6 +153,24 @@ async def capture(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
     return await _reload(session, hold.id)
 
 
+async def renew(session: AsyncSession, hold_id: uuid.UUID, ttl_seconds: int) -> HoldRecord:
+    """Keep an active hold for `ttl_seconds` more (a refund still in flight); 409 if resolved.
+
+    A hold past its expiry that no posting or sweep has released yet still counts in the
+    wallet's `held` (the CHECK on `balance - held` has kept covering it), so renewing it
+    reserves no money the wallet does not have.
+    """
+    hold = await _reload(session, hold_id)
+    if hold.status != HoldStatus.ACTIVE or not await repository.extend(
+        session, hold_id, ttl_seconds
+    ):
+        current = await _reload(session, hold_id)
+        raise HoldNotActive(
+            f"The hold is {current.status}; it cannot be renewed.", hold_status=current.status
+        )
+    return await _reload(session, hold_id)
+
+
 async def void(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
     """Release the held amount; voiding a voided or expired hold changes nothing."""
     hold = await _reload(session, hold_id)

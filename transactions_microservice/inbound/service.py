@@ -6,7 +6,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from micropay_common.events import PaymentRefunded, PaymentSucceeded, UserRegistered
+from micropay_common.events import (
+    PaymentRefunded,
+    PaymentRefundFailed,
+    PaymentSucceeded,
+    UserRegistered,
+)
 from micropay_common.inbox import EventHandler, EventMeta, on
 from transactions_microservice.accounts import service as accounts
 from transactions_microservice.funding import service as funding
@@ -36,6 +41,7 @@ class EventHandlers:
             on(UserRegistered, self.user_registered),
             on(PaymentSucceeded, self.payment_succeeded),
             on(PaymentRefunded, self.payment_refunded),
+            on(PaymentRefundFailed, self.payment_refund_failed),
         ]
 
     async def user_registered(
@@ -69,4 +75,18 @@ class EventHandlers:
             amount=event.amount,
             currency=event.currency,
             hold_id=event.hold_id,
+        )
+
+    async def payment_refund_failed(
+        self, session: AsyncSession, event: PaymentRefundFailed, meta: EventMeta
+    ) -> None:
+        """Release the failed refund's hold, or credit its debit back once (`refund_reversal`)."""
+        await funding.fail_refund(
+            session,
+            refund_id=event.refund_id,
+            user_id=event.user_id,
+            amount=event.amount,
+            currency=event.currency,
+            hold_id=event.hold_id,
+            was_refunded=event.was_refunded,
         )

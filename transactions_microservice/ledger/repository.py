@@ -209,6 +209,23 @@ async def transaction_by_reference(
     return found
 
 
+async def transaction_entries(session: AsyncSession, transaction_id: uuid.UUID) -> list[EntryRow]:
+    """The entries of a posted transaction, in the order they were written."""
+    rows = await session.execute(
+        select(
+            entries.c.account_id,
+            entries.c.type,
+            entries.c.amount,
+            entries.c.currency,
+            entries.c.balance_after,
+            entries.c.counterparty_user_id,
+        )
+        .where(entries.c.transaction_id == transaction_id)
+        .order_by(entries.c.id)
+    )
+    return [EntryRow(**row._mapping) for row in rows]
+
+
 def _records_of(page: Any) -> Select[Any]:
     """EntryRecords of `page` (a subquery of entries): each entry with its transaction's
     reference and description and the counterparty's email."""

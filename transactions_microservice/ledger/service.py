@@ -182,6 +182,33 @@ async def transaction_by_reference(
     return await repository.transaction_by_reference(session, type_, reference)
 
 
+async def reverse(
+    session: AsyncSession,
+    transaction_id: uuid.UUID,
+    *,
+    type_: LedgerTransactionType,
+    reference: str,
+    entry_type: EntryType,
+) -> Posted | None:
+    """Post the mirror image of a transaction (every entry negated) once per (type, reference)."""
+    posted = await repository.transaction_entries(session, transaction_id)
+    return await post(
+        session,
+        type_=type_,
+        reference=reference,
+        entries=[
+            NewEntry(
+                account_id=row.account_id,
+                amount=-row.amount,
+                currency=row.currency,
+                type=entry_type,
+                counterparty_user_id=row.counterparty_user_id,
+            )
+            for row in posted
+        ],
+    )
+
+
 async def history(
     session: AsyncSession,
     user_id: str,
