@@ -747,6 +747,24 @@ GRANT SELECT, INSERT, DELETE ON TABLE notifications.webhook_redeliveries TO noti
 
 UPDATE migrations.alembic_version SET version_num='0003' WHERE migrations.alembic_version.version_num = '0002';
 
+-- Running upgrade 0003 -> 0004
+
+CREATE INDEX revoked_tokens_revoked_idx ON auth.revoked_tokens (revoked_at);
+
+GRANT USAGE ON SCHEMA auth TO payment_service;
+
+GRANT SELECT (origin_jti, expires_at, revoked_at) ON TABLE auth.revoked_tokens TO payment_service;
+
+GRANT USAGE ON SCHEMA auth TO transactions_service;
+
+GRANT SELECT (origin_jti, expires_at, revoked_at) ON TABLE auth.revoked_tokens TO transactions_service;
+
+GRANT USAGE ON SCHEMA auth TO notifications_service;
+
+GRANT SELECT (origin_jti, expires_at, revoked_at) ON TABLE auth.revoked_tokens TO notifications_service;
+
+UPDATE migrations.alembic_version SET version_num='0004' WHERE migrations.alembic_version.version_num = '0003';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

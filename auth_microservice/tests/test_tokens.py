@@ -61,15 +61,15 @@ async def test_logout_revokes_at_once(client, admin_db, cognito, aws):
     answer = await client.post("/auth/logout", headers=bearer(access))
     assert answer.status_code == 204
 
-    assert_problem(await client.get("/auth/verify", headers=bearer(access)), 401, "invalid_token")
+    assert_problem(await client.get("/auth/verify", headers=bearer(access)), 401, "token_revoked")
     me = await client.get("/auth/me", headers=bearer(access))
-    assert "revoked" in assert_problem(me, 401, "invalid_token")["detail"]
+    assert "revoked" in assert_problem(me, 401, "token_revoked")["detail"]
     assert_problem(
         await client.post("/auth/refresh", json={"refresh_token": refresh}),
         401,
         "invalid_refresh_token",
     )
-    assert_problem(await client.post("/auth/logout", headers=bearer(access)), 401, "invalid_token")
+    assert_problem(await client.post("/auth/logout", headers=bearer(access)), 401, "token_revoked")
     # Cognito itself refuses the refresh token after the global sign-out.
     with pytest.raises(cognito.exceptions.NotAuthorizedException):
         cognito.admin_initiate_auth(
