@@ -14,10 +14,16 @@ of every service keeps the revoked keys in a dict that `TokenVerifier` consults 
   the connection is down are lost): the rows revoked since its last read, less an overlap for
   transactions that commit out of order, and everything at start, after a reconnect and every
   minute;
-- a read that succeeds confirms the set; when none has for REVOCATION_MAX_STALENESS_SECONDS
-  (the connection is down, the database unreachable), the verifier refuses user tokens with 503
-  `revocation_state_unavailable` instead of trusting a set that may miss a logout. Service
-  accounts are still admitted (they never log out; their calls carry events and holds).
+- a read that succeeds confirms the set. A user token that meets a set no read has confirmed
+  for REVOCATION_MAX_STALENESS_SECONDS asks for a read at once and waits for it (up to that
+  bound again); when none succeeds (the connection is down, the database unreachable) the
+  verifier answers 503 `revocation_state_unavailable` instead of trusting a set that may miss a
+  logout. Service accounts are still admitted (they never log out; their calls carry events
+  and holds).
+
+So a logout is refused everywhere once the first read that starts after its commit is done:
+at once on a notification, within REVOCATION_POLL_INTERVAL_SECONDS without one, and a request
+is never answered from a set older than the staleness bound.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ READ_OVERLAP_SECONDS = 10.0
 its commit (`clock_timestamp()`, after its call to Cognito), so a row committed after a read may
 carry a time before it; the overlap covers that gap many times over."""
 FULL_READ_INTERVAL_SECONDS = 60.0
+FIRST_READ_TIMEOUT_SECONDS = 5.0
+"""How long start-up waits for the first read before serving with a stale set (503 to users)."""
 """Besides start and reconnects, everything is read again this often, whatever the overlap."""
 
 # One statement gives the database's clock even when no row matches (the LEFT JOIN), so the
@@ -105,7 +113,10 @@ class RevocationStateUnavailable(ServiceUnavailable):
 class DenySet:
     """Revoked sign-in keys with the time each may be forgotten, and when the set was confirmed.
 
-    `check` is what every request pays: one dict lookup and one clock read.
+    `admits` is what every request pays: one dict lookup and one clock read. Only a user token
+    meeting a set that no read confirmed lately takes the slow path (`recheck`): it asks the
+    feed for a read and waits for it, briefly, so a replica whose loop was merely busy does not
+    refuse anyone, and one that cannot read answers 503.
     """
 
     def __init__(
@@ -114,8 +125,11 @@ class DenySet:
         self.max_staleness_seconds = max_staleness_seconds
         self.clock = clock
         """The monotonic clock freshness is measured on."""
+        self.read_now: Callable[[], bool] | None = None
+        """Set by the feed: asks it to read at once; False when it cannot try now."""
         self._expiry: dict[str, float] = {}
         self._confirmed_at: float | None = None
+        self._waiters: list[asyncio.Future[None]] = []
 
     def __len__(self) -> int:
         return len(self._expiry)
@@ -132,9 +146,13 @@ class DenySet:
         """Note a successful read of the table that began at `as_of` (this set's clock)."""
         if self._confirmed_at is None or as_of > self._confirmed_at:
             self._confirmed_at = as_of
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def is_fresh(self) -> bool:
-        """Whether a read confirmed the set within the staleness bound."""
+        """Whether a read that began within the staleness bound confirmed the set."""
         confirmed = self._confirmed_at
         return confirmed is not None and self.clock() - confirmed <= self.max_staleness_seconds
 
@@ -146,13 +164,34 @@ class DenySet:
             del self._expiry[key]
         return len(expired)
 
-    def check(self, user: AuthenticatedUser) -> None:
-        """Raise TokenRevoked for a revoked sign-in; RevocationStateUnavailable for a user
-        token while the set is stale."""
+    def admits(self, user: AuthenticatedUser) -> bool:
+        """Raise TokenRevoked for a revoked sign-in; False for a user token on a stale set.
+
+        Service accounts are not held to freshness: they never log out, and their calls
+        (events, holds) must not stop because this replica's feed is reconnecting.
+        """
         if revocation_key(user) in self._expiry:
             raise TokenRevoked()
-        if user.service is None and not self.is_fresh():
+        return user.service is not None or self.is_fresh()
+
+    async def recheck(self, user: AuthenticatedUser) -> None:
+        """After `admits` said stale: read now and check again; RevocationStateUnavailable if
+        no read succeeds within the staleness bound."""
+        if not await self._wait_fresh():
             raise RevocationStateUnavailable()
+        if revocation_key(user) in self._expiry:
+            raise TokenRevoked()
+
+    async def _wait_fresh(self) -> bool:
+        if self.is_fresh():
+            return True
+        if self.read_now is None or not self.read_now():
+            return False
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter, self.max_staleness_seconds)
+        return self.is_fresh()
 
 
 class RevocationFeed:
@@ -176,7 +215,9 @@ class RevocationFeed:
         self._wake = asyncio.Event()
         self._since: datetime | None = None
         self._full_read_at = float("-inf")
+        self._failures = 0
         self._task: asyncio.Task[None] | None = None
+        deny_set.read_now = self._read_now
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> RevocationFeed:
@@ -188,10 +229,10 @@ class RevocationFeed:
             application_name=f"{settings.service_name}-revocations",
         )
 
-    async def start(self, first_read_timeout: float = 5.0) -> None:
+    async def start(self) -> None:
         """Connect and read everything (a failure is logged: the set stays stale), then follow."""
         try:
-            await asyncio.wait_for(self.refresh(), first_read_timeout)
+            await asyncio.wait_for(self.refresh(), FIRST_READ_TIMEOUT_SECONDS)
         except Exception as exc:
             logger.warning("revocations: first read failed; user tokens wait for one: %r", exc)
             await self.disconnect()
@@ -259,6 +300,14 @@ class RevocationFeed:
         self._connection = connection
         return connection
 
+    def _read_now(self) -> bool:
+        # Not while reconnecting after a failure: requests must not turn its backoff into a
+        # reconnection per request.
+        if self._task is None or self._task.done() or self._failures:
+            return False
+        self.wake()
+        return True
+
     def _notified(self, connection: Any, pid: int, channel: str, payload: str) -> None:
         self.wake()
 
@@ -266,7 +315,6 @@ class RevocationFeed:
         self.wake()
 
     async def _follow(self) -> None:
-        failures = 0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval_seconds)
@@ -277,18 +325,18 @@ class RevocationFeed:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                failures += 1
-                delay = backoff_delay(failures, base=self.poll_interval_seconds, cap=5.0)
+                self._failures += 1
+                delay = backoff_delay(self._failures, base=self.poll_interval_seconds, cap=5.0)
                 logger.warning(
                     "revocations: read failed (%d in a row), reconnecting in %.2fs: %r",
-                    failures,
+                    self._failures,
                     delay,
                     exc,
-                    extra={"failures": failures, "retry_in_seconds": delay},
+                    extra={"failures": self._failures, "retry_in_seconds": delay},
                 )
                 await self.disconnect()
                 await asyncio.sleep(delay)
             else:
-                if failures:
-                    logger.info("revocations: reading again after %d failures", failures)
-                failures = 0
+                if self._failures:
+                    logger.info("revocations: reading again after %d failures", self._failures)
+                self._failures = 0

@@ -185,8 +185,8 @@ class TokenVerifier:
     async def verify(self, token: str) -> AuthenticatedUser:
         """Return the user a valid, unrevoked access token stands for, or raise Unauthorized."""
         user = await self.authenticate(token)
-        if self.deny_set is not None:
-            self.deny_set.check(user)
+        if self.deny_set is not None and not self.deny_set.admits(user):
+            await self.deny_set.recheck(user)
         return user
 
     async def authenticate(self, token: str) -> AuthenticatedUser:
