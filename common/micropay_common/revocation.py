@@ -59,6 +59,9 @@ READ_OVERLAP_SECONDS = 10.0
 its commit (`clock_timestamp()`, after its call to Cognito), so a row committed after a read may
 carry a time before it; the overlap covers that gap many times over."""
 FULL_READ_INTERVAL_SECONDS = 60.0
+RECONNECT_MAX_SECONDS = 2.0
+"""The longest wait between two attempts while the database cannot be read (a request that
+needs the set brings the next one forward, at most once per poll interval)."""
 FIRST_READ_TIMEOUT_SECONDS = 5.0
 """How long start-up waits for the first read before serving with a stale set (503 to users)."""
 """Besides start and reconnects, everything is read again this often, whatever the overlap."""
@@ -216,6 +219,7 @@ class RevocationFeed:
         self._since: datetime | None = None
         self._full_read_at = float("-inf")
         self._failures = 0
+        self._attempted_at = float("-inf")
         self._task: asyncio.Task[None] | None = None
         deny_set.read_now = self._read_now
 
@@ -301,9 +305,14 @@ class RevocationFeed:
         return connection
 
     def _read_now(self) -> bool:
-        # Not while reconnecting after a failure: requests must not turn its backoff into a
-        # reconnection per request.
-        if self._task is None or self._task.done() or self._failures:
+        if self._task is None or self._task.done():
+            return False
+        # While reconnecting after failures, requests may bring the next attempt forward but
+        # not below one per poll interval: an outage must not cost a connection per request.
+        if (
+            self._failures
+            and self.deny_set.clock() - self._attempted_at < self.poll_interval_seconds
+        ):
             return False
         self.wake()
         return True
@@ -316,26 +325,32 @@ class RevocationFeed:
 
     async def _follow(self) -> None:
         while True:
+            delay = self.poll_interval_seconds
+            if self._failures:
+                delay = backoff_delay(
+                    self._failures, base=self.poll_interval_seconds, cap=RECONNECT_MAX_SECONDS
+                )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval_seconds)
+                await asyncio.wait_for(self._wake.wait(), delay)
             # Cleared before the read: a notification that arrives during it wakes one more.
             self._wake.clear()
+            self._attempted_at = self.deny_set.clock()
             try:
                 await self.refresh()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._failures += 1
-                delay = backoff_delay(self._failures, base=self.poll_interval_seconds, cap=5.0)
                 logger.warning(
-                    "revocations: read failed (%d in a row), reconnecting in %.2fs: %r",
+                    "revocations: read failed (%d in a row); user tokens are refused until "
+                    "one succeeds: %r",
                     self._failures,
-                    delay,
                     exc,
-                    extra={"failures": self._failures, "retry_in_seconds": delay},
+                    extra={"failures": self._failures},
                 )
                 await self.disconnect()
-                await asyncio.sleep(delay)
+                # Closing the connection fired its termination listener: not a reason to retry.
+                self._wake.clear()
             else:
                 if self._failures:
                     logger.info("revocations: reading again after %d failures", self._failures)
