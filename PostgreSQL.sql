@@ -777,6 +777,24 @@ ALTER TABLE transactions.entries ADD CONSTRAINT entries_type_check CHECK (type I
 
 UPDATE migrations.alembic_version SET version_num='0005' WHERE migrations.alembic_version.version_num = '0004';
 
+-- Running upgrade 0005 -> 0006
+
+CREATE INDEX revoked_tokens_revoked_idx ON auth.revoked_tokens (revoked_at);
+
+GRANT USAGE ON SCHEMA auth TO payment_service;
+
+GRANT SELECT (origin_jti, expires_at, revoked_at) ON TABLE auth.revoked_tokens TO payment_service;
+
+GRANT USAGE ON SCHEMA auth TO transactions_service;
+
+GRANT SELECT (origin_jti, expires_at, revoked_at) ON TABLE auth.revoked_tokens TO transactions_service;
+
+GRANT USAGE ON SCHEMA auth TO notifications_service;
+
+GRANT SELECT (origin_jti, expires_at, revoked_at) ON TABLE auth.revoked_tokens TO notifications_service;
+
+UPDATE migrations.alembic_version SET version_num='0006' WHERE migrations.alembic_version.version_num = '0005';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

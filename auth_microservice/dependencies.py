@@ -13,6 +13,7 @@ from auth_microservice.settings import AuthSettings
 from auth_microservice.state import AuthState
 from micropay_common.db import SessionDep
 from micropay_common.errors import Forbidden
+from micropay_common.revocation import DenySet
 from micropay_common.security import AuthenticatedUser, CurrentUser
 
 StateDep = Annotated[AuthState, Depends(AuthState.of_request)]
@@ -42,6 +43,7 @@ async def active_admin(
 IdentityDep = Annotated[IdentityProvider, Depends(AuthState.provide(lambda s: s.identity))]
 SettingsDep = Annotated[AuthSettings, Depends(AuthState.provide(lambda s: s.settings))]
 DenyListDep = Annotated[DenyList, Depends(AuthState.provide(lambda s: s.deny_list))]
+DenySetDep = Annotated[DenySet, Depends(AuthState.provide(lambda s: s.revocations.deny_set))]
 ClientIpDep = Annotated[str, Depends(client_ip)]
 ActiveUser = Annotated[AuthenticatedUser, Depends(active_user)]
 ActiveAdmin = Annotated[AuthenticatedUser, Depends(active_admin)]

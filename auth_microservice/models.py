@@ -63,11 +63,16 @@ class Session(Base):
 
 
 class RevokedToken(Base):
-    """A deny-listed sign-in: its access tokens are refused until `expires_at`."""
+    """A deny-listed sign-in: its access tokens are refused until `expires_at`.
+
+    `revoked_at` is when it was (last) revoked; every service's replicas read the rows revoked
+    since their previous read (revision 0006 lets their roles read these three columns).
+    """
 
     __tablename__ = "revoked_tokens"
     __table_args__ = (
         Index("revoked_tokens_expires_idx", "expires_at"),
+        Index("revoked_tokens_revoked_idx", "revoked_at"),
         {"schema": SCHEMA},
     )
 

@@ -50,6 +50,12 @@ ADDED_AFTER_BASELINE = {"notifications.webhook_redeliveries"}
 
 EXPECTED_BY_ROLE = {role: (schema, tables) for (role, schema), tables in EXPECTED.items()}
 
+DENY_LIST = "auth.revoked_tokens"
+DENY_LIST_READERS = ("payment_service", "transactions_service", "notifications_service")
+"""The roles that read the deny-list besides auth's own (revision 0006)."""
+DENY_LIST_COLUMNS = frozenset({"origin_jti", "expires_at", "revoked_at"})
+"""The only columns they may read: what every replica's deny-set is filled from."""
+
 
 async def held_privileges(conn: asyncpg.Connection, role: str, schema: str) -> dict[str, set[str]]:
     """The table privileges `role` holds on each table of `schema` (any grantor, PUBLIC too)."""
@@ -63,3 +69,15 @@ async def held_privileges(conn: asyncpg.Connection, role: str, schema: str) -> d
         list(TABLE_PRIVILEGES),
     )
     return {row["relname"]: set(row["held"]) for row in rows}
+
+
+async def readable_columns(conn: asyncpg.Connection, role: str, table: str) -> set[str]:
+    """The columns of `table` that `role` may SELECT (a table-wide grant counts for all)."""
+    rows = await conn.fetch(
+        "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = $2::regclass"
+        " AND attnum > 0 AND NOT attisdropped"
+        " AND has_column_privilege($1, attrelid, attnum, 'SELECT')",
+        role,
+        table,
+    )
+    return {row["attname"] for row in rows}

@@ -46,10 +46,3 @@ class InvalidRefreshToken(Unauthorized):
 
     def __init__(self, **extra: Any) -> None:
         super().__init__("The refresh token is not valid; sign in again.", **extra)
-
-
-class TokenRevoked(Unauthorized):
-    """401: the access token belongs to a sign-in that was ended by logout."""
-
-    def __init__(self, **extra: Any) -> None:
-        super().__init__("The access token has been revoked; sign in again.", **extra)

@@ -14,8 +14,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from auth_microservice.models import LoginFailure, RevokedToken, Session, User
-from micropay_common.db import async_database_url
+from micropay_common.db import asyncpg_connect_kwargs
 from micropay_common.errors import ServiceUnavailable
+from micropay_common.revocation import REVOCATIONS_CHANNEL
 
 _IS_REVOKED = text("SELECT EXISTS (SELECT 1 FROM auth.revoked_tokens WHERE origin_jti = :key)")
 _IS_REVOKED_SQL = "SELECT EXISTS (SELECT 1 FROM auth.revoked_tokens WHERE origin_jti = $1)"
@@ -44,14 +45,8 @@ class DenyList:
     @classmethod
     async def open(cls, database_url: str, *, max_size: int, application_name: str) -> DenyList:
         """A pool for `database_url` that connects on first use (up to `max_size`)."""
-        url = async_database_url(database_url)
-        host = url.query.get("host") or url.host
         pool = await asyncpg.create_pool(
-            user=url.username,
-            password=url.password,
-            database=url.database,
-            host=host[0] if isinstance(host, tuple) else host,
-            port=url.port,
+            **asyncpg_connect_kwargs(database_url),
             min_size=0,
             max_size=max_size,
             reset=_keep_connection,
@@ -206,12 +201,20 @@ async def revoke_user_sessions(
 async def deny(
     session: AsyncSession, user_id: uuid.UUID, entries: Sequence[tuple[str, datetime]]
 ) -> None:
-    """Put sign-ins on the deny-list until the given times (a later time wins on repeats)."""
+    """Put sign-ins on the deny-list until the given times (a later time wins on repeats), and
+    announce it to every replica (`NOTIFY`, sent at commit)."""
     if not entries:
         return
     statement = insert(RevokedToken).values(
         [
-            {"origin_jti": key, "user_id": user_id, "expires_at": expires_at}
+            {
+                "origin_jti": key,
+                "user_id": user_id,
+                "expires_at": expires_at,
+                # The time of this statement, not of the transaction's start: replicas read
+                # the rows revoked since their last read, which this must not precede by much.
+                "revoked_at": func.clock_timestamp(),
+            }
             for key, expires_at in entries
         ]
     )
@@ -219,10 +222,13 @@ async def deny(
         statement.on_conflict_do_update(
             index_elements=[RevokedToken.origin_jti],
             set_={
-                "expires_at": func.greatest(RevokedToken.expires_at, statement.excluded.expires_at)
+                "expires_at": func.greatest(RevokedToken.expires_at, statement.excluded.expires_at),
+                "revoked_at": func.clock_timestamp(),
             },
         )
     )
+    # Delivered to every replica's feed when the transaction commits, never before.
+    await session.execute(select(func.pg_notify(REVOCATIONS_CHANNEL, "")))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from auth_microservice.dependencies import (
     ActiveUser,
     ClientIpDep,
     DenyListDep,
+    DenySetDep,
     IdentityDep,
     SettingsDep,
 )
@@ -100,9 +101,15 @@ async def refresh(body: RefreshCreate, session: SessionDep, identity: IdentityDe
     summary="Sign out everywhere, revoking the tokens at once",
     responses={401: {"description": "Invalid or already revoked access token"}, **UNAVAILABLE},
 )
-async def logout(user: ActiveUser, session: SessionDep, identity: IdentityDep) -> Response:
-    """Global sign-out in Cognito; the access tokens of the user's sign-ins are deny-listed."""
-    await service.logout(session, identity, user)
+async def logout(
+    user: ActiveUser, session: SessionDep, identity: IdentityDep, deny_set: DenySetDep
+) -> Response:
+    """Global sign-out in Cognito; the access tokens of the user's sign-ins are deny-listed.
+
+    Every service refuses them from the moment this answers (this replica at once, the others
+    when the commit's notification reaches them).
+    """
+    await service.logout(session, identity, deny_set, user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -125,10 +132,12 @@ async def me(user: ActiveUser) -> MeRead:
         401: {"description": "Missing, invalid, expired or revoked access token"},
     },
 )
-async def verify(request: Request, verifier: TokenVerifierDep, deny_list: DenyListDep) -> Response:
+async def verify(
+    request: Request, verifier: TokenVerifierDep, deny_set: DenySetDep, deny_list: DenyListDep
+) -> Response:
     """Verify the bearer token locally (cached JWKS) and against the deny-list; no Cognito call."""
     token = bearer_token(request)
-    user = await service.verify_token(verifier, deny_list, token)
+    user = await service.verify_token(verifier, deny_set, deny_list, token)
     return Response(
         status_code=status.HTTP_200_OK,
         headers={

@@ -22,10 +22,11 @@ from auth_microservice.sessions.exceptions import (
     InvalidCredentials,
     InvalidRefreshToken,
     LoginThrottled,
-    TokenRevoked,
 )
 from auth_microservice.settings import AuthSettings
 from auth_microservice.users import service as users_service
+from micropay_common.db import after_commit
+from micropay_common.revocation import DenySet, TokenRevoked, revocation_key
 from micropay_common.security import AuthenticatedUser, TokenVerifier
 
 logger = logging.getLogger("micropay.auth.sessions")
@@ -34,11 +35,6 @@ logger = logging.getLogger("micropay.auth.sessions")
 def hash_token(token: str) -> str:
     """SHA-256 of a token: how refresh tokens are stored and looked up."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def revocation_key(user: AuthenticatedUser) -> str:
-    """The deny-list key of a token: its sign-in (`origin_jti`), shared by refreshed tokens."""
-    return user.origin_jti or str(user.claims.get("jti") or hash_token(user.token))
 
 
 def _claims(access_token: str) -> dict[str, Any]:
@@ -201,9 +197,13 @@ async def refresh(session: AsyncSession, identity: IdentityProvider, refresh_tok
 
 
 async def logout(
-    session: AsyncSession, identity: IdentityProvider, user: AuthenticatedUser
+    session: AsyncSession, identity: IdentityProvider, deny_set: DenySet, user: AuthenticatedUser
 ) -> None:
-    """Deny-list the user's sign-ins until their tokens expire, then sign out in Cognito."""
+    """Sign out in Cognito and deny-list the user's sign-ins until their tokens expire.
+
+    Every replica of every service learns of it when the transaction commits (the deny-list
+    rows and their NOTIFY), this replica at once: its deny-set takes the keys on commit.
+    """
     user_id = uuid.UUID(user.id)
     until: dict[str, datetime] = {
         revocation_key(user): datetime.fromtimestamp(user.expires_at, UTC)
@@ -211,14 +211,22 @@ async def logout(
     # Cognito's global sign-out ends every sign-in of the user, so the deny-list does too.
     for origin_jti, access_expires_at in await repository.revoke_user_sessions(session, user_id):
         until[origin_jti] = max(until.get(origin_jti, access_expires_at), access_expires_at)
-    await repository.deny(session, user_id, list(until.items()))
-    await session.flush()
     try:
         await identity.global_sign_out(user.username)
     except CognitoRejected as exc:
         if exc.code != "UserNotFoundException":
             logger.error("unexpected Cognito answer on sign-out: %s", exc)
             raise IdentityProviderUnavailable() from exc
+    # Written after Cognito answered, so the rows' `revoked_at` is moments before the commit:
+    # the replicas' reads of rows revoked since their last read rely on that.
+    await repository.deny(session, user_id, list(until.items()))
+    await session.flush()
+
+    def deny_here() -> None:
+        for key, expires in until.items():
+            deny_set.add(key, expires.timestamp())
+
+    after_commit(session, deny_here)
 
 
 async def ensure_active(
@@ -230,11 +238,16 @@ async def ensure_active(
 
 
 async def verify_token(
-    verifier: TokenVerifier, deny_list: repository.DenyList, token: str
+    verifier: TokenVerifier, deny_set: DenySet, deny_list: repository.DenyList, token: str
 ) -> AuthenticatedUser:
-    """The gateway's check: local JWT verification and one deny-list probe, no Cognito call."""
-    user = await verifier.verify(token)
-    if await deny_list.contains(revocation_key(user)):
+    """The gateway's check: local JWT verification and one deny-list probe, no Cognito call.
+
+    The probe reads the table itself, so this check stands even while the replica's deny-set
+    is stale (its feed reconnecting); the set only answers first for what it already holds.
+    """
+    user = await verifier.authenticate(token)
+    key = revocation_key(user)
+    if key in deny_set or await deny_list.contains(key):
         raise TokenRevoked()
     return user
 

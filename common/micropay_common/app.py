@@ -19,6 +19,7 @@ from micropay_common.db import create_engine, create_sessionmaker
 from micropay_common.errors import document_problems, install_error_handlers
 from micropay_common.logging import configure_logging
 from micropay_common.middleware import RequestIdMiddleware
+from micropay_common.revocation import RevocationFeed
 from micropay_common.security import TokenVerifier, security_refusals_counter
 from micropay_common.service_auth import ServiceTokenProvider
 from micropay_common.settings import ServiceSettings, load_settings
@@ -80,17 +81,21 @@ def create_service_app(
         resolved = settings or load_settings(settings_cls)
         configure_logging(resolved.service_name, resolved.log_level)
         engine = create_engine(resolved, schema)
+        revocations = RevocationFeed.from_settings(resolved)
         state = state_cls(
             settings=resolved,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
-            token_verifier=TokenVerifier.from_settings(resolved),
+            token_verifier=TokenVerifier.from_settings(resolved, revocations.deny_set),
+            revocations=revocations,
             service_tokens=ServiceTokenProvider.from_settings(resolved),
             metrics_registry=registry,
             security_refusals=security_refusals,
         )
         for hook in on_startup:
             await hook(state)
+        # Before the first request: a logout committed before this replica started is known.
+        await revocations.start()
         state.attach(app)
         tasks = [
             asyncio.create_task(_supervise(job, app), name=getattr(job, "__name__", "job"))
@@ -107,6 +112,7 @@ def create_service_app(
                     await task
             for hook in on_shutdown:
                 await hook(state)
+            await revocations.stop()
             await state.token_verifier.aclose()
             await state.engine.dispose()
 

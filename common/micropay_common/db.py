@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -28,6 +28,23 @@ def async_database_url(url: str) -> URL:
     if parsed.drivername != "postgresql+asyncpg":
         raise ValueError(f"DATABASE_URL must be a PostgreSQL URL, got {parsed.drivername!r}")
     return parsed
+
+
+def asyncpg_connect_kwargs(url: str) -> dict[str, Any]:
+    """user, password, database, host and port of a database URL, as `asyncpg.connect` takes them.
+
+    For connections of our own beside the session pool (a LISTEN, a probe pool); a Unix socket
+    directory given as `?host=` counts as the host.
+    """
+    parsed = async_database_url(url)
+    host = parsed.query.get("host") or parsed.host
+    return {
+        "user": parsed.username,
+        "password": parsed.password,
+        "database": parsed.database,
+        "host": host[0] if isinstance(host, tuple) else host,
+        "port": parsed.port,
+    }
 
 
 def create_engine(settings: ServiceSettings, schema: str) -> AsyncEngine:
@@ -74,6 +91,34 @@ def ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded objects usable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+_AFTER_COMMIT = "micropay_after_commit"
+
+
+def after_commit(session: AsyncSession, action: Callable[[], None]) -> None:
+    """Run `action` when the session's transaction commits; forget it if it rolls back.
+
+    For effects outside the database that must follow only what was committed (a replica's
+    in-memory state), without the service committing itself.
+    """
+    pending: list[Callable[[], None]] | None = session.info.get(_AFTER_COMMIT)
+    if pending is None:
+        pending = session.info[_AFTER_COMMIT] = []
+        actions = pending
+
+        @event.listens_for(session.sync_session, "after_commit")
+        def _committed(_session: Any) -> None:
+            due = list(actions)
+            actions.clear()
+            for run in due:
+                run()
+
+        @event.listens_for(session.sync_session, "after_rollback")
+        def _rolled_back(_session: Any) -> None:
+            actions.clear()
+
+    pending.append(action)
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -17,6 +17,7 @@ from jwt.algorithms import RSAAlgorithm
 from prometheus_client import CollectorRegistry, Counter
 
 from micropay_common.errors import Forbidden, ServiceUnavailable, Unauthorized
+from micropay_common.revocation import DenySet
 from micropay_common.services import SERVICES, ServiceName
 from micropay_common.settings import ServiceSettings
 from micropay_common.state import AppState
@@ -145,7 +146,9 @@ class TokenVerifier:
 
     Tokens that passed are kept until they expire (bounded, least recently used out), so a
     client's repeated requests skip the RSA check; the key is the whole token, so only the
-    very same signed bytes hit. Revocation is the gateway's deny-list check, not this cache's.
+    very same signed bytes hit. Every answer, cached or not, then goes through the replica's
+    deny-set of revoked sign-ins (`micropay_common.revocation`), so a logout is refused even
+    for a token verified before it.
     """
 
     def __init__(
@@ -156,6 +159,7 @@ class TokenVerifier:
         jwks: JwksCache,
         leeway: int = 5,
         max_cached_tokens: int = 10_000,
+        deny_set: DenySet | None = None,
     ) -> None:
         self.issuer = issuer
         self.client_id = client_id
@@ -163,18 +167,30 @@ class TokenVerifier:
         self.leeway = leeway
         self.max_cached_tokens = max_cached_tokens
         self._verified: OrderedDict[str, AuthenticatedUser] = OrderedDict()
+        self.deny_set = deny_set
+        """Revoked sign-ins (none checked without one: tools and tests of the signature only)."""
 
     @classmethod
-    def from_settings(cls, settings: ServiceSettings) -> TokenVerifier:
+    def from_settings(
+        cls, settings: ServiceSettings, deny_set: DenySet | None = None
+    ) -> TokenVerifier:
         """A verifier for the configured user pool and app client."""
         return cls(
             issuer=settings.cognito_issuer,
             client_id=settings.cognito_client_id,
             jwks=JwksCache(settings.cognito_jwks_url, settings.jwks_refetch_cooldown_seconds),
+            deny_set=deny_set,
         )
 
     async def verify(self, token: str) -> AuthenticatedUser:
-        """Return the user a valid access token stands for, or raise Unauthorized."""
+        """Return the user a valid, unrevoked access token stands for, or raise Unauthorized."""
+        user = await self.authenticate(token)
+        if self.deny_set is not None and not self.deny_set.admits(user):
+            await self.deny_set.recheck(user)
+        return user
+
+    async def authenticate(self, token: str) -> AuthenticatedUser:
+        """The user a validly signed, unexpired access token stands for; revocation unchecked."""
         user = self._verified.get(token)
         if user is not None and user.expires_at > time.time():
             self._verified.move_to_end(token)

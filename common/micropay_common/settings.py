@@ -80,6 +80,9 @@ class ServiceSettings(BaseSettings):
 
     idempotency_ttl_hours: int = Field(default=24, ge=24)
 
+    revocation_poll_interval_seconds: float = Field(default=0.5, gt=0)
+    revocation_max_staleness_seconds: float = Field(default=1.0, gt=0)
+
     def service_url(self, service: str) -> str:
         """Base URL of another MicroPay service by its short name (its URL variable's value)."""
         url: str = getattr(self, service_named(service).url_variable.lower())

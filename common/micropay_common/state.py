@@ -1,10 +1,11 @@
 """What a running service holds, as one typed object per start of the app.
 
 `create_service_app` builds the service's state class in its lifespan (settings, database, token
-verifier, service-account tokens, metrics registry), runs the service's start-up hooks on it
-(which add its own clients) and attaches it to the app. Routers reach it through dependencies
-(`PaymentState.of_request`, wrapped in `Annotated` aliases in each service's `dependencies.py`),
-background jobs through `PaymentState.of(app)`; nothing else reads `app.state`.
+verifier and its feed of revocations, service-account tokens, metrics registry), runs the
+service's start-up hooks on it (which add its own clients) and attaches it to the app. Routers
+reach it through dependencies (`PaymentState.of_request`, wrapped in `Annotated` aliases in each
+service's `dependencies.py`), background jobs through `PaymentState.of(app)`; nothing else reads
+`app.state`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+    from micropay_common.revocation import RevocationFeed
     from micropay_common.security import TokenVerifier
     from micropay_common.service_auth import ServiceTokenProvider
 
@@ -44,6 +46,7 @@ class ServiceState(Generic[SettingsT]):
         engine: AsyncEngine,
         sessionmaker: async_sessionmaker[AsyncSession],
         token_verifier: TokenVerifier,
+        revocations: RevocationFeed,
         service_tokens: ServiceTokenProvider,
         metrics_registry: CollectorRegistry,
         security_refusals: Counter,
@@ -52,6 +55,8 @@ class ServiceState(Generic[SettingsT]):
         self.engine = engine
         self.sessionmaker = sessionmaker
         self.token_verifier = token_verifier
+        self.revocations = revocations
+        """Keeps the verifier's deny-set of revoked sign-ins current (LISTEN and reads)."""
         self.service_tokens = service_tokens
         self.metrics_registry = metrics_registry
         self.security_refusals = security_refusals

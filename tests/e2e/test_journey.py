@@ -8,10 +8,13 @@ for each other's records; logout revokes.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 
 from micropay_testing.apps import serve_http
@@ -290,12 +293,32 @@ async def test_strangers_get_404_and_logout_revokes(api: Api, journey: Journey) 
     mine = await api.client.get(f"/payments/{payment_id}", headers=ana.auth)
     assert mine.json()["amount_refunded"] == 1000
 
-    logout = await api.client.post("/auth/logout", headers=ana.auth)
-    assert logout.status_code == 204
-    for path in ("/transactions/balance", "/payments", "/notifications", "/auth/me"):
-        response = await api.client.get(path, headers=ana.auth)
-        assert response.status_code == 401, (path, response.status_code)
-        assert response.headers["content-type"] == PROBLEM_JSON
+    own_ports = {
+        api.stack.service_urls[service] + path
+        for service, path in (
+            ("transactions", "/transactions/balance"),
+            ("payment", "/payments"),
+            ("notifications", "/notifications"),
+            ("auth", "/auth/me"),
+        )
+    }
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as direct:
+        for url in own_ports:
+            assert (await direct.get(url, headers=ana.auth)).status_code == 200, url
+        logout = await api.client.post("/auth/logout", headers=ana.auth)
+        assert logout.status_code == 204
+        for path in ("/transactions/balance", "/payments", "/notifications", "/auth/me"):
+            response = await api.client.get(path, headers=ana.auth)
+            assert response.status_code == 401, (path, response.status_code)
+            assert response.headers["content-type"] == PROBLEM_JSON
+        # Each service on its own port, past the gateway, within the one second.
+        deadline = time.monotonic() + 1.0
+        for url in own_ports:
+            while (response := await direct.get(url, headers=ana.auth)).status_code == 200:
+                assert time.monotonic() < deadline, f"{url} still accepts a logged-out token"
+                await asyncio.sleep(0.01)
+            assert response.status_code == 401, (url, response.text)
+            assert response.json()["type"] == "token_revoked", (url, response.text)
     refreshed = await api.client.post("/auth/refresh", json={"refresh_token": ana.refresh_token})
     assert refreshed.status_code == 401
     # Bob is unaffected, and Ana can sign in again.

@@ -14,9 +14,13 @@ from micropay_testing.database import TestDatabase
 from micropay_testing.privileges import (
     ADDED_AFTER_BASELINE,
     ALL,
+    DENY_LIST,
+    DENY_LIST_COLUMNS,
+    DENY_LIST_READERS,
     EXPECTED,
     EXPECTED_BY_ROLE,
     held_privileges,
+    readable_columns,
 )
 from migrations import BASELINE, head_revision, upgrade_database
 from migrations.runner import alembic_config
@@ -161,6 +165,51 @@ async def test_updates_and_deletes_run_only_where_the_role_keeps_them(
     assert await refused(await as_role(role), statement) is not kept, statement
 
 
+@pytest.mark.parametrize("role", DENY_LIST_READERS)
+async def test_the_other_roles_read_the_deny_lists_keys_and_nothing_else_of_auth(
+    admin: asyncpg.Connection,
+    as_role: Callable[[str], Awaitable[asyncpg.Connection]],
+    role: str,
+) -> None:
+    # Revision 0006: every replica fills its deny-set from these three columns.
+    assert await readable_columns(admin, role, DENY_LIST) == DENY_LIST_COLUMNS
+    assert await held_privileges(admin, role, "auth") == {
+        table: set() for table in EXPECTED_BY_ROLE["auth_service"][1]
+    }
+    conn = await as_role(role)
+    key = f"privileges-{uuid.uuid4()}"
+    await admin.execute(
+        "INSERT INTO auth.revoked_tokens (origin_jti, user_id, expires_at)"
+        " VALUES ($1, $2, now() + interval '1 minute')",
+        key,
+        uuid.uuid4(),
+    )
+    try:
+        row = await conn.fetchrow(
+            "SELECT origin_jti, expires_at, revoked_at FROM auth.revoked_tokens"
+            " WHERE origin_jti = $1 AND revoked_at > now() - interval '1 hour'",
+            key,
+        )
+        assert row is not None
+        assert row["origin_jti"] == key
+        for statement in (
+            "SELECT user_id FROM auth.revoked_tokens",
+            "SELECT * FROM auth.revoked_tokens",
+            "SELECT count(*) FROM auth.users",
+            "SELECT count(*) FROM auth.sessions",
+            "SELECT count(*) FROM auth.login_failures",
+            "SELECT count(*) FROM auth.outbox",
+            "INSERT INTO auth.revoked_tokens (origin_jti, user_id, expires_at)"
+            " VALUES ('forged', gen_random_uuid(), now())",
+            "UPDATE auth.revoked_tokens SET expires_at = now() WHERE false",
+            "DELETE FROM auth.revoked_tokens WHERE false",
+            "TRUNCATE auth.revoked_tokens",
+        ):
+            assert await refused(conn, statement), (role, statement)
+    finally:
+        await admin.execute("DELETE FROM auth.revoked_tokens WHERE origin_jti = $1", key)
+
+
 def _downgrade(connection: Connection) -> None:
     command.downgrade(alembic_config(connection=connection), BASELINE)
 
@@ -181,10 +230,14 @@ async def test_the_downgrade_gives_the_privileges_back_and_the_upgrade_narrows_t
                 for table in tables
                 if f"{schema}.{table}" not in ADDED_AFTER_BASELINE
             }
+        for role in DENY_LIST_READERS:
+            assert await readable_columns(conn, role, DENY_LIST) == set()
         assert await upgrade_database(url) == head_revision()
         for role, (schema, tables) in EXPECTED_BY_ROLE.items():
             assert await held_privileges(conn, role, schema) == {
                 table: set(privileges) for table, privileges in tables.items()
             }
+        for role in DENY_LIST_READERS:
+            assert await readable_columns(conn, role, DENY_LIST) == DENY_LIST_COLUMNS
     finally:
         await conn.close()
