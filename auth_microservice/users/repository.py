@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_microservice.models import SignupAction, SignupAttempt, User
@@ -51,8 +51,10 @@ async def page(session: AsyncSession, *, limit: int, after: User | None) -> Sequ
     return (await session.execute(query)).scalars().all()
 
 
-def _window(seconds: int) -> Any:
-    return func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+def _window_start(seconds: int) -> ColumnElement[datetime]:
+    """The database's now minus the window: attempts after it count."""
+    start: ColumnElement[datetime] = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+    return start
 
 
 async def seconds_until_below(
@@ -69,15 +71,12 @@ async def seconds_until_below(
     The `limit`-th newest attempt within the window is the one that must leave it.
     """
     query = (
-        select(
-            func.extract(
-                "epoch",
-                SignupAttempt.attempted_at
-                + func.make_interval(0, 0, 0, 0, 0, 0, window_seconds)
-                - func.now(),
-            )
+        # How long after the window's start it was made = how long until it leaves the window.
+        select(func.extract("epoch", SignupAttempt.attempted_at - _window_start(window_seconds)))
+        .where(
+            SignupAttempt.action == action,
+            SignupAttempt.attempted_at > _window_start(window_seconds),
         )
-        .where(SignupAttempt.action == action, SignupAttempt.attempted_at > _window(window_seconds))
         .order_by(SignupAttempt.attempted_at.desc())
         .offset(limit - 1)
         .limit(1)
@@ -104,6 +103,6 @@ async def add_attempt(
 async def purge_attempts(session: AsyncSession, *, window_seconds: int) -> int:
     """Delete the attempts that have left the window; how many."""
     result = await session.execute(
-        delete(SignupAttempt).where(SignupAttempt.attempted_at < _window(window_seconds))
+        delete(SignupAttempt).where(SignupAttempt.attempted_at < _window_start(window_seconds))
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
