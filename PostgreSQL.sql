@@ -795,6 +795,30 @@ GRANT SELECT (origin_jti, expires_at, revoked_at) ON TABLE auth.revoked_tokens T
 
 UPDATE migrations.alembic_version SET version_num='0006' WHERE migrations.alembic_version.version_num = '0005';
 
+-- Running upgrade 0006 -> 0007
+
+CREATE TABLE auth.signup_attempts (
+    id BIGINT GENERATED ALWAYS AS IDENTITY,
+    action TEXT NOT NULL,
+    client_ip TEXT NOT NULL,
+    email TEXT NOT NULL,
+    attempted_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    CONSTRAINT signup_attempts_pkey PRIMARY KEY (id),
+    CONSTRAINT signup_attempts_action_check CHECK (action IN ('register', 'confirm', 'resend'))
+);
+
+CREATE INDEX signup_attempts_client_ip_idx ON auth.signup_attempts (action, client_ip, attempted_at);
+
+CREATE INDEX signup_attempts_email_idx ON auth.signup_attempts (action, email, attempted_at);
+
+CREATE INDEX signup_attempts_attempted_at_idx ON auth.signup_attempts (attempted_at);
+
+REVOKE ALL ON TABLE auth.signup_attempts FROM auth_service;
+
+GRANT SELECT, INSERT, DELETE ON TABLE auth.signup_attempts TO auth_service;
+
+UPDATE migrations.alembic_version SET version_num='0007' WHERE migrations.alembic_version.version_num = '0006';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth_microservice.identity import IdentityProvider
 from auth_microservice.sessions.repository import DenyList
@@ -42,6 +43,10 @@ async def active_admin(
 
 IdentityDep = Annotated[IdentityProvider, Depends(AuthState.provide(lambda s: s.identity))]
 SettingsDep = Annotated[AuthSettings, Depends(AuthState.provide(lambda s: s.settings))]
+SessionmakerDep = Annotated[
+    async_sessionmaker[AsyncSession], Depends(AuthState.provide(lambda s: s.sessionmaker))
+]
+"""For work that must commit apart from the request's transaction (the sign-up limits)."""
 DenyListDep = Annotated[DenyList, Depends(AuthState.provide(lambda s: s.deny_list))]
 DenySetDep = Annotated[DenySet, Depends(AuthState.provide(lambda s: s.revocations.deny_set))]
 ClientIpDep = Annotated[str, Depends(client_ip)]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, Index, Text, func, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.schema import UniqueConstraint
 
+from micropay_common.constraints import check_in
 from micropay_common.services import SERVICES, ServiceName
 
 SCHEMA = SERVICES[ServiceName.AUTH].schema
@@ -99,5 +101,34 @@ class LoginFailure(Base):
     email: Mapped[str] = mapped_column(Text, nullable=False)
     client_ip: Mapped[str] = mapped_column(Text, nullable=False)
     failed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
+class SignupAction(StrEnum):
+    """The public steps of signing up that are limited per client address (and some per email)."""
+
+    REGISTER = "register"
+    CONFIRM = "confirm"
+    RESEND = "resend"
+
+
+class SignupAttempt(Base):
+    """One sign-up, confirmation attempt or code resend, counted for the per-address limits."""
+
+    __tablename__ = "signup_attempts"
+    __table_args__ = (
+        check_in("action", SignupAction, name="signup_attempts_action_check"),
+        Index("signup_attempts_client_ip_idx", "action", "client_ip", "attempted_at"),
+        Index("signup_attempts_email_idx", "action", "email", "attempted_at"),
+        Index("signup_attempts_attempted_at_idx", "attempted_at"),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    action: Mapped[str] = mapped_column(Text, nullable=False)
+    client_ip: Mapped[str] = mapped_column(Text, nullable=False)
+    email: Mapped[str] = mapped_column(Text, nullable=False)
+    attempted_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )

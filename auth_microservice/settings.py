@@ -34,6 +34,18 @@ class AuthSettings(ServiceSettings):
     login_max_failures_per_ip: int = Field(default=20, ge=1)
     """Failures from one client address within the window before it is refused outright."""
     login_failure_window_seconds: int = Field(default=900, ge=1)
+    signup_max_per_ip: int = Field(default=20, ge=1)
+    """Sign-ups (POST /auth/register) from one client address within the sign-up window."""
+    confirm_max_attempts_per_ip: int = Field(default=30, ge=1)
+    """Confirmation attempts (right or wrong) from one client address within the window."""
+    confirm_max_attempts_per_email: int = Field(default=10, ge=1)
+    """Confirmation attempts for one email, from any address, within the window (code guessing)."""
+    resend_max_per_ip: int = Field(default=10, ge=1)
+    """Code resends asked for from one client address within the window."""
+    resend_max_per_email: int = Field(default=5, ge=1)
+    """Code resends asked for one email, from any address, within the window (mail bombing)."""
+    signup_window_seconds: int = Field(default=3600, ge=1)
+    """The sliding window of the sign-up, confirmation and resend limits."""
     refresh_token_validity_days: int = Field(default=30, ge=1)
     """Must match the app client's RefreshTokenValidity: how long a sign-in is remembered."""
     cognito_timeout_seconds: float = Field(default=5.0, gt=0)

@@ -18,6 +18,7 @@ EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
         "sessions": ALL,
         "revoked_tokens": ALL,
         "login_failures": frozenset({"SELECT", "INSERT", "DELETE"}),
+        "signup_attempts": frozenset({"SELECT", "INSERT", "DELETE"}),
     },
     ("payment_service", "payments"): {
         **_MESSAGING,
@@ -45,7 +46,7 @@ EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
 }
 """Per (role, its schema): each table and the privileges the role holds on it."""
 
-ADDED_AFTER_BASELINE = {"notifications.webhook_redeliveries"}
+ADDED_AFTER_BASELINE = {"notifications.webhook_redeliveries", "auth.signup_attempts"}
 """Tables a later revision than the baseline creates (absent after a downgrade to it)."""
 
 EXPECTED_BY_ROLE = {role: (schema, tables) for (role, schema), tables in EXPECTED.items()}

@@ -49,6 +49,14 @@ HOST = "127.0.0.1"
 SERVICES: dict[str, Service] = {str(name): spec for name, spec in REGISTRY.items()}
 LOCAL_AWS_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 STRIPE_TEST_KEY = "sk_test_local"
+LOCAL_SIGNUP_LIMITS = {
+    "SIGNUP_MAX_PER_IP": "100000",
+    "CONFIRM_MAX_ATTEMPTS_PER_IP": "100000",
+    "RESEND_MAX_PER_IP": "100000",
+}
+"""The auth service's per-address sign-up limits on a laptop, where every client (the demo, the
+e2e suite, a developer) is 127.0.0.1. The gateway's own limit_req still applies in front, and
+the per-email limits keep their defaults."""
 # Variables of the developer's shell that would make boto3 ignore the local credentials.
 _AWS_SHADOWING_VARIABLES = (
     "AWS_PROFILE",
@@ -397,6 +405,7 @@ class Stack:
         env.update({SERVICES[name].url_variable: url for name, url in self.service_urls.items()})
         if service == "auth":
             env["AUTH_AUTO_CONFIRM"] = "true"
+            env.update(LOCAL_SIGNUP_LIMITS)
         elif service == "payment":
             env["STRIPE_API_KEY"] = STRIPE_TEST_KEY
             env["STRIPE_API_BASE"] = self.localstripe_url

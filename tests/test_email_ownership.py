@@ -23,6 +23,7 @@ from micropay_testing.cognito import CognitoUser
 from micropay_testing.events import event_envelope
 from micropay_testing.http import bearer
 from micropay_testing.processes import free_port
+from stack.launcher import LOCAL_SIGNUP_LIMITS
 from transactions_microservice.main import create_app
 
 PASSWORD = "Correct-Horse-9"
@@ -45,6 +46,8 @@ async def auth(service_settings: Callable[..., Any], nowhere: str) -> AsyncItera
         notifications_url=nowhere,
         payment_url=nowhere,
         outbox_poll_interval_seconds=3600,
+        # Every test client is 127.0.0.1, as on a laptop.
+        **{name.lower(): value for name, value in LOCAL_SIGNUP_LIMITS.items()},
     )
     async with serve(build_app(settings)) as client:
         yield client

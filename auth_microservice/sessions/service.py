@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from auth_microservice.exceptions import IdentityProviderUnavailable
 from auth_microservice.identity import CognitoRejected, IdentityProvider, Tokens
-from auth_microservice.locks import lock_for_transaction
 from auth_microservice.sessions import repository
 from auth_microservice.sessions.exceptions import (
     EmailNotConfirmed,
@@ -26,6 +25,7 @@ from auth_microservice.sessions.exceptions import (
 from auth_microservice.settings import AuthSettings
 from auth_microservice.users import service as users_service
 from micropay_common.db import after_commit
+from micropay_common.locks import lock_for_transaction
 from micropay_common.revocation import DenySet, TokenRevoked, revocation_key
 from micropay_common.security import AuthenticatedUser, TokenVerifier
 

@@ -40,6 +40,8 @@ class CognitoFaults:
     url: str = ""
     faults: dict[str, Fault] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
+    confirmation_code: str | None = None
+    """When set, ConfirmSignUp with any other code is a CodeMismatchException (moto takes any)."""
 
     def app(self) -> Starlette:
         """The ASGI app to serve (with conftest's serve_http)."""
@@ -49,6 +51,10 @@ class CognitoFaults:
             operation = request.headers.get("x-amz-target", "").removeprefix(TARGET_PREFIX)
             self.seen.append(operation)
             fault = self.faults.get(operation)
+            if fault is None and operation == "ConfirmSignUp" and self.confirmation_code:
+                sent = json.loads(await request.body()).get("ConfirmationCode")
+                if sent != self.confirmation_code:
+                    fault = Fault(400, "CodeMismatchException", "Invalid verification code.")
             if fault is not None:
                 if fault.delay_seconds:
                     await asyncio.sleep(fault.delay_seconds)

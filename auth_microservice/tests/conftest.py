@@ -16,6 +16,7 @@ from auth_microservice.tests.cognito_faults import CognitoFaults
 from auth_microservice.tests.helpers import AuthClient
 from micropay_testing.apps import serve, serve_http
 from micropay_testing.processes import free_port
+from stack.launcher import LOCAL_SIGNUP_LIMITS
 from stack.postgres import connect
 
 
@@ -24,7 +25,9 @@ def auth_settings(service_settings: Callable[..., Any]) -> Callable[..., AuthSet
     """Settings of the auth service on the test database and moto, with overrides.
 
     Event consumers point at a port where nothing listens, so events stay in the outbox for
-    the tests to read (and never reach a developer stack on the default ports).
+    the tests to read (and never reach a developer stack on the default ports). Every test
+    client is 127.0.0.1, so the per-address sign-up limits are the local stack's; the tests of
+    the limits set their own and send from addresses of their own.
     """
     nowhere = f"http://127.0.0.1:{free_port()}"
 
@@ -35,6 +38,7 @@ def auth_settings(service_settings: Callable[..., Any]) -> Callable[..., AuthSet
             "notifications_url": nowhere,
             "payment_url": nowhere,
             "outbox_poll_interval_seconds": 30,
+            **{name.lower(): value for name, value in LOCAL_SIGNUP_LIMITS.items()},
         }
         values.update(overrides)
         settings: AuthSettings = service_settings("auth", settings_cls=AuthSettings, **values)
@@ -81,7 +85,10 @@ async def cognito_faults(moto_endpoint: str, aws: Any) -> AsyncIterator[CognitoF
 
 @pytest.fixture
 def clear_faults(cognito_faults: CognitoFaults) -> Iterator[CognitoFaults]:
-    """The proxy with no faults before and after the test."""
+    """The proxy with no faults (and any code taken) before and after the test, nothing seen."""
     cognito_faults.faults.clear()
+    cognito_faults.confirmation_code = None
+    cognito_faults.seen.clear()
     yield cognito_faults
     cognito_faults.faults.clear()
+    cognito_faults.confirmation_code = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -20,11 +21,33 @@ def new_email(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
 
 
+def from_ip(address: str) -> dict[str, str]:
+    """What the gateway adds (the in-process client's peer, 127.0.0.1, is a trusted proxy)."""
+    return {"X-Real-IP": address, "X-Forwarded-For": address}
+
+
+# Addresses handed out in order: drawn at random, two tests (or one test's attacker and
+# bystander) sometimes shared one, and its failures from another test throttled it.
+_TEST_NET_2 = itertools.count(1)
+
+
+def fresh_ip() -> str:
+    """A documentation address (TEST-NET-2) that no other test of this run has used."""
+    host = next(_TEST_NET_2)
+    assert host < 255, "out of TEST-NET-2 addresses"
+    return f"198.51.100.{host}"
+
+
 async def register(
-    client: httpx.AsyncClient, email: str, password: str = PASSWORD
+    client: httpx.AsyncClient,
+    email: str,
+    password: str = PASSWORD,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     """POST /auth/register."""
-    return await client.post("/auth/register", json={"email": email, "password": password})
+    return await client.post(
+        "/auth/register", json={"email": email, "password": password}, headers=headers
+    )
 
 
 async def login(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import uuid
 
@@ -13,6 +12,8 @@ from auth_microservice.client_ip import ClientAddressResolver
 from auth_microservice.tests.helpers import (
     PASSWORD,
     assert_problem,
+    fresh_ip,
+    from_ip,
     login,
     new_email,
     register,
@@ -20,23 +21,6 @@ from auth_microservice.tests.helpers import (
 from micropay_testing.http import bearer
 
 WRONG = "Wrong-Password-1"
-
-
-def from_ip(address: str) -> dict[str, str]:
-    """What the gateway adds (the in-process client's peer, 127.0.0.1, is a trusted proxy)."""
-    return {"X-Real-IP": address, "X-Forwarded-For": address}
-
-
-# Addresses handed out in order: drawn at random, two tests (or one test's attacker and
-# bystander) sometimes shared one, and its failures from another test throttled it.
-_TEST_NET_2 = itertools.count(1)
-
-
-def fresh_ip() -> str:
-    """A documentation address (TEST-NET-2) that no other test of this run has used."""
-    host = next(_TEST_NET_2)
-    assert host < 255, "out of TEST-NET-2 addresses"
-    return f"198.51.100.{host}"
 
 
 async def test_login_returns_bearer_tokens_and_records_the_sign_in(client, admin_db):

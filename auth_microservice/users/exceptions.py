@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from micropay_common.errors import BadRequest, Conflict, ServiceUnavailable
+from micropay_common.errors import BadRequest, Conflict, ServiceUnavailable, TooManyRequests
 
 
 class EmailTaken(Conflict):
@@ -54,3 +54,7 @@ class RegistrationNotCompleted(ServiceUnavailable):
             retry_after=2,
             **extra,
         )
+
+
+class SignupRateLimited(TooManyRequests):
+    """429 `rate_limited` (the gateway's type): too many sign-up steps from an address or email."""

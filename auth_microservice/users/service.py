@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_microservice.exceptions import IdentityProviderUnavailable
 from auth_microservice.identity import CognitoRejected, IdentityProvider
-from auth_microservice.locks import lock_for_transaction
 from auth_microservice.models import User
 from auth_microservice.users import repository
 from auth_microservice.users.exceptions import (
@@ -24,6 +23,7 @@ from auth_microservice.users.exceptions import (
 )
 from micropay_common.errors import ProblemError
 from micropay_common.events import UserRegistered
+from micropay_common.locks import lock_for_transaction
 from micropay_common.outbox import publish
 from micropay_common.pagination import InvalidCursor
 

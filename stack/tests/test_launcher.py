@@ -15,6 +15,7 @@ import pytest
 
 from micropay_testing.gateway import OutputLines
 from stack.launcher import (
+    LOCAL_SIGNUP_LIMITS,
     ROOT,
     SERVICES,
     ChildExitedError,
@@ -151,7 +152,9 @@ def test_the_generated_environment_is_private_and_complete(run: Run) -> None:
     assert payment["STRIPE_WEBHOOK_SECRET"].startswith("whsec_")
     assert payment["STRIPE_API_BASE"] == stack.localstripe_url
     assert payment["AWS_ENDPOINT_URL"] == stack.moto_url
-    assert stack.service_env("auth")["AUTH_AUTO_CONFIRM"] == "true"
+    auth = stack.service_env("auth")
+    assert auth["AUTH_AUTO_CONFIRM"] == "true"
+    assert LOCAL_SIGNUP_LIMITS.items() <= auth.items()
     assert stack.service_env("notifications")["SNS_TOPIC_ARN"].endswith(":micropay-sns")
     kms_key = stack.service_env("notifications")["WEBHOOK_SECRETS_KMS_KEY_ID"]
     assert kms_key == "alias/micropay-webhook-secrets"
