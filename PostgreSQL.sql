@@ -819,6 +819,66 @@ GRANT SELECT, INSERT, DELETE ON TABLE auth.signup_attempts TO auth_service;
 
 UPDATE migrations.alembic_version SET version_num='0007' WHERE migrations.alembic_version.version_num = '0006';
 
+-- Running upgrade 0007 -> 0008
+
+CREATE TABLE payments.disputes (
+    id UUID NOT NULL,
+    payment_id UUID NOT NULL,
+    stripe_dispute_id TEXT NOT NULL,
+    amount BIGINT NOT NULL,
+    currency TEXT NOT NULL,
+    reason TEXT,
+    status TEXT NOT NULL,
+    stripe_status TEXT NOT NULL,
+    funds TEXT NOT NULL,
+    fee BIGINT DEFAULT 0 NOT NULL,
+    fee_currency TEXT,
+    fee_returned BIGINT DEFAULT 0 NOT NULL,
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    funds_withdrawn_at TIMESTAMP WITH TIME ZONE,
+    funds_reinstated_at TIMESTAMP WITH TIME ZONE,
+    closed_at TIMESTAMP WITH TIME ZONE,
+    CONSTRAINT disputes_pkey PRIMARY KEY (id),
+    CONSTRAINT disputes_amount_check CHECK (amount > 0),
+    CONSTRAINT disputes_currency_check CHECK (currency ~ '^[A-Z]{3}$'),
+    CONSTRAINT disputes_fee_check CHECK (fee >= 0 AND fee_returned >= 0 AND fee_returned <= fee),
+    CONSTRAINT disputes_status_check CHECK (status IN ('open', 'won', 'lost')),
+    CONSTRAINT disputes_funds_check CHECK (funds IN ('none', 'withdrawn', 'reinstated')),
+    CONSTRAINT disputes_payment_id_fkey FOREIGN KEY(payment_id) REFERENCES payments.payments (id),
+    CONSTRAINT disputes_stripe_dispute_key UNIQUE (stripe_dispute_id)
+);
+
+CREATE INDEX disputes_payment_idx ON payments.disputes (payment_id, created_at DESC);
+
+REVOKE ALL ON TABLE payments.disputes FROM payment_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE payments.disputes TO payment_service;
+
+ALTER TABLE transactions.accounts ADD COLUMN debtor_id TEXT;
+
+ALTER TABLE transactions.accounts ADD CONSTRAINT accounts_debtor_currency_key UNIQUE (debtor_id, currency);
+
+ALTER TABLE transactions.accounts ADD CONSTRAINT accounts_debt_balance_check CHECK (kind <> 'debt' OR balance <= 0);
+
+ALTER TABLE transactions.accounts DROP CONSTRAINT accounts_kind_check;
+
+ALTER TABLE transactions.accounts ADD CONSTRAINT accounts_kind_check CHECK (kind IN ('user', 'system', 'debt'));
+
+ALTER TABLE transactions.accounts DROP CONSTRAINT accounts_owner_check;
+
+ALTER TABLE transactions.accounts ADD CONSTRAINT accounts_owner_check CHECK ((kind = 'user') = (user_id IS NOT NULL) AND (kind = 'system') = (system_code IS NOT NULL) AND (kind = 'debt') = (debtor_id IS NOT NULL));
+
+ALTER TABLE transactions.ledger_transactions DROP CONSTRAINT ledger_transactions_type_check;
+
+ALTER TABLE transactions.ledger_transactions ADD CONSTRAINT ledger_transactions_type_check CHECK (type IN ('top_up', 'transfer', 'refund', 'refund_reversal', 'dispute_withdrawal', 'dispute_reinstatement'));
+
+ALTER TABLE transactions.entries DROP CONSTRAINT entries_type_check;
+
+ALTER TABLE transactions.entries ADD CONSTRAINT entries_type_check CHECK (type IN ('top_up', 'transfer_in', 'transfer_out', 'refund', 'refund_reversal', 'dispute_withdrawal', 'dispute_reinstatement', 'dispute_fee', 'debt_settlement'));
+
+UPDATE migrations.alembic_version SET version_num='0008' WHERE migrations.alembic_version.version_num = '0007';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

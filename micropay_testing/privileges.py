@@ -25,6 +25,7 @@ EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
         "payments": NO_DELETE,
         "refunds": NO_DELETE,
         "stripe_events": NO_DELETE,
+        "disputes": NO_DELETE,
     },
     ("transactions_service", "transactions"): {
         **_MESSAGING,

@@ -57,6 +57,26 @@ class RefundOrigin(StrEnum):
     """Stripe directly (the dashboard); learned from its webhooks."""
 
 
+class DisputeStatus(StrEnum):
+    """Where a dispute of a payment stands; `won` and `lost` are final."""
+
+    OPEN = "open"
+    """Stripe has not decided (`needs_response`, `under_review`, an inquiry's `warning_*`)."""
+    WON = "won"
+    """Decided for us, or an inquiry Stripe closed (`warning_closed`): the money stays ours."""
+    LOST = "lost"
+
+
+class DisputeFunds(StrEnum):
+    """Where a dispute's money stands: withdrawn once at most, reinstated once at most."""
+
+    NONE = "none"
+    """Stripe has not withdrawn the disputed amount."""
+    WITHDRAWN = "withdrawn"
+    REINSTATED = "reinstated"
+    """Withdrawn, then given back (the dispute was won)."""
+
+
 class StripeEventOutcome(StrEnum):
     """What applying a recorded Stripe webhook event did."""
 
@@ -155,6 +175,44 @@ class Refund(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Dispute(Base):
+    """A card holder's dispute of a payment's charge, as Stripe reports it."""
+
+    __tablename__ = "disputes"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="disputes_amount_check"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="disputes_currency_check"),
+        CheckConstraint(
+            "fee >= 0 AND fee_returned >= 0 AND fee_returned <= fee", name="disputes_fee_check"
+        ),
+        check_in("status", DisputeStatus, name="disputes_status_check"),
+        check_in("funds", DisputeFunds, name="disputes_funds_check"),
+        UniqueConstraint("stripe_dispute_id", name="disputes_stripe_dispute_key"),
+        Index("disputes_payment_idx", "payment_id", text("created_at DESC")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    payment_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey(Payment.id))
+    stripe_dispute_id: Mapped[str] = mapped_column(Text)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    stripe_status: Mapped[str] = mapped_column(Text)
+    """Stripe's own status as last retrieved (`needs_response`, `under_review`, ...)."""
+    funds: Mapped[str] = mapped_column(Text)
+    fee: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """Stripe's fee for the dispute (charged to the platform), in `fee_currency`."""
+    fee_currency: Mapped[str | None] = mapped_column(Text)
+    """The currency of Stripe's balance (its balance transactions), set with the fee."""
+    fee_returned: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    funds_withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    funds_reinstated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class StripeEvent(Base):

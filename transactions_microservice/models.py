@@ -39,6 +39,9 @@ class AccountKind(StrEnum):
     """A user's wallet in one currency; it can never go negative."""
     SYSTEM = "system"
     """Where money enters and leaves MicroPay; one per code (SystemAccount) and currency."""
+    DEBT = "debt"
+    """What a user owes MicroPay in one currency (`debtor_id`): a disputed amount their wallet
+    could not cover. Never positive: its balance is minus what is owed."""
 
 
 class SystemAccount(StrEnum):
@@ -50,6 +53,12 @@ class SystemAccount(StrEnum):
     """Money sent back to cards: debited from wallets on refund, so its balance is positive."""
     REFUND_SHORTFALL = "refund_shortfall"
     """The part of an external refund a wallet could not cover: what users owe, negative."""
+    DISPUTES = "disputes"
+    """Money Stripe withdrew for disputed charges (less what it reinstated): positive."""
+    DISPUTE_FEES = "dispute_fees"
+    """Stripe's fees for disputes, paid by the platform, never by a wallet: positive."""
+    PLATFORM_FUNDS = "platform_funds"
+    """The platform's own money, paying its costs (the dispute fees): negative."""
 
 
 class LedgerTransactionType(StrEnum):
@@ -60,6 +69,11 @@ class LedgerTransactionType(StrEnum):
     REFUND = "refund"
     REFUND_REVERSAL = "refund_reversal"
     """A refund Stripe failed after the wallet was debited for it: the debit, undone once."""
+    DISPUTE_WITHDRAWAL = "dispute_withdrawal"
+    """Stripe withdrew a disputed amount: from the wallet as far as it covers it, the rest owed
+    (the user's debt account), and Stripe's fee on the platform; once per dispute."""
+    DISPUTE_REINSTATEMENT = "dispute_reinstatement"
+    """Stripe gave a disputed amount back (the dispute was won): once per dispute."""
 
 
 class EntryType(StrEnum):
@@ -70,6 +84,12 @@ class EntryType(StrEnum):
     TRANSFER_OUT = "transfer_out"
     REFUND = "refund"
     REFUND_REVERSAL = "refund_reversal"
+    DISPUTE_WITHDRAWAL = "dispute_withdrawal"
+    DISPUTE_REINSTATEMENT = "dispute_reinstatement"
+    DISPUTE_FEE = "dispute_fee"
+    """On the platform's accounts only: Stripe's fee for a dispute."""
+    DEBT_SETTLEMENT = "debt_settlement"
+    """Money credited to a wallet that owes, moved on at once to pay the debt."""
 
 
 class HoldStatus(StrEnum):
@@ -87,16 +107,19 @@ class Base(DeclarativeBase):
 
 
 class Account(Base):
-    """A user's wallet in one currency, or a system account; balances are cached sums."""
+    """A user's wallet, a user's debt or a system account, in one currency; balances are cached
+    sums."""
 
     __tablename__ = "accounts"
     __table_args__ = (
         check_in("kind", AccountKind, name="accounts_kind_check"),
         CheckConstraint(
             "(kind = 'user') = (user_id IS NOT NULL) "
-            "AND (kind = 'system') = (system_code IS NOT NULL)",
+            "AND (kind = 'system') = (system_code IS NOT NULL) "
+            "AND (kind = 'debt') = (debtor_id IS NOT NULL)",
             name="accounts_owner_check",
         ),
+        CheckConstraint("kind <> 'debt' OR balance <= 0", name="accounts_debt_balance_check"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="accounts_currency_check"),
         CheckConstraint("held >= 0 AND (kind = 'user' OR held = 0)", name="accounts_held_check"),
         CheckConstraint("kind <> 'user' OR balance >= 0", name="accounts_wallet_balance_check"),
@@ -105,6 +128,7 @@ class Account(Base):
         ),
         UniqueConstraint("user_id", "currency", name="accounts_user_currency_key"),
         UniqueConstraint("system_code", "currency", name="accounts_system_currency_key"),
+        UniqueConstraint("debtor_id", "currency", name="accounts_debtor_currency_key"),
         {"schema": SCHEMA},
     )
 
@@ -112,6 +136,8 @@ class Account(Base):
     kind: Mapped[str] = mapped_column(Text)
     user_id: Mapped[str | None] = mapped_column(Text)
     system_code: Mapped[str | None] = mapped_column(Text)
+    debtor_id: Mapped[str | None] = mapped_column(Text)
+    """The user who owes, for a debt account (kept apart from `user_id`, which names wallets)."""
     currency: Mapped[str] = mapped_column(Text)
     balance: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     held: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
