@@ -62,6 +62,29 @@ class RefundState:
     """Stripe's reason for a failed refund (`expired_or_canceled_card`, ...)."""
 
 
+@dataclass(frozen=True)
+class DisputeState:
+    """A Stripe Dispute, with what its balance transactions moved."""
+
+    id: str
+    status: str
+    """Stripe's: `warning_needs_response`, `needs_response`, `under_review`, `won`, `lost`, ..."""
+    amount: int
+    currency: str
+    charge_id: str | None
+    payment_intent_id: str | None
+    reason: str | None = None
+    withdrawn: int = 0
+    """What Stripe took from our balance for it (its negative balance transactions)."""
+    reinstated: int = 0
+    """What Stripe gave back (its positive balance transactions)."""
+    fee: int = 0
+    """Stripe's dispute fee charged to us (positive fees on its balance transactions)."""
+    fee_returned: int = 0
+    """Of that fee, what Stripe gave back (negative fees)."""
+    fee_currency: str | None = None
+
+
 class StripeRefused(Exception):
     """Stripe answered and said no (declined card, invalid request); retrying will not help."""
 
@@ -136,6 +159,41 @@ def refund_state(data: Mapping[str, Any]) -> RefundState:
         charge_id=_object_id(data.get("charge")),
         refund_id=metadata.get("refund_id"),
         failure_reason=data.get("failure_reason"),
+    )
+
+
+def dispute_state(data: Mapping[str, Any]) -> DisputeState:
+    """A DisputeState from a Dispute as JSON; `balance_transactions` are its money movements."""
+    withdrawn = reinstated = fee = fee_returned = 0
+    fee_currency = None
+    for txn in data.get("balance_transactions") or []:
+        if not isinstance(txn, Mapping):
+            continue
+        amount = int(txn.get("amount") or 0)
+        txn_fee = int(txn.get("fee") or 0)
+        if amount < 0:
+            withdrawn -= amount
+        else:
+            reinstated += amount
+        if txn_fee > 0:
+            fee += txn_fee
+        else:
+            fee_returned -= txn_fee
+        if txn_fee and txn.get("currency"):
+            fee_currency = str(txn["currency"]).upper()
+    return DisputeState(
+        id=str(data["id"]),
+        status=str(data["status"]),
+        amount=int(data["amount"]),
+        currency=str(data["currency"]).upper(),
+        charge_id=_object_id(data.get("charge")),
+        payment_intent_id=_object_id(data.get("payment_intent")),
+        reason=data.get("reason"),
+        withdrawn=withdrawn,
+        reinstated=reinstated,
+        fee=fee,
+        fee_returned=fee_returned,
+        fee_currency=fee_currency,
     )
 
 
@@ -268,6 +326,13 @@ class StripeApi:
             "list_refunds", self.client.v1.refunds.list_async({"charge": charge_id, "limit": 100})
         )
         return [refund_state(_as_dict(item)) for item in page.data]
+
+    async def retrieve_dispute(self, dispute_id: str) -> DisputeState:
+        """The Dispute as Stripe has it now, with its balance transactions."""
+        dispute = await self._call(
+            "retrieve_dispute", self.client.v1.disputes.retrieve_async(dispute_id)
+        )
+        return dispute_state(_as_dict(dispute))
 
     async def _call(self, operation: str, awaitable: Awaitable[T]) -> T:
         started = time.perf_counter()

@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from micropay_common.money import Amount, CurrencyCode
+from micropay_common.money import MAX_AMOUNT, Amount, CurrencyCode
 from micropay_common.services import ServiceName
 
 EVENTS_PATH = "/internal/events"
@@ -32,6 +32,10 @@ class EventType(StrEnum):
     PAYMENT_FAILED = "payment.failed"
     PAYMENT_REFUNDED = "payment.refunded"
     PAYMENT_REFUND_FAILED = "payment.refund_failed"
+    PAYMENT_DISPUTE_OPENED = "payment.dispute_opened"
+    PAYMENT_DISPUTE_FUNDS_WITHDRAWN = "payment.dispute_funds_withdrawn"
+    PAYMENT_DISPUTE_FUNDS_REINSTATED = "payment.dispute_funds_reinstated"
+    PAYMENT_DISPUTE_CLOSED = "payment.dispute_closed"
     TRANSFER_COMPLETED = "transfer.completed"
 
 
@@ -139,6 +143,80 @@ class PaymentRefundFailed(Event):
     failure_code: str | None = None
 
 
+class PaymentDisputeOpened(Event):
+    """`payment.dispute_opened`: the card holder disputes a top-up; notifications tells the user."""
+
+    event_type = EventType.PAYMENT_DISPUTE_OPENED
+    producer = ServiceName.PAYMENT
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+    payment_id: str
+    dispute_id: str
+    user_id: str
+    amount: Amount
+    currency: CurrencyCode
+    reason: str | None = None
+
+
+class PaymentDisputeFundsWithdrawn(Event):
+    """`payment.dispute_funds_withdrawn`: Stripe took the disputed amount back.
+
+    The transactions service takes it from the wallet as far as the available balance covers
+    it and records the rest as owed (the user's debt account), and records Stripe's `fee` on
+    the platform's own accounts; notifications tells the user. Once per dispute.
+    """
+
+    event_type = EventType.PAYMENT_DISPUTE_FUNDS_WITHDRAWN
+    producer = ServiceName.PAYMENT
+    consumers = (ServiceName.TRANSACTIONS, ServiceName.NOTIFICATIONS)
+
+    payment_id: str
+    dispute_id: str
+    user_id: str
+    amount: Amount
+    currency: CurrencyCode
+    fee: int = Field(default=0, ge=0, le=MAX_AMOUNT)
+    fee_currency: CurrencyCode | None = None
+
+
+class PaymentDisputeFundsReinstated(Event):
+    """`payment.dispute_funds_reinstated`: the dispute was won and Stripe gave the amount back.
+
+    The transactions service credits it once, the user's debt paid first, and takes back any
+    fee Stripe returned (`fee_returned`). It carries the withdrawal too (`fee`), so that when it
+    arrives first the withdrawal is posted before it: never a lone reinstatement.
+    """
+
+    event_type = EventType.PAYMENT_DISPUTE_FUNDS_REINSTATED
+    producer = ServiceName.PAYMENT
+    consumers = (ServiceName.TRANSACTIONS, ServiceName.NOTIFICATIONS)
+
+    payment_id: str
+    dispute_id: str
+    user_id: str
+    amount: Amount
+    currency: CurrencyCode
+    fee: int = Field(default=0, ge=0, le=MAX_AMOUNT)
+    fee_returned: int = Field(default=0, ge=0, le=MAX_AMOUNT)
+    fee_currency: CurrencyCode | None = None
+
+
+class PaymentDisputeClosed(Event):
+    """`payment.dispute_closed`: Stripe decided a dispute (`won` or `lost`); notifications tells
+    the user. The money moves with the funds events, not with this one."""
+
+    event_type = EventType.PAYMENT_DISPUTE_CLOSED
+    producer = ServiceName.PAYMENT
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+    payment_id: str
+    dispute_id: str
+    user_id: str
+    amount: Amount
+    currency: CurrencyCode
+    status: Literal["won", "lost"]
+
+
 class TransferCompleted(Event):
     """`transfer.completed`: notifications tells both sides (one event for both)."""
 
@@ -165,6 +243,10 @@ EVENT_MODELS: Mapping[EventType, type[Event]] = MappingProxyType(
             PaymentFailed,
             PaymentRefunded,
             PaymentRefundFailed,
+            PaymentDisputeOpened,
+            PaymentDisputeFundsWithdrawn,
+            PaymentDisputeFundsReinstated,
+            PaymentDisputeClosed,
             TransferCompleted,
         )
     }

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.idempotency import leases
-from payment_microservice.models import Payment, PaymentStatus
+from payment_microservice.models import Dispute, Payment, PaymentStatus
 
 UNSETTLED = (PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION)
 
@@ -148,3 +148,19 @@ async def add_refunded(session: AsyncSession, payment_id: uuid.UUID, amount: int
         .where(Payment.id == payment_id)
         .values(amount_refunded=Payment.amount_refunded + amount, updated_at=func.now())
     )
+
+
+async def latest_disputes(
+    session: AsyncSession, payment_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Dispute]:
+    """The latest dispute of each of the payments that has one."""
+    if not payment_ids:
+        return {}
+    rows = await session.scalars(
+        select(Dispute)
+        .where(Dispute.payment_id.in_(payment_ids))
+        .order_by(Dispute.payment_id, Dispute.created_at.desc(), Dispute.id.desc())
+        .distinct(Dispute.payment_id)
+        .execution_options(populate_existing=True)
+    )
+    return {row.payment_id: row for row in rows}

@@ -98,5 +98,5 @@ async def list_payments(
     responses={404: {"description": "No such payment visible to the caller"}},
 )
 async def get_payment(payment_id: uuid.UUID, session: SessionDep, user: CurrentUser) -> Any:
-    """One payment of the caller (admins: any payment)."""
-    return service.to_read(await service.get_visible(session, user, payment_id))
+    """One payment of the caller (admins: any payment), with its dispute if it has one."""
+    return await service.read_visible(session, user, payment_id)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from micropay_common.money import Amount
 from micropay_common.pagination import Page
-from payment_microservice.models import PaymentStatus
+from payment_microservice.models import DisputeFunds, DisputeStatus, PaymentStatus
 
 
 class PaymentCreate(BaseModel):
@@ -40,6 +40,20 @@ class PaymentCreate(BaseModel):
     description: str | None = Field(default=None, max_length=500)
 
 
+class DisputeSummary(BaseModel):
+    """A card holder's dispute of the payment, as Stripe last reported it."""
+
+    status: DisputeStatus = Field(description="`open` until Stripe decides; `won` or `lost`.")
+    amount: int = Field(description="The disputed amount, in minor units.", examples=[1000])
+    currency: str = Field(examples=["USD"])
+    reason: str | None = Field(default=None, description="Stripe's reason, e.g. `fraudulent`.")
+    funds: DisputeFunds = Field(
+        description="`withdrawn`: Stripe took the amount back (and so did the wallet, as far as "
+        "it could); `reinstated`: given back after a won dispute."
+    )
+    created_at: datetime
+
+
 class PaymentRead(BaseModel):
     """A payment as its owner sees it."""
 
@@ -58,6 +72,11 @@ class PaymentRead(BaseModel):
     client_secret: str | None = Field(
         default=None,
         description="For Stripe.js to complete the action; only while requires_action.",
+    )
+    dispute: DisputeSummary | None = Field(
+        default=None,
+        description="The card holder's dispute of this payment, if any (the latest); null on "
+        "the answer to `POST /payments`.",
     )
 
 

@@ -19,7 +19,7 @@ from micropay_common.events import EventType, PaymentFailed, PaymentSucceeded
 from micropay_common.outbox import publish
 from micropay_common.pagination import InvalidCursor
 from micropay_common.security import AuthenticatedUser
-from payment_microservice.models import Payment, PaymentStatus
+from payment_microservice.models import Dispute, Payment, PaymentStatus
 from payment_microservice.payments import repository
 from payment_microservice.payments.exceptions import (
     AmountOutOfRange,
@@ -30,7 +30,12 @@ from payment_microservice.payments.exceptions import (
 from payment_microservice.payments.exceptions import (
     PaymentFailed as PaymentFailedProblem,
 )
-from payment_microservice.payments.schemas import PaymentCreate, PaymentList, PaymentRead
+from payment_microservice.payments.schemas import (
+    DisputeSummary,
+    PaymentCreate,
+    PaymentList,
+    PaymentRead,
+)
 from payment_microservice.settings import PaymentSettings
 from payment_microservice.stripe_api import IntentState, StripeRefused
 
@@ -77,8 +82,8 @@ def can_read(user: AuthenticatedUser, payment: Payment) -> bool:
     return payment.user_id == user.id or user.in_group(ADMINS)
 
 
-def to_read(payment: Payment) -> PaymentRead:
-    """The public view of a payment."""
+def to_read(payment: Payment, dispute: Dispute | None = None) -> PaymentRead:
+    """The public view of a payment (with its latest dispute, when given)."""
     awaiting_action = payment.status == PaymentStatus.REQUIRES_ACTION
     return PaymentRead(
         id=payment.id,
@@ -92,7 +97,26 @@ def to_read(payment: Payment) -> PaymentRead:
         decline_code=payment.decline_code,
         next_action=payment.next_action if awaiting_action else None,
         client_secret=payment.client_secret if awaiting_action else None,
+        dispute=None
+        if dispute is None
+        else DisputeSummary(
+            status=dispute.status,
+            amount=dispute.amount,
+            currency=dispute.currency,
+            reason=dispute.reason,
+            funds=dispute.funds,
+            created_at=dispute.created_at,
+        ),
     )
+
+
+async def read_visible(
+    session: AsyncSession, user: AuthenticatedUser, payment_id: uuid.UUID
+) -> PaymentRead:
+    """The public view of a payment the caller may see, with its dispute; else 404."""
+    payment = await get_visible(session, user, payment_id)
+    disputes = await repository.latest_disputes(session, [payment.id])
+    return to_read(payment, disputes.get(payment.id))
 
 
 def failure_problem(payment: Payment, headers: dict[str, str] | None = None) -> ProblemError:
@@ -140,7 +164,8 @@ async def list_payments(
         if cursor is None or not can_read(user, cursor):
             raise InvalidCursor(f"starting_after: you have no payment {starting_after}.")
     rows = await repository.page(session, user_id=owner, limit=limit, starting_after=cursor)
-    return PaymentList.of([to_read(p) for p in rows], limit)
+    disputes = await repository.latest_disputes(session, [p.id for p in rows])
+    return PaymentList.of([to_read(p, disputes.get(p.id)) for p in rows], limit)
 
 
 async def apply_intent(

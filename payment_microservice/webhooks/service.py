@@ -1,9 +1,10 @@
 """Stripe webhook events: verified, checked with Stripe, recorded by event id, applied once.
 
 A signed event says only which object changed: before anything is applied, the object is
-retrieved from Stripe (the PaymentIntent, the Refund, a charge's refunds) and its status as
-Stripe has it now is what counts, so a forged or stale body cannot credit a wallet or move a
-payment from `failed` to `succeeded` unless Stripe itself says succeeded. That read happens
+retrieved from Stripe (the PaymentIntent, the Refund, a charge's refunds, the Dispute) and its
+status as Stripe has it now is what counts, so a forged or stale body cannot credit a wallet,
+take money from one, or move a payment from `failed` to `succeeded` unless Stripe itself says
+so. That read happens
 before the event's transaction, so no database transaction waits on Stripe.
 
 The event id goes into `stripe_events` in the same transaction as the event's effect, so a
@@ -27,10 +28,12 @@ from typing import Any
 import stripe
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment_microservice.disputes import service as disputes_service
 from payment_microservice.models import StripeEventOutcome
 from payment_microservice.payments import service as payments_service
 from payment_microservice.refunds import service as refunds_service
 from payment_microservice.stripe_api import (
+    DisputeState,
     IntentState,
     RefundState,
     StripeApi,
@@ -55,6 +58,15 @@ REFUND_EVENTS = frozenset(
     {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}
 )
 CHARGE_REFUNDED = "charge.refunded"
+DISPUTE_EVENTS = frozenset(
+    {
+        "charge.dispute.created",
+        "charge.dispute.updated",
+        "charge.dispute.closed",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.funds_reinstated",
+    }
+)
 
 Apply = Callable[[AsyncSession], Awaitable[bool]]
 """An event's effect, bound to what Stripe said: True when it changed anything."""
@@ -193,9 +205,33 @@ async def _apply_refunds(session: AsyncSession, refunds: list[RefundState]) -> b
     return changed
 
 
+async def _fetch_dispute(stripe_api: StripeApi, obj: Mapping[str, Any]) -> Apply | None:
+    dispute_id = _object_id(obj)
+    if dispute_id is None:
+        return None
+    # Whichever of the five events this is, the Dispute as Stripe has it now (its status and
+    # balance transactions) says which steps have happened; the event's type does not.
+    dispute = await stripe_api.retrieve_dispute(dispute_id)
+
+    async def apply(session: AsyncSession) -> bool:
+        return await _apply_dispute(session, dispute)
+
+    return apply
+
+
+async def _apply_dispute(session: AsyncSession, dispute: DisputeState) -> bool:
+    payment = await payments_service.payment_of_charge(
+        session, dispute.charge_id, dispute.payment_intent_id
+    )
+    if payment is None:
+        return False
+    return await disputes_service.record_stripe_dispute(session, payment, dispute)
+
+
 FETCHERS: Mapping[str, Fetch] = {
     **dict.fromkeys(INTENT_EVENTS, _fetch_intent),
     **dict.fromkeys(REFUND_EVENTS, _fetch_refund),
     CHARGE_REFUNDED: _fetch_charge_refunds,
+    **dict.fromkeys(DISPUTE_EVENTS, _fetch_dispute),
 }
 """The event types this service acts on, each with how Stripe is asked about its object."""

@@ -22,11 +22,12 @@ from transactions_microservice.models import (
 
 @dataclass(frozen=True)
 class WalletBalance:
-    """A wallet's posted and held amounts."""
+    """A wallet's posted and held amounts, and what its user owes in its currency."""
 
     currency: str
     balance: int
     held: int
+    owed: int = 0
 
 
 async def wallet_ids(
@@ -63,6 +64,18 @@ async def system_account(session: AsyncSession, code: SystemAccount, currency: s
     )
 
 
+async def debt_account(session: AsyncSession, user_id: str, currency: str) -> AccountId:
+    """Id of the user's debt account in `currency`, opening it on first use."""
+    return await _get_or_create(
+        session,
+        select(accounts.c.id).where(
+            accounts.c.debtor_id == user_id, accounts.c.currency == currency
+        ),
+        {"kind": AccountKind.DEBT, "debtor_id": user_id, "currency": currency},
+        [accounts.c.debtor_id, accounts.c.currency],
+    )
+
+
 async def _get_or_create(
     session: AsyncSession,
     lookup: Select[Any],
@@ -96,11 +109,18 @@ _OVERDUE = (
     )
     .scalar_subquery()
 )
+_DEBTS = accounts.alias("debts")
+_OWED = (
+    select(-_DEBTS.c.balance)
+    .where(_DEBTS.c.debtor_id == accounts.c.user_id, _DEBTS.c.currency == accounts.c.currency)
+    .scalar_subquery()
+)
 _BALANCES = (
     select(
         accounts.c.currency,
         accounts.c.balance,
         case((accounts.c.held == 0, 0), else_=accounts.c.held - _OVERDUE).label("held"),
+        func.coalesce(_OWED, 0).label("owed"),
     )
     .where(accounts.c.user_id == bindparam("user_id"))
     .order_by(accounts.c.currency)
@@ -110,7 +130,7 @@ _BALANCES = (
 async def balances(session: AsyncSession, user_id: str) -> list[WalletBalance]:
     """The user's wallets, by currency, from the stored balances (never the entries)."""
     rows = await session.execute(_BALANCES, {"user_id": user_id})
-    return [WalletBalance(row.currency, row.balance, int(row.held)) for row in rows]
+    return [WalletBalance(row.currency, row.balance, int(row.held), int(row.owed)) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -124,6 +144,8 @@ class TransferParties:
     sender_available: int | None
     """What the sender's wallet has available (its holds past their expiry not counted), as
     read without its lock: the posting weighs it again under the lock."""
+    sender_owed: int = 0
+    """What the sender owes in the currency (their debt account)."""
 
 
 # One round trip for both sides; the single row comes back even when nothing matches. The
@@ -138,7 +160,8 @@ _TRANSFER_PARTIES = text(
                    SELECT coalesce(sum(h.amount), 0) FROM transactions.holds AS h
                    WHERE h.account_id = sender_wallet.id AND h.status = 'active'
                      AND h.expires_at <= now())
-               END AS sender_available
+               END AS sender_available,
+           coalesce(-sender_debt.balance, 0) AS sender_owed
     FROM (SELECT 1) AS one
     LEFT JOIN transactions.users AS recipient ON recipient.email = :recipient_email
     LEFT JOIN transactions.accounts AS recipient_wallet
@@ -147,6 +170,8 @@ _TRANSFER_PARTIES = text(
     LEFT JOIN transactions.users AS sender ON sender.user_id = :sender_id
     LEFT JOIN transactions.accounts AS sender_wallet
            ON sender_wallet.user_id = :sender_id AND sender_wallet.currency = :currency
+    LEFT JOIN transactions.accounts AS sender_debt
+           ON sender_debt.debtor_id = :sender_id AND sender_debt.currency = :currency
     """
 )
 
@@ -164,6 +189,7 @@ async def transfer_parties(
     values = dict(row._mapping)
     if values["sender_available"] is not None:
         values["sender_available"] = int(values["sender_available"])
+    values["sender_owed"] = int(values["sender_owed"])
     return TransferParties(**values)
 
 

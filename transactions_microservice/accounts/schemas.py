@@ -12,6 +12,13 @@ class BalanceRead(BaseModel):
     available: int = Field(description="balance - held, in minor units.", examples=[1500])
     balance: int = Field(description="Posted balance, in minor units.", examples=[2000])
     held: int = Field(description="Reserved by active holds, in minor units.", examples=[500])
+    owed: int = Field(
+        default=0,
+        description="What you owe in this currency (a disputed top-up the wallet could not "
+        "cover), in minor units. Money coming in pays it first; nothing can be sent until it "
+        "is 0.",
+        examples=[0],
+    )
 
 
 class BalancesRead(BaseModel):

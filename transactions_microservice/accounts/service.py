@@ -47,6 +47,11 @@ async def system_account(session: AsyncSession, code: SystemAccount, currency: s
     return await repository.system_account(session, code, currency)
 
 
+async def debt_account(session: AsyncSession, user_id: str, currency: str) -> AccountId:
+    """Id of the user's debt account in `currency` (what they owe), opening it when missing."""
+    return await repository.debt_account(session, user_id, currency)
+
+
 async def transfer_parties(
     session: AsyncSession, *, sender_id: str, recipient_email: str, currency: str
 ) -> TransferParties:
@@ -57,7 +62,7 @@ async def transfer_parties(
 
 
 async def balances(session: AsyncSession, user_id: str) -> BalancesRead:
-    """The user's wallets with their available balances."""
+    """The user's wallets with their available balances and what the user owes in each."""
     wallets = await repository.balances(session, user_id)
     return BalancesRead(
         balances=[
@@ -66,6 +71,7 @@ async def balances(session: AsyncSession, user_id: str) -> BalancesRead:
                 available=wallet.balance - wallet.held,
                 balance=wallet.balance,
                 held=wallet.held,
+                owed=wallet.owed,
             )
             for wallet in wallets
         ]

@@ -1,4 +1,5 @@
-"""Rules for card money: credit top-ups once, debit refunds once, never overdraw a wallet."""
+"""Rules for card money: credit top-ups once, debit refunds and disputes once, never overdraw a
+wallet."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from transactions_microservice.holds import service as holds_service
 from transactions_microservice.holds.exceptions import HoldNotActive, HoldNotFound
 from transactions_microservice.ledger import service as ledger
 from transactions_microservice.models import (
+    AccountId,
     EntryType,
     HoldStatus,
     LedgerTransactionType,
@@ -252,3 +254,172 @@ async def _refund_debit(
         if hold is not None and hold.transaction_id is not None:
             return hold.transaction_id
     return await ledger.transaction_by_reference(session, LedgerTransactionType.REFUND, refund_id)
+
+
+@dataclass(frozen=True)
+class DisputeOutcome:
+    """What a dispute step did to the ledger."""
+
+    how: Literal["withdrawn", "reinstated", "already_applied"]
+    debited: int = 0
+    """Taken from the wallet (a withdrawal)."""
+    owed: int = 0
+    """Recorded as owed in the user's debt account (a withdrawal)."""
+
+
+async def withdraw_for_dispute(
+    session: AsyncSession,
+    *,
+    dispute_id: str,
+    user_id: str,
+    amount: int,
+    currency: str,
+    fee: int,
+    fee_currency: str | None,
+) -> DisputeOutcome:
+    """Take a disputed amount Stripe withdrew from the wallet, once per dispute.
+
+    The wallet gives what it has available (balance less active holds: a held amount is
+    already promised to a refund); the rest is recorded as owed in the user's debt account,
+    never as a negative wallet. Stripe's fee is the platform's cost, posted between its own
+    accounts (`platform_funds` pays `dispute_fees`) and never charged to the wallet.
+    """
+    if await ledger.transaction_by_reference(
+        session, LedgerTransactionType.DISPUTE_WITHDRAWAL, dispute_id
+    ):
+        return DisputeOutcome("already_applied")
+    wallet = await accounts.open_wallet(session, user_id, currency)
+    debt = await accounts.debt_account(session, user_id, currency)
+    disputes = await accounts.system_account(session, SystemAccount.DISPUTES, currency)
+    fee_accounts = await _fee_accounts(session, fee, fee_currency or currency)
+    # Every account of the posting locked in one call, before the wallet is weighed.
+    locked = await ledger.release_overdue_holds(
+        session, await ledger.lock_accounts(session, [wallet, debt, disputes, *fee_accounts])
+    )
+    available = max(locked[wallet].balance - locked[wallet].held, 0)
+    debited = min(amount, available)
+    owed = amount - debited
+    entries = [
+        ledger.NewEntry(
+            account_id=disputes,
+            amount=amount,
+            currency=currency,
+            type=EntryType.DISPUTE_WITHDRAWAL,
+        )
+    ]
+    for account_id, part in ((wallet, debited), (debt, owed)):
+        if part:
+            entries.append(
+                ledger.NewEntry(
+                    account_id=account_id,
+                    amount=-part,
+                    currency=currency,
+                    type=EntryType.DISPUTE_WITHDRAWAL,
+                )
+            )
+    entries.extend(_fee_entries(fee_accounts, fee, fee_currency or currency))
+    posted = await ledger.post(
+        session,
+        type_=LedgerTransactionType.DISPUTE_WITHDRAWAL,
+        reference=dispute_id,
+        entries=entries,
+    )
+    if posted is None:
+        return DisputeOutcome("already_applied")
+    if owed:
+        logger.warning(
+            "dispute %s withdrew %d %s; user %s had %d available and now owes %d",
+            dispute_id,
+            amount,
+            currency,
+            user_id,
+            debited,
+            owed,
+            extra={"dispute": dispute_id, "user_id": user_id, "owed": owed},
+        )
+    return DisputeOutcome("withdrawn", debited=debited, owed=owed)
+
+
+async def reinstate_for_dispute(
+    session: AsyncSession,
+    *,
+    dispute_id: str,
+    user_id: str,
+    amount: int,
+    currency: str,
+    fee: int,
+    fee_returned: int,
+    fee_currency: str | None,
+) -> DisputeOutcome:
+    """Give a won dispute's amount back once: the user's debt paid first, the rest credited.
+
+    The withdrawal is posted first if its event has not arrived yet (the events may arrive in
+    either order): a reinstatement never stands without its withdrawal. The credit goes
+    through the ledger's rule for any credit to a wallet that owes (debt first), so the debt
+    this dispute left is cancelled before the wallet gets the rest. A fee Stripe gave back
+    returns to the platform's own accounts.
+    """
+    await withdraw_for_dispute(
+        session,
+        dispute_id=dispute_id,
+        user_id=user_id,
+        amount=amount,
+        currency=currency,
+        fee=fee,
+        fee_currency=fee_currency,
+    )
+    if await ledger.transaction_by_reference(
+        session, LedgerTransactionType.DISPUTE_REINSTATEMENT, dispute_id
+    ):
+        return DisputeOutcome("already_applied")
+    wallet = await accounts.open_wallet(session, user_id, currency)
+    disputes = await accounts.system_account(session, SystemAccount.DISPUTES, currency)
+    fee_accounts = await _fee_accounts(session, fee_returned, fee_currency or currency)
+    entries = [
+        ledger.NewEntry(
+            account_id=disputes,
+            amount=-amount,
+            currency=currency,
+            type=EntryType.DISPUTE_REINSTATEMENT,
+        ),
+        ledger.NewEntry(
+            account_id=wallet,
+            amount=amount,
+            currency=currency,
+            type=EntryType.DISPUTE_REINSTATEMENT,
+        ),
+        *_fee_entries(fee_accounts, -fee_returned, fee_currency or currency),
+    ]
+    posted = await ledger.post(
+        session,
+        type_=LedgerTransactionType.DISPUTE_REINSTATEMENT,
+        reference=dispute_id,
+        entries=entries,
+    )
+    if posted is None:
+        return DisputeOutcome("already_applied")
+    logger.info("dispute %s won: %d %s given back", dispute_id, amount, currency)
+    return DisputeOutcome("reinstated")
+
+
+async def _fee_accounts(session: AsyncSession, fee: int, currency: str) -> list[AccountId]:
+    """[dispute_fees, platform_funds] in `currency` when there is a fee to post, else []."""
+    if not fee:
+        return []
+    return [
+        await accounts.system_account(session, SystemAccount.DISPUTE_FEES, currency),
+        await accounts.system_account(session, SystemAccount.PLATFORM_FUNDS, currency),
+    ]
+
+
+def _fee_entries(fee_accounts: list[AccountId], fee: int, currency: str) -> list[ledger.NewEntry]:
+    """The platform pays `fee` (negative: is paid back) to dispute_fees."""
+    if not fee_accounts or not fee:
+        return []
+    fees, platform = fee_accounts
+    return [
+        ledger.NewEntry(account_id=fees, amount=fee, currency=currency, type=EntryType.DISPUTE_FEE),
+        ledger.NewEntry(
+            account_id=platform, amount=-fee, currency=currency, type=EntryType.DISPUTE_FEE
+        ),
+    ]

@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.events import (
+    PaymentDisputeFundsReinstated,
+    PaymentDisputeFundsWithdrawn,
     PaymentRefunded,
     PaymentRefundFailed,
     PaymentSucceeded,
@@ -42,6 +44,8 @@ class EventHandlers:
             on(PaymentSucceeded, self.payment_succeeded),
             on(PaymentRefunded, self.payment_refunded),
             on(PaymentRefundFailed, self.payment_refund_failed),
+            on(PaymentDisputeFundsWithdrawn, self.payment_dispute_funds_withdrawn),
+            on(PaymentDisputeFundsReinstated, self.payment_dispute_funds_reinstated),
         ]
 
     async def user_registered(
@@ -89,4 +93,33 @@ class EventHandlers:
             currency=event.currency,
             hold_id=event.hold_id,
             was_refunded=event.was_refunded,
+        )
+
+    async def payment_dispute_funds_withdrawn(
+        self, session: AsyncSession, event: PaymentDisputeFundsWithdrawn, meta: EventMeta
+    ) -> None:
+        """Take the disputed amount from the wallet as far as it covers it, the rest owed; once."""
+        await funding.withdraw_for_dispute(
+            session,
+            dispute_id=event.dispute_id,
+            user_id=event.user_id,
+            amount=event.amount,
+            currency=event.currency,
+            fee=event.fee,
+            fee_currency=event.fee_currency,
+        )
+
+    async def payment_dispute_funds_reinstated(
+        self, session: AsyncSession, event: PaymentDisputeFundsReinstated, meta: EventMeta
+    ) -> None:
+        """Give a won dispute's amount back once, the user's debt paid first."""
+        await funding.reinstate_for_dispute(
+            session,
+            dispute_id=event.dispute_id,
+            user_id=event.user_id,
+            amount=event.amount,
+            currency=event.currency,
+            fee=event.fee,
+            fee_returned=event.fee_returned,
+            fee_currency=event.fee_currency,
         )

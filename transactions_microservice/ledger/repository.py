@@ -147,6 +147,23 @@ async def lock_accounts(
     ]
 
 
+_DEBT_ACCOUNTS = text(
+    "SELECT w.id AS wallet, d.id AS debt FROM transactions.accounts w "
+    "JOIN transactions.accounts d ON d.debtor_id = w.user_id AND d.currency = w.currency "
+    "WHERE w.id = ANY(:ids) AND w.kind = 'user'"
+).bindparams(bindparam("ids", type_=ARRAY(BigInteger)))
+
+
+async def debt_accounts(
+    session: AsyncSession, account_ids: Collection[AccountId]
+) -> dict[AccountId, AccountId]:
+    """The debt account of each of these accounts that is a wallet whose user has one."""
+    if not account_ids:
+        return {}
+    rows = await session.execute(_DEBT_ACCOUNTS, {"ids": sorted(set(account_ids))})
+    return {AccountId(row.wallet): AccountId(row.debt) for row in rows}
+
+
 # Expire the account's overdue holds and take them out of `held`, in one statement. The caller
 # holds the account's row lock, so no posting reads `held` in between.
 _RELEASE_OVERDUE_HOLDS = text(

@@ -122,12 +122,17 @@ async def post(
 ) -> Posted | None:
     """Write a balanced transaction and move the balances; None if (type, reference) exists.
 
-    An entry that would leave a wallet less than nothing available raises InsufficientFunds
-    before anything is written; the database CHECKs stand behind this for any bug.
+    A credit to a wallet whose user owes money in its currency (their debt account) pays the
+    debt first: `debt_settlement` entries, in the same transaction, move up to the amount
+    credited from the wallet to the debt account. An entry that would leave a wallet less
+    than nothing available raises InsufficientFunds before anything is written; the database
+    CHECKs stand behind this for any bug.
     """
     check_balanced(entries)
+    debts = await repository.debt_accounts(session, _credited(entries))
     locked = await release_overdue_holds(
-        session, await lock_accounts(session, [entry.account_id for entry in entries])
+        session,
+        await lock_accounts(session, [*(entry.account_id for entry in entries), *debts.values()]),
     )
     running = {account_id: account.balance for account_id, account in locked.items()}
     rows: list[EntryRow] = []
@@ -138,16 +143,22 @@ async def post(
                 f"a {entry.currency} entry on account {account.id}, which holds {account.currency}"
             )
         running[account.id] += entry.amount
-        rows.append(
-            EntryRow(
-                account_id=account.id,
-                type=entry.type,
-                amount=entry.amount,
-                currency=entry.currency,
-                balance_after=running[account.id],
-                counterparty_user_id=entry.counterparty_user_id,
-            )
-        )
+        rows.append(_row(entry.account_id, entry, running))
+    # Money credited to a wallet whose user owes pays the debt first, in this transaction: a
+    # wallet never holds money while its user owes in that currency, whatever credited it.
+    for wallet_id, debt_id in debts.items():
+        settled = min(running[wallet_id] - locked[wallet_id].balance, -running[debt_id])
+        if settled > 0:
+            currency = locked[wallet_id].currency
+            for account_id, amount in ((wallet_id, -settled), (debt_id, settled)):
+                running[account_id] += amount
+                settlement = NewEntry(
+                    account_id=account_id,
+                    amount=amount,
+                    currency=currency,
+                    type=EntryType.DEBT_SETTLEMENT,
+                )
+                rows.append(_row(account_id, settlement, running))
     for account in locked.values():
         debited = running[account.id] < account.balance
         if account.kind == AccountKind.USER and debited and running[account.id] - account.held < 0:
@@ -173,6 +184,25 @@ async def post(
     if created_at is None:
         return None
     return Posted(id=transaction_id, created_at=created_at, balances_after=running)
+
+
+def _credited(entries: Sequence[NewEntry]) -> list[AccountId]:
+    """The accounts the entries credit on balance (the only ones a debt settlement concerns)."""
+    net: dict[AccountId, int] = defaultdict(int)
+    for entry in entries:
+        net[entry.account_id] += entry.amount
+    return [account_id for account_id, amount in net.items() if amount > 0]
+
+
+def _row(account_id: AccountId, entry: NewEntry, running: Mapping[AccountId, int]) -> EntryRow:
+    return EntryRow(
+        account_id=account_id,
+        type=entry.type,
+        amount=entry.amount,
+        currency=entry.currency,
+        balance_after=running[account_id],
+        counterparty_user_id=entry.counterparty_user_id,
+    )
 
 
 async def transaction_by_reference(

@@ -16,6 +16,7 @@ from transactions_microservice.transfers.exceptions import (
     RECIPIENT_UNAVAILABLE,
     RecipientUnavailable,
     TransferToSelf,
+    WalletHasDebt,
 )
 from transactions_microservice.transfers.schemas import TransferCreate, TransferRead
 
@@ -35,6 +36,13 @@ async def create_transfer(
     parties = await accounts.transfer_parties(
         session, sender_id=sender_id, recipient_email=to_email, currency=request.currency
     )
+    if parties.sender_owed > 0:
+        raise WalletHasDebt(
+            "You owe money in this currency; money coming in pays it first, and nothing can be "
+            "sent until it is paid.",
+            owed=parties.sender_owed,
+            currency=request.currency,
+        )
     if parties.sender_wallet is None:
         raise InsufficientFunds(
             f"You have no {request.currency} wallet.", available=0, currency=request.currency
