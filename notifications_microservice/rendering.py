@@ -19,6 +19,10 @@ KINDS = (
     "payment_failed",
     "payment_refunded",
     "payment_refund_failed",
+    "payment_dispute_opened",
+    "payment_dispute_funds_withdrawn",
+    "payment_dispute_funds_reinstated",
+    "payment_dispute_closed",
     "transfer_sent",
     "transfer_received",
 )

@@ -13,6 +13,20 @@ give refunds the lifecycle Stripe has, for the code paths that depend on it:
 - updating a refund (`POST /v1/refunds/{id}`, which localstripe allows for any field it has,
   here `status` and `failure_reason`) sends a signed `refund.updated` event, as Stripe does
   when a refund's status changes. This is how a pending refund succeeds or fails later.
+
+localstripe has no disputes at all. Stripe opens one when a card holder disputes a charge with
+their bank, which no API call can do; the wrapper adds what the code paths need:
+- `POST /_micropay/disputes` (`charge` or `payment_intent`, optional `amount`, `reason`,
+  `withdraw`): opens a dispute on a real charge, as a bank would, and sends a signed
+  `charge.dispute.created` and, when the amount is withdrawn at once (the default, as for a
+  chargeback), `charge.dispute.funds_withdrawn`; the withdrawal is a balance transaction of
+  the amount, with Stripe's dispute fee (DISPUTE_FEE minor units);
+- `GET /v1/disputes/{id}` and `GET /v1/disputes`, as Stripe answers them;
+- `POST /v1/disputes/{id}` with `evidence[uncategorized_text]` set to Stripe's test values
+  `winning_evidence` or `losing_evidence` closes it won (the amount reinstated if it was
+  withdrawn, the fee not returned) or lost (the amount withdrawn if it was not yet);
+  `POST /v1/disputes/{id}/close` accepts it (lost). Each sends `charge.dispute.updated`,
+  `charge.dispute.closed` and the funds event of what moved, signed, as Stripe does.
 """
 
 from __future__ import annotations
@@ -20,6 +34,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from typing import Any
 
 from aiohttp import web
@@ -57,6 +72,160 @@ def _add_refund_lifecycle(resources: Any) -> None:
     refund_cls._micropay_lifecycle = True
 
 
+DISPUTE_FEE = 1500
+"""Stripe's fee for a dispute, in minor units of the charge's currency (15.00 USD)."""
+WINNING_EVIDENCE = "winning_evidence"
+LOSING_EVIDENCE = "losing_evidence"
+"""Stripe's test values of `evidence[uncategorized_text]` that decide a dispute."""
+
+
+_disputes_added: list[bool] = []
+"""Non-empty once the dispute routes are on localstripe's (one, module-level) app."""
+
+
+def _dispute_class(resources: Any) -> Any:
+    """A Dispute resource in localstripe's store (ids `dp_`), with balance transactions."""
+
+    class Dispute(resources.StripeObject):  # type: ignore[misc]
+        object = "dispute"
+        _id_prefix = "dp_"
+
+        def __init__(self, charge: Any, amount: int, reason: str) -> None:
+            super().__init__()
+            self.charge = charge.id
+            self.payment_intent = getattr(charge, "payment_intent", None)
+            self.amount = amount
+            self.currency = charge.currency
+            self.reason = reason
+            self.status = "needs_response"
+            self.evidence: dict[str, Any] = {}
+            self.metadata: dict[str, Any] = {}
+            self.balance_transactions: list[dict[str, Any]] = []
+            self.is_charge_refundable = False
+
+        def _move_funds(self, amount: int, fee: int, description: str) -> None:
+            self.balance_transactions.append(
+                {
+                    "id": "txn_" + resources.random_id(14),
+                    "object": "balance_transaction",
+                    "amount": amount,
+                    "currency": self.currency,
+                    "description": description,
+                    "fee": fee,
+                    "net": amount - fee,
+                    "reporting_category": "dispute" if amount < 0 else "dispute_reversal",
+                    "type": "adjustment",
+                    "created": int(time.time()),
+                }
+            )
+
+        @property
+        def _withdrawn(self) -> bool:
+            return any(txn["amount"] < 0 for txn in self.balance_transactions)
+
+        def _send(self, *event_types: str) -> None:
+            for event_type in event_types:
+                resources.schedule_webhook(resources.Event(event_type, self))
+
+        def _withdraw(self) -> list[str]:
+            if self._withdrawn:
+                return []
+            self._move_funds(-self.amount, DISPUTE_FEE, f"Chargeback withdrawal for {self.charge}")
+            return ["charge.dispute.funds_withdrawn"]
+
+        def _decide(self, won: bool) -> None:
+            if self.status in ("won", "lost"):
+                raise resources.UserError(400, "This dispute is already closed.")
+            funds: list[str] = []
+            if won and self._withdrawn:
+                self._move_funds(self.amount, 0, f"Chargeback reversal for {self.charge}")
+                funds = ["charge.dispute.funds_reinstated"]
+            elif not won:
+                funds = self._withdraw()
+            self.status = "won" if won else "lost"
+            self._send("charge.dispute.updated", "charge.dispute.closed", *funds)
+
+    return Dispute
+
+
+def _add_disputes(resources: Any, app: web.Application) -> None:
+    """Disputes opened on real charges, moved as Stripe moves them, with signed events."""
+    dispute_cls = _dispute_class(resources)
+    user_error = resources.UserError
+
+    def found(request: web.Request) -> Any:
+        return dispute_cls._api_retrieve(request.match_info["id"])
+
+    def answer(dispute: Any) -> web.Response:
+        return web.json_response(dispute._export())
+
+    async def form(request: web.Request) -> dict[str, Any]:
+        if request.content_type == "application/json":
+            data = await request.json()
+            return data if isinstance(data, dict) else {}
+        return dict(await request.post())
+
+    async def open_dispute(request: web.Request) -> web.Response:
+        data = await form(request)
+        if data.get("payment_intent"):
+            intent = resources.PaymentIntent._api_retrieve(str(data["payment_intent"]))
+            charge = intent.latest_charge
+            if charge is None:
+                raise user_error(400, "This PaymentIntent has no charge.")
+        else:
+            charge = resources.Charge._api_retrieve(str(data.get("charge") or ""))
+        if charge.status != "succeeded":
+            raise user_error(400, "Only a succeeded charge can be disputed.")
+        amount = int(data.get("amount") or charge.amount)
+        if not 0 < amount <= charge.amount:
+            raise user_error(400, "The disputed amount must be within the charge's.")
+        dispute = dispute_cls(charge, amount, str(data.get("reason") or "fraudulent"))
+        events = ["charge.dispute.created"]
+        if str(data.get("withdraw", "true")).lower() != "false":
+            events += dispute._withdraw()
+        else:
+            dispute.status = "warning_needs_response"
+        dispute._send(*events)
+        return answer(dispute)
+
+    async def retrieve(request: web.Request) -> web.Response:
+        return answer(found(request))
+
+    async def list_all(request: web.Request) -> web.Response:
+        disputes = [
+            value._export() for key, value in resources.store.items() if key.startswith("dispute:")
+        ]
+        return web.json_response(
+            {"object": "list", "url": "/v1/disputes", "has_more": False, "data": disputes}
+        )
+
+    async def update(request: web.Request) -> web.Response:
+        dispute = found(request)
+        data = await form(request)
+        evidence = data.get("evidence[uncategorized_text]")
+        if evidence is None and isinstance(data.get("evidence"), dict):
+            evidence = data["evidence"].get("uncategorized_text")
+        if evidence in (WINNING_EVIDENCE, LOSING_EVIDENCE):
+            dispute.evidence = {"uncategorized_text": evidence}
+            dispute._decide(won=evidence == WINNING_EVIDENCE)
+        elif evidence is not None:
+            dispute.evidence = {"uncategorized_text": evidence}
+            dispute.status = "under_review"
+            dispute._send("charge.dispute.updated")
+        return answer(dispute)
+
+    async def close(request: web.Request) -> web.Response:
+        dispute = found(request)
+        dispute._decide(won=False)
+        return answer(dispute)
+
+    app.router.add_post("/_micropay/disputes", open_dispute)
+    app.router.add_get("/v1/disputes", list_all)
+    app.router.add_get("/v1/disputes/{id}", retrieve)
+    app.router.add_post("/v1/disputes/{id}/close", close)
+    app.router.add_post("/v1/disputes/{id}", update)
+
+
 def build_app() -> web.Application:
     """localstripe's aiohttp application with an empty, memory-only store."""
     from localstripe import resources, server
@@ -68,6 +237,9 @@ def build_app() -> web.Application:
     # reads it back here, and other users' processes on the machine could.
     store.dump_to_disk = lambda: None
     app: web.Application = server.app
+    if not _disputes_added:
+        _add_disputes(resources, app)
+        _disputes_added.append(True)
     return app
 
 

@@ -8,6 +8,10 @@ from fastapi import APIRouter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.events import (
+    PaymentDisputeClosed,
+    PaymentDisputeFundsReinstated,
+    PaymentDisputeFundsWithdrawn,
+    PaymentDisputeOpened,
     PaymentFailed,
     PaymentRefunded,
     PaymentRefundFailed,
@@ -173,6 +177,68 @@ async def on_payment_refund_failed(
     )
 
 
+DisputeEvent = (
+    PaymentDisputeOpened
+    | PaymentDisputeFundsWithdrawn
+    | PaymentDisputeFundsReinstated
+    | PaymentDisputeClosed
+)
+
+
+async def _notify_dispute(
+    session: AsyncSession, event: DisputeEvent, meta: EventMeta, kind: str, **extra: Any
+) -> None:
+    email = await service.lock_user(session, event.user_id)
+    await service.notify(
+        session,
+        _occurrence(meta),
+        user_id=event.user_id,
+        email=email,
+        kind=kind,
+        context={
+            "amount": format_amount(event.amount, event.currency),
+            "payment_id": event.payment_id,
+            "dispute_id": event.dispute_id,
+            **extra,
+        },
+        webhook_data={
+            "payment_id": event.payment_id,
+            "dispute_id": event.dispute_id,
+            "amount": event.amount,
+            "currency": event.currency,
+            **extra,
+        },
+    )
+
+
+async def on_payment_dispute_opened(
+    session: AsyncSession, event: PaymentDisputeOpened, meta: EventMeta
+) -> None:
+    """A notice that the card holder disputes a top-up."""
+    await _notify_dispute(session, event, meta, "payment_dispute_opened", reason=event.reason)
+
+
+async def on_payment_dispute_funds_withdrawn(
+    session: AsyncSession, event: PaymentDisputeFundsWithdrawn, meta: EventMeta
+) -> None:
+    """A notice that the disputed amount left the wallet (what it could not cover is owed)."""
+    await _notify_dispute(session, event, meta, "payment_dispute_funds_withdrawn")
+
+
+async def on_payment_dispute_funds_reinstated(
+    session: AsyncSession, event: PaymentDisputeFundsReinstated, meta: EventMeta
+) -> None:
+    """A notice that a won dispute's amount is back (the debt it left paid first)."""
+    await _notify_dispute(session, event, meta, "payment_dispute_funds_reinstated")
+
+
+async def on_payment_dispute_closed(
+    session: AsyncSession, event: PaymentDisputeClosed, meta: EventMeta
+) -> None:
+    """A notice of how a dispute ended."""
+    await _notify_dispute(session, event, meta, "payment_dispute_closed", status=event.status)
+
+
 async def on_transfer_completed(
     session: AsyncSession, event: TransferCompleted, meta: EventMeta
 ) -> None:
@@ -218,6 +284,10 @@ HANDLERS: list[EventHandler[Any]] = [
     on(PaymentFailed, on_payment_failed),
     on(PaymentRefunded, on_payment_refunded),
     on(PaymentRefundFailed, on_payment_refund_failed),
+    on(PaymentDisputeOpened, on_payment_dispute_opened),
+    on(PaymentDisputeFundsWithdrawn, on_payment_dispute_funds_withdrawn),
+    on(PaymentDisputeFundsReinstated, on_payment_dispute_funds_reinstated),
+    on(PaymentDisputeClosed, on_payment_dispute_closed),
     on(TransferCompleted, on_transfer_completed),
 ]
 

@@ -17,6 +17,10 @@ WebhookEvent = Literal[
     "payment.failed",
     "payment.refunded",
     "payment.refund_failed",
+    "payment.dispute_opened",
+    "payment.dispute_funds_withdrawn",
+    "payment.dispute_funds_reinstated",
+    "payment.dispute_closed",
     "transfer.completed",
 ]
 ALL_WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = (
@@ -25,6 +29,10 @@ ALL_WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = (
     "payment.failed",
     "payment.refunded",
     "payment.refund_failed",
+    "payment.dispute_opened",
+    "payment.dispute_funds_withdrawn",
+    "payment.dispute_funds_reinstated",
+    "payment.dispute_closed",
     "transfer.completed",
 )
 

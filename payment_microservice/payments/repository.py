@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, literal, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.idempotency import leases
@@ -160,7 +160,7 @@ async def latest_disputes(
         select(Dispute)
         .where(Dispute.payment_id.in_(payment_ids))
         .order_by(Dispute.payment_id, Dispute.created_at.desc(), Dispute.id.desc())
-        .distinct(Dispute.payment_id)
+        .ext(distinct_on(Dispute.payment_id))
         .execution_options(populate_existing=True)
     )
     return {row.payment_id: row for row in rows}

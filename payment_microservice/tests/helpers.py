@@ -73,11 +73,29 @@ class PaymentStack:
                 return int(wallet["available"])
         return 0
 
+    async def wallet(self, user: CognitoUser, currency: str = "USD") -> dict[str, int]:
+        """The user's wallet as `GET /transactions/balance` shows it (available, owed, ...)."""
+        async with httpx.AsyncClient(base_url=self.transactions_url) as client:
+            response = await client.get("/transactions/balance", headers=bearer(user.access_token))
+        assert response.status_code == 200, response.text
+        for wallet in response.json()["balances"]:
+            if wallet["currency"] == currency:
+                return {key: value for key, value in wallet.items() if key != "currency"}
+        return {"available": 0, "balance": 0, "held": 0, "owed": 0}
+
+    async def open_dispute(self, **fields: str) -> dict[str, Any]:
+        """A card holder's dispute of a charge (the localstripe wrapper's `/_micropay/disputes`)."""
+        return await self.stripe_post("/_micropay/disputes", **fields)
+
     async def stripe_update(self, path: str, **fields: str) -> dict[str, Any]:
         """Change an object in localstripe (`POST /v1/<path>`), as Stripe's own side would."""
+        return await self.stripe_post(f"/v1/{path}", **fields)
+
+    async def stripe_post(self, path: str, **fields: str) -> dict[str, Any]:
+        """POST a form to localstripe; its JSON answer (200 expected)."""
         async with httpx.AsyncClient(base_url=self.localstripe_url) as client:
             response = await client.post(
-                f"/v1/{path}", data=fields, headers={"Authorization": f"Bearer {STRIPE_KEY}"}
+                path, data=fields, headers={"Authorization": f"Bearer {STRIPE_KEY}"}
             )
         assert response.status_code == 200, response.text
         found: dict[str, Any] = response.json()
