@@ -417,3 +417,78 @@ async def test_a_refund_stripe_fails_after_success_is_credited_back_once(
         return "payment.refund_failed" in {n["event"] for n in sent}
 
     await eventually(told)
+
+
+async def test_a_disputed_top_up_is_taken_back_what_the_wallet_lacks_is_owed_and_a_win_returns_it(
+    api: Api, stack: Stack
+) -> None:
+    payer = await _funded(api, 2000, "disputed")
+    friend = await api.register("accomplice")
+    sent = await api.transfer(payer, friend.email, 1500)
+    assert sent.status_code == 201, sent.text
+    await api.balance_becomes(payer, 500)
+    payment_id = (await api.client.get("/payments", headers=payer.auth)).json()["data"][0]["id"]
+
+    # The card holder's bank disputes the top-up: Stripe opens a dispute and withdraws the
+    # amount (the stand-in's wrapper does both on the real charge, with signed events).
+    client = api.stripe()
+    intents = await asyncio.to_thread(client.v1.payment_intents.list, {"limit": 100})
+    [intent] = [i for i in intents.data if i.to_dict()["metadata"].get("payment_id") == payment_id]
+    stripe_headers = {"Authorization": f"Bearer {STRIPE_TEST_KEY}"}
+    async with httpx.AsyncClient(base_url=stack.localstripe_url) as stripe_side:
+        opened = await stripe_side.post(
+            "/_micropay/disputes", data={"payment_intent": intent.id}, headers=stripe_headers
+        )
+    assert opened.status_code == 200, opened.text
+    dispute = opened.json()
+
+    async def owes(amount: int) -> bool:
+        wallets = (await api.client.get("/transactions/balance", headers=payer.auth)).json()
+        [usd] = [w for w in wallets["balances"] if w["currency"] == "USD"]
+        return bool(usd["owed"] == amount)
+
+    await eventually(lambda: owes(1500))
+    assert await api.balance(payer) == 0
+    refused = await api.transfer(payer, friend.email, 1)
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["content-type"] == PROBLEM_JSON
+    assert refused.json()["type"] == "wallet_has_debt"
+    assert refused.json()["owed"] == 1500
+    read = (await api.client.get(f"/payments/{payment_id}", headers=payer.auth)).json()
+    assert read["dispute"]["status"] == "open"
+    assert read["dispute"]["amount"] == 2000
+
+    # The platform wins the dispute: the debt is cancelled, the rest is the wallet's again.
+    async with httpx.AsyncClient(base_url=stack.localstripe_url) as stripe_side:
+        won = await stripe_side.post(
+            f"/v1/disputes/{dispute['id']}",
+            data={"evidence[uncategorized_text]": "winning_evidence"},
+            headers=stripe_headers,
+        )
+    assert won.status_code == 200, won.text
+    await eventually(lambda: owes(0))
+    await api.balance_becomes(payer, 500)
+    await asyncio.sleep(2)  # a second reinstatement would have arrived by now
+    assert await api.balance(payer) == 500
+    lines = await api.history(payer)
+    assert sorted((line["type"], line["amount"]) for line in lines) == sorted(
+        [
+            ("top_up", 2000),
+            ("transfer_out", -1500),
+            ("dispute_withdrawal", -500),
+            ("dispute_reinstatement", 2000),
+            ("debt_settlement", -1500),
+        ]
+    )
+    read = (await api.client.get(f"/payments/{payment_id}", headers=payer.auth)).json()
+    assert read["dispute"]["status"] == "won"
+    assert read["dispute"]["funds"] == "reinstated"
+    check = await api.ledger_check()
+    assert check["ok"] is True, check["violations"]
+
+    async def told() -> bool:
+        sent = await api.notifications(payer, channel="email", status="sent")
+        events = {n["event"] for n in sent}
+        return {"payment.dispute_funds_withdrawn", "payment.dispute_funds_reinstated"} <= events
+
+    await eventually(told)
