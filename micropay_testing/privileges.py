@@ -47,7 +47,11 @@ EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
 }
 """Per (role, its schema): each table and the privileges the role holds on it."""
 
-ADDED_AFTER_BASELINE = {"notifications.webhook_redeliveries", "auth.signup_attempts"}
+ADDED_AFTER_BASELINE = {
+    "notifications.webhook_redeliveries",
+    "auth.signup_attempts",
+    "payments.disputes",
+}
 """Tables a later revision than the baseline creates (absent after a downgrade to it)."""
 
 EXPECTED_BY_ROLE = {role: (schema, tables) for (role, schema), tables in EXPECTED.items()}

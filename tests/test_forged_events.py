@@ -21,6 +21,10 @@ from micropay_common.events import (
     EVENT_MODELS,
     Event,
     EventType,
+    PaymentDisputeClosed,
+    PaymentDisputeFundsReinstated,
+    PaymentDisputeFundsWithdrawn,
+    PaymentDisputeOpened,
     PaymentFailed,
     PaymentRefunded,
     PaymentRefundFailed,
@@ -46,6 +50,7 @@ CONSUMERS = [ServiceName.TRANSACTIONS, ServiceName.NOTIFICATIONS]
 def forged(event_type: EventType, user_id: str) -> Event:
     """A well-formed event of `event_type` about `user_id`, as its producer would publish it."""
     payment_id = f"pay_{uuid.uuid4().hex[:16]}"
+    dispute_id = str(uuid.uuid4())
     events: dict[EventType, Event] = {
         EventType.USER_REGISTERED: UserRegistered(user_id=user_id, email=f"{user_id}@example.com"),
         EventType.PAYMENT_SUCCEEDED: PaymentSucceeded(
@@ -68,6 +73,36 @@ def forged(event_type: EventType, user_id: str) -> Event:
             amount=500,
             currency="USD",
             was_refunded=True,
+        ),
+        EventType.PAYMENT_DISPUTE_OPENED: PaymentDisputeOpened(
+            payment_id=payment_id,
+            dispute_id=dispute_id,
+            user_id=user_id,
+            amount=500,
+            currency="USD",
+        ),
+        EventType.PAYMENT_DISPUTE_FUNDS_WITHDRAWN: PaymentDisputeFundsWithdrawn(
+            payment_id=payment_id,
+            dispute_id=dispute_id,
+            user_id=user_id,
+            amount=500,
+            currency="USD",
+            fee=1500,
+        ),
+        EventType.PAYMENT_DISPUTE_FUNDS_REINSTATED: PaymentDisputeFundsReinstated(
+            payment_id=payment_id,
+            dispute_id=dispute_id,
+            user_id=user_id,
+            amount=500,
+            currency="USD",
+        ),
+        EventType.PAYMENT_DISPUTE_CLOSED: PaymentDisputeClosed(
+            payment_id=payment_id,
+            dispute_id=dispute_id,
+            user_id=user_id,
+            amount=500,
+            currency="USD",
+            status="won",
         ),
         EventType.TRANSFER_COMPLETED: TransferCompleted(
             transfer_id=str(uuid.uuid4()),

@@ -51,12 +51,18 @@ def test_the_registry_answers_by_type_and_by_service() -> None:
         EventType.PAYMENT_FAILED,
         EventType.PAYMENT_REFUNDED,
         EventType.PAYMENT_REFUND_FAILED,
+        EventType.PAYMENT_DISPUTE_OPENED,
+        EventType.PAYMENT_DISPUTE_FUNDS_WITHDRAWN,
+        EventType.PAYMENT_DISPUTE_FUNDS_REINSTATED,
+        EventType.PAYMENT_DISPUTE_CLOSED,
     }
     assert events_consumed_by(ServiceName.TRANSACTIONS) == {
         EventType.USER_REGISTERED,
         EventType.PAYMENT_SUCCEEDED,
         EventType.PAYMENT_REFUNDED,
         EventType.PAYMENT_REFUND_FAILED,
+        EventType.PAYMENT_DISPUTE_FUNDS_WITHDRAWN,
+        EventType.PAYMENT_DISPUTE_FUNDS_REINSTATED,
     }
     assert events_produced_by(ServiceName.NOTIFICATIONS) == frozenset()
     assert events_consumed_by(ServiceName.AUTH) == frozenset()

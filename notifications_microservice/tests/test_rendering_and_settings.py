@@ -59,6 +59,28 @@ CONTEXTS: dict[str, dict[str, Any]] = {
         "description": None,
         "transfer_id": "tr_1",
     },
+    "payment_dispute_opened": {
+        "amount": "10.00 USD",
+        "payment_id": "pay_1",
+        "dispute_id": "dp_1",
+        "reason": "fraudulent",
+    },
+    "payment_dispute_funds_withdrawn": {
+        "amount": "10.00 USD",
+        "payment_id": "pay_1",
+        "dispute_id": "dp_1",
+    },
+    "payment_dispute_funds_reinstated": {
+        "amount": "10.00 USD",
+        "payment_id": "pay_1",
+        "dispute_id": "dp_1",
+    },
+    "payment_dispute_closed": {
+        "amount": "10.00 USD",
+        "payment_id": "pay_1",
+        "dispute_id": "dp_1",
+        "status": "lost",
+    },
     "transfer_received": {
         "amount": "1.00 USD",
         "counterparty_email": "b@example.com",

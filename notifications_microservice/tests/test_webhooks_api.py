@@ -44,6 +44,10 @@ async def test_events_default_to_all_and_repeats_collapse(client, make_user):
         "payment.failed",
         "payment.refunded",
         "payment.refund_failed",
+        "payment.dispute_opened",
+        "payment.dispute_funds_withdrawn",
+        "payment.dispute_funds_reinstated",
+        "payment.dispute_closed",
         "transfer.completed",
     }
     twice = await create_webhook(
