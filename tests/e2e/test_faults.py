@@ -424,6 +424,7 @@ async def test_a_disputed_top_up_is_taken_back_what_the_wallet_lacks_is_owed_and
 ) -> None:
     payer = await _funded(api, 2000, "disputed")
     friend = await api.register("accomplice")
+    await api.balance_becomes(friend, 0)  # the ledger has heard of the friend
     sent = await api.transfer(payer, friend.email, 1500)
     assert sent.status_code == 201, sent.text
     await api.balance_becomes(payer, 500)
