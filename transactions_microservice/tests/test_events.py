@@ -329,3 +329,115 @@ async def test_a_refund_whose_hold_was_voided_debits_directly(
 
     assert await balance_of(client, member) == 750
     assert [entry["type"] for entry in await all_entries(client, member)] == ["refund", "top_up"]
+
+
+def dispute(member: Member, amount: int, *, dispute_id: str | None = None, **extra: Any):
+    return {
+        "payment_id": "pay_disputed",
+        "dispute_id": dispute_id or str(uuid.uuid4()),
+        "user_id": member.id,
+        "amount": amount,
+        "currency": "USD",
+        **extra,
+    }
+
+
+async def wallet_of(client, member: Member) -> dict[str, Any]:
+    balances = (await client.get("/transactions/balance", headers=member.headers)).json()
+    [usd] = [w for w in balances["balances"] if w["currency"] == "USD"]
+    return dict(usd)
+
+
+async def send(client, sender: Member, recipient: Member, amount: int):
+    return await client.post(
+        "/transactions/transfers",
+        json={"to_email": recipient.email, "amount": amount, "currency": "USD"},
+        headers={**sender.headers, "Idempotency-Key": str(uuid.uuid4())},
+    )
+
+
+async def test_a_withdrawal_spares_held_money_and_a_transfer_in_pays_the_debt_first(
+    client, admin, service_headers, register, top_up, deliver
+):
+    debtor, friend = await register(), await register()
+    await top_up(debtor, 1_000)
+    await top_up(friend, 5_000)
+    hold = await client.post(
+        "/internal/holds",
+        json={
+            "user_id": debtor.id,
+            "amount": 300,
+            "currency": "USD",
+            "reference": uuid.uuid4().hex,
+        },
+        headers=service_headers,
+    )
+    assert hold.status_code == 201
+    fees_before = await system_balance(admin, "dispute_fees")
+
+    withdrawn = dispute(debtor, 2_000, fee=1_500)
+    response = await deliver("payment.dispute_funds_withdrawn", withdrawn)
+
+    assert response.json() == {"status": "applied"}
+    # The 300 held for a refund stays held; the 700 available goes, 1300 is owed.
+    assert await wallet_of(client, debtor) == {
+        "currency": "USD",
+        "available": 0,
+        "balance": 300,
+        "held": 300,
+        "owed": 1_300,
+    }
+    assert await system_balance(admin, "dispute_fees") == fees_before + 1_500
+    refused = await send(client, debtor, friend, 1)
+    assert refused.status_code == 409
+    assert refused.json()["type"] == "wallet_has_debt"
+    assert refused.json()["owed"] == 1_300
+
+    # Money sent to the debtor pays the debt first, in the transfer's own posting.
+    paid = await send(client, friend, debtor, 1_000)
+    assert paid.status_code == 201, paid.text
+    assert (await wallet_of(client, debtor))["owed"] == 300
+    assert (await wallet_of(client, debtor))["available"] == 0
+    lines = await all_entries(client, debtor)
+    assert [(line["type"], line["amount"]) for line in lines[:2]] == [
+        ("debt_settlement", -1_000),
+        ("transfer_in", 1_000),
+    ]
+    again = await send(client, friend, debtor, 500)
+    assert again.status_code == 201, again.text
+    assert await wallet_of(client, debtor) == {
+        "currency": "USD",
+        "available": 200,
+        "balance": 500,
+        "held": 300,
+        "owed": 0,
+    }
+    assert (await send(client, debtor, friend, 200)).status_code == 201
+    assert (await ledger_check(client, service_headers))["ok"] is True
+
+
+async def test_a_reinstatement_that_arrives_first_posts_its_withdrawal_then_gives_back_once(
+    client, service_headers, register, top_up, deliver
+):
+    member = await register()
+    await top_up(member, 400)
+    data = dispute(member, 1_000, fee=1_500)
+
+    first = await deliver("payment.dispute_funds_reinstated", data)
+    late = await deliver("payment.dispute_funds_withdrawn", data)
+    repeat = await deliver("payment.dispute_funds_reinstated", data)
+
+    assert first.json() == late.json() == repeat.json() == {"status": "applied"}
+    # Withdrawn (400 from the wallet, 600 owed), then given back: the debt cancelled first.
+    assert await wallet_of(client, member) == {
+        "currency": "USD",
+        "available": 400,
+        "balance": 400,
+        "held": 0,
+        "owed": 0,
+    }
+    types = [line["type"] for line in await all_entries(client, member)]
+    assert sorted(types) == sorted(
+        ["top_up", "dispute_withdrawal", "dispute_reinstatement", "debt_settlement"]
+    )
+    assert (await ledger_check(client, service_headers))["ok"] is True
