@@ -313,3 +313,12 @@ async def test_forged_dispute_events_change_nothing(payment_stack, make_user, db
     assert (await _payment(payment_stack, payer, payment["id"]))["dispute"] is None
     assert await outbox_events(db, "payment.dispute_funds_withdrawn", payment["id"]) == []
     assert await _wallet_is(payment_stack, payer, available=1000, owed=0)
+
+
+async def test_the_openapi_document_shows_a_payments_dispute(payment_stack):
+    document = (await payment_stack.client.get("/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    dispute = schemas["PaymentRead"]["properties"]["dispute"]
+    assert {"$ref": "#/components/schemas/DisputeSummary"} in dispute["anyOf"]
+    assert set(schemas["DisputeSummary"]["required"]) >= {"status", "amount", "currency", "funds"}
+    assert schemas["DisputeStatus"]["enum"] == ["open", "won", "lost"]

@@ -23,8 +23,8 @@ router = APIRouter(tags=["transactions"])
         400: {"description": "Transfer to yourself, or a missing/invalid Idempotency-Key"},
         401: {"description": "No valid access token"},
         409: {
-            "description": "`insufficient_funds` (weighed before the recipient), or an "
-            "Idempotency-Key conflict"
+            "description": "`wallet_has_debt` (the sender owes in this currency; with `owed`), "
+            "`insufficient_funds` (weighed before the recipient), or an Idempotency-Key conflict"
         },
         422: {
             "description": "`recipient_unavailable`: `to_email` names no one who can receive "
