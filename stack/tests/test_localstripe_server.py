@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
@@ -75,5 +76,61 @@ def test_starts_from_scratch_every_time() -> None:
     process = _start(port)
     try:
         assert request(port, "GET", "/v1/customers", AUTH).json()["data"] == []
+    finally:
+        stop_processes([process], timeout=5)
+
+
+def _form(port: int, path: str, body: str) -> dict[str, Any]:
+    answer = request(
+        port,
+        "POST",
+        path,
+        {**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
+        body.encode(),
+    )
+    assert answer.status == 200, answer.body
+    found: dict[str, Any] = answer.json()
+    return found
+
+
+def test_disputes_open_on_a_real_charge_and_move_as_stripe_moves_them() -> None:
+    port = free_port()
+    process = _start(port)
+    try:
+        method = _form(
+            port,
+            "/v1/payment_methods",
+            "type=card&card[number]=4242424242424242&card[exp_month]=12&card[exp_year]=2030"
+            "&card[cvc]=123",
+        )
+        intent = _form(
+            port,
+            "/v1/payment_intents",
+            f"amount=2000&currency=usd&payment_method={method['id']}&confirm=true",
+        )
+        assert intent["status"] == "succeeded"
+        # No key, or a charge Stripe does not have: refused like any Stripe call.
+        assert request(port, "POST", "/_micropay/disputes").status == 401
+        missing = request(port, "GET", "/v1/disputes/dp_nothing", AUTH)
+        assert missing.status == 404
+
+        opened = _form(port, "/_micropay/disputes", f"payment_intent={intent['id']}&amount=1500")
+        assert opened["status"] == "needs_response"
+        assert opened["amount"] == 1500
+        assert opened["payment_intent"] == intent["id"]
+        [withdrawal] = opened["balance_transactions"]
+        assert (withdrawal["amount"], withdrawal["fee"]) == (-1500, 1500)
+        read = request(port, "GET", f"/v1/disputes/{opened['id']}", AUTH).json()
+        assert read == opened
+
+        won = _form(
+            port,
+            f"/v1/disputes/{opened['id']}",
+            "evidence[uncategorized_text]=winning_evidence",
+        )
+        assert won["status"] == "won"
+        assert [t["amount"] for t in won["balance_transactions"]] == [-1500, 1500]
+        closed_again = request(port, "POST", f"/v1/disputes/{opened['id']}/close", AUTH)
+        assert closed_again.status == 400
     finally:
         stop_processes([process], timeout=5)
