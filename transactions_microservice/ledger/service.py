@@ -144,8 +144,8 @@ async def post(
             )
         running[account.id] += entry.amount
         rows.append(_row(entry.account_id, entry, running))
-    # Money credited to a wallet whose user owes pays the debt first, in this transaction: a
-    # wallet never holds money while its user owes in that currency, whatever credited it.
+    # Money credited to a wallet whose user owes pays the debt first, in this transaction,
+    # whatever path credited it: no credit can be spent past a debt.
     for wallet_id, debt_id in debts.items():
         settled = min(running[wallet_id] - locked[wallet_id].balance, -running[debt_id])
         if settled > 0:
