@@ -33,6 +33,7 @@ EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
         "ledger_transactions": APPEND_ONLY,
         "entries": APPEND_ONLY,
         "holds": NO_DELETE,
+        "top_up_settlements": APPEND_ONLY,
     },
     ("notifications_service", "notifications"): {
         **_MESSAGING,
@@ -46,7 +47,11 @@ EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
 }
 """Per (role, its schema): each table and the privileges the role holds on it."""
 
-ADDED_AFTER_BASELINE = {"notifications.webhook_redeliveries", "auth.signup_attempts"}
+ADDED_AFTER_BASELINE = {
+    "notifications.webhook_redeliveries",
+    "auth.signup_attempts",
+    "transactions.top_up_settlements",
+}
 """Tables a later revision than the baseline creates (absent after a downgrade to it)."""
 
 EXPECTED_BY_ROLE = {role: (schema, tables) for (role, schema), tables in EXPECTED.items()}

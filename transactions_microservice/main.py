@@ -14,6 +14,7 @@ from transactions_microservice.inbound.router import inbound_router
 from transactions_microservice.inbound.service import EventHandlers
 from transactions_microservice.ledger.router import internal_router as ledger_internal_router
 from transactions_microservice.ledger.router import router as ledger_router
+from transactions_microservice.limits.router import router as limits_router
 from transactions_microservice.models import SCHEMA
 from transactions_microservice.settings import TransactionsSettings
 from transactions_microservice.state import TransactionsState
@@ -43,6 +44,8 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
         routers=[
             accounts_router,
             transfers_router,
+            # Before the ledger's `/transactions/{id}`, which would take "limits" for an id.
+            limits_router,
             ledger_router,
             holds_router,
             ledger_internal_router,

@@ -79,6 +79,14 @@ class PaymentSucceeded(Event):
     user_id: str
     amount: Amount
     currency: CurrencyCode
+    three_d_secure: bool = Field(
+        default=False,
+        description=(
+            "3-D Secure authenticated the payment. Without it the money waits "
+            "CARD_FUNDS_SETTLE_SECONDS before the wallet can send it on; an event from before "
+            "this field counts as not authenticated."
+        ),
+    )
 
 
 class PaymentFailed(Event):

@@ -13,10 +13,15 @@ from micropay_common.db import SessionDep
 from micropay_common.idempotency import IDEMPOTENCY_KEY_HEADER, read_keyed_request
 from micropay_common.pagination import LIST_RESPONSES, Limit
 from micropay_common.security import CurrentUser
-from payment_microservice.dependencies import PaymentDriverDep
+from payment_microservice.dependencies import PaymentDriverDep, SettingsDep
 from payment_microservice.models import PaymentStatus
 from payment_microservice.payments import service
-from payment_microservice.payments.schemas import PaymentCreate, PaymentList, PaymentRead
+from payment_microservice.payments.schemas import (
+    PaymentCreate,
+    PaymentLimitsRead,
+    PaymentList,
+    PaymentRead,
+)
 
 router = APIRouter(prefix="/payments", tags=["payments"])
 
@@ -36,7 +41,9 @@ KEY_DESCRIPTION = (
         402: {"description": "Card declined (`card_declined`) or payment failed"},
         409: {"description": "Idempotency-Key reused with another body, or in use"},
         422: {
-            "description": "Invalid body, unsupported currency or amount out of range",
+            "description": "Invalid body, unsupported currency, amount out of range, or "
+            "`limit_exceeded`: above the daily top-up limit (with `limit`, `remaining`, "
+            "`currency`, `resets_at`)",
         },
         503: {"description": "Stripe did not answer; the payment stays processing"},
     },
@@ -89,6 +96,19 @@ async def list_payments(
     return await service.list_payments(
         session, user, limit=limit, starting_after=starting_after, user_id=user_id
     )
+
+
+@router.get(
+    "/limits",
+    response_model=PaymentLimitsRead,
+    summary="The caller's top-up allowances left today",
+    responses={401: {"description": "No valid access token"}},
+)
+async def get_limits(
+    session: SessionDep, settings: SettingsDep, user: CurrentUser
+) -> PaymentLimitsRead:
+    """Per currency: the daily top-up limit, what was topped up today and what is left."""
+    return await service.limits(session, settings, user.id)
 
 
 @router.get(

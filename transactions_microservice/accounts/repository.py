@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Column, Select, bindparam, case, delete, func, select, text
@@ -16,17 +17,19 @@ from transactions_microservice.models import (
     SystemAccount,
     accounts,
     holds,
+    top_up_settlements,
     users,
 )
 
 
 @dataclass(frozen=True)
 class WalletBalance:
-    """A wallet's posted and held amounts."""
+    """A wallet's posted and held amounts, and its card money still settling."""
 
     currency: str
     balance: int
     held: int
+    unsettled: int = 0
 
 
 async def wallet_ids(
@@ -96,11 +99,20 @@ _OVERDUE = (
     )
     .scalar_subquery()
 )
+_UNSETTLED = (
+    select(func.coalesce(func.sum(top_up_settlements.c.amount), 0))
+    .where(
+        top_up_settlements.c.account_id == accounts.c.id,
+        top_up_settlements.c.settles_at > func.now(),
+    )
+    .scalar_subquery()
+)
 _BALANCES = (
     select(
         accounts.c.currency,
         accounts.c.balance,
         case((accounts.c.held == 0, 0), else_=accounts.c.held - _OVERDUE).label("held"),
+        _UNSETTLED.label("unsettled"),
     )
     .where(accounts.c.user_id == bindparam("user_id"))
     .order_by(accounts.c.currency)
@@ -110,7 +122,9 @@ _BALANCES = (
 async def balances(session: AsyncSession, user_id: str) -> list[WalletBalance]:
     """The user's wallets, by currency, from the stored balances (never the entries)."""
     rows = await session.execute(_BALANCES, {"user_id": user_id})
-    return [WalletBalance(row.currency, row.balance, int(row.held)) for row in rows]
+    return [
+        WalletBalance(row.currency, row.balance, int(row.held), int(row.unsettled)) for row in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,10 @@ class TransferParties:
     sender_available: int | None
     """What the sender's wallet has available (its holds past their expiry not counted), as
     read without its lock: the posting weighs it again under the lock."""
+    sender_unsettled: int = 0
+    """The sender's card money still settling (it cannot be sent yet)."""
+    sender_sent_today: int = 0
+    """What the sender's wallet sent since the day's start."""
 
 
 # One round trip for both sides; the single row comes back even when nothing matches. The
@@ -138,7 +156,12 @@ _TRANSFER_PARTIES = text(
                    SELECT coalesce(sum(h.amount), 0) FROM transactions.holds AS h
                    WHERE h.account_id = sender_wallet.id AND h.status = 'active'
                      AND h.expires_at <= now())
-               END AS sender_available
+               END AS sender_available,
+           (SELECT coalesce(sum(s.amount), 0) FROM transactions.top_up_settlements AS s
+             WHERE s.account_id = sender_wallet.id AND s.settles_at > now()) AS sender_unsettled,
+           (SELECT coalesce(-sum(e.amount), 0) FROM transactions.entries AS e
+             WHERE e.account_id = sender_wallet.id AND e.type = 'transfer_out'
+               AND e.created_at >= :day_start) AS sender_sent_today
     FROM (SELECT 1) AS one
     LEFT JOIN transactions.users AS recipient ON recipient.email = :recipient_email
     LEFT JOIN transactions.accounts AS recipient_wallet
@@ -152,18 +175,30 @@ _TRANSFER_PARTIES = text(
 
 
 async def transfer_parties(
-    session: AsyncSession, *, sender_id: str, recipient_email: str, currency: str
+    session: AsyncSession,
+    *,
+    sender_id: str,
+    recipient_email: str,
+    currency: str,
+    day_start: datetime,
 ) -> TransferParties:
-    """The recipient by email and the sender by id, each with their wallet in `currency`."""
+    """The recipient by email and the sender by id, each with their wallet in `currency`, and
+    what the sender's wallet sent since `day_start`."""
     row = (
         await session.execute(
             _TRANSFER_PARTIES,
-            {"recipient_email": recipient_email, "sender_id": sender_id, "currency": currency},
+            {
+                "recipient_email": recipient_email,
+                "sender_id": sender_id,
+                "currency": currency,
+                "day_start": day_start,
+            },
         )
     ).one()
     values = dict(row._mapping)
-    if values["sender_available"] is not None:
-        values["sender_available"] = int(values["sender_available"])
+    for name in ("sender_available", "sender_unsettled", "sender_sent_today"):
+        if values[name] is not None:
+            values[name] = int(values[name])
     return TransferParties(**values)
 
 

@@ -13,6 +13,7 @@ from transactions_microservice.accounts import service as accounts
 from transactions_microservice.holds import service as holds_service
 from transactions_microservice.holds.exceptions import HoldNotActive, HoldNotFound
 from transactions_microservice.ledger import service as ledger
+from transactions_microservice.limits import service as limits
 from transactions_microservice.models import (
     EntryType,
     HoldStatus,
@@ -33,12 +34,21 @@ class RefundOutcome:
 
 
 async def credit_top_up(
-    session: AsyncSession, *, payment_id: str, user_id: str, amount: int, currency: str
+    session: AsyncSession,
+    *,
+    payment_id: str,
+    user_id: str,
+    amount: int,
+    currency: str,
+    three_d_secure: bool = False,
+    settle_seconds: int = 0,
 ) -> bool:
     """Credit a succeeded card payment to the user's wallet; False if it was credited before.
 
     The wallet is opened if the user has none in this currency yet: a payment can arrive
-    before the user's registration event (two producers, no order between them).
+    before the user's registration event (two producers, no order between them). Unless 3-D
+    Secure authenticated the payment, the money cannot be sent on for `settle_seconds`: a
+    stolen card's money stays in the wallet, where a chargeback can still take it back.
     """
     wallet = await accounts.open_wallet(session, user_id, currency)
     funding = await accounts.system_account(session, SystemAccount.CARD_FUNDING, currency)
@@ -57,7 +67,17 @@ async def credit_top_up(
     )
     if posted is None:
         logger.info("payment %s was credited before; not again", payment_id)
-    return posted is not None
+        return False
+    await limits.hold_back_card_funds(
+        session,
+        transaction_id=posted.id,
+        wallet=wallet,
+        amount=amount,
+        credited_at=posted.created_at,
+        three_d_secure=three_d_secure,
+        settle_seconds=settle_seconds,
+    )
+    return True
 
 
 async def apply_refund(

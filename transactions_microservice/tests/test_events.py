@@ -51,7 +51,9 @@ async def test_registration_opens_a_wallet_and_records_the_email(client, admin, 
     member = await register()
 
     balances = (await client.get("/transactions/balance", headers=member.headers)).json()
-    assert balances == {"balances": [{"currency": "USD", "available": 0, "balance": 0, "held": 0}]}
+    assert balances == {
+        "balances": [{"currency": "USD", "available": 0, "balance": 0, "held": 0, "pending": 0}]
+    }
     email = await admin.fetchval(
         "SELECT email FROM transactions.users WHERE user_id = $1", member.id
     )
@@ -244,7 +246,7 @@ async def test_a_refund_the_wallet_cannot_cover_takes_what_is_available(
     balances = (await client.get("/transactions/balance", headers=member.headers)).json()
     # The 300 held for something else stays held; the 700 available goes to the refund.
     assert balances["balances"] == [
-        {"currency": "USD", "available": 0, "balance": 300, "held": 300}
+        {"currency": "USD", "available": 0, "balance": 300, "held": 300, "pending": 0}
     ]
     entry = (await all_entries(client, member))[0]
     assert entry["type"] == "refund"
@@ -312,7 +314,7 @@ async def test_a_refund_through_an_active_hold_captures_it(
     assert captured.json() == after  # the later capture call is a no-op
     balances = (await client.get("/transactions/balance", headers=member.headers)).json()
     assert balances["balances"] == [
-        {"currency": "USD", "available": 750, "balance": 750, "held": 0}
+        {"currency": "USD", "available": 750, "balance": 750, "held": 0, "pending": 0}
     ]
     assert [entry["type"] for entry in await all_entries(client, member)] == ["refund", "top_up"]
 

@@ -1,0 +1,40 @@
+"""Response bodies of the limits endpoint."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class TransferAllowance(BaseModel):
+    """What the caller may still send in one currency."""
+
+    currency: str = Field(examples=["USD"])
+    per_transaction: int | None = Field(
+        description="Largest single transfer, in minor units; null when there is no such limit.",
+        examples=[250000],
+    )
+    per_day: int | None = Field(
+        description="Most that may be sent per UTC day, in minor units; null when unlimited.",
+        examples=[500000],
+    )
+    sent_today: int = Field(description="Sent since the day began (UTC).", examples=[1200])
+    remaining_today: int | None = Field(
+        description="per_day - sent_today (never below 0); null when unlimited.",
+        examples=[498800],
+    )
+    resets_at: datetime = Field(description="When the day's count starts again (UTC midnight).")
+
+
+class LimitsRead(BaseModel):
+    """The caller's transfer allowances, and how long card money waits before it can be sent."""
+
+    transfers: list[TransferAllowance]
+    card_funds_settle_seconds: int = Field(
+        description=(
+            "Money from a card top-up that 3-D Secure did not authenticate can be sent on only "
+            "this long after the top-up (0: at once). It shows as `pending` in the balance."
+        ),
+        examples=[0],
+    )
