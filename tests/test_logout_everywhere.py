@@ -86,6 +86,7 @@ async def apps(
             settings_cls=NotificationsSettings,
             ses_sender=aws.ses_sender,
             sns_topic_arn=aws.sns_topic_arn,
+            webhook_secrets_kms_key_id=aws.webhook_secrets_kms_key_id,
         ),
         background_jobs=(),
     )
