@@ -56,7 +56,10 @@ def service(request, service_settings, monkeypatch) -> tuple[str, Any]:
     )
     settings = service_settings(name, settings_cls=settings_cls, **EXPECTED[name]["extra"])
     for field, value in settings.model_dump().items():
-        if value is not None:
+        if isinstance(value, frozenset | set):
+            # As a deployment writes a set of values (WEBHOOK_ALLOWED_PORTS): comma-separated.
+            monkeypatch.setenv(field.upper(), ",".join(str(item) for item in sorted(value)))
+        elif value is not None:
             monkeypatch.setenv(field.upper(), str(value))
     return name, importlib.import_module(f"{package}.main")
 
