@@ -30,6 +30,7 @@ from notifications_microservice.settings import NotificationsSettings
 from payment_microservice.main import create_app as create_payment_app
 from payment_microservice.settings import PaymentSettings
 from stack.bootstrap import AwsResources
+from stack.launcher import LOCAL_SIGNUP_LIMITS
 from transactions_microservice.main import create_app as create_transactions_app
 
 PASSWORD = "Correct-Horse-9"
@@ -62,7 +63,14 @@ async def apps(
         "outbox_poll_interval_seconds": 3600,
     }
     auth = build_app(
-        service_settings("auth", settings_cls=AuthSettings, auth_auto_confirm=True, **idle)
+        service_settings(
+            "auth",
+            settings_cls=AuthSettings,
+            auth_auto_confirm=True,
+            # Every in-process client is 127.0.0.1, whose sign-ups the whole run shares.
+            **{name.lower(): value for name, value in LOCAL_SIGNUP_LIMITS.items()},
+            **idle,
+        )
     )
     payment = create_payment_app(
         service_settings(

@@ -129,6 +129,8 @@ def accepted_callers(service: ServiceName, route: str) -> frozenset[str]:
         return ANY_SERVICE | {ADMIN}
     if route == "/internal/reconcile":
         return frozenset({ServiceName.PAYMENT})
+    if route == "/internal/limits/top-ups":
+        return frozenset({ServiceName.TRANSACTIONS})
     raise AssertionError(f"{service}'s {route} is not in this table: say who may call it")
 
 

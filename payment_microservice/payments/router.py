@@ -5,25 +5,33 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from micropay_common.db import SessionDep
 from micropay_common.idempotency import IDEMPOTENCY_KEY_HEADER, read_keyed_request
+from micropay_common.limits import TopUpAllowances
 from micropay_common.pagination import LIST_RESPONSES, Limit
-from micropay_common.security import CurrentUser
+from micropay_common.security import SERVICE_CALLER_RESPONSES, CurrentUser, require_callers
+from micropay_common.services import ServiceName
 from payment_microservice.dependencies import PaymentDriverDep, SettingsDep
 from payment_microservice.models import PaymentStatus
 from payment_microservice.payments import service
 from payment_microservice.payments.schemas import (
     PaymentCreate,
-    PaymentLimitsRead,
     PaymentList,
     PaymentRead,
 )
 
 router = APIRouter(prefix="/payments", tags=["payments"])
+
+internal_router = APIRouter(
+    tags=["internal"],
+    # The transactions service shows the top-up allowance beside its transfer allowances.
+    dependencies=[Depends(require_callers(ServiceName.TRANSACTIONS))],
+    responses=SERVICE_CALLER_RESPONSES,
+)
 
 KEY_DESCRIPTION = (
     "Unique key (1 to 255 printable ASCII characters, e.g. a UUID). A retry with the same key "
@@ -100,15 +108,29 @@ async def list_payments(
 
 @router.get(
     "/limits",
-    response_model=PaymentLimitsRead,
+    response_model=TopUpAllowances,
     summary="The caller's top-up allowances left today",
     responses={401: {"description": "No valid access token"}},
 )
 async def get_limits(
     session: SessionDep, settings: SettingsDep, user: CurrentUser
-) -> PaymentLimitsRead:
+) -> TopUpAllowances:
     """Per currency: the daily top-up limit, what was topped up today and what is left."""
     return await service.limits(session, settings, user.id)
+
+
+@internal_router.get(
+    "/internal/limits/top-ups",
+    response_model=TopUpAllowances,
+    summary="A user's top-up allowances left today (the transactions service's account)",
+)
+async def get_user_top_up_limits(
+    session: SessionDep,
+    settings: SettingsDep,
+    user_id: Annotated[str, Query(min_length=1, max_length=128, description="The user's id.")],
+) -> TopUpAllowances:
+    """What `GET /payments/limits` answers that user, for `GET /transactions/limits`."""
+    return await service.limits(session, settings, user_id)
 
 
 @router.get(

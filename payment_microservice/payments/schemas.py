@@ -63,21 +63,3 @@ class PaymentRead(BaseModel):
 
 class PaymentList(Page[PaymentRead]):
     """A page of payments, newest first."""
-
-
-class TopUpAllowance(BaseModel):
-    """What the caller may still top up today in one currency."""
-
-    currency: str = Field(examples=["USD"])
-    per_day: int = Field(description="Most that may be topped up per UTC day.", examples=[1000000])
-    topped_up_today: int = Field(
-        description="Top-ups since the day began (UTC), failed ones not counted.", examples=[5000]
-    )
-    remaining_today: int = Field(description="per_day - topped_up_today, never below 0.")
-    resets_at: datetime = Field(description="When the day's count starts again (UTC midnight).")
-
-
-class PaymentLimitsRead(BaseModel):
-    """The caller's top-up allowances, per currency with a daily limit."""
-
-    top_ups: list[TopUpAllowance]

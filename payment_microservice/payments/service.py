@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.errors import Forbidden, ProblemError
 from micropay_common.events import EventType, PaymentFailed, PaymentSucceeded
+from micropay_common.limits import TopUpAllowance, TopUpAllowances
 from micropay_common.money import utc_day_bounds
 from micropay_common.outbox import publish
 from micropay_common.pagination import InvalidCursor
@@ -36,10 +37,8 @@ from payment_microservice.payments.exceptions import (
 )
 from payment_microservice.payments.schemas import (
     PaymentCreate,
-    PaymentLimitsRead,
     PaymentList,
     PaymentRead,
-    TopUpAllowance,
 )
 from payment_microservice.settings import PaymentSettings
 from payment_microservice.stripe_api import IntentState, StripeRefused
@@ -108,13 +107,14 @@ async def check_daily_top_ups(
         )
 
 
-async def limits(
-    session: AsyncSession, settings: PaymentSettings, user_id: str
-) -> PaymentLimitsRead:
-    """The user's top-up allowances today, per currency with a daily limit."""
+async def limits(session: AsyncSession, settings: PaymentSettings, user_id: str) -> TopUpAllowances:
+    """The user's top-up allowances today, per currency with a daily limit.
+
+    A read without the per-user lock: a top-up in flight shows once its transaction commits.
+    """
     day_start, resets_at = utc_day_bounds(datetime.now(UTC))
     topped_up = await repository.top_ups_since(session, user_id, day_start)
-    return PaymentLimitsRead(
+    return TopUpAllowances(
         top_ups=[
             TopUpAllowance(
                 currency=currency,

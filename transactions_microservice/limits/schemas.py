@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from micropay_common.limits import TopUpAllowance
+
 
 class TransferAllowance(BaseModel):
     """What the caller may still send in one currency."""
@@ -28,9 +30,17 @@ class TransferAllowance(BaseModel):
 
 
 class LimitsRead(BaseModel):
-    """The caller's transfer allowances, and how long card money waits before it can be sent."""
+    """The caller's transfer and top-up allowances, and how long card money waits to be sent."""
 
     transfers: list[TransferAllowance]
+    top_ups: list[TopUpAllowance] | None = Field(
+        description=(
+            "What the caller may still top up today, per currency with a daily limit: the "
+            "payment service's own count, as `GET /payments/limits` answers it. Null when the "
+            "payment service could not be asked (down, or too slow): the transfer allowances "
+            "are still exact; ask again, or ask `GET /payments/limits`."
+        ),
+    )
     card_funds_settle_seconds: int = Field(
         description=(
             "Money from a card top-up that 3-D Secure did not authenticate can be sent on only "

@@ -22,6 +22,7 @@ from transactions_microservice.ledger.service import LockedAccount
 from transactions_microservice.limits import repository
 from transactions_microservice.limits.exceptions import LimitExceeded
 from transactions_microservice.limits.schemas import LimitsRead, TransferAllowance
+from transactions_microservice.limits.top_ups import TopUpAllowanceClient
 from transactions_microservice.models import AccountId
 from transactions_microservice.settings import TransactionsSettings
 
@@ -123,8 +124,16 @@ async def hold_back_card_funds(
     return True
 
 
-async def limits(session: AsyncSession, settings: TransactionsSettings, user_id: str) -> LimitsRead:
-    """The user's transfer allowances per currency: the limits' and the wallets' currencies."""
+async def limits(
+    session: AsyncSession,
+    settings: TransactionsSettings,
+    user_id: str,
+    top_ups: TopUpAllowanceClient,
+) -> LimitsRead:
+    """The user's transfer allowances per currency (the limits' and the wallets' currencies)
+    and the payment service's top-up allowances (None when it cannot answer now)."""
+    # Asked before the first query, so no database connection waits on the payment service.
+    top_up_allowances = await top_ups.allowances(user_id)
     day = Day.of()
     sent = await repository.sent_today_by_currency(session, user_id, day.start)
     per_transaction = settings.transfer_max_amounts
@@ -145,5 +154,7 @@ async def limits(session: AsyncSession, settings: TransactionsSettings, user_id:
             )
         )
     return LimitsRead(
-        transfers=allowances, card_funds_settle_seconds=settings.card_funds_settle_seconds
+        transfers=allowances,
+        top_ups=None if top_up_allowances is None else top_up_allowances.top_ups,
+        card_funds_settle_seconds=settings.card_funds_settle_seconds,
     )
