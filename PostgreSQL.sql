@@ -821,6 +821,66 @@ UPDATE migrations.alembic_version SET version_num='0007' WHERE migrations.alembi
 
 -- Running upgrade 0007 -> 0008
 
+CREATE TABLE transactions.top_up_settlements (
+    transaction_id UUID NOT NULL,
+    account_id BIGINT NOT NULL,
+    amount BIGINT NOT NULL,
+    settles_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    CONSTRAINT top_up_settlements_pkey PRIMARY KEY (transaction_id),
+    CONSTRAINT top_up_settlements_amount_check CHECK (amount > 0),
+    CONSTRAINT top_up_settlements_account_id_fkey FOREIGN KEY(account_id) REFERENCES transactions.accounts (id),
+    CONSTRAINT top_up_settlements_transaction_id_fkey FOREIGN KEY(transaction_id) REFERENCES transactions.ledger_transactions (id)
+);
+
+CREATE INDEX top_up_settlements_account_idx ON transactions.top_up_settlements (account_id, settles_at);
+
+REVOKE ALL ON TABLE transactions.top_up_settlements FROM transactions_service;
+
+GRANT SELECT, INSERT ON TABLE transactions.top_up_settlements TO transactions_service;
+
+ALTER TABLE payments.payments ADD COLUMN three_d_secure BOOLEAN DEFAULT false NOT NULL;
+
+CREATE FUNCTION transactions.entries_balance_check() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    checked text := current_setting('micropay.ledger_balance_checked', true);
+    last_id bigint;
+    unbalanced boolean;
+BEGIN
+    IF checked IS NOT NULL AND checked <> ''
+       AND split_part(checked, ':', 1) = NEW.transaction_id::text
+       AND NEW.id <= split_part(checked, ':', 2)::bigint THEN
+        RETURN NULL;
+    END IF;
+    SELECT max(per_currency.last_id), bool_or(per_currency.total <> 0)
+      INTO last_id, unbalanced
+      FROM (SELECT max(e.id) AS last_id, sum(e.amount) AS total
+              FROM transactions.entries AS e
+             WHERE e.transaction_id = NEW.transaction_id
+             GROUP BY e.currency) AS per_currency;
+    IF unbalanced THEN
+        RAISE EXCEPTION 'ledger transaction % does not balance: its entries do not sum to zero '
+                        'per currency', NEW.transaction_id
+              USING ERRCODE = 'check_violation', TABLE = 'entries', SCHEMA = 'transactions',
+                    CONSTRAINT = 'entries_balanced';
+    END IF;
+    PERFORM set_config('micropay.ledger_balance_checked',
+                       NEW.transaction_id::text || ':' || last_id::text, true);
+    RETURN NULL;
+END
+$$;
+
+CREATE CONSTRAINT TRIGGER entries_balanced
+AFTER INSERT ON transactions.entries
+DEFERRABLE INITIALLY DEFERRED
+FOR EACH ROW EXECUTE FUNCTION transactions.entries_balance_check();
+
+UPDATE migrations.alembic_version SET version_num='0008' WHERE migrations.alembic_version.version_num = '0007';
+
+-- Running upgrade 0008 -> 0009
+
 CREATE TABLE payments.disputes (
     id UUID NOT NULL,
     payment_id UUID NOT NULL,
@@ -877,7 +937,7 @@ ALTER TABLE transactions.entries DROP CONSTRAINT entries_type_check;
 
 ALTER TABLE transactions.entries ADD CONSTRAINT entries_type_check CHECK (type IN ('top_up', 'transfer_in', 'transfer_out', 'refund', 'refund_reversal', 'dispute_withdrawal', 'dispute_reinstatement', 'dispute_fee', 'debt_settlement'));
 
-UPDATE migrations.alembic_version SET version_num='0008' WHERE migrations.alembic_version.version_num = '0007';
+UPDATE migrations.alembic_version SET version_num='0009' WHERE migrations.alembic_version.version_num = '0008';
 
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 

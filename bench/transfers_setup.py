@@ -149,9 +149,11 @@ def register_and_fund(
                     )
                 ),
             ):
-                token = producer_tokens[producer_of(body["type"])]
+                producer_token = producer_tokens[producer_of(body["type"])]
                 response = http.post(
-                    "/internal/events", json=body, headers={"Authorization": f"Bearer {token}"}
+                    "/internal/events",
+                    json=body,
+                    headers={"Authorization": f"Bearer {producer_token}"},
                 )
                 response.raise_for_status()
             registered.append(BenchUser(index, sub, email, token))

@@ -34,6 +34,7 @@ EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
         "ledger_transactions": APPEND_ONLY,
         "entries": APPEND_ONLY,
         "holds": NO_DELETE,
+        "top_up_settlements": APPEND_ONLY,
     },
     ("notifications_service", "notifications"): {
         **_MESSAGING,
@@ -51,6 +52,7 @@ ADDED_AFTER_BASELINE = {
     "notifications.webhook_redeliveries",
     "auth.signup_attempts",
     "payments.disputes",
+    "transactions.top_up_settlements",
 }
 """Tables a later revision than the baseline creates (absent after a downgrade to it)."""
 

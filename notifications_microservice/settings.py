@@ -15,6 +15,7 @@ SVIX_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
 MESSAGE_RETRY_SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
 
 RetrySchedule = Annotated[tuple[float, ...], NoDecode]
+PortList = Annotated[frozenset[int], NoDecode]
 
 
 class NotificationsSettings(ServiceSettings):
@@ -36,6 +37,10 @@ class NotificationsSettings(ServiceSettings):
     devices_per_user_max: int = Field(default=20, ge=1)
 
     webhooks_allow_private_urls: bool = False
+    # Ports webhook URLs may name ("443"; empty: any). Where an egress policy lets the service
+    # reach only some ports, set the same ones, so an endpoint that could never be reached is
+    # refused at registration instead of failing every delivery.
+    webhook_allowed_ports: PortList = frozenset()
     webhook_timeout_seconds: float = Field(default=15.0, gt=0)
     webhook_retry_schedule: RetrySchedule = SVIX_RETRY_SCHEDULE
     webhook_max_endpoints_per_user: int = Field(default=20, ge=1)
@@ -59,6 +64,22 @@ class NotificationsSettings(ServiceSettings):
             # "5,300,1800"; a JSON list or a Python tuple of numbers reads the same.
             parts = [part.strip() for part in value.strip("[]() ").split(",") if part.strip()]
             return tuple(float(part) for part in parts)
+        return value
+
+    @field_validator("webhook_allowed_ports", mode="before")
+    @classmethod
+    def _comma_separated_ports(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            # "443" or "443,8443"; a JSON list reads the same.
+            parts = [part.strip() for part in value.strip("[]() ").split(",") if part.strip()]
+            return frozenset(int(part) for part in parts)
+        return value
+
+    @field_validator("webhook_allowed_ports")
+    @classmethod
+    def _valid_ports(cls, value: frozenset[int]) -> frozenset[int]:
+        if any(not 0 < port < 65536 for port in value):
+            raise ValueError("ports are numbers from 1 to 65535")
         return value
 
     @field_validator("webhook_retry_schedule", "delivery_retry_schedule")

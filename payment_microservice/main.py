@@ -10,6 +10,7 @@ from micropay_common.idempotency import idempotency_purge_job
 from micropay_common.outbox import outbox_relay_job
 from payment_microservice.models import SCHEMA
 from payment_microservice.payments.driver import PaymentDriver
+from payment_microservice.payments.router import internal_router as payments_internal_router
 from payment_microservice.payments.router import router as payments_router
 from payment_microservice.reconciliation.jobs import reconcile_job
 from payment_microservice.reconciliation.router import router as reconciliation_router
@@ -69,7 +70,13 @@ def create_app(settings: PaymentSettings | None = None) -> FastAPI:
             {"name": "payments", "description": "Card top-ups and refunds."},
             {"name": "webhooks", "description": "Stripe's signed webhooks."},
         ],
-        routers=[payments_router, refunds_router, webhooks_router, reconciliation_router],
+        routers=[
+            payments_router,
+            refunds_router,
+            webhooks_router,
+            payments_internal_router,
+            reconciliation_router,
+        ],
         on_startup=[start_clients],
         on_shutdown=[close_clients],
         background_jobs=[outbox_relay_job, idempotency_purge_job, reconcile_job],

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from micropay_common.money import format_amounts_by_currency, parse_amounts_by_currency
 from micropay_common.settings import Secret, ServiceSettings
 
 
@@ -28,6 +29,10 @@ class AmountLimits(BaseModel):
 # The wallet's currencies (the transactions service holds USD, EUR, GBP and JPY). Stripe's own
 # minimum charge is about 0.50 in the two-decimal currencies and 50 yen.
 DEFAULT_AMOUNT_LIMITS = "USD:50:1000000,EUR:50:1000000,GBP:50:1000000,JPY:50:1000000"
+
+
+# A day's top-ups: at most what one top-up may be (10,000 in the two-decimal currencies).
+DEFAULT_TOP_UP_LIMIT_PER_DAY = "EUR:1000000,GBP:1000000,JPY:1000000,USD:1000000"
 
 
 def parse_amount_limits(spec: str) -> dict[str, AmountLimits]:
@@ -68,6 +73,11 @@ class PaymentSettings(ServiceSettings):
         description="Currencies a top-up may use, with their limits: CODE:MIN:MAX,...",
     )
 
+    top_up_limit_per_day: str = Field(
+        default=DEFAULT_TOP_UP_LIMIT_PER_DAY,
+        description="Most a user may top up per UTC day per currency, CODE:AMOUNT,...",
+    )
+
     reconcile_interval_seconds: float = Field(default=60.0, gt=0)
     reconcile_min_age_seconds: float = Field(default=120.0, ge=0)
     reconcile_batch_size: int = Field(default=50, ge=1)
@@ -83,6 +93,16 @@ class PaymentSettings(ServiceSettings):
     def _valid_limits(cls, value: str) -> str:
         limits = parse_amount_limits(value)
         return ",".join(f"{code}:{lim.min}:{lim.max}" for code, lim in limits.items())
+
+    @field_validator("top_up_limit_per_day")
+    @classmethod
+    def _valid_daily_limits(cls, value: str) -> str:
+        return format_amounts_by_currency(parse_amounts_by_currency(value))
+
+    @property
+    def top_up_daily_limits(self) -> dict[str, int]:
+        """Most one user may top up per UTC day, per currency (not listed: no limit)."""
+        return parse_amounts_by_currency(self.top_up_limit_per_day)
 
     @property
     def amount_limits(self) -> dict[str, AmountLimits]:

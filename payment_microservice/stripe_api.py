@@ -44,6 +44,9 @@ class IntentState:
     amount: int | None = None
     currency: str | None = None
     """Upper case, as our payments record it."""
+    three_d_secure: bool = False
+    """Stripe's charge says 3-D Secure authenticated the card holder (when the charge is
+    expanded in the answer; a payment that succeeds after `requires_action` counts too)."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,19 @@ def intent_state(data: Mapping[str, Any]) -> IntentState:
         payment_id=metadata.get("payment_id"),
         amount=data.get("amount") if isinstance(data.get("amount"), int) else None,
         currency=str(data["currency"]).upper() if data.get("currency") else None,
+        three_d_secure=_authenticated(data.get("latest_charge")),
     )
+
+
+def _authenticated(charge: Any) -> bool:
+    """Whether a charge object (not a bare id) records a successful 3-D Secure authentication:
+    `payment_method_details.card.three_d_secure.result` is `authenticated`."""
+    if not isinstance(charge, Mapping):
+        return False
+    details = charge.get("payment_method_details") or {}
+    card = details.get("card") or {} if isinstance(details, Mapping) else {}
+    secure = card.get("three_d_secure") or {} if isinstance(card, Mapping) else {}
+    return isinstance(secure, Mapping) and secure.get("result") == "authenticated"
 
 
 def refund_state(data: Mapping[str, Any]) -> RefundState:
@@ -262,6 +277,8 @@ class StripeApi:
             "payment_method_types": ["card"],
             "confirm": True,
             "metadata": metadata,
+            # The charge as an object, so its 3-D Secure outcome comes with the answer.
+            "expand": ["latest_charge"],
         }
         intent = await self._call(
             "create_payment_intent",
@@ -275,7 +292,8 @@ class StripeApi:
     async def retrieve_intent(self, intent_id: str) -> IntentState:
         """The PaymentIntent as Stripe has it now."""
         intent = await self._call(
-            "retrieve_payment_intent", self.client.v1.payment_intents.retrieve_async(intent_id)
+            "retrieve_payment_intent",
+            self.client.v1.payment_intents.retrieve_async(intent_id, {"expand": ["latest_charge"]}),
         )
         return intent_state(_as_dict(intent))
 

@@ -460,6 +460,16 @@ def test_kubernetes_notifications_egress_is_dns_the_database_and_https_only() ->
     assert all("podSelector" not in peer for rule in (database, https) for peer in rule["to"])
 
 
+def test_kubernetes_webhooks_may_use_only_the_ports_the_egress_policy_opens() -> None:
+    documents = load_manifests()
+    policy = find(documents, "NetworkPolicy", "notifications-egress")["spec"]
+    *_, https = policy["egress"]
+    opened = {port["port"] for port in https["ports"]}
+    config = find(documents, "ConfigMap", "micropay-notifications")["data"]
+    allowed = {int(port) for port in config["WEBHOOK_ALLOWED_PORTS"].split(",")}
+    assert allowed == opened == {443}
+
+
 def test_kubernetes_ingress_checks_tokens_with_the_auth_service_and_never_routes_internal() -> None:
     documents = load_manifests()
     protected = find(documents, "Ingress", "micropay-protected")

@@ -173,7 +173,13 @@ async def test_payment_successes_failures_and_refunds(
 
 @pytest.mark.parametrize("currency", list(SUPPORTED_CURRENCIES))
 @pytest.mark.parametrize("amount", [1, MAX_AMOUNT])
-async def test_transactions_transfers(producing, consumers_apply, amount: int, currency: str):
+async def test_transactions_transfers(
+    producing, consumers_apply, idle_transactions_settings, amount: int, currency: str
+):
+    # The largest amount an event may carry is far above the default transfer limits.
+    unlimited_transfers = idle_transactions_settings.model_copy(
+        update={"transfer_limit_per_transaction": "", "transfer_limit_per_day": ""}
+    )
     async with producing(ServiceName.TRANSACTIONS) as (session, published):
         sender, recipient = (str(uuid.uuid4()) for _ in range(2))
         sender_email, recipient_email = (f"{user}@example.com" for user in (sender, recipient))
@@ -192,5 +198,7 @@ async def test_transactions_transfers(producing, consumers_apply, amount: int, c
             currency=currency,
             description="é" * 500,
         )
-        await transfers.create_transfer(session, sender, sender_email, request)
+        await transfers.create_transfer(
+            session, sender, sender_email, request, settings=unlimited_transfers
+        )
     assert_accepted(published, {EventType.TRANSFER_COMPLETED}, consumers_apply)

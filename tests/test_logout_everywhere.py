@@ -30,6 +30,7 @@ from notifications_microservice.settings import NotificationsSettings
 from payment_microservice.main import create_app as create_payment_app
 from payment_microservice.settings import PaymentSettings
 from stack.bootstrap import AwsResources
+from stack.launcher import LOCAL_SIGNUP_LIMITS
 from transactions_microservice.main import create_app as create_transactions_app
 
 PASSWORD = "Correct-Horse-9"
@@ -61,14 +62,13 @@ async def apps(
         "payment_url": nowhere,
         "outbox_poll_interval_seconds": 3600,
     }
-    # Every test of the session signs up from 127.0.0.1 into the same database: the per-address
-    # sign-up limit (revision 0007) is not what this test is about.
     auth = build_app(
         service_settings(
             "auth",
             settings_cls=AuthSettings,
             auth_auto_confirm=True,
-            signup_max_per_ip=1_000_000,
+            # Every in-process client is 127.0.0.1, whose sign-ups the whole run shares.
+            **{name.lower(): value for name, value in LOCAL_SIGNUP_LIMITS.items()},
             **idle,
         )
     )

@@ -43,6 +43,13 @@ EXPECTED: dict[str, dict[str, Any]] = {
 }
 
 
+def as_environment_value(value: Any) -> str:
+    """A setting as a deployment writes it: collections comma-separated."""
+    if isinstance(value, (tuple, list, set, frozenset)):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
 @pytest.fixture(params=[str(name) for name in SERVICES])
 def service(request, service_settings, monkeypatch) -> tuple[str, Any]:
     """A service's module-level app, its environment set as a deployment would set it."""
@@ -57,7 +64,7 @@ def service(request, service_settings, monkeypatch) -> tuple[str, Any]:
     settings = service_settings(name, settings_cls=settings_cls, **EXPECTED[name]["extra"])
     for field, value in settings.model_dump().items():
         if value is not None:
-            monkeypatch.setenv(field.upper(), str(value))
+            monkeypatch.setenv(field.upper(), as_environment_value(value))
     return name, importlib.import_module(f"{package}.main")
 
 
@@ -122,6 +129,8 @@ def accepted_callers(service: ServiceName, route: str) -> frozenset[str]:
         return ANY_SERVICE | {ADMIN}
     if route == "/internal/reconcile":
         return frozenset({ServiceName.PAYMENT})
+    if route == "/internal/limits/top-ups":
+        return frozenset({ServiceName.TRANSACTIONS})
     raise AssertionError(f"{service}'s {route} is not in this table: say who may call it")
 
 

@@ -6,9 +6,13 @@ from typing import Annotated
 
 from fastapi import Depends
 
+from transactions_microservice.limits.top_ups import TopUpAllowanceClient
 from transactions_microservice.settings import TransactionsSettings
 from transactions_microservice.state import TransactionsState
 
 SettingsDep = Annotated[
     TransactionsSettings, Depends(TransactionsState.provide(lambda s: s.settings))
+]
+TopUpAllowanceClientDep = Annotated[
+    TopUpAllowanceClient, Depends(TransactionsState.provide(lambda s: s.top_ups))
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from micropay_common.app import create_service_app
+from micropay_common.http import ServiceClient
 from micropay_common.idempotency import idempotency_purge_job
 from micropay_common.outbox import outbox_relay_job
 from transactions_microservice.accounts.router import router as accounts_router
@@ -14,12 +15,31 @@ from transactions_microservice.inbound.router import inbound_router
 from transactions_microservice.inbound.service import EventHandlers
 from transactions_microservice.ledger.router import internal_router as ledger_internal_router
 from transactions_microservice.ledger.router import router as ledger_router
+from transactions_microservice.limits.router import router as limits_router
+from transactions_microservice.limits.top_ups import TopUpAllowanceClient
 from transactions_microservice.models import SCHEMA
 from transactions_microservice.settings import TransactionsSettings
 from transactions_microservice.state import TransactionsState
 from transactions_microservice.transfers.router import router as transfers_router
 
 VERSION = "0.1.0"
+
+
+async def start_clients(state: TransactionsState) -> None:
+    """Start-up hook: the payment service's client, with this service's own account."""
+    settings = state.settings
+    state.top_ups = TopUpAllowanceClient(
+        ServiceClient(
+            settings.service_url("payment"),
+            state.service_tokens,
+            timeout=settings.http_timeout_seconds,
+        )
+    )
+
+
+async def close_clients(state: TransactionsState) -> None:
+    """Shut-down hook: close the HTTP connection pool."""
+    await state.top_ups.aclose()
 
 
 def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
@@ -43,12 +63,15 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
         routers=[
             accounts_router,
             transfers_router,
+            # Before the ledger's `/transactions/{id}`, which would take "limits" for an id.
+            limits_router,
             ledger_router,
             holds_router,
             ledger_internal_router,
             inbound_router(handlers),
         ],
-        on_startup=[configure_handlers],
+        on_startup=[configure_handlers, start_clients],
+        on_shutdown=[close_clients],
         background_jobs=[outbox_relay_job, idempotency_purge_job, hold_expiry_job],
     )
 

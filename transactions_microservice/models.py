@@ -245,9 +245,28 @@ class Hold(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class TopUpSettlement(Base):
+    """Card money not yet settled: the wallet may not send it on before `settles_at`."""
+
+    __tablename__ = "top_up_settlements"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="top_up_settlements_amount_check"),
+        Index("top_up_settlements_account_idx", "account_id", "settles_at"),
+        {"schema": SCHEMA},
+    )
+
+    transaction_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.ledger_transactions.id"), primary_key=True
+    )
+    account_id: Mapped[AccountId] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.accounts.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    settles_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 # Core handles for the SQL in the repositories: the hot paths skip the ORM's unit of work.
 accounts = cast(Table, Account.__table__)
 users = cast(Table, User.__table__)
 ledger_transactions = cast(Table, LedgerTransaction.__table__)
 entries = cast(Table, Entry.__table__)
 holds = cast(Table, Hold.__table__)
+top_up_settlements = cast(Table, TopUpSettlement.__table__)

@@ -83,6 +83,14 @@ class PaymentSucceeded(Event):
     user_id: str
     amount: Amount
     currency: CurrencyCode
+    three_d_secure: bool = Field(
+        default=False,
+        description=(
+            "3-D Secure authenticated the payment. Without it the money waits "
+            "CARD_FUNDS_SETTLE_SECONDS before the wallet can send it on; an event from before "
+            "this field counts as not authenticated."
+        ),
+    )
 
 
 class PaymentFailed(Event):
@@ -161,9 +169,10 @@ class PaymentDisputeOpened(Event):
 class PaymentDisputeFundsWithdrawn(Event):
     """`payment.dispute_funds_withdrawn`: Stripe took the disputed amount back.
 
-    The transactions service takes it from the wallet as far as the available balance covers
-    it and records the rest as owed (the user's debt account), and records Stripe's `fee` on
-    the platform's own accounts; notifications tells the user. Once per dispute.
+    The transactions service takes it from the wallet as far as its balance less holds covers
+    it (card money still settling included) and records the rest as owed (the user's debt
+    account), and records Stripe's `fee` on the platform's own accounts; notifications tells
+    the user. Once per dispute.
     """
 
     event_type = EventType.PAYMENT_DISPUTE_FUNDS_WITHDRAWN

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Annotated
 
@@ -99,3 +100,33 @@ def format_amount(amount: int, currency: str) -> str:
     if exponent:
         text += f".{fraction:0{exponent}d}"
     return f"{sign}{text} {currency.upper()}"
+
+
+def parse_amounts_by_currency(spec: str) -> dict[str, int]:
+    """`CODE:AMOUNT` entries, comma-separated (`USD:500000,JPY:50000`), as a map of positive
+    amounts in minor units; ValueError when malformed. An empty spec is an empty map."""
+    amounts: dict[str, int] = {}
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        code, _, amount = entry.partition(":")
+        code = code.strip().upper()
+        if len(code) != 3 or not code.isalpha():
+            raise ValueError(f"{entry!r}: expected CODE:AMOUNT with an ISO 4217 code")
+        try:
+            value = int(amount)
+        except ValueError as exc:
+            raise ValueError(f"{entry!r}: expected CODE:AMOUNT in minor units") from exc
+        if not 0 < value <= MAX_AMOUNT:
+            raise ValueError(f"{entry!r}: the amount must be between 1 and {MAX_AMOUNT}")
+        amounts[code] = value
+    return amounts
+
+
+def format_amounts_by_currency(amounts: Mapping[str, int]) -> str:
+    """The inverse of parse_amounts_by_currency, in a stable order."""
+    return ",".join(f"{code}:{amount}" for code, amount in sorted(amounts.items()))
+
+
+def utc_day_bounds(now: datetime) -> tuple[datetime, datetime]:
+    """The UTC day `now` falls in: its start, and the next day's start (when daily limits reset)."""
+    start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, start + timedelta(days=1)

@@ -59,12 +59,17 @@ READ_OVERLAP_SECONDS = 10.0
 its commit (`clock_timestamp()`, after its call to Cognito), so a row committed after a read may
 carry a time before it; the overlap covers that gap many times over."""
 FULL_READ_INTERVAL_SECONDS = 60.0
+"""Besides start and reconnects, everything is read again this often, whatever the overlap."""
 RECONNECT_MAX_SECONDS = 2.0
 """The longest wait between two attempts while the database cannot be read (a request that
 needs the set brings the next one forward, at most once per poll interval)."""
 FIRST_READ_TIMEOUT_SECONDS = 5.0
 """How long start-up waits for the first read before serving with a stale set (503 to users)."""
-"""Besides start and reconnects, everything is read again this often, whatever the overlap."""
+READ_TIMEOUT_SECONDS = 5.0
+"""The longest one read of the table may take, and a request waits for one. Freshness is judged
+by when a read began against when the request asked, never by when the answer was handled, so
+a loop slowed by a burst of requests delays answers without refusing anyone; a read that fails
+answers its waiters at once (503)."""
 
 # One statement gives the database's clock even when no row matches (the LEFT JOIN), so the
 # next read's lower bound is on the same clock as the rows' `revoked_at`.
@@ -118,8 +123,9 @@ class DenySet:
 
     `admits` is what every request pays: one dict lookup and one clock read. Only a user token
     meeting a set that no read confirmed lately takes the slow path (`recheck`): it asks the
-    feed for a read and waits for it, briefly, so a replica whose loop was merely busy does not
-    refuse anyone, and one that cannot read answers 503.
+    feed for a read and waits until one that began at most the staleness bound before it asked
+    has succeeded, so a replica whose loop was merely busy does not refuse anyone, and one that
+    cannot read answers 503 as soon as its read fails.
     """
 
     def __init__(
@@ -132,7 +138,7 @@ class DenySet:
         """Set by the feed: asks it to read at once; False when it cannot try now."""
         self._expiry: dict[str, float] = {}
         self._confirmed_at: float | None = None
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[asyncio.Future[bool]] = []
 
     def __len__(self) -> int:
         return len(self._expiry)
@@ -149,15 +155,24 @@ class DenySet:
         """Note a successful read of the table that began at `as_of` (this set's clock)."""
         if self._confirmed_at is None or as_of > self._confirmed_at:
             self._confirmed_at = as_of
+        self._answer_waiters(read_succeeded=True)
+
+    def read_failed(self) -> None:
+        """Note a failed read: requests waiting for one are answered now (503), not at timeout."""
+        self._answer_waiters(read_succeeded=False)
+
+    def _answer_waiters(self, *, read_succeeded: bool) -> None:
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(read_succeeded)
 
     def is_fresh(self) -> bool:
         """Whether a read that began within the staleness bound confirmed the set."""
-        confirmed = self._confirmed_at
-        return confirmed is not None and self.clock() - confirmed <= self.max_staleness_seconds
+        return self._confirmed_since(self.clock() - self.max_staleness_seconds)
+
+    def _confirmed_since(self, instant: float) -> bool:
+        return self._confirmed_at is not None and self._confirmed_at >= instant
 
     def prune(self, now: float | None = None) -> int:
         """Forget the keys whose tokens have all expired; how many were dropped."""
@@ -179,22 +194,28 @@ class DenySet:
 
     async def recheck(self, user: AuthenticatedUser) -> None:
         """After `admits` said stale: read now and check again; RevocationStateUnavailable if
-        no read succeeds within the staleness bound."""
-        if not await self._wait_fresh():
+        the read fails or none succeeds within READ_TIMEOUT_SECONDS."""
+        if not await self._wait_confirmed_since(self.clock() - self.max_staleness_seconds):
             raise RevocationStateUnavailable()
         if revocation_key(user) in self._expiry:
             raise TokenRevoked()
 
-    async def _wait_fresh(self) -> bool:
-        if self.is_fresh():
-            return True
-        if self.read_now is None or not self.read_now():
-            return False
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter, self.max_staleness_seconds)
-        return self.is_fresh()
+    async def _wait_confirmed_since(self, instant: float) -> bool:
+        """Wait for a successful read that began at `instant` or later; False once one fails."""
+        deadline = self.clock() + READ_TIMEOUT_SECONDS
+        while not self._confirmed_since(instant):
+            remaining = deadline - self.clock()
+            if remaining <= 0 or self.read_now is None or not self.read_now():
+                return False
+            waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                # A read already under way may have begun too early: then wait for the next.
+                if not await asyncio.wait_for(waiter, remaining):
+                    return False
+            except TimeoutError:
+                return False
+        return True
 
 
 class RevocationFeed:
@@ -256,7 +277,7 @@ class RevocationFeed:
         connection = await self._connect()
         started = self.deny_set.clock()
         full = self._since is None or started - self._full_read_at >= FULL_READ_INTERVAL_SECONDS
-        timeout = max(self.deny_set.max_staleness_seconds, 1.0)
+        timeout = max(self.deny_set.max_staleness_seconds, READ_TIMEOUT_SECONDS)
         if full:
             rows = await connection.fetch(_READ_ALL, timeout=timeout)
         else:
@@ -348,6 +369,7 @@ class RevocationFeed:
                     exc,
                     extra={"failures": self._failures},
                 )
+                self.deny_set.read_failed()
                 await self.disconnect()
                 # Closing the connection fired its termination listener: not a reason to retry.
                 self._wake.clear()

@@ -152,8 +152,22 @@ def test_the_envelope_takes_type_and_producer_from_the_event() -> None:
     wire = envelope.model_dump(mode="json")
     assert set(wire) == {"id", "type", "occurred_at", "producer", "data"}
     assert (wire["type"], wire["producer"]) == ("payment.succeeded", "payment")
-    assert wire["data"] == {"payment_id": "p", "user_id": "u", "amount": 1250, "currency": "USD"}
+    assert wire["data"] == {
+        "payment_id": "p",
+        "user_id": "u",
+        "amount": 1250,
+        "currency": "USD",
+        "three_d_secure": False,
+    }
     assert PaymentSucceeded.model_validate(wire["data"]) == event
+
+
+def test_a_payment_event_without_the_3ds_flag_counts_as_not_authenticated() -> None:
+    # Events written before the flag existed still validate, on the safe side.
+    old = {"payment_id": "p", "user_id": "u", "amount": 1250, "currency": "USD"}
+    assert PaymentSucceeded.model_validate(old).three_d_secure is False
+    flagged = PaymentSucceeded.model_validate({**old, "three_d_secure": True})
+    assert flagged.three_d_secure is True
 
 
 def test_money_in_events_is_bounded_positive_integer_minor_units() -> None:

@@ -284,6 +284,7 @@ async def test_publish_commits_one_row_per_consumer_with_the_caller(producer, ad
         "user_id": "u_1",
         "amount": 500,
         "currency": "EUR",
+        "three_d_secure": False,
     }
     assert (envelope.type, envelope.producer) == ("payment.succeeded", "payment")
     assert envelope.occurred_at.tzinfo is not None

@@ -7,6 +7,7 @@ NOTIFY in one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -140,6 +141,41 @@ async def test_a_stale_set_refuses_user_tokens_and_still_admits_service_accounts
     deny_set.add(revocation_key(service), time.time() + 60)
     with pytest.raises(TokenRevoked):
         deny_set.admits(service)
+
+
+async def test_a_read_handled_late_still_admits_and_a_failed_read_refuses_at_once():
+    """Freshness is judged by when the read began, not when a busy loop got to its answer."""
+    clock = [1000.0]
+    deny_set = DenySet(max_staleness_seconds=1.0, clock=lambda: clock[0])
+    user = caller()
+    reads = iter([998.5, 999.6])  # a read under way began too early; the next one will do
+
+    def read_now() -> bool:
+        started = next(reads, None)
+        if started is None:
+            return False
+
+        def answer() -> None:
+            clock[0] += 3.0  # the loop was busy: the answer is handled seconds later
+            deny_set.confirm(started)
+
+        asyncio.get_running_loop().call_soon(answer)
+        return True
+
+    deny_set.read_now = read_now
+    clock[0] = 1000.5
+    assert not deny_set.admits(user)
+    await deny_set.recheck(user)  # admitted: the second read began after 1000.5 - 1.0
+    assert clock[0] == 1006.5
+
+    def read_fails() -> bool:
+        asyncio.get_running_loop().call_soon(deny_set.read_failed)
+        return True
+
+    deny_set.read_now = read_fails
+    clock[0] += 5.0
+    with pytest.raises(RevocationStateUnavailable):
+        await asyncio.wait_for(deny_set.recheck(user), 1.0)  # at once, not after a timeout
 
 
 async def test_the_verifier_fails_closed_for_users_when_its_set_is_stale(

@@ -137,6 +137,7 @@ class WebhookSender:
             destination = await check_destination(
                 endpoint.url,
                 allow_private=self.settings.webhooks_allow_private_urls,
+                allowed_ports=self.settings.webhook_allowed_ports,
                 resolver=self.resolver,
             )
         except InvalidWebhookUrl as exc:

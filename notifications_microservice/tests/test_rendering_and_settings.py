@@ -130,7 +130,7 @@ def test_secrets_are_standard_webhooks_secrets():
 
 def test_retry_schedules_read_from_comma_separated_seconds(notifications_settings, monkeypatch):
     for name, value in notifications_settings().model_dump().items():
-        if value is not None and not isinstance(value, tuple):
+        if value is not None and not isinstance(value, tuple | frozenset):
             monkeypatch.setenv(name.upper(), str(value))
     monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "1, 2.5,60")
     monkeypatch.setenv("DELIVERY_RETRY_SCHEDULE", "0")

@@ -377,6 +377,23 @@ async def test_a_name_resolving_inside_is_refused_at_delivery_time(
     assert "resolves to" in logged["error"]
 
 
+async def test_a_port_outside_the_allowed_ones_is_refused_at_delivery_time(
+    client, registered, send_event, make_worker, receiver, admin
+):
+    """Accepted before WEBHOOK_ALLOWED_PORTS named the ports the egress policy lets through;
+    the worker sends nothing to another port and says why."""
+    recorder, base = receiver
+    user = await registered()
+    await create_webhook(client, user, f"{base}/hooks/port", ["payment.succeeded"], recorder)
+    await pay(send_event, user)
+    restricted = make_worker(webhook_allowed_ports=frozenset({443}))
+    await restricted.run_once()
+    assert recorder.at("/hooks/port") == []
+    row = await webhook_row(admin, user.sub)
+    assert row["status"] == "pending"
+    assert "only to port 443" in row["last_error"]
+
+
 @pytest.mark.parametrize(
     ("address", "why"),
     [

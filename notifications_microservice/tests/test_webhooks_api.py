@@ -183,6 +183,38 @@ async def test_private_destinations_are_refused_unless_allowed(
     assert why in response.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("url", "port"),
+    [("http://hooks.example.com/x", 80), ("https://hooks.example.com:8443/x", 8443)],
+)
+async def test_a_port_the_service_cannot_reach_is_refused_at_registration(
+    notifications_settings, make_user, url, port
+):
+    """Where egress is limited to 443, an endpoint on another port could never be delivered."""
+    settings = notifications_settings(webhook_allowed_ports=frozenset({443}))
+    app = create_app(settings, background_jobs=())
+    user = make_user()
+    async with serve(app) as client:
+        response = await client.post(
+            "/notifications/webhooks", json={"url": url}, headers=bearer(user.access_token)
+        )
+        assert response.status_code == 422
+        assert response.json()["type"] == "invalid_webhook_url"
+        assert f"only to port 443; this URL uses port {port}" in response.json()["detail"]
+        listed = await client.get("/notifications/webhooks", headers=bearer(user.access_token))
+    assert listed.json()["data"] == []
+
+
+def test_allowed_ports_read_from_the_environment(notifications_settings):
+    assert notifications_settings(webhook_allowed_ports="443, 8443").webhook_allowed_ports == {
+        443,
+        8443,
+    }
+    assert notifications_settings(webhook_allowed_ports="").webhook_allowed_ports == frozenset()
+    with pytest.raises(ValueError, match="1 to 65535"):
+        notifications_settings(webhook_allowed_ports="0")
+
+
 async def test_every_resolved_address_is_checked():
     """A name with one public and one private address (DNS is the outside edge: a stub)."""
 

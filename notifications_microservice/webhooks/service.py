@@ -63,7 +63,10 @@ async def create_endpoint(
 ) -> CreatedEndpoint:
     """Add an endpoint for the user after checking where its URL leads; its secret sealed."""
     await check_destination(
-        request.url, allow_private=settings.webhooks_allow_private_urls, resolver=resolver
+        request.url,
+        allow_private=settings.webhooks_allow_private_urls,
+        allowed_ports=settings.webhook_allowed_ports,
+        resolver=resolver,
     )
     # Two creations at once would both count the endpoints before either adds one: the user's
     # lock, held until the transaction ends, makes them count one after the other.

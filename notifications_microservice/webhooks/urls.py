@@ -89,14 +89,26 @@ class Destination:
 
 
 async def check_destination(
-    url: str, *, allow_private: bool, resolver: Resolver = resolve_host
+    url: str,
+    *,
+    allow_private: bool,
+    allowed_ports: frozenset[int] = frozenset(),
+    resolver: Resolver = resolve_host,
 ) -> Destination:
-    """Resolve the URL's host and refuse it if any address is not public (unless allowed)."""
+    """Resolve the URL's host and refuse it if any address is not public (unless allowed).
+
+    With `allowed_ports`, a URL naming (or implying) another port is refused too.
+    """
     parsed = parse_webhook_url(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    if allowed_ports and port not in allowed_ports:
+        listed = ", ".join(str(allowed) for allowed in sorted(allowed_ports))
+        raise InvalidWebhookUrl(
+            f"Webhooks can be delivered only to port {listed}; this URL uses port {port}."
+        )
     if allow_private:
         return Destination(parsed, None)
     host = parsed.host
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
         addresses = await resolver(host, port)
     except OSError as exc:

@@ -58,6 +58,7 @@ class PaymentDriver:
         service.check_amount(self.settings, body)
 
         async def create(session: AsyncSession) -> Payment | None:
+            await service.check_daily_top_ups(session, self.settings, user_id, body)
             return await repository.insert_if_new(
                 session,
                 {

@@ -26,6 +26,16 @@ class AmountOutOfRange(UnprocessableEntity):
     title = "Amount out of range"
 
 
+class LimitExceeded(UnprocessableEntity):
+    """422: the top-up would take the day's top-ups above the user's daily limit.
+
+    With `limit_kind` (`top_up_per_day`), `limit`, `remaining`, `currency` and `resets_at`.
+    """
+
+    type = "limit_exceeded"
+    title = "Limit exceeded"
+
+
 class CardDeclined(ProblemError):
     """402: the card issuer or Stripe declined the charge."""
 

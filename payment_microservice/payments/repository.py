@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, literal, or_, select, tuple_, update
+from sqlalchemy import func, literal, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -164,3 +164,29 @@ async def latest_disputes(
         .execution_options(populate_existing=True)
     )
     return {row.payment_id: row for row in rows}
+
+
+# Two requests of one user wait for each other here until the first commits its payment, so
+# the second counts it: a per-user lock (transaction-scoped) without a row to lock.
+_LOCK_USER_TOP_UPS = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended('micropay.top_ups:' || :user_id, 0))"
+)
+
+
+async def lock_user_top_ups(session: AsyncSession, user_id: str) -> None:
+    """Serialise the creation of the user's top-ups until the transaction ends."""
+    await session.execute(_LOCK_USER_TOP_UPS, {"user_id": user_id})
+
+
+async def top_ups_since(session: AsyncSession, user_id: str, since: datetime) -> dict[str, int]:
+    """What the user topped up since `since`, by currency: every payment but failed ones."""
+    rows = await session.execute(
+        select(Payment.currency, func.sum(Payment.amount).label("total"))
+        .where(
+            Payment.user_id == user_id,
+            Payment.created_at >= since,
+            Payment.status != PaymentStatus.FAILED,
+        )
+        .group_by(Payment.currency)
+    )
+    return {row.currency: int(row.total) for row in rows}

@@ -5,20 +5,33 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from micropay_common.db import SessionDep
 from micropay_common.idempotency import IDEMPOTENCY_KEY_HEADER, read_keyed_request
+from micropay_common.limits import TopUpAllowances
 from micropay_common.pagination import LIST_RESPONSES, Limit
-from micropay_common.security import CurrentUser
-from payment_microservice.dependencies import PaymentDriverDep
+from micropay_common.security import SERVICE_CALLER_RESPONSES, CurrentUser, require_callers
+from micropay_common.services import ServiceName
+from payment_microservice.dependencies import PaymentDriverDep, SettingsDep
 from payment_microservice.models import PaymentStatus
 from payment_microservice.payments import service
-from payment_microservice.payments.schemas import PaymentCreate, PaymentList, PaymentRead
+from payment_microservice.payments.schemas import (
+    PaymentCreate,
+    PaymentList,
+    PaymentRead,
+)
 
 router = APIRouter(prefix="/payments", tags=["payments"])
+
+internal_router = APIRouter(
+    tags=["internal"],
+    # The transactions service shows the top-up allowance beside its transfer allowances.
+    dependencies=[Depends(require_callers(ServiceName.TRANSACTIONS))],
+    responses=SERVICE_CALLER_RESPONSES,
+)
 
 KEY_DESCRIPTION = (
     "Unique key (1 to 255 printable ASCII characters, e.g. a UUID). A retry with the same key "
@@ -36,7 +49,9 @@ KEY_DESCRIPTION = (
         402: {"description": "Card declined (`card_declined`) or payment failed"},
         409: {"description": "Idempotency-Key reused with another body, or in use"},
         422: {
-            "description": "Invalid body, unsupported currency or amount out of range",
+            "description": "Invalid body, unsupported currency, amount out of range, or "
+            "`limit_exceeded`: above the daily top-up limit (with `limit`, `remaining`, "
+            "`currency`, `resets_at`)",
         },
         503: {"description": "Stripe did not answer; the payment stays processing"},
     },
@@ -89,6 +104,33 @@ async def list_payments(
     return await service.list_payments(
         session, user, limit=limit, starting_after=starting_after, user_id=user_id
     )
+
+
+@router.get(
+    "/limits",
+    response_model=TopUpAllowances,
+    summary="The caller's top-up allowances left today",
+    responses={401: {"description": "No valid access token"}},
+)
+async def get_limits(
+    session: SessionDep, settings: SettingsDep, user: CurrentUser
+) -> TopUpAllowances:
+    """Per currency: the daily top-up limit, what was topped up today and what is left."""
+    return await service.limits(session, settings, user.id)
+
+
+@internal_router.get(
+    "/internal/limits/top-ups",
+    response_model=TopUpAllowances,
+    summary="A user's top-up allowances left today (the transactions service's account)",
+)
+async def get_user_top_up_limits(
+    session: SessionDep,
+    settings: SettingsDep,
+    user_id: Annotated[str, Query(min_length=1, max_length=128, description="The user's id.")],
+) -> TopUpAllowances:
+    """What `GET /payments/limits` answers that user, for `GET /transactions/limits`."""
+    return await service.limits(session, settings, user_id)
 
 
 @router.get(

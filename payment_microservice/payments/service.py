@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import literal, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.errors import Forbidden, ProblemError
 from micropay_common.events import EventType, PaymentFailed, PaymentSucceeded
+from micropay_common.limits import TopUpAllowance, TopUpAllowances
+from micropay_common.money import utc_day_bounds
 from micropay_common.outbox import publish
 from micropay_common.pagination import InvalidCursor
 from micropay_common.security import AuthenticatedUser
@@ -24,6 +28,7 @@ from payment_microservice.payments import repository
 from payment_microservice.payments.exceptions import (
     AmountOutOfRange,
     CardDeclined,
+    LimitExceeded,
     PaymentNotFound,
     UnsupportedCurrency,
 )
@@ -75,6 +80,53 @@ def check_amount(settings: PaymentSettings, body: PaymentCreate) -> None:
             max=limits.max,
             currency=body.currency,
         )
+
+
+async def check_daily_top_ups(
+    session: AsyncSession, settings: PaymentSettings, user_id: str, body: PaymentCreate
+) -> None:
+    """Refuse a top-up that would take the user's day above its limit (LimitExceeded).
+
+    Called in the transaction that inserts the payment: the user's top-ups are locked until it
+    commits, so two concurrent requests are counted one after the other and cannot overshoot.
+    """
+    limit = settings.top_up_daily_limits.get(body.currency)
+    if limit is None:
+        return
+    await repository.lock_user_top_ups(session, user_id)
+    day_start, resets_at = utc_day_bounds(datetime.now(UTC))
+    topped_up = (await repository.top_ups_since(session, user_id, day_start)).get(body.currency, 0)
+    if topped_up + body.amount > limit:
+        raise LimitExceeded(
+            f"This top-up would take what you topped up today in {body.currency} above your "
+            "daily limit.",
+            limit_kind="top_up_per_day",
+            limit=limit,
+            remaining=max(limit - topped_up, 0),
+            currency=body.currency,
+            resets_at=resets_at,
+        )
+
+
+async def limits(session: AsyncSession, settings: PaymentSettings, user_id: str) -> TopUpAllowances:
+    """The user's top-up allowances today, per currency with a daily limit.
+
+    A read without the per-user lock: a top-up in flight shows once its transaction commits.
+    """
+    day_start, resets_at = utc_day_bounds(datetime.now(UTC))
+    topped_up = await repository.top_ups_since(session, user_id, day_start)
+    return TopUpAllowances(
+        top_ups=[
+            TopUpAllowance(
+                currency=currency,
+                per_day=limit,
+                topped_up_today=topped_up.get(currency, 0),
+                remaining_today=max(limit - topped_up.get(currency, 0), 0),
+                resets_at=resets_at,
+            )
+            for currency, limit in sorted(settings.top_up_daily_limits.items())
+        ]
+    )
 
 
 def can_read(user: AuthenticatedUser, payment: Payment) -> bool:
@@ -176,7 +228,9 @@ async def apply_intent(
     if intent.charge_id:
         links["stripe_charge_id"] = intent.charge_id
     if intent.status == "succeeded":
-        return await mark_succeeded(session, payment_id, links)
+        return await mark_succeeded(
+            session, payment_id, links, three_d_secure=intent.three_d_secure
+        )
     if intent.status == "requires_action":
         updated = await repository.transition(
             session,
@@ -229,9 +283,19 @@ async def apply_refusal(
 
 
 async def mark_succeeded(
-    session: AsyncSession, payment_id: uuid.UUID, links: dict[str, Any]
+    session: AsyncSession,
+    payment_id: uuid.UUID,
+    links: dict[str, Any],
+    *,
+    three_d_secure: bool = False,
 ) -> Payment:
-    """Succeed the payment and publish `payment.succeeded`, once whatever reports it."""
+    """Succeed the payment and publish `payment.succeeded`, once whatever reports it.
+
+    3-D Secure authenticated it when Stripe's charge says so (`three_d_secure`), or when it
+    succeeds from `requires_action`: the customer completed the challenge Stripe asked for
+    (localstripe reports no more than that). The event tells the wallet, which otherwise
+    keeps the money from being sent on for CARD_FUNDS_SETTLE_SECONDS.
+    """
     # Success wins over an earlier failure: if Stripe took the money, the wallet gets it.
     updated = await repository.transition(
         session,
@@ -249,6 +313,12 @@ async def mark_succeeded(
             "failure_message": None,
             "decline_code": None,
             "lease_expires_at": None,
+            # Evaluated on the row as it was before this UPDATE.
+            "three_d_secure": or_(
+                Payment.status == PaymentStatus.REQUIRES_ACTION,
+                Payment.three_d_secure,
+                literal(three_d_secure),
+            ),
         },
     )
     if updated is None:
@@ -260,6 +330,7 @@ async def mark_succeeded(
             user_id=updated.user_id,
             amount=updated.amount,
             currency=updated.currency,
+            three_d_secure=updated.three_d_secure,
         ),
         event_id=event_id(EventType.PAYMENT_SUCCEEDED, updated.id),
     )

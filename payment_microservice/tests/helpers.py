@@ -81,7 +81,7 @@ class PaymentStack:
         for wallet in response.json()["balances"]:
             if wallet["currency"] == currency:
                 return {key: value for key, value in wallet.items() if key != "currency"}
-        return {"available": 0, "balance": 0, "held": 0, "owed": 0}
+        return {"available": 0, "balance": 0, "held": 0, "pending": 0, "owed": 0}
 
     async def open_dispute(self, **fields: str) -> dict[str, Any]:
         """A card holder's dispute of a charge (the localstripe wrapper's `/_micropay/disputes`)."""

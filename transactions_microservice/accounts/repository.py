@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Column, Select, bindparam, case, delete, func, select, text
@@ -16,17 +17,20 @@ from transactions_microservice.models import (
     SystemAccount,
     accounts,
     holds,
+    top_up_settlements,
     users,
 )
 
 
 @dataclass(frozen=True)
 class WalletBalance:
-    """A wallet's posted and held amounts, and what its user owes in its currency."""
+    """A wallet's posted and held amounts, its card money still settling, and what its user
+    owes in its currency."""
 
     currency: str
     balance: int
     held: int
+    unsettled: int = 0
     owed: int = 0
 
 
@@ -109,6 +113,14 @@ _OVERDUE = (
     )
     .scalar_subquery()
 )
+_UNSETTLED = (
+    select(func.coalesce(func.sum(top_up_settlements.c.amount), 0))
+    .where(
+        top_up_settlements.c.account_id == accounts.c.id,
+        top_up_settlements.c.settles_at > func.now(),
+    )
+    .scalar_subquery()
+)
 _DEBTS = accounts.alias("debts")
 _OWED = (
     select(-_DEBTS.c.balance)
@@ -120,6 +132,7 @@ _BALANCES = (
         accounts.c.currency,
         accounts.c.balance,
         case((accounts.c.held == 0, 0), else_=accounts.c.held - _OVERDUE).label("held"),
+        _UNSETTLED.label("unsettled"),
         func.coalesce(_OWED, 0).label("owed"),
     )
     .where(accounts.c.user_id == bindparam("user_id"))
@@ -130,7 +143,10 @@ _BALANCES = (
 async def balances(session: AsyncSession, user_id: str) -> list[WalletBalance]:
     """The user's wallets, by currency, from the stored balances (never the entries)."""
     rows = await session.execute(_BALANCES, {"user_id": user_id})
-    return [WalletBalance(row.currency, row.balance, int(row.held), int(row.owed)) for row in rows]
+    return [
+        WalletBalance(row.currency, row.balance, int(row.held), int(row.unsettled), int(row.owed))
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -144,6 +160,10 @@ class TransferParties:
     sender_available: int | None
     """What the sender's wallet has available (its holds past their expiry not counted), as
     read without its lock: the posting weighs it again under the lock."""
+    sender_unsettled: int = 0
+    """The sender's card money still settling (it cannot be sent yet)."""
+    sender_sent_today: int = 0
+    """What the sender's wallet sent since the day's start."""
     sender_owed: int = 0
     """What the sender owes in the currency (their debt account)."""
 
@@ -161,6 +181,11 @@ _TRANSFER_PARTIES = text(
                    WHERE h.account_id = sender_wallet.id AND h.status = 'active'
                      AND h.expires_at <= now())
                END AS sender_available,
+           (SELECT coalesce(sum(s.amount), 0) FROM transactions.top_up_settlements AS s
+             WHERE s.account_id = sender_wallet.id AND s.settles_at > now()) AS sender_unsettled,
+           (SELECT coalesce(-sum(e.amount), 0) FROM transactions.entries AS e
+             WHERE e.account_id = sender_wallet.id AND e.type = 'transfer_out'
+               AND e.created_at >= :day_start) AS sender_sent_today,
            coalesce(-sender_debt.balance, 0) AS sender_owed
     FROM (SELECT 1) AS one
     LEFT JOIN transactions.users AS recipient ON recipient.email = :recipient_email
@@ -177,19 +202,30 @@ _TRANSFER_PARTIES = text(
 
 
 async def transfer_parties(
-    session: AsyncSession, *, sender_id: str, recipient_email: str, currency: str
+    session: AsyncSession,
+    *,
+    sender_id: str,
+    recipient_email: str,
+    currency: str,
+    day_start: datetime,
 ) -> TransferParties:
-    """The recipient by email and the sender by id, each with their wallet in `currency`."""
+    """The recipient by email and the sender by id, each with their wallet in `currency`, and
+    what the sender's wallet sent since `day_start`."""
     row = (
         await session.execute(
             _TRANSFER_PARTIES,
-            {"recipient_email": recipient_email, "sender_id": sender_id, "currency": currency},
+            {
+                "recipient_email": recipient_email,
+                "sender_id": sender_id,
+                "currency": currency,
+                "day_start": day_start,
+            },
         )
     ).one()
     values = dict(row._mapping)
-    if values["sender_available"] is not None:
-        values["sender_available"] = int(values["sender_available"])
-    values["sender_owed"] = int(values["sender_owed"])
+    for name in ("sender_available", "sender_unsettled", "sender_sent_today", "sender_owed"):
+        if values[name] is not None:
+            values[name] = int(values[name])
     return TransferParties(**values)
 
 

@@ -6,12 +6,24 @@ from pydantic import BaseModel, Field
 
 
 class BalanceRead(BaseModel):
-    """One wallet: what can be spent, what is posted, what is reserved by holds."""
+    """One wallet: what can be sent, what is posted, reserved by holds, and still settling."""
 
     currency: str = Field(examples=["USD"])
-    available: int = Field(description="balance - held, in minor units.", examples=[1500])
+    available: int = Field(
+        description="What can be sent now: balance - held - pending, in minor units.",
+        examples=[1500],
+    )
     balance: int = Field(description="Posted balance, in minor units.", examples=[2000])
     held: int = Field(description="Reserved by active holds, in minor units.", examples=[500])
+    pending: int = Field(
+        default=0,
+        description=(
+            "Card money still settling: top-ups 3-D Secure did not authenticate, sendable once "
+            "CARD_FUNDS_SETTLE_SECONDS have passed (GET /transactions/limits). It can be "
+            "refunded to its card meanwhile, or taken back by a dispute."
+        ),
+        examples=[0],
+    )
     owed: int = Field(
         default=0,
         description="What you owe in this currency (a disputed top-up the wallet could not "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,26 +54,41 @@ async def debt_account(session: AsyncSession, user_id: str, currency: str) -> Ac
 
 
 async def transfer_parties(
-    session: AsyncSession, *, sender_id: str, recipient_email: str, currency: str
+    session: AsyncSession,
+    *,
+    sender_id: str,
+    recipient_email: str,
+    currency: str,
+    day_start: datetime,
 ) -> TransferParties:
-    """The recipient by (normalised) email and the sender by id, with their wallets, at once."""
+    """The recipient by (normalised) email and the sender by id, with their wallets and what
+    the sender sent since `day_start`, at once."""
     return await repository.transfer_parties(
-        session, sender_id=sender_id, recipient_email=recipient_email, currency=currency
+        session,
+        sender_id=sender_id,
+        recipient_email=recipient_email,
+        currency=currency,
+        day_start=day_start,
     )
 
 
 async def balances(session: AsyncSession, user_id: str) -> BalancesRead:
-    """The user's wallets with their available balances and what the user owes in each."""
+    """The user's wallets with their available balances (card money still settling apart) and
+    what the user owes in each."""
     wallets = await repository.balances(session, user_id)
-    return BalancesRead(
-        balances=[
+    read = []
+    for wallet in wallets:
+        # Settling card money counts only as far as the wallet still has it (a refund of the
+        # top-up may have taken it back already).
+        pending = min(wallet.unsettled, max(wallet.balance - wallet.held, 0))
+        read.append(
             BalanceRead(
                 currency=wallet.currency,
-                available=wallet.balance - wallet.held,
+                available=wallet.balance - wallet.held - pending,
                 balance=wallet.balance,
                 held=wallet.held,
+                pending=pending,
                 owed=wallet.owed,
             )
-            for wallet in wallets
-        ]
-    )
+        )
+    return BalancesRead(balances=read)

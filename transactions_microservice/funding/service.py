@@ -14,6 +14,7 @@ from transactions_microservice.accounts import service as accounts
 from transactions_microservice.holds import service as holds_service
 from transactions_microservice.holds.exceptions import HoldNotActive, HoldNotFound
 from transactions_microservice.ledger import service as ledger
+from transactions_microservice.limits import service as limits
 from transactions_microservice.models import (
     AccountId,
     EntryType,
@@ -35,12 +36,21 @@ class RefundOutcome:
 
 
 async def credit_top_up(
-    session: AsyncSession, *, payment_id: str, user_id: str, amount: int, currency: str
+    session: AsyncSession,
+    *,
+    payment_id: str,
+    user_id: str,
+    amount: int,
+    currency: str,
+    three_d_secure: bool = False,
+    settle_seconds: int = 0,
 ) -> bool:
     """Credit a succeeded card payment to the user's wallet; False if it was credited before.
 
     The wallet is opened if the user has none in this currency yet: a payment can arrive
-    before the user's registration event (two producers, no order between them).
+    before the user's registration event (two producers, no order between them). Unless 3-D
+    Secure authenticated the payment, the money cannot be sent on for `settle_seconds`: a
+    stolen card's money stays in the wallet, where a chargeback can still take it back.
     """
     wallet = await accounts.open_wallet(session, user_id, currency)
     funding = await accounts.system_account(session, SystemAccount.CARD_FUNDING, currency)
@@ -59,7 +69,17 @@ async def credit_top_up(
     )
     if posted is None:
         logger.info("payment %s was credited before; not again", payment_id)
-    return posted is not None
+        return False
+    await limits.hold_back_card_funds(
+        session,
+        transaction_id=posted.id,
+        wallet=wallet,
+        amount=amount,
+        credited_at=posted.created_at,
+        three_d_secure=three_d_secure,
+        settle_seconds=settle_seconds,
+    )
+    return True
 
 
 async def apply_refund(
@@ -280,9 +300,11 @@ async def withdraw_for_dispute(
     """Take a disputed amount Stripe withdrew from the wallet, once per dispute.
 
     The wallet gives what it has available (balance less active holds: a held amount is
-    already promised to a refund); the rest is recorded as owed in the user's debt account,
-    never as a negative wallet. Stripe's fee is the platform's cost, posted between its own
-    accounts (`platform_funds` pays `dispute_fees`) and never charged to the wallet.
+    already promised to a refund), card money still settling included (it is the user's, only
+    not sendable yet; keeping it in the wallet for a chargeback is the settle period's point);
+    the rest is recorded as owed in the user's debt account, never as a negative wallet.
+    Stripe's fee is the platform's cost, posted between its own accounts (`platform_funds`
+    pays `dispute_fees`) and never charged to the wallet.
     """
     if await ledger.transaction_by_reference(
         session, LedgerTransactionType.DISPUTE_WITHDRAWAL, dispute_id

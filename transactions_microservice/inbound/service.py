@@ -59,13 +59,15 @@ class EventHandlers:
     async def payment_succeeded(
         self, session: AsyncSession, event: PaymentSucceeded, meta: EventMeta
     ) -> None:
-        """Credit the wallet with a top-up line, once per payment."""
+        """Credit the wallet with a top-up line, once per payment (settling unless 3DS)."""
         await funding.credit_top_up(
             session,
             payment_id=event.payment_id,
             user_id=event.user_id,
             amount=event.amount,
             currency=event.currency,
+            three_d_secure=event.three_d_secure,
+            settle_seconds=self.settings.card_funds_settle_seconds,
         )
 
     async def payment_refunded(

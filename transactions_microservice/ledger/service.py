@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +23,9 @@ from transactions_microservice.ledger.repository import (
     EntryRecord,
     EntryRow,
     HistoryFilter,
-    LockedAccount,
+)
+from transactions_microservice.ledger.repository import (
+    LockedAccount as LockedAccount,  # re-exported: the accounts a Guard weighs
 )
 from transactions_microservice.models import (
     AccountId,
@@ -42,6 +44,10 @@ class NewEntry:
     currency: str
     type: EntryType
     counterparty_user_id: str | None = None
+
+
+Guard = Callable[[Mapping[AccountId, LockedAccount]], Awaitable[None]]
+"""A rule of the caller's, weighed under the posting's locks: it raises to refuse the posting."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,14 +125,17 @@ async def post(
     entries: Sequence[NewEntry],
     description: str | None = None,
     transaction_id: uuid.UUID | None = None,
+    guard: Guard | None = None,
 ) -> Posted | None:
     """Write a balanced transaction and move the balances; None if (type, reference) exists.
 
     A credit to a wallet whose user owes money in its currency (their debt account) pays the
     debt first: `debt_settlement` entries, in the same transaction, move up to the amount
-    credited from the wallet to the debt account. An entry that would leave a wallet less
-    than nothing available raises InsufficientFunds before anything is written; the database
-    CHECKs stand behind this for any bug.
+    credited from the wallet to the debt account (they balance, so the deferred balance
+    constraint holds). An entry that would leave a wallet less than nothing available raises
+    InsufficientFunds before anything is written; the database CHECKs stand behind this for
+    any bug. `guard` weighs the caller's own rules (a transfer's limits) on the accounts as
+    locked, so no concurrent posting can change what it saw before this one is written.
     """
     check_balanced(entries)
     debts = await repository.debt_accounts(session, _credited(entries))
@@ -134,6 +143,8 @@ async def post(
         session,
         await lock_accounts(session, [*(entry.account_id for entry in entries), *debts.values()]),
     )
+    if guard is not None:
+        await guard(locked)
     running = {account_id: account.balance for account_id, account in locked.items()}
     rows: list[EntryRow] = []
     for entry in entries:

@@ -52,7 +52,9 @@ async def test_registration_opens_a_wallet_and_records_the_email(client, admin, 
 
     balances = (await client.get("/transactions/balance", headers=member.headers)).json()
     assert balances == {
-        "balances": [{"currency": "USD", "available": 0, "balance": 0, "held": 0, "owed": 0}]
+        "balances": [
+            {"currency": "USD", "available": 0, "balance": 0, "held": 0, "pending": 0, "owed": 0}
+        ]
     }
     email = await admin.fetchval(
         "SELECT email FROM transactions.users WHERE user_id = $1", member.id
@@ -246,7 +248,7 @@ async def test_a_refund_the_wallet_cannot_cover_takes_what_is_available(
     balances = (await client.get("/transactions/balance", headers=member.headers)).json()
     # The 300 held for something else stays held; the 700 available goes to the refund.
     assert balances["balances"] == [
-        {"currency": "USD", "available": 0, "balance": 300, "held": 300, "owed": 0}
+        {"currency": "USD", "available": 0, "balance": 300, "held": 300, "pending": 0, "owed": 0}
     ]
     entry = (await all_entries(client, member))[0]
     assert entry["type"] == "refund"
@@ -314,7 +316,7 @@ async def test_a_refund_through_an_active_hold_captures_it(
     assert captured.json() == after  # the later capture call is a no-op
     balances = (await client.get("/transactions/balance", headers=member.headers)).json()
     assert balances["balances"] == [
-        {"currency": "USD", "available": 750, "balance": 750, "held": 0, "owed": 0}
+        {"currency": "USD", "available": 750, "balance": 750, "held": 0, "pending": 0, "owed": 0}
     ]
     assert [entry["type"] for entry in await all_entries(client, member)] == ["refund", "top_up"]
 
@@ -385,6 +387,7 @@ async def test_a_withdrawal_spares_held_money_and_a_transfer_in_pays_the_debt_fi
         "available": 0,
         "balance": 300,
         "held": 300,
+        "pending": 0,
         "owed": 1_300,
     }
     assert await system_balance(admin, "dispute_fees") == fees_before + 1_500
@@ -410,6 +413,7 @@ async def test_a_withdrawal_spares_held_money_and_a_transfer_in_pays_the_debt_fi
         "available": 200,
         "balance": 500,
         "held": 300,
+        "pending": 0,
         "owed": 0,
     }
     assert (await send(client, debtor, friend, 200)).status_code == 201
@@ -434,6 +438,7 @@ async def test_a_reinstatement_that_arrives_first_posts_its_withdrawal_then_give
         "available": 400,
         "balance": 400,
         "held": 0,
+        "pending": 0,
         "owed": 0,
     }
     types = [line["type"] for line in await all_entries(client, member)]

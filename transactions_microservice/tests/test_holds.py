@@ -60,6 +60,7 @@ async def test_a_hold_reserves_available_money(client, service_headers, member):
         "available": 600,
         "balance": 1_000,
         "held": 400,
+        "pending": 0,
     }
     assert (await ledger_check(client, service_headers))["ok"] is True
 
@@ -166,6 +167,7 @@ async def test_capture_posts_a_refund_entry_once(client, service_headers, member
         "available": 600,
         "balance": 600,
         "held": 0,
+        "pending": 0,
     }
     entry = (await all_entries(client, member))[0]
     assert entry["type"] == "refund"
@@ -197,6 +199,7 @@ async def test_void_releases_the_money_once(client, service_headers, member):
         "available": 1_000,
         "balance": 1_000,
         "held": 0,
+        "pending": 0,
     }
     assert len(await all_entries(client, member)) == 1
 
@@ -311,6 +314,7 @@ async def test_an_overdue_hold_cannot_be_captured(client, admin, service_headers
         "available": 1_000,
         "balance": 1_000,
         "held": 0,
+        "pending": 0,
     }
 
 

@@ -8,6 +8,7 @@ from fastapi.responses import Response
 from micropay_common.db import SessionDep
 from micropay_common.idempotency import RequiredIdempotencyDep
 from micropay_common.security import CurrentUser
+from transactions_microservice.dependencies import SettingsDep
 from transactions_microservice.transfers import service
 from transactions_microservice.transfers.schemas import TransferCreate, TransferRead
 
@@ -24,19 +25,27 @@ router = APIRouter(tags=["transactions"])
         401: {"description": "No valid access token"},
         409: {
             "description": "`wallet_has_debt` (the sender owes in this currency; with `owed`), "
-            "`insufficient_funds` (weighed before the recipient), or an Idempotency-Key conflict"
+            "`insufficient_funds` (weighed before the recipient; card money still settling is "
+            "not available, see `pending`), or an Idempotency-Key conflict"
         },
         422: {
-            "description": "`recipient_unavailable`: `to_email` names no one who can receive "
+            "description": "`limit_exceeded`: above the per-transaction or the daily limit "
+            "(with `limit_kind`, `limit`, `remaining`, `currency`, `resets_at`; weighed before "
+            "the recipient); `recipient_unavailable`: `to_email` names no one who can receive "
             "(one answer whether or not the email has an account); or `validation_error`: "
             "amount not a positive integer, an unsupported currency"
         },
     },
 )
 async def create_transfer(
-    body: TransferCreate, session: SessionDep, user: CurrentUser, idem: RequiredIdempotencyDep
+    body: TransferCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    idem: RequiredIdempotencyDep,
 ) -> Response:
     """Move money from the caller's wallet; the `Idempotency-Key` header is required."""
     return await idem.run(
-        lambda: service.create_transfer(session, user.id, user.email, body), status_code=201
+        lambda: service.create_transfer(session, user.id, user.email, body, settings=settings),
+        status_code=201,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,7 +12,10 @@ from micropay_common.outbox import publish
 from transactions_microservice.accounts import service as accounts
 from transactions_microservice.ledger import service as ledger
 from transactions_microservice.ledger.exceptions import InsufficientFunds
-from transactions_microservice.models import EntryType, LedgerTransactionType
+from transactions_microservice.ledger.service import LockedAccount
+from transactions_microservice.limits import service as limits
+from transactions_microservice.models import AccountId, EntryType, LedgerTransactionType
+from transactions_microservice.settings import TransactionsSettings
 from transactions_microservice.transfers.exceptions import (
     RECIPIENT_UNAVAILABLE,
     RecipientUnavailable,
@@ -22,19 +26,31 @@ from transactions_microservice.transfers.schemas import TransferCreate, Transfer
 
 
 async def create_transfer(
-    session: AsyncSession, sender_id: str, sender_email: str, request: TransferCreate
+    session: AsyncSession,
+    sender_id: str,
+    sender_email: str,
+    request: TransferCreate,
+    *,
+    settings: TransactionsSettings,
 ) -> TransferRead:
     """Move `amount` from the sender's wallet to the recipient's and announce it.
 
-    The sender's funds are weighed before the recipient is looked at, and every recipient that
-    cannot receive gets the same refusal after the same work (the one lookup), so neither the
-    answer nor its timing tells whether an email has an account.
+    The sender's funds and limits are weighed before the recipient is looked at, and every
+    recipient that cannot receive gets the same refusal after the same work (the one lookup),
+    so neither the answer nor its timing tells whether an email has an account. Funds and the
+    daily limit are weighed again under the posting's locks, exactly.
     """
     to_email = accounts.normalise_email(request.to_email)
     if to_email == accounts.normalise_email(sender_email):
         raise TransferToSelf("You cannot send money to yourself.")
+    limits.check_transfer_amount(settings, request.amount, request.currency)
+    day = limits.Day.of()
     parties = await accounts.transfer_parties(
-        session, sender_id=sender_id, recipient_email=to_email, currency=request.currency
+        session,
+        sender_id=sender_id,
+        recipient_email=to_email,
+        currency=request.currency,
+        day_start=day.start,
     )
     if parties.sender_owed > 0:
         raise WalletHasDebt(
@@ -47,13 +63,22 @@ async def create_transfer(
         raise InsufficientFunds(
             f"You have no {request.currency} wallet.", available=0, currency=request.currency
         )
-    available = parties.sender_available or 0
+    posted_available = parties.sender_available or 0
+    available = limits.spendable(posted_available, 0, parties.sender_unsettled)
     if available < request.amount:
         raise InsufficientFunds(
             "The wallet's available balance does not cover this amount.",
             available=available,
+            pending=min(parties.sender_unsettled, max(posted_available, 0)),
             currency=request.currency,
         )
+    limits.check_daily_total(
+        settings,
+        sent_today=parties.sender_sent_today,
+        amount=request.amount,
+        currency=request.currency,
+        day=day,
+    )
     recipient_id = parties.recipient_id
     if recipient_id is None:
         raise RecipientUnavailable(RECIPIENT_UNAVAILABLE)
@@ -62,9 +87,17 @@ async def create_transfer(
     recipient_wallet = parties.recipient_wallet or await accounts.open_wallet(
         session, recipient_id, request.currency
     )
+    sender_wallet = parties.sender_wallet
+
+    async def within_limits(locked: Mapping[AccountId, LockedAccount]) -> None:
+        await limits.check_transfer_locked(
+            session, settings, locked[sender_wallet], amount=request.amount, day=day
+        )
+
     transfer_id = uuid.uuid4()
     posted = await ledger.post(
         session,
+        guard=within_limits,
         type_=LedgerTransactionType.TRANSFER,
         reference=str(transfer_id),
         transaction_id=transfer_id,

@@ -1,0 +1,160 @@
+"""Rules of the risk limits: how much a user may send per transfer and per day, and when card
+money may be sent on.
+
+A transfer is weighed twice: first without locks, before the recipient is looked at (so a
+refusal tells nothing about the email), then exactly, under the sender's wallet lock, inside
+the posting (`ledger.post`'s guard). Every transfer out of a wallet takes that lock, so two
+transfers of one sender are weighed one after the other, each seeing what the other sent: the
+daily total cannot overshoot, whatever the concurrency.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from micropay_common.money import utc_day_bounds
+from transactions_microservice.ledger.exceptions import InsufficientFunds
+from transactions_microservice.ledger.service import LockedAccount
+from transactions_microservice.limits import repository
+from transactions_microservice.limits.exceptions import LimitExceeded
+from transactions_microservice.limits.schemas import LimitsRead, TransferAllowance
+from transactions_microservice.limits.top_ups import TopUpAllowanceClient
+from transactions_microservice.models import AccountId
+from transactions_microservice.settings import TransactionsSettings
+
+
+@dataclass(frozen=True)
+class Day:
+    """The UTC day a transfer counts in."""
+
+    start: datetime
+    resets_at: datetime
+
+    @classmethod
+    def of(cls, now: datetime | None = None) -> Day:
+        """The day `now` (default: the present) falls in."""
+        start, end = utc_day_bounds(now or datetime.now(UTC))
+        return cls(start, end)
+
+
+def check_transfer_amount(settings: TransactionsSettings, amount: int, currency: str) -> None:
+    """Refuse a transfer above the per-transaction limit of its currency."""
+    limit = settings.transfer_max_amounts.get(currency)
+    if limit is not None and amount > limit:
+        raise LimitExceeded(
+            f"A single transfer in {currency} may be at most {limit} minor units.",
+            limit_kind="transfer_per_transaction",
+            limit=limit,
+            remaining=limit,
+            currency=currency,
+            resets_at=None,
+        )
+
+
+def check_daily_total(
+    settings: TransactionsSettings, *, sent_today: int, amount: int, currency: str, day: Day
+) -> None:
+    """Refuse a transfer that would take the day's total above the daily limit."""
+    limit = settings.transfer_daily_limits.get(currency)
+    if limit is None or sent_today + amount <= limit:
+        return
+    raise LimitExceeded(
+        f"This transfer would take what you sent today in {currency} above your daily limit.",
+        limit_kind="transfer_per_day",
+        limit=limit,
+        remaining=max(limit - sent_today, 0),
+        currency=currency,
+        resets_at=day.resets_at,
+    )
+
+
+def spendable(balance: int, held: int, unsettled: int) -> int:
+    """What a wallet may send: its available balance less card money still settling."""
+    return max(balance - held - unsettled, 0)
+
+
+async def check_transfer_locked(
+    session: AsyncSession,
+    settings: TransactionsSettings,
+    wallet: LockedAccount,
+    *,
+    amount: int,
+    day: Day,
+) -> None:
+    """Weigh a transfer out of `wallet`, which the caller has locked: settled funds, daily limit."""
+    usage = await repository.wallet_usage(session, wallet.id, day.start)
+    can_send = spendable(wallet.balance, wallet.held, usage.unsettled)
+    if amount > can_send:
+        raise InsufficientFunds(
+            "The wallet's available balance does not cover this amount.",
+            available=can_send,
+            pending=min(usage.unsettled, max(wallet.balance - wallet.held, 0)),
+            currency=wallet.currency,
+        )
+    check_daily_total(
+        settings, sent_today=usage.sent_today, amount=amount, currency=wallet.currency, day=day
+    )
+
+
+async def hold_back_card_funds(
+    session: AsyncSession,
+    *,
+    transaction_id: uuid.UUID,
+    wallet: AccountId,
+    amount: int,
+    credited_at: datetime,
+    three_d_secure: bool,
+    settle_seconds: int,
+) -> bool:
+    """Keep a card top-up from being sent on for `settle_seconds` unless 3-D Secure
+    authenticated it; whether it is held back."""
+    if three_d_secure or settle_seconds == 0:
+        return False
+    await repository.record_settlement(
+        session,
+        transaction_id=transaction_id,
+        account_id=wallet,
+        amount=amount,
+        settles_at=credited_at + timedelta(seconds=settle_seconds),
+    )
+    return True
+
+
+async def limits(
+    session: AsyncSession,
+    settings: TransactionsSettings,
+    user_id: str,
+    top_ups: TopUpAllowanceClient,
+) -> LimitsRead:
+    """The user's transfer allowances per currency (the limits' and the wallets' currencies)
+    and the payment service's top-up allowances (None when it cannot answer now)."""
+    # Asked before the first query, so no database connection waits on the payment service.
+    top_up_allowances = await top_ups.allowances(user_id)
+    day = Day.of()
+    sent = await repository.sent_today_by_currency(session, user_id, day.start)
+    per_transaction = settings.transfer_max_amounts
+    per_day = settings.transfer_daily_limits
+    currencies = sorted(set(per_transaction) | set(per_day) | set(sent))
+    allowances = []
+    for currency in currencies:
+        daily = per_day.get(currency)
+        sent_today = sent.get(currency, 0)
+        allowances.append(
+            TransferAllowance(
+                currency=currency,
+                per_transaction=per_transaction.get(currency),
+                per_day=daily,
+                sent_today=sent_today,
+                remaining_today=None if daily is None else max(daily - sent_today, 0),
+                resets_at=day.resets_at,
+            )
+        )
+    return LimitsRead(
+        transfers=allowances,
+        top_ups=None if top_up_allowances is None else top_up_allowances.top_ups,
+        card_funds_settle_seconds=settings.card_funds_settle_seconds,
+    )
