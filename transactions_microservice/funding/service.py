@@ -50,7 +50,8 @@ async def credit_top_up(
     The wallet is opened if the user has none in this currency yet: a payment can arrive
     before the user's registration event (two producers, no order between them). Unless 3-D
     Secure authenticated the payment, the money cannot be sent on for `settle_seconds`: a
-    stolen card's money stays in the wallet, where a chargeback can still take it back.
+    stolen card's money stays in the wallet, where a chargeback can still take it back. What
+    of it paid the user's debt first (`ledger.post`) is not held back: it left the wallet.
     """
     wallet = await accounts.open_wallet(session, user_id, currency)
     funding = await accounts.system_account(session, SystemAccount.CARD_FUNDING, currency)
@@ -70,15 +71,18 @@ async def credit_top_up(
     if posted is None:
         logger.info("payment %s was credited before; not again", payment_id)
         return False
-    await limits.hold_back_card_funds(
-        session,
-        transaction_id=posted.id,
-        wallet=wallet,
-        amount=amount,
-        credited_at=posted.created_at,
-        three_d_secure=three_d_secure,
-        settle_seconds=settle_seconds,
-    )
+    # What paid the user's debt is gone from the wallet: only the rest can wait to settle.
+    kept = amount - posted.debt_settled.get(wallet, 0)
+    if kept > 0:
+        await limits.hold_back_card_funds(
+            session,
+            transaction_id=posted.id,
+            wallet=wallet,
+            amount=kept,
+            credited_at=posted.created_at,
+            three_d_secure=three_d_secure,
+            settle_seconds=settle_seconds,
+        )
     return True
 
 

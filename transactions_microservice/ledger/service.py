@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,6 +57,8 @@ class Posted:
     id: uuid.UUID
     created_at: datetime
     balances_after: dict[AccountId, int]
+    debt_settled: dict[AccountId, int] = field(default_factory=dict)
+    """Per wallet credited, how much of the credit paid its user's debt (`debt_settlement`)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,7 @@ async def post(
         await guard(locked)
     running = {account_id: account.balance for account_id, account in locked.items()}
     rows: list[EntryRow] = []
+    settled_debts: dict[AccountId, int] = {}
     for entry in entries:
         account = locked[entry.account_id]
         if account.currency != entry.currency:
@@ -160,6 +163,7 @@ async def post(
     for wallet_id, debt_id in debts.items():
         settled = min(running[wallet_id] - locked[wallet_id].balance, -running[debt_id])
         if settled > 0:
+            settled_debts[wallet_id] = settled
             currency = locked[wallet_id].currency
             for account_id, amount in ((wallet_id, -settled), (debt_id, settled)):
                 running[account_id] += amount
@@ -194,7 +198,12 @@ async def post(
     )
     if created_at is None:
         return None
-    return Posted(id=transaction_id, created_at=created_at, balances_after=running)
+    return Posted(
+        id=transaction_id,
+        created_at=created_at,
+        balances_after=running,
+        debt_settled=settled_debts,
+    )
 
 
 def _credited(entries: Sequence[NewEntry]) -> list[AccountId]:

@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
-from micropay_common.events import PaymentSucceeded, UserRegistered
+from micropay_common.events import PaymentDisputeFundsWithdrawn, PaymentSucceeded, UserRegistered
 from micropay_testing.apps import serve_http
 from micropay_testing.events import event_envelope
 from micropay_testing.http import bearer
@@ -272,3 +272,64 @@ async def settle_now(admin: asyncpg.Connection, payment_id: str) -> None:
         " WHERE t.id = s.transaction_id AND t.type = 'top_up' AND t.reference = $1",
         payment_id,
     )
+
+
+async def withdraw_for_dispute(wallets: Wallets, member: Member, amount: int) -> None:
+    """Stripe took `amount` back for a dispute of one of the member's top-ups."""
+    await wallets.deliver(
+        PaymentDisputeFundsWithdrawn(
+            payment_id=f"pay_{uuid.uuid4().hex[:16]}",
+            dispute_id=str(uuid.uuid4()),
+            user_id=member.id,
+            amount=amount,
+            currency="USD",
+        )
+    )
+
+
+async def test_a_dispute_takes_card_money_still_settling(wallets, service_headers):
+    # The stolen-card case: the money could not be sent on yet, so the chargeback finds it.
+    member = await wallets.member()
+    await wallets.top_up(member, 800, three_d_secure=False)
+
+    await withdraw_for_dispute(wallets, member, 800)
+
+    assert await wallets.wallet(member) == {
+        "currency": "USD",
+        "available": 0,
+        "balance": 0,
+        "held": 0,
+        "pending": 0,
+        "owed": 0,
+    }
+    assert (await ledger_check(wallets.client, service_headers))["ok"] is True
+
+
+async def test_a_top_up_that_pays_a_debt_waits_to_settle_only_for_what_it_left(
+    wallets, service_headers
+):
+    debtor, friend = await wallets.member(), await wallets.member()
+    await withdraw_for_dispute(wallets, debtor, 500)
+    assert (await wallets.wallet(debtor))["owed"] == 500
+
+    # 500 of the unauthenticated 800 pays the debt; only the 300 left waits to settle.
+    await wallets.top_up(debtor, 800, three_d_secure=False)
+    await wallets.top_up(friend, 200)
+    assert (await wallets.send(friend, debtor, 200)).status_code == 201
+
+    assert await wallets.wallet(debtor) == {
+        "currency": "USD",
+        "available": 200,
+        "balance": 500,
+        "held": 0,
+        "pending": 300,
+        "owed": 0,
+    }
+    refused = await wallets.send(debtor, friend, 201)
+    assert refused.status_code == 409, refused.text
+    assert (refused.json()["type"], refused.json()["pending"]) == ("insufficient_funds", 300)
+    assert (await wallets.send(debtor, friend, 200)).status_code == 201
+    # A debt settlement is not a transfer out: only the 200 counts against the daily limit.
+    (usd,) = [a for a in (await wallets.limits(debtor))["transfers"] if a["currency"] == "USD"]
+    assert usd["sent_today"] == 200
+    assert (await ledger_check(wallets.client, service_headers))["ok"] is True
