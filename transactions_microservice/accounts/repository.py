@@ -80,6 +80,16 @@ async def debt_account(session: AsyncSession, user_id: str, currency: str) -> Ac
     )
 
 
+async def owed(session: AsyncSession, user_id: str, currency: str) -> int:
+    """What the user owes in `currency` (minus their debt account's balance; 0 without one)."""
+    balance = await session.scalar(
+        select(accounts.c.balance).where(
+            accounts.c.debtor_id == user_id, accounts.c.currency == currency
+        )
+    )
+    return -int(balance or 0)
+
+
 async def _get_or_create(
     session: AsyncSession,
     lookup: Select[Any],

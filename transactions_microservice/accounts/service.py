@@ -53,6 +53,12 @@ async def debt_account(session: AsyncSession, user_id: str, currency: str) -> Ac
     return await repository.debt_account(session, user_id, currency)
 
 
+async def owed(session: AsyncSession, user_id: str, currency: str) -> int:
+    """What the user owes in `currency` now (exact while the caller holds their wallet's lock:
+    a debt grows only under that lock)."""
+    return await repository.owed(session, user_id, currency)
+
+
 async def transfer_parties(
     session: AsyncSession,
     *,

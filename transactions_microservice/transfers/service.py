@@ -37,8 +37,8 @@ async def create_transfer(
 
     The sender's funds and limits are weighed before the recipient is looked at, and every
     recipient that cannot receive gets the same refusal after the same work (the one lookup),
-    so neither the answer nor its timing tells whether an email has an account. Funds and the
-    daily limit are weighed again under the posting's locks, exactly.
+    so neither the answer nor its timing tells whether an email has an account. A debt, funds
+    and the daily limit are weighed again under the posting's locks, exactly.
     """
     to_email = accounts.normalise_email(request.to_email)
     if to_email == accounts.normalise_email(sender_email):
@@ -52,13 +52,7 @@ async def create_transfer(
         currency=request.currency,
         day_start=day.start,
     )
-    if parties.sender_owed > 0:
-        raise WalletHasDebt(
-            "You owe money in this currency; money coming in pays it first, and nothing can be "
-            "sent until it is paid.",
-            owed=parties.sender_owed,
-            currency=request.currency,
-        )
+    _refuse_debt(parties.sender_owed, request.currency)
     if parties.sender_wallet is None:
         raise InsufficientFunds(
             f"You have no {request.currency} wallet.", available=0, currency=request.currency
@@ -90,6 +84,8 @@ async def create_transfer(
     sender_wallet = parties.sender_wallet
 
     async def within_limits(locked: Mapping[AccountId, LockedAccount]) -> None:
+        # A dispute's withdrawal takes this wallet's lock too: what it left owed is seen here.
+        _refuse_debt(await accounts.owed(session, sender_id, request.currency), request.currency)
         await limits.check_transfer_locked(
             session, settings, locked[sender_wallet], amount=request.amount, day=day
         )
@@ -144,3 +140,14 @@ async def create_transfer(
         description=request.description,
         created_at=posted.created_at,
     )
+
+
+def _refuse_debt(owed: int, currency: str) -> None:
+    """Refuse a transfer out of a wallet whose user owes in its currency."""
+    if owed > 0:
+        raise WalletHasDebt(
+            "You owe money in this currency; money coming in pays it first, and nothing can be "
+            "sent until it is paid.",
+            owed=owed,
+            currency=currency,
+        )
