@@ -21,5 +21,11 @@ images=(
 for entry in "${images[@]}"; do
     read -r tag dockerfile <<<"$entry"
     echo "building $tag from $dockerfile on $python_image" >&2
+    previous=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
     buildkit_build --file "$dockerfile" --tag "$tag" --build-arg "PYTHON_IMAGE=$python_image" .
+    # The image the tag named before, now untagged: removed unless a container still uses it.
+    current=$(docker image inspect --format '{{.Id}}' "$tag")
+    if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+        docker image rm "$previous" >/dev/null 2>&1 || true
+    fi
 done

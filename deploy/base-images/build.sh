@@ -12,6 +12,7 @@
 # (micropay-base/debian:bookworm) and on it Python, PostgreSQL, nginx and moto from PyPI. The
 # stand-ins differ from the public images (Debian's Python 3.11, PostgreSQL 15, nginx 1.22):
 # they are test fixtures, and stay on the machine as the cache of later runs.
+# A variable already set in the environment is printed unchanged (the caller chose).
 #   deploy/base-images/build.sh > base-images.env
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -65,9 +66,13 @@ stand_in() {
     buildkit_build --file "$dockerfile" --tag "$name" "$@" . >&2
 }
 
-# NAME public stand-in
+# NAME public stand-in; a variable already set in the environment is kept as it is.
 choose() {
     local variable="$1" public="$2" local_name="$3"
+    if [ -n "${!variable:-}" ]; then
+        echo "$variable=${!variable}"
+        return 0
+    fi
     if have "$public" || pullable "$public"; then
         echo "$variable=$public"
         return 0
