@@ -39,7 +39,9 @@ class EngineMissingError(RuntimeError):
     """No Docker engine (or no compose v2) answers here."""
 
 
-def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def docker(
+    *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the docker client; its output as text."""
     result = subprocess.run(
         ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
@@ -139,7 +141,9 @@ class ComposeStack:
 
     def inspect(self, service: str) -> dict[str, object]:
         """`docker inspect` of the service's container."""
-        data: list[dict[str, object]] = json.loads(docker("inspect", self.container(service)).stdout)
+        data: list[dict[str, object]] = json.loads(
+            docker("inspect", self.container(service)).stdout
+        )
         return data[0]
 
     def published(self, service: str, port: int) -> str:

@@ -7,20 +7,19 @@ import os
 import secrets
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from micropay_testing.processes import free_port
-from tests.containers.compose import ROOT, BASE_IMAGE_VARIABLES, require_engine
+from tests.containers.compose import BASE_IMAGE_VARIABLES, ROOT, require_engine
 
 pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture
-def checkout(tmp_path: Path) -> Iterator[Path]:
+def checkout(tmp_path: Path) -> Path:
     """The checkout's files (tracked and new, never ignored ones such as .env) in a new folder."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -37,7 +36,7 @@ def checkout(tmp_path: Path) -> Iterator[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(source.read_bytes())
         target.chmod(source.stat().st_mode)
-    yield copy
+    return copy
 
 
 def test_run_docker_local_starts_the_stack_and_stops_it(checkout: Path) -> None:

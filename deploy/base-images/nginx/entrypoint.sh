@@ -8,6 +8,9 @@ set -eu
 templates=/etc/nginx/templates
 if [ -d "$templates" ]; then
     names=$(env | cut -d= -f1 | grep -E "${NGINX_ENVSUBST_FILTER:-.*}" || true)
+    # envsubst's SHELL-FORMAT: the literal text ${NAME} for each name, hence single quotes;
+    # the names are words to split.
+    # shellcheck disable=SC2016,SC2086
     defined=$(printf '${%s} ' $names)
     for template in "$templates"/*.template; do
         [ -e "$template" ] || continue
