@@ -7,13 +7,14 @@ REQUIREMENTS := requirements-dev.txt common/pyproject.toml \
 	auth_microservice/requirements.txt payment_microservice/requirements.txt \
 	transactions_microservice/requirements.txt notifications_microservice/requirements.txt
 
-.PHONY: run demo migrate schema-sql test lint deploy-check format typecheck pytest clean help
+.PHONY: run demo migrate schema-sql test test-containers lint deploy-check format typecheck pytest clean help
 
 help:
 	@echo "make run   - start PostgreSQL, moto, localstripe, the four services and the gateway"
 	@echo "make migrate - upgrade the database DATABASE_URL names (admin URL) to the latest revision"
 	@echo "make schema-sql - regenerate PostgreSQL.sql from the migrations"
 	@echo "make test  - ruff (lint + format check), deployment validators, mypy and the whole pytest suite"
+	@echo "make test-containers - build every image, run the compose stack and the e2e journey in it (needs Docker)"
 	@echo "make demo  - with \`make run\` running: a narrated walkthrough of the whole journey"
 
 $(BIN)/python:
@@ -48,8 +49,10 @@ lint: $(STAMP)
 
 # Every deployment artefact checked by its own ecosystem's validator, offline (no Docker engine).
 deploy-check: $(STAMP)
-	$(BIN)/hadolint --failure-threshold style */Dockerfile deploy/*/Dockerfile
-	$(BIN)/shellcheck deploy/service-entrypoint.sh run_docker_local.sh \
+	$(BIN)/hadolint --failure-threshold style */Dockerfile deploy/*/Dockerfile \
+		deploy/base-images/*/Dockerfile
+	$(BIN)/shellcheck -x deploy/service-entrypoint.sh run_docker_local.sh deploy/*.sh \
+		deploy/base-images/*.sh deploy/base-images/*/*.sh tests/containers/run.sh \
 		deploy/elastic-beanstalk/.platform/hooks/*/*.sh
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(BIN)/docker-compose --env-file .env.example --file docker-compose.yml config --quiet
@@ -65,6 +68,12 @@ pytest: $(STAMP)
 	$(BIN)/pytest
 
 test: lint deploy-check typecheck pytest
+
+# Every image built, the docker compose stack started and the e2e journey run through its
+# gateway (README, "Docker"); needs a Docker engine, which it starts (or installs, on Debian as
+# root) and stops again. Not part of `make test`, which runs where no engine does.
+test-containers: $(STAMP)
+	bash tests/containers/run.sh
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

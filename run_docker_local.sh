@@ -52,6 +52,13 @@ if grep -q '=change-me$' .env; then
     exit 1
 fi
 
-compose up --build --detach --wait
-publish=$(sed -n 's/^MICROPAY_GATEWAY_PUBLISH=//p' .env)
+# The base images: the public ones, or where no registry is reachable their local stand-ins
+# built from Debian's packages (deploy/base-images/build.sh says which).
+while IFS= read -r choice; do
+    export "${choice?}"
+done < <(deploy/base-images/build.sh)
+# BuildKit builds (the CA bundle reaches pip as a secret where this machine needs one).
+deploy/build-images.sh
+compose up --no-build --detach --wait
+publish=${MICROPAY_GATEWAY_PUBLISH:-$(sed -n 's/^MICROPAY_GATEWAY_PUBLISH=//p' .env)}
 echo "MicroPay is up: http://${publish:-127.0.0.1:8080} (try /healthz); stop it with: $0 down"

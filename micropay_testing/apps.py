@@ -51,13 +51,16 @@ async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @asynccontextmanager
-async def serve_http(app: Any, port: int | None = None) -> AsyncIterator[str]:
-    """Run an ASGI app under uvicorn on 127.0.0.1 in this event loop; yields its base URL."""
+async def serve_http(
+    app: Any, port: int | None = None, *, host: str = "127.0.0.1", url_host: str | None = None
+) -> AsyncIterator[str]:
+    """Run an ASGI app under uvicorn on `host` in this event loop; yields its base URL, naming
+    `url_host` when its clients reach it by another name (containers: host.docker.internal)."""
 
     import uvicorn
 
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="auto")
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="auto")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 30
@@ -69,7 +72,7 @@ async def serve_http(app: Any, port: int | None = None) -> AsyncIterator[str]:
             pytest.fail(f"uvicorn on port {port} did not start")
         await asyncio.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{url_host or host}:{port}"
     finally:
         server.should_exit = True
         await task

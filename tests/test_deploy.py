@@ -223,7 +223,75 @@ def test_compose_moto_image_matches_the_pinned_moto() -> None:
     pins = (ROOT / "requirements-dev.txt").read_text()
     version = re.search(r"^moto\[[^\]]*\]==(\S+)$", pins, re.MULTILINE)
     assert version is not None
-    assert load_compose()["services"]["moto"]["image"] == f"motoserver/moto:{version.group(1)}"
+    # The public image by default; MOTO_IMAGE selects the stand-in (deploy/base-images/).
+    image = f"motoserver/moto:{version.group(1)}"
+    assert load_compose()["services"]["moto"]["image"] == f"${{MOTO_IMAGE:-{image}}}"
+    stand_in = (ROOT / "deploy" / "base-images" / "moto" / "Dockerfile").read_text()
+    assert f"ARG MOTO_VERSION={version.group(1)}\n" in stand_in
+    assert (
+        f"MOTO_VERSION={version.group(1)}\n"
+        in (ROOT / "deploy" / "base-images" / "build.sh").read_text()
+    )
+
+
+def test_compose_base_images_default_to_the_public_images() -> None:
+    services = load_compose()["services"]
+    assert services["postgres"]["image"] == "${POSTGRES_IMAGE:-postgres:16-alpine}"
+    assert services["gateway"]["image"] == "${NGINX_IMAGE:-nginx:1.28-alpine}"
+    built = [spec for spec in services.values() if "build" in spec]
+    assert len(built) == 6
+    for spec in built:
+        assert spec["build"]["args"] == {"PYTHON_IMAGE": "${PYTHON_IMAGE:-python:3.12-slim}"}
+        dockerfile = (ROOT / spec["build"]["dockerfile"]).read_text()
+        assert dockerfile.startswith("#")
+        assert "\nARG PYTHON_IMAGE=python:3.12-slim\n" in dockerfile
+        # Both stages: the final image is the same base, so the venv's python exists there.
+        assert dockerfile.count("FROM ${PYTHON_IMAGE}") == 2
+
+
+def test_kubernetes_runs_what_the_compose_run_proved() -> None:
+    """`make test-containers` proves the compose stack; Kubernetes cannot run here, so its
+    manifests must use the same images, entrypoints, ports, probes and variables."""
+    services = load_compose()["services"]
+    documents = load_manifests()
+    for name, spec in REGISTRY.items():
+        service = str(name)
+        compose = services[service]
+        deployment = find(documents, "Deployment", service)
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = [c for c in pod["containers"] if c["name"] == service]
+        # The same image (repository name) compose builds, with its own entrypoint untouched.
+        compose_image = compose["image"].split(":")[0]
+        assert container["image"].rsplit("/", 1)[-1].split(":")[0] == compose_image
+        for part in (container, *pod.get("initContainers", [])):
+            assert part["image"] == container["image"]
+            assert "command" not in part, "the image's ENTRYPOINT (micropay-service) is kept"
+        assert "args" not in container or container["args"] == ["serve"]
+        assert [c.get("args") for c in pod.get("initContainers", [])] == [["migrate"]]
+        # The port: the registry's, the Dockerfile's PORT and EXPOSE, the container port.
+        dockerfile = (ROOT / compose["build"]["dockerfile"]).read_text()
+        assert f"PORT={spec.port}\n" in dockerfile
+        assert f"EXPOSE {spec.port}\n" in dockerfile
+        assert [p["containerPort"] for p in container["ports"]] == [spec.port]
+        # Probes: compose's healthcheck asks /health/ready (healthy in the compose run) and
+        # the image's HEALTHCHECK /health/live; the pods ask the same paths on that port.
+        health = " ".join(compose["healthcheck"]["test"])
+        assert "/health/ready" in health
+        assert "/health/live" in dockerfile
+        assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+        assert container["startupProbe"]["httpGet"]["path"] == "/health/live"
+        # Both run as the image's user on a read-only root, as the compose run checked.
+        assert compose["read_only"] is True
+        context = container["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True
+        assert context.get("runAsUser", 10001) == 10001
+    # The variables: each side provides every setting (the tests above, per service), and
+    # the compose env files of the bootstrap job name nothing Kubernetes does not provide.
+    for service, generated in GENERATED_VARIABLES.items():
+        provided = kubernetes_provided(documents, service)
+        missing = set(generated) - provided.names - {"SERVICE_ACCOUNT_PASSWORD"}
+        assert not missing, f"{service}: {missing}"
 
 
 def test_compose_gateway_fills_exactly_the_template_placeholders() -> None:
@@ -749,7 +817,9 @@ def test_dockerfiles_build_slim_non_root_images_that_serve_on_port() -> None:
     for service in SERVICES:
         dockerfile = (ROOT / f"{service}_microservice" / "Dockerfile").read_text()
         stages = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
-        assert stages == ["python:3.12-slim", "python:3.12-slim"]
+        # python:3.12-slim unless PYTHON_IMAGE names a stand-in (deploy/base-images/).
+        assert stages == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+        assert re.search(r"^ARG PYTHON_IMAGE=python:3\.12-slim$", dockerfile, re.MULTILINE)
         assert re.search(r"^USER 10001:10001$", dockerfile, re.MULTILINE)
         assert f"PORT={PORTS[service]}" in dockerfile
         assert f"EXPOSE {PORTS[service]}" in dockerfile

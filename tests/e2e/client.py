@@ -6,7 +6,7 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import httpx
@@ -19,8 +19,8 @@ from starlette.routing import Route
 
 from micropay_testing.http import every_item
 from micropay_testing.polling import eventually
-from stack.bootstrap import admin_log_in
-from stack.launcher import STRIPE_TEST_KEY, Stack
+from stack.bootstrap import AwsResources, admin_log_in
+from stack.launcher import STRIPE_TEST_KEY
 
 PASSWORD = "Journey-pass-1"
 # Test cards of the Stripe stand-in (docs/design.md).
@@ -44,12 +44,34 @@ class User:
         return {"Authorization": f"Bearer {self.access_token}"}
 
 
+class StackView(Protocol):
+    """What the journey reads of a stack: `make run`'s (stack.launcher.Stack) or the docker
+    compose one (tests/containers/compose.py)."""
+
+    aws: AwsResources | None
+    gateway_url: str | None
+    webhook_secret: str
+
+    @property
+    def service_urls(self) -> dict[str, str]: ...
+
+    @property
+    def moto_url(self) -> str: ...
+
+    @property
+    def localstripe_url(self) -> str: ...
+
+
 @dataclass
 class Api:
     """The gateway as a client sees it, plus the stand-ins a browser or an operator would use."""
 
     client: httpx.AsyncClient
-    stack: Stack
+    stack: StackView
+    # Where a user's webhook receiver in the test listens, and the host name the notifications
+    # service is given for it.
+    receiver_listen_host: str = "127.0.0.1"
+    receiver_url_host: str = "127.0.0.1"
 
     # --- accounts ----------------------------------------------------------------------------
     async def register(self, prefix: str = "user") -> User:

@@ -7,19 +7,24 @@ drive it through the gateway as a client would. Fault tests put back what they s
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import httpx
 import pytest
 
 from stack.gateway import find_nginx
 from stack.launcher import Stack, StackConfig
-from tests.e2e.client import Api
+from tests.e2e.client import Api, StackView
+
+if TYPE_CHECKING:
+    from tests.containers.compose import ComposeStack
 
 # Settings that only shorten waits; every guarantee the tests check holds with the defaults.
 E2E_SERVICE_ENV = {
@@ -85,9 +90,18 @@ def stack_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackLog]:
     log.close()
 
 
+def compose_target() -> bool:
+    """True when `make test-containers` points the e2e tests at the docker compose stack."""
+    return os.environ.get("MICROPAY_E2E_TARGET") == "compose"
+
+
 @pytest.fixture(scope="session")
-def stack(stack_log: StackLog) -> Iterator[Stack]:
-    """The whole stack (gateway included) on free ports, stopped at the end of the session."""
+def stack(stack_log: StackLog, request: pytest.FixtureRequest) -> Iterator[StackView]:
+    """The whole stack (gateway included) on free ports, stopped at the end of the session; the
+    docker compose stack of tests/containers/compose.py with MICROPAY_E2E_TARGET=compose."""
+    if compose_target():
+        yield request.getfixturevalue("compose_stack")
+        return
     if find_nginx() is None:
         pytest.fail("the e2e tests drive the stack through the nginx gateway: install nginx")
     # Not under pytest's temporary directory: the embedded PostgreSQL runs as another user
@@ -113,11 +127,18 @@ def stack(stack_log: StackLog) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
-async def api(stack: Stack) -> AsyncIterator[Api]:
+async def api(stack: StackView) -> AsyncIterator[Api]:
     """A client of the gateway, with the stack's stand-ins at hand for what a browser does."""
     assert stack.gateway_url is not None
+    hosts: dict[str, str] = {}
+    if compose_target():
+        compose_stack = cast("ComposeStack", stack)
+        hosts = {
+            "receiver_listen_host": compose_stack.receiver_listen_host,
+            "receiver_url_host": compose_stack.receiver_url_host,
+        }
     async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30, trust_env=False) as client:
-        yield Api(client=client, stack=stack)
+        yield Api(client=client, stack=stack, **hosts)
 
 
 @pytest.fixture(autouse=True)
@@ -126,7 +147,7 @@ def _stack_whole_after(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "stack" not in request.fixturenames:
         return
-    stack: Stack = request.getfixturevalue("stack")
+    stack: StackView = request.getfixturevalue("stack")
     with httpx.Client(timeout=5, trust_env=False) as client:
         for name, url in stack.service_urls.items():
             status = client.get(f"{url}/health/ready").status_code

@@ -49,7 +49,10 @@ class Journey:
 async def journey(api: Api) -> AsyncIterator[Journey]:
     """Two fresh users and a webhook receiver of theirs, running for the module."""
     receiver = WebhookReceiver()
-    async with serve_http(receiver.app()) as url:
+    # On this machine for `make run`'s stack; on the docker bridge for the compose stack.
+    async with serve_http(
+        receiver.app(), host=api.receiver_listen_host, url_host=api.receiver_url_host
+    ) as url:
         ana = await api.register("ana")
         bob = await api.register("bob")
         yield Journey(ana=ana, bob=bob, receiver=receiver, receiver_url=url)
