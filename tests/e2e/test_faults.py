@@ -228,11 +228,10 @@ async def test_postgres_restart_under_load_is_503_then_recovers_with_nothing_hal
     # Events written in those transactions were not lost either: one notice per transfer, each
     # sent in the end (one whose outcome could not be recorded goes again after its lease).
     async def notified() -> list[str]:
-        # Every service is back only once its own reads work again: until the notifications
-        # service has re-read the deny-list after the restart it answers 503, as it should.
+        # A service is back only once its own reads work again: until then (the notifications
+        # service re-reading its deny-list after the restart, say) it answers 503, as it should.
         probe = await api.client.get("/notifications", headers=recipient.auth)
         if probe.status_code == 503:
-            assert probe.json()["type"] == "revocation_state_unavailable", probe.text
             return []
         every = await api.notifications(recipient, channel="email")
         notices = [n["status"] for n in every if n["event"] == "transfer.completed"]
