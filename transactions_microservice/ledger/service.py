@@ -199,11 +199,17 @@ async def post(
     locked, so no concurrent posting can change what it saw before this one is written.
     """
     check_balanced(entries)
+    locked = await lock_accounts(session, [entry.account_id for entry in entries])
+    # Looked up once the wallets are locked: a user's first dispute opens their debt account in
+    # the withdrawal's own transaction, so a lookup before the lock could miss one that
+    # committed while this posting waited, and the credit would skip the debt.
     debts = await repository.debt_accounts(session, _credited(entries))
-    locked = await release_overdue_holds(
-        session,
-        await lock_accounts(session, [*(entry.account_id for entry in entries), *debts.values()]),
-    )
+    unlocked = [debt for debt in debts.values() if debt not in locked]
+    if unlocked:
+        # Whoever locks a debt account holds its wallet's lock (taken first: the wallet's id is
+        # the lower), and this posting holds that wallet: no wait in a cycle.
+        locked.update(await lock_accounts(session, unlocked))
+    locked = await release_overdue_holds(session, locked)
     if guard is not None:
         await guard(locked)
     running = {account_id: account.balance for account_id, account in locked.items()}

@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from micropay_testing.polling import eventually
+from stack.postgres import connect
 from transactions_microservice.holds.jobs import hold_expiry_job
 from transactions_microservice.tests.helpers import Member, all_entries, ledger_check
 
@@ -208,3 +210,47 @@ async def test_releases_and_credits_racing_on_a_wallet_that_owes_add_up(
     assert await usd(client, member) == {"available": 0, "balance": 0, "held": 0, "owed": 400}
     assert sorted(amount for _, amount in await settlements(client, member)) == [-300, -200, -100]
     assert (await ledger_check(client, service_headers))["ok"] is True
+
+
+async def waiting_for_locks(admin) -> int:
+    """How many backends of the test database wait for a lock."""
+    count: int = await admin.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock'"
+    )
+    return count
+
+
+async def test_a_credit_that_waited_for_a_first_dispute_still_pays_the_debt_first(
+    client, admin, database, service_headers, register, top_up, deliver
+):
+    member = await register()
+    await top_up(member, 300)
+    wallet_id = await admin.fetchval(
+        "SELECT id FROM transactions.accounts WHERE user_id = $1 AND currency = 'USD'", member.id
+    )
+    blocker = await connect(database.admin_url)
+    try:
+        # Hold the wallet, so that both postings below queue for it in a known order.
+        await blocker.execute("BEGIN")
+        await blocker.execute(
+            "SELECT 1 FROM transactions.accounts WHERE id = $1 FOR UPDATE", wallet_id
+        )
+        # The user's first dispute opens their debt account in its own transaction, then waits.
+        withdrawal = asyncio.create_task(withdraw(deliver, member, 1_000))
+        await eventually(lambda: _waiting(admin, 1))
+        # A credit looks for a debt account now, finds none yet, and waits behind it.
+        credit = asyncio.create_task(top_up(member, 500))
+        await eventually(lambda: _waiting(admin, 2))
+        await blocker.execute("COMMIT")
+        await asyncio.gather(withdrawal, credit)
+    finally:
+        await blocker.close()
+
+    # The withdrawal took the 300 and left 700 owed; the credit, posted after it, paid 500.
+    assert await usd(client, member) == {"available": 0, "balance": 0, "held": 0, "owed": 200}
+    assert (await ledger_check(client, service_headers))["ok"] is True
+
+
+async def _waiting(admin, count: int) -> bool:
+    return await waiting_for_locks(admin) == count
