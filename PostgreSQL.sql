@@ -939,6 +939,14 @@ ALTER TABLE transactions.entries ADD CONSTRAINT entries_type_check CHECK (type I
 
 UPDATE migrations.alembic_version SET version_num='0009' WHERE migrations.alembic_version.version_num = '0008';
 
+-- Running upgrade 0009 -> 0010
+
+ALTER TABLE transactions.ledger_transactions DROP CONSTRAINT ledger_transactions_type_check;
+
+ALTER TABLE transactions.ledger_transactions ADD CONSTRAINT ledger_transactions_type_check CHECK (type IN ('top_up', 'transfer', 'refund', 'refund_reversal', 'dispute_withdrawal', 'dispute_reinstatement', 'debt_settlement'));
+
+UPDATE migrations.alembic_version SET version_num='0010' WHERE migrations.alembic_version.version_num = '0009';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

@@ -18,16 +18,28 @@ class InsufficientFunds(Conflict):
     title = "Insufficient funds"
 
 
+class WalletHasDebt(Conflict):
+    """409: the user owes money in this currency (a lost dispute); nothing can be refunded."""
+
+    type = "wallet_has_debt"
+    title = "Wallet has debt"
+
+
 class HoldNotCapturable(Exception):
     """The hold can no longer be captured or renewed (it expired, or was voided or captured)."""
 
 
-def _problem_type(response: httpx.Response) -> str | None:
+def _problem(response: httpx.Response) -> dict[str, Any]:
     try:
         body: Any = response.json()
     except ValueError:
-        return None
-    return body.get("type") if isinstance(body, dict) else None
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _problem_type(response: httpx.Response) -> str | None:
+    found = _problem(response).get("type")
+    return found if isinstance(found, str) else None
 
 
 class WalletClient:
@@ -37,7 +49,11 @@ class WalletClient:
         self.client = client
 
     async def hold(self, *, user_id: str, amount: int, currency: str, reference: str) -> str:
-        """Reserve `amount` on the wallet (once per reference); returns the hold's id."""
+        """Reserve `amount` on the wallet (once per reference); returns the hold's id.
+
+        Refused with InsufficientFunds when the wallet cannot cover it, and with WalletHasDebt
+        while the user owes money in the currency.
+        """
         response = await self.client.post(
             "/internal/holds",
             json={
@@ -52,6 +68,16 @@ class WalletClient:
                 "The wallet does not hold enough to cover this refund.",
                 amount=amount,
                 currency=currency,
+            )
+        if response.status_code == 409 and _problem_type(response) == "wallet_has_debt":
+            extra: dict[str, Any] = {"currency": currency}
+            owed = _problem(response).get("owed")
+            if isinstance(owed, int):
+                extra["owed"] = owed
+            raise WalletHasDebt(
+                "You owe money in this currency after a disputed payment; money coming in pays "
+                "it first, and nothing can be refunded until it is paid.",
+                **extra,
             )
         self._expect_success(response, "placing a hold")
         return str(response.json()["id"])

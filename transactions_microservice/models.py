@@ -74,6 +74,9 @@ class LedgerTransactionType(StrEnum):
     (the user's debt account), and Stripe's fee on the platform; once per dispute."""
     DISPUTE_REINSTATEMENT = "dispute_reinstatement"
     """Stripe gave a disputed amount back (the dispute was won): once per dispute."""
+    DEBT_SETTLEMENT = "debt_settlement"
+    """Money a wallet's hold stopped reserving (voided or expired) while its user owes, paid at
+    once to the debt; once per hold (its reference)."""
 
 
 class EntryType(StrEnum):
@@ -89,7 +92,8 @@ class EntryType(StrEnum):
     DISPUTE_FEE = "dispute_fee"
     """On the platform's accounts only: Stripe's fee for a dispute."""
     DEBT_SETTLEMENT = "debt_settlement"
-    """Money credited to a wallet that owes, moved on at once to pay the debt."""
+    """Money credited to a wallet that owes, or released from one of its holds, moved on at once
+    to pay the debt."""
 
 
 class HoldStatus(StrEnum):

@@ -2,7 +2,8 @@
 
 1. reserve the amount on the payment (row locked) and commit the refund as `pending`;
 2. place a hold on the wallet (transactions service; the reference is the refund id, so a
-   retry finds the same hold). A wallet that cannot cover it → 409 `insufficient_funds`, the
+   retry finds the same hold). A wallet that cannot cover it → 409 `insufficient_funds`, and a
+   wallet whose user owes money in the currency (a lost dispute) → 409 `wallet_has_debt`: the
    refund fails and Stripe is never called;
 3. refund at Stripe with an idempotency key derived from the refund id (or, once Stripe has
    the refund, retrieve it). Stripe refuses → the hold is voided and the refund fails. While
@@ -42,7 +43,12 @@ from payment_microservice.stripe_api import (
     StripeRefused,
     StripeUnavailable,
 )
-from payment_microservice.wallet import HoldNotCapturable, InsufficientFunds, WalletClient
+from payment_microservice.wallet import (
+    HoldNotCapturable,
+    InsufficientFunds,
+    WalletClient,
+    WalletHasDebt,
+)
 
 logger = logging.getLogger("micropay.payment.refunds")
 
@@ -140,11 +146,9 @@ class RefundDriver:
                     currency=refund.currency,
                     reference=service.hold_reference(refund.id),
                 )
-            except InsufficientFunds as exc:
+            except (InsufficientFunds, WalletHasDebt) as exc:
                 async with self.sessionmaker() as session, session.begin():
-                    await service.mark_failed(
-                        session, refund.id, code=service.INSUFFICIENT_FUNDS, message=exc.detail
-                    )
+                    await service.mark_failed(session, refund.id, code=exc.type, message=exc.detail)
                 raise
             refund = await self._record(refund.id, {"hold_id": hold_id})
             if refund.status != RefundStatus.PENDING:

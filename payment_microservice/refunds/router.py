@@ -35,7 +35,9 @@ KEY_DESCRIPTION = (
         404: {"description": "No such payment visible to the caller"},
         409: {
             "description": (
-                "`insufficient_funds` (the wallet cannot cover it), `refund_exceeds_payment`, "
+                "`insufficient_funds` (the wallet cannot cover it), `wallet_has_debt` (the "
+                "user owes money in this currency after a lost dispute; with `owed`), "
+                "`refund_exceeds_payment`, "
                 "`payment_not_refundable`, `refund_failed` (Stripe refused), or an "
                 "Idempotency-Key conflict"
             ),

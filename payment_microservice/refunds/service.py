@@ -37,11 +37,12 @@ from payment_microservice.refunds.exceptions import (
 )
 from payment_microservice.refunds.schemas import RefundCreate, RefundList, RefundRead
 from payment_microservice.stripe_api import RefundState
-from payment_microservice.wallet import InsufficientFunds
+from payment_microservice.wallet import InsufficientFunds, WalletHasDebt
 
 logger = logging.getLogger("micropay.payment.refunds")
 
-INSUFFICIENT_FUNDS = "insufficient_funds"
+INSUFFICIENT_FUNDS = InsufficientFunds.type
+WALLET_HAS_DEBT = WalletHasDebt.type
 
 TRANSITIONS: Mapping[RefundStatus, frozenset[RefundStatus]] = {
     # Stripe answered pending (or requires_action), or has not answered: the hold is kept.
@@ -89,6 +90,13 @@ def failure_problem(refund: Refund, headers: dict[str, str] | None = None) -> Pr
         return InsufficientFunds(
             refund.failure_message or "The wallet does not hold enough to cover this refund.",
             headers=headers,
+            **extra,
+        )
+    if refund.failure_code == WALLET_HAS_DEBT:
+        return WalletHasDebt(
+            refund.failure_message or "You owe money in this currency; nothing can be refunded.",
+            headers=headers,
+            currency=refund.currency,
             **extra,
         )
     return RefundFailed(

@@ -23,16 +23,22 @@ from micropay_testing.http import bearer
 from micropay_testing.polling import eventually
 from payment_microservice.tests.helpers import PaymentStack, outbox_events
 from payment_microservice.tests.test_idempotency_keys import register, transfer
+from payment_microservice.tests.test_refund_lifecycle import PENDING_REFUND_CARD
+from payment_microservice.tests.test_refunds import _payment_row, _stripe_refunds
 
 FEE = 1500
 """Stripe's dispute fee, as the localstripe wrapper charges it."""
 
 
 async def _funded(
-    stack: PaymentStack, db: asyncpg.Connection, user: CognitoUser, amount: int
+    stack: PaymentStack,
+    db: asyncpg.Connection,
+    user: CognitoUser,
+    amount: int,
+    method: str = "pm_card_visa",
 ) -> dict[str, Any]:
     """A succeeded top-up, once the wallet service has posted it."""
-    response = await stack.pay(user, amount=amount)
+    response = await stack.pay(user, amount=amount, payment_method=method)
     assert response.status_code == 201, response.text
     payment: dict[str, Any] = response.json()
 
@@ -244,6 +250,111 @@ async def test_won_dispute_cancels_its_debt_and_gives_the_rest_back_once(
     ):
         assert len({e["event_id"] for e in await outbox_events(db, event_type, payment["id"])}) == 1
     assert await _wallet_is(payment_stack, payer, available=700, owed=0)
+    await _ledger_ok(payment_stack, service_account_headers["payment"])
+
+
+async def _debt_settlements(stack: PaymentStack, user: CognitoUser) -> list[tuple[str, int]]:
+    """(reference, amount) of the user's `debt_settlement` history entries, newest first."""
+    async with httpx.AsyncClient(base_url=stack.transactions_url) as client:
+        response = await client.get(
+            "/transactions",
+            params={"type": "debt_settlement", "limit": 100},
+            headers=bearer(user.access_token),
+        )
+    assert response.status_code == 200, response.text
+    return [(entry["reference"], entry["amount"]) for entry in response.json()["data"]]
+
+
+async def test_a_wallet_that_owes_cannot_refund_another_top_up(
+    payment_stack, make_user, db, stripe_client, service_account_headers
+):
+    payer, friend = make_user(), make_user()
+    await register(payment_stack, friend, service_account_headers["auth"])
+    disputed = await _funded(payment_stack, db, payer, 1000)
+    await eventually(lambda: _available_is(payment_stack, payer, 1000))
+    sent = await transfer(payment_stack, payer, friend, 700, str(uuid.uuid4()))
+    assert sent.status_code == 201, sent.text
+    dispute = await payment_stack.open_dispute(charge=await _charge_of(db, disputed["id"]))
+    await payment_stack.stripe_update(
+        f"disputes/{dispute['id']}", **{"evidence[uncategorized_text]": "losing_evidence"}
+    )
+    await eventually(lambda: _dispute_is(db, dispute["id"], "lost", "withdrawn"))
+    # Another top-up pays 500 of the 700 owed; 200 is still owed.
+    other = await _funded(payment_stack, db, payer, 500)
+    await eventually(lambda: _wallet_is(payment_stack, payer, available=0, owed=200))
+
+    key = str(uuid.uuid4())
+    refused = await payment_stack.refund(payer, other["id"], key=key, amount=100)
+
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"] == "wallet_has_debt"
+    assert refused.json()["owed"] == 200
+    assert refused.json()["currency"] == "USD"
+    # Refused before Stripe: no refund there, no hold on the wallet, nothing to undo.
+    assert _stripe_refunds(stripe_client, await _payment_row(db, other["id"])) == []
+    row = await db.fetchrow(
+        "SELECT id, status, failure_code, hold_id, stripe_refund_id FROM payments.refunds "
+        "WHERE payment_id = $1",
+        uuid.UUID(other["id"]),
+    )
+    assert (row["status"], row["failure_code"]) == ("failed", "wallet_has_debt")
+    assert (row["hold_id"], row["stripe_refund_id"]) == (None, None)
+    assert await outbox_events(db, "payment.refund_failed", str(row["id"])) == []
+    replayed = await payment_stack.refund(payer, other["id"], key=key, amount=100)
+    assert replayed.status_code == 409
+    assert replayed.json()["type"] == "wallet_has_debt"
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert await _wallet_is(payment_stack, payer, available=0, balance=0, held=0, owed=200)
+
+    # Once the debt is paid, the wallet's money can be refunded again.
+    await _funded(payment_stack, db, payer, 500)
+    await eventually(lambda: _wallet_is(payment_stack, payer, available=300, owed=0))
+    ok = await payment_stack.refund(payer, other["id"], amount=100)
+    assert ok.status_code == 201, ok.text
+    assert _stripe_refunds(stripe_client, await _payment_row(db, other["id"])) == [100]
+    await _ledger_ok(payment_stack, service_account_headers["payment"])
+
+
+async def test_a_failed_refunds_hold_pays_the_debt_a_dispute_left(
+    payment_stack, make_user, card, db, service_account_headers
+):
+    payer, friend = make_user(), make_user()
+    await register(payment_stack, friend, service_account_headers["auth"])
+    refunded = await _funded(payment_stack, db, payer, 1000, card(PENDING_REFUND_CARD))
+    await eventually(lambda: _available_is(payment_stack, payer, 1000))
+    created = await payment_stack.refund(payer, refunded["id"], amount=300)
+    assert created.status_code == 201, created.text
+    refund = created.json()
+    assert refund["status"] == "pending"  # Stripe has it pending; its 300 stays held
+    stripe_refund_id = await db.fetchval(
+        "SELECT stripe_refund_id FROM payments.refunds WHERE id = $1", uuid.UUID(refund["id"])
+    )
+    disputed = await _funded(payment_stack, db, payer, 1000)
+    await eventually(lambda: _available_is(payment_stack, payer, 1700))
+    sent = await transfer(payment_stack, payer, friend, 1500, str(uuid.uuid4()))
+    assert sent.status_code == 201, sent.text
+    # The dispute takes the 200 available and leaves 800 owed; the held 300 is spared.
+    await payment_stack.open_dispute(charge=await _charge_of(db, disputed["id"]))
+    await eventually(
+        lambda: _wallet_is(payment_stack, payer, available=0, balance=300, held=300, owed=800)
+    )
+
+    # Stripe fails the refund: its hold is released, and the 300 pays the debt at once.
+    await payment_stack.stripe_update(
+        f"refunds/{stripe_refund_id}", status="failed", failure_reason="expired_or_canceled_card"
+    )
+    await eventually(
+        lambda: _wallet_is(payment_stack, payer, available=0, balance=0, held=0, owed=500)
+    )
+    status = await db.fetchval(
+        "SELECT status FROM payments.refunds WHERE id = $1", uuid.UUID(refund["id"])
+    )
+    assert status == "failed"
+    assert await _debt_settlements(payment_stack, payer) == [(f"refund:{refund['id']}", -300)]
+    refused = await transfer(payment_stack, payer, friend, 1, str(uuid.uuid4()))
+    assert refused.status_code == 409
+    assert refused.json()["owed"] == 500
     await _ledger_ok(payment_stack, service_account_headers["payment"])
 
 

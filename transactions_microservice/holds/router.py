@@ -28,12 +28,16 @@ router = APIRouter(
     response_model=HoldRead,
     summary="Reserve money on a user's wallet",
     responses={
-        409: {"description": "`insufficient_funds`, or `hold_reference_conflict`"},
+        409: {
+            "description": "`wallet_has_debt` (the user owes in this currency; with `owed`), "
+            "`insufficient_funds`, or `hold_reference_conflict`"
+        },
         422: {"description": "Amount not a positive integer, or an unsupported currency"},
     },
 )
 async def create_hold(body: HoldCreate, session: SessionDep, settings: SettingsDep) -> HoldRead:
-    """Hold `amount` of the wallet's available balance; a repeated `reference` returns its hold."""
+    """Hold `amount` of the wallet's available balance, never while its user owes in the currency;
+    a repeated `reference` returns its hold."""
     hold = await service.create_hold(session, body, settings.hold_ttl_seconds)
     return HoldRead.model_validate(asdict(hold))
 
@@ -88,5 +92,6 @@ async def renew_hold(hold_id: uuid.UUID, session: SessionDep, settings: Settings
     },
 )
 async def void_hold(hold_id: uuid.UUID, session: SessionDep) -> HoldRead:
-    """Release the held amount; voiding a voided or expired hold returns it unchanged."""
+    """Release the held amount (it pays what the user owes first, in the same transaction);
+    voiding a voided or expired hold returns it unchanged."""
     return HoldRead.model_validate(asdict(await service.void(session, hold_id)))

@@ -17,7 +17,7 @@ from transactions_microservice.holds.exceptions import (
 from transactions_microservice.holds.repository import HoldRecord
 from transactions_microservice.holds.schemas import HoldCreate
 from transactions_microservice.ledger import service as ledger
-from transactions_microservice.ledger.exceptions import InsufficientFunds
+from transactions_microservice.ledger.exceptions import InsufficientFunds, WalletHasDebt
 from transactions_microservice.models import (
     EntryType,
     HoldStatus,
@@ -63,6 +63,17 @@ async def create_hold(session: AsyncSession, request: HoldCreate, ttl_seconds: i
         )
     locked = await ledger.lock_accounts(session, [wallet_id])
     wallet = (await ledger.release_overdue_holds(session, locked))[wallet_id]
+    # Under the wallet's lock, as a transfer weighs it: a dispute's withdrawal takes this lock
+    # too, so what it left owed is seen here. Money that leaves by refund while the user owes
+    # would go back to their card and leave the platform's loss standing.
+    owed = await accounts.owed(session, request.user_id, request.currency)
+    if owed > 0:
+        raise WalletHasDebt(
+            "The user owes money in this currency; money coming in pays it first, and nothing "
+            "can be refunded from the wallet until it is paid.",
+            owed=owed,
+            currency=request.currency,
+        )
     available = wallet.balance - wallet.held
     if available < request.amount:
         raise InsufficientFunds(
@@ -149,6 +160,7 @@ async def capture(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
             raise RuntimeError(f"refund {hold.reference!r} conflicts but is not found")
         transaction_id = found
         logger.warning("hold %s captured onto the existing refund %s", hold.id, hold.reference)
+        await _settle_debt(session, hold)
     await repository.resolve(session, hold.id, HoldStatus.CAPTURED, transaction_id)
     return await _reload(session, hold.id)
 
@@ -172,7 +184,7 @@ async def renew(session: AsyncSession, hold_id: uuid.UUID, ttl_seconds: int) -> 
 
 
 async def void(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
-    """Release the held amount; voiding a voided or expired hold changes nothing."""
+    """Release the held amount (paying the user's debt first); voiding again changes nothing."""
     hold = await _reload(session, hold_id)
     if hold.status in (HoldStatus.VOIDED, HoldStatus.EXPIRED):
         return hold
@@ -189,7 +201,17 @@ async def void(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
         raise HoldNotActive("The hold is captured; it cannot be voided.", hold_status=hold.status)
     await repository.add_held(session, hold.account_id, -hold.amount)
     await repository.resolve(session, hold.id, HoldStatus.VOIDED)
+    await _settle_debt(session, hold)
     return await _reload(session, hold.id)
+
+
+async def _settle_debt(session: AsyncSession, hold: HoldRecord) -> None:
+    """What a released hold gave back to its (locked) wallet pays the user's debt first."""
+    await ledger.settle_debt_from_holds(
+        session,
+        hold.account_id,
+        [ledger.ReleasedHold(reference=hold.reference, amount=hold.amount)],
+    )
 
 
 async def release_expired_holds(session: AsyncSession) -> int:

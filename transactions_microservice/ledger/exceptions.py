@@ -12,6 +12,14 @@ class InsufficientFunds(Conflict):
     title = "Insufficient funds"
 
 
+class WalletHasDebt(Conflict):
+    """409: the user owes money in this currency (a disputed top-up); nothing can leave the
+    wallet, by transfer or by refund, until the debt is paid."""
+
+    type = "wallet_has_debt"
+    title = "Wallet has debt"
+
+
 class EntryNotFound(NotFound):
     """404: no ledger entry with this id among the caller's."""
 

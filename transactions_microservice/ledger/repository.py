@@ -164,22 +164,42 @@ async def debt_accounts(
     return {AccountId(row.wallet): AccountId(row.debt) for row in rows}
 
 
-# Expire the account's overdue holds and take them out of `held`, in one statement. The caller
-# holds the account's row lock, so no posting reads `held` in between.
+@dataclass(frozen=True)
+class ReleasedHold:
+    """A hold whose money its wallet got back (voided or expired): its reference and amount."""
+
+    reference: str
+    amount: int
+
+
+# Expire the account's overdue holds and take them out of `held`, in one statement; one row per
+# expired hold (or one without a hold when none expired), each with what the account still
+# holds. The caller holds the account's row lock, so no posting reads `held` in between.
 _RELEASE_OVERDUE_HOLDS = text(
     "WITH expired AS ("
     " UPDATE transactions.holds SET status = 'expired', resolved_at = now()"
     " WHERE account_id = :account_id AND status = 'active' AND expires_at <= now()"
-    " RETURNING amount) "
-    "UPDATE transactions.accounts SET held = held - (SELECT coalesce(sum(amount), 0) FROM expired) "
-    "WHERE id = :account_id RETURNING held"
+    " RETURNING reference, amount, expires_at), "
+    "moved AS ("
+    " UPDATE transactions.accounts"
+    " SET held = held - (SELECT coalesce(sum(amount), 0) FROM expired)"
+    " WHERE id = :account_id RETURNING held) "
+    "SELECT moved.held, expired.reference, expired.amount FROM moved LEFT JOIN expired ON true "
+    "ORDER BY expired.expires_at, expired.reference"
 ).bindparams(bindparam("account_id"))
 
 
-async def release_overdue_holds(session: AsyncSession, account_id: AccountId) -> int:
-    """Expire the (locked) account's overdue holds; returns what it still holds."""
-    held = await session.scalar(_RELEASE_OVERDUE_HOLDS, {"account_id": account_id})
-    return int(held)
+async def release_overdue_holds(
+    session: AsyncSession, account_id: AccountId
+) -> tuple[int, list[ReleasedHold]]:
+    """Expire the (locked) account's overdue holds; what it still holds, and the holds expired."""
+    rows = (await session.execute(_RELEASE_OVERDUE_HOLDS, {"account_id": account_id})).all()
+    expired = [
+        ReleasedHold(reference=row.reference, amount=int(row.amount))
+        for row in rows
+        if row.reference is not None
+    ]
+    return int(rows[0].held), expired
 
 
 async def write_transaction(

@@ -25,7 +25,8 @@ class EntryRead(BaseModel):
     balance_after: int = Field(description="The wallet's balance after this entry.")
     reference: str = Field(
         description="What the entry belongs to: the transfer id, the payment id of a top-up, "
-        "or the refund's reference."
+        "the refund's reference, the dispute id; for a debt paid with money a hold stopped "
+        "reserving, the hold's reference (for a refund's hold, the refund's)."
     )
     description: str | None = None
     counterparty_email: str | None = Field(

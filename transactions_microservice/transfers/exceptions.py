@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from micropay_common.errors import BadRequest, Conflict, UnprocessableEntity
+from micropay_common.errors import BadRequest, UnprocessableEntity
 
 
 class RecipientUnavailable(UnprocessableEntity):
@@ -26,10 +26,3 @@ class TransferToSelf(BadRequest):
 
     type = "transfer_to_self"
     title = "Transfer to yourself"
-
-
-class WalletHasDebt(Conflict):
-    """409: the sender owes money in this currency (a disputed top-up); nothing can be sent."""
-
-    type = "wallet_has_debt"
-    title = "Wallet has debt"

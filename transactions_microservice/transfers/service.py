@@ -11,7 +11,7 @@ from micropay_common.events import TransferCompleted
 from micropay_common.outbox import publish
 from transactions_microservice.accounts import service as accounts
 from transactions_microservice.ledger import service as ledger
-from transactions_microservice.ledger.exceptions import InsufficientFunds
+from transactions_microservice.ledger.exceptions import InsufficientFunds, WalletHasDebt
 from transactions_microservice.ledger.service import LockedAccount
 from transactions_microservice.limits import service as limits
 from transactions_microservice.models import AccountId, EntryType, LedgerTransactionType
@@ -20,7 +20,6 @@ from transactions_microservice.transfers.exceptions import (
     RECIPIENT_UNAVAILABLE,
     RecipientUnavailable,
     TransferToSelf,
-    WalletHasDebt,
 )
 from transactions_microservice.transfers.schemas import TransferCreate, TransferRead
 
