@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -39,13 +40,20 @@ from micropay_testing.http import bearer
 from stack.postgres import connect
 
 EFFECTS = "transactions.idempotency_test_effects"
+KEYS = "transactions.idempotency_keys"
 PROBLEM_JSON = "application/problem+json"
-WORK_SECONDS = 1.0  # long enough for every concurrent duplicate to reach the lock first
+# A held execution (`hold=True`) waits after writing its effect until the test opens the gate
+# of its note, which it does once the database shows the state the test needs (duplicates
+# queued on the key): concurrency tests synchronise on that state, never on how long work takes.
+GATES: dict[str, asyncio.Event] = {}
+# How long a test waits for the database to reach a state it must reach: only a broken claim
+# takes that long, and the bound turns a hang into a failure.
+SETTLE_SECONDS = 10.0
 
 
 class EffectIn(BaseModel):
     note: str
-    sleep: float = 0.0
+    hold: bool = False
     fail: Literal["none", "domain", "server", "crash"] = "none"
     fail_once: bool = False
 
@@ -70,8 +78,8 @@ def build_app(settings: Any) -> FastAPI:
             text(f"INSERT INTO {EFFECTS} (owner, note) VALUES (:owner, :note) RETURNING id"),
             {"owner": owner, "note": body.note},
         )
-        if body.sleep:
-            await asyncio.sleep(body.sleep)
+        if body.hold:
+            await GATES[body.note].wait()
         first_attempt = body.note not in attempted
         attempted.add(body.note)
         if body.fail != "none" and (first_attempt or not body.fail_once):
@@ -250,8 +258,8 @@ async def test_first_call_executes_once_and_echoes_the_key(client, admin, alice)
 
 async def test_same_key_same_body_replays_the_stored_response(client, admin, alice):
     key, text_ = new_key(), note()
-    first = await post(client, alice, key, note=text_, sleep=0)
-    again = await post(client, alice, key, note=text_, sleep=0)
+    first = await post(client, alice, key, note=text_, hold=False)
+    again = await post(client, alice, key, note=text_, hold=False)
     assert again.status_code == first.status_code == 201
     assert again.json() == first.json()
     assert again.headers["Idempotent-Replayed"] == "true"
@@ -260,7 +268,7 @@ async def test_same_key_same_body_replays_the_stored_response(client, admin, ali
     # Key order and whitespace are not part of the request's identity.
     reordered = await client.post(
         "/effects",
-        content=b' {"sleep" : 0,\n  "note": "' + text_.encode() + b'"} ',
+        content=b' {"hold" : false,\n  "note": "' + text_.encode() + b'"} ',
         headers={
             **bearer(alice.access_token),
             "Idempotency-Key": key,
@@ -488,21 +496,76 @@ async def backends(admin: asyncpg.Connection, condition: str) -> int:
     )
 
 
+async def waiting_on_a_key(admin: asyncpg.Connection) -> int:
+    """Requests whose claim waits for the transaction that holds their key row to end."""
+    return await backends(admin, "wait_event_type = 'Lock' AND wait_event = 'transactionid'")
+
+
+@asynccontextmanager
+async def held_at_the_gate(
+    text_: str, *requests: Awaitable[httpx.Response]
+) -> AsyncIterator[tuple[asyncio.Event, asyncio.Future[list[httpx.Response]]]]:
+    """Send `requests` at once, each execution held at the gate of `text_` until it is set.
+
+    On leaving, the gate is open and every request has answered, whatever happened inside.
+    """
+    gate = GATES[text_] = asyncio.Event()
+    responses = asyncio.gather(*requests)
+    try:
+        yield gate, responses
+    finally:
+        gate.set()
+        await asyncio.gather(responses, return_exceptions=True)
+        del GATES[text_]
+
+
+@asynccontextmanager
+async def new_claims_held(
+    database: TestDatabase, admin: asyncpg.Connection
+) -> AsyncIterator[asyncio.Task[str]]:
+    """Hold back every new claim of a key until the transactions holding the key table now end.
+
+    A claim's INSERT takes the table's ROW EXCLUSIVE lock, which conflicts with SHARE, and
+    PostgreSQL queues a new lock request behind a waiting one it conflicts with; a claim already
+    running has its lock and goes on. Yields the SHARE lock request, done when those transactions
+    have ended; it is released on leaving.
+    """
+    conn = await connect(database.admin_url)
+    try:
+        await conn.execute("BEGIN")
+        lock = asyncio.create_task(conn.execute(f"LOCK TABLE {KEYS} IN SHARE MODE"))
+        try:
+
+            async def queued() -> bool:
+                return bool(
+                    await admin.fetchval(
+                        "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                        conn.get_server_pid(),
+                    )
+                )
+
+            assert await wait_until(queued, within=SETTLE_SECONDS), "the lock was not queued"
+            yield lock
+            await lock
+        finally:
+            lock.cancel()
+            await asyncio.gather(lock, return_exceptions=True)
+    finally:
+        await conn.close()  # ends the transaction, and the lock with it
+
+
 @pytest.mark.parametrize("copies", [2, 10])
 async def test_concurrent_requests_with_one_key_execute_once(client, admin, alice, copies):
     key, text_ = new_key(), note()
-    requests = asyncio.gather(
-        *(post(client, alice, key, note=text_, sleep=WORK_SECONDS) for _ in range(copies))
-    )
+    posts = [post(client, alice, key, note=text_, hold=True) for _ in range(copies)]
+    async with held_at_the_gate(text_, *posts) as (gate, requests):
+        # Every duplicate must really be waiting on the first one's uncommitted key row.
+        async def all_duplicates_wait() -> bool:
+            return bool(await waiting_on_a_key(admin) == copies - 1)
 
-    # Every duplicate must really be waiting on the first one's uncommitted key row.
-    async def all_duplicates_wait() -> bool:
-        waiting = await backends(admin, "wait_event_type = 'Lock'")
-        return bool(waiting == copies - 1)
-
-    overlapped = await wait_until(all_duplicates_wait, within=WORK_SECONDS * 0.8)
-    responses = await requests
-    assert overlapped, "the requests did not overlap"
+        assert await wait_until(all_duplicates_wait, within=SETTLE_SECONDS), "no overlap"
+        gate.set()
+        responses = await requests
     assert [r.status_code for r in responses] == [201] * copies
     assert all(r.json() == responses[0].json() for r in responses)
     replayed = [r.headers.get("Idempotent-Replayed") for r in responses]
@@ -511,44 +574,47 @@ async def test_concurrent_requests_with_one_key_execute_once(client, admin, alic
     assert await effects(admin, text_) == 1
 
 
-async def first_fails_once_while_a_duplicate_waits(
-    client: httpx.AsyncClient, admin: asyncpg.Connection, alice: CognitoUser, fail: str
-) -> tuple[str, str, list[httpx.Response]]:
-    """Two requests with one key whose first execution fails; the second waits on its key."""
-    key, text_ = new_key(), note()
-    requests = asyncio.gather(
-        *(
-            post(client, alice, key, note=text_, sleep=WORK_SECONDS, fail=fail, fail_once=True)
-            for _ in range(2)
-        )
-    )
-
-    async def duplicate_waits() -> bool:
-        return await backends(admin, "wait_event_type = 'Lock'") == 1
-
-    overlapped = await wait_until(duplicate_waits, within=WORK_SECONDS * 0.8)
-    responses = await requests
-    assert overlapped, "the requests did not overlap"
-    return key, text_, responses
+async def a_duplicate_waits(admin: asyncpg.Connection) -> bool:
+    """Whether one request waits on the key row of another, uncommitted."""
+    return await waiting_on_a_key(admin) == 1
 
 
 async def test_a_waiting_duplicate_executes_when_the_first_one_fails(client, admin, alice):
-    _, text_, responses = await first_fails_once_while_a_duplicate_waits(
-        client, admin, alice, "server"
-    )
+    key, text_ = new_key(), note()
+    posts = [
+        post(client, alice, key, note=text_, hold=True, fail="server", fail_once=True)
+        for _ in range(2)
+    ]
+    async with held_at_the_gate(text_, *posts) as (gate, requests):
+        assert await wait_until(lambda: a_duplicate_waits(admin), within=SETTLE_SECONDS)
+        gate.set()
+        responses = await requests
     # The first one's rollback released the key, so the waiting one ran the work itself.
     assert sorted(r.status_code for r in responses) == [201, 503]
     assert all("Idempotent-Replayed" not in r.headers for r in responses)
     assert await effects(admin, text_) == 1
 
 
-async def test_a_refused_request_answers_what_a_waiting_duplicate_then_stored(client, admin, alice):
+async def test_a_refused_request_answers_what_a_waiting_duplicate_then_stored(
+    client, admin, database, alice
+):
     # The first execution is refused (4xx), and its rollback hands the key to the duplicate
     # waiting on it, whose execution succeeds. The refused request claims the key again, waits
-    # for that outcome and answers it: one key, one answer, whatever the interleaving.
-    key, text_, responses = await first_fails_once_while_a_duplicate_waits(
-        client, admin, alice, "domain"
-    )
+    # for that outcome and answers it: one key, one answer. Which of the two claims the key
+    # first after the rollback is a race the waiting one usually wins; when the refused one's
+    # new claim gets there first, both answer its stored refusal. New claims are held back here
+    # until the duplicate has finished, so the duplicate wins every time.
+    key, text_ = new_key(), note()
+    posts = [
+        post(client, alice, key, note=text_, hold=True, fail="domain", fail_once=True)
+        for _ in range(2)
+    ]
+    async with held_at_the_gate(text_, *posts) as (gate, requests):
+        assert await wait_until(lambda: a_duplicate_waits(admin), within=SETTLE_SECONDS)
+        async with new_claims_held(database, admin) as duplicate_finished:
+            gate.set()
+            await duplicate_finished
+        responses = await requests
     assert [r.status_code for r in responses] == [201, 201]
     assert responses[0].json() == responses[1].json()
     replayed = sorted(str(r.headers.get("Idempotent-Replayed")) for r in responses)
@@ -561,26 +627,29 @@ async def test_a_refused_request_answers_what_a_waiting_duplicate_then_stored(cl
 
 async def test_a_duplicate_that_waits_too_long_gets_key_in_use(client, admin, alice):
     key, text_ = new_key(), note()
-    slow = asyncio.create_task(
-        post(client, alice, key, "/impatient-effects", note=text_, sleep=WORK_SECONDS)
-    )
+    first_post = post(client, alice, key, "/impatient-effects", note=text_, hold=True)
+    async with held_at_the_gate(text_, first_post) as (gate, requests):
 
-    async def first_holds_the_key() -> bool:
-        # Its first write is the key row, so a transaction id means the key is claimed.
-        return await backends(admin, "backend_xid IS NOT NULL") == 1
+        async def first_holds_the_key() -> bool:
+            # Its first write is the key row, so a transaction id means the key is claimed.
+            return await backends(admin, "backend_xid IS NOT NULL") == 1
 
-    assert await wait_until(first_holds_the_key, within=5)
-    started = time.monotonic()
-    busy = await post(client, alice, key, "/impatient-effects", note=text_, sleep=WORK_SECONDS)
-    waited = time.monotonic() - started
-    body = assert_problem(busy, 409, "idempotency_key_in_use")
-    assert busy.headers["Retry-After"] == "1"
-    assert "still being processed" in body["detail"]
-    assert waited < WORK_SECONDS  # it gave up after the lock timeout, not after the work
+        assert await wait_until(first_holds_the_key, within=SETTLE_SECONDS)
+        # Were it to execute, its work would wait at the closed gate: the bound fails it instead.
+        busy = await asyncio.wait_for(
+            post(client, alice, key, "/impatient-effects", note=text_, hold=True),
+            timeout=SETTLE_SECONDS,
+        )
+        # The first is still held at the gate: the duplicate gave up after the lock timeout.
+        assert not requests.done()
+        body = assert_problem(busy, 409, "idempotency_key_in_use")
+        assert busy.headers["Retry-After"] == "1"
+        assert "still being processed" in body["detail"]
+        gate.set()
+        [first] = await requests
 
-    first = await slow
     assert first.status_code == 201
-    later = await post(client, alice, key, "/impatient-effects", note=text_, sleep=WORK_SECONDS)
+    later = await post(client, alice, key, "/impatient-effects", note=text_, hold=True)
     assert later.headers["Idempotent-Replayed"] == "true"
     assert later.json() == first.json()
     assert await effects(admin, text_) == 1

@@ -124,6 +124,8 @@ class IdempotentRequest:
         # execution in a savepoint, keeps two round trips off every successful request. The
         # rollback releases the key, so it is claimed again: if a concurrent request with the
         # same key got it meanwhile, its answer is the one that stands and the one returned.
+        # A duplicate waiting on the key usually gets it first; when this claim does, the
+        # duplicate replays this refusal instead. Either way the key has one answer.
         if self.claim is None:
             raise RuntimeError("a keyed IdempotentRequest needs its Claim")
         await self.session.rollback()
