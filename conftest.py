@@ -184,6 +184,22 @@ def idle_transactions_settings(service_settings: Callable[..., ServiceSettings])
     )
 
 
+@pytest.fixture(scope="session")
+def moto_notifications_settings(
+    service_settings: Callable[..., ServiceSettings], aws: AwsResources
+) -> Any:
+    """The notifications service's settings on moto (SES, SNS and the webhook secrets key)."""
+    from notifications_microservice.settings import NotificationsSettings
+
+    return service_settings(
+        "notifications",
+        settings_cls=NotificationsSettings,
+        ses_sender=aws.ses_sender,
+        sns_topic_arn=aws.sns_topic_arn,
+        webhook_secrets_kms_key_id=aws.webhook_secrets_kms_key_id,
+    )
+
+
 # --- the nginx gateway -----------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ so the service's tables are as they were.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -39,8 +39,6 @@ from micropay_testing.apps import serve
 from micropay_testing.events import event_envelope
 from micropay_testing.http import bearer
 from notifications_microservice.main import create_app as create_notifications_app
-from notifications_microservice.settings import NotificationsSettings
-from stack.bootstrap import AwsResources
 from transactions_microservice.main import create_app as create_transactions_app
 
 CONSUMERS = [ServiceName.TRANSACTIONS, ServiceName.NOTIFICATIONS]
@@ -119,20 +117,11 @@ def forged(event_type: EventType, user_id: str) -> Event:
 
 @pytest.fixture(scope="module")
 async def consumers(
-    service_settings: Callable[..., Any], idle_transactions_settings: Any, aws: AwsResources
+    idle_transactions_settings: Any, moto_notifications_settings: Any
 ) -> AsyncIterator[dict[ServiceName, httpx.AsyncClient]]:
     """The real transactions and notifications apps, their background jobs idle."""
     transactions = create_transactions_app(idle_transactions_settings)
-    notifications = create_notifications_app(
-        service_settings(
-            "notifications",
-            settings_cls=NotificationsSettings,
-            ses_sender=aws.ses_sender,
-            sns_topic_arn=aws.sns_topic_arn,
-            webhook_secrets_kms_key_id=aws.webhook_secrets_kms_key_id,
-        ),
-        background_jobs=(),
-    )
+    notifications = create_notifications_app(moto_notifications_settings, background_jobs=())
     async with serve(transactions) as tx, serve(notifications) as nt:
         yield {ServiceName.TRANSACTIONS: tx, ServiceName.NOTIFICATIONS: nt}
 

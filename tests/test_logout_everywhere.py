@@ -26,10 +26,8 @@ from micropay_testing.http import bearer
 from micropay_testing.polling import eventually
 from micropay_testing.processes import free_port
 from notifications_microservice.main import create_app as create_notifications_app
-from notifications_microservice.settings import NotificationsSettings
 from payment_microservice.main import create_app as create_payment_app
 from payment_microservice.settings import PaymentSettings
-from stack.bootstrap import AwsResources
 from stack.launcher import LOCAL_SIGNUP_LIMITS
 from transactions_microservice.main import create_app as create_transactions_app
 
@@ -51,7 +49,7 @@ PROTECTED = {
 async def apps(
     service_settings: Callable[..., Any],
     idle_transactions_settings: Any,
-    aws: AwsResources,
+    moto_notifications_settings: Any,
     localstripe_url: str,
 ) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     """Every service's real app, plus a second transactions replica; their jobs idle."""
@@ -88,16 +86,7 @@ async def apps(
     replica = create_transactions_app(
         idle_transactions_settings.model_copy(update={"service_name": "transactions-b"})
     )
-    notifications = create_notifications_app(
-        service_settings(
-            "notifications",
-            settings_cls=NotificationsSettings,
-            ses_sender=aws.ses_sender,
-            sns_topic_arn=aws.sns_topic_arn,
-            webhook_secrets_kms_key_id=aws.webhook_secrets_kms_key_id,
-        ),
-        background_jobs=(),
-    )
+    notifications = create_notifications_app(moto_notifications_settings, background_jobs=())
     async with (
         serve(auth) as auth_client,
         serve(payment) as payment_client,
