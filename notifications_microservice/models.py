@@ -29,6 +29,8 @@ from micropay_common.constraints import check_in
 from micropay_common.services import SERVICES, ServiceName
 
 SCHEMA = SERVICES[ServiceName.NOTIFICATIONS].schema
+NOTIFICATIONS_DUE_CHANNEL = "micropay_notifications_due"
+"""Announced by a commit that made notifications due; it wakes the delivery workers."""
 
 
 class Channel(StrEnum):

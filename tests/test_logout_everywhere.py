@@ -173,7 +173,7 @@ async def test_a_replica_that_could_not_listen_refuses_users_until_it_has_read_t
     try:
         killed = await admin.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE application_name = 'transactions-b-revocations'"
+            " WHERE application_name = 'transactions-b-listener'"
         )
         assert killed == 1
         logout = await apps["auth"].post("/auth/logout", headers=bearer(token))

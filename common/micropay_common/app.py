@@ -24,6 +24,7 @@ from micropay_common.security import TokenVerifier, security_refusals_counter
 from micropay_common.service_auth import ServiceTokenProvider
 from micropay_common.settings import ServiceSettings, load_settings
 from micropay_common.state import ServiceState
+from micropay_common.wakeup import Listener
 
 logger = logging.getLogger("micropay.app")
 
@@ -81,19 +82,25 @@ def create_service_app(
         resolved = settings or load_settings(settings_cls)
         configure_logging(resolved.service_name, resolved.log_level)
         engine = create_engine(resolved, schema)
-        revocations = RevocationFeed.from_settings(resolved)
+        # One LISTEN connection per process: the deny-list feed and the jobs share it.
+        listener = Listener(
+            resolved.database_url, application_name=f"{resolved.service_name}-listener"
+        )
+        revocations = RevocationFeed.from_settings(resolved, listener)
         state = state_cls(
             settings=resolved,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
             token_verifier=TokenVerifier.from_settings(resolved, revocations.deny_set),
             revocations=revocations,
+            listener=listener,
             service_tokens=ServiceTokenProvider.from_settings(resolved),
             metrics_registry=registry,
             security_refusals=security_refusals,
         )
         for hook in on_startup:
             await hook(state)
+        await listener.start()
         # Before the first request: a logout committed before this replica started is known.
         await revocations.start()
         state.attach(app)
@@ -113,6 +120,7 @@ def create_service_app(
             for hook in on_shutdown:
                 await hook(state)
             await revocations.stop()
+            await listener.stop()
             await state.token_verifier.aclose()
             await state.engine.dispose()
 

@@ -4,7 +4,9 @@ A job is a coroutine function that runs one pass and says whether more work is l
 `run_periodically` runs it forever:
 
 - a pass that reports more work left is followed at once by the next;
-- otherwise the next pass runs after the job's interval;
+- otherwise the next pass runs after the job's interval, or as soon as its `wake` event is set
+  (a commit announced work for it: `micropay_common.wakeup`), whichever comes first; the
+  interval is then only the safety net for a wake-up that was lost;
 - a database outage (as `errors.database_unreachable` recognises it, the same test that turns
   it into a 503 for requests) is logged and the pass retried after a growing delay
   (exponential, capped, jittered), so a database that is down never makes a crash loop;
@@ -17,6 +19,7 @@ supervision, which restarts a job that returned or raised, stays as the last res
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -61,6 +64,7 @@ async def run_periodically(
     retry_base_seconds: float = RETRY_BASE_SECONDS,
     retry_max_seconds: float = RETRY_MAX_SECONDS,
     rng: Callable[[], float] = random.random,
+    wake: asyncio.Event | None = None,
 ) -> NoReturn:
     """Run `run_pass` forever under the module's rule for more work, outages and errors."""
     extra = {"job": name}
@@ -69,6 +73,9 @@ async def run_periodically(
     failures = 0
     while True:
         more = False
+        if wake is not None:
+            # Cleared before the pass: work announced during it wakes one more pass.
+            wake.clear()
         try:
             more = bool(await run_pass())
         except Exception as exc:
@@ -100,4 +107,21 @@ async def run_periodically(
                 )
                 failures = 0
         if not more:
-            await asyncio.sleep(interval_seconds)
+            await _idle(interval_seconds, wake)
+
+
+async def _idle(seconds: float, wake: asyncio.Event | None) -> None:
+    """Sleep `seconds`, or less when `wake` is set meanwhile."""
+    if wake is None:
+        await asyncio.sleep(seconds)
+    else:
+        await wait_until_set(wake, seconds)
+
+
+async def wait_until_set(event: asyncio.Event, timeout_seconds: float) -> bool:
+    """Wait until `event` is set or the timeout passes; whether it was set."""
+    if not event.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(timeout_seconds, 0.0)):
+                await event.wait()
+    return event.is_set()

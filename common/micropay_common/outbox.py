@@ -4,6 +4,12 @@
 when the change that caused it was committed. `OutboxRelay` (run by `outbox_relay_job` in the
 producer) posts each row to the consumer's `/internal/events` until it answers 2xx; the
 consumer's inbox makes repeats harmless, so delivery is at least once and the effect exactly once.
+
+`publish` also announces the rows on the producer's `outbox_channel` (`micropay_common.wakeup`),
+so the relay of any replica runs within moments of the commit; its poll interval
+(OUTBOX_POLL_INTERVAL_SECONDS) is only the safety net for a lost notification and the clock of
+retries. After each batch the relay announces on `outbox_attempted_channel`, which lets a
+request wait, bounded, until its event has been offered to a consumer (`wait_attempted`).
 """
 
 from __future__ import annotations
@@ -25,12 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from micropay_common.errors import ProblemError
 from micropay_common.events import EVENTS_PATH, Event, EventEnvelope
 from micropay_common.http import ServiceClient
-from micropay_common.jobs import backoff_delay, run_periodically
+from micropay_common.jobs import backoff_delay, run_periodically, wait_until_set
 from micropay_common.request_context import new_request_id, request_id_var
 from micropay_common.service_auth import ServiceTokenProvider
 from micropay_common.settings import ServiceSettings
 from micropay_common.state import AppState
 from micropay_common.tables import OutboxStatus, outbox
+from micropay_common.wakeup import Listener, announce
 
 logger = logging.getLogger("micropay.outbox")
 
@@ -39,6 +46,16 @@ LAST_ERROR_MAX_CHARS = 1000
 
 # Built once: a statement built per call costs a compilation every time.
 _INSERT_EVENT = insert(outbox).on_conflict_do_nothing(index_elements=["event_id", "consumer"])
+
+
+def outbox_channel(service: str) -> str:
+    """The channel a commit that wrote `service`'s outbox rows is announced on."""
+    return f"micropay_outbox_{service}"
+
+
+def outbox_attempted_channel(service: str) -> str:
+    """The channel `service`'s relay announces on after it tried to deliver a batch."""
+    return f"micropay_outbox_attempted_{service}"
 
 
 async def publish(
@@ -60,6 +77,7 @@ async def publish(
         for consumer in event.consumers
     ]
     await session.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
+    await announce(session, outbox_channel(event.producer))
     return envelope
 
 
@@ -152,6 +170,7 @@ class OutboxRelay:
             for row, error in zip(rows, errors, strict=True):
                 if error is not None:
                     await self._record_failure(session, row, error)
+            await announce(session, outbox_attempted_channel(self.settings.service_name))
         return BatchResult(claimed=len(rows), delivered=len(delivered))
 
     async def _send(self, row: _Claimed) -> str | None:
@@ -235,12 +254,13 @@ class OutboxRelay:
         # at once would only spin on rows whose jittered delay happened to be near zero.
         return result.claimed >= self.settings.outbox_batch_size and result.delivered > 0
 
-    async def run(self) -> NoReturn:
-        """Relay forever: straight on after a full batch, else after the poll interval."""
+    async def run(self, wake: asyncio.Event | None = None) -> NoReturn:
+        """Relay forever: straight on after a full batch, else when woken or polled."""
         await run_periodically(
             "outbox relay",
             self.relay_pass,
             interval_seconds=self.settings.outbox_poll_interval_seconds,
+            wake=wake,
         )
 
     async def aclose(self) -> None:
@@ -252,8 +272,50 @@ class OutboxRelay:
 
 async def outbox_relay_job(app: FastAPI) -> None:
     """Background job for `create_service_app(background_jobs=[outbox_relay_job])`."""
+    state = AppState.of(app)
+    channel = outbox_channel(state.settings.service_name)
+    wake = await state.listener.subscribe(channel)
     relay = OutboxRelay.from_app(app)
     try:
-        await relay.run()
+        await relay.run(wake)
     finally:
+        state.listener.unsubscribe(channel, wake)
         await relay.aclose()
+
+
+async def wait_attempted(
+    listener: Listener,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    producer: str,
+    event_id: uuid.UUID,
+    consumer: str,
+    *,
+    timeout_seconds: float,
+) -> bool:
+    """Wait until the relay has tried once to deliver a committed event to `consumer`.
+
+    True once the row is delivered, or failed at least once (the consumer is down: waiting
+    longer would not help this caller); False when the timeout passed first.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_seconds
+    channel = outbox_attempted_channel(producer)
+    attempted = await listener.subscribe(channel)
+    try:
+        while True:
+            # Cleared before the read: a batch that ends during it wakes one more read.
+            attempted.clear()
+            async with sessionmaker() as session:
+                row = (
+                    await session.execute(
+                        select(outbox.c.status, outbox.c.attempts).where(
+                            outbox.c.event_id == event_id, outbox.c.consumer == consumer
+                        )
+                    )
+                ).one_or_none()
+            if row is None or row.status != OutboxStatus.PENDING or row.attempts > 0:
+                return True
+            if not await wait_until_set(attempted, deadline - loop.time()):
+                return False
+    finally:
+        listener.unsubscribe(channel, attempted)

@@ -6,8 +6,9 @@ the same transaction, so the notification is delivered when the row is committed
 of every service keeps the revoked keys in a dict that `TokenVerifier` consults on each request
 (`DenySet.check`), and one task per replica (`RevocationFeed`) keeps that dict current:
 
-- it holds a dedicated asyncpg connection (not one of the session pool's) that LISTENs on the
-  channel; a notification only wakes the task, which then reads the table. The payload is never
+- it reads on the process's dedicated asyncpg connection (`micropay_common.wakeup.Listener`,
+  not one of the session pool's), which LISTENs on the channel; a notification only wakes the
+  task, which then reads the table. The payload is never
   believed: any database role may NOTIFY on any channel, so the table is the only source of
   truth, and a forged notification costs one small read, nothing more;
 - it reads the table every REVOCATION_POLL_INTERVAL_SECONDS anyway (notifications sent while
@@ -39,10 +40,10 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from micropay_common.db import asyncpg_connect_kwargs
 from micropay_common.errors import ServiceUnavailable, Unauthorized
 from micropay_common.jobs import backoff_delay
 from micropay_common.services import SERVICES, ServiceName
+from micropay_common.wakeup import Listener
 
 if TYPE_CHECKING:
     from micropay_common.security import AuthenticatedUser
@@ -219,7 +220,11 @@ class DenySet:
 
 
 class RevocationFeed:
-    """Keeps one DenySet current from `auth.revoked_tokens`: LISTEN for wake-ups, read often."""
+    """Keeps one DenySet current from `auth.revoked_tokens`: woken by NOTIFY, reads often.
+
+    It reads on the process's `Listener` connection, which also hears its channel: a
+    notification or a lost connection wakes it, and a new connection makes it read everything.
+    """
 
     def __init__(
         self,
@@ -228,6 +233,7 @@ class RevocationFeed:
         *,
         poll_interval_seconds: float,
         application_name: str,
+        listener: Listener | None = None,
     ) -> None:
         self.deny_set = deny_set
         self.database_url = database_url
@@ -235,7 +241,10 @@ class RevocationFeed:
         self.application_name = application_name
         self.reads = 0
         """Successful reads so far (for tests and debugging)."""
-        self._connection: asyncpg.Connection | None = None
+        self._owns_listener = listener is None
+        self.listener = listener or Listener(database_url, application_name=application_name)
+        """The LISTEN connection it reads on (its own unless the process's is given)."""
+        self._read_on: asyncpg.Connection | None = None
         self._wake = asyncio.Event()
         self._since: datetime | None = None
         self._full_read_at = float("-inf")
@@ -245,17 +254,23 @@ class RevocationFeed:
         deny_set.read_now = self._read_now
 
     @classmethod
-    def from_settings(cls, settings: ServiceSettings) -> RevocationFeed:
+    def from_settings(
+        cls, settings: ServiceSettings, listener: Listener | None = None
+    ) -> RevocationFeed:
         """A feed for the service's database, with a fresh DenySet."""
         return cls(
             DenySet(max_staleness_seconds=settings.revocation_max_staleness_seconds),
             settings.database_url,
             poll_interval_seconds=settings.revocation_poll_interval_seconds,
             application_name=f"{settings.service_name}-revocations",
+            listener=listener,
         )
 
     async def start(self) -> None:
         """Connect and read everything (a failure is logged: the set stays stale), then follow."""
+        self._wake = await self.listener.subscribe(REVOCATIONS_CHANNEL)
+        if self._owns_listener:
+            await self.listener.start()
         try:
             await asyncio.wait_for(self.refresh(), FIRST_READ_TIMEOUT_SECONDS)
         except Exception as exc:
@@ -264,24 +279,32 @@ class RevocationFeed:
         self._task = asyncio.create_task(self._follow(), name="revocation feed")
 
     async def stop(self) -> None:
-        """Stop following and close the connection."""
+        """Stop following (and close the connection, when it is the feed's own)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.disconnect()
+        self.listener.unsubscribe(REVOCATIONS_CHANNEL, self._wake)
+        if self._owns_listener:
+            await self.listener.stop()
 
     async def refresh(self) -> int:
         """One read of the table into the set (connecting first if needed); rows read."""
-        connection = await self._connect()
-        started = self.deny_set.clock()
-        full = self._since is None or started - self._full_read_at >= FULL_READ_INTERVAL_SECONDS
-        timeout = max(self.deny_set.max_staleness_seconds, READ_TIMEOUT_SECONDS)
-        if full:
-            rows = await connection.fetch(_READ_ALL, timeout=timeout)
-        else:
-            rows = await connection.fetch(_READ_SINCE, self._since, timeout=timeout)
+        async with self.listener.connection() as connection:
+            if connection is not self._read_on:
+                # A new connection: notifications may have been missed, read everything.
+                self._read_on = connection
+                self._since = None
+            started = self.deny_set.clock()
+            full = (
+                self._since is None or started - self._full_read_at >= FULL_READ_INTERVAL_SECONDS
+            )
+            timeout = max(self.deny_set.max_staleness_seconds, READ_TIMEOUT_SECONDS)
+            if full:
+                rows = await connection.fetch(_READ_ALL, timeout=timeout)
+            else:
+                rows = await connection.fetch(_READ_SINCE, self._since, timeout=timeout)
         found = 0
         for row in rows:
             if row["origin_jti"] is not None:
@@ -301,29 +324,9 @@ class RevocationFeed:
 
     async def disconnect(self) -> None:
         """Drop the connection; the next read reconnects and reads everything."""
-        connection, self._connection = self._connection, None
+        self._read_on = None
         self._since = None
-        if connection is not None and not connection.is_closed():
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.close(), 2.0)
-
-    async def _connect(self) -> asyncpg.Connection:
-        if self._connection is not None and not self._connection.is_closed():
-            return self._connection
-        self._since = None
-        connection = await asyncpg.connect(
-            **asyncpg_connect_kwargs(self.database_url),
-            timeout=5,
-            server_settings={"application_name": self.application_name},
-        )
-        try:
-            await connection.add_listener(REVOCATIONS_CHANNEL, self._notified)
-        except BaseException:
-            await connection.close()
-            raise
-        connection.add_termination_listener(self._terminated)
-        self._connection = connection
-        return connection
+        await self.listener.disconnect()
 
     def _read_now(self) -> bool:
         if self._task is None or self._task.done():
@@ -337,12 +340,6 @@ class RevocationFeed:
             return False
         self.wake()
         return True
-
-    def _notified(self, connection: Any, pid: int, channel: str, payload: str) -> None:
-        self.wake()
-
-    def _terminated(self, connection: Any) -> None:
-        self.wake()
 
     async def _follow(self) -> None:
         while True:

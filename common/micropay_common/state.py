@@ -1,7 +1,7 @@
 """What a running service holds, as one typed object per start of the app.
 
 `create_service_app` builds the service's state class in its lifespan (settings, database, token
-verifier and its feed of revocations, service-account tokens, metrics registry), runs the
+verifier and its feed of revocations, the LISTEN connection that wakes jobs, service-account tokens, metrics registry), runs the
 service's start-up hooks on it (which add its own clients) and attaches it to the app. Routers
 reach it through dependencies (`PaymentState.of_request`, wrapped in `Annotated` aliases in each
 service's `dependencies.py`), background jobs through `PaymentState.of(app)`; nothing else reads
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from micropay_common.revocation import RevocationFeed
     from micropay_common.security import TokenVerifier
     from micropay_common.service_auth import ServiceTokenProvider
+    from micropay_common.wakeup import Listener
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 T = TypeVar("T")
@@ -47,6 +48,7 @@ class ServiceState(Generic[SettingsT]):
         sessionmaker: async_sessionmaker[AsyncSession],
         token_verifier: TokenVerifier,
         revocations: RevocationFeed,
+        listener: Listener,
         service_tokens: ServiceTokenProvider,
         metrics_registry: CollectorRegistry,
         security_refusals: Counter,
@@ -57,6 +59,8 @@ class ServiceState(Generic[SettingsT]):
         self.token_verifier = token_verifier
         self.revocations = revocations
         """Keeps the verifier's deny-set of revoked sign-ins current (LISTEN and reads)."""
+        self.listener = listener
+        """The process's LISTEN connection: jobs subscribe to the channels that wake them."""
         self.service_tokens = service_tokens
         self.metrics_registry = metrics_registry
         self.security_refusals = security_refusals

@@ -38,7 +38,7 @@ from notifications_microservice.delivery.push import PushSender
 from notifications_microservice.delivery.repository import Claimed
 from notifications_microservice.delivery.webhook import WebhookSender
 from notifications_microservice.devices import service as devices_service
-from notifications_microservice.models import Channel
+from notifications_microservice.models import NOTIFICATIONS_DUE_CHANNEL, Channel
 from notifications_microservice.settings import NotificationsSettings
 from notifications_microservice.state import NotificationsState
 from notifications_microservice.webhooks import service as webhooks_service
@@ -198,12 +198,13 @@ class DeliveryWorker:
         """One batch; True when it was full, so more rows are likely due."""
         return await self.run_once() >= self.settings.delivery_batch_size
 
-    async def run(self) -> NoReturn:
-        """Deliver forever: straight on after a full batch, else after the poll interval."""
+    async def run(self, wake: asyncio.Event | None = None) -> NoReturn:
+        """Deliver forever: straight on after a full batch, else when woken or polled."""
         await run_periodically(
             "notification delivery",
             self.delivery_pass,
             interval_seconds=self.settings.delivery_poll_interval_seconds,
+            wake=wake,
         )
 
     async def aclose(self) -> None:
@@ -213,8 +214,12 @@ class DeliveryWorker:
 
 async def delivery_worker_job(app: FastAPI) -> None:
     """Background job for `create_service_app(background_jobs=[delivery_worker_job])`."""
+    listener = NotificationsState.of(app).listener
+    # Woken by the commit that made notifications due; the poll is the safety net.
+    wake = await listener.subscribe(NOTIFICATIONS_DUE_CHANNEL)
     worker = DeliveryWorker.from_app(app)
     try:
-        await worker.run()
+        await worker.run(wake)
     finally:
+        listener.unsubscribe(NOTIFICATIONS_DUE_CHANNEL, wake)
         await worker.aclose()

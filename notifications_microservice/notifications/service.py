@@ -2,7 +2,8 @@
 
 Each event becomes, for every user it concerns, one email, one push and one webhook message
 per subscribed endpoint, rendered now and written in the event's inbox transaction; the
-delivery worker sends them later. An email whose address is not known yet waits (recipient
+delivery worker sends them once that transaction commits (it announces them on
+`NOTIFICATIONS_DUE_CHANNEL`, which wakes the workers). An email whose address is not known yet waits (recipient
 NULL) until the event that brings the address fills it in.
 """
 
@@ -17,7 +18,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.pagination import InvalidCursor
-from notifications_microservice.models import Channel, Notification
+from micropay_common.wakeup import announce
+from notifications_microservice.models import NOTIFICATIONS_DUE_CHANNEL, Channel, Notification
 from notifications_microservice.notifications import repository
 from notifications_microservice.rendering import render_message
 from notifications_microservice.webhooks import service as webhooks
@@ -35,7 +37,8 @@ class Occurrence:
 async def remember_email(session: AsyncSession, user_id: str, email: str) -> None:
     """Record the user's registered email; emails that waited for it become due."""
     await repository.set_email(session, user_id, email)
-    await repository.address_waiting_emails(session, user_id, email)
+    if await repository.address_waiting_emails(session, user_id, email):
+        await announce(session, NOTIFICATIONS_DUE_CHANNEL)
 
 
 async def learn_email(session: AsyncSession, user_id: str, email: str) -> str | None:
@@ -107,6 +110,7 @@ async def notify(
             }
         )
     await repository.insert_notifications(session, rows)
+    await announce(session, NOTIFICATIONS_DUE_CHANNEL)
     return [row["id"] for row in rows]
 
 
