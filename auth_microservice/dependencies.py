@@ -16,6 +16,7 @@ from micropay_common.db import SessionDep
 from micropay_common.errors import Forbidden
 from micropay_common.revocation import DenySet
 from micropay_common.security import AuthenticatedUser, CurrentUser
+from micropay_common.wakeup import Listener
 
 StateDep = Annotated[AuthState, Depends(AuthState.of_request)]
 
@@ -47,6 +48,8 @@ SessionmakerDep = Annotated[
     async_sessionmaker[AsyncSession], Depends(AuthState.provide(lambda s: s.sessionmaker))
 ]
 """For work that must commit apart from the request's transaction (the sign-up limits)."""
+ListenerDep = Annotated[Listener, Depends(AuthState.provide(lambda s: s.listener))]
+"""The process's LISTEN connection (a registration waits on it for its event's delivery)."""
 DenyListDep = Annotated[DenyList, Depends(AuthState.provide(lambda s: s.deny_list))]
 DenySetDep = Annotated[DenySet, Depends(AuthState.provide(lambda s: s.revocations.deny_set))]
 ClientIpDep = Annotated[str, Depends(client_ip)]

@@ -6,11 +6,13 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth_microservice.dependencies import (
     ActiveAdmin,
     ClientIpDep,
     IdentityDep,
+    ListenerDep,
     SessionmakerDep,
     SettingsDep,
 )
@@ -28,6 +30,7 @@ from auth_microservice.users.schemas import (
 )
 from micropay_common.db import SessionDep
 from micropay_common.pagination import LIST_RESPONSES, Limit
+from micropay_common.wakeup import Listener
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -59,6 +62,7 @@ async def register(
     identity: IdentityDep,
     settings: SettingsDep,
     client_ip: ClientIpDep,
+    listener: ListenerDep,
 ) -> RegistrationRead:
     """Sign up in Cognito and mirror the user, all or nothing; confirmed, `user.registered`."""
     # Counted (and committed) first, whatever the answer: a taken email is a probe too.
@@ -68,6 +72,8 @@ async def register(
     user = await service.register(
         session, identity, body.email, body.password, auto_confirm=settings.auth_auto_confirm
     )
+    if user.confirmed_at is not None:
+        await _answer_once_known(session, listener, sessionmaker, user.id)
     return RegistrationRead(
         user_id=user.id, email=user.email, confirmed=user.confirmed_at is not None
     )
@@ -91,14 +97,35 @@ async def confirm(
     identity: IdentityDep,
     settings: SettingsDep,
     client_ip: ClientIpDep,
+    listener: ListenerDep,
 ) -> ConfirmationRead:
     """Confirm the account (publishing `user.registered` once); afterwards it can sign in."""
     # Counted (and committed) before Cognito checks the code, so every wrong code counts.
     await limits.admit(
         sessionmaker, settings, SignupAction.CONFIRM, client_ip=client_ip, email=body.email
     )
-    await service.confirm(session, identity, body.email, body.code)
+    completed = await service.confirm(session, identity, body.email, body.code)
+    if completed is not None:
+        await _answer_once_known(session, listener, sessionmaker, completed)
     return ConfirmationRead(email=body.email, confirmed=True)
+
+
+async def _answer_once_known(
+    session: AsyncSession,
+    listener: Listener,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user_id: uuid.UUID,
+) -> None:
+    """Commit a completed registration, then wait (bounded) until transactions hears of it.
+
+    So the new user's first transfer in does not race the event. Only a registration this
+    request completed waits, and only its owner can complete one (the right code, or a
+    sign-up of an email nobody holds), so the wait tells nobody whether an email is taken.
+    """
+    # Committed here rather than by the session dependency on return: the relay cannot
+    # deliver an event before the row is committed.
+    await session.commit()
+    await service.wait_until_known(listener, sessionmaker, user_id)
 
 
 @router.post(

@@ -7,7 +7,7 @@ import logging
 import uuid
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth_microservice.exceptions import IdentityProviderUnavailable
 from auth_microservice.identity import CognitoRejected, IdentityProvider
@@ -24,10 +24,16 @@ from auth_microservice.users.exceptions import (
 from micropay_common.errors import ProblemError
 from micropay_common.events import UserRegistered
 from micropay_common.locks import lock_for_transaction
-from micropay_common.outbox import publish
+from micropay_common.outbox import publish, wait_attempted
 from micropay_common.pagination import InvalidCursor
+from micropay_common.services import ServiceName
+from micropay_common.wakeup import Listener
 
 logger = logging.getLogger("micropay.auth.users")
+
+REGISTRATION_NEWS_WAIT_SECONDS = 2.0
+"""How long a completed registration waits for its news to be offered to the transactions
+service before answering anyway (the event still arrives, later)."""
 
 
 async def check_password(identity: IdentityProvider, password: str) -> None:
@@ -47,19 +53,44 @@ async def add_user(
     """Insert the mirror row; a confirmed one publishes `user.registered` in that transaction."""
     user = await repository.add(session, user_id, email, confirmed=confirmed)
     if confirmed:
-        await publish(session, UserRegistered(user_id=str(user_id), email=email))
-        await session.flush()
+        await _publish_registered(session, user_id, email)
     return user
 
 
-async def mark_confirmed(session: AsyncSession, email: str) -> None:
-    """Note the confirmation; the first one publishes `user.registered`, later ones nothing."""
+async def mark_confirmed(session: AsyncSession, email: str) -> uuid.UUID | None:
+    """Note the confirmation; the first one publishes `user.registered` (and gives the user's id),
+    later ones nothing."""
     # The row lock of the UPDATE serialises concurrent confirmations: one of them sees the
     # row unconfirmed, so the wallet and the transfer address follow a proven email, once.
     user_id = await repository.mark_confirmed(session, email)
     if user_id is not None:
-        await publish(session, UserRegistered(user_id=str(user_id), email=email))
-        await session.flush()
+        await _publish_registered(session, user_id, email)
+    return user_id
+
+
+async def _publish_registered(session: AsyncSession, user_id: uuid.UUID, email: str) -> None:
+    # One registration per user: its id names the event, so the registration's answer can
+    # wait for this event (`wait_until_known`) knowing only the user.
+    await publish(session, UserRegistered(user_id=str(user_id), email=email), event_id=user_id)
+    await session.flush()
+
+
+async def wait_until_known(
+    listener: Listener, sessionmaker: async_sessionmaker[AsyncSession], user_id: uuid.UUID
+) -> bool:
+    """After the commit of a completed registration: wait, bounded, until the transactions
+    service has been offered its `user.registered` (so a transfer to the new user finds them)."""
+    offered = await wait_attempted(
+        listener,
+        sessionmaker,
+        ServiceName.AUTH,
+        user_id,
+        ServiceName.TRANSACTIONS,
+        timeout_seconds=REGISTRATION_NEWS_WAIT_SECONDS,
+    )
+    if not offered:
+        logger.info("user.registered not relayed within %gs", REGISTRATION_NEWS_WAIT_SECONDS)
+    return offered
 
 
 async def ensure_confirmed(
@@ -138,15 +169,18 @@ async def _undo_sign_up(identity: IdentityProvider, email: str) -> None:
         logger.info("Cognito user of a failed registration deleted")
 
 
-async def confirm(session: AsyncSession, identity: IdentityProvider, email: str, code: str) -> None:
-    """Confirm an account with the emailed code and note it in the mirror."""
+async def confirm(
+    session: AsyncSession, identity: IdentityProvider, email: str, code: str
+) -> uuid.UUID | None:
+    """Confirm an account with the emailed code and note it in the mirror; the user's id when
+    this confirmation completed the registration (published `user.registered`)."""
     try:
         await identity.confirm_sign_up(email, code)
     except CognitoRejected as exc:
-        if exc.code == "NotAuthorizedException" and await _confirmed_before(
-            session, identity, email
-        ):
-            return
+        if exc.code == "NotAuthorizedException":
+            completed = await _confirmed_before(session, identity, email)
+            if completed is not None:
+                return completed
         if exc.code == "ExpiredCodeException":
             raise ExpiredConfirmationCode(
                 "The confirmation code has expired; ask for a new one at "
@@ -163,22 +197,25 @@ async def confirm(session: AsyncSession, identity: IdentityProvider, email: str,
             ) from exc
         logger.error("unexpected Cognito error on confirmation: %s", exc)
         raise IdentityProviderUnavailable() from exc
-    await mark_confirmed(session, email)
+    return await mark_confirmed(session, email)
 
 
-async def _confirmed_before(session: AsyncSession, identity: IdentityProvider, email: str) -> bool:
-    """Complete a confirmation Cognito took but the mirror lost (the retry of a failed one)."""
+async def _confirmed_before(
+    session: AsyncSession, identity: IdentityProvider, email: str
+) -> uuid.UUID | None:
+    """Complete a confirmation Cognito took but the mirror lost (the retry of a failed one);
+    the user's id when it did."""
     user = await repository.find_by_email(session, email)
     # Only a row still awaiting confirmation: a repeat on a recorded one stays a wrong code.
     if user is None or user.confirmed_at is not None:
-        return False
+        return None
     try:
         if await identity.user_status(email) != "CONFIRMED":
-            return False
+            return None
     except CognitoRejected:
-        return False
+        return None
     await mark_confirmed(session, email)
-    return True
+    return user.id
 
 
 async def resend_confirmation(identity: IdentityProvider, email: str) -> None:

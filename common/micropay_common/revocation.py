@@ -297,9 +297,7 @@ class RevocationFeed:
                 self._read_on = connection
                 self._since = None
             started = self.deny_set.clock()
-            full = (
-                self._since is None or started - self._full_read_at >= FULL_READ_INTERVAL_SECONDS
-            )
+            full = self._since is None or started - self._full_read_at >= FULL_READ_INTERVAL_SECONDS
             timeout = max(self.deny_set.max_staleness_seconds, READ_TIMEOUT_SECONDS)
             if full:
                 rows = await connection.fetch(_READ_ALL, timeout=timeout)

@@ -1,11 +1,11 @@
 """What a running service holds, as one typed object per start of the app.
 
 `create_service_app` builds the service's state class in its lifespan (settings, database, token
-verifier and its feed of revocations, the LISTEN connection that wakes jobs, service-account tokens, metrics registry), runs the
-service's start-up hooks on it (which add its own clients) and attaches it to the app. Routers
-reach it through dependencies (`PaymentState.of_request`, wrapped in `Annotated` aliases in each
-service's `dependencies.py`), background jobs through `PaymentState.of(app)`; nothing else reads
-`app.state`.
+verifier and its feed of revocations, the LISTEN connection that wakes jobs, service-account
+tokens, metrics registry), runs the service's start-up hooks on it (which add its own clients)
+and attaches it to the app. Routers reach it through dependencies (`PaymentState.of_request`,
+wrapped in `Annotated` aliases in each service's `dependencies.py`), background jobs through
+`PaymentState.of(app)`; nothing else reads `app.state`.
 """
 
 from __future__ import annotations

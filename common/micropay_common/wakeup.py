@@ -1,4 +1,4 @@
-"""Work wakes its worker at commit: `announce` in the writer's transaction, a `Listener` per process.
+"""Work wakes its worker at commit: `announce` in the writer's transaction, one `Listener` each.
 
 A writer that leaves work for a background job (an outbox row, a notification to send) calls
 `announce(session, channel)` in the same transaction. That is `pg_notify(channel, '')`:
@@ -95,13 +95,19 @@ class Listener:
         """An event set by every notification on `channel` (and by every reconnection)."""
         event = asyncio.Event()
         self._subscribers.setdefault(channel, []).append(event)
-        connection = self._connection
-        if connection is not None and not connection.is_closed():
-            async with self._lock:
-                # A channel is listened to once, from its first subscriber on, for good.
-                if connection is self._connection and channel not in self._listening:
-                    await connection.add_listener(channel, self._notified)
-                    self._listening.add(channel)
+        if channel in self._listening:
+            return event
+        async with self._lock:
+            # A channel is listened to once, from its first subscriber on, for good; without a
+            # connection, the next one listens to it.
+            connection = self._connection
+            if (
+                connection is not None
+                and not connection.is_closed()
+                and channel not in self._listening
+            ):
+                await connection.add_listener(channel, self._notified)
+                self._listening.add(channel)
         return event
 
     def unsubscribe(self, channel: str, event: asyncio.Event) -> None:

@@ -3,8 +3,8 @@
 Each event becomes, for every user it concerns, one email, one push and one webhook message
 per subscribed endpoint, rendered now and written in the event's inbox transaction; the
 delivery worker sends them once that transaction commits (it announces them on
-`NOTIFICATIONS_DUE_CHANNEL`, which wakes the workers). An email whose address is not known yet waits (recipient
-NULL) until the event that brings the address fills it in.
+`NOTIFICATIONS_DUE_CHANNEL`, which wakes the workers). An email whose address is not known yet
+waits (recipient NULL) until the event that brings the address fills it in.
 """
 
 from __future__ import annotations
