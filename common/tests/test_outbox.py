@@ -38,7 +38,9 @@ from micropay_common.outbox import OutboxRelay, outbox_relay_job, publish
 from micropay_common.service_auth import ServiceTokenProvider
 from micropay_common.services import ServiceName
 from micropay_common.settings import ServiceSettings
+from micropay_common.state import AppState
 from micropay_testing.apps import app_with, serve, serve_http
+from micropay_testing.polling import eventually
 from micropay_testing.processes import free_port
 from stack.postgres import connect
 
@@ -508,3 +510,41 @@ async def test_relay_job_keeps_going_while_batches_are_full(service_settings, re
     assert pending == 0
     for envelope in envelopes:
         assert await effect_count(admin, envelope.id) == 1
+
+
+async def delivered(admin, envelope: EventEnvelope) -> bool:
+    """Whether the consumer applied the event."""
+    return await effect_count(admin, envelope.id) == 1
+
+
+async def test_relay_job_is_woken_by_the_commit_and_again_after_its_listener_is_cut(
+    service_settings, producer, receiver, admin
+):
+    _, url = receiver
+    settings = service_settings(
+        PRODUCER,
+        notifications_url=url,
+        outbox_poll_interval_seconds=3600,  # only a wake-up can explain a delivery
+    )
+    app = app_with(settings, PRODUCER_SCHEMA, [], background_jobs=[outbox_relay_job])
+    async with producer(notifications_url=url) as p, serve(app):
+        # Delivered by the job's first pass or by a wake-up; either way the job is idle after.
+        first = await p.publish()
+        await eventually(lambda: delivered(admin, first), within=10, interval=0.01)
+        woken = await p.publish()
+        await eventually(lambda: delivered(admin, woken), within=5, interval=0.01)
+
+        listener = AppState.of(app).listener
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = $1",
+            f"{PRODUCER}-listener",
+        )
+        assert killed == 1
+        await eventually(lambda: listener.connected and listener.connects == 2, within=10)
+        # Announced while nothing listened? The reconnection's wake-up finds it.
+        after = await p.publish()
+        await eventually(lambda: delivered(admin, after), within=5, interval=0.01)
+        # And the new connection hears the next commits.
+        again = await p.publish()
+        await eventually(lambda: delivered(admin, again), within=5, interval=0.01)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from micropay_common.events import TransferCompleted, UserRegistered
+from micropay_common.events import Event, PaymentSucceeded, TransferCompleted, UserRegistered
 from micropay_testing.apps import serve_http
 from micropay_testing.events import event_envelope
 from micropay_testing.http import bearer
@@ -74,3 +74,37 @@ async def test_events_reach_email_and_a_signed_webhook_through_the_background_wo
     [received] = emails_to(moto_endpoint, friend_email)
     assert received["subject"] == f"You received 19.99 USD from {user.username}"
     assert "Note: concert tickets" in received["body"]
+
+
+async def test_the_worker_is_woken_by_the_commit_that_made_notifications_due(
+    notifications_settings, service_account_headers, moto_endpoint
+):
+    # Polling once an hour: only the wake-up at commit explains a send after the first pass.
+    app = create_app(notifications_settings(delivery_poll_interval_seconds=3600))
+    waiting_id, waiting_email = new_user()
+    first_id, first_email = new_user()
+    async with (
+        serve_http(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+
+        async def deliver(event: Event, producer: str) -> None:
+            answer = await client.post(
+                "/internal/events",
+                json=event_envelope(event),
+                headers=service_account_headers[producer],
+            )
+            assert answer.json() == {"status": "applied"}, answer.text
+
+        # A receipt whose address is not known yet waits for it.
+        await deliver(
+            PaymentSucceeded(
+                payment_id="pay_woken", user_id=waiting_id, amount=500, currency="USD"
+            ),
+            "payment",
+        )
+        await deliver(UserRegistered(user_id=first_id, email=first_email), "auth")
+        await eventually(lambda: len(emails_to(moto_endpoint, first_email)) == 1, within=10)
+        # Sent after the pass that sent the first welcome had claimed its batch.
+        await deliver(UserRegistered(user_id=waiting_id, email=waiting_email), "auth")
+        await eventually(lambda: len(emails_to(moto_endpoint, waiting_email)) == 2, within=10)
