@@ -52,7 +52,7 @@ class NotificationsSettings(ServiceSettings):
     webhook_secrets_key_cache_seconds: float = Field(default=300.0, ge=0)
     webhook_secrets_key_cache_size: int = Field(default=1000, ge=0)
 
-    delivery_poll_interval_seconds: float = Field(default=0.5, gt=0)
+    delivery_poll_interval_seconds: float = Field(default=5.0, gt=0)
     delivery_batch_size: int = Field(default=20, ge=1)
     delivery_lease_seconds: float = Field(default=120.0, gt=0)
     delivery_retry_schedule: RetrySchedule = MESSAGE_RETRY_SCHEDULE

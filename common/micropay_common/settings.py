@@ -72,7 +72,7 @@ class ServiceSettings(BaseSettings):
     http_timeout_seconds: float = Field(default=10.0, gt=0)
     service_token_refresh_margin_seconds: float = Field(default=300.0, ge=0)
 
-    outbox_poll_interval_seconds: float = Field(default=0.5, gt=0)
+    outbox_poll_interval_seconds: float = Field(default=5.0, gt=0)
     outbox_batch_size: int = Field(default=50, ge=1)
     outbox_max_attempts: int = Field(default=12, ge=1)
     outbox_backoff_base_seconds: float = Field(default=1.0, gt=0)
