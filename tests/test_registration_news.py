@@ -3,7 +3,8 @@ transactions service has been offered its `user.registered`.
 
 The real auth app relays over HTTP to the real transactions app; both poll their outboxes once
 an hour, so only the wake-up at commit and the registration's wait explain a transfer that
-finds the new user.
+finds the new user. The notifications service never answers: the relay sends each consumer's
+events apart, so a stuck consumer does not hold up the wallet.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 
 from auth_microservice.main import build_app
 from auth_microservice.settings import AuthSettings
-from micropay_testing.apps import serve, serve_http
+from micropay_testing.apps import serve, serve_http, silent_server
 from micropay_testing.cognito import CognitoUser
 from micropay_testing.events import event_envelope
 from micropay_testing.http import bearer
@@ -48,18 +49,20 @@ def auth(
 
     @asynccontextmanager
     async def running(*, auto_confirm: bool) -> AsyncIterator[httpx.AsyncClient]:
-        settings = service_settings(
-            "auth",
-            settings_cls=AuthSettings,
-            auth_auto_confirm=auto_confirm,
-            transactions_url=ledger[1],
-            notifications_url=nowhere,
-            payment_url=nowhere,
-            outbox_poll_interval_seconds=3600,
-            **{name.lower(): value for name, value in LOCAL_SIGNUP_LIMITS.items()},
-        )
-        async with serve(build_app(settings)) as client:
-            yield client
+        async with silent_server() as stuck:
+            settings = service_settings(
+                "auth",
+                settings_cls=AuthSettings,
+                auth_auto_confirm=auto_confirm,
+                transactions_url=ledger[1],
+                notifications_url=stuck,
+                payment_url=nowhere,
+                outbox_poll_interval_seconds=3600,
+                http_timeout_seconds=30,
+                **{name.lower(): value for name, value in LOCAL_SIGNUP_LIMITS.items()},
+            )
+            async with serve(build_app(settings)) as client:
+                yield client
 
     return running
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth_microservice.exceptions import IdentityProviderUnavailable
 from auth_microservice.identity import CognitoRejected, IdentityProvider
-from auth_microservice.models import User
+from auth_microservice.models import SCHEMA, User
 from auth_microservice.users import repository
 from auth_microservice.users.exceptions import (
     EmailTaken,
@@ -83,7 +83,7 @@ async def wait_until_known(
     offered = await wait_attempted(
         listener,
         sessionmaker,
-        ServiceName.AUTH,
+        SCHEMA,
         user_id,
         ServiceName.TRANSACTIONS,
         timeout_seconds=REGISTRATION_NEWS_WAIT_SECONDS,

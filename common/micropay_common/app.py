@@ -89,6 +89,7 @@ def create_service_app(
         revocations = RevocationFeed.from_settings(resolved, listener)
         state = state_cls(
             settings=resolved,
+            schema=schema,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
             token_verifier=TokenVerifier.from_settings(resolved, revocations.deny_set),

@@ -5,11 +5,13 @@ when the change that caused it was committed. `OutboxRelay` (run by `outbox_rela
 producer) posts each row to the consumer's `/internal/events` until it answers 2xx; the
 consumer's inbox makes repeats harmless, so delivery is at least once and the effect exactly once.
 
-`publish` also announces the rows on the producer's `outbox_channel` (`micropay_common.wakeup`),
+`publish` also announces the rows on its schema's `outbox_channel` (`micropay_common.wakeup`),
 so the relay of any replica runs within moments of the commit; its poll interval
 (OUTBOX_POLL_INTERVAL_SECONDS) is only the safety net for a lost notification and the clock of
-retries. After each batch the relay announces on `outbox_attempted_channel`, which lets a
-request wait, bounded, until its event has been offered to a consumer (`wait_attempted`).
+retries. The relay claims and sends each consumer's rows apart, so a slow consumer never holds
+up the events of another. After each batch it announces on `outbox_attempted_channel`, which
+lets a request wait, bounded, until its event has been offered to a consumer
+(`wait_attempted`).
 """
 
 from __future__ import annotations
@@ -18,26 +20,33 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NoReturn
 
 from fastapi import FastAPI
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from micropay_common.errors import ProblemError
-from micropay_common.events import EVENTS_PATH, Event, EventEnvelope
+from micropay_common.events import (
+    EVENTS_PATH,
+    Event,
+    EventEnvelope,
+    consumers_of,
+    events_produced_by,
+)
 from micropay_common.http import ServiceClient
 from micropay_common.jobs import backoff_delay, run_periodically, wait_until_set
 from micropay_common.request_context import new_request_id, request_id_var
 from micropay_common.service_auth import ServiceTokenProvider
+from micropay_common.services import SERVICES
 from micropay_common.settings import ServiceSettings
 from micropay_common.state import AppState
 from micropay_common.tables import OutboxStatus, outbox
-from micropay_common.wakeup import Listener, announce
+from micropay_common.wakeup import Listener
 
 logger = logging.getLogger("micropay.outbox")
 
@@ -48,14 +57,27 @@ LAST_ERROR_MAX_CHARS = 1000
 _INSERT_EVENT = insert(outbox).on_conflict_do_nothing(index_elements=["event_id", "consumer"])
 
 
-def outbox_channel(service: str) -> str:
-    """The channel a commit that wrote `service`'s outbox rows is announced on."""
-    return f"micropay_outbox_{service}"
+_OUTBOX_CHANNEL = "micropay_outbox_"
+_ATTEMPTED_CHANNEL = "micropay_outbox_attempted_"
 
 
-def outbox_attempted_channel(service: str) -> str:
-    """The channel `service`'s relay announces on after it tried to deliver a batch."""
-    return f"micropay_outbox_attempted_{service}"
+def outbox_channel(schema: str) -> str:
+    """The channel a commit that wrote outbox rows in `schema` is announced on."""
+    return _OUTBOX_CHANNEL + schema
+
+
+def outbox_attempted_channel(schema: str) -> str:
+    """The channel a relay of `schema` announces on after it tried to deliver a batch."""
+    return _ATTEMPTED_CHANNEL + schema
+
+
+def _announce_in_schema(prefix: str) -> Any:
+    # The session's schema (its search path) names the channel: the writer need not know it.
+    return select(func.pg_notify(literal(prefix) + func.current_schema(), literal("")))
+
+
+_ANNOUNCE_ROWS = _announce_in_schema(_OUTBOX_CHANNEL)
+_ANNOUNCE_ATTEMPTED = _announce_in_schema(_ATTEMPTED_CHANNEL)
 
 
 async def publish(
@@ -77,7 +99,8 @@ async def publish(
         for consumer in event.consumers
     ]
     await session.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
-    await announce(session, outbox_channel(event.producer))
+    # Delivered at commit, never on rollback: it wakes the relays of this schema.
+    await session.execute(_ANNOUNCE_ROWS)
     return envelope
 
 
@@ -127,11 +150,15 @@ class OutboxRelay:
         """Deliver one batch of due rows; returns how many were delivered."""
         return (await self.relay_batch()).delivered
 
-    async def relay_batch(self) -> BatchResult:
-        """Claim up to a batch of due rows, send them concurrently, record each outcome."""
+    async def relay_batch(self, consumer: str | None = None) -> BatchResult:
+        """Claim up to a batch of due rows (of one consumer, if named), send them concurrently,
+        record each outcome."""
         # Log in before claiming: an identity-provider outage must not burn delivery attempts.
         await self.tokens.token()
         batch_size = self.settings.outbox_batch_size
+        due = [outbox.c.status == OutboxStatus.PENDING, outbox.c.next_attempt_at <= func.now()]
+        if consumer is not None:
+            due.append(outbox.c.consumer == consumer)
         async with self.sessionmaker() as session, session.begin():
             # The row locks last until this transaction ends, i.e. for the slowest send of the
             # batch (bounded by the per-send timeout). Another relay skips locked rows instead
@@ -145,9 +172,7 @@ class OutboxRelay:
                     outbox.c.payload,
                     outbox.c.attempts,
                 )
-                .where(
-                    outbox.c.status == OutboxStatus.PENDING, outbox.c.next_attempt_at <= func.now()
-                )
+                .where(*due)
                 .order_by(outbox.c.id)
                 .limit(batch_size)
                 .with_for_update(skip_locked=True)
@@ -170,7 +195,7 @@ class OutboxRelay:
             for row, error in zip(rows, errors, strict=True):
                 if error is not None:
                     await self._record_failure(session, row, error)
-            await announce(session, outbox_attempted_channel(self.settings.service_name))
+            await session.execute(_ANNOUNCE_ATTEMPTED)
         return BatchResult(claimed=len(rows), delivered=len(delivered))
 
     async def _send(self, row: _Claimed) -> str | None:
@@ -247,18 +272,20 @@ class OutboxRelay:
             self._clients[consumer] = client
         return client
 
-    async def relay_pass(self) -> bool:
-        """One batch; True when more rows are likely due (a full batch that went through)."""
-        result = await self.relay_batch()
-        # A full batch that delivered nothing means the consumers are failing; retrying
+    async def relay_pass(self, consumer: str | None = None) -> bool:
+        """One batch (of one consumer, if named); True when more rows are likely due (a full
+        batch that went through)."""
+        result = await self.relay_batch(consumer)
+        # A full batch that delivered nothing means the consumer is failing; retrying
         # at once would only spin on rows whose jittered delay happened to be near zero.
         return result.claimed >= self.settings.outbox_batch_size and result.delivered > 0
 
-    async def run(self, wake: asyncio.Event | None = None) -> NoReturn:
-        """Relay forever: straight on after a full batch, else when woken or polled."""
+    async def run(self, wake: asyncio.Event | None = None, consumer: str | None = None) -> NoReturn:
+        """Relay forever (one consumer's rows, if named): straight on after a full batch, else
+        when woken or polled."""
         await run_periodically(
-            "outbox relay",
-            self.relay_pass,
+            "outbox relay" if consumer is None else f"outbox relay to {consumer}",
+            lambda: self.relay_pass(consumer),
             interval_seconds=self.settings.outbox_poll_interval_seconds,
             wake=wake,
         )
@@ -273,20 +300,35 @@ class OutboxRelay:
 async def outbox_relay_job(app: FastAPI) -> None:
     """Background job for `create_service_app(background_jobs=[outbox_relay_job])`."""
     state = AppState.of(app)
-    channel = outbox_channel(state.settings.service_name)
-    wake = await state.listener.subscribe(channel)
+    channel = outbox_channel(state.schema)
+    # One loop per consumer, each woken by every commit that writes events: a slow consumer
+    # holds up only its own rows, never the wallet's credit behind a notification.
+    consumers: Sequence[str | None] = consumers_of_schema(state.schema) or (None,)
+    wakes = [await state.listener.subscribe(channel) for _ in consumers]
     relay = OutboxRelay.from_app(app)
     try:
-        await relay.run(wake)
+        await asyncio.gather(
+            *(relay.run(wake, consumer) for wake, consumer in zip(wakes, consumers, strict=True))
+        )
     finally:
-        state.listener.unsubscribe(channel, wake)
+        for wake in wakes:
+            state.listener.unsubscribe(channel, wake)
         await relay.aclose()
+
+
+def consumers_of_schema(schema: str) -> tuple[str, ...]:
+    """The consumers of the events the service owning `schema` produces (none if unknown)."""
+    for name, service in SERVICES.items():
+        if service.schema == schema:
+            produced = events_produced_by(name)
+            return tuple(sorted({consumer for t in produced for consumer in consumers_of(t)}))
+    return ()
 
 
 async def wait_attempted(
     listener: Listener,
     sessionmaker: async_sessionmaker[AsyncSession],
-    producer: str,
+    schema: str,
     event_id: uuid.UUID,
     consumer: str,
     *,
@@ -299,7 +341,7 @@ async def wait_attempted(
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_seconds
-    channel = outbox_attempted_channel(producer)
+    channel = outbox_attempted_channel(schema)
     attempted = await listener.subscribe(channel)
     try:
         while True:

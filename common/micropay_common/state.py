@@ -44,6 +44,7 @@ class ServiceState(Generic[SettingsT]):
         self,
         *,
         settings: SettingsT,
+        schema: str,
         engine: AsyncEngine,
         sessionmaker: async_sessionmaker[AsyncSession],
         token_verifier: TokenVerifier,
@@ -54,6 +55,8 @@ class ServiceState(Generic[SettingsT]):
         security_refusals: Counter,
     ) -> None:
         self.settings = settings
+        self.schema = schema
+        """The service's PostgreSQL schema (its sessions' search path)."""
         self.engine = engine
         self.sessionmaker = sessionmaker
         self.token_verifier = token_verifier

@@ -39,7 +39,7 @@ from micropay_common.service_auth import ServiceTokenProvider
 from micropay_common.services import ServiceName
 from micropay_common.settings import ServiceSettings
 from micropay_common.state import AppState
-from micropay_testing.apps import app_with, serve, serve_http
+from micropay_testing.apps import app_with, serve, serve_http, silent_server
 from micropay_testing.polling import eventually
 from micropay_testing.processes import free_port
 from stack.postgres import connect
@@ -452,20 +452,6 @@ async def test_consumer_down_then_up(producer, service_settings, admin):
             await relay_until_delivered(p.relay, admin, envelope.id)
     assert (await outbox_row(admin, envelope.id))["attempts"] == 2
     assert await effect_count(admin, envelope.id) == 1
-
-
-@asynccontextmanager
-async def silent_server() -> AsyncIterator[str]:
-    """Accepts connections and never answers, like a consumer stuck on a lock."""
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()  # until the client gives up and closes
-        writer.close()
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with server:
-        yield f"http://127.0.0.1:{port}"
 
 
 async def test_a_hanging_consumer_does_not_hold_up_the_others(producer, receiver, admin):
