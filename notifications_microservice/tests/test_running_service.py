@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from micropay_common.events import Event, PaymentSucceeded, TransferCompleted, UserRegistered
@@ -12,6 +14,7 @@ from micropay_testing.polling import eventually
 from notifications_microservice.main import create_app
 from notifications_microservice.tests.helpers import (
     Receiver,
+    create_webhook,
     emails_to,
     new_user,
 )
@@ -108,3 +111,46 @@ async def test_the_worker_is_woken_by_the_commit_that_made_notifications_due(
         # Sent after the pass that sent the first welcome had claimed its batch.
         await deliver(UserRegistered(user_id=waiting_id, email=waiting_email), "auth")
         await eventually(lambda: len(emails_to(moto_endpoint, waiting_email)) == 2, within=10)
+
+
+async def test_a_manual_redelivery_wakes_the_worker(
+    notifications_settings, make_user, service_account_headers
+):
+    app = create_app(notifications_settings(delivery_poll_interval_seconds=3600))
+    recorder = Receiver()
+    user = make_user()
+    async with (
+        serve_http(recorder.app()) as hooks,
+        serve_http(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        endpoint = await create_webhook(
+            client, user, f"{hooks}/hooks/woken", ["payment.succeeded"], recorder
+        )
+        paid = await client.post(
+            "/internal/events",
+            json=event_envelope(
+                PaymentSucceeded(
+                    payment_id="pay_redelivered", user_id=user.sub, amount=700, currency="USD"
+                )
+            ),
+            headers=service_account_headers["payment"],
+        )
+        assert paid.json() == {"status": "applied"}
+        await eventually(lambda: len(recorder.at("/hooks/woken")) == 1, within=10)
+
+        async def logged() -> list[dict[str, Any]]:
+            page = await client.get(
+                f"/notifications/webhooks/{endpoint['id']}/deliveries",
+                headers=bearer(user.access_token),
+            )
+            return list(page.json()["data"])
+
+        [delivery] = await eventually(logged, within=10)
+        again = await client.post(
+            f"/notifications/webhooks/{endpoint['id']}/deliveries/{delivery['id']}/redeliver",
+            headers=bearer(user.access_token),
+        )
+        assert again.status_code == 202, again.text
+        # The worker is idle until the next hour's poll: only the wake-up sends it again.
+        await eventually(lambda: len(recorder.at("/hooks/woken")) == 2, within=10)

@@ -15,7 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.locks import lock_for_transaction
 from micropay_common.pagination import InvalidCursor
-from notifications_microservice.models import WebhookEndpoint, WebhookEndpointStatus
+from micropay_common.wakeup import announce
+from notifications_microservice.models import (
+    NOTIFICATIONS_DUE_CHANNEL,
+    WebhookEndpoint,
+    WebhookEndpointStatus,
+)
 from notifications_microservice.settings import NotificationsSettings
 from notifications_microservice.webhooks import repository
 from notifications_microservice.webhooks.exceptions import (
@@ -190,6 +195,7 @@ async def redeliver(
             "This message is being sent right now; look at its deliveries in a moment.",
             headers={"Retry-After": "5"},
         )
+    await announce(session, NOTIFICATIONS_DUE_CHANNEL)
     return queued
 
 
