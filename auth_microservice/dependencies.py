@@ -8,7 +8,6 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth_microservice.identity import IdentityProvider
-from auth_microservice.sessions.repository import DenyList
 from auth_microservice.sessions.service import ensure_active
 from auth_microservice.settings import AuthSettings
 from auth_microservice.state import AuthState
@@ -18,6 +17,11 @@ from micropay_common.revocation import DenySet
 from micropay_common.security import AuthenticatedUser, CurrentUser
 
 StateDep = Annotated[AuthState, Depends(AuthState.of_request)]
+
+
+def state_of(request: Request) -> AuthState:
+    """The app's state, read directly: for the gateway's check, which solves no dependency."""
+    return AuthState.of(request.app)
 
 
 async def client_ip(request: Request, state: StateDep) -> str:
@@ -47,7 +51,6 @@ SessionmakerDep = Annotated[
     async_sessionmaker[AsyncSession], Depends(AuthState.provide(lambda s: s.sessionmaker))
 ]
 """For work that must commit apart from the request's transaction (the sign-up limits)."""
-DenyListDep = Annotated[DenyList, Depends(AuthState.provide(lambda s: s.deny_list))]
 DenySetDep = Annotated[DenySet, Depends(AuthState.provide(lambda s: s.revocations.deny_set))]
 ClientIpDep = Annotated[str, Depends(client_ip)]
 ActiveUser = Annotated[AuthenticatedUser, Depends(active_user)]

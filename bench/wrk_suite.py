@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -42,7 +43,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 from bench.topups import Samples, worker  # noqa: E402
 from bench.transfers_setup import create_users, envelope, log_in  # noqa: E402
 from micropay_common.events import PaymentSucceeded, UserRegistered, producer_of  # noqa: E402
-from micropay_common.services import SERVICES, ServiceName  # noqa: E402
+from micropay_common.services import SERVICES  # noqa: E402
 from stack.launcher import LOCAL_AWS_CREDENTIALS, Stack, StackConfig  # noqa: E402
 from stack.postgres import connect  # noqa: E402
 from stack.processes import PrefixedOutput  # noqa: E402
@@ -142,6 +142,11 @@ def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
     return {name: max(0.0, after.get(name, 0.0) - before[name]) for name in before}
 
 
+def _tool(name: str) -> str:
+    """The full path of a command-line tool (main() checked that each is installed)."""
+    return shutil.which(name) or name
+
+
 # --- wrk and pgbench ------------------------------------------------------------------------
 
 
@@ -170,7 +175,7 @@ def _ms(text: str) -> float:
 def run_wrk(url: str, script: str, args: argparse.Namespace, users_file: Path) -> WrkResult:
     """One wrk run of `script` against `url`; its rate, errors and latency percentiles."""
     command = [
-        "wrk",
+        _tool("wrk"),
         f"-t{args.threads}",
         f"-c{args.connections}",
         f"-d{args.seconds}s",
@@ -190,7 +195,9 @@ def run_wrk(url: str, script: str, args: argparse.Namespace, users_file: Path) -
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors_match = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
     errors = int(errors_match.group(1)) if errors_match else 0
     if socket_errors:
         errors += sum(int(n) for n in socket_errors.groups())
@@ -208,7 +215,15 @@ def run_wrk(url: str, script: str, args: argparse.Namespace, users_file: Path) -
 def load_pgbench_schema(url: str, perf_dir: Path) -> None:
     """The minimal transfer's schema (perfmin) in the bench database."""
     subprocess.run(  # noqa: S603
-        ["psql", "-q", "-v", "ON_ERROR_STOP=1", url, "-f", str(perf_dir / "min_transfer.sql")],
+        [
+            _tool("psql"),
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            url,
+            "-f",
+            str(perf_dir / "min_transfer.sql"),
+        ],
         check=True,
         capture_output=True,
     )
@@ -218,7 +233,7 @@ def run_pgbench(url: str, perf_dir: Path, args: argparse.Namespace) -> float:
     """One pgbench round of the minimal durable transfer; its tps."""
     done = subprocess.run(  # noqa: S603
         [
-            "pgbench",
+            _tool("pgbench"),
             "-n",
             "-M",
             "prepared",
@@ -309,15 +324,15 @@ async def backlog(admin_url: str) -> tuple[int, int]:
         await conn.close()
 
 
-async def drain(admin_url: str, timeout: float) -> float:
+async def drain(admin_url: str, limit: float) -> float:
     """Wait until every event is relayed and every notification sent; seconds waited."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
+    while time.monotonic() - started < limit:
         pending, _ = await backlog(admin_url)
         if pending == 0:
             return time.monotonic() - started
         await asyncio.sleep(0.1)
-    print(f"  the backlog did not drain within {timeout:.0f} s", file=sys.stderr)
+    print(f"  the backlog did not drain within {limit:.0f} s", file=sys.stderr)
     return time.monotonic() - started
 
 
@@ -448,7 +463,7 @@ def report(
         "| what | measured | ratio | goal |",
         "|---|---|---|---|",
     ]
-    pg_range = f"{min(rounds.pgbench):,.0f}–{best:,.0f}" if rounds.pgbench else "n/a"
+    pg_range = f"{min(rounds.pgbench):,.0f} to {best:,.0f}" if rounds.pgbench else "n/a"
     lines.append(
         f"| pgbench, minimal durable transfer (`../shared/perf/`), best of the rounds "
         f"| {best:,.0f} tps (rounds {pg_range}) | 1 | — |"
@@ -463,7 +478,7 @@ def report(
             f"| {ratio(via_gateway, best)} of pgbench | ≥ 0.7 |"
         )
     else:
-        lines.append("| the same through the gateway | not run: nginx is not installed | — | ≥ 0.7 |")
+        lines.append("| the same through the gateway | not run: no nginx | — | ≥ 0.7 |")
     lines.append(
         f"| `GET /transactions/balance` against the same service's `/health/live` "
         f"| {balance:,.0f} vs {tx_live:,.0f}/s | {ratio(balance, tx_live)} | ≥ 0.4 |"
@@ -558,9 +573,8 @@ async def suite(stack: Stack, args: argparse.Namespace, users_file: Path) -> str
         ("transfers", f"{urls['transactions']}/transactions/transfers", "transfer.lua", True),
     ]
     if gateway:
-        plan.append(
-            ("transfers via gateway", f"{stack.gateway_url}/transactions/transfers", "transfer.lua", True)
-        )
+        via = f"{stack.gateway_url}/transactions/transfers"
+        plan.append(("transfers via gateway", via, "transfer.lua", True))
     plan += [
         ("balance", f"{urls['transactions']}/transactions/balance", "get.lua", False),
         ("transactions live", f"{urls['transactions']}/health/live", "get.lua", False),
@@ -578,7 +592,8 @@ async def suite(stack: Stack, args: argparse.Namespace, users_file: Path) -> str
         rounds.pgbench.append(await asyncio.to_thread(run_pgbench, db_url, args.perf_dir, args))
         print(f"  {'pgbench':<24} {rounds.pgbench[-1]:9.1f} tps", file=sys.stderr)
         for label, url, script, moves_money in plan:
-            await measured(meter, label, lambda u=url, s=script: run_wrk(u, s, args, users_file), rounds)  # type: ignore[misc]
+            run = functools.partial(run_wrk, url, script, args, users_file)
+            await measured(meter, label, run, rounds)
             if moves_money:
                 waited = await drain(db_url, args.drain_timeout)
                 print(f"  {'(backlog drained in)':<24} {waited:9.1f} s", file=sys.stderr)
@@ -615,7 +630,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--topups", type=int, default=50, help="0 skips the top-up latency")
     parser.add_argument("--skip-sustained", action="store_true")
     parser.add_argument("--drain-timeout", type=float, default=300.0)
-    parser.add_argument("--perf-dir", type=Path, default=PERF_DIR, help="min_transfer.* [%(default)s]")
+    parser.add_argument(
+        "--perf-dir", type=Path, default=PERF_DIR, help="where min_transfer.* are [%(default)s]"
+    )
     parser.add_argument("--log", type=Path, default=ROOT / ".data" / "bench" / "wrk-suite.log")
     args = parser.parse_args(argv)
     missing = [tool for tool in ("wrk", "pgbench", "psql") if shutil.which(tool) is None]

@@ -257,6 +257,15 @@ async def verify_token(
     return user
 
 
+def identity_headers(user: AuthenticatedUser) -> dict[str, str]:
+    """What the gateway passes on about the caller: `X-User-Id`, `X-User-Email`, `X-User-Groups`."""
+    return {
+        "X-User-Id": user.id,
+        "X-User-Email": user.email,
+        "X-User-Groups": ",".join(sorted(user.groups)),
+    }
+
+
 async def purge_expired(session: AsyncSession, settings: AuthSettings) -> repository.Purged:
     """Remove expired deny-list rows and sign-ins, and failures older than the window."""
     return await repository.purge(
