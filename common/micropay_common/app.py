@@ -60,7 +60,8 @@ def create_service_app(
     Each start builds a `state_cls` (the service's `ServiceState` subclass), runs `on_startup`
     on it and attaches it to the app; `state_cls.of(app)` reads it back. `quiet_paths` are
     routes called for every request of every user (the gateway's token check): their successful
-    answers are neither logged nor timed, as health checks are not.
+    answers are neither logged nor counted in the HTTP metrics, as health checks are not; their
+    refusals and errors are.
     """
     # JSON logs from the first line on: uvicorn imports the app after configuring its own
     # plain-text loggers, and logs "Started server process" before the lifespan runs.
@@ -138,7 +139,8 @@ def create_service_app(
     app.add_middleware(
         HttpMetricsMiddleware,
         metrics=HttpMetrics(registry),
-        excluded_paths=["/metrics", "/health/live", "/health/ready", *quiet_paths],
+        excluded_paths=["/metrics", "/health/live", "/health/ready"],
+        quiet_paths=quiet_paths,
     )
     app.add_route("/metrics", metrics_endpoint(registry), include_in_schema=False)
     return app

@@ -116,12 +116,20 @@ def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int:
 
 
 class HttpMetricsMiddleware:
-    """Counts and times every HTTP request except those to `excluded_paths`."""
+    """Counts and times every HTTP request except those to `excluded_paths`, and the successful
+    answers of `quiet_paths` (their refusals and errors are counted)."""
 
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics, excluded_paths: Iterable[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: HttpMetrics,
+        excluded_paths: Iterable[str],
+        quiet_paths: Iterable[str] = (),
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.excluded_paths = frozenset(excluded_paths)
+        self.quiet_paths = frozenset(quiet_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request, then record it under the route that served it."""
@@ -142,15 +150,15 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, send_measured)
         finally:
-            route = scope.get("route")
-            handler = getattr(route, "path", None) or UNTEMPLATED
-            self.metrics.observe(
-                scope["method"],
-                status,
-                handler,
-                time.perf_counter() - started,
-                (_content_length(scope["headers"]), response_size),
-            )
+            if status >= 400 or scope["path"] not in self.quiet_paths:
+                route = scope.get("route")
+                self.metrics.observe(
+                    scope["method"],
+                    status,
+                    getattr(route, "path", None) or UNTEMPLATED,
+                    time.perf_counter() - started,
+                    (_content_length(scope["headers"]), response_size),
+                )
 
 
 def metrics_endpoint(registry: CollectorRegistry) -> Callable[[Request], Awaitable[Response]]:

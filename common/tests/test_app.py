@@ -246,7 +246,7 @@ async def test_problem_answers_keep_their_media_type_and_non_ascii_text(app):
     assert b'": ' not in response.content
 
 
-async def test_metrics_name_the_route_template_and_skip_health_and_quiet_paths(app):
+async def test_metrics_name_the_route_template_and_skip_health_and_quiet_successes(app):
     async with serve(app) as client:
         await client.post("/rows/5")
         await client.get("/nowhere/at/all")
@@ -260,7 +260,9 @@ async def test_metrics_name_the_route_template_and_skip_health_and_quiet_paths(a
     assert 'http_request_duration_seconds_count{handler="/rows/{value}",method="POST"}' in metrics
     assert 'http_request_size_bytes_count{handler="/rows/{value}"}' in metrics
     assert "/health/live" not in metrics
-    assert 'handler="/check"' not in metrics
+    # A quiet path: its refusals are counted, its successes are not.
+    assert 'http_requests_total{handler="/check",method="GET",status="4xx"}' in metrics
+    assert 'http_requests_total{handler="/check",method="GET",status="2xx"}' not in metrics
 
 
 async def test_quiet_paths_log_their_refusals_but_not_their_successes(
