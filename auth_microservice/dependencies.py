@@ -8,7 +8,6 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth_microservice.identity import IdentityProvider
-from auth_microservice.sessions.repository import DenyList
 from auth_microservice.sessions.service import ensure_active
 from auth_microservice.settings import AuthSettings
 from auth_microservice.state import AuthState
@@ -19,6 +18,11 @@ from micropay_common.security import AuthenticatedUser, CurrentUser
 from micropay_common.wakeup import Listener
 
 StateDep = Annotated[AuthState, Depends(AuthState.of_request)]
+
+
+def state_of(request: Request) -> AuthState:
+    """The app's state, read directly: for the gateway's check, which solves no dependency."""
+    return AuthState.of(request.app)
 
 
 async def client_ip(request: Request, state: StateDep) -> str:
@@ -50,7 +54,6 @@ SessionmakerDep = Annotated[
 """For work that must commit apart from the request's transaction (the sign-up limits)."""
 ListenerDep = Annotated[Listener, Depends(AuthState.provide(lambda s: s.listener))]
 """The process's LISTEN connection (a registration waits on it for its event's delivery)."""
-DenyListDep = Annotated[DenyList, Depends(AuthState.provide(lambda s: s.deny_list))]
 DenySetDep = Annotated[DenySet, Depends(AuthState.provide(lambda s: s.revocations.deny_set))]
 ClientIpDep = Annotated[str, Depends(client_ip)]
 ActiveUser = Annotated[AuthenticatedUser, Depends(active_user)]

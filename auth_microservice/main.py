@@ -9,6 +9,7 @@ from auth_microservice.identity import IdentityProvider
 from auth_microservice.jobs import purge_job
 from auth_microservice.models import SCHEMA
 from auth_microservice.sessions.repository import DenyList
+from auth_microservice.sessions.router import gateway_router
 from auth_microservice.sessions.router import router as sessions_router
 from auth_microservice.settings import AuthSettings
 from auth_microservice.state import AuthState
@@ -55,10 +56,12 @@ def build_app(settings: AuthSettings | None = None) -> FastAPI:
         tags=[
             {"name": "auth", "description": "Sign-up, sign-in, tokens and the caller's identity."},
         ],
-        routers=[users_router, sessions_router],
+        routers=[gateway_router, users_router, sessions_router],
         on_startup=[start_clients],
         on_shutdown=[close_clients],
         background_jobs=[outbox_relay_job, idempotency_purge_job, purge_job],
+        # nginx asks before every request it lets through, and logs the request itself.
+        quiet_paths=["/auth/verify"],
     )
 
 

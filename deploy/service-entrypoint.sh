@@ -41,9 +41,14 @@ esac
 
 # The gateway, the ingress controller or the load balancer is the only client that connects
 # directly; FORWARDED_ALLOW_IPS narrows whose X-Forwarded-* headers are believed.
+# uvloop and httptools as `make run` runs them (docs/benchmarks.md); WEB_CONCURRENCY worker
+# processes, one per core the container may use (1: a pod or task of one CPU, scaled by replicas).
 exec uvicorn "$MICROPAY_APP" \
     --host 0.0.0.0 \
     --port "${PORT:?PORT is not set}" \
+    --loop uvloop \
+    --http httptools \
+    --workers "${WEB_CONCURRENCY:-1}" \
     --proxy-headers \
     --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
     --lifespan on \

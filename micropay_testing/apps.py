@@ -24,6 +24,7 @@ def app_with(
     schema: str,
     routers: Sequence[APIRouter] = (),
     background_jobs: Sequence[BackgroundJob] = (),
+    quiet_paths: Sequence[str] = (),
 ) -> FastAPI:
     """A service app built by the production factory around the routers a test needs."""
     return create_service_app(
@@ -37,6 +38,7 @@ def app_with(
         tags=[],
         routers=routers,
         background_jobs=background_jobs,
+        quiet_paths=quiet_paths,
     )
 
 

@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-gateway", action="store_true", help="do not start nginx")
     run.add_argument("--log-level", help="services' log level [LOG_LEVEL, INFO]")
+    run.add_argument(
+        "--workers",
+        type=int,
+        help="uvicorn worker processes per service, one per core at most [MICROPAY_WORKERS, 1]",
+    )
     return parser
 
 
@@ -62,6 +67,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "database_name": args.database,
         "data_dir": args.data_dir.resolve() if args.data_dir else None,
         "log_level": args.log_level,
+        "workers": args.workers,
     }
     overrides = {name: value for name, value in chosen.items() if value is not None}
     if args.fresh:

@@ -112,7 +112,7 @@ def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise StackError(f"{name} must be a port number, got {value!r}") from None
+        raise StackError(f"{name} must be a whole number, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -138,11 +138,17 @@ class StackConfig:
     nginx_binary: str | None = None
     """nginx to run; None looks in PATH and the usual sbin directories."""
     log_level: str = "INFO"
+    workers: int = 1
+    """uvicorn worker processes per service (`--workers`): one event loop per core."""
     service_extra_env: Mapping[str, str] = field(default_factory=dict)
     """Added to every service's environment (for example DB_POOL_SIZE), after the rest."""
     startup_timeout: float = 60.0
     stop_timeout: float = 10.0
     python: str = sys.executable
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise StackError(f"a service needs at least one worker process, not {self.workers}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> StackConfig:
@@ -159,6 +165,7 @@ class StackConfig:
             localstripe_port=_env_int(env, "MICROPAY_LOCALSTRIPE_PORT", cls.localstripe_port),
             nginx_binary=env.get("MICROPAY_NGINX") or None,
             log_level=env.get("LOG_LEVEL") or cls.log_level,
+            workers=_env_int(env, "MICROPAY_WORKERS", cls.workers),
         )
         return replace(config, **overrides)
 
@@ -587,6 +594,13 @@ class Stack:
             HOST,
             "--port",
             str(self.config.service_ports[service]),
+            # What measured fastest (docs/benchmarks.md); named so a missing one fails loudly.
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--workers",
+            str(self.config.workers),
             # A failing start-up (bad settings, no database) must end the process.
             "--lifespan",
             "on",

@@ -54,7 +54,7 @@ K8S_FILES = {
     "notifications": "kubernetes_notifications.yaml",
 }
 # Read by the image's entrypoint or uvicorn, not by the settings classes.
-ENTRYPOINT_VARIABLES = {"PORT", "MICROPAY_ENV_FILE", "FORWARDED_ALLOW_IPS"}
+ENTRYPOINT_VARIABLES = {"PORT", "MICROPAY_ENV_FILE", "FORWARDED_ALLOW_IPS", "WEB_CONCURRENCY"}
 # boto3's own credentials: only for moto in compose; in AWS the role of the pod or instance.
 AWS_KEY_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 SECRET_LIKE = re.compile(r"PASSWORD|SECRET|_KEY$|^DATABASE_URL$")
@@ -832,6 +832,9 @@ def test_dockerfiles_build_slim_non_root_images_that_serve_on_port() -> None:
     entrypoint = (ROOT / "deploy" / "service-entrypoint.sh").read_text()
     assert "--proxy-headers" in entrypoint
     assert '--port "${PORT' in entrypoint
+    # The server as the local stack runs it (stack/launcher.py), workers from the environment.
+    for option in ("--loop uvloop", "--http httptools", '--workers "${WEB_CONCURRENCY:-1}"'):
+        assert option in entrypoint
 
 
 IMAGES = {

@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse
 from auth_microservice.dependencies import (
     ActiveUser,
     ClientIpDep,
-    DenyListDep,
     DenySetDep,
     IdentityDep,
     SettingsDep,
+    state_of,
 )
 from auth_microservice.sessions import service
 from auth_microservice.sessions.exceptions import InvalidCredentials
@@ -26,9 +26,12 @@ from auth_microservice.sessions.schemas import (
 )
 from micropay_common.db import SessionDep
 from micropay_common.errors import problem_response
-from micropay_common.security import TokenVerifierDep, bearer_token
+from micropay_common.security import bearer_token
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+gateway_router = APIRouter(prefix="/auth", tags=["auth"])
+"""The gateway's check alone, included before every other router: routes are matched in order,
+and this one is asked before every request the gateway lets through."""
 
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"description": "Cognito is throttling, failing or unreachable (Retry-After)"}
@@ -119,8 +122,8 @@ async def me(user: ActiveUser) -> MeRead:
     return MeRead(user_id=user.id, email=user.email, groups=sorted(user.groups))
 
 
-@router.api_route("/verify", methods=OTHER_VERIFY_METHODS, include_in_schema=False)
-@router.get(
+@gateway_router.api_route("/verify", methods=OTHER_VERIFY_METHODS, include_in_schema=False)
+@gateway_router.get(
     "/verify",
     summary="The gateway's access check",
     response_class=Response,
@@ -132,17 +135,12 @@ async def me(user: ActiveUser) -> MeRead:
         401: {"description": "Missing, invalid, expired or revoked access token"},
     },
 )
-async def verify(
-    request: Request, verifier: TokenVerifierDep, deny_set: DenySetDep, deny_list: DenyListDep
-) -> Response:
+async def verify(request: Request) -> Response:
     """Verify the bearer token locally (cached JWKS) and against the deny-list; no Cognito call."""
+    # Every gateway request comes here first: no dependency to solve, the state read once.
+    state = state_of(request)
     token = bearer_token(request)
-    user = await service.verify_token(verifier, deny_set, deny_list, token)
-    return Response(
-        status_code=status.HTTP_200_OK,
-        headers={
-            "X-User-Id": user.id,
-            "X-User-Email": user.email,
-            "X-User-Groups": ",".join(sorted(user.groups)),
-        },
+    user = await service.verify_token(
+        state.token_verifier, state.revocations.deny_set, state.deny_list, token
     )
+    return Response(status_code=status.HTTP_200_OK, headers=service.identity_headers(user))

@@ -92,6 +92,31 @@ async def test_logout_revokes_at_once(client, admin_db, cognito, aws):
     assert str(row["user_id"]) == token["sub"]
 
 
+async def test_verify_refuses_a_logout_another_replica_recorded_within_a_second(client, admin_db):
+    # The row only, as another auth replica's logout writes it, and no notification: the
+    # replica's deny-set answers for the table, and a read within the staleness bound finds it.
+    session = await signed_in(client)
+    access = session["access_token"]
+    assert (await client.get("/auth/verify", headers=bearer(access))).status_code == 200
+    token = claims(access)
+    await admin_db.execute(
+        "INSERT INTO auth.revoked_tokens (origin_jti, user_id, expires_at) "
+        "VALUES ($1, $2, to_timestamp($3))",
+        token["origin_jti"],
+        uuid.UUID(token["sub"]),
+        token["exp"],
+    )
+    recorded_at = asyncio.get_running_loop().time()
+    while True:
+        answer = await client.get("/auth/verify", headers=bearer(access))
+        if answer.status_code != 200 or asyncio.get_running_loop().time() - recorded_at > 3:
+            break
+        await asyncio.sleep(0.02)
+    assert_problem(answer, 401, "token_revoked")
+    # Every later check refuses it too, from the set as from the table.
+    assert_problem(await client.get("/auth/verify", headers=bearer(access)), 401, "token_revoked")
+
+
 async def test_logout_ends_every_sign_in_of_the_user(client):
     email = new_email()
     await register(client, email)

@@ -12,12 +12,12 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_fastapi_instrumentator import Instrumentator
 
 from micropay_common import health
 from micropay_common.db import create_engine, create_sessionmaker
 from micropay_common.errors import document_problems, install_error_handlers
 from micropay_common.logging import configure_logging
+from micropay_common.metrics import HttpMetrics, HttpMetricsMiddleware, metrics_endpoint
 from micropay_common.middleware import RequestIdMiddleware
 from micropay_common.revocation import RevocationFeed
 from micropay_common.security import TokenVerifier, security_refusals_counter
@@ -54,11 +54,15 @@ def create_service_app(
     on_startup: Sequence[LifecycleHook[StateT]] = (),
     on_shutdown: Sequence[LifecycleHook[StateT]] = (),
     background_jobs: Sequence[BackgroundJob] = (),
+    quiet_paths: Sequence[str] = (),
 ) -> FastAPI:
     """Build a service: settings, logging, database, auth, errors, health, metrics, jobs.
 
     Each start builds a `state_cls` (the service's `ServiceState` subclass), runs `on_startup`
-    on it and attaches it to the app; `state_cls.of(app)` reads it back.
+    on it and attaches it to the app; `state_cls.of(app)` reads it back. `quiet_paths` are
+    routes called for every request of every user (the gateway's token check): their successful
+    answers are neither logged nor counted in the HTTP metrics, as health checks are not; their
+    refusals and errors are.
     """
     # JSON logs from the first line on: uvicorn imports the app after configuring its own
     # plain-text loggers, and logs "Started server process" before the lifespan runs.
@@ -131,17 +135,23 @@ def create_service_app(
         version=version,
         openapi_tags=[*tags, *COMMON_TAGS],
         lifespan=lifespan,
+        # No OpenTelemetry here: left on, every request asks the global providers whether one
+        # has been configured since.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, quiet_paths=quiet_paths)
     install_error_handlers(app)
     document_problems(app)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
-    instrumentator = Instrumentator(
-        excluded_handlers=["/metrics", "/health/live", "/health/ready"], registry=registry
+    app.add_middleware(
+        HttpMetricsMiddleware,
+        metrics=HttpMetrics(registry),
+        excluded_paths=["/metrics", "/health/live", "/health/ready"],
+        quiet_paths=quiet_paths,
     )
-    instrumentator.instrument(app).expose(app, include_in_schema=False, tags=["health"])
+    app.add_route("/metrics", metrics_endpoint(registry), include_in_schema=False)
     return app
 
 

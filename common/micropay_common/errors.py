@@ -7,6 +7,7 @@ import logging
 from typing import Any, ClassVar
 
 import asyncpg
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +19,17 @@ from micropay_common.request_context import current_request_id
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger("micropay.errors")
+
+
+class FastJSONResponse(JSONResponse):
+    """A JSONResponse rendered by orjson: the same compact UTF-8 bytes, several times faster.
+
+    Every service's default response class, and the class of every problem+json answer.
+    """
+
+    def render(self, content: Any) -> bytes:
+        """Compact UTF-8 JSON, as Starlette's JSONResponse writes it."""
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
 
 
 class ProblemError(Exception):
@@ -160,8 +172,8 @@ def problem_body(
 def problem_response(
     status: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    """A JSONResponse with the problem+json media type."""
-    return JSONResponse(
+    """A JSON response with the problem+json media type."""
+    return FastJSONResponse(
         jsonable_encoder(body), status_code=status, headers=headers, media_type=PROBLEM_JSON
     )
 

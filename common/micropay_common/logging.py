@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from micropay_common.request_context import current_request_id
 
 _SKIPPED_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
@@ -45,7 +47,11 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        try:
+            return orjson.dumps(payload, default=str).decode()
+        except TypeError:
+            # What orjson refuses outright (an integer beyond 64 bits, say) still gets logged.
+            return json.dumps(payload, default=str)
 
 
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-import uuid
+import secrets
 from contextvars import ContextVar
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -14,7 +14,7 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 def new_request_id() -> str:
     """A fresh opaque request id."""
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 def accept_request_id(candidate: str | None) -> str:

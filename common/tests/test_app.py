@@ -9,11 +9,12 @@ from typing import Any
 import asyncpg
 import pytest
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from micropay_common.db import SessionDep
-from micropay_common.errors import Conflict
+from micropay_common.errors import Conflict, FastJSONResponse
 from micropay_common.settings import ServiceSettings
 from micropay_testing.apps import app_with, serve
 from micropay_testing.database import TestDatabase
@@ -43,6 +44,15 @@ def build_app(settings: ServiceSettings) -> FastAPI:
     async def broke() -> None:
         raise InsufficientFunds("Available 5 USD, needed 10 USD.", available=5)
 
+    @router.get("/unicode")
+    async def unicode() -> None:
+        raise InsufficientFunds("Solde: 5 € — 残高不足", nested={"list": [1, None, True, "ü"]})
+
+    @router.get("/check")
+    async def check(ok: bool = True) -> None:
+        if not ok:
+            raise InsufficientFunds("refused")
+
     @router.get("/crash")
     async def crash() -> None:
         raise RuntimeError("secret internals")
@@ -62,7 +72,7 @@ def build_app(settings: ServiceSettings) -> FastAPI:
         await session.execute(statement, {"v": value})
         return {"status": "looks fine"}
 
-    return app_with(settings, "transactions", [router])
+    return app_with(settings, "transactions", [router], quiet_paths=["/check"])
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +221,65 @@ async def test_database_down_gives_503_problem_json(service_settings, scratch):
     assert write.headers["content-type"] == "application/problem+json"
     assert "retry-after" in write.headers
     assert live.status_code == 200
+
+
+def test_the_fast_json_response_writes_the_bytes_starlette_writes():
+    content = {
+        "détail": 'Solde: 5 € — 残高不足 \u2028 "quoted" \\ back',
+        "amount": 9_223_372_036_854_775_807,
+        "items": [{"a": None, "b": True, "c": False}, [], {}],
+        "emoji": "💸",
+    }
+    assert FastJSONResponse(content).body == JSONResponse(content).body
+
+
+async def test_problem_answers_keep_their_media_type_and_non_ascii_text(app):
+    async with serve(app) as client:
+        response = await client.get("/unicode")
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["detail"] == "Solde: 5 € — 残高不足"
+    assert body["nested"] == {"list": [1, None, True, "ü"]}
+    # Written as UTF-8, not escaped, and compact: as JSONResponse writes it.
+    assert "残高不足".encode() in response.content
+    assert b'": ' not in response.content
+
+
+async def test_metrics_name_the_route_template_and_skip_health_and_quiet_successes(app):
+    async with serve(app) as client:
+        await client.post("/rows/5")
+        await client.get("/nowhere/at/all")
+        await client.get("/health/live")
+        await client.get("/check")
+        await client.get("/check", params={"ok": "false"})
+        metrics = (await client.get("/metrics")).text
+    # The app is shared by the module's tests, so the counts include theirs.
+    assert 'http_requests_total{handler="/rows/{value}",method="POST",status="2xx"}' in metrics
+    assert 'http_requests_total{handler="none",method="GET",status="4xx"}' in metrics
+    assert 'http_request_duration_seconds_count{handler="/rows/{value}",method="POST"}' in metrics
+    assert 'http_request_size_bytes_count{handler="/rows/{value}"}' in metrics
+    assert "/health/live" not in metrics
+    # A quiet path: its refusals are counted, its successes are not.
+    assert 'http_requests_total{handler="/check",method="GET",status="4xx"}' in metrics
+    assert 'http_requests_total{handler="/check",method="GET",status="2xx"}' not in metrics
+
+
+async def test_quiet_paths_log_their_refusals_but_not_their_successes(
+    service_settings, scratch, capsys
+):
+    app = build_app(service_settings("transactions", log_level="INFO"))
+    async with serve(app) as client:
+        capsys.readouterr()
+        admitted = await client.get("/check")
+        refused = await client.get("/check", params={"ok": "false"})
+        logged = await client.get("/broke")
+    assert (admitted.status_code, refused.status_code, logged.status_code) == (200, 409, 409)
+    assert admitted.headers["x-request-id"]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    access = [
+        (line["path"], line["status"]) for line in lines if line["logger"] == "micropay.access"
+    ]
+    assert ("/check", 409) in access
+    assert ("/broke", 409) in access
+    assert ("/check", 200) not in access

@@ -28,13 +28,13 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.db import SessionDep
-from micropay_common.errors import PROBLEM_JSON, ProblemError, problem_response
+from micropay_common.errors import PROBLEM_JSON, FastJSONResponse, ProblemError, problem_response
 from micropay_common.idempotency import repository
 from micropay_common.idempotency.errors import IdempotencyConflict, IdempotencyKeyInUse
 from micropay_common.idempotency.fingerprint import fingerprint_of
@@ -147,7 +147,7 @@ class IdempotentRequest:
         headers = answer_headers(self.key or "", replayed=True)
         if stored.media_type is None:
             return Response(status_code=stored.status, headers=headers)
-        return JSONResponse(
+        return FastJSONResponse(
             stored.body, status_code=stored.status, headers=headers, media_type=stored.media_type
         )
 
@@ -162,7 +162,7 @@ def _json_ready(result: Any) -> Any:
 def _render(status_code: int, body: Any, headers: dict[str, str]) -> Response:
     if status_code == 204:
         return Response(status_code=204, headers=headers)
-    return JSONResponse(body, status_code=status_code, headers=headers)
+    return FastJSONResponse(body, status_code=status_code, headers=headers)
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:
