@@ -17,13 +17,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from micropay_common.services import SERVICES
+from micropay_common.services import SERVICES, ServiceName
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENAPI_DIR = ROOT / "sdk" / "typescript" / "openapi"
 
 
-def public_document(service: str) -> dict[str, Any]:
+def public_document(service: ServiceName) -> dict[str, Any]:
     """The service's OpenAPI document without the routes the gateway never forwards."""
     spec = SERVICES[service]
     document: dict[str, Any] = importlib.import_module(f"{spec.package}.main").app.openapi()
@@ -36,7 +36,7 @@ def public_document(service: str) -> dict[str, Any]:
     return {**document, "paths": paths}
 
 
-def rendered(service: str) -> str:
+def rendered(service: ServiceName) -> str:
     """The document as it is written to the repository (stable key order, one trailing newline)."""
     return json.dumps(public_document(service), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
@@ -59,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(text, encoding="utf-8")
     if stale:
         print(
-            "out of date with the services: " + ", ".join(stale) + "\n"
-            "regenerate: make sdk",
+            "out of date with the services: " + ", ".join(stale) + "\nregenerate: make sdk",
             file=sys.stderr,
         )
         return 1

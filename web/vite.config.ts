@@ -1,5 +1,5 @@
 /// <reference types="vitest/config" />
-import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vite";
 import react from "@vitejs/plugin-react";
 
@@ -9,7 +9,7 @@ const gateway = process.env.MICROPAY_GATEWAY_URL ?? "http://127.0.0.1:8080";
 export default defineConfig({
   plugins: [react()],
   resolve: {
-    alias: { "@micropay/sdk": path.resolve(__dirname, "../sdk/typescript/src") },
+    alias: { "@micropay/sdk": fileURLToPath(new URL("../sdk/typescript/src", import.meta.url)) },
   },
   build: { outDir: "dist", sourcemap: false, assetsInlineLimit: 0 },
   server: {

@@ -115,7 +115,7 @@ async def logout(
 
 
 COOKIE_DESCRIPTION = (
-    "For browser apps (docs/design.md, \"The browser's sign-in\"): the refresh token travels "
+    'For browser apps (docs/design.md, "The browser\'s sign-in"): the refresh token travels '
     f"in the HttpOnly `{cookies.REFRESH_COOKIE}` cookie (Secure, SameSite=Strict, "
     f"Path={cookies.SESSION_PATH}); `{cookies.CSRF_COOKIE}` is the double-submit token that "
     f"the `{cookies.CSRF_HEADER}` header repeats."
