@@ -1,5 +1,5 @@
 // The wallet app: restores the sign-in from the refresh cookie, then routes by the URL's hash.
-import { useCallback, useEffect, useState } from "react";
+import { useEffect, useState } from "react";
 import { unwrap, type Session } from "./api";
 import { History, PaymentDetail } from "./History";
 import { Notifications, Webhooks } from "./Notifications";
@@ -48,7 +48,7 @@ function Wallet({ session }: { session: Session }) {
   const [email, setEmail] = useState("");
   const [config, setConfig] = useState<RuntimeConfig | null>(null);
   const [error, setError] = useState<unknown>(null);
-  const { balances, error: balanceError, reloadAfterChange, latest } = useBalances(session);
+  const { balances, error: balanceError, track } = useBalances(session);
 
   useEffect(() => {
     unwrap(session.auth.GET("/auth/me"))
@@ -57,7 +57,6 @@ function Wallet({ session }: { session: Session }) {
     loadConfig().then(setConfig).catch(setError);
   }, [session]);
 
-  const changed = useCallback(() => reloadAfterChange(latest.current), [reloadAfterChange, latest]);
   const currency = balances?.[0]?.currency ?? DEFAULT_CURRENCY;
   const route = hash.replace(/^#\/?/, "");
   const payment = /^payments\/([0-9a-f-]{36})$/.exec(route)?.[1];
@@ -96,16 +95,16 @@ function Wallet({ session }: { session: Session }) {
       </header>
       <main>
         <ErrorMessage error={error} />
-        <BalanceCard balances={balances} error={balanceError} />
+        <BalanceCard balances={balances} error={balanceError} currency={currency} />
         {page === "wallet" && (
           <div className="grid">
-            <TopUp session={session} config={config} currency={currency} onChanged={changed} />
-            <SendMoney session={session} currency={currency} onChanged={changed} />
+            <TopUp session={session} config={config} currency={currency} track={track} />
+            <SendMoney session={session} currency={currency} track={track} />
           </div>
         )}
         {page === "history" &&
           (payment ? (
-            <PaymentDetail key={payment} session={session} paymentId={payment} onChanged={changed} />
+            <PaymentDetail key={payment} session={session} paymentId={payment} track={track} />
           ) : (
             <History key={JSON.stringify(balances)} session={session} />
           ))}

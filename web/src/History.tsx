@@ -4,6 +4,7 @@ import type { PaymentComponents, TransactionsComponents } from "@micropay/sdk";
 import { newIdempotencyKey, unwrap, type Session } from "./api";
 import { formatMoney, parseAmount } from "./money";
 import { ErrorMessage, Field, Notice, SubmitButton } from "./ui";
+import type { Track } from "./Wallet";
 
 type Entry = TransactionsComponents["schemas"]["EntryRead"];
 type Payment = PaymentComponents["schemas"]["PaymentRead"];
@@ -105,11 +106,11 @@ export function History({ session }: { session: Session }) {
 export function PaymentDetail({
   session,
   paymentId,
-  onChanged,
+  track,
 }: {
   session: Session;
   paymentId: string;
-  onChanged: () => Promise<void>;
+  track: Track;
 }) {
   const [payment, setPayment] = useState<Payment | null>(null);
   const [refunds, setRefunds] = useState<Refund[]>([]);
@@ -153,7 +154,8 @@ export function PaymentDetail({
     }
     setBusy(true);
     try {
-      const created = await unwrap(
+      const created = await track(() =>
+        unwrap(
         session.payments.POST("/payments/{payment_id}/refunds", {
           params: {
             path: { payment_id: payment.id },
@@ -161,11 +163,11 @@ export function PaymentDetail({
           },
           body: minor === null ? {} : { amount: minor },
         }),
+        ),
       );
       setAmount("");
       setNotice(`Refund of ${formatMoney(created.amount, created.currency)} ${created.status}.`);
       await load();
-      await onChanged();
     } catch (caught) {
       setFormError(caught);
     } finally {

@@ -1,6 +1,6 @@
 // The wallet: balances, top-up by card (Stripe.js, 3-D Secure included) and sending money.
 import { useCallback, useEffect, useRef, useState, type FormEvent } from "react";
-import { ApiError, newIdempotencyKey, unwrap, type Session } from "./api";
+import { newIdempotencyKey, unwrap, type Session } from "./api";
 import { formatMoney, parseAmount } from "./money";
 import { loadStripe, type CardElement, type RuntimeConfig, type StripeJs } from "./stripe";
 import { ErrorMessage, Field, Notice, SubmitButton } from "./ui";
@@ -34,7 +34,9 @@ export function useBalances(session: Session) {
   /** Reload until the balance differs from `before` (a credit or debit the events apply). */
   const reloadAfterChange = useCallback(
     async (before: Balance[] | null, seconds = 20) => {
-      const key = (list: Balance[] | null) => JSON.stringify(list ?? []);
+      // A wallet opening at zero is no change; a credit or debit of any currency is.
+      const key = (list: Balance[] | null) =>
+        JSON.stringify((list ?? []).filter((balance) => balance.available !== 0));
       const deadline = Date.now() + seconds * 1000;
       let now = await load();
       while (key(now) === key(before) && Date.now() < deadline) {
@@ -45,24 +47,46 @@ export function useBalances(session: Session) {
     [load],
   );
 
+  /** Run an action that changes the balance, then show the change once the API applied it. */
+  const track = useCallback(
+    async <T,>(action: () => Promise<T>): Promise<T> => {
+      const before = await load();
+      const result = await action();
+      await reloadAfterChange(before);
+      return result;
+    },
+    [load, reloadAfterChange],
+  );
+
   useEffect(() => {
     void load();
   }, [load]);
-  return { balances, error, load, reloadAfterChange, latest };
+  return { balances, error, load, track };
 }
 
-export function BalanceCard({ balances, error }: { balances: Balance[] | null; error: unknown }) {
+/** Runs a balance-changing action and waits until the balance shows its effect. */
+export type Track = <T>(action: () => Promise<T>) => Promise<T>;
+
+export function BalanceCard({
+  balances,
+  error,
+  currency,
+}: {
+  balances: Balance[] | null;
+  error: unknown;
+  currency: string;
+}) {
+  // A wallet opens with a zero balance in the default currency (or a moment after sign-up).
+  const shown = balances?.length ? balances : [{ currency, available: 0 }];
   return (
     <section aria-labelledby="balance-title" className="card">
       <h2 id="balance-title">Balance</h2>
       <ErrorMessage error={error} />
       {balances === null ? (
         <p>Loading…</p>
-      ) : balances.length === 0 ? (
-        <p data-testid="balance">No money yet: top up by card below.</p>
       ) : (
         <ul className="balances">
-          {balances.map((balance) => (
+          {shown.map((balance) => (
             <li key={balance.currency} data-testid={`balance-${balance.currency}`}>
               <span className="amount">{formatMoney(balance.available, balance.currency)}</span>{" "}
               <span className="currency">{balance.currency}</span>
@@ -78,12 +102,12 @@ export function TopUp({
   session,
   config,
   currency,
-  onChanged,
+  track,
 }: {
   session: Session;
   config: RuntimeConfig | null;
   currency: string;
-  onChanged: () => Promise<void>;
+  track: Track;
 }) {
   const cardTarget = useRef<HTMLDivElement>(null);
   const card = useRef<CardElement | null>(null);
@@ -140,7 +164,19 @@ export function TopUp({
     }
     setBusy(true);
     try {
-      const created = await stripe.createPaymentMethod({ type: "card", card: card.current });
+      const payment = await track(() => pay(stripe, card.current!, minor));
+      setAmount("");
+      setNotice(`Topped up ${formatMoney(payment.amount, payment.currency)}.`);
+    } catch (caught) {
+      setError(caught);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  async function pay(stripe: StripeJs, element: CardElement, minor: number) {
+    {
+      const created = await stripe.createPaymentMethod({ type: "card", card: element });
       if (created.error || !created.paymentMethod) {
         throw new Error(created.error?.message ?? "The card was not accepted.");
       }
@@ -160,13 +196,7 @@ export function TopUp({
       if (payment.status !== "succeeded") {
         throw new Error("The payment did not succeed.");
       }
-      setAmount("");
-      setNotice(`Topped up ${formatMoney(payment.amount, payment.currency)}.`);
-      await onChanged();
-    } catch (caught) {
-      setError(caught instanceof ApiError || caught instanceof Error ? caught : new Error(String(caught)));
-    } finally {
-      setBusy(false);
+      return payment;
     }
   }
 
@@ -198,11 +228,11 @@ export function TopUp({
 export function SendMoney({
   session,
   currency,
-  onChanged,
+  track,
 }: {
   session: Session;
   currency: string;
-  onChanged: () => Promise<void>;
+  track: Track;
 }) {
   const [toEmail, setToEmail] = useState("");
   const [amount, setAmount] = useState("");
@@ -233,18 +263,20 @@ export function SendMoney({
     inFlight.current = true;
     setBusy(true);
     try {
-      const transfer = await unwrap(
-        session.transactions.POST("/transactions/transfers", {
-          params: { header: { "Idempotency-Key": submission.current.key } },
-          body,
-        }),
+      const key = submission.current.key;
+      const transfer = await track(() =>
+        unwrap(
+          session.transactions.POST("/transactions/transfers", {
+            params: { header: { "Idempotency-Key": key } },
+            body,
+          }),
+        ),
       );
       submission.current = null;
       setToEmail("");
       setAmount("");
       setNote("");
       setNotice(`Sent ${formatMoney(transfer.amount, transfer.currency)} to ${transfer.to_email}.`);
-      await onChanged();
     } catch (caught) {
       setError(caught);
     } finally {
