@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 # shellcheck source=deploy/buildkit.sh
 . deploy/buildkit.sh
 
+# The wallet app the gateway serves (web/dist, mounted by docker-compose.yml) is built on this
+# host with its lock file: the Debian base images' Node.js (18) is older than the build needs.
+python3 -m stack.web
+
 python_image="${PYTHON_IMAGE:-python:3.12-slim}"
 # image tag (docker-compose.yml's `image:`) and Dockerfile, built in this order
 images=(

@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -97,3 +98,20 @@ def build_web_app(output: Callable[[str, str], None]) -> str | None:
     _run([npm, "run", "build"], output)
     STAMP.write_text(expected + "\n")
     return None
+
+
+def main() -> int:
+    """`python -m stack.web`: build web/dist when stale; 1 when it cannot be built."""
+    try:
+        reason = build_web_app(lambda name, line: print(f"{name} | {line}", file=sys.stderr))
+    except WebBuildError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if reason:
+        print(reason, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

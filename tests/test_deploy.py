@@ -300,6 +300,8 @@ def test_compose_gateway_fills_exactly_the_template_placeholders() -> None:
     assert (
         "./gateway/nginx.conf:/etc/nginx/templates/default.conf.template:ro" in gateway["volumes"]
     )
+    # The wallet app built on the host (deploy/build-images.sh) where WEB_ROOT says.
+    assert f"./web/dist:{environment['WEB_ROOT']}:ro" in gateway["volumes"]
     assert set(PLACEHOLDERS) <= set(environment)
     # The image's envsubst must replace these names only, never an nginx $variable.
     envsubst_filter = re.compile(environment["NGINX_ENVSUBST_FILTER"].replace("$$", "$"))
@@ -313,7 +315,10 @@ def test_compose_gateway_fills_exactly_the_template_placeholders() -> None:
 def test_compose_gateway_configuration_passes_nginx_t(tmp_path: Path) -> None:
     environment = load_compose()["services"]["gateway"]["environment"]
     # Compose's host names resolve only inside its network; nginx -t resolves upstreams.
-    values = {name: str(environment[name]) for name in PLACEHOLDERS}
+    # Compose's defaults of ${NAME:-default}, as docker compose fills them in without a .env.
+    values = {
+        name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(environment[name])) for name in PLACEHOLDERS
+    }
     for service in SERVICES:
         values[f"{service.upper()}_UPSTREAM"] = f"127.0.0.1:{PORTS[service]}"
     values["GATEWAY_PORT"] = f"127.0.0.1:{free_port()}"
