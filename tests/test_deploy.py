@@ -564,6 +564,8 @@ def test_kubernetes_ingress_checks_tokens_with_the_auth_service_and_never_routes
         "/auth/refresh",
         "/auth/confirm",
         "/auth/resend-confirmation",
+        "/auth/session",
+        "/auth/session/refresh",
         "/payments/webhooks/stripe",
     }
     for ingress in (public, protected):

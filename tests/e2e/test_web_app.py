@@ -62,6 +62,6 @@ def test_the_browser_journey_passes_against_the_stack(stack: StackView) -> None:
     )
     report = (result.stdout + result.stderr)[-6000:]
     assert result.returncode == 0, report
-    assert " 4 passed" in report, report
+    assert " 5 passed" in report, report
     screenshots = sorted(path.name for path in ARTEFACTS.rglob("*.png"))
     assert "05-history.png" in screenshots, screenshots

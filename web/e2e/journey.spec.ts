@@ -144,3 +144,26 @@ test("sending more than the balance or to nobody says so", async ({ page }) => {
   await send.getByRole("button", { name: "Send" }).click();
   await expect(send.getByRole("alert")).toContainText("Insufficient funds");
 });
+
+test("notifications, and a webhook endpoint: secret once, deliveries, delete", async ({ page }, info) => {
+  await signUp(page, newEmail("hooks"));
+  await page.getByRole("link", { name: "Webhooks" }).click();
+  const url = "https://hooks.example.com/micropay";
+  await page.getByLabel("Endpoint URL (https)").fill(url);
+  await page.getByRole("button", { name: "Add endpoint" }).click();
+  await expect(page.getByTestId("webhook-secret")).toHaveText(/^whsec_/);
+  const endpoint = page.getByRole("listitem").filter({ hasText: url });
+  await expect(endpoint).toBeVisible();
+  await snap(page, info, "webhook-created");
+  await endpoint.getByRole("button", { name: "Deliveries" }).click();
+  await expect(page.getByRole("heading", { name: "Deliveries" })).toBeVisible();
+  await endpoint.getByRole("button", { name: "Delete" }).click();
+  await expect(page.getByRole("listitem").filter({ hasText: url })).toHaveCount(0);
+  // The welcome email of the sign-up is the first notification.
+  await page.getByRole("link", { name: "Notifications" }).click();
+  await expect(async () => {
+    await page.reload();
+    await expect(page.getByRole("listitem").first()).toContainText("user.registered", { timeout: 2000 });
+  }).toPass({ timeout: 30_000 });
+  await snap(page, info, "notifications");
+});
