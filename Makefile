@@ -37,7 +37,7 @@ run: $(STAMP)
 
 # The wallet app's packages, from its lock file; again only when the lock file changed.
 $(WEB_DEPS): web/package-lock.json
-	@command -v $(NPM) >/dev/null 2>&1 || { echo "the wallet app (web/) needs Node.js 20+ with npm:" \
+	@command -v $(NPM) >/dev/null 2>&1 || { echo "the wallet app (web/) needs Node.js 20.19+ with npm:" \
 		"https://nodejs.org, \`apt-get install nodejs npm\` or \`brew install node\`" >&2; exit 1; }
 	cd web && $(NPM) ci --no-audit --no-fund
 

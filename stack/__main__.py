@@ -142,7 +142,7 @@ def _summary(stack: Any, elapsed: float, root: Path) -> str:
     if stack.gateway_url:
         lines.append(f"  {'gateway':<{width}}{stack.gateway_url}")
         web = getattr(stack, "web_skipped_reason", None)
-        app = f"not built: {web}" if web else f"{stack.gateway_url}/"
+        app = web or f"{stack.gateway_url}/"
         lines.append(f"  {'wallet app':<{width}}{app}")
     else:
         lines.append(f"  {'gateway':<{width}}not running: {stack.gateway_skipped_reason}")

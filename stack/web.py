@@ -21,10 +21,12 @@ DIST = WEB / "dist"
 STAMP = DIST / ".build-stamp"
 SOURCES = ("index.html", "package.json", "package-lock.json", "vite.config.ts", "tsconfig.json")
 SOURCE_DIRS = (WEB / "src", WEB / "public", ROOT / "sdk" / "typescript" / "src")
+MINIMUM_NODE = (20, 19)
+"""What Vite needs (package.json's engines)."""
 NODE_HELP = (
-    "Node.js 20+ with npm is not installed, so the wallet app at / is not built (the API is "
-    "served as usual). Install it (https://nodejs.org, `apt-get install nodejs npm`, or "
-    "`brew install node`) and start again."
+    "the wallet app at / is not built: it needs Node.js 20.19+ with npm, not found here (the "
+    "API is served as usual). Install it (https://nodejs.org; Debian trixie or newer: "
+    "`apt-get install nodejs npm`; macOS: `brew install node`) and start again."
 )
 
 
@@ -47,7 +49,7 @@ def sources_hash() -> str:
 
 
 def find_npm() -> str | None:
-    """The npm binary, when Node.js 20 or newer is installed."""
+    """The npm binary, when Node.js MINIMUM_NODE or newer is installed."""
     npm, node = shutil.which("npm"), shutil.which("node")
     if npm is None or node is None:
         return None
@@ -55,10 +57,10 @@ def find_npm() -> str | None:
         [node, "--version"], capture_output=True, text=True, check=False, timeout=30
     ).stdout.strip()
     try:
-        major = int(version.lstrip("v").split(".")[0])
+        major, minor = (int(part) for part in version.lstrip("v").split(".")[:2])
     except ValueError:
         return None
-    return npm if major >= 20 else None
+    return npm if (major, minor) >= MINIMUM_NODE else None
 
 
 def is_built() -> bool:

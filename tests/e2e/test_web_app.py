@@ -40,7 +40,7 @@ def test_the_browser_journey_passes_against_the_stack(stack: StackView) -> None:
         pytest.fail("the browser journey drives headless Chromium: install `chromium`")
     npm = find_npm()
     if npm is None:
-        pytest.fail("the wallet app needs Node.js 20+ with npm to build and test")
+        pytest.fail("the wallet app needs Node.js 20.19+ with npm to build and test")
     assert stack.gateway_url is not None
     # The stack's launcher built the app before starting the gateway.
     assert is_built(), "web/dist is not a build of the current sources"
