@@ -158,6 +158,27 @@ describe("Session", () => {
     expect(time.pending()).toEqual([]);
   });
 
+  it("keeps the sign-in and tries again when the API cannot be reached", async () => {
+    const time = fakeClock();
+    let down = true;
+    const { fetchImpl } = fakeApi({
+      "POST /auth/session": () => json(200, tokens("access-1", 120)),
+      "POST /auth/session/refresh": () => {
+        if (down) throw new TypeError("Failed to fetch");
+        return json(200, tokens("access-2", 120));
+      },
+    });
+    const session = new Session(BASE, time.clock, fetchImpl);
+    await session.signIn("a@example.com", "pw");
+    time.advance(60_000);
+    await vi.waitFor(() => expect(time.pending()).toEqual([10_000]));
+    expect(session.signedIn).toBe(true);
+    down = false;
+    time.advance(10_000);
+    await vi.waitFor(() => expect(time.pending()).toEqual([60_000]));
+    expect(session.signedIn).toBe(true);
+  });
+
   it("runs one refresh at a time", async () => {
     let calls = 0;
     const { fetchImpl } = fakeApi({

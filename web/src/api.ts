@@ -17,6 +17,8 @@ export const CSRF_COOKIE = "micropay_csrf";
 export const CSRF_HEADER = "X-CSRF-Token";
 /** Seconds before the access token expires at which it is renewed. */
 export const REFRESH_MARGIN_SECONDS = 60;
+/** Seconds before a refresh that found the API unreachable is tried again. */
+export const RETRY_SECONDS = 10;
 
 /** An error answer of the API: its problem document (RFC 9457). */
 export class ApiError extends Error {
@@ -153,9 +155,21 @@ export class Session {
   }
 
   private async doRefresh(): Promise<boolean> {
-    const { data, response } = await this.auth.POST("/auth/session/refresh", {
-      params: { header: this.csrfHeader() },
-    });
+    let answer;
+    try {
+      answer = await this.auth.POST("/auth/session/refresh", {
+        params: { header: this.csrfHeader() },
+      });
+    } catch {
+      // Offline or the gateway unreachable: keep the sign-in and try again shortly.
+      if (this.accessToken) this.schedule(RETRY_SECONDS);
+      return this.signedIn;
+    }
+    const { data, response } = answer;
+    if (response.status >= 500 && this.accessToken) {
+      this.schedule(RETRY_SECONDS);
+      return true;
+    }
     if (!response.ok || !data) {
       this.drop();
       return false;
@@ -168,10 +182,13 @@ export class Session {
     const wasSignedIn = this.signedIn;
     this.accessToken = tokens.access_token;
     this.expiresAt = this.clock.now() + tokens.expires_in * 1000;
-    if (this.timer) this.clock.clearTimeout(this.timer);
-    const inSeconds = Math.max(5, tokens.expires_in - REFRESH_MARGIN_SECONDS);
-    this.timer = this.clock.setTimeout(() => void this.refresh(), inSeconds * 1000);
+    this.schedule(Math.max(5, tokens.expires_in - REFRESH_MARGIN_SECONDS));
     if (!wasSignedIn) this.listeners.forEach((listener) => listener(true));
+  }
+
+  private schedule(inSeconds: number): void {
+    if (this.timer) this.clock.clearTimeout(this.timer);
+    this.timer = this.clock.setTimeout(() => void this.refresh(), inSeconds * 1000);
   }
 
   private drop(): void {
