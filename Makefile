@@ -42,11 +42,10 @@ $(WEB_DEPS): web/package-lock.json
 	cd web && $(NPM) ci --no-audit --no-fund
 
 # The wallet app: the SDK up to date with the services' OpenAPI, TypeScript, the unit tests,
-# and the build the gateway serves.
+# and the build the gateway serves (built here, so the stacks the tests start find it current).
 web-check: $(STAMP) $(WEB_DEPS)
 	$(BIN)/python -m stack.openapi --check
 	cd web && $(NPM) run --silent check-sdk && $(NPM) run --silent typecheck && $(NPM) test
-	# Built here, so that the stacks the tests start (like `make run`) find it up to date.
 	$(BIN)/python -m stack.web
 
 # The OpenAPI documents from the services' code, then the TypeScript SDK from them.
