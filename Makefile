@@ -7,7 +7,11 @@ REQUIREMENTS := requirements-dev.txt common/pyproject.toml \
 	auth_microservice/requirements.txt payment_microservice/requirements.txt \
 	transactions_microservice/requirements.txt notifications_microservice/requirements.txt
 
-.PHONY: run demo migrate schema-sql test test-containers lint deploy-check format typecheck pytest clean help
+NPM ?= npm
+WEB_DEPS := web/node_modules/.package-lock.json
+
+.PHONY: run demo migrate schema-sql test test-containers lint deploy-check format typecheck pytest clean help \
+	web-check sdk
 
 help:
 	@echo "make run   - start PostgreSQL, moto, localstripe, the four services and the gateway"
@@ -16,6 +20,7 @@ help:
 	@echo "make test  - ruff (lint + format check), deployment validators, mypy and the whole pytest suite"
 	@echo "make test-containers - build every image, run the compose stack and the e2e journey in it (needs Docker)"
 	@echo "make demo  - with \`make run\` running: a narrated walkthrough of the whole journey"
+	@echo "make sdk   - regenerate the OpenAPI documents and the TypeScript SDK (sdk/typescript)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +31,27 @@ $(STAMP): $(BIN)/python $(REQUIREMENTS)
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
+# The launcher builds the wallet app (web/) when its sources changed, or says how to get Node.
 run: $(STAMP)
 	$(BIN)/python -m stack run
+
+# The wallet app's packages, from its lock file; again only when the lock file changed.
+$(WEB_DEPS): web/package-lock.json
+	@command -v $(NPM) >/dev/null 2>&1 || { echo "the wallet app (web/) needs Node.js 20.19+ with npm:" \
+		"https://nodejs.org, \`apt-get install nodejs npm\` or \`brew install node\`" >&2; exit 1; }
+	cd web && $(NPM) ci --no-audit --no-fund
+
+# The wallet app: the SDK up to date with the services' OpenAPI, TypeScript, the unit tests,
+# and the build the gateway serves (built here, so the stacks the tests start find it current).
+web-check: $(STAMP) $(WEB_DEPS)
+	$(BIN)/python -m stack.openapi --check
+	cd web && $(NPM) run --silent check-sdk && $(NPM) run --silent typecheck && $(NPM) test
+	$(BIN)/python -m stack.web
+
+# The OpenAPI documents from the services' code, then the TypeScript SDK from them.
+sdk: $(STAMP) $(WEB_DEPS)
+	$(BIN)/python -m stack.openapi
+	cd web && $(NPM) run --silent generate
 
 # The database DATABASE_URL names (an admin URL) to the latest revision; a no-op when it is.
 migrate: $(STAMP)
@@ -67,7 +91,8 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-test: lint deploy-check typecheck pytest
+# pytest includes the browser journey (tests/e2e/test_web_app.py), which needs chromium.
+test: lint deploy-check typecheck web-check pytest
 
 # Every image built, the docker compose stack started and the e2e journey run through its
 # gateway (README, "Docker"); needs a Docker engine, which it starts (or installs, on Debian as
@@ -80,4 +105,5 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
+	rm -rf web/node_modules web/dist web/test-results
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache

@@ -206,12 +206,13 @@ def moto_notifications_settings(
 @pytest.fixture(scope="module")
 def start_gateway(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Callable[[Mapping[str, int]], int]]:
-    """Start nginx from the rendered gateway/nginx.conf in front of the given upstream ports."""
+) -> Iterator[Callable[..., int]]:
+    """Start nginx from the rendered gateway/nginx.conf in front of the given upstream ports
+    (`values`: more placeholders, such as the web app's)."""
     tmp_path = tmp_path_factory.mktemp("gateway")
     started: list[ManagedProcess] = []
 
-    def start(upstream_ports: Mapping[str, int]) -> int:
+    def start(upstream_ports: Mapping[str, int], values: Mapping[str, str] | None = None) -> int:
         assert NGINX is not None
         port = free_port()
         files = write_nginx_config(
@@ -222,6 +223,7 @@ def start_gateway(
                     f"{name.upper()}_UPSTREAM": f"127.0.0.1:{port}"
                     for name, port in upstream_ports.items()
                 },
+                **(values or {}),
             },
         )
         process = ManagedProcess(

@@ -48,6 +48,8 @@ class AuthSettings(ServiceSettings):
     """The sliding window of the sign-up, confirmation and resend limits."""
     refresh_token_validity_days: int = Field(default=30, ge=1)
     """Must match the app client's RefreshTokenValidity: how long a sign-in is remembered."""
+    auth_cookie_secure: bool = True
+    """Mark the browser's session cookies Secure (HTTPS only); off only for a plain-http stack."""
     cognito_timeout_seconds: float = Field(default=5.0, gt=0)
     cognito_max_attempts: int = Field(default=2, ge=1)
     verify_db_pool_size: int = Field(default=4, ge=1)

@@ -8,6 +8,12 @@ cd "$(dirname "$0")/.."
 # shellcheck source=deploy/buildkit.sh
 . deploy/buildkit.sh
 
+# The wallet app the gateway serves (web/dist, mounted by docker-compose.yml) is built on this
+# host with its lock file: the Debian base images' Node.js (18) is older than the build needs.
+# Without Node.js 20.19+ the stack runs without the app (the API is unaffected).
+mkdir -p web/dist
+python3 -m stack.web || echo "the wallet app was not built; the gateway serves the API only" >&2
+
 python_image="${PYTHON_IMAGE:-python:3.12-slim}"
 # image tag (docker-compose.yml's `image:`) and Dockerfile, built in this order
 images=(

@@ -147,6 +147,9 @@ def _summary(stack: Any, elapsed: float, root: Path) -> str:
     lines = ["", f"MicroPay is ready ({elapsed:.1f} s from start)."]
     if stack.gateway_url:
         lines.append(f"  {'gateway':<{width}}{stack.gateway_url}")
+        web = getattr(stack, "web_skipped_reason", None)
+        app = web or f"{stack.gateway_url}/"
+        lines.append(f"  {'wallet app':<{width}}{app}")
     else:
         lines.append(f"  {'gateway':<{width}}not running: {stack.gateway_skipped_reason}")
     for service, url in stack.service_urls.items():

@@ -17,7 +17,19 @@ PLACEHOLDERS = (
     "PAYMENT_UPSTREAM",
     "TRANSACTIONS_UPSTREAM",
     "NOTIFICATIONS_UPSTREAM",
+    "WEB_ROOT",
+    "STRIPE_JS_URL",
+    "STRIPE_PUBLISHABLE_KEY",
+    "STRIPE_JS_ORIGINS",
 )
+WEB_DIST = ROOT / "web" / "dist"
+WEB_DEFAULTS = {
+    "WEB_ROOT": str(WEB_DIST),
+    "STRIPE_JS_URL": "https://js.stripe.com/v3/",
+    # Stripe's own list for a Content-Security-Policy: the script, its API, its frames.
+    "STRIPE_JS_ORIGINS": "https://js.stripe.com https://api.stripe.com https://hooks.stripe.com",
+}
+"""The wallet app's placeholders when not given: the repository's build and Stripe itself."""
 _TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
@@ -38,6 +50,9 @@ def find_nginx() -> str | None:
 
 def render_gateway_config(values: Mapping[str, str], template: str | None = None) -> str:
     """gateway/nginx.conf with exactly the ${PLACEHOLDERS} replaced, as envsubst would."""
+    values = {**WEB_DEFAULTS, **values}
+    # Without a publishable key the app shows that card top-ups are unavailable.
+    values.setdefault("STRIPE_PUBLISHABLE_KEY", "pk_unconfigured")
     missing = [name for name in PLACEHOLDERS if not values.get(name)]
     if missing:
         raise ValueError(f"gateway placeholders without a value: {', '.join(missing)}")

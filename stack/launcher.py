@@ -42,6 +42,8 @@ from stack.processes import (
     process_alive,
     stop_processes,
 )
+from stack.web import DIST as WEB_DIST
+from stack.web import WebBuildError, build_web_app
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -49,6 +51,8 @@ HOST = "127.0.0.1"
 SERVICES: dict[str, Service] = {str(name): spec for name, spec in REGISTRY.items()}
 LOCAL_AWS_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 STRIPE_TEST_KEY = "sk_test_local"
+STRIPE_PUBLISHABLE_TEST_KEY = "pk_test_local"
+"""localstripe accepts any pk_ key from Stripe.js in the browser."""
 LOCAL_SIGNUP_LIMITS = {
     "SIGNUP_MAX_PER_IP": "100000",
     "CONFIRM_MAX_ATTEMPTS_PER_IP": "100000",
@@ -358,6 +362,7 @@ class Stack:
     webhook_secret: str = field(default="", init=False)
     gateway_url: str | None = field(default=None, init=False)
     gateway_skipped_reason: str | None = field(default=None, init=False)
+    web_skipped_reason: str | None = field(default=None, init=False)
     ready_seconds: float | None = field(default=None, init=False)
     _owns_postgres: bool = field(default=False, init=False)
     _stopped: bool = field(default=False, init=False)
@@ -629,12 +634,23 @@ class Stack:
             return
         if not os.access(nginx, os.X_OK):
             raise StackError(f"nginx binary {nginx!r} (MICROPAY_NGINX) is not executable")
+        try:
+            self.web_skipped_reason = build_web_app(self.output)
+        except WebBuildError as exc:
+            raise StackError(str(exc)) from exc
+        if self.web_skipped_reason:
+            self.output("launcher", self.web_skipped_reason)
         ports = self.config.service_ports
         files = write_nginx_config(
             self.config.data_dir / "nginx",
             {
                 "GATEWAY_PORT": f"{HOST}:{self.config.gateway_port}",
                 **{f"{name.upper()}_UPSTREAM": f"{HOST}:{port}" for name, port in ports.items()},
+                # The app loads localstripe's Stripe.js, which calls localstripe itself.
+                "WEB_ROOT": str(WEB_DIST),
+                "STRIPE_JS_URL": f"{self.localstripe_url}/js.stripe.com/v3/",
+                "STRIPE_PUBLISHABLE_KEY": STRIPE_PUBLISHABLE_TEST_KEY,
+                "STRIPE_JS_ORIGINS": self.localstripe_url,
             },
         )
         try:

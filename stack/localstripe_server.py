@@ -32,6 +32,7 @@ their bank, which no API call can do; the wrapper adds what the code paths need:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -226,6 +227,57 @@ def _add_disputes(resources: Any, app: web.Application) -> None:
     app.router.add_post("/v1/disputes/{id}", update)
 
 
+BROWSER_PAYMENT_METHODS_PATH = "/js.stripe.com/v3/payment_methods"
+"""Where the Stripe.js shim creates PaymentMethods with the publishable key.
+
+localstripe's auth lets the browser (`pk_` key) reach only paths under /js.stripe.com/, and
+its POST /v1/payment_methods wants the secret key that Stripe does not require there."""
+CREATE_PAYMENT_METHOD_JS = """
+// MicroPay: stripe.createPaymentMethod({type: 'card', card}) as Stripe.js has it.
+(() => {
+  const makeStripe = Stripe;
+  Stripe = (apiKey) => {
+    const stripe = makeStripe(apiKey);
+    stripe.createPaymentMethod = async (data) => {
+      const card = data.card && data.card.value ? data.card.value.card : {};
+      const response = await fetch(
+        `${LOCALSTRIPE_BASE_API}/js.stripe.com/v3/payment_methods`, {
+          // text/plain, as localstripe's own calls: a simple request, no CORS preflight.
+          method: 'POST',
+          body: JSON.stringify({key: apiKey, type: 'card', card}),
+        });
+      const body = await response.json().catch(() => ({}));
+      return response.status === 200 && !body.error
+        ? {paymentMethod: body} : {error: body.error || {message: 'The card was refused.'}};
+    };
+    return stripe;
+  };
+})();
+"""
+
+
+def _add_browser_payment_methods(resources: Any, app: web.Application) -> None:
+    """`stripe.createPaymentMethod` in localstripe's Stripe.js, which lacks it, and its route."""
+
+    @web.middleware
+    async def with_shim(request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        if request.path == "/js.stripe.com/v3/" and isinstance(response, web.Response):
+            text = (response.text or "") + CREATE_PAYMENT_METHOD_JS
+            return web.Response(text=text, content_type="application/javascript")
+        return response
+
+    async def create(request: web.Request) -> web.Response:
+        data = json.loads(await request.text() or "{}")
+        if not str(data.pop("key", "")).startswith("pk_"):
+            raise web.HTTPUnauthorized()
+        method = resources.PaymentMethod._api_create(**data)
+        return web.Response(text=json.dumps(method._export()), content_type="application/json")
+
+    app.middlewares.append(with_shim)
+    app.router.add_post(BROWSER_PAYMENT_METHODS_PATH, create)
+
+
 def build_app() -> web.Application:
     """localstripe's aiohttp application with an empty, memory-only store."""
     from localstripe import resources, server
@@ -239,6 +291,7 @@ def build_app() -> web.Application:
     app: web.Application = server.app
     if not _disputes_added:
         _add_disputes(resources, app)
+        _add_browser_payment_methods(resources, app)
         _disputes_added.append(True)
     return app
 

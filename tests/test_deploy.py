@@ -300,6 +300,8 @@ def test_compose_gateway_fills_exactly_the_template_placeholders() -> None:
     assert (
         "./gateway/nginx.conf:/etc/nginx/templates/default.conf.template:ro" in gateway["volumes"]
     )
+    # The wallet app built on the host (deploy/build-images.sh) where WEB_ROOT says.
+    assert f"./web/dist:{environment['WEB_ROOT']}:ro" in gateway["volumes"]
     assert set(PLACEHOLDERS) <= set(environment)
     # The image's envsubst must replace these names only, never an nginx $variable.
     envsubst_filter = re.compile(environment["NGINX_ENVSUBST_FILTER"].replace("$$", "$"))
@@ -313,7 +315,10 @@ def test_compose_gateway_fills_exactly_the_template_placeholders() -> None:
 def test_compose_gateway_configuration_passes_nginx_t(tmp_path: Path) -> None:
     environment = load_compose()["services"]["gateway"]["environment"]
     # Compose's host names resolve only inside its network; nginx -t resolves upstreams.
-    values = {name: str(environment[name]) for name in PLACEHOLDERS}
+    # Compose's defaults of ${NAME:-default}, as docker compose fills them in without a .env.
+    values = {
+        name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(environment[name])) for name in PLACEHOLDERS
+    }
     for service in SERVICES:
         values[f"{service.upper()}_UPSTREAM"] = f"127.0.0.1:{PORTS[service]}"
     values["GATEWAY_PORT"] = f"127.0.0.1:{free_port()}"
@@ -449,6 +454,37 @@ def secrets_read_by(container: dict[str, Any]) -> set[str]:
     return names
 
 
+def test_kubernetes_serves_the_wallet_app_from_the_gateway_image_locked_down() -> None:
+    documents = load_manifests()
+    pod = find(documents, "Deployment", "web")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"].rsplit("/", 1)[1].startswith("micropay-gateway:")
+    assert_container_locked_down(container)
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsUser"] == 101
+    dockerfile = (ROOT / "gateway" / "Dockerfile").read_text()
+    # The app is built in a Node stage of the image; nginx runs as its own unprivileged user.
+    assert re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE) == [
+        "${NODE_IMAGE}",
+        "${NGINX_IMAGE}",
+    ]
+    assert "RUN npm ci --no-audit --no-fund" in dockerfile
+    assert "USER 101:101" in dockerfile
+    # Every placeholder of the template is filled: by the ConfigMap, or the image (WEB_ROOT).
+    config = find(documents, "ConfigMap", "micropay-web")["data"]
+    assert set(PLACEHOLDERS) == set(config) | {"WEB_ROOT"}
+    assert config["GATEWAY_PORT"] == str(container["ports"][0]["containerPort"])
+    for service in SERVICES:
+        assert config[f"{service.upper()}_UPSTREAM"] == (
+            f"{service}.micropay.svc.cluster.local:{PORTS[service]}"
+        )
+    policy = find(documents, "NetworkPolicy", "web")["spec"]
+    ((source,),) = [rule["from"] for rule in policy["ingress"]]
+    assert source["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "ingress-nginx"
+    }
+
+
 def test_kubernetes_deployments_migrate_before_serving_and_only_there_see_the_admin_url() -> None:
     documents = load_manifests()
     for service in SERVICES:
@@ -559,8 +595,14 @@ def test_kubernetes_ingress_checks_tokens_with_the_auth_service_and_never_routes
         "/auth/refresh",
         "/auth/confirm",
         "/auth/resend-confirmation",
+        "/auth/session",
+        "/auth/session/refresh",
         "/payments/webhooks/stripe",
+        # The wallet app (kubernetes_web.yaml): what no API prefix takes.
+        "/",
     }
+    (app,) = [p for r in public["spec"]["rules"] for p in r["http"]["paths"] if p["path"] == "/"]
+    assert app["backend"]["service"]["name"] == "web"
     for ingress in (public, protected):
         for rule in ingress["spec"]["rules"]:
             for path in rule["http"]["paths"]:

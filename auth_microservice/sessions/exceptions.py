@@ -46,3 +46,10 @@ class InvalidRefreshToken(Unauthorized):
 
     def __init__(self, **extra: Any) -> None:
         super().__init__("The refresh token is not valid; sign in again.", **extra)
+
+
+class CsrfRejected(Forbidden):
+    """403: a cookie-authenticated request without proof that this site's app made it."""
+
+    type = "csrf_rejected"
+    title = "Cross-site request refused"

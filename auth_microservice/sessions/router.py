@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from auth_microservice.dependencies import (
@@ -15,13 +15,14 @@ from auth_microservice.dependencies import (
     SettingsDep,
     state_of,
 )
-from auth_microservice.sessions import service
+from auth_microservice.sessions import cookies, service
 from auth_microservice.sessions.exceptions import InvalidCredentials
 from auth_microservice.sessions.schemas import (
     LoginCreate,
     MeRead,
     RefreshCreate,
     RefreshRead,
+    SessionRead,
     TokenRead,
 )
 from micropay_common.db import SessionDep
@@ -114,6 +115,113 @@ async def logout(
     """
     await service.logout(session, identity, deny_set, user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+COOKIE_DESCRIPTION = (
+    'For browser apps (docs/design.md, "The browser\'s sign-in"): the refresh token travels '
+    f"in the HttpOnly `{cookies.REFRESH_COOKIE}` cookie (Secure, SameSite=Strict, "
+    f"Path={cookies.SESSION_PATH}); `{cookies.CSRF_COOKIE}` is the double-submit token that "
+    f"the `{cookies.CSRF_HEADER}` header repeats."
+)
+CSRF_REFUSED: dict[int | str, dict[str, Any]] = {
+    403: {"description": "Made by another site, or without the CSRF token (`csrf_rejected`)"}
+}
+
+
+@router.post(
+    "/session",
+    summary="Sign in a browser: tokens in the body, the refresh token in a cookie",
+    description=COOKIE_DESCRIPTION,
+    responses={
+        401: {"description": "Wrong password or unknown email (`invalid_credentials`)"},
+        403: {"description": "Email not confirmed, or a request of another site"},
+        429: {"description": "Too many failures for the email or the address (Retry-After)"},
+        **UNAVAILABLE,
+    },
+    response_model=SessionRead,
+)
+async def create_browser_session(
+    body: LoginCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    identity: IdentityDep,
+    settings: SettingsDep,
+    client_ip: ClientIpDep,
+) -> SessionRead | JSONResponse:
+    """POST /auth/login for a browser: sets the refresh and CSRF cookies."""
+    cookies.check_fetch_site(request)
+    try:
+        tokens = await service.login(
+            session,
+            identity,
+            settings,
+            email=body.email,
+            password=body.password,
+            client_ip=client_ip,
+        )
+    except InvalidCredentials as exc:
+        # Returned, not raised: the request's transaction must commit the recorded failure.
+        return problem_response(exc.status, exc.to_body(request.url.path), exc.headers)
+    assert tokens.refresh_token is not None
+    cookies.set_session_cookies(response, settings, tokens.refresh_token, new_csrf=True)
+    return SessionRead(
+        access_token=tokens.access_token, id_token=tokens.id_token, expires_in=tokens.expires_in
+    )
+
+
+@router.post(
+    "/session/refresh",
+    summary="New tokens for a browser, from the refresh cookie",
+    description=COOKIE_DESCRIPTION,
+    responses={
+        401: {"description": "No, unknown, expired or revoked refresh token"},
+        **CSRF_REFUSED,
+        **UNAVAILABLE,
+    },
+)
+async def refresh_browser_session(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    identity: IdentityDep,
+    settings: SettingsDep,
+    csrf_token: Annotated[
+        str | None, Header(alias=cookies.CSRF_HEADER, description="The CSRF cookie's value.")
+    ] = None,
+) -> SessionRead:
+    """REFRESH_TOKEN_AUTH with the cookie's token; a rotated refresh token replaces the cookie."""
+    del csrf_token  # documented here, checked against the cookie by check_csrf
+    cookies.check_csrf(request)
+    tokens = await service.refresh(session, identity, cookies.refresh_token_of(request))
+    if tokens.refresh_token:
+        cookies.set_session_cookies(response, settings, tokens.refresh_token, new_csrf=False)
+    return SessionRead(
+        access_token=tokens.access_token, id_token=tokens.id_token, expires_in=tokens.expires_in
+    )
+
+
+@router.delete(
+    "/session",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Forget a browser's sign-in: clear its cookies",
+    description=COOKIE_DESCRIPTION
+    + " Revoking the sign-in itself is POST /auth/logout, which the app calls first.",
+    responses=CSRF_REFUSED,
+)
+async def delete_browser_session(
+    request: Request,
+    settings: SettingsDep,
+    csrf_token: Annotated[
+        str | None, Header(alias=cookies.CSRF_HEADER, description="The CSRF cookie's value.")
+    ] = None,
+) -> Response:
+    """Expire the refresh and CSRF cookies."""
+    del csrf_token
+    cookies.check_csrf(request)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    cookies.clear_session_cookies(response, settings)
+    return response
 
 
 @router.get("/me", summary="The caller", responses={401: {"description": "Invalid token"}})

@@ -26,6 +26,15 @@ class TokenRead(BaseModel):
     expires_in: int = Field(description="Seconds until the access token expires.")
 
 
+class SessionRead(BaseModel):
+    """A browser sign-in: the access and id tokens; the refresh token is in a cookie."""
+
+    access_token: str
+    id_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105
+    expires_in: int = Field(description="Seconds until the access token expires.")
+
+
 class RefreshCreate(BaseModel):
     """POST /auth/refresh."""
 

@@ -7,7 +7,11 @@ route with the auth issue, so the gateway's rules are proven here against the co
 
 from __future__ import annotations
 
+import json
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 import pytest
 
@@ -47,15 +51,40 @@ def upstreams(running_upstreams: dict[str, EchoUpstream]) -> dict[str, EchoUpstr
     return running_upstreams
 
 
+INDEX_HTML = b"<!doctype html><title>MicroPay wallet</title>"
+APP_JS = b"console.log('wallet');"
+STRIPE_ORIGIN = "https://stripe.example"
+WEB_VALUES = {
+    "STRIPE_JS_URL": f"{STRIPE_ORIGIN}/v3/",
+    "STRIPE_PUBLISHABLE_KEY": "pk_test_gateway",
+    "STRIPE_JS_ORIGINS": STRIPE_ORIGIN,
+}
+
+
+@pytest.fixture(scope="module")
+def web_root() -> Iterator[Path]:
+    """A built app as web/dist holds one: index.html and a hashed asset."""
+    # Not under pytest's private temporary directory: nginx's workers run as another user
+    # when the tests run as root, and must read the files.
+    root = Path(tempfile.mkdtemp(prefix="micropay-web-"))
+    root.chmod(0o755)
+    (root / "index.html").write_bytes(INDEX_HTML)
+    (root / "assets").mkdir(mode=0o755)
+    (root / "assets" / "index-abc123.js").write_bytes(APP_JS)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def gateway(
     running_upstreams: dict[str, EchoUpstream],
-    start_gateway: Callable[[Mapping[str, int]], int],
+    start_gateway: Callable[..., int],
+    web_root: Path,
 ) -> int:
     """Port of a gateway whose notifications upstream has nothing listening."""
     ports = {name: server.port for name, server in running_upstreams.items()}
     ports["notifications"] = free_port()
-    return start_gateway(ports)
+    return start_gateway(ports, {**WEB_VALUES, "WEB_ROOT": str(web_root)})
 
 
 def assert_problem(answer: Response, status: int, type_: str | None = None) -> dict[str, object]:
@@ -192,7 +221,7 @@ def test_internal_endpoints_are_never_routed(
     assert verify_calls(upstreams) == 0
 
 
-@pytest.mark.parametrize("path", ["/", "/nope", "/health/ready", "/metrics", "/paymentsx"])
+@pytest.mark.parametrize("path", ["/nope", "/health/ready", "/metrics", "/paymentsx", "/x.js"])
 def test_unknown_paths_are_404_problem(
     gateway: int, upstreams: dict[str, EchoUpstream], path: str
 ) -> None:
@@ -313,3 +342,83 @@ def test_sign_up_and_confirmation_are_rate_limited_per_address(
     # Another address has its own allowance; login is not limited at all.
     assert request(port, "POST", path, json_body, b"{}", source="127.0.0.3").status == 200
     assert request(port, "POST", "/auth/login", json_body, b"{}", source="127.0.0.2").status == 200
+
+
+# --- the wallet web app ----------------------------------------------------------------------
+BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+def assert_app_headers(answer: Response) -> None:
+    """The app's security headers: CSP (self, the API, Stripe.js), nosniff, referrer, framing."""
+    csp = answer.header("Content-Security-Policy")
+    assert csp is not None
+    directives = {}
+    for part in filter(None, (item.strip() for item in csp.split(";"))):
+        name, _, value = part.partition(" ")
+        directives[name] = value
+    assert directives["default-src"] == "'self'"
+    assert directives["script-src"] == f"'self' {STRIPE_ORIGIN}"
+    assert directives["connect-src"] == f"'self' {STRIPE_ORIGIN}"
+    assert directives["frame-src"] == STRIPE_ORIGIN
+    assert directives["frame-ancestors"] == "'none'"
+    assert directives["object-src"] == "'none'"
+    assert "unsafe-eval" not in csp
+    assert answer.header("X-Content-Type-Options") == "nosniff"
+    assert answer.header("Referrer-Policy") == "strict-origin-when-cross-origin"
+    assert answer.header("X-Request-ID")
+
+
+@pytest.mark.parametrize("headers", [BROWSER, {}])
+def test_the_app_is_served_at_the_root_with_its_security_headers(
+    gateway: int, upstreams: dict[str, EchoUpstream], headers: dict[str, str]
+) -> None:
+    answer = request(gateway, "GET", "/", headers)
+    assert answer.status == 200
+    assert answer.body == INDEX_HTML
+    assert answer.header("Content-Type") == "text/html"
+    assert answer.header("Cache-Control") == "no-cache"
+    assert answer.header("X-Frame-Options") == "DENY"
+    assert_app_headers(answer)
+    assert service_requests(upstreams) == []
+
+
+def test_assets_are_javascript_cached_for_good(gateway: int) -> None:
+    answer = request(gateway, "GET", "/assets/index-abc123.js")
+    assert answer.status == 200
+    assert answer.body == APP_JS
+    # Module scripts load only with a JavaScript type (nosniff enforces it).
+    assert answer.header("Content-Type") == "application/javascript"
+    assert answer.header("Cache-Control") == "public, max-age=31536000, immutable"
+    assert_app_headers(answer)
+    assert_problem(request(gateway, "GET", "/assets/missing.js"), 404, "not_found")
+
+
+def test_the_app_configuration_comes_from_the_gateway(gateway: int) -> None:
+    answer = request(gateway, "GET", "/config.json")
+    assert answer.status == 200
+    assert answer.header("Content-Type") == "application/json"
+    assert json.loads(answer.body) == {
+        "stripeJsUrl": f"{STRIPE_ORIGIN}/v3/",
+        "stripePublishableKey": "pk_test_gateway",
+    }
+
+
+def test_page_urls_fall_back_to_the_app_for_browsers_only(gateway: int) -> None:
+    page = request(gateway, "GET", "/wallet/history", BROWSER)
+    assert page.status == 200
+    assert page.body == INDEX_HTML
+    assert_app_headers(page)
+    assert_problem(request(gateway, "GET", "/wallet/history"), 404, "not_found")
+
+
+@pytest.mark.parametrize("path", ["/auth/session", "/auth/session/refresh"])
+def test_the_browser_session_routes_need_no_bearer(
+    gateway: int, upstreams: dict[str, EchoUpstream], path: str
+) -> None:
+    answer = request(gateway, "POST", path, {"Cookie": "micropay_refresh=r"}, b"{}")
+    assert answer.status == 200
+    assert service_requests(upstreams) == [f"auth POST {path}"]
+    assert verify_calls(upstreams) == 0
+    # The session itself (sign-out's cookie clearing) is not a bearer route either; other
+    # paths below /auth/session are.
+    assert_problem(request(gateway, "GET", "/auth/session/other"), 401, "invalid_token")

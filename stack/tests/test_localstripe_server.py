@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
+import httpx
 import psutil  # type: ignore[import-untyped]
 
 from micropay_testing.gateway import OutputLines, request, wait_until_answers
@@ -134,3 +136,30 @@ def test_disputes_open_on_a_real_charge_and_move_as_stripe_moves_them() -> None:
         assert closed_again.status == 400
     finally:
         stop_processes([process], timeout=5)
+
+
+def test_stripe_js_can_create_payment_methods_with_the_publishable_key(
+    localstripe_url: str,
+) -> None:
+    with httpx.Client(base_url=localstripe_url, timeout=10, trust_env=False) as client:
+        script = client.get("/js.stripe.com/v3/")
+        assert script.status_code == 200
+        assert script.headers["content-type"].startswith("application/javascript")
+        assert "confirmCardPayment" in script.text
+        assert "stripe.createPaymentMethod = async" in script.text
+        card = {"number": "4242424242424242", "exp_month": "12", "exp_year": "2034", "cvc": "123"}
+        body = {"key": "pk_test_local", "type": "card", "card": card}
+        # text/plain, as the browser sends it to avoid a CORS preflight.
+        created = client.post("/js.stripe.com/v3/payment_methods", content=json.dumps(body))
+        assert created.status_code == 200, created.text
+        method = created.json()
+        assert method["id"].startswith("pm_")
+        assert method["card"]["last4"] == "4242"
+        # The secret-key API knows it: the payment service can confirm a PaymentIntent with it.
+        found = client.get(f"/v1/payment_methods/{method['id']}", headers=AUTH)
+        assert found.status_code == 200
+        refused = client.post(
+            "/js.stripe.com/v3/payment_methods",
+            content=json.dumps({**body, "key": "sk_test_local"}),
+        )
+        assert refused.status_code == 401
