@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -58,7 +59,7 @@ class TokenBucket:
         self.rate = rate
         self.burst = burst if burst is not None else max(rate, 1.0)
         # When every token reserved so far has been paid for; later than now means waiting.
-        self._paid_until = clock()
+        self._paid_until = -math.inf  # a new bucket is full
 
     def set_rate(self, rate: float, burst: float | None = None) -> None:
         """Change the rate (a new quota); reservations already made keep their turn."""

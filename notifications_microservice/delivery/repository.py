@@ -227,10 +227,25 @@ async def log_attempts(
     await session.flush()
 
 
-_PENDING_BY_CHANNEL = text(
+@dataclass(frozen=True)
+class ChannelBacklog:
+    """Pending rows of one channel and how far behind they are."""
+
+    pending: int
+    oldest_pending_age: float
+    """Seconds since the oldest pending row was created (retries and waiting emails included)."""
+    oldest_due_age: float
+    """Seconds the oldest row a worker could send now has been due: how far behind they are."""
+
+
+_BACKLOG = text(
     """
-    SELECT channel, count(*) AS pending,
-           coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_age
+    SELECT channel,
+           count(*) AS pending,
+           extract(epoch FROM now() - min(created_at))::float8 AS oldest_pending_age,
+           coalesce(extract(epoch FROM now() - min(next_attempt_at) FILTER (
+               WHERE next_attempt_at <= now() AND (channel <> 'email' OR recipient IS NOT NULL)
+           )), 0)::float8 AS oldest_due_age
     FROM notifications.notifications
     WHERE status = 'pending'
     GROUP BY channel
@@ -238,7 +253,12 @@ _PENDING_BY_CHANNEL = text(
 )
 
 
-async def pending_by_channel(session: AsyncSession) -> dict[str, tuple[int, float]]:
-    """(pending count, age in seconds of the oldest pending row) per channel."""
-    rows = await session.execute(_PENDING_BY_CHANNEL)
-    return {row.channel: (int(row.pending), float(row.oldest_age)) for row in rows}
+async def backlog(session: AsyncSession) -> dict[str, ChannelBacklog]:
+    """The pending rows of each channel that has any."""
+    rows = await session.execute(_BACKLOG)
+    return {
+        row.channel: ChannelBacklog(
+            int(row.pending), float(row.oldest_pending_age), float(row.oldest_due_age)
+        )
+        for row in rows
+    }

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from micropay_common.jobs import run_periodically
 from notifications_microservice.aws import AwsClients
 from notifications_microservice.delivery import repository
+from notifications_microservice.delivery.backlog import BACKLOG_INTERVAL_SECONDS, observe_backlog
 from notifications_microservice.delivery.email import EmailSender
 from notifications_microservice.delivery.outcomes import (
     Calls,
@@ -303,3 +304,16 @@ async def delivery_worker_job(app: FastAPI) -> None:
         await worker.run()
     finally:
         await worker.aclose()
+
+
+async def backlog_metrics_job(app: FastAPI) -> None:
+    """Background job: keep the delivery backlog's gauges on /metrics current."""
+    state = NotificationsState.of(app)
+
+    async def observe() -> bool:
+        await observe_backlog(state.sessionmaker, state.backlog)
+        return False
+
+    await run_periodically(
+        "notification backlog metrics", observe, interval_seconds=BACKLOG_INTERVAL_SECONDS
+    )
