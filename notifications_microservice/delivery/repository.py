@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, text, update
@@ -40,6 +40,8 @@ class Claimed:
     delivered_to: list[str]
     webhook_endpoint_id: uuid.UUID | None
     lease_token: uuid.UUID
+    next_attempt_at: datetime
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -100,9 +102,13 @@ async def claim_due(
             Notification.delivered_to,
             Notification.webhook_endpoint_id,
             Notification.lease_token,
+            Notification.next_attempt_at,
+            Notification.created_at,
         )
     )
-    return [Claimed(**row._mapping) for row in rows]
+    # RETURNING keeps no order: sort again, so the oldest rows are sent first.
+    ordered = sorted(rows, key=lambda row: (row.next_attempt_at, row.created_at))
+    return [Claimed(**row._mapping) for row in ordered]
 
 
 def _snapshot(endpoint: WebhookEndpoint) -> EndpointSnapshot:
