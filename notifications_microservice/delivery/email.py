@@ -45,6 +45,11 @@ PERMANENT_ERRORS = frozenset(
 )
 
 
+DAILY_QUOTA_USED_UP = "SES's 24-hour sending quota is used up"
+# SES's message when a send goes over the 24-hour quota (its code is Throttling too).
+DAILY_QUOTA_MESSAGE = "daily message quota exceeded"
+
+
 class EmailSender:
     """Sends stored emails from SES_SENDER, within SES's sending rate."""
 
@@ -62,6 +67,8 @@ class EmailSender:
         if row.recipient is None:
             # Never claimed without one; kept here so a bug cannot send to nobody.
             return Result(Retry("no recipient address known yet"))
+        if self.quota.daily_quota_used_up():
+            return Result(Postponed(DAILY_QUOTA_USED_UP, self.quota.refresh_seconds))
         body: dict[str, Any] = {"Text": {"Data": row.body_text, "Charset": "UTF-8"}}
         if row.body_html:
             body["Html"] = {"Data": row.body_html, "Charset": "UTF-8"}
@@ -79,6 +86,9 @@ class EmailSender:
             return Result(Deferred())
         except ClientError as exc:
             if is_throttled(exc):
+                if DAILY_QUOTA_MESSAGE in describe(exc).lower():
+                    # Seconds will not help: wait for the next reading of the quota.
+                    return Result(Postponed(describe(exc), self.quota.refresh_seconds))
                 self.quota.bucket.pause(THROTTLED_PAUSE_SECONDS)
                 return Result(Postponed(describe(exc), THROTTLED_PAUSE_SECONDS))
             if error_code(exc) in PERMANENT_ERRORS:
@@ -86,4 +96,5 @@ class EmailSender:
             return Result(Retry(describe(exc)))
         except BotoCoreError as exc:
             return Result(Retry(describe(exc)))
+        self.quota.count_sent()
         return Result(Sent(provider_message_id=str(response["MessageId"])))

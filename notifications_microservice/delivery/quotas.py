@@ -93,10 +93,13 @@ def is_throttled(exc: BaseException) -> bool:
 
 
 class SesQuota:
-    """SES's sending rate, read from `GetSendQuota` at start and every `refresh_seconds`.
+    """SES's sending quota, read from `GetSendQuota` at start and every `refresh_seconds`: the
+    rate (`MaxSendRate`) fills the bucket; the 24-hour quota, once used up, holds emails back
+    until a later reading shows room again.
 
-    A configured rate (SES_MAX_SEND_RATE) replaces the reading, for stand-ins whose quota says
-    nothing real and for accounts that share their quota with other senders.
+    A configured rate (SES_MAX_SEND_RATE) replaces the reading altogether, for stand-ins whose
+    quota says nothing real and for accounts that share their quota with other senders; SES
+    still answers a send over the daily quota with a throttling error, which postpones it.
     """
 
     def __init__(
@@ -109,20 +112,28 @@ class SesQuota:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self._read_quota = read_quota
-        self._refresh_seconds = refresh_seconds
+        self.refresh_seconds = refresh_seconds
         self._configured_rate = configured_rate
         self._clock = clock
         self._read_at: float | None = None
         self.bucket = TokenBucket(configured_rate or SES_SANDBOX_RATE, clock=clock, sleep=sleep)
         self.max_24_hour_send: float | None = None
-        self.sent_last_24_hours: float | None = None
+        self.sent_last_24_hours = 0.0
 
     def due(self) -> bool:
         """Whether the quota should be read again."""
-        return self._read_at is None or self._clock() - self._read_at >= self._refresh_seconds
+        if self._configured_rate is not None:
+            return False
+        return self._read_at is None or self._clock() - self._read_at >= self.refresh_seconds
+
+    def daily_quota_used_up(self) -> bool:
+        """Whether the last reading showed the 24-hour quota used up."""
+        return (
+            self.max_24_hour_send is not None and self.sent_last_24_hours >= self.max_24_hour_send
+        )
 
     async def refresh(self) -> None:
-        """Read GetSendQuota and set the bucket's rate; an error keeps the rate known so far."""
+        """Read GetSendQuota and set the bucket's rate; an error keeps what is known so far."""
         self._read_at = self._clock()
         try:
             quota = await self._read_quota()
@@ -131,15 +142,26 @@ class SesQuota:
                 "reading the SES sending quota failed, keeping %.1f/s: %s", self.bucket.rate, exc
             )
             return
-        self.max_24_hour_send = float(quota.get("Max24HourSend", 0)) or None
+        # SES says -1 for an account without a daily quota.
+        daily = float(quota.get("Max24HourSend", -1))
+        self.max_24_hour_send = daily if daily >= 0 else None
         self.sent_last_24_hours = float(quota.get("SentLast24Hours", 0))
-        if self._configured_rate is None:
-            rate = float(quota.get("MaxSendRate") or SES_SANDBOX_RATE)
-            if rate != self.bucket.rate:
-                logger.info("SES sending rate %.1f/s", rate)
-                self.bucket.set_rate(rate)
+        if self.daily_quota_used_up():
+            logger.warning(
+                "SES's 24-hour quota is used up (%.0f of %.0f): emails wait",
+                self.sent_last_24_hours,
+                daily,
+            )
+        rate = float(quota.get("MaxSendRate") or SES_SANDBOX_RATE)
+        if rate != self.bucket.rate:
+            logger.info("SES sending rate %.1f/s", rate)
+            self.bucket.set_rate(rate)
 
     async def refresh_if_due(self) -> None:
         """Read the quota when it is time to."""
         if self.due():
             await self.refresh()
+
+    def count_sent(self) -> None:
+        """One more email sent since the last reading."""
+        self.sent_last_24_hours += 1

@@ -5,6 +5,7 @@ from SES or SNS brings the message back later without counting an attempt."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from notifications_microservice.delivery.quotas import SesQuota, TokenBucket
 from notifications_microservice.delivery.worker import DeliveryWorker
 from notifications_microservice.state import NotificationsState
 from notifications_microservice.tests.helpers import (
+    answer_with,
     answer_with_error,
     emails_to,
     new_user,
@@ -73,6 +75,14 @@ async def test_ses_max_send_rate_comes_from_get_send_quota_and_paces_the_emails(
     state = NotificationsState.of(app)
     settings = state.settings.model_copy(update={"ses_max_send_rate": None})
     aws = build_clients(settings)
+    # moto's reading is fixed (1/s, and a daily count shared by every test on the server):
+    # SES's answer for an account allowed two a second.
+    answer_with(
+        aws.ses,
+        "GetSendQuota",
+        {"Max24HourSend": 50000.0, "MaxSendRate": 2.0, "SentLast24Hours": 10.0},
+        times=2,
+    )
     clock = FakeClock()
     reads: list[int] = []
 
@@ -99,11 +109,11 @@ async def test_ses_max_send_rate_comes_from_get_send_quota_and_paces_the_emails(
     finally:
         await worker.aclose()
 
-    # moto answers SES's sandbox quota: one message a second.
-    assert quota.bucket.rate == 1.0
+    assert quota.bucket.rate == 2.0
+    assert quota.sent_last_24_hours == 15.0  # the reading, plus what was sent since
     assert len(emails_to(moto_endpoint, email)) == 5
-    # The first email at once, then one a second on the worker's clock.
-    assert sorted(clock.wakes) == [101.0, 102.0, 103.0, 104.0]
+    # The first two emails at once (a burst of one second's rate), then one each half second.
+    assert sorted(clock.wakes) == [100.5, 101.0, 101.5]
     # Read at the start (clock 100), and again only once the refresh period has passed.
     assert reads == [1]
     clock.now = 159.5
@@ -114,11 +124,40 @@ async def test_ses_max_send_rate_comes_from_get_send_quota_and_paces_the_emails(
     assert reads == [1, 1]
 
 
-async def test_a_configured_rate_replaces_the_quotas(make_worker) -> None:
-    worker = make_worker(ses_max_send_rate=250.0)
-    await worker.ses_quota.refresh()
-    assert worker.ses_quota.bucket.rate == 250.0
-    assert worker.ses_quota.max_24_hour_send == 200.0  # still read, for the operator's logs
+async def test_a_configured_rate_replaces_the_quota_reading() -> None:
+    async def never() -> dict[str, Any]:
+        raise AssertionError("GetSendQuota is not read when a rate is configured")
+
+    quota = SesQuota(never, refresh_seconds=60.0, configured_rate=250.0)
+    await quota.refresh_if_due()
+    assert quota.bucket.rate == 250.0
+    assert not quota.daily_quota_used_up()
+
+
+async def test_a_used_up_daily_quota_holds_emails_without_burning_attempts(
+    app, send_event, admin, moto_endpoint
+) -> None:
+    state = NotificationsState.of(app)
+    settings = state.settings.model_copy(update={"ses_max_send_rate": None})
+    aws = build_clients(settings)
+    answer_with(
+        aws.ses,
+        "GetSendQuota",
+        {"Max24HourSend": 200.0, "MaxSendRate": 14.0, "SentLast24Hours": 200.0},
+        times=1,
+    )
+    worker = DeliveryWorker(state.sessionmaker, settings, aws, state.webhook_secrets)
+    try:
+        user_id, email = new_user()
+        await send_event("user.registered", {"user_id": user_id, "email": email})
+        await worker.run_once()
+    finally:
+        await worker.aclose()
+    assert worker.ses_quota.bucket.rate == 14.0
+    row = await attempts_of(admin, user_id, "email")
+    assert (row["status"], row["attempts"], row["later"]) == ("pending", 0, True)
+    assert row["last_error"] == "SES's 24-hour sending quota is used up"
+    assert emails_to(moto_endpoint, email) == []
 
 
 async def attempts_of(admin, user_id: str, channel: str):
