@@ -74,8 +74,9 @@ async def claim_due(
             # An email waits until the recipient's address is known.
             or_(Notification.channel != Channel.EMAIL, Notification.recipient.is_not(None)),
         )
-        # Oldest first, so a backlog drains in the order it built up.
-        .order_by(Notification.next_attempt_at, Notification.created_at)
+        # Oldest first, so a backlog drains in the order it built up; by the due index's own
+        # column alone, so the scan stops after `limit` rows instead of sorting the backlog.
+        .order_by(Notification.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
