@@ -89,7 +89,7 @@ class DeliveryWorker:
         aws: AwsClients,
         secrets_box: WebhookSecrets,
         *,
-        http: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
         resolver: Resolver = resolve_host,
         rng: Callable[[], float] | None = None,
         ses_quota: SesQuota | None = None,
@@ -106,7 +106,7 @@ class DeliveryWorker:
         self.sns_bucket = sns_bucket or TokenBucket(settings.sns_publish_rate_per_second)
         self.email = EmailSender(aws.ses, settings, self.ses_quota, self.calls)
         self.push = PushSender(aws.sns, settings, self.sns_bucket, self.calls)
-        self.webhooks = WebhookSender(settings, secrets_box, http=http, resolver=resolver)
+        self.webhooks = WebhookSender(settings, secrets_box, transport=transport, resolver=resolver)
         # Jitter only spreads retries out; it needs no cryptographic quality.
         self._rng = rng or random.random
 
