@@ -27,6 +27,9 @@ def build_clients(settings: NotificationsSettings) -> AwsClients:
         connect_timeout=settings.aws_timeout_seconds,
         read_timeout=settings.aws_timeout_seconds,
         retries={"total_max_attempts": 1, "mode": "standard"},
+        # One kept connection per concurrent send: with fewer, urllib3 drops the surplus and
+        # every send beyond them pays a new TLS handshake.
+        max_pool_connections=max(10, settings.delivery_concurrency),
     )
 
     def client(name: str) -> Any:

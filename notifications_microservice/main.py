@@ -11,7 +11,8 @@ from micropay_common.app import BackgroundJob, create_service_app
 from micropay_common.idempotency import idempotency_purge_job
 from micropay_common.outbox import outbox_relay_job
 from notifications_microservice.aws import build_clients
-from notifications_microservice.delivery.worker import delivery_worker_job
+from notifications_microservice.delivery.backlog import BacklogGauges
+from notifications_microservice.delivery.worker import backlog_metrics_job, delivery_worker_job
 from notifications_microservice.devices.platforms import PushPlatforms
 from notifications_microservice.devices.router import router as devices_router
 from notifications_microservice.models import SCHEMA
@@ -27,7 +28,9 @@ VERSION = "0.1.0"
 
 
 async def start_clients(state: NotificationsState) -> None:
-    """Start-up hook: the AWS clients, the push platforms (looked up on first use), secrets."""
+    """Start-up hook: the AWS clients, the push platforms (looked up on first use), secrets,
+    and the backlog gauges (in the app's registry, so /metrics shows them)."""
+    state.backlog = BacklogGauges.register(state.metrics_registry)
     # Creating a boto3 client reads files, so off the event loop.
     state.aws = await asyncio.to_thread(build_clients, state.settings)
     state.push_platforms = PushPlatforms(state.aws.sns, state.settings)
@@ -39,10 +42,16 @@ async def start_clients(state: NotificationsState) -> None:
     )
 
 
+async def close_clients(state: NotificationsState) -> None:
+    """Shut-down hook: the gauges leave the registry, so the app can start again."""
+    state.backlog.unregister(state.metrics_registry)
+
+
 BACKGROUND_JOBS = [
     outbox_relay_job,
     idempotency_purge_job,
     delivery_worker_job,
+    backlog_metrics_job,
     legacy_secret_sealing_job,
 ]
 
@@ -71,6 +80,7 @@ def create_app(
         ],
         routers=[notifications_router, devices_router, webhooks_router, build_events_router()],
         on_startup=[start_clients],
+        on_shutdown=[close_clients],
         background_jobs=background_jobs,
     )
 

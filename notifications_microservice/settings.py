@@ -53,9 +53,18 @@ class NotificationsSettings(ServiceSettings):
     webhook_secrets_key_cache_size: int = Field(default=1000, ge=0)
 
     delivery_poll_interval_seconds: float = Field(default=5.0, gt=0)
-    delivery_batch_size: int = Field(default=20, ge=1)
+    # Rows one pass claims, and sends in flight at once: bounded, so a backlog drains at the
+    # providers' rate without taking the database or the CPU from the money path.
+    delivery_batch_size: int = Field(default=100, ge=1, le=1000)
+    delivery_concurrency: int = Field(default=16, ge=1, le=256)
     delivery_lease_seconds: float = Field(default=120.0, gt=0)
     delivery_retry_schedule: RetrySchedule = MESSAGE_RETRY_SCHEDULE
+    # SES's MaxSendRate is read with GetSendQuota at start and this often; a configured rate
+    # replaces it (a stand-in whose quota means nothing, or an account shared with others).
+    ses_quota_refresh_seconds: float = Field(default=300.0, gt=0)
+    ses_max_send_rate: float | None = Field(default=None, gt=0)
+    # SNS has no quota call: the account's Publish rate in its region (messages a second).
+    sns_publish_rate_per_second: float = Field(default=1500.0, gt=0)
 
     @field_validator("webhook_retry_schedule", "delivery_retry_schedule", mode="before")
     @classmethod

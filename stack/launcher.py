@@ -429,6 +429,8 @@ class Stack:
             env["SNS_TOPIC_ARN"] = self.aws.sns_topic_arn
             # Webhook receivers on a laptop listen on 127.0.0.1.
             env["WEBHOOKS_ALLOW_PRIVATE_URLS"] = "true"
+            # moto answers GetSendQuota with SES's sandbox rate (1/s), not a real limit.
+            env["SES_MAX_SEND_RATE"] = "1000"
         env.update(self.config.service_extra_env)
         return env
 

@@ -1381,9 +1381,12 @@ UNAUTHENTICATED_COGNITO = {"SignUp", "ConfirmSignUp", "ResendConfirmationCode"}
 # The find-or-create path of SNS platform applications serves the local stand-in only; in AWS
 # the SNS_*_APPLICATION_ARN settings name them (notifications_microservice/devices/platforms.py).
 STAND_IN_ONLY_SNS = {"ListPlatformApplications", "CreatePlatformApplication"}
+# API operations IAM authorises under another action's name.
+AUTHORISED_AS = {"sns:PublishBatch": "sns:Publish"}
 # Actions that have no resource to name: the only statements that may say "Resource": "*".
 UNSCOPABLE_ACTIONS = {
     "ecr:GetAuthorizationToken": "the registry login token is account-wide",
+    "ses:GetSendQuota": "the sending quota is the account's, in its region",
 }
 # What every Elastic Beanstalk instance does besides its service: the platform's agents, the
 # image pull and the migration hook (deploy/elastic-beanstalk/.platform/hooks/predeploy/).
@@ -1416,7 +1419,8 @@ def called_actions(service: str) -> set[str]:
         actions.add(f"cognito-idp:{pascal(method)}")
     for client, method in re.findall(r"\b(ses|sns)\.(?:get_paginator\(\")?([a-z_]+)\b", code):
         if pascal(method) not in STAND_IN_ONLY_SNS:
-            actions.add(f"{client}:{pascal(method)}")
+            action = f"{client}:{pascal(method)}"
+            actions.add(AUTHORISED_AS.get(action, action))
     return actions
 
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -50,6 +51,7 @@ class Postponed:
 
     error: str
     delay: float
+    delivered_to: tuple[str, ...] = ()
 
 
 Outcome = Sent | Retry | Failed | Deferred | Postponed
@@ -105,17 +107,32 @@ class Lease:
             raise LeaseExpiring
 
 
-async def call_in_thread(
-    lease: Lease, budget: float, function: Callable[..., ResultT], /, **kwargs: Any
-) -> ResultT:
-    """Run a blocking call (boto3) in a worker thread, only if it can finish within the lease.
+class Calls:
+    """Runs the worker's sends: at most `concurrency` at once; boto3 calls in the worker's own
+    threads (as many as sends may run), so they never wait behind other blocking work."""
 
-    The check runs in the thread, right before the call: time spent waiting for a free thread
-    counts against the lease too.
-    """
+    def __init__(self, concurrency: int) -> None:
+        self.slots = asyncio.Semaphore(concurrency)
+        self._executor = ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix="notification-send"
+        )
 
-    def guarded() -> ResultT:
-        lease.ensure_time_for(budget)
-        return function(**kwargs)
+    async def blocking(
+        self, lease: Lease, budget: float, function: Callable[..., ResultT], /, **kwargs: Any
+    ) -> ResultT:
+        """Run a blocking call (boto3) in a thread, only if it can finish within the lease.
 
-    return await asyncio.to_thread(guarded)
+        The check runs in the thread, right before the call: time spent waiting for a free
+        thread counts against the lease too.
+        """
+
+        def guarded() -> ResultT:
+            lease.ensure_time_for(budget)
+            return function(**kwargs)
+
+        async with self.slots:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, guarded)
+
+    def close(self) -> None:
+        """Let the threads end once idle."""
+        self._executor.shutdown(wait=False)

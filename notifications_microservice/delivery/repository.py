@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifications_microservice.delivery.outcomes import AttemptRecord
@@ -38,6 +40,8 @@ class Claimed:
     delivered_to: list[str]
     webhook_endpoint_id: uuid.UUID | None
     lease_token: uuid.UUID
+    next_attempt_at: datetime
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,8 @@ async def claim_due(
             # An email waits until the recipient's address is known.
             or_(Notification.channel != Channel.EMAIL, Notification.recipient.is_not(None)),
         )
+        # Oldest first, so a backlog drains in the order it built up; by the due index's own
+        # column alone, so the scan stops after `limit` rows instead of sorting the backlog.
         .order_by(Notification.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -97,16 +103,16 @@ async def claim_due(
             Notification.delivered_to,
             Notification.webhook_endpoint_id,
             Notification.lease_token,
+            Notification.next_attempt_at,
+            Notification.created_at,
         )
     )
-    return [Claimed(**row._mapping) for row in rows]
+    # RETURNING keeps no order: sort again, so the oldest rows are sent first.
+    ordered = sorted(rows, key=lambda row: (row.next_attempt_at, row.created_at))
+    return [Claimed(**row._mapping) for row in ordered]
 
 
-async def endpoint_snapshot(session: AsyncSession, endpoint_id: uuid.UUID) -> EndpointSnapshot:
-    """The endpoint a webhook delivery goes to."""
-    endpoint = (
-        await session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id))
-    ).one()
+def _snapshot(endpoint: WebhookEndpoint) -> EndpointSnapshot:
     sealed = None
     if endpoint.secret_ciphertext is not None:
         assert endpoint.secret_key_id is not None
@@ -128,76 +134,90 @@ async def endpoint_snapshot(session: AsyncSession, endpoint_id: uuid.UUID) -> En
     )
 
 
-def _leased(row: Claimed) -> Any:
-    return (Notification.id == row.id) & (Notification.lease_token == row.lease_token)
+@dataclass(frozen=True)
+class OutcomeRow:
+    """What one send changes on its row; None leaves a column as it is."""
+
+    row: Claimed
+    status: str = NotificationStatus.PENDING
+    attempts_delta: int = 0
+    """-1 gives back the attempt counted at the claim (nothing was tried, or a rate answer)."""
+    delay: float | None = None
+    """Due again after this many seconds."""
+    last_error: str | None = None
+    clear_error: bool = False
+    delivered_to: list[str] | None = None
+    provider_message_id: str | None = None
 
 
-async def mark_sent(
-    session: AsyncSession, row: Claimed, provider_message_id: str | None, delivered_to: list[str]
-) -> bool:
-    """Record a sent row, if this worker still holds its lease."""
-    return await _finish(
-        session,
-        row,
-        status=NotificationStatus.SENT,
-        sent_at=func.now(),
-        provider_message_id=provider_message_id,
-        delivered_to=delivered_to,
-        last_error=None,
+# Every outcome of a batch in one statement: the arrays are the batch, one element per row. A row
+# is changed only while this worker's lease token is still on it.
+_RECORD_OUTCOMES = text(
+    """
+    UPDATE notifications.notifications AS n SET
+        status = v.status,
+        attempts = n.attempts + v.attempts_delta,
+        next_attempt_at = CASE WHEN v.delay IS NULL THEN n.next_attempt_at
+                               ELSE now() + make_interval(secs => v.delay) END,
+        last_error = CASE WHEN v.clear_error THEN NULL
+                          ELSE coalesce(v.last_error, n.last_error) END,
+        delivered_to = coalesce(v.delivered_to::jsonb, n.delivered_to),
+        provider_message_id = coalesce(v.provider_message_id, n.provider_message_id),
+        sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE n.sent_at END,
+        locked_until = NULL,
+        lease_token = NULL,
+        updated_at = now()
+    FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:tokens AS uuid[]), CAST(:statuses AS text[]),
+        CAST(:attempts_deltas AS int[]), CAST(:delays AS float8[]), CAST(:errors AS text[]),
+        CAST(:clear_errors AS bool[]), CAST(:delivered AS text[]),
+        CAST(:provider_ids AS text[])
+    ) AS v(id, token, status, attempts_delta, delay, last_error, clear_error, delivered_to,
+           provider_message_id)
+    WHERE n.id = v.id AND n.lease_token = v.token
+    RETURNING n.id
+    """
+)
+
+
+async def record_outcomes(session: AsyncSession, outcomes: Sequence[OutcomeRow]) -> set[uuid.UUID]:
+    """Record a batch of outcomes in one statement; returns the ids whose lease was still held."""
+    if not outcomes:
+        return set()
+    rows = await session.execute(
+        _RECORD_OUTCOMES,
+        {
+            "ids": [o.row.id for o in outcomes],
+            "tokens": [o.row.lease_token for o in outcomes],
+            "statuses": [str(o.status) for o in outcomes],
+            "attempts_deltas": [o.attempts_delta for o in outcomes],
+            "delays": [o.delay for o in outcomes],
+            "errors": [o.last_error for o in outcomes],
+            "clear_errors": [o.clear_error for o in outcomes],
+            "delivered": [
+                None if o.delivered_to is None else json.dumps(o.delivered_to) for o in outcomes
+            ],
+            "provider_ids": [o.provider_message_id for o in outcomes],
+        },
     )
+    return {row[0] for row in rows}
 
 
-async def mark_failed(session: AsyncSession, row: Claimed, reason: str) -> bool:
-    """Record a row given up on, if this worker still holds its lease."""
-    return await _finish(session, row, status=NotificationStatus.FAILED, last_error=reason)
-
-
-async def schedule_retry(
-    session: AsyncSession, row: Claimed, delay: float, error: str, delivered_to: list[str]
-) -> bool:
-    """Put a row back, due after `delay` seconds, if this worker still holds its lease."""
-    return await _finish(
-        session,
-        row,
-        next_attempt_at=func.now() + timedelta(seconds=delay),
-        last_error=error,
-        delivered_to=delivered_to,
+async def endpoint_snapshots(
+    session: AsyncSession, endpoint_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, EndpointSnapshot]:
+    """The endpoints a batch of webhook deliveries goes to, in one query."""
+    endpoints = await session.scalars(
+        select(WebhookEndpoint).where(WebhookEndpoint.id.in_(list(endpoint_ids)))
     )
+    return {endpoint.id: _snapshot(endpoint) for endpoint in endpoints}
 
 
-async def postpone(session: AsyncSession, row: Claimed, delay: float, error: str) -> bool:
-    """Put a row back untried, due after `delay` seconds: the attempt does not count."""
-    return await _finish(
-        session,
-        row,
-        attempts=Notification.attempts - 1,
-        next_attempt_at=func.now() + timedelta(seconds=delay),
-        last_error=error,
-    )
-
-
-async def release(session: AsyncSession, row: Claimed, delivered_to: list[str]) -> bool:
-    """Give a row back untried: the attempt counted at the claim did not happen."""
-    return await _finish(
-        session, row, attempts=Notification.attempts - 1, delivered_to=delivered_to
-    )
-
-
-async def _finish(session: AsyncSession, row: Claimed, **values: Any) -> bool:
-    result = await session.execute(
-        update(Notification)
-        .where(_leased(row))
-        .values(locked_until=None, lease_token=None, updated_at=func.now(), **values)
-        .returning(Notification.id)
-    )
-    return result.scalar_one_or_none() is not None
-
-
-async def log_attempt(
-    session: AsyncSession, notification_id: uuid.UUID, attempt: int, record: AttemptRecord
+async def log_attempts(
+    session: AsyncSession, attempts: Sequence[tuple[uuid.UUID, int, AttemptRecord]]
 ) -> None:
-    """Append one webhook attempt to the delivery log."""
-    session.add(
+    """Append a batch's webhook attempts to the delivery log (one INSERT)."""
+    session.add_all(
         WebhookAttempt(
             notification_id=notification_id,
             endpoint_id=record.endpoint_id,
@@ -209,5 +229,43 @@ async def log_attempt(
             error=record.error,
             duration_ms=record.duration_ms,
         )
+        for notification_id, attempt, record in attempts
     )
     await session.flush()
+
+
+@dataclass(frozen=True)
+class ChannelBacklog:
+    """Pending rows of one channel and how far behind they are."""
+
+    pending: int
+    oldest_pending_age: float
+    """Seconds since the oldest pending row was created (retries and waiting emails included)."""
+    oldest_due_age: float
+    """Seconds the oldest row a worker could send now has been due: how far behind they are."""
+
+
+_BACKLOG = text(
+    """
+    SELECT channel,
+           count(*) AS pending,
+           extract(epoch FROM now() - min(created_at))::float8 AS oldest_pending_age,
+           coalesce(extract(epoch FROM now() - min(next_attempt_at) FILTER (
+               WHERE next_attempt_at <= now() AND (channel <> 'email' OR recipient IS NOT NULL)
+           )), 0)::float8 AS oldest_due_age
+    FROM notifications.notifications
+    WHERE status = 'pending'
+    GROUP BY channel
+    """
+)
+
+
+async def backlog(session: AsyncSession) -> dict[str, ChannelBacklog]:
+    """The pending rows of each channel that has any."""
+    rows = await session.execute(_BACKLOG)
+    return {
+        row.channel: ChannelBacklog(
+            int(row.pending), float(row.oldest_pending_age), float(row.oldest_due_age)
+        )
+        for row in rows
+    }

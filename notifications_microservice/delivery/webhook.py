@@ -17,6 +17,9 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -42,7 +45,12 @@ from notifications_microservice.webhooks.exceptions import (
     WebhookSecretsUnavailable,
 )
 from notifications_microservice.webhooks.secrets import SecretUnreadable, WebhookSecrets
-from notifications_microservice.webhooks.urls import Resolver, check_destination, resolve_host
+from notifications_microservice.webhooks.urls import (
+    Destination,
+    Resolver,
+    check_destination,
+    resolve_host,
+)
 
 security_logger = logging.getLogger("micropay.security")
 
@@ -53,6 +61,10 @@ RETRY_AFTER_MAX_SECONDS = 86400.0
 # After KMS failed to open a signing secret: long enough not to hammer a key service that is
 # recovering with every waiting message, short enough that deliveries resume soon after.
 KEY_SERVICE_RETRY_SECONDS = 60.0
+# Host names reached at a checked address that keep a connection pool; the least recently used
+# beyond these is closed. Each keeps a few idle connections for the next sends.
+PINNED_POOLS_MAX = 128
+PINNED_KEEPALIVE_CONNECTIONS = 4
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -82,30 +94,78 @@ def signed_headers(secret: str, message_id: str, body: str, now: datetime) -> di
 
 
 class WebhookSender:
-    """Posts stored webhook messages to their endpoints."""
+    """Posts stored webhook messages to their endpoints, keeping connections between sends.
+
+    A destination reached by name shares one pool. A destination reached at its checked
+    address (the name resolved and found public) gets a pool of its own per host name: pooled
+    connections are keyed by address, and a connection (its TLS session, its SNI) made for one
+    name must never carry another name's request, even on the same address.
+    """
 
     def __init__(
         self,
         settings: NotificationsSettings,
         secrets_box: WebhookSecrets,
         *,
-        http: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
         resolver: Resolver = resolve_host,
     ) -> None:
         self.settings = settings
         self.secrets = secrets_box
         self.resolver = resolver
-        self.http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+        self._transport = transport
+        self.http = self._client(keepalive=None)
+        self.pinned: OrderedDict[str, httpx.AsyncClient] = OrderedDict()
+        self._sending: Counter[str] = Counter()
+
+    def _client(self, keepalive: int | None = PINNED_KEEPALIVE_CONNECTIONS) -> httpx.AsyncClient:
+        limits = (
+            httpx.Limits()
+            if keepalive is None
+            else httpx.Limits(max_keepalive_connections=keepalive)
+        )
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self.settings.webhook_timeout_seconds),
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
             # An HTTP(S)_PROXY would resolve names itself, past the address check.
             trust_env=False,
+            transport=self._transport,
+            limits=limits,
         )
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
         await self.http.aclose()
+        for client in self.pinned.values():
+            await client.aclose()
+        self.pinned.clear()
+
+    @asynccontextmanager
+    async def _client_for(self, destination: Destination) -> AsyncIterator[httpx.AsyncClient]:
+        """The pool a destination's request goes through (see the class)."""
+        if destination.address is None:
+            yield self.http
+            return
+        origin = f"{destination.url.scheme}://{destination.url.netloc.decode('ascii')}"
+        client = self.pinned.pop(origin, None) or self._client()
+        self.pinned[origin] = client  # the most recently used last
+        self._sending[origin] += 1
+        try:
+            yield client
+        finally:
+            self._sending[origin] -= 1
+            if not self._sending[origin]:
+                del self._sending[origin]
+            await self._close_least_recently_used()
+
+    async def _close_least_recently_used(self) -> None:
+        """Keep at most PINNED_POOLS_MAX pools; one still sending is never closed."""
+        while len(self.pinned) > PINNED_POOLS_MAX:
+            idle = next((origin for origin in self.pinned if origin not in self._sending), None)
+            if idle is None:
+                return
+            await self.pinned.pop(idle).aclose()
 
     async def send(self, row: Claimed, endpoint: EndpointSnapshot, lease: Lease) -> Result:
         """One attempt to deliver the message; the result carries the attempt's log entry."""
@@ -166,22 +226,20 @@ class WebhookSender:
         extensions = {}
         if destination.address is not None:
             # Connect to the address that was checked, while the server sees its own name (and
-            # TLS checks the certificate against it). Pooled connections are keyed by address,
-            # so none is kept: another name on the same address must get its own TLS session.
+            # TLS checks the certificate against it); the pool is this name's alone.
             headers["Host"] = destination.url.netloc.decode("ascii")
-            headers["Connection"] = "close"
             if destination.url.scheme == "https":
                 extensions["sni_hostname"] = destination.url.host
         try:
-            async with asyncio.timeout(timeout):
-                request = self.http.build_request(
+            async with asyncio.timeout(timeout), self._client_for(destination) as http:
+                request = http.build_request(
                     "POST",
                     destination.request_url(),
                     content=body.encode(),
                     headers=headers,
                     extensions=extensions,
                 )
-                response = await self.http.send(request, stream=True)
+                response = await http.send(request, stream=True)
                 try:
                     head = await _read_head(response)
                 finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
@@ -81,6 +81,21 @@ async def enabled_endpoints(session: AsyncSession, user_id: str) -> Sequence[tup
         .order_by(Device.created_at)
     )
     return [(row.platform, row.endpoint_arn) for row in rows]
+
+
+async def enabled_endpoints_of(
+    session: AsyncSession, user_ids: Collection[str]
+) -> dict[str, list[tuple[str, str]]]:
+    """(platform, endpoint ARN) of the enabled devices of each of several users, in one query."""
+    rows = await session.execute(
+        select(Device.user_id, Device.platform, Device.endpoint_arn)
+        .where(Device.user_id.in_(list(user_ids)), Device.enabled.is_(True))
+        .order_by(Device.created_at)
+    )
+    found: dict[str, list[tuple[str, str]]] = {user_id: [] for user_id in user_ids}
+    for row in rows:
+        found[row.user_id].append((row.platform, row.endpoint_arn))
+    return found
 
 
 async def disable_endpoint(session: AsyncSession, endpoint_arn: str, reason: str) -> None:

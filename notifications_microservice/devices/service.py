@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -118,6 +118,13 @@ async def remove_device(
 async def push_endpoints(session: AsyncSession, user_id: str) -> Sequence[tuple[str, str]]:
     """(platform, endpoint ARN) of the user's enabled devices: where their pushes go."""
     return await repository.enabled_endpoints(session, user_id)
+
+
+async def push_endpoints_of(
+    session: AsyncSession, user_ids: Collection[str]
+) -> dict[str, list[tuple[str, str]]]:
+    """push_endpoints of several users at once: one query for a batch of pushes."""
+    return await repository.enabled_endpoints_of(session, user_ids)
 
 
 async def disable_endpoint(session: AsyncSession, endpoint_arn: str, reason: str) -> None:

@@ -50,6 +50,8 @@ def notifications_settings(service_settings, aws: AwsResources) -> SettingsFacto
             "webhook_timeout_seconds": 1.0,
             "aws_timeout_seconds": 2.0,
             "delivery_lease_seconds": 10.0,
+            # moto answers GetSendQuota with SES's sandbox rate (1/s).
+            "ses_max_send_rate": 1000.0,
             "webhook_retry_schedule": FAST_RETRIES,
             "delivery_retry_schedule": FAST_RETRIES,
         }

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from botocore.awsrequest import AWSResponse
 from standardwebhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -143,3 +144,35 @@ async def create_webhook(
     if receiver is not None:
         receiver.secrets[httpx.URL(url).path] = created["secret"]
     return created
+
+
+# --- AWS answers moto cannot give ------------------------------------------------------------
+
+
+def answer_with(
+    client: Any, operation: str, parsed: dict[str, Any], *, times: int, status: int = 200
+) -> list[int]:
+    """Make the next `times` calls of `operation` on this boto3 client get AWS's answer `parsed`.
+
+    moto never throttles and its quota is fixed, so the answer is given at botocore's own edge
+    (its `before-call` event, where a response replaces the HTTP exchange): everything of ours,
+    from building the request to reading botocore's result or ClientError, runs as it does
+    against AWS. Returns a list that counts the answers given.
+    """
+    given: list[int] = []
+    service_id = client.meta.service_model.service_id.hyphenize()
+
+    def answer(**_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if len(given) >= times:
+            return None
+        given.append(1)
+        return AWSResponse("https://aws.invalid/", status, {}, None), parsed
+
+    client.meta.events.register(f"before-call.{service_id}.{operation}", answer)
+    return given
+
+
+def answer_with_error(client: Any, operation: str, code: str, *, times: int) -> list[int]:
+    """Make the next `times` calls of `operation` get AWS's error `code` (see answer_with)."""
+    body = {"Error": {"Code": code, "Message": "Rate exceeded", "Type": "Sender"}}
+    return answer_with(client, operation, body, times=times, status=400)

@@ -446,8 +446,9 @@ async def test_a_public_destination_is_reached_at_the_address_that_was_checked(
     client, registered, send_event, make_worker, admin
 ):
     """Delivery to a public name connects to the checked address, with the name in Host and
-    TLS SNI. The public internet is the outside edge here: a stub resolver answers for the
-    name and httpx.MockTransport stands for the remote server."""
+    TLS SNI, through a connection pool of that name's own. The public internet is the outside
+    edge here: a stub resolver answers for the names and httpx.MockTransport stands for the
+    remote server."""
     seen: list[httpx.Request] = []
 
     def remote(request: httpx.Request) -> httpx.Response:
@@ -455,7 +456,8 @@ async def test_a_public_destination_is_reached_at_the_address_that_was_checked(
         return httpx.Response(204)
 
     async def public(host: str, port: int) -> list[str]:
-        assert (host, port) == ("hooks.example.com", 8443)
+        assert host in {"hooks.example.com", "other.example.com"}
+        assert port == 8443
         return ["93.184.215.14"]
 
     user = await registered()
@@ -466,7 +468,7 @@ async def test_a_public_destination_is_reached_at_the_address_that_was_checked(
     worker.webhooks = WebhookSender(
         worker.settings,
         worker.webhooks.secrets,
-        http=httpx.AsyncClient(transport=httpx.MockTransport(remote)),
+        transport=httpx.MockTransport(remote),
         resolver=public,
     )
     await worker.run_once()
@@ -474,7 +476,16 @@ async def test_a_public_destination_is_reached_at_the_address_that_was_checked(
     assert str(request.url) == "https://93.184.215.14:8443/in?src=micropay"
     assert request.headers["host"] == "hooks.example.com:8443"
     assert request.extensions["sni_hostname"] == "hooks.example.com"
-    assert request.headers["connection"] == "close"
+    # The connection is kept for the name's next delivery.
+    assert request.headers.get("connection") != "close"
     verified = Webhook(endpoint["secret"]).verify(request.content, dict(request.headers))
     assert verified["data"]["payment_id"] == "pay_1"
     assert (await webhook_row(admin, user.sub))["status"] == "sent"
+
+    # Another name on the same address gets a pool of its own; the first name keeps its one.
+    await create_webhook(client, user, "https://other.example.com:8443/in", ["payment.succeeded"])
+    await pay(send_event, user, payment_id="pay_2")
+    await worker.run_once()
+    hosts = ["hooks.example.com:8443", "other.example.com:8443"]
+    assert sorted(r.headers["host"] for r in seen[1:]) == hosts
+    assert sorted(worker.webhooks.pinned) == [f"https://{host}" for host in hosts]
