@@ -62,11 +62,18 @@ def check_daily_total(
     limit = settings.transfer_daily_limits.get(currency)
     if limit is None or sent_today + amount <= limit:
         return
-    raise LimitExceeded(
+    raise daily_limit_exceeded(
+        limit=limit, remaining=max(limit - sent_today, 0), currency=currency, day=day
+    )
+
+
+def daily_limit_exceeded(*, limit: int, remaining: int, currency: str, day: Day) -> LimitExceeded:
+    """The refusal of a transfer that would take the day's total above the daily limit."""
+    return LimitExceeded(
         f"This transfer would take what you sent today in {currency} above your daily limit.",
         limit_kind="transfer_per_day",
         limit=limit,
-        remaining=max(limit - sent_today, 0),
+        remaining=remaining,
         currency=currency,
         resets_at=day.resets_at,
     )
