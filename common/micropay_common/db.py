@@ -158,6 +158,9 @@ async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
 
 ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
 
+Database = AsyncConnection | AsyncSession
+"""Where a read (or a one-statement write) runs: an autocommit connection or a session."""
+
 REFUSAL_SQLSTATE = "MP001"
 """What a SQL function raises to refuse a request: its statement, and all it wrote, roll back.
 

@@ -249,6 +249,7 @@ DECLARE
     posted_available bigint;
     can_send bigint;
     recipient_wallet bigint;
+    wallet_id bigint;
     recipient_debt bigint;
     owed bigint;
     sender_balance bigint;
@@ -298,7 +299,8 @@ BEGIN
              ON sender_debt.debtor_id = p_sender_id AND sender_debt.currency = p_currency;
 
     IF parties.sender_owed > 0 THEN
-        PERFORM transactions.refuse('wallet_has_debt', jsonb_build_object('owed', parties.sender_owed));
+        PERFORM transactions.refuse('wallet_has_debt',
+                                    jsonb_build_object('owed', parties.sender_owed));
     END IF;
     IF parties.sender_wallet IS NULL THEN
         PERFORM transactions.refuse('no_wallet');
@@ -346,12 +348,12 @@ BEGIN
     IF recipient_debt IS NOT NULL THEN
         PERFORM 1 FROM transactions.accounts WHERE id = recipient_debt FOR UPDATE;
     END IF;
-    IF (SELECT held FROM transactions.accounts WHERE id = least(parties.sender_wallet, recipient_wallet)) > 0 THEN
-        PERFORM transactions.release_overdue_holds(least(parties.sender_wallet, recipient_wallet));
-    END IF;
-    IF (SELECT held FROM transactions.accounts WHERE id = greatest(parties.sender_wallet, recipient_wallet)) > 0 THEN
-        PERFORM transactions.release_overdue_holds(greatest(parties.sender_wallet, recipient_wallet));
-    END IF;
+    -- In id order, as the ledger releases them.
+    FOR wallet_id IN SELECT id FROM transactions.accounts
+                      WHERE id IN (parties.sender_wallet, recipient_wallet) AND held > 0
+                      ORDER BY id LOOP
+        PERFORM transactions.release_overdue_holds(wallet_id);
+    END LOOP;
 
     -- The guard, under the locks: exact.
     owed := coalesce((SELECT -balance FROM transactions.accounts
@@ -435,6 +437,212 @@ END
 $$
 """
 
+
+# A hold as the internal API answers it (holds/repository.py's HoldRecord); `onto_existing`
+# says a capture found the refund already debited (and released the reservation instead).
+HOLD_RECORD = """
+CREATE TYPE transactions.hold_record AS (
+    id uuid, user_id text, account_id bigint, amount bigint, currency text, reference text,
+    status text, expires_at timestamptz, transaction_id uuid, created_at timestamptz,
+    resolved_at timestamptz, onto_existing boolean
+)
+"""
+
+HOLD = """
+CREATE FUNCTION transactions.hold(p_hold_id uuid, p_lock boolean DEFAULT false)
+RETURNS transactions.hold_record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_hold transactions.hold_record;
+BEGIN
+    IF p_lock THEN
+        SELECT h.id, a.user_id, h.account_id, h.amount, h.currency, h.reference, h.status,
+               h.expires_at, h.transaction_id, h.created_at, h.resolved_at, false
+          INTO found_hold
+          FROM transactions.holds AS h JOIN transactions.accounts AS a ON a.id = h.account_id
+         WHERE h.id = p_hold_id
+           FOR UPDATE OF h;
+    ELSE
+        SELECT h.id, a.user_id, h.account_id, h.amount, h.currency, h.reference, h.status,
+               h.expires_at, h.transaction_id, h.created_at, h.resolved_at, false
+          INTO found_hold
+          FROM transactions.holds AS h JOIN transactions.accounts AS a ON a.id = h.account_id
+         WHERE h.id = p_hold_id;
+    END IF;
+    RETURN found_hold;
+END
+$$
+"""
+
+# holds/service.py's create_hold, whole: a repeated reference returns its hold (or a conflict);
+# under the wallet's lock its overdue holds are released, then debt and funds are weighed.
+CREATE_HOLD = """
+CREATE FUNCTION transactions.create_hold(
+    p_hold_id uuid, p_user_id text, p_amount bigint, p_currency text, p_reference text,
+    p_ttl_seconds integer
+) RETURNS transactions.hold_record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    existing uuid;
+    found_hold transactions.hold_record;
+    wallet_id bigint;
+    wallet_balance bigint;
+    wallet_held bigint;
+    owed bigint;
+    created uuid;
+BEGIN
+    FOR attempt IN 1..2 LOOP
+        SELECT id INTO existing FROM transactions.holds WHERE reference = p_reference;
+        IF existing IS NOT NULL THEN
+            found_hold := transactions.hold(existing);
+            IF (found_hold.user_id, found_hold.amount, found_hold.currency)
+               IS DISTINCT FROM (p_user_id, p_amount, p_currency) THEN
+                PERFORM transactions.refuse('hold_reference_conflict',
+                                            jsonb_build_object('hold_id', existing));
+            END IF;
+            RETURN found_hold;
+        END IF;
+        EXIT WHEN attempt = 2;
+        SELECT id INTO wallet_id FROM transactions.accounts
+         WHERE user_id = p_user_id AND currency = p_currency;
+        IF wallet_id IS NULL THEN
+            PERFORM transactions.refuse('no_wallet');
+        END IF;
+        SELECT held INTO wallet_held FROM transactions.accounts WHERE id = wallet_id FOR UPDATE;
+        IF wallet_held > 0 THEN
+            PERFORM transactions.release_overdue_holds(wallet_id);
+        END IF;
+        -- Under the wallet's lock, as a transfer weighs it: money that leaves by refund while
+        -- the user owes would leave the platform's loss standing.
+        owed := coalesce((SELECT -balance FROM transactions.accounts
+                           WHERE debtor_id = p_user_id AND currency = p_currency), 0);
+        IF owed > 0 THEN
+            PERFORM transactions.refuse('wallet_has_debt', jsonb_build_object('owed', owed));
+        END IF;
+        SELECT balance, held INTO wallet_balance, wallet_held
+          FROM transactions.accounts WHERE id = wallet_id;
+        IF wallet_balance - wallet_held < p_amount THEN
+            PERFORM transactions.refuse('insufficient_funds', jsonb_build_object(
+                'available', wallet_balance - wallet_held));
+        END IF;
+        INSERT INTO transactions.holds
+            (id, account_id, amount, currency, reference, status, expires_at)
+        VALUES (p_hold_id, wallet_id, p_amount, p_currency, p_reference, 'active',
+                now() + make_interval(secs => p_ttl_seconds))
+        ON CONFLICT (reference) DO NOTHING
+        RETURNING id INTO created;
+        IF created IS NOT NULL THEN
+            UPDATE transactions.accounts SET held = held + p_amount WHERE id = wallet_id;
+            RETURN transactions.hold(created);
+        END IF;
+        -- A concurrent create with this reference committed first: answer with its hold.
+    END LOOP;
+    RAISE EXCEPTION 'hold reference % conflicts but is not found', p_reference;
+END
+$$
+"""
+
+# holds/service.py's capture, whole: post the held amount as a refund (wallet -> the refunds
+# account, opened on first use), once; a refund already debited without this hold (its event
+# came first) only releases the reservation, which then pays the user's debt first.
+CAPTURE_HOLD = """
+CREATE FUNCTION transactions.capture_hold(p_hold_id uuid) RETURNS transactions.hold_record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_hold transactions.hold_record;
+    refunds bigint;
+    wallet_balance bigint;
+    wallet_held bigint;
+    refunds_balance bigint;
+    refund_id uuid;
+    posted_at timestamptz;
+    onto_existing boolean := false;
+BEGIN
+    found_hold := transactions.hold(p_hold_id);
+    IF found_hold.id IS NULL THEN
+        PERFORM transactions.refuse('hold_not_found');
+    END IF;
+    IF found_hold.status = 'captured' THEN
+        RETURN found_hold;
+    END IF;
+    IF found_hold.status <> 'active' THEN
+        PERFORM transactions.refuse('hold_not_active',
+                                    jsonb_build_object('hold_status', found_hold.status));
+    END IF;
+    SELECT id INTO refunds FROM transactions.accounts
+     WHERE system_code = 'refunds' AND currency = found_hold.currency;
+    IF refunds IS NULL THEN
+        INSERT INTO transactions.accounts (kind, system_code, currency)
+        VALUES ('system', 'refunds', found_hold.currency)
+        ON CONFLICT (system_code, currency) DO NOTHING
+        RETURNING id INTO refunds;
+        IF refunds IS NULL THEN
+            SELECT id INTO refunds FROM transactions.accounts
+             WHERE system_code = 'refunds' AND currency = found_hold.currency;
+        END IF;
+    END IF;
+    -- Accounts first, in id order, then the hold row: the order every path takes. An overdue
+    -- hold expires here, and is then no longer there to capture.
+    PERFORM 1 FROM transactions.accounts
+     WHERE id IN (found_hold.account_id, refunds) ORDER BY id FOR UPDATE;
+    IF (SELECT held FROM transactions.accounts WHERE id = found_hold.account_id) > 0 THEN
+        PERFORM transactions.release_overdue_holds(found_hold.account_id);
+    END IF;
+    found_hold := transactions.hold(p_hold_id, true);
+    IF found_hold.status = 'captured' THEN
+        RETURN found_hold;
+    END IF;
+    IF found_hold.status <> 'active' THEN
+        PERFORM transactions.refuse('hold_not_active',
+                                    jsonb_build_object('hold_status', found_hold.status));
+    END IF;
+    UPDATE transactions.accounts SET held = held - found_hold.amount
+     WHERE id = found_hold.account_id
+    RETURNING balance, held INTO wallet_balance, wallet_held;
+    IF wallet_balance - found_hold.amount - wallet_held < 0 THEN
+        PERFORM transactions.refuse('insufficient_funds', jsonb_build_object(
+            'available', wallet_balance - wallet_held));
+    END IF;
+    refund_id := gen_random_uuid();
+    INSERT INTO transactions.ledger_transactions (id, type, reference, description, created_at)
+    VALUES (refund_id, 'refund', found_hold.reference, NULL, clock_timestamp())
+    ON CONFLICT (type, reference) DO NOTHING
+    RETURNING created_at INTO posted_at;
+    IF posted_at IS NOT NULL THEN
+        UPDATE transactions.accounts SET balance = balance - found_hold.amount
+         WHERE id = found_hold.account_id;
+        UPDATE transactions.accounts SET balance = balance + found_hold.amount
+         WHERE id = refunds RETURNING balance INTO refunds_balance;
+        INSERT INTO transactions.entries (transaction_id, account_id, type, amount, currency,
+                                          balance_after, counterparty_user_id, created_at)
+        VALUES (refund_id, found_hold.account_id, 'refund', -found_hold.amount,
+                found_hold.currency, wallet_balance - found_hold.amount, NULL, posted_at),
+               (refund_id, refunds, 'refund', found_hold.amount, found_hold.currency,
+                refunds_balance, NULL, posted_at);
+    ELSE
+        SELECT id INTO refund_id FROM transactions.ledger_transactions
+         WHERE type = 'refund' AND reference = found_hold.reference;
+        onto_existing := true;
+        PERFORM transactions.settle_debt_from_holds(
+            found_hold.account_id, ARRAY[found_hold.reference], ARRAY[found_hold.amount]);
+    END IF;
+    UPDATE transactions.holds
+       SET status = 'captured', transaction_id = refund_id,
+           resolved_at = now()
+     WHERE id = found_hold.id AND status = 'active';
+    found_hold := transactions.hold(p_hold_id);
+    found_hold.onto_existing := onto_existing;
+    RETURN found_hold;
+END
+$$
+"""
+
 FUNCTIONS = {
     "refuse": "text, jsonb",
     "claim_idempotency_key": "text, text, text, text, text, integer, text",
@@ -447,6 +655,9 @@ FUNCTIONS = {
         "text, text, text, bigint, text, text, bigint, timestamptz, uuid, jsonb, jsonb, text[], "
         "text, text, text, text, integer, text"
     ),
+    "hold": "uuid, boolean",
+    "create_hold": "uuid, text, bigint, text, text, integer",
+    "capture_hold": "uuid",
 }
 """Each function's argument types, which name it in GRANT and DROP."""
 
@@ -460,6 +671,10 @@ def upgrade() -> None:
         SETTLE_DEBT_FROM_HOLDS,
         RELEASE_OVERDUE_HOLDS,
         TRANSFER,
+        HOLD_RECORD,
+        HOLD,
+        CREATE_HOLD,
+        CAPTURE_HOLD,
     ):
         op.execute(definition)
     for name, arguments in FUNCTIONS.items():
@@ -471,3 +686,4 @@ def downgrade() -> None:
     """Drop the functions."""
     for name, arguments in reversed(FUNCTIONS.items()):
         op.execute(f"DROP FUNCTION transactions.{name}({arguments})")
+    op.execute("DROP TYPE transactions.hold_record")

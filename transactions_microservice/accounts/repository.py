@@ -10,6 +10,7 @@ from sqlalchemy import Column, Select, bindparam, case, delete, func, select, te
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from micropay_common.db import Database
 from transactions_microservice.models import (
     AccountId,
     AccountKind,
@@ -150,9 +151,9 @@ _BALANCES = (
 )
 
 
-async def balances(session: AsyncSession, user_id: str) -> list[WalletBalance]:
+async def balances(db: Database, user_id: str) -> list[WalletBalance]:
     """The user's wallets, by currency, from the stored balances (never the entries)."""
-    rows = await session.execute(_BALANCES, {"user_id": user_id})
+    rows = await db.execute(_BALANCES, {"user_id": user_id})
     return [
         WalletBalance(row.currency, row.balance, int(row.held), int(row.unsettled), int(row.owed))
         for row in rows

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from micropay_common.db import Database
 from transactions_microservice.accounts import repository
 from transactions_microservice.accounts.repository import TransferParties
 from transactions_microservice.accounts.schemas import BalanceRead, BalancesRead
@@ -78,10 +79,10 @@ async def transfer_parties(
     )
 
 
-async def balances(session: AsyncSession, user_id: str) -> BalancesRead:
+async def balances(db: Database, user_id: str) -> BalancesRead:
     """The user's wallets with their available balances (card money still settling apart) and
     what the user owes in each."""
-    wallets = await repository.balances(session, user_id)
+    wallets = await repository.balances(db, user_id)
     read = []
     for wallet in wallets:
         # Settling card money counts only as far as the wallet still has it (a refund of the

@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from micropay_common.db import Database
 from transactions_microservice.models import (
     AccountId,
     EntryType,
@@ -286,9 +287,9 @@ def _with_details(statement: Select[Any], page: Any) -> Select[Any]:
     ).outerjoin(users, users.c.user_id == page.c.counterparty_user_id)
 
 
-async def is_users_entry(session: AsyncSession, user_id: str, entry_id: int) -> bool:
+async def is_users_entry(db: Database, user_id: str, entry_id: int) -> bool:
     """Whether the entry is on one of the user's wallets."""
-    found = await session.scalar(
+    found = await db.scalar(
         select(entries.c.id)
         .join(accounts, accounts.c.id == entries.c.account_id)
         .where(entries.c.id == entry_id, accounts.c.user_id == user_id)
@@ -387,7 +388,7 @@ def history_statement(
 
 
 async def history_page(
-    session: AsyncSession,
+    db: Database,
     where: HistoryFilter,
     *,
     limit: int,
@@ -395,7 +396,7 @@ async def history_page(
 ) -> list[EntryRecord]:
     """Up to `limit` of the user's entries, newest first, after the entry `starting_after`."""
     statement, values = history_statement(where, limit=limit, starting_after=starting_after)
-    return [EntryRecord(**row._mapping) for row in await session.execute(statement, values)]
+    return [EntryRecord(**row._mapping) for row in await db.execute(statement, values)]
 
 
 @functools.cache
@@ -409,10 +410,10 @@ def _entry_query() -> Select[Any]:
     return _with_details(_records_of(page).select_from(page), page)
 
 
-async def history_entry(session: AsyncSession, user_id: str, entry_id: int) -> EntryRecord | None:
+async def history_entry(db: Database, user_id: str, entry_id: int) -> EntryRecord | None:
     """One of the user's entries by id."""
     row = (
-        await session.execute(_entry_query(), {"entry_id": entry_id, "user_id": user_id})
+        await db.execute(_entry_query(), {"entry_id": entry_id, "user_id": user_id})
     ).one_or_none()
     return None if row is None else EntryRecord(**row._mapping)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from micropay_common.db import Database
 from micropay_common.pagination import InvalidCursor
 from transactions_microservice.ledger import repository
 from transactions_microservice.ledger.exceptions import (
@@ -325,7 +326,7 @@ async def reverse(
 
 
 async def history(
-    session: AsyncSession,
+    db: Database,
     user_id: str,
     *,
     limit: int,
@@ -344,22 +345,20 @@ async def history(
         created_gte=created_gte,
         created_lt=created_lt,
     )
-    found = await repository.history_page(
-        session, where, limit=limit + 1, starting_after=starting_after
-    )
+    found = await repository.history_page(db, where, limit=limit + 1, starting_after=starting_after)
     # An empty page after a cursor is the end of the history, or a cursor that is not theirs.
     if (
         not found
         and starting_after is not None
-        and not await repository.is_users_entry(session, where.user_id, starting_after)
+        and not await repository.is_users_entry(db, where.user_id, starting_after)
     ):
         raise InvalidCursor(f"starting_after={starting_after} is not one of your entries.")
     return found
 
 
-async def entry(session: AsyncSession, user_id: str, entry_id: int) -> EntryRecord:
+async def entry(db: Database, user_id: str, entry_id: int) -> EntryRecord:
     """One of the user's entries, or EntryNotFound (also for another user's entry)."""
-    found = await repository.history_entry(session, user_id, entry_id)
+    found = await repository.history_entry(db, user_id, entry_id)
     if found is None:
         raise EntryNotFound(f"You have no ledger entry {entry_id}.")
     return found

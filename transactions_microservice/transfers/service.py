@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from micropay_common.db import Refused
