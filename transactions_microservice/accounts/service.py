@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.db import Database
 from transactions_microservice.accounts import repository
-from transactions_microservice.accounts.repository import TransferParties
 from transactions_microservice.accounts.schemas import BalanceRead, BalancesRead
 from transactions_microservice.models import AccountId, SystemAccount
 
@@ -58,25 +56,6 @@ async def owed(session: AsyncSession, user_id: str, currency: str) -> int:
     """What the user owes in `currency` now (exact while the caller holds their wallet's lock:
     a debt grows only under that lock)."""
     return await repository.owed(session, user_id, currency)
-
-
-async def transfer_parties(
-    session: AsyncSession,
-    *,
-    sender_id: str,
-    recipient_email: str,
-    currency: str,
-    day_start: datetime,
-) -> TransferParties:
-    """The recipient by (normalised) email and the sender by id, with their wallets and what
-    the sender sent since `day_start`, at once."""
-    return await repository.transfer_parties(
-        session,
-        sender_id=sender_id,
-        recipient_email=recipient_email,
-        currency=currency,
-        day_start=day_start,
-    )
 
 
 async def balances(db: Database, user_id: str) -> BalancesRead:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, Text, bindparam, func, select, text, update
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.db import Database, refusals
@@ -72,47 +72,6 @@ async def get(
     if lock:
         statement = statement.with_for_update(of=holds)
     return _record((await session.execute(statement)).one_or_none())
-
-
-async def get_by_reference(session: AsyncSession, reference: str) -> HoldRecord | None:
-    """The hold created for `reference`, if any."""
-    return _record(
-        (
-            await session.execute(
-                select(*_HOLD_COLUMNS)
-                .join(accounts, accounts.c.id == holds.c.account_id)
-                .where(holds.c.reference == reference)
-            )
-        ).one_or_none()
-    )
-
-
-async def insert_hold(
-    session: AsyncSession,
-    *,
-    hold_id: uuid.UUID,
-    account_id: AccountId,
-    amount: int,
-    currency: str,
-    reference: str,
-    ttl_seconds: int,
-) -> bool:
-    """Write an active hold; False when a hold with `reference` exists already."""
-    created = await session.scalar(
-        insert(holds)
-        .values(
-            id=hold_id,
-            account_id=account_id,
-            amount=amount,
-            currency=currency,
-            reference=reference,
-            status=HoldStatus.ACTIVE,
-            expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, ttl_seconds),
-        )
-        .on_conflict_do_nothing(index_elements=[holds.c.reference])
-        .returning(holds.c.id)
-    )
-    return created is not None
 
 
 async def add_held(session: AsyncSession, account_id: AccountId, amount: int) -> None:

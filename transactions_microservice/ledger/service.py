@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,7 @@ from transactions_microservice.ledger.repository import (
     HistoryFilter,
 )
 from transactions_microservice.ledger.repository import (
-    LockedAccount as LockedAccount,  # re-exported: the accounts a Guard weighs
+    LockedAccount as LockedAccount,  # re-exported: the accounts as locked
 )
 from transactions_microservice.ledger.repository import (
     ReleasedHold as ReleasedHold,  # re-exported: what a hold's release gives back
@@ -48,10 +48,6 @@ class NewEntry:
     currency: str
     type: EntryType
     counterparty_user_id: str | None = None
-
-
-Guard = Callable[[Mapping[AccountId, LockedAccount]], Awaitable[None]]
-"""A rule of the caller's, weighed under the posting's locks: it raises to refuse the posting."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,7 +183,6 @@ async def post(
     entries: Sequence[NewEntry],
     description: str | None = None,
     transaction_id: uuid.UUID | None = None,
-    guard: Guard | None = None,
 ) -> Posted | None:
     """Write a balanced transaction and move the balances; None if (type, reference) exists.
 
@@ -196,8 +191,8 @@ async def post(
     credited from the wallet to the debt account (they balance, so the deferred balance
     constraint holds). An entry that would leave a wallet less than nothing available raises
     InsufficientFunds before anything is written; the database CHECKs stand behind this for
-    any bug. `guard` weighs the caller's own rules (a transfer's limits) on the accounts as
-    locked, so no concurrent posting can change what it saw before this one is written.
+    any bug. (A transfer posts in one statement instead, `transactions.transfer`, with the
+    same rules and its own limits weighed under the same locks: migration 0011.)
     """
     check_balanced(entries)
     locked = await lock_accounts(session, [entry.account_id for entry in entries])
@@ -211,8 +206,6 @@ async def post(
         # the lower), and this posting holds that wallet: no wait in a cycle.
         locked.update(await lock_accounts(session, unlocked))
     locked = await release_overdue_holds(session, locked)
-    if guard is not None:
-        await guard(locked)
     running = {account_id: account.balance for account_id, account in locked.items()}
     rows: list[EntryRow] = []
     settled_debts: dict[AccountId, int] = {}
