@@ -1041,7 +1041,7 @@ $$;
 
 CREATE FUNCTION transactions.settle_debt_from_holds(
     p_wallet bigint, p_references text[], p_amounts bigint[]
-) RETURNS void
+) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1060,7 +1060,7 @@ BEGIN
       JOIN transactions.accounts AS d ON d.debtor_id = w.user_id AND d.currency = w.currency
      WHERE w.id = p_wallet AND w.kind = 'user';
     IF debt_id IS NULL THEN
-        RETURN;
+        RETURN NULL;
     END IF;
     -- The wallet's id is lower than its debt account's (opened first): no wait in a cycle.
     PERFORM 1 FROM transactions.accounts
@@ -1091,10 +1091,12 @@ BEGIN
                 debt_balance, NULL, posted_at);
         posted_at := NULL;
     END LOOP;
+    RETURN debt_id;
 END
 $$;
 
-CREATE FUNCTION transactions.release_overdue_holds(p_account bigint) RETURNS void
+CREATE FUNCTION transactions.release_overdue_holds(p_account bigint)
+RETURNS SETOF transactions.accounts
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1102,6 +1104,7 @@ DECLARE
     references_ text[];
     amounts bigint[];
     total bigint;
+    debt_id bigint;
 BEGIN
     WITH expired AS (
         UPDATE transactions.holds SET status = 'expired', resolved_at = now()
@@ -1112,11 +1115,12 @@ BEGIN
            array_agg(amount ORDER BY expires_at, reference), sum(amount)
       INTO references_, amounts, total
       FROM expired;
-    IF total IS NULL THEN
-        RETURN;
+    IF total IS NOT NULL THEN
+        UPDATE transactions.accounts SET held = held - total WHERE id = p_account;
+        debt_id := transactions.settle_debt_from_holds(p_account, references_, amounts);
     END IF;
-    UPDATE transactions.accounts SET held = held - total WHERE id = p_account;
-    PERFORM transactions.settle_debt_from_holds(p_account, references_, amounts);
+    RETURN QUERY SELECT * FROM transactions.accounts
+                  WHERE id IN (p_account, debt_id) ORDER BY id;
 END
 $$;
 

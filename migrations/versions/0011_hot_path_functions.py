@@ -15,8 +15,9 @@ SQL"), with the rules the Python code applied, in the same order:
   the key row waiting at most the lock timeout, or say why not (replay, other request, other
   body, in progress);
 - `store_idempotent_response`: claim the key and store a refusal the service composed;
-- `release_overdue_holds`: expire a locked wallet's overdue holds and let what they gave back
-  pay its user's debt (`debt_settlement`, one transaction per hold);
+- `release_overdue_holds` and `settle_debt_from_holds`: expire a locked wallet's overdue holds
+  and let what they gave back pay its user's debt (`debt_settlement`, one transaction per
+  hold); the Python paths (ledger.service) call them too, so the rule is written once;
 - `transfer`: a whole transfer, idempotency claim and stored response included;
 - `create_hold` and `capture_hold`: the payment service's refund holds.
 
@@ -138,11 +139,14 @@ END
 $$
 """
 
-# Python's ledger.settle_debt_from_holds, for a wallet the caller has locked.
+# Money a voided or expired hold stops reserving pays the user's debt at once, as a credit
+# would: one `debt_settlement` transaction per hold (its reference), up to what is still owed.
+# For a wallet the caller has locked; the debt account's id, if the user has one (it is then
+# locked too). Used by the functions below and by ledger.service.settle_debt_from_holds.
 SETTLE_DEBT_FROM_HOLDS = """
 CREATE FUNCTION transactions.settle_debt_from_holds(
     p_wallet bigint, p_references text[], p_amounts bigint[]
-) RETURNS void
+) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -161,7 +165,7 @@ BEGIN
       JOIN transactions.accounts AS d ON d.debtor_id = w.user_id AND d.currency = w.currency
      WHERE w.id = p_wallet AND w.kind = 'user';
     IF debt_id IS NULL THEN
-        RETURN;
+        RETURN NULL;
     END IF;
     -- The wallet's id is lower than its debt account's (opened first): no wait in a cycle.
     PERFORM 1 FROM transactions.accounts
@@ -192,13 +196,19 @@ BEGIN
                 debt_balance, NULL, posted_at);
         posted_at := NULL;
     END LOOP;
+    RETURN debt_id;
 END
 $$
 """
 
-# Python's ledger.release_overdue_holds for one account the caller has locked.
+# A hold past its expiry stops counting in balances at once, but its amount stays in `held`
+# until this runs on its (locked) account: expire the overdue holds, take them out of `held`,
+# pay the user's debt with what they gave back. Returns the account as it is now, and its
+# user's debt account when a hold expired and there is one (locked now). Used by the functions
+# below and by ledger.service.release_overdue_holds.
 RELEASE_OVERDUE_HOLDS = """
-CREATE FUNCTION transactions.release_overdue_holds(p_account bigint) RETURNS void
+CREATE FUNCTION transactions.release_overdue_holds(p_account bigint)
+RETURNS SETOF transactions.accounts
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -206,6 +216,7 @@ DECLARE
     references_ text[];
     amounts bigint[];
     total bigint;
+    debt_id bigint;
 BEGIN
     WITH expired AS (
         UPDATE transactions.holds SET status = 'expired', resolved_at = now()
@@ -216,11 +227,12 @@ BEGIN
            array_agg(amount ORDER BY expires_at, reference), sum(amount)
       INTO references_, amounts, total
       FROM expired;
-    IF total IS NULL THEN
-        RETURN;
+    IF total IS NOT NULL THEN
+        UPDATE transactions.accounts SET held = held - total WHERE id = p_account;
+        debt_id := transactions.settle_debt_from_holds(p_account, references_, amounts);
     END IF;
-    UPDATE transactions.accounts SET held = held - total WHERE id = p_account;
-    PERFORM transactions.settle_debt_from_holds(p_account, references_, amounts);
+    RETURN QUERY SELECT * FROM transactions.accounts
+                  WHERE id IN (p_account, debt_id) ORDER BY id;
 END
 $$
 """

@@ -173,34 +173,43 @@ class ReleasedHold:
     amount: int
 
 
-# Expire the account's overdue holds and take them out of `held`, in one statement; one row per
-# expired hold (or one without a hold when none expired), each with what the account still
-# holds. The caller holds the account's row lock, so no posting reads `held` in between.
 _RELEASE_OVERDUE_HOLDS = text(
-    "WITH expired AS ("
-    " UPDATE transactions.holds SET status = 'expired', resolved_at = now()"
-    " WHERE account_id = :account_id AND status = 'active' AND expires_at <= now()"
-    " RETURNING reference, amount, expires_at), "
-    "moved AS ("
-    " UPDATE transactions.accounts"
-    " SET held = held - (SELECT coalesce(sum(amount), 0) FROM expired)"
-    " WHERE id = :account_id RETURNING held) "
-    "SELECT moved.held, expired.reference, expired.amount FROM moved LEFT JOIN expired ON true "
-    "ORDER BY expired.expires_at, expired.reference"
-).bindparams(bindparam("account_id"))
+    "SELECT id, kind, currency, balance, held FROM transactions.release_overdue_holds(:account_id)"
+).bindparams(bindparam("account_id", type_=BigInteger))
+
+_SETTLE_DEBT_FROM_HOLDS = text(
+    "SELECT transactions.settle_debt_from_holds(:wallet_id, :references, :amounts)"
+).bindparams(
+    bindparam("wallet_id", type_=BigInteger),
+    bindparam("references", type_=ARRAY(Text)),
+    bindparam("amounts", type_=ARRAY(BigInteger)),
+)
 
 
 async def release_overdue_holds(
     session: AsyncSession, account_id: AccountId
-) -> tuple[int, list[ReleasedHold]]:
-    """Expire the (locked) account's overdue holds; what it still holds, and the holds expired."""
-    rows = (await session.execute(_RELEASE_OVERDUE_HOLDS, {"account_id": account_id})).all()
-    expired = [
-        ReleasedHold(reference=row.reference, amount=int(row.amount))
-        for row in rows
-        if row.reference is not None
+) -> list[LockedAccount]:
+    """Expire the (locked) account's overdue holds, paying its user's debt with them; the
+    account as it is now, and the debt account when one was paid from (locked now)."""
+    rows = await session.execute(_RELEASE_OVERDUE_HOLDS, {"account_id": account_id})
+    return [
+        LockedAccount(id=r.id, kind=r.kind, currency=r.currency, balance=r.balance, held=r.held)
+        for r in rows
     ]
-    return int(rows[0].held), expired
+
+
+async def settle_debt_from_holds(
+    session: AsyncSession, wallet_id: AccountId, holds: Sequence[ReleasedHold]
+) -> None:
+    """Pay the user's debt with what the (locked) wallet's released holds gave back."""
+    await session.execute(
+        _SETTLE_DEBT_FROM_HOLDS,
+        {
+            "wallet_id": wallet_id,
+            "references": [hold.reference for hold in holds],
+            "amounts": [hold.amount for hold in holds],
+        },
+    )
 
 
 async def write_transaction(

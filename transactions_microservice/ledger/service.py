@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -111,68 +111,31 @@ async def release_overdue_holds(
     (and under the CHECK on `balance - held`) until this runs: before a posting or a new hold
     weighs what a wallet has available, and by the sweep for wallets nobody touches. What an
     expired hold gives back to a wallet whose user owes pays the debt at once
-    (`settle_debt_from_holds`); the debt account is then among the accounts returned.
+    (`settle_debt_from_holds`); the debt account is then among the accounts returned. The rule
+    is the SQL function `transactions.release_overdue_holds` (migration 0011), which the hot
+    paths run in their own statement.
     """
     released = dict(locked)
     for account in locked.values():
         if account.held > 0:
-            held, expired = await repository.release_overdue_holds(session, account.id)
-            released[account.id] = replace(account, held=held)
-            if expired:
-                released.update(await settle_debt_from_holds(session, account.id, expired))
+            for current in await repository.release_overdue_holds(session, account.id):
+                released[current.id] = current
     return released
 
 
 async def settle_debt_from_holds(
     session: AsyncSession, wallet_id: AccountId, holds: Sequence[ReleasedHold]
-) -> dict[AccountId, LockedAccount]:
-    """Pay the user's debt with what the (locked) wallet's holds gave back, as a credit would.
+) -> None:
+    """Pay the user's debt with what the (locked) wallet's released holds gave back.
 
     Money a voided or expired hold stops reserving would otherwise sit spendable beside a debt
     (and could leave by a refund while the platform stays owed). One `debt_settlement`
     transaction per hold, referenced by the hold's reference, moves up to what is still owed
     from the wallet to the debt account, in the caller's transaction; it balances, so the
-    deferred balance constraint holds. Returns the wallet and the debt account as they are now
-    (nothing when the user has no debt account).
+    deferred balance constraint holds. The rule is the SQL function
+    `transactions.settle_debt_from_holds` (migration 0011), shared with the hot paths.
     """
-    # Read under the wallet's lock: a debt grows only while its wallet is locked, so what this
-    # finds is exact until the caller's transaction ends.
-    debt_id = (await repository.debt_accounts(session, [wallet_id])).get(wallet_id)
-    if debt_id is None:
-        return {}
-    # The caller holds the wallet's lock. Whoever locks a debt account locks its wallet in the
-    # same call, and a wallet's id is lower than its debt account's (the wallet is opened
-    # first), so taking the debt account's lock now cannot wait in a cycle.
-    current = await lock_accounts(session, [wallet_id, debt_id])
-    wallet, debt = current[wallet_id], current[debt_id]
-    for hold in holds:
-        settled = min(hold.amount, -debt.balance)
-        if settled <= 0:
-            break
-        wallet = replace(wallet, balance=wallet.balance - settled)
-        debt = replace(debt, balance=debt.balance + settled)
-        written = await repository.write_transaction(
-            session,
-            transaction_id=uuid.uuid4(),
-            type_=LedgerTransactionType.DEBT_SETTLEMENT,
-            reference=hold.reference,
-            description=None,
-            deltas={wallet.id: -settled, debt.id: settled},
-            rows=[
-                EntryRow(
-                    account_id=account.id,
-                    type=EntryType.DEBT_SETTLEMENT,
-                    amount=amount,
-                    currency=wallet.currency,
-                    balance_after=account.balance,
-                    counterparty_user_id=None,
-                )
-                for account, amount in ((wallet, -settled), (debt, settled))
-            ],
-        )
-        if written is None:  # a hold is released once; its reference is unique among holds
-            raise RuntimeError(f"hold {hold.reference!r} paid a debt before")
-    return {wallet.id: wallet, debt.id: debt}
+    await repository.settle_debt_from_holds(session, wallet_id, holds)
 
 
 async def post(
