@@ -619,7 +619,7 @@ BEGIN
     RETURNING balance, held INTO wallet_balance, wallet_held;
     IF wallet_balance - found_hold.amount - wallet_held < 0 THEN
         PERFORM transactions.refuse('insufficient_funds', jsonb_build_object(
-            'available', wallet_balance - wallet_held));
+            'available', wallet_balance - wallet_held, 'currency', found_hold.currency));
     END IF;
     refund_id := gen_random_uuid();
     INSERT INTO transactions.ledger_transactions (id, type, reference, description, created_at)

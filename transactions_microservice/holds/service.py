@@ -107,6 +107,12 @@ async def capture(db: Database, hold_id: uuid.UUID) -> HoldRecord:
     except Refused as refused:
         if refused.kind == "hold_not_found":
             raise HoldNotFound(f"No hold {hold_id}.") from None
+        if refused.kind == "insufficient_funds":  # the ledger's own check, as a posting's
+            raise InsufficientFunds(
+                "The wallet's available balance does not cover this amount.",
+                available=int(refused.fields["available"]),
+                currency=str(refused.fields["currency"]),
+            ) from None
         raise _problem(refused, "") from None
     if captured.onto_existing:
         logger.warning(
