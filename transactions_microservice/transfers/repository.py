@@ -9,9 +9,8 @@ from typing import Any
 
 from sqlalchemy import ARRAY, BigInteger, DateTime, Integer, Text, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from micropay_common.db import refusals
+from micropay_common.db import Database, refusals
 
 # One round trip (migration 0011 says why it is a function, and what it does in which order).
 _TRANSFER = (
@@ -69,7 +68,7 @@ class TransferCall:
 
 
 async def transfer(
-    db: AsyncConnection | AsyncSession, call: TransferCall, claim: dict[str, Any] | None = None
+    db: Database, call: TransferCall, claim: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Run the transfer: `{"status", "body"}`, or what the idempotency claim found instead;
     Refused when a rule refuses it (and then nothing was written)."""

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-
-from micropay_common.db import Refused
+from micropay_common.db import Database, Refused
 from micropay_common.errors import ProblemError
 from micropay_common.events import EventEnvelope, TransferCompleted
 from micropay_common.idempotency import StoredResponse, claim_parameters, claimed
@@ -25,7 +23,7 @@ from transactions_microservice.transfers.schemas import TransferCreate, Transfer
 
 
 async def create_transfer(
-    db: AsyncConnection | AsyncSession,
+    db: Database,
     sender_id: str,
     sender_email: str,
     request: TransferCreate,
