@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import event, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -142,3 +146,44 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function" closes the session (and commits) before the response is sent, so a failed
 # commit becomes an error response instead of a 2xx for a change that did not happen.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    """A connection in autocommit: each statement is its own transaction, with no BEGIN or
+    COMMIT round trip around it. For hot paths whose whole work is one statement."""
+    async with AppState.of(request.app).engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
+
+
+ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
+
+Database = AsyncConnection | AsyncSession
+"""Where a read (or a one-statement write) runs: an autocommit connection or a session."""
+
+REFUSAL_SQLSTATE = "MP001"
+"""What a SQL function raises to refuse a request: its statement, and all it wrote, roll back.
+
+The message is the refusal's kind, the detail a JSON object of its fields; the service turns
+them into its ProblemError (docs/conventions.md, "Hot paths in SQL")."""
+
+
+@dataclass
+class Refused(Exception):
+    """A SQL function refused the request (SQLSTATE MP001): a kind and its fields."""
+
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Turn a SQL function's refusal, raised by a statement in this block, into Refused."""
+    try:
+        yield
+    except exc.DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) != REFUSAL_SQLSTATE:
+            raise
+        cause = error.orig.__cause__ if error.orig is not None else None
+        detail = getattr(cause, "detail", None)
+        raise Refused(getattr(cause, "message", ""), json.loads(detail or "{}")) from error

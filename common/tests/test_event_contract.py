@@ -115,15 +115,49 @@ def publish_calls(tree: ast.Module) -> list[ast.Call]:
     return calls
 
 
+def envelope_calls(tree: ast.Module) -> list[ast.Call]:
+    """The calls of `EventEnvelope.of`: the outbox payload a SQL function writes (a hot path in
+    one statement, docs/conventions.md) is built in the service with it."""
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "of"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "EventEnvelope"
+    ]
+
+
+def _event_argument(call: ast.Call, tree: ast.Module) -> ast.expr | None:
+    """The event a publish (second argument) or an envelope (first) is given; a name bound in
+    the module to a call of an event class counts as that call."""
+    index = 0 if isinstance(call.func, ast.Attribute) and call.func.attr == "of" else 1
+    event = call.args[index] if len(call.args) > index else None
+    if isinstance(event, ast.Name):
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id == event.id
+                and isinstance(node.value, ast.Call)
+            ):
+                return node.value
+    return event
+
+
 def published_event_classes(package: str) -> list[tuple[str, str]]:
-    """(where, class name) of each event a package's code passes to `publish`."""
+    """(where, class name) of each event a package's code passes to `publish`, or builds the
+    envelope of for a SQL function to write."""
     found = []
     for path in sorted((ROOT / package).rglob("*.py")):
         if "tests" in path.relative_to(ROOT).parts:
             continue
-        for call in publish_calls(ast.parse(path.read_text(), filename=str(path))):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for call in publish_calls(tree) + envelope_calls(tree):
             where = f"{path.relative_to(ROOT)}:{call.lineno}"
-            event = call.args[1] if len(call.args) > 1 else None
+            event = _event_argument(call, tree)
             # The event is built in the call, so what is published can be read off the code.
             assert isinstance(event, ast.Call), f"{where}: publish(session, SomeEvent(...))"
             assert isinstance(event.func, ast.Name), f"{where}: publish(session, SomeEvent(...))"

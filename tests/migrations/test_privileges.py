@@ -165,6 +165,35 @@ async def test_updates_and_deletes_run_only_where_the_role_keeps_them(
     assert await refused(await as_role(role), statement) is not kept, statement
 
 
+async def test_only_the_transactions_role_runs_its_functions_and_with_its_own_privileges(
+    admin: asyncpg.Connection,
+    as_role: Callable[[str], Awaitable[asyncpg.Connection]],
+) -> None:
+    # Revision 0011: the hot paths as functions. SECURITY INVOKER, so the grants above still
+    # bound what they do; EXECUTE for the service's role alone (not PUBLIC, the default).
+    functions = await admin.fetch(
+        "SELECT p.oid::regprocedure::text AS name, p.prosecdef AS definer,"
+        " array_agg(r.rolname ORDER BY r.rolname) FILTER"
+        " (WHERE has_function_privilege(r.oid, p.oid, 'EXECUTE')) AS executors"
+        " FROM pg_catalog.pg_proc p CROSS JOIN pg_catalog.pg_roles r"
+        " WHERE p.pronamespace = 'transactions'::regnamespace"
+        " AND p.prorettype <> 'trigger'::regtype AND r.rolname = ANY($1::text[])"
+        " GROUP BY p.oid",
+        list(SERVICE_OF_ROLE),
+    )
+    names = {row["name"].split("(")[0] for row in functions}
+    assert {
+        "transactions.transfer",
+        "transactions.create_hold",
+        "transactions.capture_hold",
+    } <= names
+    for row in functions:
+        assert row["definer"] is False, row["name"]
+        assert row["executors"] == ["transactions_service"], row["name"]
+    conn = await as_role("payment_service")
+    assert await refused(conn, "SELECT transactions.capture_hold($1)", uuid.uuid4())
+
+
 @pytest.mark.parametrize("role", DENY_LIST_READERS)
 async def test_the_other_roles_read_the_deny_lists_keys_and_nothing_else_of_auth(
     admin: asyncpg.Connection,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Select, bindparam, case, delete, func, select, text
+from sqlalchemy import Column, Select, bindparam, case, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from micropay_common.db import Database
 from transactions_microservice.models import (
     AccountId,
     AccountKind,
@@ -150,93 +150,13 @@ _BALANCES = (
 )
 
 
-async def balances(session: AsyncSession, user_id: str) -> list[WalletBalance]:
+async def balances(db: Database, user_id: str) -> list[WalletBalance]:
     """The user's wallets, by currency, from the stored balances (never the entries)."""
-    rows = await session.execute(_BALANCES, {"user_id": user_id})
+    rows = await db.execute(_BALANCES, {"user_id": user_id})
     return [
         WalletBalance(row.currency, row.balance, int(row.held), int(row.unsettled), int(row.owed))
         for row in rows
     ]
-
-
-@dataclass(frozen=True)
-class TransferParties:
-    """Who a transfer is between and their wallets in its currency, as far as they exist."""
-
-    recipient_id: str | None
-    recipient_wallet: AccountId | None
-    sender_email: str | None
-    sender_wallet: AccountId | None
-    sender_available: int | None
-    """What the sender's wallet has available (its holds past their expiry not counted), as
-    read without its lock: the posting weighs it again under the lock."""
-    sender_unsettled: int = 0
-    """The sender's card money still settling (it cannot be sent yet)."""
-    sender_sent_today: int = 0
-    """What the sender's wallet sent since the day's start."""
-    sender_owed: int = 0
-    """What the sender owes in the currency (their debt account)."""
-
-
-# One round trip for both sides; the single row comes back even when nothing matches. The
-# sender's available balance is read here so that a transfer it cannot cover is refused before
-# anything about the recipient is told.
-_TRANSFER_PARTIES = text(
-    """
-    SELECT recipient.user_id AS recipient_id, recipient_wallet.id AS recipient_wallet,
-           sender.email AS sender_email, sender_wallet.id AS sender_wallet,
-           sender_wallet.balance - CASE WHEN sender_wallet.held = 0 THEN 0
-               ELSE sender_wallet.held - (
-                   SELECT coalesce(sum(h.amount), 0) FROM transactions.holds AS h
-                   WHERE h.account_id = sender_wallet.id AND h.status = 'active'
-                     AND h.expires_at <= now())
-               END AS sender_available,
-           (SELECT coalesce(sum(s.amount), 0) FROM transactions.top_up_settlements AS s
-             WHERE s.account_id = sender_wallet.id AND s.settles_at > now()) AS sender_unsettled,
-           (SELECT coalesce(-sum(e.amount), 0) FROM transactions.entries AS e
-             WHERE e.account_id = sender_wallet.id AND e.type = 'transfer_out'
-               AND e.created_at >= :day_start) AS sender_sent_today,
-           coalesce(-sender_debt.balance, 0) AS sender_owed
-    FROM (SELECT 1) AS one
-    LEFT JOIN transactions.users AS recipient ON recipient.email = :recipient_email
-    LEFT JOIN transactions.accounts AS recipient_wallet
-           ON recipient_wallet.user_id = recipient.user_id
-          AND recipient_wallet.currency = :currency
-    LEFT JOIN transactions.users AS sender ON sender.user_id = :sender_id
-    LEFT JOIN transactions.accounts AS sender_wallet
-           ON sender_wallet.user_id = :sender_id AND sender_wallet.currency = :currency
-    LEFT JOIN transactions.accounts AS sender_debt
-           ON sender_debt.debtor_id = :sender_id AND sender_debt.currency = :currency
-    """
-)
-
-
-async def transfer_parties(
-    session: AsyncSession,
-    *,
-    sender_id: str,
-    recipient_email: str,
-    currency: str,
-    day_start: datetime,
-) -> TransferParties:
-    """The recipient by email and the sender by id, each with their wallet in `currency`, and
-    what the sender's wallet sent since `day_start`."""
-    row = (
-        await session.execute(
-            _TRANSFER_PARTIES,
-            {
-                "recipient_email": recipient_email,
-                "sender_id": sender_id,
-                "currency": currency,
-                "day_start": day_start,
-            },
-        )
-    ).one()
-    values = dict(row._mapping)
-    for name in ("sender_available", "sender_unsettled", "sender_sent_today", "sender_owed"):
-        if values[name] is not None:
-            values[name] = int(values[name])
-    return TransferParties(**values)
 
 
 async def release_email(session: AsyncSession, email: str, keep_user_id: str) -> int:

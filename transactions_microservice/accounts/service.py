@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from micropay_common.db import Database
 from transactions_microservice.accounts import repository
-from transactions_microservice.accounts.repository import TransferParties
 from transactions_microservice.accounts.schemas import BalanceRead, BalancesRead
 from transactions_microservice.models import AccountId, SystemAccount
 
@@ -59,29 +58,10 @@ async def owed(session: AsyncSession, user_id: str, currency: str) -> int:
     return await repository.owed(session, user_id, currency)
 
 
-async def transfer_parties(
-    session: AsyncSession,
-    *,
-    sender_id: str,
-    recipient_email: str,
-    currency: str,
-    day_start: datetime,
-) -> TransferParties:
-    """The recipient by (normalised) email and the sender by id, with their wallets and what
-    the sender sent since `day_start`, at once."""
-    return await repository.transfer_parties(
-        session,
-        sender_id=sender_id,
-        recipient_email=recipient_email,
-        currency=currency,
-        day_start=day_start,
-    )
-
-
-async def balances(session: AsyncSession, user_id: str) -> BalancesRead:
+async def balances(db: Database, user_id: str) -> BalancesRead:
     """The user's wallets with their available balances (card money still settling apart) and
     what the user owes in each."""
-    wallets = await repository.balances(session, user_id)
+    wallets = await repository.balances(db, user_id)
     read = []
     for wallet in wallets:
         # Settling card money counts only as far as the wallet still has it (a refund of the

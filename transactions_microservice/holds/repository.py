@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Integer, Text, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from micropay_common.db import Database, refusals
 from transactions_microservice.models import AccountId, HoldStatus, accounts, holds
 
 
@@ -73,47 +74,6 @@ async def get(
     return _record((await session.execute(statement)).one_or_none())
 
 
-async def get_by_reference(session: AsyncSession, reference: str) -> HoldRecord | None:
-    """The hold created for `reference`, if any."""
-    return _record(
-        (
-            await session.execute(
-                select(*_HOLD_COLUMNS)
-                .join(accounts, accounts.c.id == holds.c.account_id)
-                .where(holds.c.reference == reference)
-            )
-        ).one_or_none()
-    )
-
-
-async def insert_hold(
-    session: AsyncSession,
-    *,
-    hold_id: uuid.UUID,
-    account_id: AccountId,
-    amount: int,
-    currency: str,
-    reference: str,
-    ttl_seconds: int,
-) -> bool:
-    """Write an active hold; False when a hold with `reference` exists already."""
-    created = await session.scalar(
-        insert(holds)
-        .values(
-            id=hold_id,
-            account_id=account_id,
-            amount=amount,
-            currency=currency,
-            reference=reference,
-            status=HoldStatus.ACTIVE,
-            expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, ttl_seconds),
-        )
-        .on_conflict_do_nothing(index_elements=[holds.c.reference])
-        .returning(holds.c.id)
-    )
-    return created is not None
-
-
 async def add_held(session: AsyncSession, account_id: AccountId, amount: int) -> None:
     """Change the (locked) account's held amount by `amount` (negative to release)."""
     await session.execute(
@@ -149,3 +109,74 @@ async def resolve(
         .where(holds.c.id == hold_id, holds.c.status == HoldStatus.ACTIVE)
         .values(status=status, transaction_id=transaction_id, resolved_at=func.now())
     )
+
+
+_RECORD_COLUMNS = (
+    "id, user_id, account_id, amount, currency, reference, status, expires_at, "
+    "transaction_id, created_at, resolved_at, onto_existing"
+)
+
+# Each one round trip; migration 0011 says why they are functions and what they do.
+_CREATE_HOLD = text(
+    f"SELECT {_RECORD_COLUMNS} FROM transactions.create_hold("  # noqa: S608 (constant)
+    ":hold_id, :user_id, :amount, :currency, :reference, :ttl_seconds)"
+).bindparams(
+    bindparam("hold_id", type_=UUID(as_uuid=True)),
+    bindparam("user_id", type_=Text),
+    bindparam("currency", type_=Text),
+    bindparam("reference", type_=Text),
+    bindparam("ttl_seconds", type_=Integer),
+)
+_CAPTURE_HOLD = text(
+    f"SELECT {_RECORD_COLUMNS} FROM transactions.capture_hold(:hold_id)"  # noqa: S608 (constant)
+).bindparams(bindparam("hold_id", type_=UUID(as_uuid=True)))
+
+
+@dataclass(frozen=True)
+class CapturedHold:
+    """A captured hold, and whether its refund had been debited before (without it)."""
+
+    hold: HoldRecord
+    onto_existing: bool
+
+
+def _captured(row: Any) -> CapturedHold:
+    values = dict(row._mapping)
+    onto_existing = bool(values.pop("onto_existing"))
+    return CapturedHold(HoldRecord(**values), onto_existing)
+
+
+async def create_hold(
+    db: Database,
+    *,
+    hold_id: uuid.UUID,
+    user_id: str,
+    amount: int,
+    currency: str,
+    reference: str,
+    ttl_seconds: int,
+) -> HoldRecord:
+    """Reserve the amount (`transactions.create_hold`), or the hold made for this reference;
+    Refused when a rule refuses it."""
+    with refusals():
+        row = (
+            await db.execute(
+                _CREATE_HOLD,
+                {
+                    "hold_id": hold_id,
+                    "user_id": user_id,
+                    "amount": amount,
+                    "currency": currency,
+                    "reference": reference,
+                    "ttl_seconds": ttl_seconds,
+                },
+            )
+        ).one()
+    return _captured(row).hold
+
+
+async def capture(db: Database, hold_id: uuid.UUID) -> CapturedHold:
+    """Post the hold as a refund (`transactions.capture_hold`); Refused when it cannot be."""
+    with refusals():
+        row = (await db.execute(_CAPTURE_HOLD, {"hold_id": hold_id})).one()
+    return _captured(row)

@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Depends
 
-from micropay_common.db import SessionDep
+from micropay_common.db import ConnectionDep, SessionDep
 from micropay_common.security import SERVICE_CALLER_RESPONSES, require_callers
 from micropay_common.services import ServiceName
 from transactions_microservice.dependencies import SettingsDep
@@ -35,10 +35,10 @@ router = APIRouter(
         422: {"description": "Amount not a positive integer, or an unsupported currency"},
     },
 )
-async def create_hold(body: HoldCreate, session: SessionDep, settings: SettingsDep) -> HoldRead:
+async def create_hold(body: HoldCreate, db: ConnectionDep, settings: SettingsDep) -> HoldRead:
     """Hold `amount` of the wallet's available balance, never while its user owes in the currency;
     a repeated `reference` returns its hold."""
-    hold = await service.create_hold(session, body, settings.hold_ttl_seconds)
+    hold = await service.create_hold(db, body, settings.hold_ttl_seconds)
     return HoldRead.model_validate(asdict(hold))
 
 
@@ -62,9 +62,9 @@ async def get_hold(hold_id: uuid.UUID, session: SessionDep) -> HoldRead:
         409: {"description": "`hold_not_active`: the hold was voided or has expired"},
     },
 )
-async def capture_hold(hold_id: uuid.UUID, session: SessionDep) -> HoldRead:
+async def capture_hold(hold_id: uuid.UUID, db: ConnectionDep) -> HoldRead:
     """Debit the held amount (wallet → refunds account); capturing again returns the same hold."""
-    return HoldRead.model_validate(asdict(await service.capture(session, hold_id)))
+    return HoldRead.model_validate(asdict(await service.capture(db, hold_id)))
 
 
 @router.post(

@@ -7,7 +7,8 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from transactions_microservice.accounts import service as accounts
+from micropay_common.db import Database, Refused
+from micropay_common.errors import ProblemError
 from transactions_microservice.holds import repository
 from transactions_microservice.holds.exceptions import (
     HoldNotActive,
@@ -19,29 +20,12 @@ from transactions_microservice.holds.schemas import HoldCreate
 from transactions_microservice.ledger import service as ledger
 from transactions_microservice.ledger.exceptions import InsufficientFunds, WalletHasDebt
 from transactions_microservice.models import (
-    EntryType,
     HoldStatus,
-    LedgerTransactionType,
-    SystemAccount,
 )
 
 logger = logging.getLogger("micropay.transactions.holds")
 
 SWEEP_BATCH = 100
-
-
-def _same_request(hold: HoldRecord, request: HoldCreate) -> HoldRecord:
-    if (hold.user_id, hold.amount, hold.currency) != (
-        request.user_id,
-        request.amount,
-        request.currency,
-    ):
-        raise HoldReferenceConflict(
-            f"Reference {request.reference!r} already names hold {hold.id} of another user, "
-            "amount or currency.",
-            hold_id=str(hold.id),
-        )
-    return hold
 
 
 async def _reload(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
@@ -51,54 +35,58 @@ async def _reload(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
     return hold
 
 
-async def create_hold(session: AsyncSession, request: HoldCreate, ttl_seconds: int) -> HoldRecord:
-    """Reserve the amount on the user's wallet, or return the hold made for this reference."""
-    existing = await repository.get_by_reference(session, request.reference)
-    if existing is not None:
-        return _same_request(existing, request)
-    wallet_id = await accounts.find_wallet(session, request.user_id, request.currency)
-    if wallet_id is None:
-        raise InsufficientFunds(
-            f"The user has no {request.currency} wallet.", available=0, currency=request.currency
+async def create_hold(db: Database, request: HoldCreate, ttl_seconds: int) -> HoldRecord:
+    """Reserve the amount on the user's wallet, or return the hold made for this reference.
+
+    Never while the user owes in the currency: money that leaves by refund while the user owes
+    would go back to their card and leave the platform's loss standing. One statement
+    (`transactions.create_hold`): the wallet's lock, its overdue holds released, debt and funds
+    weighed under it.
+    """
+    try:
+        return await repository.create_hold(
+            db,
+            hold_id=uuid.uuid4(),
+            user_id=request.user_id,
+            amount=request.amount,
+            currency=request.currency,
+            reference=request.reference,
+            ttl_seconds=ttl_seconds,
         )
-    locked = await ledger.lock_accounts(session, [wallet_id])
-    wallet = (await ledger.release_overdue_holds(session, locked))[wallet_id]
-    # Under the wallet's lock, as a transfer weighs it: a dispute's withdrawal takes this lock
-    # too, so what it left owed is seen here. Money that leaves by refund while the user owes
-    # would go back to their card and leave the platform's loss standing.
-    owed = await accounts.owed(session, request.user_id, request.currency)
-    if owed > 0:
-        raise WalletHasDebt(
+    except Refused as refused:
+        raise _problem(refused, request.currency, request.reference) from None
+
+
+def _problem(refused: Refused, currency: str, reference: str = "") -> ProblemError:
+    """The problem a refusal of a hold function is answered with."""
+    fields = refused.fields
+    if refused.kind == "hold_reference_conflict":
+        return HoldReferenceConflict(
+            f"Reference {reference!r} already names hold {fields['hold_id']} of another user, "
+            "amount or currency.",
+            hold_id=str(fields["hold_id"]),
+        )
+    if refused.kind == "no_wallet":
+        return InsufficientFunds(
+            f"The user has no {currency} wallet.", available=0, currency=currency
+        )
+    if refused.kind == "wallet_has_debt":
+        return WalletHasDebt(
             "The user owes money in this currency; money coming in pays it first, and nothing "
             "can be refunded from the wallet until it is paid.",
-            owed=owed,
-            currency=request.currency,
+            owed=int(fields["owed"]),
+            currency=currency,
         )
-    available = wallet.balance - wallet.held
-    if available < request.amount:
-        raise InsufficientFunds(
+    if refused.kind == "insufficient_funds":
+        return InsufficientFunds(
             "The wallet's available balance does not cover the hold.",
-            available=available,
-            currency=request.currency,
+            available=int(fields["available"]),
+            currency=currency,
         )
-    hold_id = uuid.uuid4()
-    created = await repository.insert_hold(
-        session,
-        hold_id=hold_id,
-        account_id=wallet_id,
-        amount=request.amount,
-        currency=request.currency,
-        reference=request.reference,
-        ttl_seconds=ttl_seconds,
-    )
-    if not created:
-        # A concurrent create with this reference committed first.
-        raced = await repository.get_by_reference(session, request.reference)
-        if raced is None:
-            raise RuntimeError(f"hold reference {request.reference!r} conflicts but is not found")
-        return _same_request(raced, request)
-    await repository.add_held(session, wallet_id, request.amount)
-    return await _reload(session, hold_id)
+    if refused.kind == "hold_not_active":
+        status = str(fields["hold_status"])
+        return HoldNotActive(f"The hold is {status}; it cannot be captured.", hold_status=status)
+    raise RuntimeError(f"a hold function refused with an unknown kind {refused.kind!r}")
 
 
 async def get_hold(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
@@ -106,63 +94,31 @@ async def get_hold(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
     return await _reload(session, hold_id)
 
 
-async def capture(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
-    """Post the held amount as a refund entry (wallet → refunds account); repeats are no-ops."""
-    hold = await _reload(session, hold_id)
-    if hold.status == HoldStatus.CAPTURED:
-        return hold
-    if hold.status != HoldStatus.ACTIVE:
-        raise HoldNotActive(
-            f"The hold is {hold.status}; it cannot be captured.", hold_status=hold.status
+async def capture(db: Database, hold_id: uuid.UUID) -> HoldRecord:
+    """Post the held amount as a refund entry (wallet → refunds account); repeats are no-ops.
+
+    One statement (`transactions.capture_hold`): the accounts locked (wallet and refunds
+    account, in id order) before the hold row, an overdue hold expired (and then not captured).
+    If the refund was already debited without this hold (its event came first), the
+    reservation is released, paying the user's debt first, and nothing is debited twice.
+    """
+    try:
+        captured = await repository.capture(db, hold_id)
+    except Refused as refused:
+        if refused.kind == "hold_not_found":
+            raise HoldNotFound(f"No hold {hold_id}.") from None
+        if refused.kind == "insufficient_funds":  # the ledger's own check, as a posting's
+            raise InsufficientFunds(
+                "The wallet's available balance does not cover this amount.",
+                available=int(refused.fields["available"]),
+                currency=str(refused.fields["currency"]),
+            ) from None
+        raise _problem(refused, "") from None
+    if captured.onto_existing:
+        logger.warning(
+            "hold %s captured onto the existing refund %s", hold_id, captured.hold.reference
         )
-    refunds = await accounts.system_account(session, SystemAccount.REFUNDS, hold.currency)
-    # Accounts first, then the hold row: the order every path takes (see lock_accounts). An
-    # overdue hold expires here, and is then no longer there to capture.
-    await ledger.release_overdue_holds(
-        session, await ledger.lock_accounts(session, [hold.account_id, refunds])
-    )
-    hold = await repository.get(session, hold_id, lock=True) or hold
-    if hold.status == HoldStatus.CAPTURED:
-        return hold
-    if hold.status != HoldStatus.ACTIVE:
-        raise HoldNotActive(
-            f"The hold is {hold.status}; it cannot be captured.", hold_status=hold.status
-        )
-    await repository.add_held(session, hold.account_id, -hold.amount)
-    posted = await ledger.post(
-        session,
-        type_=LedgerTransactionType.REFUND,
-        reference=hold.reference,
-        entries=[
-            ledger.NewEntry(
-                account_id=hold.account_id,
-                amount=-hold.amount,
-                currency=hold.currency,
-                type=EntryType.REFUND,
-            ),
-            ledger.NewEntry(
-                account_id=refunds,
-                amount=hold.amount,
-                currency=hold.currency,
-                type=EntryType.REFUND,
-            ),
-        ],
-    )
-    if posted is not None:
-        transaction_id = posted.id
-    else:
-        # The refund was already debited without this hold (its event came first); the
-        # reservation is released and nothing is debited twice.
-        found = await ledger.transaction_by_reference(
-            session, LedgerTransactionType.REFUND, hold.reference
-        )
-        if found is None:
-            raise RuntimeError(f"refund {hold.reference!r} conflicts but is not found")
-        transaction_id = found
-        logger.warning("hold %s captured onto the existing refund %s", hold.id, hold.reference)
-        await _settle_debt(session, hold)
-    await repository.resolve(session, hold.id, HoldStatus.CAPTURED, transaction_id)
-    return await _reload(session, hold.id)
+    return captured.hold
 
 
 async def renew(session: AsyncSession, hold_id: uuid.UUID, ttl_seconds: int) -> HoldRecord:

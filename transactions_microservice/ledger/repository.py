@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from micropay_common.db import Database
 from transactions_microservice.models import (
     AccountId,
     EntryType,
@@ -172,34 +173,43 @@ class ReleasedHold:
     amount: int
 
 
-# Expire the account's overdue holds and take them out of `held`, in one statement; one row per
-# expired hold (or one without a hold when none expired), each with what the account still
-# holds. The caller holds the account's row lock, so no posting reads `held` in between.
 _RELEASE_OVERDUE_HOLDS = text(
-    "WITH expired AS ("
-    " UPDATE transactions.holds SET status = 'expired', resolved_at = now()"
-    " WHERE account_id = :account_id AND status = 'active' AND expires_at <= now()"
-    " RETURNING reference, amount, expires_at), "
-    "moved AS ("
-    " UPDATE transactions.accounts"
-    " SET held = held - (SELECT coalesce(sum(amount), 0) FROM expired)"
-    " WHERE id = :account_id RETURNING held) "
-    "SELECT moved.held, expired.reference, expired.amount FROM moved LEFT JOIN expired ON true "
-    "ORDER BY expired.expires_at, expired.reference"
-).bindparams(bindparam("account_id"))
+    "SELECT id, kind, currency, balance, held FROM transactions.release_overdue_holds(:account_id)"
+).bindparams(bindparam("account_id", type_=BigInteger))
+
+_SETTLE_DEBT_FROM_HOLDS = text(
+    "SELECT transactions.settle_debt_from_holds(:wallet_id, :references, :amounts)"
+).bindparams(
+    bindparam("wallet_id", type_=BigInteger),
+    bindparam("references", type_=ARRAY(Text)),
+    bindparam("amounts", type_=ARRAY(BigInteger)),
+)
 
 
 async def release_overdue_holds(
     session: AsyncSession, account_id: AccountId
-) -> tuple[int, list[ReleasedHold]]:
-    """Expire the (locked) account's overdue holds; what it still holds, and the holds expired."""
-    rows = (await session.execute(_RELEASE_OVERDUE_HOLDS, {"account_id": account_id})).all()
-    expired = [
-        ReleasedHold(reference=row.reference, amount=int(row.amount))
-        for row in rows
-        if row.reference is not None
+) -> list[LockedAccount]:
+    """Expire the (locked) account's overdue holds, paying its user's debt with them; the
+    account as it is now, and the debt account when one was paid from (locked now)."""
+    rows = await session.execute(_RELEASE_OVERDUE_HOLDS, {"account_id": account_id})
+    return [
+        LockedAccount(id=r.id, kind=r.kind, currency=r.currency, balance=r.balance, held=r.held)
+        for r in rows
     ]
-    return int(rows[0].held), expired
+
+
+async def settle_debt_from_holds(
+    session: AsyncSession, wallet_id: AccountId, holds: Sequence[ReleasedHold]
+) -> None:
+    """Pay the user's debt with what the (locked) wallet's released holds gave back."""
+    await session.execute(
+        _SETTLE_DEBT_FROM_HOLDS,
+        {
+            "wallet_id": wallet_id,
+            "references": [hold.reference for hold in holds],
+            "amounts": [hold.amount for hold in holds],
+        },
+    )
 
 
 async def write_transaction(
@@ -286,9 +296,9 @@ def _with_details(statement: Select[Any], page: Any) -> Select[Any]:
     ).outerjoin(users, users.c.user_id == page.c.counterparty_user_id)
 
 
-async def is_users_entry(session: AsyncSession, user_id: str, entry_id: int) -> bool:
+async def is_users_entry(db: Database, user_id: str, entry_id: int) -> bool:
     """Whether the entry is on one of the user's wallets."""
-    found = await session.scalar(
+    found = await db.scalar(
         select(entries.c.id)
         .join(accounts, accounts.c.id == entries.c.account_id)
         .where(entries.c.id == entry_id, accounts.c.user_id == user_id)
@@ -387,7 +397,7 @@ def history_statement(
 
 
 async def history_page(
-    session: AsyncSession,
+    db: Database,
     where: HistoryFilter,
     *,
     limit: int,
@@ -395,7 +405,7 @@ async def history_page(
 ) -> list[EntryRecord]:
     """Up to `limit` of the user's entries, newest first, after the entry `starting_after`."""
     statement, values = history_statement(where, limit=limit, starting_after=starting_after)
-    return [EntryRecord(**row._mapping) for row in await session.execute(statement, values)]
+    return [EntryRecord(**row._mapping) for row in await db.execute(statement, values)]
 
 
 @functools.cache
@@ -409,10 +419,10 @@ def _entry_query() -> Select[Any]:
     return _with_details(_records_of(page).select_from(page), page)
 
 
-async def history_entry(session: AsyncSession, user_id: str, entry_id: int) -> EntryRecord | None:
+async def history_entry(db: Database, user_id: str, entry_id: int) -> EntryRecord | None:
     """One of the user's entries by id."""
     row = (
-        await session.execute(_entry_query(), {"entry_id": entry_id, "user_id": user_id})
+        await db.execute(_entry_query(), {"entry_id": entry_id, "user_id": user_id})
     ).one_or_none()
     return None if row is None else EntryRecord(**row._mapping)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import AwareDatetime
 
-from micropay_common.db import SessionDep
+from micropay_common.db import ConnectionDep, SessionDep
 from micropay_common.money import Currency
 from micropay_common.pagination import Limit
 from micropay_common.security import SERVICE_CALLER_RESPONSES, CurrentUser, require_callers
@@ -39,7 +39,7 @@ internal_router = APIRouter(
     },
 )
 async def list_entries(
-    session: SessionDep,
+    db: ConnectionDep,
     user: CurrentUser,
     limit: Limit = 10,
     starting_after: int | None = Query(
@@ -57,8 +57,9 @@ async def list_entries(
     ),
 ) -> EntryPage:
     """Cursor-paginated history across the caller's wallets, optionally filtered."""
+    # One statement in autocommit: no BEGIN or COMMIT around the read.
     found = await service.history(
-        session,
+        db,
         user.id,
         limit=limit,
         starting_after=starting_after,
@@ -82,11 +83,11 @@ async def list_entries(
 async def get_entry(
     # The public path names it `line_id`, as it always has.
     entry_id: Annotated[int, Path(alias="line_id", ge=1, le=MAX_ENTRY_ID)],
-    session: SessionDep,
+    db: ConnectionDep,
     user: CurrentUser,
 ) -> EntryRead:
     """An entry by id; another user's entry is 404, as if it did not exist."""
-    return EntryRead.model_validate(asdict(await service.entry(session, user.id, entry_id)))
+    return EntryRead.model_validate(asdict(await service.entry(db, user.id, entry_id)))
 
 
 @internal_router.get(

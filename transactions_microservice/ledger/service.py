@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from micropay_common.db import Database
 from micropay_common.pagination import InvalidCursor
 from transactions_microservice.ledger import repository
 from transactions_microservice.ledger.exceptions import (
@@ -25,7 +26,7 @@ from transactions_microservice.ledger.repository import (
     HistoryFilter,
 )
 from transactions_microservice.ledger.repository import (
-    LockedAccount as LockedAccount,  # re-exported: the accounts a Guard weighs
+    LockedAccount as LockedAccount,  # re-exported: the accounts as locked
 )
 from transactions_microservice.ledger.repository import (
     ReleasedHold as ReleasedHold,  # re-exported: what a hold's release gives back
@@ -47,10 +48,6 @@ class NewEntry:
     currency: str
     type: EntryType
     counterparty_user_id: str | None = None
-
-
-Guard = Callable[[Mapping[AccountId, LockedAccount]], Awaitable[None]]
-"""A rule of the caller's, weighed under the posting's locks: it raises to refuse the posting."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,68 +111,31 @@ async def release_overdue_holds(
     (and under the CHECK on `balance - held`) until this runs: before a posting or a new hold
     weighs what a wallet has available, and by the sweep for wallets nobody touches. What an
     expired hold gives back to a wallet whose user owes pays the debt at once
-    (`settle_debt_from_holds`); the debt account is then among the accounts returned.
+    (`settle_debt_from_holds`); the debt account is then among the accounts returned. The rule
+    is the SQL function `transactions.release_overdue_holds` (migration 0011), which the hot
+    paths run in their own statement.
     """
     released = dict(locked)
     for account in locked.values():
         if account.held > 0:
-            held, expired = await repository.release_overdue_holds(session, account.id)
-            released[account.id] = replace(account, held=held)
-            if expired:
-                released.update(await settle_debt_from_holds(session, account.id, expired))
+            for current in await repository.release_overdue_holds(session, account.id):
+                released[current.id] = current
     return released
 
 
 async def settle_debt_from_holds(
     session: AsyncSession, wallet_id: AccountId, holds: Sequence[ReleasedHold]
-) -> dict[AccountId, LockedAccount]:
-    """Pay the user's debt with what the (locked) wallet's holds gave back, as a credit would.
+) -> None:
+    """Pay the user's debt with what the (locked) wallet's released holds gave back.
 
     Money a voided or expired hold stops reserving would otherwise sit spendable beside a debt
     (and could leave by a refund while the platform stays owed). One `debt_settlement`
     transaction per hold, referenced by the hold's reference, moves up to what is still owed
     from the wallet to the debt account, in the caller's transaction; it balances, so the
-    deferred balance constraint holds. Returns the wallet and the debt account as they are now
-    (nothing when the user has no debt account).
+    deferred balance constraint holds. The rule is the SQL function
+    `transactions.settle_debt_from_holds` (migration 0011), shared with the hot paths.
     """
-    # Read under the wallet's lock: a debt grows only while its wallet is locked, so what this
-    # finds is exact until the caller's transaction ends.
-    debt_id = (await repository.debt_accounts(session, [wallet_id])).get(wallet_id)
-    if debt_id is None:
-        return {}
-    # The caller holds the wallet's lock. Whoever locks a debt account locks its wallet in the
-    # same call, and a wallet's id is lower than its debt account's (the wallet is opened
-    # first), so taking the debt account's lock now cannot wait in a cycle.
-    current = await lock_accounts(session, [wallet_id, debt_id])
-    wallet, debt = current[wallet_id], current[debt_id]
-    for hold in holds:
-        settled = min(hold.amount, -debt.balance)
-        if settled <= 0:
-            break
-        wallet = replace(wallet, balance=wallet.balance - settled)
-        debt = replace(debt, balance=debt.balance + settled)
-        written = await repository.write_transaction(
-            session,
-            transaction_id=uuid.uuid4(),
-            type_=LedgerTransactionType.DEBT_SETTLEMENT,
-            reference=hold.reference,
-            description=None,
-            deltas={wallet.id: -settled, debt.id: settled},
-            rows=[
-                EntryRow(
-                    account_id=account.id,
-                    type=EntryType.DEBT_SETTLEMENT,
-                    amount=amount,
-                    currency=wallet.currency,
-                    balance_after=account.balance,
-                    counterparty_user_id=None,
-                )
-                for account, amount in ((wallet, -settled), (debt, settled))
-            ],
-        )
-        if written is None:  # a hold is released once; its reference is unique among holds
-            raise RuntimeError(f"hold {hold.reference!r} paid a debt before")
-    return {wallet.id: wallet, debt.id: debt}
+    await repository.settle_debt_from_holds(session, wallet_id, holds)
 
 
 async def post(
@@ -186,7 +146,6 @@ async def post(
     entries: Sequence[NewEntry],
     description: str | None = None,
     transaction_id: uuid.UUID | None = None,
-    guard: Guard | None = None,
 ) -> Posted | None:
     """Write a balanced transaction and move the balances; None if (type, reference) exists.
 
@@ -195,8 +154,8 @@ async def post(
     credited from the wallet to the debt account (they balance, so the deferred balance
     constraint holds). An entry that would leave a wallet less than nothing available raises
     InsufficientFunds before anything is written; the database CHECKs stand behind this for
-    any bug. `guard` weighs the caller's own rules (a transfer's limits) on the accounts as
-    locked, so no concurrent posting can change what it saw before this one is written.
+    any bug. (A transfer posts in one statement instead, `transactions.transfer`, with the
+    same rules and its own limits weighed under the same locks: migration 0011.)
     """
     check_balanced(entries)
     locked = await lock_accounts(session, [entry.account_id for entry in entries])
@@ -210,8 +169,6 @@ async def post(
         # the lower), and this posting holds that wallet: no wait in a cycle.
         locked.update(await lock_accounts(session, unlocked))
     locked = await release_overdue_holds(session, locked)
-    if guard is not None:
-        await guard(locked)
     running = {account_id: account.balance for account_id, account in locked.items()}
     rows: list[EntryRow] = []
     settled_debts: dict[AccountId, int] = {}
@@ -325,7 +282,7 @@ async def reverse(
 
 
 async def history(
-    session: AsyncSession,
+    db: Database,
     user_id: str,
     *,
     limit: int,
@@ -344,22 +301,20 @@ async def history(
         created_gte=created_gte,
         created_lt=created_lt,
     )
-    found = await repository.history_page(
-        session, where, limit=limit + 1, starting_after=starting_after
-    )
+    found = await repository.history_page(db, where, limit=limit + 1, starting_after=starting_after)
     # An empty page after a cursor is the end of the history, or a cursor that is not theirs.
     if (
         not found
         and starting_after is not None
-        and not await repository.is_users_entry(session, where.user_id, starting_after)
+        and not await repository.is_users_entry(db, where.user_id, starting_after)
     ):
         raise InvalidCursor(f"starting_after={starting_after} is not one of your entries.")
     return found
 
 
-async def entry(session: AsyncSession, user_id: str, entry_id: int) -> EntryRecord:
+async def entry(db: Database, user_id: str, entry_id: int) -> EntryRecord:
     """One of the user's entries, or EntryNotFound (also for another user's entry)."""
-    found = await repository.history_entry(session, user_id, entry_id)
+    found = await repository.history_entry(db, user_id, entry_id)
     if found is None:
         raise EntryNotFound(f"You have no ledger entry {entry_id}.")
     return found

@@ -1,11 +1,13 @@
 """Rules of the risk limits: how much a user may send per transfer and per day, and when card
 money may be sent on.
 
-A transfer is weighed twice: first without locks, before the recipient is looked at (so a
-refusal tells nothing about the email), then exactly, under the sender's wallet lock, inside
-the posting (`ledger.post`'s guard). Every transfer out of a wallet takes that lock, so two
+The limits are configured here (settings) and handed to the transfer's SQL function
+(`transactions.transfer`, migration 0011), which weighs them twice: first without locks, before
+the recipient is looked at (so a refusal tells nothing about the email), then exactly, under the
+sender's wallet lock, inside the posting. Every transfer out of a wallet takes that lock, so two
 transfers of one sender are weighed one after the other, each seeing what the other sent: the
-daily total cannot overshoot, whatever the concurrency.
+daily total cannot overshoot, whatever the concurrency. The per-transaction limit needs no
+database and is weighed here first.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.money import utc_day_bounds
-from transactions_microservice.ledger.exceptions import InsufficientFunds
-from transactions_microservice.ledger.service import LockedAccount
 from transactions_microservice.limits import repository
 from transactions_microservice.limits.exceptions import LimitExceeded
 from transactions_microservice.limits.schemas import LimitsRead, TransferAllowance
@@ -55,48 +55,15 @@ def check_transfer_amount(settings: TransactionsSettings, amount: int, currency:
         )
 
 
-def check_daily_total(
-    settings: TransactionsSettings, *, sent_today: int, amount: int, currency: str, day: Day
-) -> None:
-    """Refuse a transfer that would take the day's total above the daily limit."""
-    limit = settings.transfer_daily_limits.get(currency)
-    if limit is None or sent_today + amount <= limit:
-        return
-    raise LimitExceeded(
+def daily_limit_exceeded(*, limit: int, remaining: int, currency: str, day: Day) -> LimitExceeded:
+    """The refusal of a transfer that would take the day's total above the daily limit."""
+    return LimitExceeded(
         f"This transfer would take what you sent today in {currency} above your daily limit.",
         limit_kind="transfer_per_day",
         limit=limit,
-        remaining=max(limit - sent_today, 0),
+        remaining=remaining,
         currency=currency,
         resets_at=day.resets_at,
-    )
-
-
-def spendable(balance: int, held: int, unsettled: int) -> int:
-    """What a wallet may send: its available balance less card money still settling."""
-    return max(balance - held - unsettled, 0)
-
-
-async def check_transfer_locked(
-    session: AsyncSession,
-    settings: TransactionsSettings,
-    wallet: LockedAccount,
-    *,
-    amount: int,
-    day: Day,
-) -> None:
-    """Weigh a transfer out of `wallet`, which the caller has locked: settled funds, daily limit."""
-    usage = await repository.wallet_usage(session, wallet.id, day.start)
-    can_send = spendable(wallet.balance, wallet.held, usage.unsettled)
-    if amount > can_send:
-        raise InsufficientFunds(
-            "The wallet's available balance does not cover this amount.",
-            available=can_send,
-            pending=min(usage.unsettled, max(wallet.balance - wallet.held, 0)),
-            currency=wallet.currency,
-        )
-    check_daily_total(
-        settings, sent_today=usage.sent_today, amount=amount, currency=wallet.currency, day=day
     )
 
 

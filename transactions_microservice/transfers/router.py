@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from micropay_common.db import SessionDep
-from micropay_common.idempotency import RequiredIdempotencyDep
+from micropay_common.db import ConnectionDep
+from micropay_common.idempotency import KeyedCallDep
 from micropay_common.security import CurrentUser
 from transactions_microservice.dependencies import SettingsDep
 from transactions_microservice.transfers import service
@@ -39,13 +39,15 @@ router = APIRouter(tags=["transactions"])
 )
 async def create_transfer(
     body: TransferCreate,
-    session: SessionDep,
+    db: ConnectionDep,
     settings: SettingsDep,
     user: CurrentUser,
-    idem: RequiredIdempotencyDep,
+    keyed: KeyedCallDep,
 ) -> Response:
     """Move money from the caller's wallet; the `Idempotency-Key` header is required."""
-    return await idem.run(
-        lambda: service.create_transfer(session, user.id, user.email, body, settings=settings),
+    return await keyed.run(
+        lambda claim: service.create_transfer(
+            db, user.id, user.email, body, settings=settings, claim=claim
+        ),
         status_code=201,
     )

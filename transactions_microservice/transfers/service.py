@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from micropay_common.events import TransferCompleted
-from micropay_common.outbox import publish
+from micropay_common.db import Database, Refused
+from micropay_common.errors import ProblemError
+from micropay_common.events import EventEnvelope, TransferCompleted
+from micropay_common.idempotency import StoredResponse, claim_parameters, claimed
+from micropay_common.idempotency.repository import Claim
 from transactions_microservice.accounts import service as accounts
-from transactions_microservice.ledger import service as ledger
 from transactions_microservice.ledger.exceptions import InsufficientFunds, WalletHasDebt
-from transactions_microservice.ledger.service import LockedAccount
 from transactions_microservice.limits import service as limits
-from transactions_microservice.models import AccountId, EntryType, LedgerTransactionType
 from transactions_microservice.settings import TransactionsSettings
+from transactions_microservice.transfers import repository
 from transactions_microservice.transfers.exceptions import (
     RECIPIENT_UNAVAILABLE,
     RecipientUnavailable,
@@ -25,128 +23,112 @@ from transactions_microservice.transfers.schemas import TransferCreate, Transfer
 
 
 async def create_transfer(
-    session: AsyncSession,
+    db: Database,
     sender_id: str,
     sender_email: str,
     request: TransferCreate,
     *,
     settings: TransactionsSettings,
-) -> TransferRead:
+    claim: Claim | None = None,
+) -> TransferRead | StoredResponse:
     """Move `amount` from the sender's wallet to the recipient's and announce it.
 
     The sender's funds and limits are weighed before the recipient is looked at, and every
     recipient that cannot receive gets the same refusal after the same work (the one lookup),
     so neither the answer nor its timing tells whether an email has an account. A debt, funds
-    and the daily limit are weighed again under the posting's locks, exactly.
+    and the daily limit are weighed again under the posting's locks, exactly. All of it, with
+    the Idempotency-Key's `claim` and the stored answer, is one statement
+    (`transactions.transfer`); on `db` in autocommit it is its own transaction, in a session
+    it joins the session's. With a claim, what the key already answered is returned instead.
     """
     to_email = accounts.normalise_email(request.to_email)
-    if to_email == accounts.normalise_email(sender_email):
+    own_email = accounts.normalise_email(sender_email)
+    if to_email == own_email:
         raise TransferToSelf("You cannot send money to yourself.")
     limits.check_transfer_amount(settings, request.amount, request.currency)
     day = limits.Day.of()
-    parties = await accounts.transfer_parties(
-        session,
-        sender_id=sender_id,
-        recipient_email=to_email,
-        currency=request.currency,
-        day_start=day.start,
-    )
-    _refuse_debt(parties.sender_owed, request.currency)
-    if parties.sender_wallet is None:
-        raise InsufficientFunds(
-            f"You have no {request.currency} wallet.", available=0, currency=request.currency
-        )
-    posted_available = parties.sender_available or 0
-    available = limits.spendable(posted_available, 0, parties.sender_unsettled)
-    if available < request.amount:
-        raise InsufficientFunds(
-            "The wallet's available balance does not cover this amount.",
-            available=available,
-            pending=min(parties.sender_unsettled, max(posted_available, 0)),
-            currency=request.currency,
-        )
-    limits.check_daily_total(
-        settings,
-        sent_today=parties.sender_sent_today,
-        amount=request.amount,
-        currency=request.currency,
-        day=day,
-    )
-    recipient_id = parties.recipient_id
-    if recipient_id is None:
-        raise RecipientUnavailable(RECIPIENT_UNAVAILABLE)
-    if recipient_id == sender_id:
-        raise TransferToSelf("You cannot send money to yourself.")
-    recipient_wallet = parties.recipient_wallet or await accounts.open_wallet(
-        session, recipient_id, request.currency
-    )
-    sender_wallet = parties.sender_wallet
-
-    async def within_limits(locked: Mapping[AccountId, LockedAccount]) -> None:
-        # A dispute's withdrawal takes this wallet's lock too: what it left owed is seen here.
-        _refuse_debt(await accounts.owed(session, sender_id, request.currency), request.currency)
-        await limits.check_transfer_locked(
-            session, settings, locked[sender_wallet], amount=request.amount, day=day
-        )
-
     transfer_id = uuid.uuid4()
-    posted = await ledger.post(
-        session,
-        guard=within_limits,
-        type_=LedgerTransactionType.TRANSFER,
-        reference=str(transfer_id),
-        transaction_id=transfer_id,
-        description=request.description,
-        entries=[
-            ledger.NewEntry(
-                account_id=parties.sender_wallet,
-                amount=-request.amount,
-                currency=request.currency,
-                type=EntryType.TRANSFER_OUT,
-                counterparty_user_id=recipient_id,
-            ),
-            ledger.NewEntry(
-                account_id=recipient_wallet,
-                amount=request.amount,
-                currency=request.currency,
-                type=EntryType.TRANSFER_IN,
-                counterparty_user_id=sender_id,
-            ),
-        ],
-    )
-    if posted is None:  # a fresh uuid cannot have been posted before
-        raise RuntimeError(f"transfer {transfer_id} already exists")
-    from_email = parties.sender_email or accounts.normalise_email(sender_email)
-    await publish(
-        session,
-        TransferCompleted(
-            transfer_id=str(transfer_id),
-            from_user_id=sender_id,
-            from_email=from_email,
-            to_user_id=recipient_id,
-            to_email=to_email,
-            amount=request.amount,
-            currency=request.currency,
-            description=request.description,
-        ),
-        event_id=transfer_id,
-    )
-    return TransferRead(
-        id=transfer_id,
+    # Who the recipient is and the sender's recorded email are known only in the statement:
+    # it fills them in (an email the ledger has recorded wins over the token's).
+    event = TransferCompleted(
+        transfer_id=str(transfer_id),
+        from_user_id=sender_id,
+        from_email=own_email,
+        to_user_id="",
+        to_email=to_email,
         amount=request.amount,
         currency=request.currency,
-        to_email=to_email,
         description=request.description,
-        created_at=posted.created_at,
     )
+    call = repository.TransferCall(
+        transfer_id=transfer_id,
+        sender_id=sender_id,
+        sender_email=own_email,
+        to_email=to_email,
+        amount=request.amount,
+        currency=request.currency,
+        description=request.description,
+        daily_limit=settings.transfer_daily_limits.get(request.currency),
+        day_start=day.start,
+        response={
+            "id": str(transfer_id),
+            "amount": request.amount,
+            "currency": request.currency,
+            "to_email": to_email,
+            "description": request.description,
+        },
+        event=EventEnvelope.of(event, event_id=transfer_id).model_dump(mode="json"),
+        consumers=list(event.consumers),
+    )
+    try:
+        # The key's owner is the sender: the function takes it from `sender_id`.
+        outcome = await repository.transfer(
+            db, call, None if claim is None else claim_parameters(claim)
+        )
+    except Refused as refused:
+        raise _problem(refused, request, settings, day) from None
+    stored = claimed(outcome)
+    if stored is not None:
+        return stored
+    return TransferRead.model_validate(outcome["body"])
 
 
-def _refuse_debt(owed: int, currency: str) -> None:
-    """Refuse a transfer out of a wallet whose user owes in its currency."""
-    if owed > 0:
-        raise WalletHasDebt(
-            "You owe money in this currency; money coming in pays it first, and nothing can be "
-            "sent until it is paid.",
-            owed=owed,
+def _problem(
+    refused: Refused, request: TransferCreate, settings: TransactionsSettings, day: limits.Day
+) -> ProblemError:
+    """The problem a refusal of `transactions.transfer` is answered with."""
+    fields = refused.fields
+    currency = request.currency
+    if refused.kind == "wallet_has_debt":
+        return _debt(int(fields["owed"]), currency)
+    if refused.kind == "no_wallet":
+        return InsufficientFunds(f"You have no {currency} wallet.", available=0, currency=currency)
+    if refused.kind == "insufficient_funds":
+        return InsufficientFunds(
+            "The wallet's available balance does not cover this amount.",
+            available=int(fields["available"]),
+            pending=int(fields["pending"]),
             currency=currency,
         )
+    if refused.kind == "limit_exceeded":
+        return limits.daily_limit_exceeded(
+            limit=int(fields["limit"]),
+            remaining=int(fields["remaining"]),
+            currency=currency,
+            day=day,
+        )
+    if refused.kind == "recipient_unavailable":
+        return RecipientUnavailable(RECIPIENT_UNAVAILABLE)
+    if refused.kind == "transfer_to_self":
+        return TransferToSelf("You cannot send money to yourself.")
+    raise RuntimeError(f"transactions.transfer refused with an unknown kind {refused.kind!r}")
+
+
+def _debt(owed: int, currency: str) -> WalletHasDebt:
+    """The refusal of a transfer out of a wallet whose user owes in its currency."""
+    return WalletHasDebt(
+        "You owe money in this currency; money coming in pays it first, and nothing can be "
+        "sent until it is paid.",
+        owed=owed,
+        currency=currency,
+    )

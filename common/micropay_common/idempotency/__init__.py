@@ -16,6 +16,9 @@ refuse with the same problems (`errors`: 400 `idempotency_key_required` and
   lease before the provider is called; answers are read from the row as it is then, and an
   unsettled one is resumed by a retry or a reconciler holding its lease (`leases`).
 
+- `in_database` (`KeyedCallDep`, `keyed.run`): stored responses for a hot path done by one SQL
+  function, which claims the key and stores the answer itself (one round trip).
+
 Use stored responses when everything the endpoint changes commits in the request's transaction;
 use a keyed resource when any part of the effect happens where our rollback cannot reach.
 """
@@ -32,6 +35,12 @@ from micropay_common.idempotency.fingerprint import (
     request_fingerprint,
 )
 from micropay_common.idempotency.header import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER
+from micropay_common.idempotency.in_database import (
+    KeyedCall,
+    KeyedCallDep,
+    claim_parameters,
+    claimed,
+)
 from micropay_common.idempotency.keyed_resources import (
     KeyedRequest,
     Submission,
@@ -62,11 +71,15 @@ __all__ = [
     "IdempotencyKeyRequired",
     "IdempotentRequest",
     "InvalidIdempotencyKey",
+    "KeyedCall",
+    "KeyedCallDep",
     "KeyedRequest",
     "RequiredIdempotencyDep",
     "StoredResponse",
     "Submission",
     "canonical_body",
+    "claim_parameters",
+    "claimed",
     "fingerprint_of",
     "idempotency",
     "idempotency_purge_job",

@@ -24,6 +24,10 @@ class Claim:
     ttl_hours: int
     lock_timeout_seconds: float
 
+    def lock_timeout_setting(self) -> str:
+        """The lock timeout as PostgreSQL's `lock_timeout` setting takes it."""
+        return f"{max(1, round(self.lock_timeout_seconds * 1000))}ms"
+
 
 # One round trip: raise lock_timeout, insert the key row, put lock_timeout back. A concurrent
 # request holding the same key makes the INSERT wait on the unique index; lock_timeout bounds
@@ -91,7 +95,7 @@ async def insert(session: AsyncSession, claim: Claim) -> int | None:
         "path": claim.path,
         "fingerprint": claim.fingerprint,
         "ttl_hours": claim.ttl_hours,
-        "lock_timeout": f"{max(1, round(claim.lock_timeout_seconds * 1000))}ms",
+        "lock_timeout": claim.lock_timeout_setting(),
     }
     record_id = (await session.execute(_CLAIM_KEY, parameters)).scalar_one()
     return None if record_id is None else int(record_id)

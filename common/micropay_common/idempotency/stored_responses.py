@@ -107,7 +107,7 @@ class IdempotentRequest:
         if self.replay is not None:
             return self._replay_response(self.replay)
         if self.key is None:
-            return _render(status_code, _json_ready(await work()), {})
+            return render(status_code, json_ready(await work()), {})
         headers = answer_headers(self.key, replayed=False)
         try:
             result = await work()
@@ -115,9 +115,9 @@ class IdempotentRequest:
             if exc.status >= 500:
                 raise
             return await self._refuse(exc, headers)
-        body = None if status_code == 204 else _json_ready(result)
+        body = None if status_code == 204 else json_ready(result)
         await self._store(status_code, body, None if status_code == 204 else "application/json")
-        return _render(status_code, body, headers)
+        return render(status_code, body, headers)
 
     async def _refuse(self, exc: ProblemError, headers: dict[str, str]) -> Response:
         # Undoing the work by rolling back the whole transaction, rather than wrapping every
@@ -144,22 +144,28 @@ class IdempotentRequest:
         self.completed = True
 
     def _replay_response(self, stored: StoredResponse) -> Response:
-        headers = answer_headers(self.key or "", replayed=True)
-        if stored.media_type is None:
-            return Response(status_code=stored.status, headers=headers)
-        return FastJSONResponse(
-            stored.body, status_code=stored.status, headers=headers, media_type=stored.media_type
-        )
+        return replay_response(self.key or "", stored)
 
 
-def _json_ready(result: Any) -> Any:
+def replay_response(key: str, stored: StoredResponse) -> Response:
+    """The stored answer again, marked as a replay."""
+    headers = answer_headers(key, replayed=True)
+    if stored.media_type is None:
+        return Response(status_code=stored.status, headers=headers)
+    return FastJSONResponse(
+        stored.body, status_code=stored.status, headers=headers, media_type=stored.media_type
+    )
+
+
+def json_ready(result: Any) -> Any:
     """The result as JSON-ready data; pydantic's own serializer for models (the common case)."""
     if isinstance(result, BaseModel):
         return result.model_dump(mode="json", by_alias=True)
     return jsonable_encoder(result)
 
 
-def _render(status_code: int, body: Any, headers: dict[str, str]) -> Response:
+def render(status_code: int, body: Any, headers: dict[str, str]) -> Response:
+    """A fresh answer: the JSON body, or none for a 204."""
     if status_code == 204:
         return Response(status_code=204, headers=headers)
     return FastJSONResponse(body, status_code=status_code, headers=headers)

@@ -1,0 +1,119 @@
+"""Each hot path is one statement on a connection in autocommit: one round trip, no BEGIN."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from micropay_common.db import create_engine
+from micropay_common.idempotency import StoredResponse
+from micropay_common.idempotency.repository import Claim
+from transactions_microservice.accounts import service as accounts
+from transactions_microservice.holds import service as holds
+from transactions_microservice.holds.schemas import HoldCreate
+from transactions_microservice.ledger import service as ledger
+from transactions_microservice.settings import TransactionsSettings
+from transactions_microservice.transfers import service as transfers
+from transactions_microservice.transfers.schemas import TransferCreate, TransferRead
+
+
+@pytest.fixture
+async def engine(tx_settings: TransactionsSettings) -> AsyncIterator[AsyncEngine]:
+    """An engine of the service's role, as the app makes it."""
+    engine = create_engine(tx_settings, "transactions")
+    yield engine
+    await engine.dispose()
+
+
+@asynccontextmanager
+async def counted(engine: AsyncEngine) -> AsyncIterator[tuple[AsyncConnection, list[str]]]:
+    """A connection in autocommit, as `ConnectionDep` gives it, and every statement it sends:
+    SQLAlchemy's, and asyncpg's own (a BEGIN or COMMIT would be one)."""
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        sent: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            sent.append(statement)
+
+        event.listen(connection.sync_connection, "before_cursor_execute", record)
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        with driver.query_logger(lambda logged: sent.append(logged.query)):
+            yield connection, sent
+
+
+async def one_statement(
+    engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[Any]]
+) -> tuple[Any, str]:
+    """What `work` returned, and the one statement it sent (it fails on any other count)."""
+    async with counted(engine) as (connection, sent):
+        result = await work(connection)
+    assert len(sent) == 1, sent
+    return result, sent[0]
+
+
+def claim_of(owner: str, fingerprint: str = "f" * 64) -> Claim:
+    return Claim(
+        owner=owner,
+        key=str(uuid.uuid4()),
+        method="POST",
+        path="/transactions/transfers",
+        fingerprint=fingerprint,
+        ttl_hours=24,
+        lock_timeout_seconds=5,
+    )
+
+
+async def test_a_transfer_and_its_replay_are_one_statement_each(
+    engine, register, top_up, tx_settings
+):
+    alice, bob = await register(), await register()
+    await top_up(alice, 1_000)
+    request = TransferCreate(to_email=bob.email, amount=300, currency="USD")
+    claim = claim_of(alice.id)
+
+    def send(db: AsyncConnection) -> Awaitable[TransferRead | StoredResponse]:
+        return transfers.create_transfer(
+            db, alice.id, alice.email, request, settings=tx_settings, claim=claim
+        )
+
+    done, statement = await one_statement(engine, send)
+    assert "transactions.transfer(" in statement
+    assert isinstance(done, TransferRead)
+    again, _ = await one_statement(engine, send)
+    assert isinstance(again, StoredResponse)
+    assert again.status == 201
+    assert again.body == done.model_dump(mode="json")
+
+    balances, statement = await one_statement(engine, lambda db: accounts.balances(db, bob.id))
+    assert [(b.currency, b.available) for b in balances.balances] == [("USD", 300)]
+    page, _ = await one_statement(
+        engine, lambda db: ledger.history(db, alice.id, limit=10, starting_after=None)
+    )
+    assert [(entry.type, entry.amount) for entry in page][:1] == [("transfer_out", -300)]
+
+
+async def test_a_hold_and_its_capture_are_one_statement_each(engine, register, top_up):
+    member = await register()
+    await top_up(member, 1_000)
+    request = HoldCreate(
+        user_id=member.id, amount=400, currency="USD", reference=f"re_{uuid.uuid4().hex}"
+    )
+
+    hold, statement = await one_statement(engine, lambda db: holds.create_hold(db, request, 900))
+    assert "transactions.create_hold(" in statement
+    assert hold.status == "active"
+    captured, statement = await one_statement(engine, lambda db: holds.capture(db, hold.id))
+    assert "transactions.capture_hold(" in statement
+    assert captured.status == "captured"
+    assert captured.transaction_id is not None
+
+    balances, _ = await one_statement(engine, lambda db: accounts.balances(db, member.id))
+    assert [(b.balance, b.held) for b in balances.balances] == [(600, 0)]
