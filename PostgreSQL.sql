@@ -1556,6 +1556,58 @@ GRANT EXECUTE ON FUNCTION transactions.capture_hold(uuid) TO transactions_servic
 
 UPDATE migrations.alembic_version SET version_num='0011' WHERE migrations.alembic_version.version_num = '0010';
 
+-- Running upgrade 0011 -> 0012
+
+CREATE FUNCTION auth.outbox_announce() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    -- Only "look now": the relays never read the payload (any role may NOTIFY).
+    PERFORM pg_notify('micropay_outbox_' || TG_TABLE_SCHEMA, '');
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER outbox_announce AFTER INSERT ON auth.outbox
+FOR EACH STATEMENT EXECUTE FUNCTION auth.outbox_announce();
+
+CREATE FUNCTION payments.outbox_announce() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    -- Only "look now": the relays never read the payload (any role may NOTIFY).
+    PERFORM pg_notify('micropay_outbox_' || TG_TABLE_SCHEMA, '');
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER outbox_announce AFTER INSERT ON payments.outbox
+FOR EACH STATEMENT EXECUTE FUNCTION payments.outbox_announce();
+
+CREATE FUNCTION transactions.outbox_announce() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    -- Only "look now": the relays never read the payload (any role may NOTIFY).
+    PERFORM pg_notify('micropay_outbox_' || TG_TABLE_SCHEMA, '');
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER outbox_announce AFTER INSERT ON transactions.outbox
+FOR EACH STATEMENT EXECUTE FUNCTION transactions.outbox_announce();
+
+CREATE FUNCTION notifications.outbox_announce() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    -- Only "look now": the relays never read the payload (any role may NOTIFY).
+    PERFORM pg_notify('micropay_outbox_' || TG_TABLE_SCHEMA, '');
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER outbox_announce AFTER INSERT ON notifications.outbox
+FOR EACH STATEMENT EXECUTE FUNCTION notifications.outbox_announce();
+
+UPDATE migrations.alembic_version SET version_num='0012' WHERE migrations.alembic_version.version_num = '0011';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

@@ -5,8 +5,10 @@ when the change that caused it was committed. `OutboxRelay` (run by `outbox_rela
 producer) posts each row to the consumer's `/internal/events` until it answers 2xx; the
 consumer's inbox makes repeats harmless, so delivery is at least once and the effect exactly once.
 
-`publish` also announces the rows on its schema's `outbox_channel` (`micropay_common.wakeup`),
-so the relay of any replica runs within moments of the commit; its poll interval
+Every write to an outbox is announced on its schema's `outbox_channel` by the table's own
+statement trigger (`outbox_announce`, revision 0012), delivered at commit, whoever wrote the rows
+(`publish`, or a SQL function of a hot path), so the relay of any replica runs within moments of
+the commit (`micropay_common.wakeup`); its poll interval
 (OUTBOX_POLL_INTERVAL_SECONDS) is only the safety net for a lost notification and the clock of
 retries. The relay claims and sends each consumer's rows apart, so a slow consumer never holds
 up the events of another. After each batch it announces on `outbox_attempted_channel`, which
@@ -76,7 +78,6 @@ def _announce_in_schema(prefix: str) -> Any:
     return select(func.pg_notify(literal(prefix) + func.current_schema(), literal("")))
 
 
-_ANNOUNCE_ROWS = _announce_in_schema(_OUTBOX_CHANNEL)
 _ANNOUNCE_ATTEMPTED = _announce_in_schema(_ATTEMPTED_CHANNEL)
 
 
@@ -98,9 +99,8 @@ async def publish(
         }
         for consumer in event.consumers
     ]
+    # The outbox's trigger announces the rows at commit (never on rollback): no second statement.
     await session.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
-    # Delivered at commit, never on rollback: it wakes the relays of this schema.
-    await session.execute(_ANNOUNCE_ROWS)
     return envelope
 
 

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, MetaData, Table, Text, insert
+from sqlalchemy import Column, MetaData, Table, Text, insert, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -158,6 +158,9 @@ async def admin(database) -> AsyncIterator[Any]:
         DROP SCHEMA IF EXISTS {PRODUCER_SCHEMA} CASCADE;
         CREATE SCHEMA {PRODUCER_SCHEMA};
         CREATE TABLE {PRODUCER_SCHEMA}.outbox (LIKE payments.outbox INCLUDING ALL);
+        -- LIKE copies no trigger: the scratch outbox announces its rows as every schema's does.
+        CREATE TRIGGER outbox_announce AFTER INSERT ON {PRODUCER_SCHEMA}.outbox
+            FOR EACH STATEMENT EXECUTE FUNCTION payments.outbox_announce();
         GRANT USAGE ON SCHEMA {PRODUCER_SCHEMA} TO payment_service;
         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {PRODUCER_SCHEMA}
             TO payment_service;
@@ -534,3 +537,30 @@ async def test_relay_job_is_woken_by_the_commit_and_again_after_its_listener_is_
         # And the new connection hears the next commits.
         again = await p.publish()
         await eventually(lambda: delivered(admin, again), within=5, interval=0.01)
+
+
+async def test_a_row_written_by_sql_alone_wakes_the_relay(
+    service_settings, producer, receiver, admin
+):
+    # The hot paths' SQL functions write outbox rows without publish(): the table's own
+    # trigger announces them.
+    _, url = receiver
+    settings = service_settings(PRODUCER, notifications_url=url, outbox_poll_interval_seconds=3600)
+    app = app_with(settings, PRODUCER_SCHEMA, [], background_jobs=[outbox_relay_job])
+    async with producer(notifications_url=url) as p, serve(app):
+        first = await p.publish()
+        await eventually(lambda: delivered(admin, first), within=10, interval=0.01)
+        envelope = EventEnvelope.of(failed())
+        async with p.sessionmaker() as session, session.begin():
+            await session.execute(
+                text(
+                    "INSERT INTO outbox (event_id, event_type, consumer, payload)"
+                    " VALUES (:id, :type, 'notifications', CAST(:payload AS jsonb))"
+                ),
+                {
+                    "id": envelope.id,
+                    "type": envelope.type,
+                    "payload": envelope.model_dump_json(),
+                },
+            )
+        await eventually(lambda: delivered(admin, envelope), within=5, interval=0.01)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -270,3 +271,31 @@ async def test_the_downgrade_gives_the_privileges_back_and_the_upgrade_narrows_t
             assert await readable_columns(conn, role, DENY_LIST) == DENY_LIST_COLUMNS
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("role", list(SERVICE_OF_ROLE))
+async def test_a_committed_outbox_row_announces_itself_and_a_rolled_back_one_does_not(
+    database: TestDatabase, admin: asyncpg.Connection, role: str
+) -> None:
+    # Revision 0012: the relays wake on the trigger's notification, whoever wrote the row.
+    schema = EXPECTED_BY_ROLE[role][0]
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await admin.add_listener(f"micropay_outbox_{schema}", lambda *args: heard.put_nowait(args[2]))
+    conn = await connect(database.service_urls[SERVICE_OF_ROLE[role]])
+    insert = (
+        f"INSERT INTO {schema}.outbox (event_id, event_type, consumer, payload)"
+        " VALUES ($1, 'test.announced', 'notifications', '{}') RETURNING id"
+    )
+    try:
+        rolled_back = conn.transaction()
+        await rolled_back.start()
+        await conn.fetchval(insert, uuid.uuid4())
+        await rolled_back.rollback()
+        async with conn.transaction():
+            row_id = await conn.fetchval(insert, uuid.uuid4())
+        assert await asyncio.wait_for(heard.get(), timeout=5) == f"micropay_outbox_{schema}"
+        assert heard.empty()
+    finally:
+        await admin.execute(f"DELETE FROM {schema}.outbox WHERE event_type = 'test.announced'")
+        await conn.close()
+    assert row_id is not None
