@@ -47,8 +47,12 @@ class ServiceSettings(BaseSettings):
 
     service_name: str = "micropay"
     database_url: str
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
+    # Connections opened beyond the pool are closed on return, so a load steadily above the
+    # pool pays a connection (and PostgreSQL a backend) per request: the pool, not the
+    # overflow, must cover a replica's usual concurrency. Four services at 16 + 4 stay within
+    # PostgreSQL's default 100 connections.
+    db_pool_size: int = Field(default=16, ge=1)
+    db_max_overflow: int = Field(default=4, ge=0)
     db_ping_after_idle_seconds: float = Field(default=10.0, ge=0)
     log_level: str = "INFO"
 
