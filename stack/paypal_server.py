@@ -209,6 +209,9 @@ class Webhook:
     id: str
     url: str
     event_types: list[str]
+    paused: bool = False
+    """Deliveries are held in `queue` until resumed (control route, for ordering tests)."""
+    queue: list[dict[str, Any]] = field(default_factory=list)
 
     def wants(self, event_type: str) -> bool:
         """Subscribed to this event type (or to every one, `*`)."""
@@ -380,6 +383,9 @@ def create_app(
 
     def deliver(event: dict[str, Any], webhooks: Iterable[Webhook]) -> None:
         for webhook in webhooks:
+            if webhook.paused:
+                webhook.queue.append(event)
+                continue
             task = asyncio.get_running_loop().create_task(send(event, webhook))
             background.add(task)
             task.add_done_callback(background.discard)
@@ -974,6 +980,33 @@ def create_app(
             emit("PAYMENT.CAPTURE.REVERSED", "refund", answer, "A payment capture was reversed")
             return JSONResponse(answer)
         return _invalid("INVALID_PARAMETER_VALUE", "complete, deny or reverse")
+
+    @app.post("/_standin/webhooks/{webhook_id}/pause")
+    async def pause(webhook_id: str) -> Response:
+        """Hold this webhook's deliveries until it is resumed."""
+        webhook = store.webhooks.get(webhook_id)
+        if webhook is None:
+            return _not_found(webhook_id)
+        webhook.paused = True
+        return JSONResponse({"paused": True, "queued": len(webhook.queue)})
+
+    @app.post("/_standin/webhooks/{webhook_id}/resume")
+    async def resume(webhook_id: str, request: Request) -> Response:
+        """Deliver what was held, one after another (`{"order": "reverse"}`: newest first),
+        each answered before the next is sent, then deliver as usual again; or drop it all
+        (`{"order": "drop"}`: deliveries that never arrive)."""
+        webhook = store.webhooks.get(webhook_id)
+        if webhook is None:
+            return _not_found(webhook_id)
+        order = ((await json_body(request)) or {}).get("order", "sent")
+        held, webhook.queue, webhook.paused = webhook.queue, [], False
+        if order == "drop":
+            return JSONResponse({"delivered": [], "dropped": [e["id"] for e in held]})
+        if order == "reverse":
+            held.reverse()
+        for event in held:
+            await send(event, webhook)
+        return JSONResponse({"delivered": [e["id"] for e in held]})
 
     @app.get("/_standin/deliveries")
     async def deliveries() -> Response:
