@@ -15,7 +15,8 @@ from payment_microservice.wallet import WalletClient
 
 
 class PaymentState(ServiceState[PaymentSettings]):
-    """The shared parts plus Stripe, PayPal, the wallet and the drivers that use them (set at start-up)."""
+    """The shared parts plus Stripe, PayPal, the wallet and the drivers that use them (set at
+    start-up)."""
 
     stripe_seconds: Histogram
     stripe: StripeApi

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 from cryptography import x509
@@ -54,6 +54,7 @@ MOCK_HEADER = "PayPal-Mock-Response"
 """PayPal's sandbox header for negative tests: `{"mock_application_codes": "ISSUE"}` makes the
 call fail with that 422 issue."""
 
+ERRORS_PAGE = "https://developer.paypal.com/api/rest/reference/orders/v2/errors/"
 ZERO_DECIMAL = {"JPY", "HUF", "TWD"}
 TOKEN_SECONDS = 32400
 AUTH_ALGO = "SHA256withRSA"
@@ -128,7 +129,7 @@ def _error(
         body["details"] = [{"issue": issue, "description": text}]
     body["links"] = [
         {
-            "href": f"https://developer.paypal.com/api/rest/reference/orders/v2/errors/#{issue or name}",
+            "href": f"{ERRORS_PAGE}#{issue or name}",
             "rel": "information_link",
             "method": "GET",
         }
@@ -524,7 +525,7 @@ def create_app(
             or {}
         )
         order_id = _id()
-        order = {
+        order: dict[str, Any] = {
             "id": order_id,
             "intent": "CAPTURE",
             "status": "PAYER_ACTION_REQUIRED" if body.get("payment_source") else "CREATED",
@@ -600,7 +601,11 @@ def create_app(
                 "dispute_categories": ["ITEM_NOT_RECEIVED", "UNAUTHORIZED_TRANSACTION"],
             },
             "links": [
-                {"href": f"{root}/v2/payments/captures/{capture_id}", "rel": "self", "method": "GET"},
+                {
+                    "href": f"{root}/v2/payments/captures/{capture_id}",
+                    "rel": "self",
+                    "method": "GET",
+                },
                 {
                     "href": f"{root}/v2/payments/captures/{capture_id}/refund",
                     "rel": "refund",
@@ -643,9 +648,7 @@ def create_app(
 
     def capture_resource(capture_id: str) -> dict[str, Any]:
         capture = dict(find_capture(capture_id) or {})
-        capture["supplementary_data"] = {
-            "related_ids": {"order_id": store.captures[capture_id]}
-        }
+        capture["supplementary_data"] = {"related_ids": {"order_id": store.captures[capture_id]}}
         return capture
 
     def emit_capture(capture_id: str) -> None:
@@ -727,7 +730,9 @@ def create_app(
             show_order(request, order_id),
             "An order has been approved by buyer",
         )
-        target = back_to(store.order_meta[order_id]["return_url"], {"token": order_id, "PayerID": payer_id})
+        target = back_to(
+            store.order_meta[order_id]["return_url"], {"token": order_id, "PayerID": payer_id}
+        )
         return RedirectResponse(target, status_code=303)
 
     @app.post("/checkoutnow/cancel")
@@ -808,8 +813,12 @@ def create_app(
         refund = record_refund(capture_id, capture, cents, body)
         answer = show_refund(request, refund)
         remember(f"refund:{capture_id}", request, 201, answer)
-        emit("PAYMENT.CAPTURE.REFUNDED", "refund", answer, f"A ${answer['amount']['value']} "
-             f"{currency} capture payment was refunded")
+        emit(
+            "PAYMENT.CAPTURE.REFUNDED",
+            "refund",
+            answer,
+            f"A ${answer['amount']['value']} {currency} capture payment was refunded",
+        )
         return JSONResponse(answer, status_code=201)
 
     def record_refund(

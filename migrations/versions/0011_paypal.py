@@ -75,11 +75,15 @@ def upgrade() -> None:
         "payments_paypal_capture_idx", "payments", ["paypal_capture_id"], schema=PAYMENTS
     )
 
-    op.add_column("refunds", sa.Column("paypal_refund_id", sa.Text(), nullable=True), schema=PAYMENTS)
+    op.add_column(
+        "refunds", sa.Column("paypal_refund_id", sa.Text(), nullable=True), schema=PAYMENTS
+    )
     op.create_unique_constraint(
         "refunds_paypal_refund_key", "refunds", ["paypal_refund_id"], schema=PAYMENTS
     )
-    _replace_check("refunds", "refunds_origin_check", f"origin IN ({_listed((*ORIGINS, 'paypal'))})")
+    _replace_check(
+        "refunds", "refunds_origin_check", f"origin IN ({_listed((*ORIGINS, 'paypal'))})"
+    )
 
     op.create_table(
         "paypal_events",
@@ -111,7 +115,11 @@ def downgrade() -> None:
     op.drop_index("payments_paypal_capture_idx", table_name="payments", schema=PAYMENTS)
     op.drop_constraint("payments_paypal_order_key", "payments", schema=PAYMENTS, type_="unique")
     _replace_check("payments", "payments_status_check", f"status IN ({_listed(STATUSES)})")
-    for name in ("payments_paypal_urls_check", "payments_stripe_method_check", "payments_provider_check"):
+    for name in (
+        "payments_paypal_urls_check",
+        "payments_stripe_method_check",
+        "payments_provider_check",
+    ):
         op.drop_constraint(name, "payments", schema=PAYMENTS, type_="check")
     for column in ("cancel_url", "return_url", "paypal_capture_id", "paypal_order_id"):
         op.drop_column("payments", column, schema=PAYMENTS)

@@ -214,7 +214,8 @@ class PaymentDriver:
             if payment.paypal_order_id:
                 order = await self.paypal.get_order(payment.paypal_order_id)
             else:
-                assert payment.return_url is not None and payment.cancel_url is not None
+                assert payment.return_url is not None
+                assert payment.cancel_url is not None
                 order = await self.paypal.create_order(
                     payment_id=str(payment.id),
                     amount=payment.amount,

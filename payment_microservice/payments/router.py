@@ -170,9 +170,7 @@ async def confirm_payment(
         503: {"description": "PayPal did not answer; cancel again"},
     },
 )
-async def cancel_payment(
-    payment_id: uuid.UUID, user: CurrentUser, driver: PaymentDriverDep
-) -> Any:
+async def cancel_payment(payment_id: uuid.UUID, user: CurrentUser, driver: PaymentDriverDep) -> Any:
     """For a buyer PayPal sent to `cancel_url`: the payment becomes `canceled` and is never
     captured (unless PayPal already captured it, which succeeds it). Repeating it is harmless."""
     payment = await driver.cancel(await driver.visible(user, payment_id))

@@ -18,8 +18,8 @@ A refund of a PayPal payment takes the same steps, refunding the payment's PayPa
 `PayPal-Request-Id` derived from the refund id; PayPal's statuses (COMPLETED, PENDING, FAILED,
 CANCELLED) are read as Stripe's.
 
-Each step records its result (hold id, Stripe or PayPal refund id) before the next, so a retry with the
-same Idempotency-Key, or the reconciler, resumes where a crash or an outage stopped it.
+Each step records its result (hold id, Stripe or PayPal refund id) before the next, so a retry
+with the same Idempotency-Key, or the reconciler, resumes where a crash or an outage stopped it.
 """
 
 from __future__ import annotations
@@ -204,7 +204,9 @@ class RefundDriver:
                     return refund
         return await self._apply(refund.id, hold_id, stripe_refund)
 
-    async def _at_paypal(self, refund: Refund, payment: Payment, hold_id: str) -> Refund | RefundState:
+    async def _at_paypal(
+        self, refund: Refund, payment: Payment, hold_id: str
+    ) -> Refund | RefundState:
         """Refund the capture at PayPal (or read the refund back): its state, or the refund
         settled as failed when PayPal refuses."""
         try:

@@ -29,6 +29,7 @@ from payment_microservice.models import (
     RefundStatus,
 )
 from payment_microservice.payments import service as payments_service
+from payment_microservice.paypal_api import PayPalRefundState
 from payment_microservice.refunds import repository
 from payment_microservice.refunds.exceptions import (
     PaymentNotRefundable,
@@ -36,7 +37,6 @@ from payment_microservice.refunds.exceptions import (
     RefundFailed,
 )
 from payment_microservice.refunds.schemas import RefundCreate, RefundList, RefundRead
-from payment_microservice.paypal_api import PayPalRefundState
 from payment_microservice.stripe_api import RefundState
 from payment_microservice.wallet import InsufficientFunds, WalletHasDebt
 
@@ -375,13 +375,17 @@ async def record_paypal_refund(
         except ValueError:
             ours = None
         if ours is not None and ours.payment_id != payment.id:
-            logger.warning("PayPal refund %s names refund %s of another payment", refund.id, ours.id)
+            logger.warning(
+                "PayPal refund %s names refund %s of another payment", refund.id, ours.id
+            )
             return False
     if ours is None:
         ours = await repository.get_by_paypal_id(session, refund.id)
     if ours is not None:
         if ours.paypal_refund_id not in (None, refund.id):
-            logger.warning("refund %s is PayPal's %s, not %s", ours.id, ours.paypal_refund_id, refund.id)
+            logger.warning(
+                "refund %s is PayPal's %s, not %s", ours.id, ours.paypal_refund_id, refund.id
+            )
             return False
         if ours.paypal_refund_id is None and ours.status == RefundStatus.PENDING:
             await repository.update_pending(

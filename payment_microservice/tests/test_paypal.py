@@ -21,6 +21,7 @@ from micropay_testing.cognito import CognitoUser
 from micropay_testing.paypal import buyer_chooses, query
 from micropay_testing.polling import eventually
 from payment_microservice.tests.helpers import PaymentStack, outbox_events
+from stack.paypal_server import CERT_NAME
 
 RETURN_URL = "https://app.micropay.example/top-up/paypal/return"
 CANCEL_URL = "https://app.micropay.example/top-up/paypal/cancel"
@@ -57,7 +58,7 @@ async def _read(stack: PaymentStack, user: CognitoUser, payment_id: str) -> dict
 
 
 async def _status_is(stack: PaymentStack, user: CognitoUser, payment_id: str, status: str) -> bool:
-    return (await _read(stack, user, payment_id))["status"] == status
+    return bool((await _read(stack, user, payment_id))["status"] == status)
 
 
 def _approve_url(payment: dict[str, Any]) -> str:
@@ -93,7 +94,7 @@ async def _webhooks_held(stack: PaymentStack, order: str = "sent") -> AsyncItera
 
 
 async def _paypal_events(db: asyncpg.Connection, order_id: str) -> list[Any]:
-    return await db.fetch(
+    return await db.fetch(  # type: ignore[no-any-return]
         "SELECT id, type, outcome FROM payments.paypal_events "
         "WHERE payload->'resource'->>'id' = $1 "
         "OR payload->'resource'->'supplementary_data'->'related_ids'->>'order_id' = $1",
@@ -127,12 +128,13 @@ async def test_approve_then_confirm_credits_the_wallet_once(payment_stack, make_
     await eventually(lambda: payment_stack.balance(user), within=20)
     assert await payment_stack.balance(user) == 1250
     # PayPal's own webhooks (the approval, the capture) arrive too and change nothing.
-    events = await eventually(
-        lambda: _events_at_least(db, row["paypal_order_id"], 2), within=20
-    )
+    events = await eventually(lambda: _events_at_least(db, row["paypal_order_id"], 2), within=20)
     assert {e["type"] for e in events} == {"CHECKOUT.ORDER.APPROVED", "PAYMENT.CAPTURE.COMPLETED"}
     assert len(await outbox_events(db, "payment.succeeded", payment["id"])) > 0
-    assert len({e["event_id"] for e in await outbox_events(db, "payment.succeeded", payment["id"])}) == 1
+    assert (
+        len({e["event_id"] for e in await outbox_events(db, "payment.succeeded", payment["id"])})
+        == 1
+    )
     assert await payment_stack.balance(user) == 1250
     assert (await _row(db, payment["id"]))["paypal_capture_id"]
 
@@ -197,12 +199,28 @@ async def test_body_must_fit_the_provider(payment_stack, make_user):
     user = make_user()
     bodies = [
         {"amount": 500, "currency": "USD", "provider": "paypal"},
-        {"amount": 500, "currency": "USD", "provider": "paypal", "return_url": RETURN_URL,
-         "cancel_url": CANCEL_URL, "payment_method": "pm_card_visa"},
-        {"amount": 500, "currency": "USD", "return_url": RETURN_URL, "cancel_url": CANCEL_URL,
-         "payment_method": "pm_card_visa"},
-        {"amount": 500, "currency": "USD", "provider": "paypal", "return_url": "javascript:x",
-         "cancel_url": CANCEL_URL},
+        {
+            "amount": 500,
+            "currency": "USD",
+            "provider": "paypal",
+            "return_url": RETURN_URL,
+            "cancel_url": CANCEL_URL,
+            "payment_method": "pm_card_visa",
+        },
+        {
+            "amount": 500,
+            "currency": "USD",
+            "return_url": RETURN_URL,
+            "cancel_url": CANCEL_URL,
+            "payment_method": "pm_card_visa",
+        },
+        {
+            "amount": 500,
+            "currency": "USD",
+            "provider": "paypal",
+            "return_url": "javascript:x",
+            "cancel_url": CANCEL_URL,
+        },
         {"amount": 500, "currency": "USD", "provider": "bitcoin", "payment_method": "pm_x"},
     ]
     for body in bodies:
@@ -272,7 +290,10 @@ async def test_out_of_order_and_duplicate_webhooks_credit_once(payment_stack, ma
             )
             assert resent.status_code == 202
     await eventually(lambda: _deliveries_answered(payment_stack, [e["id"] for e in events], 2))
-    assert len({e["event_id"] for e in await outbox_events(db, "payment.succeeded", payment["id"])}) == 1
+    assert (
+        len({e["event_id"] for e in await outbox_events(db, "payment.succeeded", payment["id"])})
+        == 1
+    )
     assert len(await _paypal_events(db, row["paypal_order_id"])) == 3
     assert await payment_stack.balance(user) == 777
 
@@ -318,7 +339,7 @@ async def test_forged_and_stale_webhooks_are_refused_and_change_nothing(
     headers = {
         "Content-Type": "application/json",
         "PAYPAL-AUTH-ALGO": "SHA256withRSA",
-        "PAYPAL-CERT-URL": f"{payment_stack.paypal_url}/v1/notifications/certs/CERT-360caa42-fca2a594-standin",
+        "PAYPAL-CERT-URL": f"{payment_stack.paypal_url}/v1/notifications/certs/{CERT_NAME}",
         "PAYPAL-TRANSMISSION-ID": str(uuid.uuid4()),
         "PAYPAL-TRANSMISSION-TIME": now,
         "PAYPAL-TRANSMISSION-SIG": "Zm9yZ2Vk" * 43,
@@ -386,7 +407,8 @@ async def test_partial_full_over_and_failed_refunds(payment_stack, make_user, db
         uuid.UUID(payment["id"]),
     )
     assert [r["status"] for r in refunds] == ["succeeded", "failed", "succeeded"]
-    assert refunds[0]["paypal_refund_id"] and refunds[2]["paypal_refund_id"]
+    assert refunds[0]["paypal_refund_id"]
+    assert refunds[2]["paypal_refund_id"]
     # PayPal's PAYMENT.CAPTURE.REFUNDED webhooks for our own refunds change nothing.
     await eventually(
         lambda: _refund_events(db, [r["paypal_refund_id"] for r in (refunds[0], refunds[2])])

@@ -135,7 +135,12 @@ async def ask_paypal(
             refund = await paypal.get_refund(resource_id)
             return _apply_refund(refund)
     except PayPalRefused as exc:
-        logger.warning("PayPal event %s (%s): PayPal will not show its object: %s", event["id"], event_type, exc)
+        logger.warning(
+            "PayPal event %s (%s): PayPal will not show its object: %s",
+            event["id"],
+            event_type,
+            exc,
+        )
     return None
 
 

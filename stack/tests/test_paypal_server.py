@@ -56,16 +56,16 @@ class PayPal:
             response = await client.request(method, path, json=body, headers=sent)
         return response.status_code, check_response(method, path, response)
 
-    async def order(self, value: str = "10.00", currency: str = "USD", **unit: Any) -> dict[str, Any]:
+    async def order(
+        self, value: str = "10.00", currency: str = "USD", **unit: Any
+    ) -> dict[str, Any]:
         """A new order to capture, with return and cancel URLs."""
         status, order = await self.call(
             "POST",
             "/v2/checkout/orders",
             {
                 "intent": "CAPTURE",
-                "purchase_units": [
-                    {"amount": {"currency_code": currency, "value": value}, **unit}
-                ],
+                "purchase_units": [{"amount": {"currency_code": currency, "value": value}, **unit}],
                 "payment_source": {
                     "paypal": {"experience_context": {"return_url": RETURN, "cancel_url": CANCEL}}
                 },
@@ -84,7 +84,7 @@ class PayPal:
 
 def approve_link(order: dict[str, Any]) -> str:
     """The order's link for the buyer."""
-    return next(link["href"] for link in order["links"] if link["rel"] == "payer-action")
+    return str(next(link["href"] for link in order["links"] if link["rel"] == "payer-action"))
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,8 @@ async def paypal(paypal_url: str) -> PayPal:
         )
     assert response.status_code == 200, response.text
     token = OAuthToken.from_dictionary(response.json())
-    assert token.token_type == "Bearer" and token.expires_in > 0
+    assert token.token_type == "Bearer"
+    assert token.expires_in > 0
     return PayPal(paypal_url, token.access_token)
 
 
@@ -134,7 +135,8 @@ async def test_token_needs_the_app_credentials(paypal_url: str) -> None:
             "/v1/oauth2/token", data={"grant_type": "client_credentials"}, auth=("x", "y")
         )
         anonymous = await client.get("/v2/checkout/orders/ANY")
-    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "invalid_client"
     assert anonymous.status_code == 401
 
 
@@ -148,14 +150,18 @@ async def test_order_is_created_once_per_request_id_and_read_with_the_sdk(paypal
     assert order.purchase_units[0].amount.value == "10.00"
     assert order.purchase_units[0].custom_id == "payment-1"
     status, read = await paypal.call("GET", f"/v2/checkout/orders/{first['id']}")
-    assert status == 200 and read["id"] == first["id"]
+    assert status == 200
+    assert read["id"] == first["id"]
 
 
 async def test_malformed_orders_are_refused_as_paypal_does(paypal: PayPal) -> None:
     status, body = await paypal.call(
         "POST",
         "/v2/checkout/orders",
-        {"intent": "CAPTURE", "purchase_units": [{"amount": {"currency_code": "JPY", "value": "1.5"}}]},
+        {
+            "intent": "CAPTURE",
+            "purchase_units": [{"amount": {"currency_code": "JPY", "value": "1.5"}}],
+        },
     )
     assert (status, body["details"][0]["issue"]) == (422, "DECIMAL_PRECISION")
     status, body = await paypal.call("GET", "/v2/checkout/orders/NOPE")
@@ -169,15 +175,19 @@ async def test_approval_page_redirects_with_token_and_payer_id(paypal: PayPal) -
     location = await buyer_chooses(approve_link(order), "approve")
     params = query(location)
     assert str(location).startswith("https://shop.example/return?")
-    assert params["cart"] == "1" and params["token"] == order["id"] and params["PayerID"]
+    assert params["cart"] == "1"
+    assert params["token"] == order["id"]
+    assert params["PayerID"]
     status, read = await paypal.call("GET", f"/v2/checkout/orders/{order['id']}")
-    assert read["status"] == "APPROVED" and read["payer"]["payer_id"] == params["PayerID"]
+    assert read["status"] == "APPROVED"
+    assert read["payer"]["payer_id"] == params["PayerID"]
 
 
 async def test_cancel_sends_the_buyer_to_the_cancel_url(paypal: PayPal) -> None:
     order = await paypal.order()
     location = await buyer_chooses(approve_link(order), "cancel")
-    assert str(location).startswith(CANCEL) and query(location)["token"] == order["id"]
+    assert str(location).startswith(CANCEL)
+    assert query(location)["token"] == order["id"]
 
 
 async def test_capture_is_idempotent_by_request_id_and_completes(paypal: PayPal) -> None:
@@ -185,14 +195,17 @@ async def test_capture_is_idempotent_by_request_id_and_completes(paypal: PayPal)
     path = f"/v2/checkout/orders/{order['id']}/capture"
     status, captured = await paypal.call("POST", path, {}, request_id="capture-1")
     status_again, again = await paypal.call("POST", path, {}, request_id="capture-1")
-    assert status == status_again == 201 and captured == again
+    assert status == status_again == 201
+    assert captured == again
     status, refused = await paypal.call("POST", path, {}, request_id="capture-2")
     assert (status, refused["details"][0]["issue"]) == (422, "ORDER_ALREADY_CAPTURED")
     model = Order.from_dictionary(captured)
     capture = model.purchase_units[0].payments.captures[0]
-    assert model.status == "COMPLETED" and capture.status == "COMPLETED"
+    assert model.status == "COMPLETED"
+    assert capture.status == "COMPLETED"
     status, read = await paypal.call("GET", f"/v2/payments/captures/{capture.id}")
-    assert status == 200 and read["supplementary_data"]["related_ids"]["order_id"] == order["id"]
+    assert status == 200
+    assert read["supplementary_data"]["related_ids"]["order_id"] == order["id"]
 
 
 @pytest.mark.parametrize(("value", "capture_status"), [("6.66", "DECLINED"), ("7.77", "PENDING")])
@@ -225,9 +238,11 @@ async def test_refunds_are_bounded_by_the_capture(paypal: PayPal) -> None:
     status, refused = await paypal.call("POST", path, failing, request_id="r3")
     assert (status, refused["details"][0]["issue"]) == (422, "REFUND_FAILED_INSUFFICIENT_FUNDS")
     status, rest = await paypal.call("POST", path, {}, request_id="r4")
-    assert status == 201 and rest["amount"]["value"] == "6.00"
+    assert status == 201
+    assert rest["amount"]["value"] == "6.00"
     status, read = await paypal.call("GET", f"/v2/payments/refunds/{rest['id']}")
-    assert status == 200 and read["status"] == "COMPLETED"
+    assert status == 200
+    assert read["status"] == "COMPLETED"
     _, capture = await paypal.call("GET", f"/v2/payments/captures/{capture_id}")
     assert capture["status"] == "REFUNDED"
 
@@ -250,7 +265,8 @@ async def test_webhooks_are_signed_and_verified(paypal: PayPal, receiver: Receiv
             json.loads(body)
             for _, body in receiver
             if json.loads(body)["resource"].get("id") == order["id"]
-            or json.loads(body)["resource"].get("supplementary_data", {})
+            or json.loads(body)["resource"]
+            .get("supplementary_data", {})
             .get("related_ids", {})
             .get("order_id")
             == order["id"]
@@ -289,10 +305,12 @@ async def test_webhooks_are_signed_and_verified(paypal: PayPal, receiver: Receiv
     assert await verify(event, webhook_id="OTHER") == "FAILURE"
     async with httpx.AsyncClient() as client:
         cert = await client.get(headers["paypal-cert-url"])
-    assert cert.status_code == 200 and b"BEGIN CERTIFICATE" in cert.content
+    assert cert.status_code == 200
+    assert b"BEGIN CERTIFICATE" in cert.content
 
     status, listed = await paypal.call("GET", "/v1/notifications/webhooks-events")
-    assert status == 200 and event["id"] in {e["id"] for e in listed["events"]}
+    assert status == 200
+    assert event["id"] in {e["id"] for e in listed["events"]}
     before = len(receiver)
     status, _ = await paypal.call(
         "POST", f"/v1/notifications/webhooks-events/{event['id']}/resend", {}
