@@ -560,6 +560,7 @@ def test_kubernetes_ingress_checks_tokens_with_the_auth_service_and_never_routes
         "/auth/confirm",
         "/auth/resend-confirmation",
         "/payments/webhooks/stripe",
+        "/payments/webhooks/paypal",
     }
     for ingress in (public, protected):
         for rule in ingress["spec"]["rules"]:
