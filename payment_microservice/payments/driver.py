@@ -60,6 +60,8 @@ STRIPE_KEY_WINDOW_SECONDS = 23 * 3600
 PAYPAL_KEY_WINDOW_SECONDS = 5 * 3600
 
 PAYPAL_SETTLED = (PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CANCELED)
+# Capture refusals that say "not now" rather than "no": asked again later, never failed on.
+PAYPAL_CAPTURE_RETRYABLE = frozenset({"ORDER_COMPLETION_IN_PROGRESS", "DUPLICATE_REQUEST_ID"})
 
 
 class PaymentDriver:
@@ -323,9 +325,7 @@ class PaymentDriver:
         try:
             order = await self.paypal.get_order(order_id)
             if order.status == "APPROVED" and payment.status != PaymentStatus.CANCELED:
-                order = await self.paypal.capture_order(
-                    order_id, request_id=service.paypal_request_id(payment.id, "capture")
-                )
+                order = await self._capture(payment, order_id)
         except PayPalObjectMissing:
             async with self.sessionmaker() as session, session.begin():
                 return await service.mark_canceled(session, payment.id)
@@ -352,6 +352,21 @@ class PaymentDriver:
                 payment_id=str(payment.id),
             )
         return await self._settle(payment, order, None)
+
+    async def _capture(self, payment: Payment, order_id: str) -> OrderState:
+        """Capture an approved order; a refusal that PayPal's order contradicts (a capture
+        made meanwhile by another caller) yields the order as it now is."""
+        try:
+            return await self.paypal.capture_order(
+                order_id, request_id=service.paypal_request_id(payment.id, "capture")
+            )
+        except PayPalRefused as refusal:
+            order = await self.paypal.get_order(order_id)
+            if order.capture_status is not None:
+                return order
+            if refusal.code in PAYPAL_CAPTURE_RETRYABLE:
+                raise PayPalUnavailable(f"capture: {refusal.code}") from refusal
+            raise
 
     async def _reconcile_paypal(self, payment: Payment) -> Payment:
         """Settle a PayPal payment left unsettled: create its order again (same request id),

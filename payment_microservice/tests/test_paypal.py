@@ -17,9 +17,11 @@ from typing import Any
 import asyncpg
 import httpx
 
+from micropay_testing.apps import serve
 from micropay_testing.cognito import CognitoUser
 from micropay_testing.paypal import buyer_chooses, query
 from micropay_testing.polling import eventually
+from payment_microservice.main import create_app
 from payment_microservice.tests.helpers import PaymentStack, outbox_events
 from stack.paypal_server import CERT_NAME
 
@@ -470,3 +472,67 @@ async def test_same_key_replays_the_same_paypal_payment(payment_stack, make_user
     again = await _start(payment_stack, user, 300, key=key)
     assert first["id"] == again["id"]
     assert _approve_url(first) == _approve_url(again)
+
+
+async def test_without_a_paypal_app_paypal_is_not_offered(payment_stack, make_user):
+    user = make_user()
+    settings = payment_stack.settings_for(paypal_client_id="", paypal_client_secret="x")
+    async with serve(create_app(settings)) as client:
+        body = {
+            "amount": 500,
+            "currency": "USD",
+            "provider": "paypal",
+            "return_url": RETURN_URL,
+            "cancel_url": CANCEL_URL,
+        }
+        started = await client.post(
+            "/payments", json=body, headers=payment_stack.headers(user, str(uuid.uuid4()))
+        )
+        assert (started.status_code, started.json()["type"]) == (422, "provider_not_offered")
+        hook = await client.post("/payments/webhooks/paypal", content=b"{}")
+        assert (hook.status_code, hook.json()["type"]) == (400, "invalid_signature")
+        card = await client.post(
+            "/payments",
+            json={"amount": 500, "currency": "USD", "payment_method": "pm_card_visa"},
+            headers=payment_stack.headers(user, str(uuid.uuid4())),
+        )
+        assert card.status_code == 201, card.text
+
+
+async def test_paypal_down_leaves_the_payment_processing_for_the_reconciler(
+    payment_stack, make_user, db, closed_port_url, service_headers
+):
+    user = make_user()
+    key = str(uuid.uuid4())
+    body = {
+        "amount": 700,
+        "currency": "USD",
+        "provider": "paypal",
+        "return_url": RETURN_URL,
+        "cancel_url": CANCEL_URL,
+    }
+    settings = payment_stack.settings_for(
+        paypal_api_base=closed_port_url, paypal_max_network_retries=0
+    )
+    async with serve(create_app(settings)) as client:
+        down = await client.post("/payments", json=body, headers=payment_stack.headers(user, key))
+    assert (down.status_code, down.json()["type"]) == (503, "payment_provider_unavailable")
+    payment_id = down.json()["payment_id"]
+    assert await _status_is(payment_stack, user, payment_id, "processing")
+    assert (await _row(db, payment_id))["paypal_order_id"] is None
+
+    report = await payment_stack.client.post(
+        "/internal/reconcile", json={"min_age_seconds": 0}, headers=service_headers
+    )
+    assert report.status_code == 200, report.text
+    payment = await _read(payment_stack, user, payment_id)
+    assert payment["status"] == "requires_action"
+    # The client's retry with the same key finds the same payment and the same order.
+    retried = await payment_stack.client.post(
+        "/payments", json=body, headers=payment_stack.headers(user, key)
+    )
+    assert retried.json()["id"] == payment_id
+    assert _approve_url(retried.json()) == _approve_url(payment)
+    await buyer_chooses(_approve_url(payment), "approve")
+    await eventually(lambda: _status_is(payment_stack, user, payment_id, "succeeded"))
+    await eventually(lambda: _has(payment_stack, user, 700))

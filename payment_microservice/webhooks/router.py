@@ -16,6 +16,7 @@ from payment_microservice.paypal_api import PayPalNotConfigured, PayPalUnavailab
 from payment_microservice.stripe_api import StripeUnavailable
 from payment_microservice.webhooks import paypal as paypal_events
 from payment_microservice.webhooks import service
+from payment_microservice.webhooks.exceptions import InvalidSignature
 from payment_microservice.webhooks.schemas import WebhookReceipt
 
 router = APIRouter(tags=["webhooks"])
@@ -77,6 +78,8 @@ async def paypal_webhook(
     not use answer `ignored`; an error answers 5xx so that PayPal delivers it again.
     """
     payload = await request.body()
+    if not (settings.paypal_enabled and settings.paypal_webhook_id):
+        raise InvalidSignature("PayPal is not configured here; no delivery can be verified.")
     headers = paypal_events.transmission(request.headers, settings.paypal_webhook_tolerance_seconds)
     event = paypal_events.parse(payload)
     try:
