@@ -71,7 +71,9 @@ class PaymentSettings(ServiceSettings):
     paypal_client_id: str = Field(
         default="", description="PayPal REST app's client id (blank: PayPal top-ups are off)."
     )
-    paypal_client_secret: Secret = Field(default="", description="PayPal REST app's secret.")
+    # Optional, so not a `Secret` (which refuses to be empty); a secret all the same, kept in
+    # the secret stores like STRIPE_API_KEY.
+    paypal_client_secret: str = Field(default="", description="PayPal REST app's secret.")
     paypal_webhook_id: str = Field(
         default="", description="The id PayPal gave our webhook; every event is verified with it."
     )
