@@ -1608,6 +1608,58 @@ FOR EACH STATEMENT EXECUTE FUNCTION notifications.outbox_announce();
 
 UPDATE migrations.alembic_version SET version_num='0012' WHERE migrations.alembic_version.version_num = '0011';
 
+-- Running upgrade 0012 -> 0013
+
+ALTER TABLE payments.payments ADD COLUMN provider TEXT DEFAULT 'stripe' NOT NULL;
+
+ALTER TABLE payments.payments ALTER COLUMN payment_method DROP NOT NULL;
+
+ALTER TABLE payments.payments ADD COLUMN paypal_order_id TEXT;
+
+ALTER TABLE payments.payments ADD COLUMN paypal_capture_id TEXT;
+
+ALTER TABLE payments.payments ADD COLUMN return_url TEXT;
+
+ALTER TABLE payments.payments ADD COLUMN cancel_url TEXT;
+
+ALTER TABLE payments.payments ADD CONSTRAINT payments_provider_check CHECK (provider IN ('stripe', 'paypal'));
+
+ALTER TABLE payments.payments ADD CONSTRAINT payments_stripe_method_check CHECK (provider <> 'stripe' OR payment_method IS NOT NULL);
+
+ALTER TABLE payments.payments ADD CONSTRAINT payments_paypal_urls_check CHECK (provider <> 'paypal' OR (return_url IS NOT NULL AND cancel_url IS NOT NULL));
+
+ALTER TABLE payments.payments DROP CONSTRAINT payments_status_check;
+
+ALTER TABLE payments.payments ADD CONSTRAINT payments_status_check CHECK (status IN ('processing', 'requires_action', 'succeeded', 'failed', 'canceled'));
+
+ALTER TABLE payments.payments ADD CONSTRAINT payments_paypal_order_key UNIQUE (paypal_order_id);
+
+CREATE INDEX payments_paypal_capture_idx ON payments.payments (paypal_capture_id);
+
+ALTER TABLE payments.refunds ADD COLUMN paypal_refund_id TEXT;
+
+ALTER TABLE payments.refunds ADD CONSTRAINT refunds_paypal_refund_key UNIQUE (paypal_refund_id);
+
+ALTER TABLE payments.refunds DROP CONSTRAINT refunds_origin_check;
+
+ALTER TABLE payments.refunds ADD CONSTRAINT refunds_origin_check CHECK (origin IN ('api', 'stripe', 'paypal'));
+
+CREATE TABLE payments.paypal_events (
+    id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    payload JSONB NOT NULL,
+    received_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    CONSTRAINT paypal_events_pkey PRIMARY KEY (id),
+    CONSTRAINT paypal_events_outcome_check CHECK (outcome IN ('applied', 'ignored'))
+);
+
+REVOKE ALL ON TABLE payments.paypal_events FROM payment_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE payments.paypal_events TO payment_service;
+
+UPDATE migrations.alembic_version SET version_num='0013' WHERE migrations.alembic_version.version_num = '0012';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

@@ -83,6 +83,15 @@ def localstripe_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def paypal_url() -> Iterator[str]:
+    """The PayPal stand-in as a process of our own on a free port, empty at start."""
+    port = free_port()
+    args = [sys.executable, "-m", "stack.paypal_server", "--port", str(port), "--quiet"]
+    with background_process("paypal", args, f"http://127.0.0.1:{port}/checkoutnow"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
 def aws(moto_endpoint: str) -> AwsResources:
     """The user pool, client, groups, service accounts, SES sender and SNS topic."""
     return bootstrap_aws(endpoint_url=moto_endpoint)

@@ -25,6 +25,7 @@ EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
         "payments": NO_DELETE,
         "refunds": NO_DELETE,
         "stripe_events": NO_DELETE,
+        "paypal_events": NO_DELETE,
         "disputes": NO_DELETE,
     },
     ("transactions_service", "transactions"): {
@@ -52,6 +53,7 @@ ADDED_AFTER_BASELINE = {
     "notifications.webhook_redeliveries",
     "auth.signup_attempts",
     "payments.disputes",
+    "payments.paypal_events",
     "transactions.top_up_settlements",
 }
 """Tables a later revision than the baseline creates (absent after a downgrade to it)."""

@@ -12,6 +12,7 @@ from payment_microservice.models import SCHEMA
 from payment_microservice.payments.driver import PaymentDriver
 from payment_microservice.payments.router import internal_router as payments_internal_router
 from payment_microservice.payments.router import router as payments_router
+from payment_microservice.paypal_api import PayPalApi
 from payment_microservice.reconciliation.jobs import reconcile_job
 from payment_microservice.reconciliation.router import router as reconciliation_router
 from payment_microservice.reconciliation.service import Reconciler
@@ -27,11 +28,12 @@ VERSION = "0.1.0"
 
 
 async def start_clients(state: PaymentState) -> None:
-    """Start-up hook: Stripe, the wallet and the drivers that use them."""
+    """Start-up hook: Stripe, PayPal, the wallet and the drivers that use them."""
     settings = state.settings
     # In the app's registry, so /metrics shows it; removed again when the app stops.
     state.stripe_seconds = stripe_histogram(state.metrics_registry)
     state.stripe = StripeApi.from_settings(settings, state.stripe_seconds)
+    state.paypal = PayPalApi(settings)
     state.wallet = WalletClient(
         ServiceClient(
             settings.service_url("transactions"),
@@ -39,8 +41,10 @@ async def start_clients(state: PaymentState) -> None:
             timeout=settings.http_timeout_seconds,
         )
     )
-    state.payment_driver = PaymentDriver(state.sessionmaker, state.stripe, settings)
-    state.refund_driver = RefundDriver(state.sessionmaker, state.stripe, state.wallet, settings)
+    state.payment_driver = PaymentDriver(state.sessionmaker, state.stripe, settings, state.paypal)
+    state.refund_driver = RefundDriver(
+        state.sessionmaker, state.stripe, state.wallet, settings, state.paypal
+    )
     state.reconciler = Reconciler(
         state.sessionmaker, state.payment_driver, state.refund_driver, settings
     )
@@ -49,6 +53,7 @@ async def start_clients(state: PaymentState) -> None:
 async def close_clients(state: PaymentState) -> None:
     """Shut-down hook: close the HTTP connection pools."""
     await state.stripe.aclose()
+    await state.paypal.aclose()
     await state.wallet.aclose()
     state.metrics_registry.unregister(state.stripe_seconds)
 
@@ -62,13 +67,13 @@ def create_app(settings: PaymentSettings | None = None) -> FastAPI:
         schema=SCHEMA,
         title="MicroPay Payments",
         description=(
-            "Wallet top-ups by card through Stripe: payments, 3-D Secure, refunds and Stripe "
-            "webhooks."
+            "Wallet top-ups by card through Stripe and through PayPal Checkout: payments, "
+            "3-D Secure, PayPal approval and capture, refunds, and both providers' webhooks."
         ),
         version=VERSION,
         tags=[
-            {"name": "payments", "description": "Card top-ups and refunds."},
-            {"name": "webhooks", "description": "Stripe's signed webhooks."},
+            {"name": "payments", "description": "Card and PayPal top-ups, and refunds."},
+            {"name": "webhooks", "description": "Stripe's and PayPal's signed webhooks."},
         ],
         routers=[
             payments_router,

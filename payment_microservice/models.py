@@ -39,6 +39,17 @@ class PaymentStatus(StrEnum):
     """The customer must authenticate (3-D Secure)."""
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELED = "canceled"
+    """The buyer left PayPal without approving (or never came back); no money moved."""
+
+
+class PaymentProvider(StrEnum):
+    """Who takes the money of a top-up."""
+
+    STRIPE = "stripe"
+    """A card, through Stripe."""
+    PAYPAL = "paypal"
+    """PayPal Checkout: the buyer approves an order at PayPal, and we capture it."""
 
 
 class RefundStatus(StrEnum):
@@ -57,6 +68,8 @@ class RefundOrigin(StrEnum):
     """A caller of `POST /payments/{id}/refunds`."""
     STRIPE = "stripe"
     """Stripe directly (the dashboard); learned from its webhooks."""
+    PAYPAL = "paypal"
+    """PayPal directly (a refund or reversal of a capture); learned from its webhooks."""
 
 
 class DisputeStatus(StrEnum):
@@ -80,7 +93,7 @@ class DisputeFunds(StrEnum):
 
 
 class StripeEventOutcome(StrEnum):
-    """What applying a recorded Stripe webhook event did."""
+    """What applying a recorded Stripe (or PayPal) webhook event did."""
 
     APPLIED = "applied"
     IGNORED = "ignored"
@@ -94,7 +107,7 @@ class Base(DeclarativeBase):
 
 
 class Payment(Base):
-    """A wallet top-up by card."""
+    """A wallet top-up by card (Stripe) or through PayPal Checkout."""
 
     __tablename__ = "payments"
     __table_args__ = (
@@ -105,8 +118,18 @@ class Payment(Base):
             name="payments_amount_refunded_check",
         ),
         check_in("status", PaymentStatus, name="payments_status_check"),
+        check_in("provider", PaymentProvider, name="payments_provider_check"),
+        CheckConstraint(
+            "provider <> 'stripe' OR payment_method IS NOT NULL",
+            name="payments_stripe_method_check",
+        ),
+        CheckConstraint(
+            "provider <> 'paypal' OR (return_url IS NOT NULL AND cancel_url IS NOT NULL)",
+            name="payments_paypal_urls_check",
+        ),
         UniqueConstraint("user_id", "idempotency_key", name="payments_user_idempotency_key"),
         UniqueConstraint("stripe_payment_intent_id", name="payments_stripe_payment_intent_key"),
+        UniqueConstraint("paypal_order_id", name="payments_paypal_order_key"),
         Index("payments_user_created_idx", "user_id", text("created_at DESC"), text("id DESC")),
         Index("payments_created_idx", text("created_at DESC"), text("id DESC")),
         Index(
@@ -115,6 +138,7 @@ class Payment(Base):
             postgresql_where=text("status IN ('processing', 'requires_action')"),
         ),
         Index("payments_stripe_charge_idx", "stripe_charge_id"),
+        Index("payments_paypal_capture_idx", "paypal_capture_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -123,7 +147,9 @@ class Payment(Base):
     currency: Mapped[str] = mapped_column(Text)
     amount_refunded: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     status: Mapped[str] = mapped_column(Text)
-    payment_method: Mapped[str] = mapped_column(Text)
+    provider: Mapped[str] = mapped_column(Text, server_default=text("'stripe'"))
+    payment_method: Mapped[str | None] = mapped_column(Text)
+    """The Stripe PaymentMethod (cards only)."""
     description: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str] = mapped_column(Text)
     request_hash: Mapped[str] = mapped_column(Text)
@@ -136,6 +162,12 @@ class Payment(Base):
     decline_code: Mapped[str | None] = mapped_column(Text)
     three_d_secure: Mapped[bool] = mapped_column(Boolean, server_default=false())
     """3-D Secure authenticated the payment (its money may be spent at once)."""
+    paypal_order_id: Mapped[str | None] = mapped_column(Text)
+    paypal_capture_id: Mapped[str | None] = mapped_column(Text)
+    return_url: Mapped[str | None] = mapped_column(Text)
+    """Where PayPal sends the buyer after approving (PayPal payments)."""
+    cancel_url: Mapped[str | None] = mapped_column(Text)
+    """Where PayPal sends the buyer who cancels (PayPal payments)."""
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -158,6 +190,7 @@ class Refund(Base):
             "requested_by", "idempotency_key", name="refunds_requester_idempotency_key"
         ),
         UniqueConstraint("stripe_refund_id", name="refunds_stripe_refund_key"),
+        UniqueConstraint("paypal_refund_id", name="refunds_paypal_refund_key"),
         Index("refunds_payment_idx", "payment_id", text("created_at DESC")),
         Index("refunds_pending_idx", "updated_at", postgresql_where=text("status = 'pending'")),
     )
@@ -174,6 +207,7 @@ class Refund(Base):
     request_hash: Mapped[str | None] = mapped_column(Text)
     hold_id: Mapped[str | None] = mapped_column(Text)
     stripe_refund_id: Mapped[str | None] = mapped_column(Text)
+    paypal_refund_id: Mapped[str | None] = mapped_column(Text)
     failure_code: Mapped[str | None] = mapped_column(Text)
     failure_message: Mapped[str | None] = mapped_column(Text)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -224,6 +258,21 @@ class StripeEvent(Base):
 
     __tablename__ = "stripe_events"
     __table_args__ = (check_in("outcome", StripeEventOutcome, name="stripe_events_outcome_check"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    type: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class PayPalEvent(Base):
+    """A verified PayPal webhook event, recorded with its effect."""
+
+    __tablename__ = "paypal_events"
+    __table_args__ = (check_in("outcome", StripeEventOutcome, name="paypal_events_outcome_check"),)
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     type: Mapped[str] = mapped_column(Text)

@@ -68,6 +68,23 @@ class PaymentSettings(ServiceSettings):
     stripe_timeout_seconds: float = Field(default=20.0, gt=0)
     stripe_max_network_retries: int = Field(default=2, ge=0, le=10)
 
+    paypal_client_id: str = Field(
+        default="", description="PayPal REST app's client id (blank: PayPal top-ups are off)."
+    )
+    # Optional, so not a `Secret` (which refuses to be empty); a secret all the same, kept in
+    # the secret stores like STRIPE_API_KEY.
+    paypal_client_secret: str = Field(default="", description="PayPal REST app's secret.")
+    paypal_webhook_id: str = Field(
+        default="", description="The id PayPal gave our webhook; every event is verified with it."
+    )
+    paypal_api_base: str = Field(
+        default="https://api-m.sandbox.paypal.com",
+        description="PayPal's REST API: sandbox, live (https://api-m.paypal.com) or the stand-in.",
+    )
+    paypal_timeout_seconds: float = Field(default=20.0, gt=0)
+    paypal_max_network_retries: int = Field(default=2, ge=0, le=10)
+    paypal_webhook_tolerance_seconds: int = Field(default=300, ge=1)
+
     payment_amount_limits: str = Field(
         default=DEFAULT_AMOUNT_LIMITS,
         description="Currencies a top-up may use, with their limits: CODE:MIN:MAX,...",
@@ -103,6 +120,11 @@ class PaymentSettings(ServiceSettings):
     def top_up_daily_limits(self) -> dict[str, int]:
         """Most one user may top up per UTC day, per currency (not listed: no limit)."""
         return parse_amounts_by_currency(self.top_up_limit_per_day)
+
+    @property
+    def paypal_enabled(self) -> bool:
+        """PayPal top-ups are offered: the REST app's credentials are configured."""
+        return bool(self.paypal_client_id and self.paypal_client_secret)
 
     @property
     def amount_limits(self) -> dict[str, AmountLimits]:

@@ -6,6 +6,7 @@ from prometheus_client import Histogram
 
 from micropay_common.state import ServiceState
 from payment_microservice.payments.driver import PaymentDriver
+from payment_microservice.paypal_api import PayPalApi
 from payment_microservice.reconciliation.service import Reconciler
 from payment_microservice.refunds.driver import RefundDriver
 from payment_microservice.settings import PaymentSettings
@@ -14,10 +15,12 @@ from payment_microservice.wallet import WalletClient
 
 
 class PaymentState(ServiceState[PaymentSettings]):
-    """The shared parts plus Stripe, the wallet and the drivers that use them (set at start-up)."""
+    """The shared parts plus Stripe, PayPal, the wallet and the drivers that use them (set at
+    start-up)."""
 
     stripe_seconds: Histogram
     stripe: StripeApi
+    paypal: PayPalApi
     wallet: WalletClient
     payment_driver: PaymentDriver
     refund_driver: RefundDriver

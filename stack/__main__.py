@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
         "run",
-        help="start PostgreSQL, moto, localstripe, the four services and the gateway",
+        help="start PostgreSQL, moto, localstripe, the PayPal stand-in, the four services and "
+        "the gateway",
         description=(
             "Start the whole stack in the foreground; Ctrl-C stops it. Every option also has "
             "an environment variable (in brackets); the option wins."
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--moto-port", type=int, help="moto server [MICROPAY_MOTO_PORT, 4566]")
     run.add_argument(
         "--localstripe-port", type=int, help="localstripe [MICROPAY_LOCALSTRIPE_PORT, 8420]"
+    )
+    run.add_argument(
+        "--paypal-port", type=int, help="the PayPal stand-in [MICROPAY_PAYPAL_PORT, 8430]"
     )
     run.add_argument("--database", help="database name [MICROPAY_DATABASE, micropay]")
     run.add_argument(
@@ -64,6 +68,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "service_port": args.service_port,
         "moto_port": args.moto_port,
         "localstripe_port": args.localstripe_port,
+        "paypal_port": args.paypal_port,
         "database_name": args.database,
         "data_dir": args.data_dir.resolve() if args.data_dir else None,
         "log_level": args.log_level,
@@ -104,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
         if config.database_url
         else f"embedded PostgreSQL in {_shown(stack.postgres_dir, ROOT)}"
     )
-    output.message(f"Starting MicroPay: {database}, moto, localstripe, four services, gateway")
+    output.message(
+        f"Starting MicroPay: {database}, moto, localstripe, PayPal, four services, gateway"
+    )
     try:
         stack.start(abort=stop)
     except ChildExitedError as exc:
@@ -157,6 +164,7 @@ def _summary(stack: Any, elapsed: float, root: Path) -> str:
         lines.append(f"  {service:<{width}}{url}/docs{via if stack.gateway_url else ''}")
     lines.append(f"  {'moto (AWS)':<{width}}{stack.moto_url}")
     lines.append(f"  {'localstripe':<{width}}{stack.localstripe_url}")
+    lines.append(f"  {'PayPal':<{width}}{stack.paypal_url} (stand-in)")
     lines.append(f"  {'environment':<{width}}{_shown(stack.env_file, root)} (source it in a shell)")
     lines.append("Press Ctrl-C to stop.")
     lines.append("")

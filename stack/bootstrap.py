@@ -278,6 +278,43 @@ def register_stripe_webhook(api_base: str, url: str, secret: str) -> None:
     response.raise_for_status()
 
 
+PAYPAL_EVENT_TYPES = (
+    "CHECKOUT.ORDER.APPROVED",
+    "PAYMENT.CAPTURE.COMPLETED",
+    "PAYMENT.CAPTURE.DENIED",
+    "PAYMENT.CAPTURE.PENDING",
+    "PAYMENT.CAPTURE.REFUNDED",
+    "PAYMENT.CAPTURE.REVERSED",
+)
+"""The PayPal events the payment service acts on (payment_microservice/webhooks/paypal.py)."""
+
+
+def register_paypal_webhook(api_base: str, client_id: str, client_secret: str, url: str) -> str:
+    """Register the payment service's PayPal webhook (or find it); returns PayPal's webhook id."""
+    base = api_base.rstrip("/")
+    token = httpx.post(
+        f"{base}/v1/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client_id, client_secret),
+        timeout=10,
+    )
+    token.raise_for_status()
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    listed = httpx.get(f"{base}/v1/notifications/webhooks", headers=headers, timeout=10)
+    listed.raise_for_status()
+    for webhook in listed.json().get("webhooks", []):
+        if webhook.get("url") == url:
+            return str(webhook["id"])
+    created = httpx.post(
+        f"{base}/v1/notifications/webhooks",
+        json={"url": url, "event_types": [{"name": name} for name in PAYPAL_EVENT_TYPES]},
+        headers=headers,
+        timeout=10,
+    )
+    created.raise_for_status()
+    return str(created.json()["id"])
+
+
 def main() -> None:
     """Command line: bootstrap and print (or write) the resulting environment."""
     parser = argparse.ArgumentParser(description=__doc__)

@@ -2,10 +2,12 @@
 
 Two people sign up; Ana tops up her wallet by card (a declined card and 3-D Secure too), sends
 money to Bob and refunds part of a top-up; both read their histories and notifications, Bob's
-webhook receives a signed delivery; a stranger's id is 404 and logout revokes. Every call goes
-through the gateway as a client's would; the card steps talk to the Stripe stand-in as Stripe.js
-does in a browser. Ports follow the same variables as `make run` (MICROPAY_GATEWAY_PORT, ...),
-or pass the URLs: `python -m stack.demo --gateway http://127.0.0.1:9080 ...`.
+webhook receives a signed delivery; a stranger's id is 404 and logout revokes; Bob tops up
+through PayPal Checkout, approving on the PayPal stand-in's page. Every call goes through the
+gateway as a client's would; the card steps talk to the Stripe stand-in as Stripe.js does in a
+browser, and the PayPal step presses Approve on the stand-in's page as the buyer would. Ports
+follow the same variables as `make run` (MICROPAY_GATEWAY_PORT, ...), or pass the URLs:
+`python -m stack.demo --gateway http://127.0.0.1:9080 ...`.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     gateway = _port(env, "MICROPAY_GATEWAY_PORT", 8080)
     moto = _port(env, "MICROPAY_MOTO_PORT", 4566)
     localstripe = _port(env, "MICROPAY_LOCALSTRIPE_PORT", 8420)
+    paypal = _port(env, "MICROPAY_PAYPAL_PORT", 8430)
     services = _port(env, "MICROPAY_SERVICE_PORT", SERVICES[ServiceName.AUTH].port)
     parser = argparse.ArgumentParser(prog="python -m stack.demo", description=__doc__)
     parser.add_argument("--gateway", default=f"http://{HOST}:{gateway}", help="gateway URL")
@@ -57,6 +60,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     parser.add_argument(
         "--localstripe", default=f"http://{HOST}:{localstripe}", help="Stripe stand-in URL"
     )
+    parser.add_argument("--paypal", default=f"http://{HOST}:{paypal}", help="PayPal stand-in URL")
     parser.add_argument(
         "--service-port",
         type=int,
@@ -179,6 +183,7 @@ class Demo:
         self.gateway = args.gateway.rstrip("/")
         self.moto = args.moto.rstrip("/")
         self.localstripe = args.localstripe.rstrip("/")
+        self.paypal = args.paypal.rstrip("/")
         auth_port = SERVICES[ServiceName.AUTH].port
         self.service_urls = {
             str(name): f"http://{HOST}:{args.service_port + spec.port - auth_port}"
@@ -282,6 +287,7 @@ class Demo:
             self.histories()
             self.notifications(receiver, transfer_id)
             self.strangers_and_logout(payment_id)
+            self.paypal_top_up()
         self.where_to_look(endpoint)
 
     def check_stack(self) -> None:
@@ -478,6 +484,55 @@ class Demo:
         self.request("POST", "/auth/logout", self.ana, expect=204)
         self.request("GET", "/transactions/balance", self.ana, expect=401, keys=("type",))
 
+    def paypal_top_up(self) -> None:
+        self.say.title("Bob tops up 10.00 USD through PayPal Checkout")
+        back = "https://wallet.micropay.example/top-up/paypal"
+        body = {
+            "amount": 1000,
+            "currency": "USD",
+            "provider": "paypal",
+            "return_url": f"{back}/return",
+            "cancel_url": f"{back}/cancel",
+        }
+        started = self.request(
+            "POST",
+            "/payments",
+            self.bob,
+            body,
+            expect=201,
+            keys=("id", "provider", "status", "next_action"),
+            idempotent=True,
+        ).json()
+        approve_url = started["next_action"]["redirect_to_url"]["url"]
+        self.say.say("Bob's browser goes to PayPal's approval page (here the local stand-in):")
+        self.say.call("GET", approve_url)
+        page = httpx.get(approve_url, timeout=10, trust_env=False)
+        self.say.answer(page)
+        if "Approve" not in page.text:
+            raise DemoError(f"the approval page has no Approve button: {page.text[:300]}")
+        self.say.say("Bob presses Approve; PayPal sends him back to the app:")
+        self.say.call("POST", f"{self.paypal}/checkoutnow/approve")
+        approved = httpx.post(
+            f"{self.paypal}/checkoutnow/approve",
+            data={"token": approve_url.rsplit("=", 1)[-1]},
+            timeout=10,
+            trust_env=False,
+        )
+        self.say.say(f"<- {approved.status_code} Location: {approved.headers.get('location')}")
+        if approved.status_code != 303:
+            raise DemoError(f"approving answered {approved.status_code}: {approved.text}")
+        self.say.say("Back in the app, it confirms: the order is captured at PayPal.")
+        self.request(
+            "POST",
+            f"/payments/{started['id']}/confirm",
+            self.bob,
+            expect=200,
+            keys=("id", "provider", "status"),
+        )
+        self.say.say("PayPal's signed webhooks arrive too; the wallet is credited once.")
+        self._wait_balance(self.bob, 3500)
+        self.say.say(f"Balance: Bob {money(self.balance(self.bob))}")
+
     def where_to_look(self, endpoint_id: str) -> None:
         self.say.title("Where to look next")
         for service, url in self.service_urls.items():
@@ -495,6 +550,7 @@ class Demo:
         self.say.say(
             f"Stripe objects {self.localstripe}/v1/payment_intents (key {STRIPE_TEST_KEY})"
         )
+        self.say.say(f"PayPal orders    {self.paypal}/v2/checkout/orders/<id> (the stand-in)")
         self.say.say(f"Log in as Bob yourself: {self.bob.email} / {PASSWORD}")
 
 

@@ -1,4 +1,5 @@
-"""The local MicroPay stack as one object: PostgreSQL, moto, localstripe, four services, nginx.
+"""The local MicroPay stack as one object: PostgreSQL, moto, localstripe, the PayPal stand-in,
+four services, nginx.
 
     stack = Stack(StackConfig.with_free_ports(data_dir=tmp_path))
     stack.start()          # blocks until every part answers; raises StackError otherwise
@@ -32,8 +33,14 @@ import httpx
 
 from micropay_common.services import SERVICES as REGISTRY
 from micropay_common.services import Service, ServiceName
-from stack.bootstrap import AwsResources, bootstrap_aws, register_stripe_webhook
+from stack.bootstrap import (
+    AwsResources,
+    bootstrap_aws,
+    register_paypal_webhook,
+    register_stripe_webhook,
+)
 from stack.gateway import check_nginx_config, find_nginx, nginx_command, write_nginx_config
+from stack.paypal_server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from stack.postgres import PostgresServer, prepare_database, start_postgres
 from stack.processes import (
     ManagedProcess,
@@ -53,6 +60,8 @@ LOCAL_AWS_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "
 STRIPE_TEST_KEY = "sk_test_local"
 STRIPE_PUBLISHABLE_TEST_KEY = "pk_test_local"
 """localstripe accepts any pk_ key from Stripe.js in the browser."""
+PAYPAL_CLIENT_ID = DEFAULT_CLIENT_ID
+PAYPAL_CLIENT_SECRET = DEFAULT_CLIENT_SECRET
 LOCAL_SIGNUP_LIMITS = {
     "SIGNUP_MAX_PER_IP": "100000",
     "CONFIRM_MAX_ATTEMPTS_PER_IP": "100000",
@@ -137,6 +146,8 @@ class StackConfig:
     """Port of auth; the others keep their registered distance from it (the next three)."""
     moto_port: int = 4566
     localstripe_port: int = 8420
+    paypal_port: int = 8430
+    """The PayPal stand-in (stack/paypal_server.py)."""
     gateway: bool = True
     """Run the nginx gateway (skipped with a message when nginx is not installed)."""
     nginx_binary: str | None = None
@@ -167,6 +178,7 @@ class StackConfig:
             service_port=_env_int(env, "MICROPAY_SERVICE_PORT", cls.service_port),
             moto_port=_env_int(env, "MICROPAY_MOTO_PORT", cls.moto_port),
             localstripe_port=_env_int(env, "MICROPAY_LOCALSTRIPE_PORT", cls.localstripe_port),
+            paypal_port=_env_int(env, "MICROPAY_PAYPAL_PORT", cls.paypal_port),
             nginx_binary=env.get("MICROPAY_NGINX") or None,
             log_level=env.get("LOG_LEVEL") or cls.log_level,
             workers=_env_int(env, "MICROPAY_WORKERS", cls.workers),
@@ -179,7 +191,7 @@ class StackConfig:
         service_port = free_port_block(_PORT_SPAN)
         taken = set(range(service_port, service_port + _PORT_SPAN))
         ports: dict[str, int] = {"service_port": service_port}
-        for name in ("gateway_port", "moto_port", "localstripe_port"):
+        for name in ("gateway_port", "moto_port", "localstripe_port", "paypal_port"):
             ports[name] = free_port(exclude=taken)
             taken.add(ports[name])
         return cls(**{**ports, **overrides})
@@ -191,7 +203,11 @@ class StackConfig:
 
     def ports(self) -> dict[str, int]:
         """Every port the stack listens on, by what listens there."""
-        ports = {"moto": self.moto_port, "localstripe": self.localstripe_port}
+        ports = {
+            "moto": self.moto_port,
+            "localstripe": self.localstripe_port,
+            "paypal": self.paypal_port,
+        }
         ports.update(self.service_ports)
         if self.gateway:
             ports["gateway"] = self.gateway_port
@@ -258,9 +274,9 @@ def check_ports(config: StackConfig) -> None:
     if problems:
         hint = (
             "Stop what is using it (another `make run`?) or choose other ports with "
-            "--gateway-port/--service-port/--moto-port/--localstripe-port "
+            "--gateway-port/--service-port/--moto-port/--localstripe-port/--paypal-port "
             "(or MICROPAY_GATEWAY_PORT, MICROPAY_SERVICE_PORT, MICROPAY_MOTO_PORT, "
-            "MICROPAY_LOCALSTRIPE_PORT)."
+            "MICROPAY_LOCALSTRIPE_PORT, MICROPAY_PAYPAL_PORT)."
         )
         raise PortInUseError("; ".join(problems) + ".\n" + hint)
 
@@ -360,6 +376,7 @@ class Stack:
     database_urls: dict[str, str] = field(default_factory=dict, init=False)
     aws: AwsResources | None = field(default=None, init=False)
     webhook_secret: str = field(default="", init=False)
+    paypal_webhook_id: str = field(default="", init=False)
     gateway_url: str | None = field(default=None, init=False)
     gateway_skipped_reason: str | None = field(default=None, init=False)
     web_skipped_reason: str | None = field(default=None, init=False)
@@ -383,6 +400,11 @@ class Stack:
     def localstripe_url(self) -> str:
         """localstripe (Stripe API base)."""
         return f"http://{HOST}:{self.config.localstripe_port}"
+
+    @property
+    def paypal_url(self) -> str:
+        """The PayPal stand-in (PayPal API base, and the buyer's approval pages)."""
+        return f"http://{HOST}:{self.config.paypal_port}"
 
     @property
     def env_file(self) -> Path:
@@ -422,6 +444,7 @@ class Stack:
             env["STRIPE_API_KEY"] = STRIPE_TEST_KEY
             env["STRIPE_API_BASE"] = self.localstripe_url
             env["STRIPE_WEBHOOK_SECRET"] = self.webhook_secret
+            env.update(self.paypal_env())
         elif service == "transactions":
             env["DEFAULT_CURRENCY"] = "USD"
         elif service == "notifications":
@@ -433,6 +456,15 @@ class Stack:
             env["SES_MAX_SEND_RATE"] = "1000"
         env.update(self.config.service_extra_env)
         return env
+
+    def paypal_env(self) -> dict[str, str]:
+        """The payment service's PayPal settings: the stand-in and its webhook."""
+        return {
+            "PAYPAL_CLIENT_ID": PAYPAL_CLIENT_ID,
+            "PAYPAL_CLIENT_SECRET": PAYPAL_CLIENT_SECRET,
+            "PAYPAL_WEBHOOK_ID": self.paypal_webhook_id,
+            "PAYPAL_API_BASE": self.paypal_url,
+        }
 
     def shared_env(self) -> dict[str, str]:
         """What every service shares, plus each one's own secrets under a SERVICE_ prefix."""
@@ -458,6 +490,7 @@ class Stack:
                 "STRIPE_API_KEY": STRIPE_TEST_KEY,
                 "STRIPE_API_BASE": self.localstripe_url,
                 "STRIPE_WEBHOOK_SECRET": self.webhook_secret,
+                **self.paypal_env(),
                 "ADMIN_DATABASE_URL": self.postgres.url_for(self.config.database_name),
                 "LOG_LEVEL": self.config.log_level,
             }
@@ -543,6 +576,19 @@ class Stack:
             ],
             base,
         )
+        self._spawn(
+            "paypal",
+            [
+                self.config.python,
+                "-m",
+                "stack.paypal_server",
+                "--host",
+                HOST,
+                "--port",
+                str(self.config.paypal_port),
+            ],
+            base,
+        )
 
     def _start_postgres(self) -> None:
         self._check_abort()
@@ -579,6 +625,7 @@ class Stack:
         self._wait_http(
             "localstripe", f"{self.localstripe_url}/v1/customers", accept=lambda s: s < 500
         )
+        self._wait_http("paypal", f"{self.paypal_url}/checkoutnow", accept=lambda s: s < 500)
 
     def _bootstrap(self) -> None:
         self._check_abort()
@@ -589,6 +636,12 @@ class Stack:
             self.localstripe_url,
             f"{self.service_urls['payment']}/payments/webhooks/stripe",
             self.webhook_secret,
+        )
+        self.paypal_webhook_id = register_paypal_webhook(
+            self.paypal_url,
+            PAYPAL_CLIENT_ID,
+            PAYPAL_CLIENT_SECRET,
+            f"{self.service_urls['payment']}/payments/webhooks/paypal",
         )
 
     def _service_argv(self, service: str) -> list[str]:

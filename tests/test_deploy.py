@@ -598,6 +598,7 @@ def test_kubernetes_ingress_checks_tokens_with_the_auth_service_and_never_routes
         "/auth/session",
         "/auth/session/refresh",
         "/payments/webhooks/stripe",
+        "/payments/webhooks/paypal",
         # The wallet app (kubernetes_web.yaml): what no API prefix takes.
         "/",
     }

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from micropay_common.errors import NotFound, ProblemError, ServiceUnavailable, UnprocessableEntity
+from micropay_common.errors import (
+    Conflict,
+    NotFound,
+    ProblemError,
+    ServiceUnavailable,
+    UnprocessableEntity,
+)
 
 
 class PaymentNotFound(NotFound):
@@ -57,3 +63,31 @@ class PaymentProviderUnavailable(ServiceUnavailable):
 
     type = "payment_provider_unavailable"
     title = "Payment provider unavailable"
+
+
+class ProviderNotOffered(UnprocessableEntity):
+    """422: this deployment does not offer the provider (PayPal without credentials)."""
+
+    type = "provider_not_offered"
+    title = "Provider not offered"
+
+
+class PaymentNotApproved(Conflict):
+    """409: the buyer has not approved the PayPal order yet; send them to `next_action`."""
+
+    type = "payment_not_approved"
+    title = "Payment not approved"
+
+
+class PaymentNotConfirmable(Conflict):
+    """409: only a PayPal payment is confirmed by this call (a card's 3-D Secure is not)."""
+
+    type = "payment_not_confirmable"
+    title = "Payment not confirmable"
+
+
+class PaymentNotCancelable(Conflict):
+    """409: the payment is settled, or not a PayPal payment awaiting its buyer."""
+
+    type = "payment_not_cancelable"
+    title = "Payment not cancelable"

@@ -65,6 +65,24 @@ async def find_by_charge(session: AsyncSession, charge_id: str) -> Payment | Non
     )
 
 
+async def find_by_order(session: AsyncSession, order_id: str) -> Payment | None:
+    """The payment a PayPal order belongs to."""
+    return await session.scalar(
+        select(Payment)
+        .where(Payment.paypal_order_id == order_id)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def find_by_capture(session: AsyncSession, capture_id: str) -> Payment | None:
+    """The payment a PayPal capture belongs to."""
+    return await session.scalar(
+        select(Payment)
+        .where(Payment.paypal_capture_id == capture_id)
+        .execution_options(populate_existing=True)
+    )
+
+
 async def claim_lease(
     session: AsyncSession, payment_id: uuid.UUID, seconds: float, statuses: Sequence[PaymentStatus]
 ) -> Payment | None:
@@ -179,13 +197,14 @@ async def lock_user_top_ups(session: AsyncSession, user_id: str) -> None:
 
 
 async def top_ups_since(session: AsyncSession, user_id: str, since: datetime) -> dict[str, int]:
-    """What the user topped up since `since`, by currency: every payment but failed ones."""
+    """What the user topped up since `since`, by currency: every payment but failed and
+    canceled ones."""
     rows = await session.execute(
         select(Payment.currency, func.sum(Payment.amount).label("total"))
         .where(
             Payment.user_id == user_id,
             Payment.created_at >= since,
-            Payment.status != PaymentStatus.FAILED,
+            Payment.status.not_in((PaymentStatus.FAILED, PaymentStatus.CANCELED)),
         )
         .group_by(Payment.currency)
     )

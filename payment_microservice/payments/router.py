@@ -43,17 +43,17 @@ KEY_DESCRIPTION = (
     "",
     status_code=201,
     response_model=PaymentRead,
-    summary="Top up the wallet by card",
+    summary="Top up the wallet by card or through PayPal",
     responses={
         400: {"description": "Idempotency-Key missing or malformed"},
         402: {"description": "Card declined (`card_declined`) or payment failed"},
         409: {"description": "Idempotency-Key reused with another body, or in use"},
         422: {
-            "description": "Invalid body, unsupported currency, amount out of range, or "
-            "`limit_exceeded`: above the daily top-up limit (with `limit`, `remaining`, "
-            "`currency`, `resets_at`)",
+            "description": "Invalid body, unsupported currency, amount out of range, "
+            "`provider_not_offered` (PayPal not configured), or `limit_exceeded`: above the "
+            "daily top-up limit (with `limit`, `remaining`, `currency`, `resets_at`)",
         },
-        503: {"description": "Stripe did not answer; the payment stays processing"},
+        503: {"description": "Stripe or PayPal did not answer; the payment stays processing"},
     },
 )
 async def create_payment(
@@ -65,10 +65,14 @@ async def create_payment(
         str | None, Header(alias=IDEMPOTENCY_KEY_HEADER, description=KEY_DESCRIPTION)
     ] = None,
 ) -> JSONResponse:
-    """Create and confirm a card payment; `succeeded` credits the wallet (once).
+    """Create and confirm a card payment, or start a PayPal one; `succeeded` credits the
+    wallet (once).
 
-    `requires_action` (3-D Secure) comes back with `next_action` and `client_secret` for
-    Stripe.js; the wallet is credited when Stripe reports the payment succeeded.
+    A card's `requires_action` (3-D Secure) comes back with `next_action` and `client_secret`
+    for Stripe.js; the wallet is credited when Stripe reports the payment succeeded. A PayPal
+    payment (`provider: "paypal"`, `return_url`, `cancel_url`) comes back `requires_action`
+    with `next_action.redirect_to_url.url`, PayPal's approval page; once the buyer is back at
+    `return_url`, `POST /payments/{id}/confirm` captures it.
     """
     # The header parameter documents the API; the raw headers are read to refuse repeats.
     del idempotency_key
@@ -131,6 +135,46 @@ async def get_user_top_up_limits(
 ) -> TopUpAllowances:
     """What `GET /payments/limits` answers that user, for `GET /transactions/limits`."""
     return await service.limits(session, settings, user_id)
+
+
+@router.post(
+    "/{payment_id}/confirm",
+    response_model=PaymentRead,
+    summary="Capture an approved PayPal payment",
+    responses={
+        404: {"description": "No such payment visible to the caller"},
+        409: {
+            "description": "`payment_not_approved`: the buyer has not approved at PayPal yet; "
+            "`payment_not_confirmable`: not a PayPal payment",
+        },
+        503: {"description": "PayPal did not answer; confirm again"},
+    },
+)
+async def confirm_payment(
+    payment_id: uuid.UUID, user: CurrentUser, driver: PaymentDriverDep
+) -> Any:
+    """Capture the PayPal order the buyer approved; the payment `succeeded` credits the
+    wallet (once), or `failed` with PayPal's reason in `failure_code`. Repeating it is harmless;
+    PayPal's webhooks reach the same outcome when it is never called."""
+    payment = await driver.confirm(await driver.visible(user, payment_id))
+    return service.to_read(payment)
+
+
+@router.post(
+    "/{payment_id}/cancel",
+    response_model=PaymentRead,
+    summary="Cancel a PayPal payment the buyer did not approve",
+    responses={
+        404: {"description": "No such payment visible to the caller"},
+        409: {"description": "`payment_not_cancelable`: settled, or not a PayPal payment"},
+        503: {"description": "PayPal did not answer; cancel again"},
+    },
+)
+async def cancel_payment(payment_id: uuid.UUID, user: CurrentUser, driver: PaymentDriverDep) -> Any:
+    """For a buyer PayPal sent to `cancel_url`: the payment becomes `canceled` and is never
+    captured (unless PayPal already captured it, which succeeds it). Repeating it is harmless."""
+    payment = await driver.cancel(await driver.visible(user, payment_id))
+    return service.to_read(payment)
 
 
 @router.get(

@@ -23,13 +23,14 @@ from micropay_common.money import utc_day_bounds
 from micropay_common.outbox import publish
 from micropay_common.pagination import InvalidCursor
 from micropay_common.security import AuthenticatedUser
-from payment_microservice.models import Dispute, Payment, PaymentStatus
+from payment_microservice.models import Dispute, Payment, PaymentProvider, PaymentStatus
 from payment_microservice.payments import repository
 from payment_microservice.payments.exceptions import (
     AmountOutOfRange,
     CardDeclined,
     LimitExceeded,
     PaymentNotFound,
+    ProviderNotOffered,
     UnsupportedCurrency,
 )
 from payment_microservice.payments.exceptions import (
@@ -41,6 +42,7 @@ from payment_microservice.payments.schemas import (
     PaymentList,
     PaymentRead,
 )
+from payment_microservice.paypal_api import OrderState
 from payment_microservice.settings import PaymentSettings
 from payment_microservice.stripe_api import IntentState, StripeRefused
 
@@ -63,8 +65,24 @@ def stripe_idempotency_key(payment_id: uuid.UUID) -> str:
     return f"micropay-payment-{payment_id}"
 
 
+def paypal_request_id(payment_id: uuid.UUID, step: str) -> str:
+    """PayPal's request id for one step of a payment (`order`, `capture`): retries send it."""
+    return f"micropay-{step}-{payment_id}"
+
+
+# PayPal order statuses that still wait for the buyer, and capture statuses that mean the money
+# is ours (a capture refunded since was still paid first).
+PAYPAL_AWAITING_BUYER = ("CREATED", "PAYER_ACTION_REQUIRED", "SAVED")
+_PAYPAL_CAPTURED = ("COMPLETED", "PARTIALLY_REFUNDED", "REFUNDED")
+_PAYPAL_CAPTURE_FAILED = ("DECLINED", "FAILED")
+
+
 def check_amount(settings: PaymentSettings, body: PaymentCreate) -> None:
     """Refuse currencies the wallet does not hold and amounts outside the configured limits."""
+    if body.provider == PaymentProvider.PAYPAL and not settings.paypal_enabled:
+        raise ProviderNotOffered(
+            "PayPal top-ups are not offered here; pay by card.", provider=body.provider
+        )
     limits = settings.amount_limits.get(body.currency)
     if limits is None:
         raise UnsupportedCurrency(
@@ -140,6 +158,7 @@ def to_read(payment: Payment, dispute: Dispute | None = None) -> PaymentRead:
     return PaymentRead(
         id=payment.id,
         status=payment.status,
+        provider=payment.provider,
         amount=payment.amount,
         currency=payment.currency,
         amount_refunded=payment.amount_refunded,
@@ -263,6 +282,96 @@ async def apply_intent(
     return updated or await get_payment(session, payment_id)
 
 
+async def apply_order(session: AsyncSession, payment_id: uuid.UUID, order: OrderState) -> Payment:
+    """Bring a PayPal payment in line with its order as PayPal reports it.
+
+    An order awaiting the buyer keeps the payment `requires_action` with the approval link; an
+    approved one waits for its capture (by confirm, a webhook or the reconciler); a completed
+    capture succeeds it, a declined one fails it, a pending one leaves it `processing`. An order
+    whose amount is not the payment's changes nothing.
+    """
+    payment = await get_payment(session, payment_id)
+    if (order.amount, order.currency) != (payment.amount, payment.currency):
+        logger.warning(
+            "PayPal order %s is %s %s, not payment %s's %s %s",
+            order.id,
+            order.amount,
+            order.currency,
+            payment.id,
+            payment.amount,
+            payment.currency,
+        )
+        return payment
+    links: dict[str, Any] = {"paypal_order_id": order.id}
+    if order.capture_id:
+        links["paypal_capture_id"] = order.capture_id
+    if order.capture_status in _PAYPAL_CAPTURED:
+        # The buyer logged in at PayPal and PayPal settled the money: spendable at once.
+        return await mark_succeeded(session, payment_id, links, three_d_secure=True)
+    if order.capture_status in _PAYPAL_CAPTURE_FAILED:
+        return await mark_failed(
+            session,
+            payment_id,
+            code=f"capture_{order.capture_status.lower()}",
+            message=f"PayPal {order.capture_status.lower()} the payment"
+            + (f" ({order.capture_reason})." if order.capture_reason else "."),
+            decline_code=None,
+            links=links,
+        )
+    if order.capture_status == "PENDING":
+        updated = await repository.transition(
+            session,
+            payment_id,
+            from_statuses=repository.UNSETTLED,
+            to_status=PaymentStatus.PROCESSING,
+            values={**links, "next_action": None, "failure_message": order.capture_reason},
+        )
+        return updated or await get_payment(session, payment_id)
+    if order.status == "VOIDED":
+        return await mark_canceled(session, payment_id)
+    values: dict[str, Any] = dict(links)
+    to_status = None
+    if order.status in PAYPAL_AWAITING_BUYER and order.approve_url:
+        to_status = PaymentStatus.REQUIRES_ACTION
+        values["next_action"] = {
+            "type": "redirect_to_url",
+            "redirect_to_url": {"url": order.approve_url, "return_url": payment.return_url},
+        }
+    updated = await repository.transition(
+        session,
+        payment_id,
+        from_statuses=repository.UNSETTLED,
+        to_status=to_status,
+        values=values,
+    )
+    return updated or await get_payment(session, payment_id)
+
+
+async def mark_canceled(session: AsyncSession, payment_id: uuid.UUID) -> Payment:
+    """Cancel a payment the buyer never approved; no money moved, so no event."""
+    updated = await repository.transition(
+        session,
+        payment_id,
+        from_statuses=repository.UNSETTLED,
+        to_status=PaymentStatus.CANCELED,
+        values={"next_action": None, "lease_expires_at": None},
+    )
+    if updated is None:
+        return await get_payment(session, payment_id)
+    logger.info("payment %s canceled", updated.id, extra={"payment_id": str(updated.id)})
+    return updated
+
+
+async def payment_of_order(session: AsyncSession, order_id: str) -> Payment | None:
+    """Our payment for a PayPal order."""
+    return await repository.find_by_order(session, order_id)
+
+
+async def payment_of_capture(session: AsyncSession, capture_id: str) -> Payment | None:
+    """Our payment for a PayPal capture."""
+    return await repository.find_by_capture(session, capture_id)
+
+
 async def apply_refusal(
     session: AsyncSession, payment_id: uuid.UUID, refusal: StripeRefused
 ) -> Payment:
@@ -304,6 +413,7 @@ async def mark_succeeded(
             PaymentStatus.PROCESSING,
             PaymentStatus.REQUIRES_ACTION,
             PaymentStatus.FAILED,
+            PaymentStatus.CANCELED,
         ),
         to_status=PaymentStatus.SUCCEEDED,
         values={

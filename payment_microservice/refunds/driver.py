@@ -1,4 +1,5 @@
-"""Drives a refund: wallet hold, Stripe refund, capture — each step its own transaction.
+"""Drives a refund: wallet hold, Stripe (or PayPal) refund, capture — each step its own
+transaction.
 
 1. reserve the amount on the payment (row locked) and commit the refund as `pending`;
 2. place a hold on the wallet (transactions service; the reference is the refund id, so a
@@ -13,8 +14,12 @@
    stays pending with its hold, until a webhook or the reconciler reads it again; `failed` or
    `canceled` → void the hold and fail with `payment.refund_failed`.
 
-Each step records its result (hold id, Stripe refund id) before the next, so a retry with the
-same Idempotency-Key, or the reconciler, resumes where a crash or an outage stopped it.
+A refund of a PayPal payment takes the same steps, refunding the payment's PayPal capture with
+`PayPal-Request-Id` derived from the refund id; PayPal's statuses (COMPLETED, PENDING, FAILED,
+CANCELLED) are read as Stripe's.
+
+Each step records its result (hold id, Stripe or PayPal refund id) before the next, so a retry
+with the same Idempotency-Key, or the reconciler, resumes where a crash or an outage stopped it.
 """
 
 from __future__ import annotations
@@ -31,9 +36,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from micropay_common.errors import ProblemError, ServiceUnavailable
 from micropay_common.idempotency import KeyedRequest, Submission, keyed_resources
 from micropay_common.security import AuthenticatedUser
-from payment_microservice.models import Payment, Refund, RefundStatus
+from payment_microservice.models import Payment, PaymentProvider, Refund, RefundStatus
 from payment_microservice.payments import service as payments_service
 from payment_microservice.payments.exceptions import PaymentProviderUnavailable
+from payment_microservice.paypal_api import (
+    PayPalApi,
+    PayPalNotConfigured,
+    PayPalRefused,
+    PayPalUnavailable,
+)
 from payment_microservice.refunds import repository, service
 from payment_microservice.refunds.schemas import RefundCreate
 from payment_microservice.settings import PaymentSettings
@@ -67,11 +78,13 @@ class RefundDriver:
         stripe: StripeApi,
         wallet: WalletClient,
         settings: PaymentSettings,
+        paypal: PayPalApi,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.stripe = stripe
         self.wallet = wallet
         self.settings = settings
+        self.paypal = paypal
 
     async def submit(
         self,
@@ -154,6 +167,11 @@ class RefundDriver:
             if refund.status != RefundStatus.PENDING:
                 return refund
         async with self.hold_kept(hold_id):
+            if payment.provider == PaymentProvider.PAYPAL:
+                found = await self._at_paypal(refund, payment, hold_id)
+                if isinstance(found, Refund):
+                    return found
+                return await self._apply(refund.id, hold_id, found)
             if refund.stripe_refund_id is None:
                 assert payment.stripe_payment_intent_id is not None
                 try:
@@ -185,6 +203,47 @@ class RefundDriver:
                     logger.error("refund %s: Stripe refund unreadable: %s", refund.id, refusal)
                     return refund
         return await self._apply(refund.id, hold_id, stripe_refund)
+
+    async def _at_paypal(
+        self, refund: Refund, payment: Payment, hold_id: str
+    ) -> Refund | RefundState:
+        """Refund the capture at PayPal (or read the refund back): its state, or the refund
+        settled as failed when PayPal refuses."""
+        try:
+            if refund.paypal_refund_id is None:
+                assert payment.paypal_capture_id is not None
+                found = await self.paypal.refund_capture(
+                    capture_id=payment.paypal_capture_id,
+                    amount=refund.amount,
+                    currency=refund.currency,
+                    refund_id=str(refund.id),
+                    request_id=service.stripe_idempotency_key(refund.id),
+                )
+                recorded = await self._record(refund.id, {"paypal_refund_id": found.id})
+                if recorded.status != RefundStatus.PENDING:
+                    return recorded
+            else:
+                found = await self.paypal.get_refund(refund.paypal_refund_id)
+        except PayPalRefused as refusal:
+            if refund.paypal_refund_id is not None:
+                logger.error("refund %s: PayPal refund unreadable: %s", refund.id, refusal)
+                return refund
+            await self._void_quietly(hold_id)
+            async with self.sessionmaker() as session, session.begin():
+                return await service.mark_failed(
+                    session,
+                    refund.id,
+                    code=(refusal.code or "refund_refused").lower(),
+                    message=refusal.message,
+                )
+        except (PayPalUnavailable, PayPalNotConfigured) as exc:
+            raise PaymentProviderUnavailable(
+                "PayPal did not answer. The refund stays pending, its amount held on the "
+                "wallet; retry with the same Idempotency-Key, or it is completed automatically.",
+                retry_after=5,
+                refund_id=str(refund.id),
+            ) from exc
+        return service.from_paypal(found)
 
     async def _apply(
         self, refund_id: uuid.UUID, hold_id: str, stripe_refund: RefundState

@@ -47,6 +47,15 @@ async def get_by_stripe_id(session: AsyncSession, stripe_refund_id: str) -> Refu
     )
 
 
+async def get_by_paypal_id(session: AsyncSession, paypal_refund_id: str) -> Refund | None:
+    """Our refund recorded with this PayPal refund id."""
+    return await session.scalar(
+        select(Refund)
+        .where(Refund.paypal_refund_id == paypal_refund_id)
+        .execution_options(populate_existing=True)
+    )
+
+
 async def pending_total(session: AsyncSession, payment_id: uuid.UUID) -> int:
     """What pending refunds of a payment have reserved."""
     total = await session.scalar(

@@ -29,6 +29,7 @@ from payment_microservice.models import (
     RefundStatus,
 )
 from payment_microservice.payments import service as payments_service
+from payment_microservice.paypal_api import PayPalRefundState
 from payment_microservice.refunds import repository
 from payment_microservice.refunds.exceptions import (
     PaymentNotRefundable,
@@ -59,8 +60,31 @@ STRIPE_FAILED = frozenset({"failed", "canceled"})
 """Stripe Refund statuses that end a refund without money reaching the card."""
 
 
+PAYPAL_STATUSES = {
+    "COMPLETED": STRIPE_SUCCEEDED,
+    "PENDING": "pending",
+    "FAILED": "failed",
+    "CANCELLED": "canceled",
+}
+"""PayPal's refund statuses, as the Stripe statuses that settle a refund the same way."""
+
+
+def from_paypal(refund: PayPalRefundState) -> RefundState:
+    """A PayPal refund as the RefundState the rules of refunds act on."""
+    return RefundState(
+        id=refund.id,
+        status=PAYPAL_STATUSES.get(refund.status, "pending"),
+        amount=refund.amount or 0,
+        currency=refund.currency or "",
+        payment_intent_id=None,
+        charge_id=refund.capture_id,
+        refund_id=refund.refund_id,
+        failure_reason=refund.reason.lower() if refund.reason else None,
+    )
+
+
 def stripe_idempotency_key(refund_id: uuid.UUID) -> str:
-    """Stripe's idempotency key for a refund: every retry sends the same one."""
+    """Stripe's idempotency key (PayPal's request id) for a refund: every retry sends it."""
     return f"micropay-refund-{refund_id}"
 
 
@@ -264,7 +288,11 @@ async def apply_stripe_state(
         )
     else:
         after = before
-    if after.stripe_refund_id is None and after.status == RefundStatus.PENDING:
+    if (
+        after.stripe_refund_id is None
+        and after.paypal_refund_id is None
+        and after.status == RefundStatus.PENDING
+    ):
         after = (
             await repository.update_pending(
                 session, refund_id, {"stripe_refund_id": state.id}, to_status=None
@@ -322,6 +350,62 @@ async def record_stripe_refund(
             "status": RefundStatus.SUCCEEDED,
             "origin": RefundOrigin.STRIPE,
             "stripe_refund_id": refund.id,
+        },
+    )
+    if recorded is None:
+        return False
+    await _count_and_publish(session, recorded, hold_id=None)
+    return True
+
+
+async def record_paypal_refund(
+    session: AsyncSession, payment: Payment, refund: PayPalRefundState
+) -> bool:
+    """Apply a refund as retrieved from PayPal (for a webhook); True when it changed anything.
+
+    A refund we made (found by the refund id in its `custom_id`, or by PayPal's id) follows
+    its PayPal status. One PayPal made itself (a refund from PayPal's dashboard, a reversal)
+    is recorded `succeeded` with the origin `paypal` and published without a hold, so the
+    transactions service debits the wallet at once.
+    """
+    ours = None
+    if refund.refund_id:
+        try:
+            ours = await repository.get(session, uuid.UUID(refund.refund_id))
+        except ValueError:
+            ours = None
+        if ours is not None and ours.payment_id != payment.id:
+            logger.warning(
+                "PayPal refund %s names refund %s of another payment", refund.id, ours.id
+            )
+            return False
+    if ours is None:
+        ours = await repository.get_by_paypal_id(session, refund.id)
+    if ours is not None:
+        if ours.paypal_refund_id not in (None, refund.id):
+            logger.warning(
+                "refund %s is PayPal's %s, not %s", ours.id, ours.paypal_refund_id, refund.id
+            )
+            return False
+        if ours.paypal_refund_id is None and ours.status == RefundStatus.PENDING:
+            await repository.update_pending(
+                session, ours.id, {"paypal_refund_id": refund.id}, to_status=None
+            )
+        _, changed = await apply_stripe_state(session, ours.id, from_paypal(refund))
+        return changed
+    if PAYPAL_STATUSES.get(refund.status) != STRIPE_SUCCEEDED or refund.amount is None:
+        return False  # never recorded, never debited: nothing to do until it completes
+    await payments_service.lock_for_refunds(session, payment.id)
+    recorded = await repository.insert_if_new(
+        session,
+        {
+            "id": uuid.uuid4(),
+            "payment_id": payment.id,
+            "amount": refund.amount,
+            "currency": payment.currency,
+            "status": RefundStatus.SUCCEEDED,
+            "origin": RefundOrigin.PAYPAL,
+            "paypal_refund_id": refund.id,
         },
     )
     if recorded is None:

@@ -22,7 +22,8 @@ from micropay_testing.processes import free_port
 from payment_microservice.main import create_app
 from payment_microservice.settings import PaymentSettings
 from payment_microservice.tests.helpers import STRIPE_KEY, PaymentStack
-from stack.bootstrap import register_stripe_webhook
+from stack.bootstrap import register_paypal_webhook, register_stripe_webhook
+from stack.paypal_server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from stack.postgres import connect
 from transactions_microservice.main import create_app as create_transactions_app
 from transactions_microservice.settings import TransactionsSettings
@@ -71,11 +72,18 @@ async def transactions_url(service_settings, closed_port_url) -> AsyncIterator[s
 
 @pytest.fixture(scope="package")
 async def payment_stack(
-    service_settings, localstripe_url, transactions_url, closed_port_url
+    service_settings, localstripe_url, paypal_url, transactions_url, closed_port_url
 ) -> AsyncIterator[PaymentStack]:
-    """The payment service under uvicorn, registered as localstripe's webhook endpoint."""
+    """The payment service under uvicorn, registered as localstripe's and the PayPal
+    stand-in's webhook endpoint."""
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     port = free_port()
+    paypal_webhook_id = register_paypal_webhook(
+        paypal_url,
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        f"http://127.0.0.1:{port}/payments/webhooks/paypal",
+    )
 
     def settings_for(**overrides: Any) -> PaymentSettings:
         values: dict[str, Any] = {
@@ -84,6 +92,12 @@ async def payment_stack(
             "stripe_webhook_secret": secret,
             "stripe_max_network_retries": 1,
             "stripe_timeout_seconds": 5.0,
+            "paypal_client_id": DEFAULT_CLIENT_ID,
+            "paypal_client_secret": DEFAULT_CLIENT_SECRET,
+            "paypal_webhook_id": paypal_webhook_id,
+            "paypal_api_base": paypal_url,
+            "paypal_max_network_retries": 1,
+            "paypal_timeout_seconds": 5.0,
             "transactions_url": transactions_url,
             "notifications_url": closed_port_url,
             "payment_url": f"http://127.0.0.1:{port}",
@@ -102,6 +116,8 @@ async def payment_stack(
                 client=client,
                 transactions_url=transactions_url,
                 localstripe_url=localstripe_url,
+                paypal_url=paypal_url,
+                paypal_webhook_id=paypal_webhook_id,
                 webhook_secret=secret,
                 settings_for=settings_for,
             )

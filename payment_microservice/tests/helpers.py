@@ -28,6 +28,8 @@ class PaymentStack:
     client: httpx.AsyncClient
     transactions_url: str
     localstripe_url: str
+    paypal_url: str
+    paypal_webhook_id: str
     webhook_secret: str
     settings_for: Callable[..., PaymentSettings]
 

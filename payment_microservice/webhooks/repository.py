@@ -1,4 +1,4 @@
-"""SQL of the stripe_events table (the webhook inbox)."""
+"""SQL of the stripe_events and paypal_events tables (the webhook inboxes)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payment_microservice.models import StripeEvent, StripeEventOutcome
+from payment_microservice.models import PayPalEvent, StripeEvent, StripeEventOutcome
 
 
 async def record(session: AsyncSession, event: dict[str, Any]) -> bool:
@@ -32,4 +32,29 @@ async def set_outcome(session: AsyncSession, event_id: str, outcome: StripeEvent
     """Note what applying the event did."""
     await session.execute(
         update(StripeEvent).where(StripeEvent.id == event_id).values(outcome=outcome)
+    )
+
+
+async def record_paypal(session: AsyncSession, event: dict[str, Any]) -> bool:
+    """Record a PayPal event id; False when it was recorded before (a redelivery)."""
+    inserted = await session.scalar(
+        insert(PayPalEvent)
+        .values(
+            id=event["id"],
+            type=event["event_type"],
+            outcome=StripeEventOutcome.APPLIED,
+            payload=event,
+        )
+        .on_conflict_do_nothing(index_elements=[PayPalEvent.id])
+        .returning(PayPalEvent.id)
+    )
+    return inserted is not None
+
+
+async def set_paypal_outcome(
+    session: AsyncSession, event_id: str, outcome: StripeEventOutcome
+) -> None:
+    """Note what applying the PayPal event did."""
+    await session.execute(
+        update(PayPalEvent).where(PayPalEvent.id == event_id).values(outcome=outcome)
     )

@@ -173,6 +173,7 @@ def test_list_routes_without_trailing_slash_are_protected(
         ("POST", "/auth/confirm", "auth"),
         ("POST", "/auth/resend-confirmation", "auth"),
         ("POST", "/payments/webhooks/stripe", "payment"),
+        ("POST", "/payments/webhooks/paypal", "payment"),
     ],
 )
 def test_public_routes_skip_the_check_and_drop_forged_identity(

@@ -163,7 +163,9 @@ def test_the_generated_environment_is_private_and_complete(run: Run) -> None:
 
 def test_stop_leaves_no_process_behind(run: Run) -> None:
     stack = run.stack
-    expected = {"moto", "localstripe", *SERVICES} | ({"gateway"} if stack.gateway_url else set())
+    expected = {"moto", "localstripe", "paypal", *SERVICES} | (
+        {"gateway"} if stack.gateway_url else set()
+    )
     assert set(run.pids) == expected
     for name, pid in run.pids.items():
         assert not process_group_alive(pid), f"{name} left processes behind"

@@ -109,6 +109,22 @@ class Api:
             headers={**user.auth, "Idempotency-Key": key or str(uuid.uuid4())},
         )
 
+    async def paypal_top_up(
+        self, user: User, amount: int, return_url: str, cancel_url: str, *, key: str | None = None
+    ) -> httpx.Response:
+        """POST /payments through PayPal Checkout (a fresh Idempotency-Key unless one is given)."""
+        return await self.client.post(
+            "/payments",
+            json={
+                "amount": amount,
+                "currency": "USD",
+                "provider": "paypal",
+                "return_url": return_url,
+                "cancel_url": cancel_url,
+            },
+            headers={**user.auth, "Idempotency-Key": key or str(uuid.uuid4())},
+        )
+
     async def transfer(
         self,
         sender: User,

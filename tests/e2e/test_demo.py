@@ -26,6 +26,8 @@ async def test_the_demo_runs_the_journey_against_a_stack_on_other_ports(stack: S
         stack.moto_url,
         "--localstripe",
         stack.localstripe_url,
+        "--paypal",
+        stack.paypal_url,
         "--service-port",
         str(stack.config.service_port),
         "--no-color",
@@ -40,6 +42,8 @@ async def test_the_demo_runs_the_journey_against_a_stack_on_other_ports(stack: S
     assert '"type": "recipient_unavailable"' in out
     assert '"status": "requires_action"' in out
     assert "signature verified with standardwebhooks (0 bad)" in out
+    assert '"provider": "paypal"' in out
+    assert "Balance: Bob 35.00 USD" in out
     assert f"{stack.service_urls['payment']}/docs" in out
     assert out.rstrip().endswith("That was the whole journey.")
 
@@ -50,4 +54,5 @@ def test_the_demo_defaults_follow_make_runs_port_variables() -> None:
     assert args.gateway == "http://127.0.0.1:9080"
     assert args.service_port == 9001
     assert args.moto == "http://127.0.0.1:4566"
+    assert args.paypal == "http://127.0.0.1:8430"
     assert [money(-1000), money(123456), money(5)] == ["-10.00 USD", "1,234.56 USD", "0.05 USD"]

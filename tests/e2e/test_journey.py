@@ -3,7 +3,8 @@
 Two users register and log in; one tops up by card (declined card, 3-D Secure too), sends money
 to the other, refunds part of a top-up; both read their histories and notifications (email read
 back from the SES stand-in, signed webhooks verified with standardwebhooks); strangers see 404
-for each other's records; logout revokes.
+for each other's records; logout revokes. A third tops up through PayPal Checkout, approving on
+the PayPal stand-in's page as a buyer would, and refunds part of it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from micropay_testing.apps import serve_http
+from micropay_testing.paypal import buyer_chooses, query
 from micropay_testing.polling import eventually
 from tests.e2e.client import (
     DECLINED_AT_CHARGE,
@@ -328,3 +330,50 @@ async def test_strangers_get_404_and_logout_revokes(api: Api, journey: Journey) 
     assert (await api.client.get("/transactions/balance", headers=bob.auth)).status_code == 200
     again = await api.login(ana.email, ana.user_id)
     assert await api.balance(again) == 3500
+
+
+async def test_paypal_top_up_through_the_gateway(api: Api) -> None:
+    cleo = await api.register("cleo")
+    back_url = "https://wallet.micropay.example/top-up/paypal"
+    started = await api.paypal_top_up(cleo, 3000, f"{back_url}/return", f"{back_url}/cancel")
+    paypal_url = getattr(api.stack, "paypal_url", None)
+    if paypal_url is None:
+        # The compose stack runs no PayPal stand-in and is given no PayPal app (.env.example).
+        assert started.status_code == 422, started.text
+        assert started.json()["type"] == "provider_not_offered"
+        return
+    assert started.status_code == 201, started.text
+    payment = started.json()
+    assert (payment["provider"], payment["status"]) == ("paypal", "requires_action")
+    approve_url = payment["next_action"]["redirect_to_url"]["url"]
+    assert approve_url.startswith(f"{paypal_url}/checkoutnow?token=")
+
+    # The buyer approves on PayPal's page and is sent back to the app with the order id.
+    back = await buyer_chooses(approve_url, "approve")
+    assert str(back).startswith(f"{back_url}/return?")
+    assert query(back)["token"] == approve_url.rsplit("=", 1)[-1]
+    confirmed = await api.client.post(f"/payments/{payment['id']}/confirm", headers=cleo.auth)
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["status"] == "succeeded"
+    await api.balance_becomes(cleo, 3000)
+
+    # PayPal's own webhooks (approval, capture) reach the service too and credit nothing more.
+    again = await api.client.post(f"/payments/{payment['id']}/confirm", headers=cleo.auth)
+    assert again.json()["status"] == "succeeded"
+    refunded = await api.refund(cleo, payment["id"], 1200)
+    assert refunded.status_code == 201, refunded.text
+    assert refunded.json()["status"] == "succeeded"
+    await api.balance_becomes(cleo, 1800)
+    lines = await api.history(cleo)
+    assert [(line["type"], line["amount"], line["balance_after"]) for line in lines] == [
+        ("refund", -1200, 1800),
+        ("top_up", 3000, 3000),
+    ]
+
+    # A second buyer changes their mind at PayPal: the top-up is canceled, nothing moves.
+    second = (await api.paypal_top_up(cleo, 500, f"{back_url}/return", f"{back_url}/cancel")).json()
+    back = await buyer_chooses(second["next_action"]["redirect_to_url"]["url"], "cancel")
+    assert str(back).startswith(f"{back_url}/cancel?")
+    canceled = await api.client.post(f"/payments/{second['id']}/cancel", headers=cleo.auth)
+    assert canceled.json()["status"] == "canceled"
+    assert await api.balance(cleo) == 1800
