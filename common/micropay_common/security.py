@@ -93,9 +93,17 @@ class AuthenticatedUser:
 class JwksCache:
     """The pool's signing keys by `kid`; refetched on an unknown `kid` at most once per cooldown."""
 
-    def __init__(self, jwks_url: str, cooldown_seconds: float, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        jwks_url: str,
+        cooldown_seconds: float,
+        timeout: float = 5.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.jwks_url = jwks_url
         self.cooldown_seconds = cooldown_seconds
+        self._clock = clock
         self._keys: dict[str, Any] = {}
         self._fetched_at: float | None = None
         self._lock = asyncio.Lock()
@@ -112,7 +120,7 @@ class JwksCache:
             if key is not None:
                 return key
             if self._fetched_at is not None and (
-                time.monotonic() - self._fetched_at < self.cooldown_seconds
+                self._clock() - self._fetched_at < self.cooldown_seconds
             ):
                 return None
             await self._refresh()
@@ -128,7 +136,7 @@ class JwksCache:
                 "The identity provider's signing keys cannot be fetched.", retry_after=5
             ) from exc
         finally:
-            self._fetched_at = time.monotonic()
+            self._fetched_at = self._clock()
         self.fetch_count += 1
         keys: dict[str, Any] = {}
         for jwk in document.get("keys", []):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import gzip
 import json
@@ -154,19 +153,23 @@ async def test_rejects_a_tampered_signature(verifier, user):
 
 
 async def test_unknown_kid_refetches_at_most_once_per_cooldown(aws, user):
-    jwks = JwksCache(aws.jwks_url, cooldown_seconds=0.5)
+    # The test's own clock: a loaded machine must not stretch "just fetched" past the cooldown.
+    now = [1000.0]
+    jwks = JwksCache(aws.jwks_url, cooldown_seconds=0.5, clock=lambda: now[0])
     verifier = TokenVerifier(issuer=aws.issuer, client_id=aws.client_id, jwks=jwks)
     await verifier.verify(user.access_token)
     assert jwks.fetch_count == 1
     rotated = forge(claims_of(user.access_token), kid="rotated-key")
+    now[0] += 0.4
     with pytest.raises(Unauthorized, match="unknown key"):
         await verifier.verify(rotated)
     assert jwks.fetch_count == 1  # just fetched: a refetch now cannot learn anything new
-    await asyncio.sleep(0.6)
+    now[0] += 0.2
     with pytest.raises(Unauthorized, match="unknown key"):
         await verifier.verify(rotated)
     assert jwks.fetch_count == 2  # cooldown over: an unknown kid may mean the keys rotated
     for _ in range(5):
+        now[0] += 0.05
         with pytest.raises(Unauthorized, match="unknown key"):
             await verifier.verify(rotated)
     assert jwks.fetch_count == 2  # no refetch storm from a flood of unknown kids
