@@ -48,8 +48,10 @@ async def test_two_workers_racing_send_each_row_exactly_once(
                 return
 
     await asyncio.gather(drain(0), drain(1))
-    # 1 welcome email + 1 welcome push, then 30 payments x (email, push, webhook).
-    assert sum(claimed) == 92
+    # 1 welcome email + 1 welcome push, then 30 payments x (email, push, webhook). A send that
+    # failed for a moment (a loaded machine's moto timing out) is claimed again on its retry,
+    # so the claims may exceed 92; what was sent, counted at each receiver below, may not.
+    assert sum(claimed) >= 92
     assert all(claimed), f"both workers should have sent some rows: {claimed}"
     requests = recorder.at("/hooks/race")
     assert len(requests) == 30
