@@ -240,10 +240,24 @@ _ASYNCPG_UNAVAILABLE = (
 )
 
 
+def _raised_while_connecting(exc: BaseException) -> bool:
+    """Whether `exc` was raised inside asyncpg's connection set-up."""
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_globals.get("__name__") == "asyncpg.connect_utils":
+            return True
+        frame = frame.tb_next
+    return False
+
+
 def database_unreachable(exc: BaseException) -> bool:
     """Whether `exc` says the database cannot be reached right now (worth a retry later)."""
     # A refused or reset connection reaches the caller unwrapped when asyncpg connects.
     if isinstance(exc, (ConnectionError, *_ASYNCPG_UNAVAILABLE)):
+        return True
+    # A Unix socket that is not there (PostgreSQL restarting) is a missing file to uvloop; any
+    # other OSError of the connection's set-up says the same. Elsewhere it is our own fault.
+    if isinstance(exc, OSError) and _raised_while_connecting(exc):
         return True
     if not isinstance(exc, DBAPIError):
         return False
@@ -285,6 +299,8 @@ def install_error_handlers(app: FastAPI) -> None:
     for database_error in (DBAPIError, *_ASYNCPG_UNAVAILABLE):
         app.add_exception_handler(database_error, _database_unavailable_handler)
     app.add_exception_handler(ConnectionError, _connection_error_handler)
+    # Any other OSError is a 503 only when it comes from connecting to the database.
+    app.add_exception_handler(OSError, _database_unavailable_handler)
     app.add_exception_handler(Exception, _unhandled_handler)
 
 

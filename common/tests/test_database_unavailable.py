@@ -49,3 +49,30 @@ async def test_unreachable_database_errors_are_503(service_settings, error, stat
     if status == 503:
         assert response.json()["type"] == "service_unavailable"
         assert response.headers["retry-after"] == "2"
+
+
+def _connect_to_missing_socket() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/connect")
+    async def connect() -> None:
+        # Where PostgreSQL's Unix socket would be while it restarts: no such file.
+        await asyncpg.connect(host="/nonexistent-micropay-socket-dir", user="x", database="x")
+
+    @router.get("/file")
+    async def open_file() -> None:
+        # Our own missing file is a bug, not an outage.
+        raise FileNotFoundError(2, "No such file or directory", "/nonexistent/template.txt")
+
+    return router
+
+
+async def test_a_missing_database_socket_is_503_and_any_other_missing_file_500(service_settings):
+    app = app_with(service_settings("transactions"), "transactions", [_connect_to_missing_socket()])
+    async with serve(app) as client:
+        outage = await client.get("/connect")
+        bug = await client.get("/file")
+    assert outage.status_code == 503, outage.text
+    assert outage.json()["type"] == "service_unavailable"
+    assert bug.status_code == 500
+    assert bug.json()["type"] == "internal_error"
