@@ -183,7 +183,7 @@ export function TopUp({
       let payment = await unwrap(
         session.payments.POST("/payments", {
           params: { header: { "Idempotency-Key": newIdempotencyKey() } },
-          body: { amount: minor, currency, payment_method: created.paymentMethod.id },
+          body: { amount: minor, currency, provider: "stripe", payment_method: created.paymentMethod.id },
         }),
       );
       if (payment.status === "requires_action" && payment.client_secret) {

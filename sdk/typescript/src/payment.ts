@@ -16,11 +16,15 @@ export interface paths {
         get: operations["list_payments_payments_get"];
         put?: never;
         /**
-         * Top up the wallet by card
-         * @description Create and confirm a card payment; `succeeded` credits the wallet (once).
+         * Top up the wallet by card or through PayPal
+         * @description Create and confirm a card payment, or start a PayPal one; `succeeded` credits the
+         *     wallet (once).
          *
-         *     `requires_action` (3-D Secure) comes back with `next_action` and `client_secret` for
-         *     Stripe.js; the wallet is credited when Stripe reports the payment succeeded.
+         *     A card's `requires_action` (3-D Secure) comes back with `next_action` and `client_secret`
+         *     for Stripe.js; the wallet is credited when Stripe reports the payment succeeded. A PayPal
+         *     payment (`provider: "paypal"`, `return_url`, `cancel_url`) comes back `requires_action`
+         *     with `next_action.redirect_to_url.url`, PayPal's approval page; once the buyer is back at
+         *     `return_url`, `POST /payments/{id}/confirm` captures it.
          */
         post: operations["create_payment_payments_post"];
         delete?: never;
@@ -43,6 +47,49 @@ export interface paths {
         get: operations["get_payment_payments__payment_id__get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/payments/{payment_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel a PayPal payment the buyer did not approve
+         * @description For a buyer PayPal sent to `cancel_url`: the payment becomes `canceled` and is never
+         *     captured (unless PayPal already captured it, which succeeds it). Repeating it is harmless.
+         */
+        post: operations["cancel_payment_payments__payment_id__cancel_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/payments/{payment_id}/confirm": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Capture an approved PayPal payment
+         * @description Capture the PayPal order the buyer approved; the payment `succeeded` credits the
+         *     wallet (once), or `failed` with PayPal's reason in `failure_code`. Repeating it is harmless;
+         *     PayPal's webhooks reach the same outcome when it is never called.
+         */
+        post: operations["confirm_payment_payments__payment_id__confirm_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -87,6 +134,29 @@ export interface paths {
         get: operations["get_limits_payments_limits_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/payments/webhooks/paypal": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Receive a PayPal webhook event
+         * @description Verify the delivery with PayPal, read its object from PayPal, then apply the event once.
+         *
+         *     A redelivered event answers `duplicate` and changes nothing; event types the service does
+         *     not use answer `ignored`; an error answers 5xx so that PayPal delivers it again.
+         */
+        post: operations["paypal_webhook_payments_webhooks_paypal_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -165,7 +235,7 @@ export interface components {
         };
         /**
          * PaymentCreate
-         * @description A top-up of the caller's wallet by card.
+         * @description A top-up of the caller's wallet by card (Stripe) or through PayPal Checkout.
          */
         PaymentCreate: {
             /**
@@ -174,6 +244,11 @@ export interface components {
              * @example 1050
              */
             amount: number;
+            /**
+             * Cancel Url
+             * @description PayPal only: where PayPal sends the buyer who cancels; then call `POST /payments/{id}/cancel`.
+             */
+            cancel_url?: string | null;
             /**
              * Currency
              * @description ISO 4217 code, e.g. USD.
@@ -184,10 +259,20 @@ export interface components {
             description?: string | null;
             /**
              * Payment Method
-             * @description A Stripe PaymentMethod id (e.g. `pm_card_visa` in test mode).
+             * @description A Stripe PaymentMethod id (e.g. `pm_card_visa` in test mode); cards only.
              * @example pm_card_visa
              */
-            payment_method: string;
+            payment_method?: string | null;
+            /**
+             * @description `stripe` (a card; the default) or `paypal` (the buyer approves at PayPal).
+             * @default stripe
+             */
+            provider: components["schemas"]["PaymentProvider"];
+            /**
+             * Return Url
+             * @description PayPal only: where PayPal sends the buyer after approving, with `token` (the order id) and `PayerID`; then call `POST /payments/{id}/confirm`.
+             */
+            return_url?: string | null;
         };
         /**
          * PaymentList
@@ -199,6 +284,12 @@ export interface components {
             /** Has More */
             has_more: boolean;
         };
+        /**
+         * PaymentProvider
+         * @description Who takes the money of a top-up.
+         * @enum {string}
+         */
+        PaymentProvider: "stripe" | "paypal";
         /**
          * PaymentRead
          * @description A payment as its owner sees it.
@@ -235,11 +326,13 @@ export interface components {
             id: string;
             /**
              * Next Action
-             * @description What the customer must do (3-D Secure) when requires_action.
+             * @description What the customer must do when requires_action: 3-D Secure for a card, or `redirect_to_url` to PayPal's approval page.
              */
             next_action?: {
                 [key: string]: unknown;
             } | null;
+            /** @default stripe */
+            provider: components["schemas"]["PaymentProvider"];
             status: components["schemas"]["PaymentStatus"];
         };
         /**
@@ -247,7 +340,7 @@ export interface components {
          * @description Where a top-up stands; `processing` and `requires_action` are not settled yet.
          * @enum {string}
          */
-        PaymentStatus: "processing" | "requires_action" | "succeeded" | "failed";
+        PaymentStatus: "processing" | "requires_action" | "succeeded" | "failed" | "canceled";
         /**
          * Problem
          * @description RFC 9457 problem details; members beyond these depend on the `type`.
@@ -532,7 +625,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid body, unsupported currency, amount out of range, or `limit_exceeded`: above the daily top-up limit (with `limit`, `remaining`, `currency`, `resets_at`) */
+            /** @description Invalid body, unsupported currency, amount out of range, `provider_not_offered` (PayPal not configured), or `limit_exceeded`: above the daily top-up limit (with `limit`, `remaining`, `currency`, `resets_at`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -541,7 +634,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Stripe did not answer; the payment stays processing */
+            /** @description Stripe or PayPal did not answer; the payment stays processing */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -583,6 +676,122 @@ export interface operations {
             };
             /** @description Validation Error */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    cancel_payment_payments__payment_id__cancel_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                payment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentRead"];
+                };
+            };
+            /** @description No such payment visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payment_not_cancelable`: settled, or not a PayPal payment */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PayPal did not answer; cancel again */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    confirm_payment_payments__payment_id__confirm_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                payment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentRead"];
+                };
+            };
+            /** @description No such payment visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payment_not_approved`: the buyer has not approved at PayPal yet; `payment_not_confirmable`: not a PayPal payment */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PayPal did not answer; confirm again */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -726,6 +935,44 @@ export interface operations {
             };
             /** @description No valid access token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    paypal_webhook_payments_webhooks_paypal_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookReceipt"];
+                };
+            };
+            /** @description Missing, stale or unverified transmission, or not a PayPal event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not applied now; PayPal retries */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
