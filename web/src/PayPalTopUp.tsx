@@ -3,7 +3,7 @@ import { useEffect, useRef, useState, type FormEvent } from "react";
 import type { Session } from "./api";
 import { formatMoney, parseAmount } from "./money";
 import { finishPayPal, startPayPal, waitForCredit, type Payment, type PayPalReturn } from "./paypal";
-import { ErrorMessage, Notice, Field, SubmitButton } from "./ui";
+import { ErrorMessage, Field, Notice, SubmitButton } from "./ui";
 
 export function PayPalTopUp({
   session,
@@ -61,14 +61,19 @@ export function describePayPalResult(payment: Payment): { ok: boolean; message: 
     case "succeeded":
       return { ok: true, message: `Topped up ${money} with PayPal.` };
     case "canceled":
-      return { ok: false, message: `PayPal checkout cancelled: nothing was charged and your balance is unchanged.` };
+      return { ok: false, message: "PayPal checkout cancelled: nothing was charged and your balance is unchanged." };
     case "processing":
-      return { ok: true, message: `PayPal is reviewing your payment of ${money}; your balance shows it once it clears.` };
-    default:
+      return {
+        ok: true,
+        message: `PayPal is reviewing your payment of ${money}; your balance shows it once it clears.`,
+      };
+    default: {
+      const reason = payment.failure_code ? ` (${payment.failure_code})` : "";
       return {
         ok: false,
-        message: `PayPal did not complete the payment of ${money}${payment.failure_code ? ` (${payment.failure_code})` : ""}; nothing was added to your balance.`,
+        message: `PayPal did not complete the payment of ${money}${reason}; nothing was added to your balance.`,
       };
+    }
   }
 }
 
