@@ -1,4 +1,7 @@
-"""The wallet web app in a real browser: web/e2e's Playwright journey against the e2e stack.
+"""The wallet web app in a real browser: web/e2e's Playwright journeys against the e2e stack.
+
+Cards (Stripe.js from localstripe, 3-D Secure included) and PayPal (the stand-in's approval page,
+approved and cancelled) go through the real services.
 
 Headless Chromium is the system's (Debian's `chromium`, which `.ci/run` installs); like nginx
 for the stack, a missing browser fails the test rather than skipping it. Screenshots of each
@@ -62,6 +65,9 @@ def test_the_browser_journey_passes_against_the_stack(stack: StackView) -> None:
     )
     report = (result.stdout + result.stderr)[-6000:]
     assert result.returncode == 0, report
-    assert " 5 passed" in report, report
+    assert " 7 passed" in report, report
     screenshots = sorted(path.name for path in ARTEFACTS.rglob("*.png"))
     assert "05-history.png" in screenshots, screenshots
+    # PayPal's approval page is the stand-in's real HTML, left and come back from.
+    assert any(name.endswith("-paypal-approval.png") for name in screenshots), screenshots
+    assert any(name.endswith("-paypal-credited.png") for name in screenshots), screenshots

@@ -1,5 +1,6 @@
 // The wallet in a real browser against the real stack: sign up, top up by card, send, history,
-// refund, sign out; and a declined card and a card that needs 3-D Secure.
+// refund, sign out; a declined card and a card that needs 3-D Secure; a top-up through PayPal
+// (approved, and cancelled) on the PayPal stand-in's approval page.
 import { expect, test, type Page, type TestInfo } from "@playwright/test";
 
 const PASSWORD = "Correct-Horse-9";
@@ -166,4 +167,51 @@ test("notifications, and a webhook endpoint: secret once, deliveries, delete", a
     await expect(page.getByRole("listitem").first()).toContainText("user.registered", { timeout: 2000 });
   }).toPass({ timeout: 30_000 });
   await snap(page, info, "notifications");
+});
+
+async function startPayPal(page: Page, amount: string) {
+  const form = page.getByRole("region", { name: "Top up with PayPal" });
+  await form.getByLabel(/Amount/).fill(amount);
+  await form.getByRole("button", { name: "Pay with PayPal" }).click();
+  // PayPal's approval page (the local stand-in's): a real page on another origin.
+  await page.waitForURL(/\/checkoutnow\?token=/);
+}
+
+test("top up 12.00 with PayPal: approve at PayPal, back in the wallet, credited", async ({ page }, info) => {
+  const email = newEmail("paypal");
+  await signUp(page, email);
+  await expect(balance(page)).toContainText("$0.00");
+  await startPayPal(page, "12.00");
+  await snap(page, info, "paypal-approval");
+  await page.getByRole("button", { name: "Approve" }).click();
+
+  // Back in the app: the sign-in restored from the refresh cookie, the payment confirmed.
+  await expect(page.getByTestId("signed-in-as")).toHaveText(email);
+  await expect(page.getByRole("status").filter({ hasText: "Topped up $12.00 with PayPal." })).toBeVisible();
+  await expect(balance(page)).toContainText("$12.00");
+  await expect(page).toHaveURL(/\/#\/wallet$/);
+  await snap(page, info, "paypal-credited");
+  const storage = await page.evaluate(() => [localStorage.length, sessionStorage.length]);
+  expect(storage).toEqual([0, 0]);
+
+  await page.getByRole("link", { name: "History" }).click();
+  const lines = page.getByTestId("history-line");
+  await expect(lines).toHaveCount(1);
+  await expect(lines.first()).toContainText("+$12.00");
+  await page.getByRole("link", { name: "Wallet" }).click();
+
+  // A reload of the wallet does not confirm again: the balance stays.
+  await page.reload();
+  await expect(balance(page)).toContainText("$12.00");
+});
+
+test("cancelling at PayPal credits nothing and says so", async ({ page }, info) => {
+  await signUp(page, newEmail("paypal-cancel"));
+  await startPayPal(page, "12.00");
+  await page.getByRole("button", { name: "Cancel" }).click();
+  await expect(page.getByRole("alert")).toContainText(
+    "PayPal checkout cancelled: nothing was charged and your balance is unchanged.",
+  );
+  await expect(balance(page)).toContainText("$0.00");
+  await snap(page, info, "paypal-cancelled");
 });

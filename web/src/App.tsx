@@ -1,7 +1,9 @@
 // The wallet app: restores the sign-in from the refresh cookie, then routes by the URL's hash.
-import { useEffect, useState } from "react";
+import { useCallback, useEffect, useState } from "react";
 import { unwrap, type Session } from "./api";
 import { History, PaymentDetail } from "./History";
+import { parsePayPalReturn } from "./paypal";
+import { PayPalResult, PayPalTopUp } from "./PayPalTopUp";
 import { Notifications, Webhooks } from "./Notifications";
 import { SignIn } from "./SignIn";
 import { loadConfig, type RuntimeConfig } from "./stripe";
@@ -48,7 +50,13 @@ function Wallet({ session }: { session: Session }) {
   const [email, setEmail] = useState("");
   const [config, setConfig] = useState<RuntimeConfig | null>(null);
   const [error, setError] = useState<unknown>(null);
-  const { balances, error: balanceError, track } = useBalances(session);
+  const { balances, error: balanceError, load, track } = useBalances(session);
+  // Back from PayPal (/topup/paypal/return or /cancel): finish the top-up on the wallet page.
+  const [paypalReturn] = useState(() => parsePayPalReturn(window.location));
+  const leavePayPalRoute = useCallback(() => {
+    // The confirmation is done: a reload or a bookmark of this page must not repeat it.
+    window.history.replaceState(null, "", "/#/wallet");
+  }, []);
 
   useEffect(() => {
     unwrap(session.auth.GET("/auth/me"))
@@ -96,9 +104,13 @@ function Wallet({ session }: { session: Session }) {
       <main>
         <ErrorMessage error={error} />
         <BalanceCard balances={balances} error={balanceError} currency={currency} />
+        {page === "wallet" && paypalReturn && (
+          <PayPalResult session={session} back={paypalReturn} reload={load} onDone={leavePayPalRoute} />
+        )}
         {page === "wallet" && (
           <div className="grid">
             <TopUp session={session} config={config} currency={currency} track={track} />
+            <PayPalTopUp session={session} currency={currency} />
             <SendMoney session={session} currency={currency} track={track} />
           </div>
         )}
