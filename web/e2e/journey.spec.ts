@@ -164,7 +164,10 @@ test("notifications, and a webhook endpoint: secret once, deliveries, delete", a
   await page.getByRole("link", { name: "Notifications" }).click();
   await expect(async () => {
     await page.reload();
-    await expect(page.getByRole("listitem").first()).toContainText("user.registered", { timeout: 2000 });
+    const notifications = page.getByRole("region", { name: "Notifications" });
+    await expect(notifications.getByRole("listitem").first()).toContainText("user.registered", {
+      timeout: 2000,
+    });
   }).toPass({ timeout: 30_000 });
   await snap(page, info, "notifications");
 });
