@@ -9,8 +9,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import event, exc, text
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -19,6 +21,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from micropay_common.settings import ServiceSettings
 from micropay_common.state import AppState
@@ -157,6 +161,89 @@ async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
 
 
 ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
+
+
+async def create_pool(settings: ServiceSettings, schema: str) -> asyncpg.Pool:
+    """The app's asyncpg pool for its hot paths' single statements, sized like the engine's.
+
+    Connections open on demand (a database down at start-up fails requests, not the start),
+    with the service's search_path and application_name, and asyncpg's statement cache.
+    """
+    return await asyncpg.create_pool(
+        **asyncpg_connect_kwargs(settings.database_url),
+        min_size=0,
+        max_size=settings.db_pool_size + settings.db_max_overflow,
+        command_timeout=30,
+        server_settings={"application_name": settings.service_name, "search_path": schema},
+        # The default reset is one more round trip per release (UNLISTEN, RESET ALL, …); a
+        # single statement in autocommit leaves no session state behind to undo.
+        reset=_keep_session,
+    )
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Release a pooled connection as it is: no reset query."""
+
+
+_ASYNCPG = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A SQLAlchemy statement compiled once to asyncpg's SQL (`$1`, `$2`, …): its parameters'
+    names in order and the values its literals bound."""
+
+    sql: str
+    names: tuple[str, ...]
+    bound: dict[str, Any]
+
+    @classmethod
+    def of(cls, statement: ClauseElement) -> Statement:
+        """Compile `statement` for asyncpg (tables named with their schema, as the metadata has
+        them)."""
+        compiled = statement.compile(dialect=_ASYNCPG)
+        assert isinstance(compiled, SQLCompiler)
+        return cls(compiled.string, tuple(compiled.positiontup or ()), dict(compiled.params))
+
+    def arguments(self, values: dict[str, Any]) -> list[Any]:
+        """The positional arguments for `values` (by name; a literal's own value otherwise)."""
+        return [values[name] if name in values else self.bound[name] for name in self.names]
+
+
+class Direct:
+    """One statement at a time on the app's asyncpg pool, each its own transaction: one round
+    trip, no BEGIN or COMMIT, no SQLAlchemy on the way. For hot paths whose whole work is one
+    statement."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def fetch(self, statement: Statement, **values: Any) -> list[asyncpg.Record]:
+        """Every row `statement` returns."""
+        rows: list[asyncpg.Record] = await self.pool.fetch(
+            statement.sql, *statement.arguments(values)
+        )
+        return rows
+
+    async def fetchrow(self, statement: Statement, **values: Any) -> asyncpg.Record | None:
+        """The first row `statement` returns, or None."""
+        row: asyncpg.Record | None = await self.pool.fetchrow(
+            statement.sql, *statement.arguments(values)
+        )
+        return row
+
+    async def fetchval(self, statement: Statement, **values: Any) -> Any:
+        """The first column of the first row `statement` returns."""
+        return await self.pool.fetchval(statement.sql, *statement.arguments(values))
+
+
+async def get_direct(request: Request) -> Direct:
+    """Dependency: the app's `Direct` (one object per app: nothing to open per request)."""
+    return AppState.of(request.app).direct
+
+
+DirectDep = Annotated[Direct, Depends(get_direct)]
+
 
 Database = AsyncConnection | AsyncSession
 """Where a read (or a one-statement write) runs: an autocommit connection or a session."""

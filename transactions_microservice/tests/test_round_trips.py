@@ -1,7 +1,11 @@
-"""Each hot path is one statement on a connection in autocommit: one round trip, no BEGIN."""
+"""Each hot path is one statement on a connection in autocommit: one round trip, no BEGIN.
+
+The balance runs on the app's asyncpg pool (`Direct`), the others on an autocommit
+SQLAlchemy connection (`ConnectionDep`)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -11,7 +15,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from micropay_common.db import create_engine
+from micropay_common.db import Direct, create_engine, create_pool
 from micropay_common.idempotency import StoredResponse
 from micropay_common.idempotency.repository import Claim
 from transactions_microservice.accounts import service as accounts
@@ -29,6 +33,33 @@ async def engine(tx_settings: TransactionsSettings) -> AsyncIterator[AsyncEngine
     engine = create_engine(tx_settings, "transactions")
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+async def direct(tx_settings: TransactionsSettings) -> AsyncIterator[tuple[Direct, list[str]]]:
+    """The app's `Direct` on a pool of one connection, and every statement that connection
+    sends (asyncpg's own included: a BEGIN, COMMIT or reset query would be one)."""
+    settings = tx_settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
+    pool = await create_pool(settings, "transactions")
+    sent: list[str] = []
+    async with pool.acquire() as connection:
+        connection.add_query_logger(lambda logged: sent.append(logged.query))
+    try:
+        yield Direct(pool), sent
+    finally:
+        await pool.close()
+
+
+async def one_direct_statement(
+    direct: tuple[Direct, list[str]], work: Callable[[Direct], Awaitable[Any]]
+) -> tuple[Any, str]:
+    """What `work` returned on `Direct`, and the one statement it sent (else it fails)."""
+    db, sent = direct
+    sent.clear()
+    result = await work(db)
+    await asyncio.sleep(0)  # asyncpg calls its query loggers soon after, not at once
+    assert len(sent) == 1, sent
+    return result, sent[0]
 
 
 @asynccontextmanager
@@ -72,7 +103,7 @@ def claim_of(owner: str, fingerprint: str = "f" * 64) -> Claim:
 
 
 async def test_a_transfer_and_its_replay_are_one_statement_each(
-    engine, register, top_up, tx_settings
+    engine, direct, register, top_up, tx_settings
 ):
     alice, bob = await register(), await register()
     await top_up(alice, 1_000)
@@ -92,7 +123,10 @@ async def test_a_transfer_and_its_replay_are_one_statement_each(
     assert again.status == 201
     assert again.body == done.model_dump(mode="json")
 
-    balances, statement = await one_statement(engine, lambda db: accounts.balances(db, bob.id))
+    balances, statement = await one_direct_statement(
+        direct, lambda db: accounts.balances(db, bob.id)
+    )
+    assert "FROM transactions.accounts" in statement
     assert [(b.currency, b.available) for b in balances.balances] == [("USD", 300)]
     page, _ = await one_statement(
         engine, lambda db: ledger.history(db, alice.id, limit=10, starting_after=None)
@@ -100,7 +134,7 @@ async def test_a_transfer_and_its_replay_are_one_statement_each(
     assert [(entry.type, entry.amount) for entry in page][:1] == [("transfer_out", -300)]
 
 
-async def test_a_hold_and_its_capture_are_one_statement_each(engine, register, top_up):
+async def test_a_hold_and_its_capture_are_one_statement_each(engine, direct, register, top_up):
     member = await register()
     await top_up(member, 1_000)
     request = HoldCreate(
@@ -115,5 +149,5 @@ async def test_a_hold_and_its_capture_are_one_statement_each(engine, register, t
     assert captured.status == "captured"
     assert captured.transaction_id is not None
 
-    balances, _ = await one_statement(engine, lambda db: accounts.balances(db, member.id))
+    balances, _ = await one_direct_statement(direct, lambda db: accounts.balances(db, member.id))
     assert [(b.balance, b.held) for b in balances.balances] == [(600, 0)]
