@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -18,11 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from micropay_common.db import Direct, create_engine, create_pool
 from micropay_common.idempotency import StoredResponse
 from micropay_common.idempotency.repository import Claim
+from micropay_testing.apps import serve
+from micropay_testing.processes import free_port
+from stack.postgres import asyncpg_dsn
 from transactions_microservice.accounts import service as accounts
 from transactions_microservice.holds import service as holds
 from transactions_microservice.holds.schemas import HoldCreate
 from transactions_microservice.ledger import service as ledger
+from transactions_microservice.main import create_app
 from transactions_microservice.settings import TransactionsSettings
+from transactions_microservice.state import TransactionsState
 from transactions_microservice.transfers import service as transfers
 from transactions_microservice.transfers.schemas import TransferCreate, TransferRead
 
@@ -151,3 +157,43 @@ async def test_a_hold_and_its_capture_are_one_statement_each(engine, direct, reg
 
     balances, _ = await one_direct_statement(direct, lambda db: accounts.balances(db, member.id))
     assert [(b.balance, b.held) for b in balances.balances] == [(600, 0)]
+
+
+async def test_the_balance_without_its_database_is_a_503_problem(tx_settings, register):
+    member = await register()
+    app = create_app(tx_settings)
+    async with serve(app) as client:
+        state = TransactionsState.of(app)
+        served = await client.get("/transactions/balance", headers=member.headers)
+        assert served.status_code == 200, served.text
+        # The pool's server gone: the app up (its token checks answer), the database not.
+        closed = f"postgresql://transactions_service:x@127.0.0.1:{free_port()}/micropay"
+        working, state.direct = (
+            state.direct,
+            Direct(await create_pool(tx_settings.model_copy(update={"database_url": closed}), "x")),
+        )
+        try:
+            response = await client.get("/transactions/balance", headers=member.headers)
+        finally:
+            await state.direct.pool.close()
+            state.direct = working
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "service_unavailable"
+    assert response.headers["retry-after"] == "2"
+
+
+async def test_a_pooled_connection_the_server_ended_is_replaced(tx_settings, register, database):
+    member = await register()
+    app = create_app(tx_settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0}))
+    async with serve(app) as client:
+        pool = TransactionsState.of(app).direct.pool
+        first = await pool.fetchval("SELECT pg_backend_pid()")
+        admin = await asyncpg.connect(**asyncpg_dsn(database.admin_url))
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", first)
+        finally:
+            await admin.close()
+        response = await client.get("/transactions/balance", headers=member.headers)
+        assert response.status_code == 200, response.text
+        assert await pool.fetchval("SELECT pg_backend_pid()") != first
