@@ -268,6 +268,11 @@ def refusals() -> Iterator[None]:
     """Turn a SQL function's refusal, raised by a statement in this block, into Refused."""
     try:
         yield
+    except asyncpg.PostgresError as error:
+        # Straight from asyncpg (on `Direct`).
+        if error.sqlstate != REFUSAL_SQLSTATE:
+            raise
+        raise Refused(error.message, json.loads(error.detail or "{}")) from error
     except exc.DBAPIError as error:
         if getattr(error.orig, "sqlstate", None) != REFUSAL_SQLSTATE:
             raise

@@ -1,7 +1,7 @@
 """Each hot path is one statement on a connection in autocommit: one round trip, no BEGIN.
 
-The balance runs on the app's asyncpg pool (`Direct`), the others on an autocommit
-SQLAlchemy connection (`ConnectionDep`)."""
+A transfer and the balance run on the app's asyncpg pool (`Direct`), the others on an
+autocommit SQLAlchemy connection (`ConnectionDep`)."""
 
 from __future__ import annotations
 
@@ -116,15 +116,15 @@ async def test_a_transfer_and_its_replay_are_one_statement_each(
     request = TransferCreate(to_email=bob.email, amount=300, currency="USD")
     claim = claim_of(alice.id)
 
-    def send(db: AsyncConnection) -> Awaitable[TransferRead | StoredResponse]:
+    def send(db: Direct) -> Awaitable[TransferRead | StoredResponse]:
         return transfers.create_transfer(
             db, alice.id, alice.email, request, settings=tx_settings, claim=claim
         )
 
-    done, statement = await one_statement(engine, send)
+    done, statement = await one_direct_statement(direct, send)
     assert "transactions.transfer(" in statement
     assert isinstance(done, TransferRead)
-    again, _ = await one_statement(engine, send)
+    again, _ = await one_direct_statement(direct, send)
     assert isinstance(again, StoredResponse)
     assert again.status == 201
     assert again.body == done.model_dump(mode="json")
