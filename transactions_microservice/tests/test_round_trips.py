@@ -159,7 +159,9 @@ async def test_a_hold_and_its_capture_are_one_statement_each(engine, direct, reg
     assert [(b.balance, b.held) for b in balances.balances] == [(600, 0)]
 
 
-async def test_the_balance_without_its_database_is_a_503_problem(tx_settings, register):
+async def test_the_balance_and_a_transfer_without_their_database_are_503_problems(
+    tx_settings, register
+):
     member = await register()
     app = create_app(tx_settings)
     async with serve(app) as client:
@@ -173,14 +175,20 @@ async def test_the_balance_without_its_database_is_a_503_problem(tx_settings, re
             Direct(await create_pool(tx_settings.model_copy(update={"database_url": closed}), "x")),
         )
         try:
-            response = await client.get("/transactions/balance", headers=member.headers)
+            balance = await client.get("/transactions/balance", headers=member.headers)
+            transfer = await client.post(
+                "/transactions/transfers",
+                json={"to_email": "someone@example.com", "amount": 1, "currency": "USD"},
+                headers={**member.headers, "Idempotency-Key": str(uuid.uuid4())},
+            )
         finally:
             await state.direct.pool.close()
             state.direct = working
-    assert response.status_code == 503, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["type"] == "service_unavailable"
-    assert response.headers["retry-after"] == "2"
+    for response in (balance, transfer):
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["type"] == "service_unavailable"
+        assert response.headers["retry-after"] == "2"
 
 
 async def test_a_pooled_connection_the_server_ended_is_replaced(tx_settings, register, database):
