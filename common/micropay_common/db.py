@@ -185,6 +185,9 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     """Release a pooled connection as it is: no reset query."""
 
 
+# SQLSTATEs after which the connection is not reused: connection failures and shutdowns.
+_UNAVAILABLE_SQLSTATES = ("08", "57P")
+
 _ASYNCPG = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 
 
@@ -220,21 +223,35 @@ class Direct:
 
     async def fetch(self, statement: Statement, **values: Any) -> list[asyncpg.Record]:
         """Every row `statement` returns."""
-        rows: list[asyncpg.Record] = await self.pool.fetch(
-            statement.sql, *statement.arguments(values)
-        )
+        rows: list[asyncpg.Record] = await self._run("fetch", statement, values)
         return rows
 
     async def fetchrow(self, statement: Statement, **values: Any) -> asyncpg.Record | None:
         """The first row `statement` returns, or None."""
-        row: asyncpg.Record | None = await self.pool.fetchrow(
-            statement.sql, *statement.arguments(values)
-        )
+        row: asyncpg.Record | None = await self._run("fetchrow", statement, values)
         return row
 
     async def fetchval(self, statement: Statement, **values: Any) -> Any:
         """The first column of the first row `statement` returns."""
-        return await self.pool.fetchval(statement.sql, *statement.arguments(values))
+        return await self._run("fetchval", statement, values)
+
+    async def _run(self, method: str, statement: Statement, values: dict[str, Any]) -> Any:
+        async with self.pool.acquire() as connection:
+            try:
+                return await getattr(connection, method)(
+                    statement.sql, *statement.arguments(values)
+                )
+            except asyncpg.PostgresError as error:
+                if (error.sqlstate or "").startswith(_UNAVAILABLE_SQLSTATES):
+                    connection.terminate()
+                raise
+            except BaseException:
+                # Released without a reset query, a connection whose statement was cut short
+                # (the server gone, a timeout, a cancel) could still be mid-protocol: it is
+                # closed, and the pool opens a new one. A statement's own error (a refusal,
+                # a lock timeout) leaves it ready and it stays.
+                connection.terminate()
+                raise
 
 
 async def get_direct(request: Request) -> Direct:
