@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -236,22 +236,33 @@ class Direct:
         return await self._run("fetchval", statement, values)
 
     async def _run(self, method: str, statement: Statement, values: dict[str, Any]) -> Any:
-        async with self.pool.acquire() as connection:
-            try:
-                return await getattr(connection, method)(
-                    statement.sql, *statement.arguments(values)
-                )
-            except asyncpg.PostgresError as error:
-                if (error.sqlstate or "").startswith(_UNAVAILABLE_SQLSTATES):
-                    connection.terminate()
-                raise
-            except BaseException:
-                # Released without a reset query, a connection whose statement was cut short
-                # (the server gone, a timeout, a cancel) could still be mid-protocol: it is
-                # closed, and the pool opens a new one. A statement's own error (a refusal,
-                # a lock timeout) leaves it ready and it stays.
-                connection.terminate()
-                raise
+        try:
+            acquired = self.pool.acquire()
+            connection = await acquired.__aenter__()
+        except OSError as error:
+            # A server restarting has no socket file yet: unreachable, as a refused connection is.
+            raise ConnectionError(f"cannot connect to the database: {error!r}") from error
+        try:
+            return await getattr(connection, method)(statement.sql, *statement.arguments(values))
+        except asyncpg.PostgresError as error:
+            if (error.sqlstate or "").startswith(_UNAVAILABLE_SQLSTATES):
+                _close(connection)
+            raise
+        except BaseException:
+            # Released without a reset query, a connection whose statement was cut short
+            # (the server gone, a timeout, a cancel) could still be mid-protocol: it is
+            # closed, and the pool opens a new one. A statement's own error (a refusal,
+            # a lock timeout) leaves it ready and it stays.
+            _close(connection)
+            raise
+        finally:
+            await acquired.__aexit__(None, None, None)
+
+
+def _close(connection: Any) -> None:
+    """Close a pooled connection now (already gone, and so released, if the server ended it)."""
+    with suppress(asyncpg.InterfaceError):
+        connection.terminate()
 
 
 async def get_direct(request: Request) -> Direct:
