@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from micropay_common import health
-from micropay_common.db import create_engine, create_sessionmaker
+from micropay_common.db import Direct, create_engine, create_pool, create_sessionmaker
 from micropay_common.errors import document_problems, install_error_handlers
 from micropay_common.logging import configure_logging
 from micropay_common.metrics import HttpMetrics, HttpMetricsMiddleware, metrics_endpoint
@@ -96,6 +96,7 @@ def create_service_app(
             schema=schema,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
+            direct=Direct(await create_pool(resolved, schema)),
             token_verifier=TokenVerifier.from_settings(resolved, revocations.deny_set),
             revocations=revocations,
             listener=listener,
@@ -127,6 +128,7 @@ def create_service_app(
             await revocations.stop()
             await listener.stop()
             await state.token_verifier.aclose()
+            await state.direct.pool.close()
             await state.engine.dispose()
 
     app = FastAPI(

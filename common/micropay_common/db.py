@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import event, exc, text
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -19,6 +21,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from micropay_common.settings import ServiceSettings
 from micropay_common.state import AppState
@@ -158,6 +162,117 @@ async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
 
 ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
 
+
+async def create_pool(settings: ServiceSettings, schema: str) -> asyncpg.Pool:
+    """The app's asyncpg pool for its hot paths' single statements, sized like the engine's.
+
+    Connections open on demand (a database down at start-up fails requests, not the start),
+    with the service's search_path and application_name, and asyncpg's statement cache.
+    """
+    return await asyncpg.create_pool(
+        **asyncpg_connect_kwargs(settings.database_url),
+        min_size=0,
+        max_size=settings.db_pool_size + settings.db_max_overflow,
+        command_timeout=30,
+        server_settings={"application_name": settings.service_name, "search_path": schema},
+        # The default reset is one more round trip per release (UNLISTEN, RESET ALL, …); a
+        # single statement in autocommit leaves no session state behind to undo.
+        reset=_keep_session,
+    )
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Release a pooled connection as it is: no reset query."""
+
+
+# SQLSTATEs after which the connection is not reused: connection failures and shutdowns.
+_UNAVAILABLE_SQLSTATES = ("08", "57P")
+
+_ASYNCPG = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A SQLAlchemy statement compiled once to asyncpg's SQL (`$1`, `$2`, …): its parameters'
+    names in order and the values its literals bound."""
+
+    sql: str
+    names: tuple[str, ...]
+    bound: dict[str, Any]
+
+    @classmethod
+    def of(cls, statement: ClauseElement) -> Statement:
+        """Compile `statement` for asyncpg (tables named with their schema, as the metadata has
+        them)."""
+        compiled = statement.compile(dialect=_ASYNCPG)
+        assert isinstance(compiled, SQLCompiler)
+        return cls(compiled.string, tuple(compiled.positiontup or ()), dict(compiled.params))
+
+    def arguments(self, values: dict[str, Any]) -> list[Any]:
+        """The positional arguments for `values` (by name; a literal's own value otherwise)."""
+        return [values[name] if name in values else self.bound[name] for name in self.names]
+
+
+class Direct:
+    """One statement at a time on the app's asyncpg pool, each its own transaction: one round
+    trip, no BEGIN or COMMIT, no SQLAlchemy on the way. For hot paths whose whole work is one
+    statement."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def fetch(self, statement: Statement, **values: Any) -> list[asyncpg.Record]:
+        """Every row `statement` returns."""
+        rows: list[asyncpg.Record] = await self._run("fetch", statement, values)
+        return rows
+
+    async def fetchrow(self, statement: Statement, **values: Any) -> asyncpg.Record | None:
+        """The first row `statement` returns, or None."""
+        row: asyncpg.Record | None = await self._run("fetchrow", statement, values)
+        return row
+
+    async def fetchval(self, statement: Statement, **values: Any) -> Any:
+        """The first column of the first row `statement` returns."""
+        return await self._run("fetchval", statement, values)
+
+    async def _run(self, method: str, statement: Statement, values: dict[str, Any]) -> Any:
+        try:
+            acquired = self.pool.acquire()
+            connection = await acquired.__aenter__()
+        except OSError as error:
+            # A server restarting has no socket file yet: unreachable, as a refused connection is.
+            raise ConnectionError(f"cannot connect to the database: {error!r}") from error
+        try:
+            return await getattr(connection, method)(statement.sql, *statement.arguments(values))
+        except asyncpg.PostgresError as error:
+            if (error.sqlstate or "").startswith(_UNAVAILABLE_SQLSTATES):
+                _close(connection)
+            raise
+        except BaseException:
+            # Released without a reset query, a connection whose statement was cut short
+            # (the server gone, a timeout, a cancel) could still be mid-protocol: it is
+            # closed, and the pool opens a new one. A statement's own error (a refusal,
+            # a lock timeout) leaves it ready and it stays.
+            _close(connection)
+            raise
+        finally:
+            await acquired.__aexit__(None, None, None)
+
+
+def _close(connection: Any) -> None:
+    """Close a pooled connection now (already gone, and so released, if the server ended it)."""
+    with suppress(asyncpg.InterfaceError):
+        connection.terminate()
+
+
+async def get_direct(request: Request) -> Direct:
+    """Dependency: the app's `Direct` (one object per app: nothing to open per request)."""
+    return AppState.of(request.app).direct
+
+
+DirectDep = Annotated[Direct, Depends(get_direct)]
+
+
 Database = AsyncConnection | AsyncSession
 """Where a read (or a one-statement write) runs: an autocommit connection or a session."""
 
@@ -181,6 +296,11 @@ def refusals() -> Iterator[None]:
     """Turn a SQL function's refusal, raised by a statement in this block, into Refused."""
     try:
         yield
+    except asyncpg.PostgresError as error:
+        # Straight from asyncpg (on `Direct`).
+        if error.sqlstate != REFUSAL_SQLSTATE:
+            raise
+        raise Refused(error.message, json.loads(error.detail or "{}")) from error
     except exc.DBAPIError as error:
         if getattr(error.orig, "sqlstate", None) != REFUSAL_SQLSTATE:
             raise

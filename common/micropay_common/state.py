@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+    from micropay_common.db import Direct
     from micropay_common.revocation import RevocationFeed
     from micropay_common.security import TokenVerifier
     from micropay_common.service_auth import ServiceTokenProvider
@@ -47,6 +48,7 @@ class ServiceState(Generic[SettingsT]):
         schema: str,
         engine: AsyncEngine,
         sessionmaker: async_sessionmaker[AsyncSession],
+        direct: Direct,
         token_verifier: TokenVerifier,
         revocations: RevocationFeed,
         listener: Listener,
@@ -59,6 +61,8 @@ class ServiceState(Generic[SettingsT]):
         """The service's PostgreSQL schema (its sessions' search path)."""
         self.engine = engine
         self.sessionmaker = sessionmaker
+        self.direct = direct
+        """The asyncpg pool the hot paths' single statements run on (`DirectDep`)."""
         self.token_verifier = token_verifier
         self.revocations = revocations
         """Keeps the verifier's deny-set of revoked sign-ins current (LISTEN and reads)."""

@@ -9,7 +9,7 @@ from sqlalchemy import Column, Select, bindparam, case, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from micropay_common.db import Database
+from micropay_common.db import Direct, Statement
 from transactions_microservice.models import (
     AccountId,
     AccountKind,
@@ -150,11 +150,20 @@ _BALANCES = (
 )
 
 
-async def balances(db: Database, user_id: str) -> list[WalletBalance]:
+_BALANCES_SQL = Statement.of(_BALANCES)
+
+
+async def balances(db: Direct, user_id: str) -> list[WalletBalance]:
     """The user's wallets, by currency, from the stored balances (never the entries)."""
-    rows = await db.execute(_BALANCES, {"user_id": user_id})
+    rows = await db.fetch(_BALANCES_SQL, user_id=user_id)
     return [
-        WalletBalance(row.currency, row.balance, int(row.held), int(row.unsettled), int(row.owed))
+        WalletBalance(
+            row["currency"],
+            row["balance"],
+            int(row["held"]),
+            int(row["unsettled"]),
+            int(row["owed"]),
+        )
         for row in rows
     ]
 

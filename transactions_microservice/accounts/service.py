@@ -6,7 +6,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from micropay_common.db import Database
+from micropay_common.db import Direct
 from transactions_microservice.accounts import repository
 from transactions_microservice.accounts.schemas import BalanceRead, BalancesRead
 from transactions_microservice.models import AccountId, SystemAccount
@@ -58,7 +58,7 @@ async def owed(session: AsyncSession, user_id: str, currency: str) -> int:
     return await repository.owed(session, user_id, currency)
 
 
-async def balances(db: Database, user_id: str) -> BalancesRead:
+async def balances(db: Direct, user_id: str) -> BalancesRead:
     """The user's wallets with their available balances (card money still settling apart) and
     what the user owes in each."""
     wallets = await repository.balances(db, user_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -12,6 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from micropay_common.db import Direct, create_pool
+from transactions_microservice.accounts import service as accounts
 from transactions_microservice.state import TransactionsState
 from transactions_microservice.tests.helpers import all_entries, ledger_check
 
@@ -279,12 +282,25 @@ async def test_a_deep_page_reads_no_more_entries_than_the_first(client, tx_app, 
         )
 
 
-async def test_a_balance_read_does_not_touch_entries(client, tx_app, seeded):
-    with captured_sql(tx_app) as statements:
-        response = await client.get("/transactions/balance", headers=seeded.headers)
+async def test_a_balance_read_does_not_touch_entries(client, tx_settings, seeded):
+    response = await client.get("/transactions/balance", headers=seeded.headers)
     assert response.json()["balances"][0]["balance"] == SEEDED_ENTRIES
-    assert statements
-    assert not any("entries" in statement for statement, _ in statements)
+    # What the route sends, on the app's kind of pool (one connection, every statement logged).
+    pool = await create_pool(
+        tx_settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0}), "transactions"
+    )
+    statements: list[str] = []
+    try:
+        async with pool.acquire() as connection:
+            connection.add_query_logger(lambda logged: statements.append(logged.query))
+        read = await accounts.balances(Direct(pool), seeded.id)
+        await asyncio.sleep(0)  # asyncpg calls its query loggers soon after, not at once
+    finally:
+        await pool.close()
+    assert [wallet.balance for wallet in read.balances] == [SEEDED_ENTRIES]
+    assert len(statements) == 1
+    assert "accounts" in statements[0]
+    assert "entries" not in statements[0]
 
 
 async def test_the_seeded_ledger_still_checks_out(client, service_headers, seeded):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from micropay_common.db import ConnectionDep
+from micropay_common.db import DirectDep
 from micropay_common.idempotency import KeyedCallDep
 from micropay_common.security import CurrentUser
 from transactions_microservice.dependencies import SettingsDep
@@ -39,7 +39,7 @@ router = APIRouter(tags=["transactions"])
 )
 async def create_transfer(
     body: TransferCreate,
-    db: ConnectionDep,
+    db: DirectDep,
     settings: SettingsDep,
     user: CurrentUser,
     keyed: KeyedCallDep,

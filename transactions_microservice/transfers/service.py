@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from micropay_common.db import Database, Refused
+from micropay_common.db import Database, Direct, Refused
 from micropay_common.errors import ProblemError
 from micropay_common.events import EventEnvelope, TransferCompleted
 from micropay_common.idempotency import StoredResponse, claim_parameters, claimed
@@ -23,7 +23,7 @@ from transactions_microservice.transfers.schemas import TransferCreate, Transfer
 
 
 async def create_transfer(
-    db: Database,
+    db: Direct | Database,
     sender_id: str,
     sender_email: str,
     request: TransferCreate,
@@ -38,7 +38,8 @@ async def create_transfer(
     so neither the answer nor its timing tells whether an email has an account. A debt, funds
     and the daily limit are weighed again under the posting's locks, exactly. All of it, with
     the Idempotency-Key's `claim` and the stored answer, is one statement
-    (`transactions.transfer`); on `db` in autocommit it is its own transaction, in a session
+    (`transactions.transfer`); on `Direct` (or a connection in autocommit) it is its own
+    transaction, in a session
     it joins the session's. With a claim, what the key already answered is returned instead.
     """
     to_email = accounts.normalise_email(request.to_email)

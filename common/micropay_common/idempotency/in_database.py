@@ -6,7 +6,7 @@ stored like a result), for a hot path whose whole effect is one SQL function
 (docs/conventions.md, "Hot paths in SQL"). The function takes the claim's values, calls the
 schema's `claim_idempotency_key` first, and either answers with what that found (a replay or a
 refusal, see `claimed`) or does the work and stores its response, in the implicit transaction
-of its one statement, on an autocommit connection (`ConnectionDep`).
+of its one statement, on the app's asyncpg pool (`DirectDep`), in autocommit.
 
 A refusal of the work (the function raised, so nothing it wrote stays) is stored with one more
 statement, `store_idempotent_response`, which claims the key again: if a concurrent request with
@@ -14,7 +14,7 @@ the key got it meanwhile, its answer is the one that stands and the one returned
 
 Usage in a router::
 
-    async def create_transfer(body: TransferIn, db: ConnectionDep, keyed: KeyedCallDep):
+    async def create_transfer(body: TransferIn, db: DirectDep, keyed: KeyedCallDep):
         return await keyed.run(lambda claim: service.transfer(db, body, claim), status_code=201)
 
 where `work` returns the result (a model), or the StoredResponse `claimed` gave back.
@@ -22,19 +22,20 @@ where `work` returns the result (a model), or the StoredResponse `claimed` gave 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
-from sqlalchemy import Integer, Text, bindparam, exc, text
+from sqlalchemy import Integer, Text, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from micropay_common.db import ConnectionDep
+from micropay_common.db import Direct, DirectDep, Statement
 from micropay_common.errors import PROBLEM_JSON, ProblemError, problem_response
 from micropay_common.idempotency.errors import IdempotencyConflict, IdempotencyKeyInUse
 from micropay_common.idempotency.fingerprint import fingerprint_of
@@ -70,6 +71,7 @@ _STORE_RESPONSE = (
     )
     .columns(outcome=JSONB)
 )
+_STORE_RESPONSE_SQL = Statement.of(_STORE_RESPONSE)
 
 
 def claim_parameters(claim: Claim) -> dict[str, Any]:
@@ -115,8 +117,8 @@ def key_in_use() -> Iterator[None]:
     """Turn the claim's lock timeout (another request holds the key) into 409 key in use."""
     try:
         yield
-    except exc.DBAPIError as error:
-        if getattr(error.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+    except asyncpg.PostgresError as error:
+        if error.sqlstate == _LOCK_NOT_AVAILABLE:
             raise IdempotencyKeyInUse(
                 "Another request with this Idempotency-Key is still being processed; "
                 "retry shortly.",
@@ -128,7 +130,7 @@ def key_in_use() -> Iterator[None]:
 class KeyedCall:
     """A keyed request whose SQL function claims the key and stores the answer itself."""
 
-    connection: AsyncConnection
+    connection: Direct
     claim: Claim
 
     async def run(
@@ -152,18 +154,15 @@ class KeyedCall:
     async def _refuse(self, error: ProblemError, headers: dict[str, str]) -> Response:
         problem = jsonable_encoder(error.to_body(self.claim.path))
         with key_in_use():
-            outcome = (
-                await self.connection.execute(
-                    _STORE_RESPONSE,
-                    {
-                        "owner": self.claim.owner,
-                        **claim_parameters(self.claim),
-                        "status": error.status,
-                        "body": problem,
-                        "media_type": PROBLEM_JSON,
-                    },
-                )
-            ).scalar_one()
+            stored_outcome = await self.connection.fetchval(
+                _STORE_RESPONSE_SQL,
+                owner=self.claim.owner,
+                **claim_parameters(self.claim),
+                status=error.status,
+                body=json.dumps(problem),
+                media_type=PROBLEM_JSON,
+            )
+        outcome = json.loads(stored_outcome)
         stored = claimed(outcome)
         if stored is not None:
             return replay_response(self.claim.key, stored)
@@ -172,7 +171,7 @@ class KeyedCall:
 
 async def keyed_call(
     request: Request,
-    connection: ConnectionDep,
+    connection: DirectDep,
     user: CurrentUser,
     # A default rather than Annotated: postponed annotations cannot see the description.
     idempotency_key: str | None = Header(
@@ -183,7 +182,7 @@ async def keyed_call(
         "response. Required.",
     ),
 ) -> KeyedCall:
-    """Dependency: the request's claim (Idempotency-Key required) on an autocommit connection."""
+    """Dependency: the request's claim (Idempotency-Key required), on the app's `Direct`."""
     # The header parameter documents the API; the raw headers are read to refuse repeats.
     del idempotency_key
     key = required_key(request)
