@@ -41,10 +41,12 @@ $(WEB_DEPS): web/package-lock.json
 		"https://nodejs.org, \`apt-get install nodejs npm\` or \`brew install node\`" >&2; exit 1; }
 	cd web && $(NPM) ci --no-audit --no-fund
 
-# The wallet app: the SDK up to date with the services' OpenAPI, TypeScript, the unit tests,
+# The wallet app: the SDK up to date with the services' OpenAPI (and its lock file with its
+# package.json), TypeScript, the unit tests,
 # and the build the gateway serves (built here, so the stacks the tests start find it current).
 web-check: $(STAMP) $(WEB_DEPS)
 	$(BIN)/python -m stack.openapi --check
+	cd sdk/typescript && $(NPM) ci --no-audit --no-fund --ignore-scripts
 	cd web && $(NPM) run --silent check-sdk && $(NPM) run --silent typecheck && $(NPM) test
 	$(BIN)/python -m stack.web
 
