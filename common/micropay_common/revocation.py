@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from micropay_common.errors import ServiceUnavailable, Unauthorized
-from micropay_common.jobs import backoff_delay
+from micropay_common.jobs import backoff_delay, wait_until_set
 from micropay_common.services import SERVICES, ServiceName
 from micropay_common.wakeup import Listener
 
@@ -212,8 +212,11 @@ class DenySet:
             self._waiters.append(waiter)
             try:
                 # A read already under way may have begun too early: then wait for the next.
-                if not await asyncio.wait_for(waiter, remaining):
-                    return False
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+                # arrives as the awaited result does.
+                async with asyncio.timeout(remaining):
+                    if not await waiter:
+                        return False
             except TimeoutError:
                 return False
         return True
@@ -272,7 +275,8 @@ class RevocationFeed:
         if self._owns_listener:
             await self.listener.start()
         try:
-            await asyncio.wait_for(self.refresh(), FIRST_READ_TIMEOUT_SECONDS)
+            async with asyncio.timeout(FIRST_READ_TIMEOUT_SECONDS):
+                await self.refresh()
         except Exception as exc:
             logger.warning("revocations: first read failed; user tokens wait for one: %r", exc)
             await self.disconnect()
@@ -346,8 +350,9 @@ class RevocationFeed:
                 delay = backoff_delay(
                     self._failures, base=self.poll_interval_seconds, cap=RECONNECT_MAX_SECONDS
                 )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            # Not asyncio.wait_for: on 3.11 it swallows a cancellation (stop) that arrives as the
+            # event is set, and the feed would then wait out a whole poll interval.
+            await wait_until_set(self._wake, delay)
             # Cleared before the read: a notification that arrives during it wakes one more.
             self._wake.clear()
             self._attempted_at = self.deny_set.clock()

@@ -209,6 +209,18 @@ async def test_a_notification_alone_denies_nothing(feed, admin):
         assert forged not in started.deny_set
 
 
+async def test_stopping_as_a_notification_arrives_stops_at_once(feed):
+    async with feed(3600, "test-revocations-stop-woken") as started:
+        await eventually(lambda: started.reads >= 2, within=5, interval=0.01)
+        await asyncio.sleep(0.05)  # the feed is idle, waiting for a wake-up or the hour
+        # The wake-up and the cancellation land in the same turn of the loop: the stop must win,
+        # not be swallowed into another hour of waiting.
+        started.wake()
+        stopping = asyncio.create_task(started.stop())
+        stopped, _ = await asyncio.wait({stopping}, timeout=5)
+        assert stopping in stopped, "stop() is waiting out the poll interval"
+
+
 async def test_a_revocation_whose_notification_was_lost_is_found_by_the_periodic_read(feed, admin):
     key = f"unannounced-{uuid.uuid4()}"
     async with feed(0.1, "test-revocations-polled") as started:
