@@ -236,14 +236,25 @@ class Direct:
         return await self._run("fetchval", statement, values)
 
     async def _run(self, method: str, statement: Statement, values: dict[str, Any]) -> Any:
+        arguments = statement.arguments(values)
         try:
-            acquired = self.pool.acquire()
-            connection = await acquired.__aenter__()
-        except OSError as error:
-            # A server restarting has no socket file yet: unreachable, as a refused connection is.
-            raise ConnectionError(f"cannot connect to the database: {error!r}") from error
+            return await self._once(method, statement.sql, arguments)
+        except asyncpg.InternalClientError:
+            # The pool handed out a connection the server had already ended (its farewell was
+            # read, the socket not yet closed): asyncpg refused before sending anything, so
+            # the statement did not run. Once more, on a connection opened now.
+            try:
+                return await self._once(method, statement.sql, arguments)
+            except asyncpg.InternalClientError as error:
+                raise ConnectionError(
+                    f"the database keeps ending connections: {error!r}"
+                ) from error
+
+    async def _once(self, method: str, sql: str, arguments: list[Any]) -> Any:
+        acquired = self.pool.acquire()
+        connection = await acquired.__aenter__()
         try:
-            return await getattr(connection, method)(statement.sql, *statement.arguments(values))
+            return await getattr(connection, method)(sql, *arguments)
         except asyncpg.PostgresError as error:
             if (error.sqlstate or "").startswith(_UNAVAILABLE_SQLSTATES):
                 _close(connection)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from micropay_common import db
@@ -59,3 +60,33 @@ async def test_a_busy_connection_is_not_pinged_and_a_broken_one_renews_the_pool(
         assert await _backend_pid(engine) not in pids
     finally:
         await engine.dispose()
+
+
+async def test_a_direct_statement_on_a_connection_the_server_just_ended_runs_on_a_new_one(
+    service_settings, database
+):
+    """The server's farewell can be read before the socket closes: that connection is idle to
+    the pool but refuses every command. The statement never left, so it runs on a fresh one."""
+    settings = service_settings("transactions", db_pool_size=1, db_max_overflow=0)
+    pool = await db.create_pool(settings, "transactions")
+    direct = db.Direct(pool)
+    backend_pid = db.Statement.of(select(func.pg_backend_pid()))
+    admin = await asyncpg.connect(**asyncpg_dsn(database.admin_url))
+    outcomes: Counter[str] = Counter()
+    try:
+        for attempt in range(100):
+            pid = await direct.fetchval(backend_pid)
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+            # Land at different moments of the farewell: before, while and after it is read.
+            await asyncio.sleep(0.0005 * (attempt % 10))
+            try:
+                assert await direct.fetchval(backend_pid) != pid
+                outcomes["ran"] += 1
+            except (ConnectionError, asyncpg.PostgresConnectionError) as error:
+                # Sent as the server was ending the connection: whether it ran is unknown, and
+                # the caller answers 503 (an idempotent retry finds out).
+                outcomes[type(error).__name__] += 1
+    finally:
+        await admin.close()
+        await pool.close()
+    assert outcomes["ran"] >= 50, outcomes
