@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from micropay_common.errors import UNAVAILABLE_SQLSTATES
 from micropay_common.settings import ServiceSettings
 from micropay_common.state import AppState
 
@@ -185,9 +186,6 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     """Release a pooled connection as it is: no reset query."""
 
 
-# SQLSTATEs after which the connection is not reused: connection failures and shutdowns.
-_UNAVAILABLE_SQLSTATES = ("08", "57P")
-
 _ASYNCPG = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 
 
@@ -256,7 +254,7 @@ class Direct:
         try:
             return await getattr(connection, method)(sql, *arguments)
         except asyncpg.PostgresError as error:
-            if (error.sqlstate or "").startswith(_UNAVAILABLE_SQLSTATES):
+            if (error.sqlstate or "").startswith(UNAVAILABLE_SQLSTATES):
                 _close(connection)
             raise
         except BaseException:

@@ -229,8 +229,9 @@ async def _http_exception_handler(request: Request, exc: Exception) -> JSONRespo
     return problem_response(exc.status_code, body, dict(exc.headers or {}))
 
 
-# SQLSTATEs of a server that is unreachable, shutting down or starting: worth a retry.
-_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+UNAVAILABLE_SQLSTATES = ("08", "57P")
+"""SQLSTATE prefixes of a connection that failed or a server that is shutting down, starting or
+ended the session: a retry later may succeed, and the connection is not used again."""
 # The same, raised by asyncpg itself (code that uses an asyncpg pool without SQLAlchemy).
 _ASYNCPG_UNAVAILABLE = (
     asyncpg.exceptions.PostgresConnectionError,
@@ -264,7 +265,7 @@ def database_unreachable(exc: BaseException) -> bool:
     if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
         return True
     sqlstate = getattr(exc.orig, "sqlstate", None) or ""
-    return sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    return sqlstate.startswith(UNAVAILABLE_SQLSTATES)
 
 
 async def _database_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
