@@ -1660,6 +1660,28 @@ GRANT SELECT, INSERT, UPDATE ON TABLE payments.paypal_events TO payment_service;
 
 UPDATE migrations.alembic_version SET version_num='0013' WHERE migrations.alembic_version.version_num = '0012';
 
+-- Running upgrade 0013 -> 0014
+
+CREATE TABLE notifications.notification_preferences (
+    user_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    email BOOLEAN DEFAULT true NOT NULL,
+    push BOOLEAN DEFAULT true NOT NULL,
+    webhook BOOLEAN DEFAULT true NOT NULL,
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    CONSTRAINT notification_preferences_pkey PRIMARY KEY (user_id, event_type)
+);
+
+REVOKE ALL ON TABLE notifications.notification_preferences FROM notifications_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE notifications.notification_preferences TO notifications_service;
+
+ALTER TABLE notifications.notifications DROP CONSTRAINT notifications_status_check;
+
+ALTER TABLE notifications.notifications ADD CONSTRAINT notifications_status_check CHECK (status IN ('pending', 'sent', 'failed', 'skipped'));
+
+UPDATE migrations.alembic_version SET version_num='0014' WHERE migrations.alembic_version.version_num = '0013';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

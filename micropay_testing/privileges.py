@@ -45,12 +45,14 @@ EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
         "devices": ALL,
         "webhook_attempts": APPEND_ONLY,
         "webhook_redeliveries": frozenset({"SELECT", "INSERT", "DELETE"}),
+        "notification_preferences": NO_DELETE,
     },
 }
 """Per (role, its schema): each table and the privileges the role holds on it."""
 
 ADDED_AFTER_BASELINE = {
     "notifications.webhook_redeliveries",
+    "notifications.notification_preferences",
     "auth.signup_attempts",
     "payments.disputes",
     "payments.paypal_events",

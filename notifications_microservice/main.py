@@ -18,6 +18,7 @@ from notifications_microservice.devices.router import router as devices_router
 from notifications_microservice.models import SCHEMA
 from notifications_microservice.notifications.handlers import build_events_router
 from notifications_microservice.notifications.router import router as notifications_router
+from notifications_microservice.preferences.router import router as preferences_router
 from notifications_microservice.settings import NotificationsSettings
 from notifications_microservice.state import NotificationsState
 from notifications_microservice.webhooks.jobs import legacy_secret_sealing_job
@@ -78,7 +79,13 @@ def create_app(
                 "description": "The caller's notifications, devices and webhook endpoints.",
             },
         ],
-        routers=[notifications_router, devices_router, webhooks_router, build_events_router()],
+        routers=[
+            notifications_router,
+            preferences_router,
+            devices_router,
+            webhooks_router,
+            build_events_router(),
+        ],
         on_startup=[start_clients],
         on_shutdown=[close_clients],
         background_jobs=background_jobs,

@@ -50,6 +50,8 @@ class NotificationStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     """Given up on; `last_error` says why."""
+    SKIPPED = "skipped"
+    """Never sent: the user had turned this channel off for the event type when it happened."""
 
 
 class DevicePlatform(StrEnum):
@@ -296,5 +298,25 @@ class WebhookRedelivery(Base):
         UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.webhook_endpoints.id"), nullable=False
     )
     requested_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
+class NotificationPreference(Base):
+    """The channels a user turned on or off for one event type.
+
+    No row means every channel is on; a row is written the first time the user changes a
+    channel of that event type. Read when an event becomes notifications, never at delivery.
+    """
+
+    __tablename__ = "notification_preferences"
+    __table_args__ = {"schema": SCHEMA}
+
+    user_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    event_type: Mapped[str] = mapped_column(Text, primary_key=True)
+    email: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    push: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    webhook: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )

@@ -2,11 +2,12 @@
 
 Two people sign up; Ana tops up her wallet by card (a declined card and 3-D Secure too), sends
 money to Bob and refunds part of a top-up; both read their histories and notifications, Bob's
-webhook receives a signed delivery; a stranger's id is 404 and logout revokes; Bob tops up
-through PayPal Checkout, approving on the PayPal stand-in's page. Every call goes through the
-gateway as a client's would; the card steps talk to the Stripe stand-in as Stripe.js does in a
-browser, and the PayPal step presses Approve on the stand-in's page as the buyer would. Ports
-follow the same variables as `make run` (MICROPAY_GATEWAY_PORT, ...), or pass the URLs:
+webhook receives a signed delivery; a stranger's id is 404 and logout revokes; Bob turns off
+emails about top-ups and tops up through PayPal Checkout, approving on the PayPal stand-in's
+page, and gets a push but no email. Every call goes through the gateway as a client's would;
+the card steps talk to the Stripe stand-in as Stripe.js does in a browser, and the PayPal step
+presses Approve on the stand-in's page as the buyer would. Ports follow the same variables as
+`make run` (MICROPAY_GATEWAY_PORT, ...), or pass the URLs:
 `python -m stack.demo --gateway http://127.0.0.1:9080 ...`.
 """
 
@@ -287,7 +288,9 @@ class Demo:
             self.histories()
             self.notifications(receiver, transfer_id)
             self.strangers_and_logout(payment_id)
+            self.preferences()
             self.paypal_top_up()
+            self.preferences_applied()
         self.where_to_look(endpoint)
 
     def check_stack(self) -> None:
@@ -483,6 +486,50 @@ class Demo:
         self.say.title("Ana logs out: her token stops working at once")
         self.request("POST", "/auth/logout", self.ana, expect=204)
         self.request("GET", "/transactions/balance", self.ana, expect=401, keys=("type",))
+
+    def preferences(self) -> None:
+        self.say.title("Bob wants no emails about top-ups: push and webhooks are enough")
+        self.request(
+            "GET", "/notifications/preferences", self.bob, expect=200, keys=("payment.succeeded",)
+        )
+        self.request(
+            "PUT",
+            "/notifications/preferences",
+            self.bob,
+            {"payment.succeeded": {"email": False}},
+            expect=200,
+            keys=("payment.succeeded",),
+        )
+        self.say.say("Every channel of every event type is on until its owner turns it off.")
+        self.say.title("Security notices cannot be turned off")
+        self.request(
+            "PUT",
+            "/notifications/preferences",
+            self.bob,
+            {"payment.dispute_opened": {"email": False}},
+            expect=422,
+            keys=("type", "event_types"),
+        )
+
+    def preferences_applied(self) -> None:
+        self.say.title("Bob's PayPal top-up: a push, and the email recorded as skipped")
+
+        def statuses() -> dict[str, str]:
+            notes = self.http.get(
+                "/notifications", params={"limit": 100}, headers=self.bob.auth
+            ).json()["data"]
+            return {
+                note["channel"]: note["status"]
+                for note in notes
+                if note["event"] == "payment.succeeded"
+            }
+
+        self.wait_for(
+            "Bob's top-up push", lambda: statuses() == {"email": "skipped", "push": "sent"}
+        )
+        self.request("GET", "/notifications?status=skipped", self.bob, expect=200)
+        shown = ", ".join(f"{channel} {status}" for channel, status in sorted(statuses().items()))
+        self.say.say(f"Bob's top-up notifications: {shown} (as chosen when it happened).")
 
     def paypal_top_up(self) -> None:
         self.say.title("Bob tops up 10.00 USD through PayPal Checkout")

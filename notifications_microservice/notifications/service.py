@@ -2,6 +2,8 @@
 
 Each event becomes, for every user it concerns, one email, one push and one webhook message
 per subscribed endpoint, rendered now and written in the event's inbox transaction; the
+user's preferences as they stand then decide which of them are `pending` and which `skipped`
+(never sent, whatever the preferences become later); the
 delivery worker sends them once that transaction commits (it announces them on
 `NOTIFICATIONS_DUE_CHANNEL`, which wakes the workers). An email whose address is not known yet
 waits (recipient NULL) until the event that brings the address fills it in.
@@ -19,8 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.pagination import InvalidCursor
 from micropay_common.wakeup import announce
-from notifications_microservice.models import NOTIFICATIONS_DUE_CHANNEL, Channel, Notification
+from notifications_microservice.models import (
+    NOTIFICATIONS_DUE_CHANNEL,
+    Channel,
+    Notification,
+    NotificationStatus,
+)
 from notifications_microservice.notifications import repository
+from notifications_microservice.preferences import service as preferences
 from notifications_microservice.rendering import render_message
 from notifications_microservice.webhooks import service as webhooks
 
@@ -64,7 +72,10 @@ async def notify(
     context: Mapping[str, Any],
     webhook_data: Mapping[str, Any],
 ) -> list[uuid.UUID]:
-    """Write the user's email, push and webhook records for one event; returns their ids."""
+    """Write the user's email, push and webhook records for one event; returns their ids.
+
+    A channel the user turned off for the event type gets its records all the same, `skipped`.
+    """
     message = render_message(kind, {**context, "event_id": str(occurrence.event_id)})
     common = {
         "event_id": occurrence.event_id,
@@ -109,8 +120,13 @@ async def notify(
                 "payload": webhook_body,
             }
         )
+    channels = await preferences.channels_for(session, user_id, occurrence.event_type)
+    for row in rows:
+        on = row["channel"] in channels
+        row["status"] = NotificationStatus.PENDING if on else NotificationStatus.SKIPPED
     await repository.insert_notifications(session, rows)
-    await announce(session, NOTIFICATIONS_DUE_CHANNEL)
+    if any(row["channel"] in channels for row in rows):
+        await announce(session, NOTIFICATIONS_DUE_CHANNEL)
     return [row["id"] for row in rows]
 
 

@@ -28,6 +28,7 @@ FAST_RETRIES = (0.2, 0.2, 0.2)
 TABLES = (
     "webhook_attempts",
     "webhook_redeliveries",
+    "notification_preferences",
     "notifications",
     "devices",
     "webhook_endpoints",

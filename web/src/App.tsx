@@ -5,6 +5,7 @@ import { History, PaymentDetail } from "./History";
 import { parsePayPalReturn } from "./paypal";
 import { PayPalResult, PayPalTopUp } from "./PayPalTopUp";
 import { Notifications, Webhooks } from "./Notifications";
+import { Preferences } from "./Preferences";
 import { SignIn } from "./SignIn";
 import { loadConfig, type RuntimeConfig } from "./stripe";
 import { ErrorMessage } from "./ui";
@@ -121,6 +122,7 @@ function Wallet({ session }: { session: Session }) {
             <History key={JSON.stringify(balances)} session={session} />
           ))}
         {page === "notifications" && <Notifications session={session} />}
+        {page === "notifications" && <Preferences session={session} />}
         {page === "webhooks" && <Webhooks session={session} />}
       </main>
     </>

@@ -66,6 +66,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/notifications/preferences": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your notification preferences
+         * @description Every event type you can receive and whether email, push and webhooks are on for it.
+         */
+        get: operations["get_preferences_notifications_preferences_get"];
+        /**
+         * Change your notification preferences
+         * @description Change the channels of the event types named; the others keep their settings.
+         */
+        put: operations["update_preferences_notifications_preferences_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/notifications/webhooks": {
         parameters: {
             query?: never;
@@ -164,6 +188,43 @@ export interface components {
          * @enum {string}
          */
         Channel: "email" | "push" | "webhook";
+        /**
+         * ChannelPreferences
+         * @description Whether each channel is on for one event type.
+         */
+        ChannelPreferences: {
+            /** Email */
+            email: boolean;
+            /** Push */
+            push: boolean;
+            /**
+             * Security Notice
+             * @description A security notice: always on, every channel (read-only).
+             */
+            security_notice: boolean;
+            /**
+             * Webhook
+             * @description The user's webhook endpoints subscribed to the event type.
+             */
+            webhook: boolean;
+        };
+        /**
+         * ChannelPreferencesUpdate
+         * @description The channels to change for one event type; a channel left out keeps its setting.
+         */
+        ChannelPreferencesUpdate: {
+            /** Email */
+            email?: boolean | null;
+            /** Push */
+            push?: boolean | null;
+            /**
+             * Security Notice
+             * @description Read-only; accepted and ignored, so a `GET` body can be sent back as it is.
+             */
+            security_notice?: boolean | null;
+            /** Webhook */
+            webhook?: boolean | null;
+        };
         /**
          * DeviceCreate
          * @description A device's push token from APNs or Firebase Cloud Messaging.
@@ -285,7 +346,7 @@ export interface components {
          * @description Where a notification stands.
          * @enum {string}
          */
-        NotificationStatus: "pending" | "sent" | "failed";
+        NotificationStatus: "pending" | "sent" | "failed" | "skipped";
         /** Page[DeviceRead] */
         Page_DeviceRead_: {
             /** Data */
@@ -649,6 +710,97 @@ export interface operations {
                 };
             };
             /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_preferences_notifications_preferences_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every event type you can receive, with the channels that are on */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "payment.dispute_opened": {
+                     *         "email": true,
+                     *         "push": true,
+                     *         "security_notice": true,
+                     *         "webhook": true
+                     *       },
+                     *       "transfer.completed": {
+                     *         "email": false,
+                     *         "push": true,
+                     *         "security_notice": false,
+                     *         "webhook": true
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        [key: string]: components["schemas"]["ChannelPreferences"];
+                    };
+                };
+            };
+        };
+    };
+    update_preferences_notifications_preferences_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    [key: string]: components["schemas"]["ChannelPreferencesUpdate"];
+                };
+            };
+        };
+        responses: {
+            /** @description Every event type you can receive, with the channels that are on */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "payment.dispute_opened": {
+                     *         "email": true,
+                     *         "push": true,
+                     *         "security_notice": true,
+                     *         "webhook": true
+                     *       },
+                     *       "transfer.completed": {
+                     *         "email": false,
+                     *         "push": true,
+                     *         "security_notice": false,
+                     *         "webhook": true
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        [key: string]: components["schemas"]["ChannelPreferences"];
+                    };
+                };
+            };
+            /** @description An unknown event type (`unknown_event_type`) or channel (`validation_error`), or a security notice turned off (`security_notice_required`); nothing changed */
             422: {
                 headers: {
                     [name: string]: unknown;

@@ -1,0 +1,1 @@
+"""Notification preferences: which channels each user receives for each event type."""
