@@ -1660,6 +1660,47 @@ GRANT SELECT, INSERT, UPDATE ON TABLE payments.paypal_events TO payment_service;
 
 UPDATE migrations.alembic_version SET version_num='0013' WHERE migrations.alembic_version.version_num = '0012';
 
+-- Running upgrade 0013 -> 0014
+
+CREATE TABLE transactions.money_requests (
+    id UUID NOT NULL,
+    requester_id TEXT NOT NULL,
+    requester_email TEXT NOT NULL,
+    payer_email TEXT NOT NULL,
+    payer_id TEXT,
+    amount BIGINT NOT NULL,
+    currency TEXT NOT NULL,
+    note TEXT,
+    status TEXT DEFAULT 'open' NOT NULL,
+    transfer_id UUID,
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    expires_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    resolved_at TIMESTAMP WITH TIME ZONE,
+    CONSTRAINT money_requests_pkey PRIMARY KEY (id),
+    CONSTRAINT money_requests_amount_check CHECK (amount > 0),
+    CONSTRAINT money_requests_currency_check CHECK (currency ~ '^[A-Z]{3}$'),
+    CONSTRAINT money_requests_email_check CHECK (payer_email = lower(payer_email)),
+    CONSTRAINT money_requests_status_check CHECK (status IN ('open', 'paid', 'declined', 'canceled', 'expired')),
+    CONSTRAINT money_requests_paid_check CHECK ((status = 'paid') = (transfer_id IS NOT NULL)),
+    CONSTRAINT money_requests_resolved_check CHECK ((status = 'open') = (resolved_at IS NULL)),
+    CONSTRAINT money_requests_transfer_id_fkey FOREIGN KEY(transfer_id) REFERENCES transactions.ledger_transactions (id),
+    CONSTRAINT money_requests_transfer_key UNIQUE (transfer_id)
+);
+
+CREATE INDEX money_requests_requester_idx ON transactions.money_requests (requester_id, created_at DESC, id DESC);
+
+CREATE INDEX money_requests_payer_idx ON transactions.money_requests (payer_id, created_at DESC, id DESC);
+
+CREATE INDEX money_requests_waiting_idx ON transactions.money_requests (payer_email) WHERE payer_id IS NULL AND status = 'open';
+
+CREATE INDEX money_requests_open_expiry_idx ON transactions.money_requests (expires_at) WHERE status = 'open';
+
+REVOKE ALL ON TABLE transactions.money_requests FROM transactions_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE transactions.money_requests TO transactions_service;
+
+UPDATE migrations.alembic_version SET version_num='0014' WHERE migrations.alembic_version.version_num = '0013';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

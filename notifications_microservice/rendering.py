@@ -25,6 +25,12 @@ KINDS = (
     "payment_dispute_closed",
     "transfer_sent",
     "transfer_received",
+    "money_request_sent",
+    "money_request_received",
+    "money_request_paid",
+    "money_request_declined",
+    "money_request_canceled",
+    "money_request_expired",
 )
 _WHITESPACE = re.compile(r"\s+")
 

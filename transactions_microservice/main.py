@@ -18,6 +18,8 @@ from transactions_microservice.ledger.router import router as ledger_router
 from transactions_microservice.limits.router import router as limits_router
 from transactions_microservice.limits.top_ups import TopUpAllowanceClient
 from transactions_microservice.models import SCHEMA
+from transactions_microservice.requests.jobs import money_request_expiry_job
+from transactions_microservice.requests.router import router as requests_router
 from transactions_microservice.settings import TransactionsSettings
 from transactions_microservice.state import TransactionsState
 from transactions_microservice.transfers.router import router as transfers_router
@@ -63,6 +65,7 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
         routers=[
             accounts_router,
             transfers_router,
+            requests_router,
             # Before the ledger's `/transactions/{id}`, which would take "limits" for an id.
             limits_router,
             ledger_router,
@@ -72,7 +75,12 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
         ],
         on_startup=[configure_handlers, start_clients],
         on_shutdown=[close_clients],
-        background_jobs=[outbox_relay_job, idempotency_purge_job, hold_expiry_job],
+        background_jobs=[
+            outbox_relay_job,
+            idempotency_purge_job,
+            hold_expiry_job,
+            money_request_expiry_job,
+        ],
     )
 
 

@@ -37,6 +37,12 @@ class EventType(StrEnum):
     PAYMENT_DISPUTE_FUNDS_REINSTATED = "payment.dispute_funds_reinstated"
     PAYMENT_DISPUTE_CLOSED = "payment.dispute_closed"
     TRANSFER_COMPLETED = "transfer.completed"
+    MONEY_REQUEST_CREATED = "money_request.created"
+    MONEY_REQUEST_RECEIVED = "money_request.received"
+    MONEY_REQUEST_PAID = "money_request.paid"
+    MONEY_REQUEST_DECLINED = "money_request.declined"
+    MONEY_REQUEST_CANCELED = "money_request.canceled"
+    MONEY_REQUEST_EXPIRED = "money_request.expired"
 
 
 class Event(BaseModel):
@@ -243,6 +249,75 @@ class TransferCompleted(Event):
     description: str | None = None
 
 
+class MoneyRequestData(BaseModel):
+    """What every money request event carries: the request as it stands after the change."""
+
+    request_id: str
+    requester_id: str
+    requester_email: str
+    payer_id: str | None = Field(
+        default=None, description="Empty while the payer's email names no account yet."
+    )
+    payer_email: str
+    amount: Amount
+    currency: CurrencyCode
+    note: str | None = None
+
+
+class MoneyRequestCreated(Event, MoneyRequestData):
+    """`money_request.created`: notifications tells the requester their request is sent (the
+    same notice whether or not the email has an account)."""
+
+    event_type = EventType.MONEY_REQUEST_CREATED
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+
+class MoneyRequestReceived(Event, MoneyRequestData):
+    """`money_request.received`: an open request reached its payer's account (at once, or when
+    the email signed up); notifications tells the payer."""
+
+    event_type = EventType.MONEY_REQUEST_RECEIVED
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+
+class MoneyRequestPaid(Event, MoneyRequestData):
+    """`money_request.paid`: the payer paid it with `transfer_id`; notifications tells both."""
+
+    event_type = EventType.MONEY_REQUEST_PAID
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+    transfer_id: str
+
+
+class MoneyRequestDeclined(Event, MoneyRequestData):
+    """`money_request.declined`: the payer refused it; notifications tells both."""
+
+    event_type = EventType.MONEY_REQUEST_DECLINED
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+
+class MoneyRequestCanceled(Event, MoneyRequestData):
+    """`money_request.canceled`: the requester withdrew it; notifications tells both (the payer
+    only if the request had reached an account)."""
+
+    event_type = EventType.MONEY_REQUEST_CANCELED
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+
+class MoneyRequestExpired(Event, MoneyRequestData):
+    """`money_request.expired`: nobody answered it in time; notifications tells both (the
+    payer only if the request had reached an account)."""
+
+    event_type = EventType.MONEY_REQUEST_EXPIRED
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+
 EVENT_MODELS: Mapping[EventType, type[Event]] = MappingProxyType(
     {
         model.event_type: model
@@ -257,6 +332,12 @@ EVENT_MODELS: Mapping[EventType, type[Event]] = MappingProxyType(
             PaymentDisputeFundsReinstated,
             PaymentDisputeClosed,
             TransferCompleted,
+            MoneyRequestCreated,
+            MoneyRequestReceived,
+            MoneyRequestPaid,
+            MoneyRequestDeclined,
+            MoneyRequestCanceled,
+            MoneyRequestExpired,
         )
     }
 )
