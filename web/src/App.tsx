@@ -5,6 +5,7 @@ import { History, PaymentDetail } from "./History";
 import { parsePayPalReturn } from "./paypal";
 import { PayPalResult, PayPalTopUp } from "./PayPalTopUp";
 import { Notifications, Webhooks } from "./Notifications";
+import { Requests } from "./Requests";
 import { SignIn } from "./SignIn";
 import { loadConfig, type RuntimeConfig } from "./stripe";
 import { ErrorMessage } from "./ui";
@@ -86,6 +87,7 @@ function Wallet({ session }: { session: Session }) {
           {[
             ["wallet", "Wallet"],
             ["history", "History"],
+            ["requests", "Requests"],
             ["notifications", "Notifications"],
             ["webhooks", "Webhooks"],
           ].map(([id, label]) => (
@@ -120,6 +122,7 @@ function Wallet({ session }: { session: Session }) {
           ) : (
             <History key={JSON.stringify(balances)} session={session} />
           ))}
+        {page === "requests" && <Requests session={session} currency={currency} track={track} />}
         {page === "notifications" && <Notifications session={session} />}
         {page === "webhooks" && <Webhooks session={session} />}
       </main>
