@@ -3,11 +3,12 @@
 Two people sign up; Ana tops up her wallet by card (a declined card and 3-D Secure too), sends
 money to Bob and refunds part of a top-up; both read their histories and notifications, Bob's
 webhook receives a signed delivery; a stranger's id is 404 and logout revokes; Bob tops up
-through PayPal Checkout, approving on the PayPal stand-in's page. Every call goes through the
-gateway as a client's would; the card steps talk to the Stripe stand-in as Stripe.js does in a
-browser, and the PayPal step presses Approve on the stand-in's page as the buyer would. Ports
-follow the same variables as `make run` (MICROPAY_GATEWAY_PORT, ...), or pass the URLs:
-`python -m stack.demo --gateway http://127.0.0.1:9080 ...`.
+through PayPal Checkout, approving on the PayPal stand-in's page; Bob asks Ana for money and
+she pays the request, and a request to an address nobody has looks the same. Every call goes
+through the gateway as a client's would; the card steps talk to the Stripe stand-in as
+Stripe.js does in a browser, and the PayPal step presses Approve on the stand-in's page as the
+buyer would. Ports follow the same variables as `make run` (MICROPAY_GATEWAY_PORT, ...), or
+pass the URLs: `python -m stack.demo --gateway http://127.0.0.1:9080 ...`.
 """
 
 from __future__ import annotations
@@ -288,6 +289,7 @@ class Demo:
             self.notifications(receiver, transfer_id)
             self.strangers_and_logout(payment_id)
             self.paypal_top_up()
+            self.money_requests()
         self.where_to_look(endpoint)
 
     def check_stack(self) -> None:
@@ -532,6 +534,63 @@ class Demo:
         self.say.say("PayPal's signed webhooks arrive too; the wallet is credited once.")
         self._wait_balance(self.bob, 3500)
         self.say.say(f"Balance: Bob {money(self.balance(self.bob))}")
+
+    def money_requests(self) -> None:
+        self.say.title("Bob asks Ana for 5.00 USD; she sees the request and pays it")
+        asked = self.request(
+            "POST",
+            "/transactions/requests",
+            self.bob,
+            {"from_email": self.ana.email, "amount": 500, "currency": "USD", "note": "Taxi"},
+            expect=201,
+            keys=("id", "status", "from_email", "amount", "expires_at"),
+            idempotent=True,
+        ).json()
+        self.wait_for(
+            "Ana's request to pay",
+            lambda: any(
+                item["id"] == asked["id"]
+                for item in self.http.get(
+                    "/transactions/requests", params={"role": "payer"}, headers=self.ana.auth
+                ).json()["data"]
+            ),
+        )
+        self.request("GET", "/transactions/requests?role=payer&status=open", self.ana, expect=200)
+        self.request(
+            "POST",
+            f"/transactions/requests/{asked['id']}/pay",
+            self.ana,
+            expect=201,
+            keys=("id", "status", "transfer_id"),
+            idempotent=True,
+        )
+        self.say.say("The transfer and the request's `paid` commit together: paying again is 409.")
+        self.request(
+            "POST",
+            f"/transactions/requests/{asked['id']}/pay",
+            self.ana,
+            expect=409,
+            keys=("type", "request_status"),
+            idempotent=True,
+        )
+        self.show_balances({"Ana": 3000, "Bob": 4000})
+        self.say.title("Bob asks an address nobody has: the same answer; it waits for a sign-up")
+        waiting = self.request(
+            "POST",
+            "/transactions/requests",
+            self.bob,
+            {"from_email": "nobody-here@example.com", "amount": 100, "currency": "USD"},
+            expect=201,
+            keys=("id", "status", "from_email"),
+            idempotent=True,
+        ).json()
+        self.request(
+            "POST",
+            f"/transactions/requests/{waiting['id']}/cancel",
+            self.bob,
+            expect=200,
+            keys=("id", "status"),
+        )
 
     def where_to_look(self, endpoint_id: str) -> None:
         self.say.title("Where to look next")

@@ -1,0 +1,114 @@
+"""Money requests end to end through the gateway: asked, paid once, told to both sides by email;
+a request to an address nobody has answers the same and reaches it when it signs up."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from micropay_testing.polling import eventually
+from tests.e2e.client import PASSWORD, Api, User
+
+pytestmark = pytest.mark.timeout(180)
+
+
+async def ask(api: Api, requester: User, from_email: str, amount: int, **extra: Any):
+    return await api.client.post(
+        "/transactions/requests",
+        json={"from_email": from_email, "amount": amount, "currency": "USD", **extra},
+        headers={**requester.auth, "Idempotency-Key": str(uuid.uuid4())},
+    )
+
+
+async def pay(api: Api, payer: User, request_id: str) -> httpx.Response:
+    return await api.client.post(
+        f"/transactions/requests/{request_id}/pay",
+        headers={**payer.auth, "Idempotency-Key": str(uuid.uuid4())},
+    )
+
+
+async def requests_to_pay(api: Api, payer: User) -> list[dict[str, Any]]:
+    response = await api.client.get(
+        "/transactions/requests", params={"role": "payer"}, headers=payer.auth
+    )
+    assert response.status_code == 200, response.text
+    return list(response.json()["data"])
+
+
+async def test_a_request_is_paid_once_and_both_sides_are_told(api: Api) -> None:
+    dana, eli = await api.register("dana"), await api.register("eli")
+    topped = await api.top_up(eli, 5_000)
+    assert topped.status_code == 201, topped.text
+    await api.balance_becomes(eli, 5_000)
+
+    asked = await ask(api, dana, eli.email, 1_250, note="Tickets")
+    assert asked.status_code == 201, asked.text
+    request = asked.json()
+    assert (request["status"], request["from_email"]) == ("open", eli.email)
+    assert [r["id"] for r in await requests_to_pay(api, eli)] == [request["id"]]
+
+    # Two payments at once, with different keys: one pays, the other finds it paid.
+    answers = await asyncio.gather(pay(api, eli, request["id"]), pay(api, eli, request["id"]))
+    assert sorted(a.status_code for a in answers) == [201, 409]
+    paid = next(a for a in answers if a.status_code == 201).json()
+    assert paid["status"] == "paid"
+    await api.balance_becomes(dana, 1_250)
+    await api.balance_becomes(eli, 3_750)
+    lines = [line for line in await api.history(dana) if line["type"] == "transfer_in"]
+    assert [line["reference"] for line in lines] == [paid["transfer_id"]]
+
+    async def both_told() -> bool:
+        to_dana = [m["subject"] for m in await api.emails_to(dana.email)]
+        to_eli = [m["subject"] for m in await api.emails_to(eli.email)]
+        return (
+            f"{eli.email} paid your request for 12.50 USD" in to_dana
+            and f"{dana.email} asks you for 12.50 USD" in to_eli
+            and f"You paid the request from {dana.email} for 12.50 USD" in to_eli
+        )
+
+    await eventually(both_told, within=30)
+    assert (await api.ledger_check())["ok"] is True
+
+
+async def test_a_request_to_an_address_nobody_has_waits_for_its_sign_up(api: Api) -> None:
+    fay = await api.register("fay")
+    newcomer_email = f"gil-{uuid.uuid4().hex[:10]}@example.com"
+    known = await api.register("hal")
+
+    waiting = await ask(api, fay, newcomer_email, 300)
+    ordinary = await ask(api, fay, known.email, 300)
+    assert (waiting.status_code, ordinary.status_code) == (201, 201)
+    varying = {"id", "from_email", "created_at", "expires_at"}
+    assert {k: v for k, v in waiting.json().items() if k not in varying} == {
+        k: v for k, v in ordinary.json().items() if k not in varying
+    }
+
+    registered = await api.client.post(
+        "/auth/register", json={"email": newcomer_email, "password": PASSWORD}
+    )
+    assert registered.status_code == 201, registered.text
+    gil = await api.login(newcomer_email, registered.json()["user_id"])
+
+    async def reached() -> bool:
+        return [r["id"] for r in await requests_to_pay(api, gil)] == [waiting.json()["id"]]
+
+    await eventually(reached, within=30)
+    declined = await api.client.post(
+        f"/transactions/requests/{waiting.json()['id']}/decline", headers=gil.auth
+    )
+    assert declined.status_code == 200, declined.text
+    assert declined.json()["status"] == "declined"
+    canceled = await api.client.post(
+        f"/transactions/requests/{ordinary.json()['id']}/cancel", headers=fay.auth
+    )
+    assert canceled.json()["status"] == "canceled"
+
+    async def fay_told() -> bool:
+        subjects = [m["subject"] for m in await api.emails_to(fay.email)]
+        return f"{newcomer_email} declined your request for 3.00 USD" in subjects
+
+    await eventually(fay_told, within=30)
