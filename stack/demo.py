@@ -536,7 +536,15 @@ class Demo:
         self.say.say(f"Balance: Bob {money(self.balance(self.bob))}")
 
     def money_requests(self) -> None:
-        self.say.title("Bob asks Ana for 5.00 USD; she sees the request and pays it")
+        self.say.title("Ana logs in again; Bob asks her for 5.00 USD, and she pays the request")
+        tokens = self.request(
+            "POST",
+            "/auth/login",
+            body={"email": self.ana.email, "password": PASSWORD},
+            expect=200,
+            keys=("token_type",),
+        ).json()
+        self.ana.token = tokens["access_token"]
         asked = self.request(
             "POST",
             "/transactions/requests",
