@@ -1701,6 +1701,43 @@ GRANT SELECT, INSERT, UPDATE ON TABLE transactions.money_requests TO transaction
 
 UPDATE migrations.alembic_version SET version_num='0014' WHERE migrations.alembic_version.version_num = '0013';
 
+-- Running upgrade 0014 -> 0015
+
+CREATE TABLE transactions.transfer_invitations (
+    id UUID NOT NULL,
+    sender_id TEXT NOT NULL,
+    sender_email TEXT NOT NULL,
+    to_email TEXT NOT NULL,
+    amount BIGINT NOT NULL,
+    currency TEXT NOT NULL,
+    description TEXT,
+    hold_id UUID NOT NULL,
+    status TEXT DEFAULT 'pending' NOT NULL,
+    recipient_id TEXT,
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    expires_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    resolved_at TIMESTAMP WITH TIME ZONE,
+    CONSTRAINT transfer_invitations_pkey PRIMARY KEY (id),
+    CONSTRAINT transfer_invitations_amount_check CHECK (amount > 0),
+    CONSTRAINT transfer_invitations_currency_check CHECK (currency ~ '^[A-Z]{3}$'),
+    CONSTRAINT transfer_invitations_email_check CHECK (to_email = lower(to_email)),
+    CONSTRAINT transfer_invitations_status_check CHECK (status IN ('pending', 'completed', 'canceled', 'expired')),
+    CONSTRAINT transfer_invitations_completed_check CHECK ((status = 'completed') = (recipient_id IS NOT NULL)),
+    CONSTRAINT transfer_invitations_resolved_check CHECK ((status = 'pending') = (resolved_at IS NULL)),
+    CONSTRAINT transfer_invitations_hold_id_fkey FOREIGN KEY(hold_id) REFERENCES transactions.holds (id),
+    CONSTRAINT transfer_invitations_hold_key UNIQUE (hold_id)
+);
+
+CREATE INDEX transfer_invitations_waiting_idx ON transactions.transfer_invitations (to_email) WHERE status = 'pending';
+
+CREATE INDEX transfer_invitations_pending_expiry_idx ON transactions.transfer_invitations (expires_at) WHERE status = 'pending';
+
+REVOKE ALL ON TABLE transactions.transfer_invitations FROM transactions_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE transactions.transfer_invitations TO transactions_service;
+
+UPDATE migrations.alembic_version SET version_num='0015' WHERE migrations.alembic_version.version_num = '0014';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

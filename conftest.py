@@ -191,6 +191,7 @@ def idle_transactions_settings(service_settings: Callable[..., ServiceSettings])
         outbox_poll_interval_seconds=3600,
         hold_sweep_interval_seconds=3600,
         money_request_sweep_interval_seconds=3600,
+        invitation_sweep_interval_seconds=3600,
     )
 
 

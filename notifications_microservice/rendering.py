@@ -31,6 +31,10 @@ KINDS = (
     "money_request_declined",
     "money_request_canceled",
     "money_request_expired",
+    "transfer_invitation_sent",
+    "transfer_invitation",
+    "transfer_invitation_canceled",
+    "transfer_invitation_expired",
 )
 _WHITESPACE = re.compile(r"\s+")
 

@@ -13,6 +13,8 @@ from transactions_microservice.holds.jobs import hold_expiry_job
 from transactions_microservice.holds.router import router as holds_router
 from transactions_microservice.inbound.router import inbound_router
 from transactions_microservice.inbound.service import EventHandlers
+from transactions_microservice.invitations.jobs import invitation_expiry_job
+from transactions_microservice.invitations.router import router as invitations_router
 from transactions_microservice.ledger.router import internal_router as ledger_internal_router
 from transactions_microservice.ledger.router import router as ledger_router
 from transactions_microservice.limits.router import router as limits_router
@@ -66,6 +68,7 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
             accounts_router,
             transfers_router,
             requests_router,
+            invitations_router,
             # Before the ledger's `/transactions/{id}`, which would take "limits" for an id.
             limits_router,
             ledger_router,
@@ -80,6 +83,7 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
             idempotency_purge_job,
             hold_expiry_job,
             money_request_expiry_job,
+            invitation_expiry_job,
         ],
     )
 

@@ -335,6 +335,64 @@ class MoneyRequest(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class InvitationStatus(StrEnum):
+    """Where a transfer to an email without an account stands: pending until that email signs
+    up (completed), the sender cancels it or it expires."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    """Posted as a transfer whose id is the invitation's, its hold captured by it."""
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+
+
+class TransferInvitation(Base):
+    """A transfer to an email that has no account yet: its amount held on the sender's wallet
+    (`hold_id`) until the email signs up, the sender cancels or it expires."""
+
+    __tablename__ = "transfer_invitations"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="transfer_invitations_amount_check"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="transfer_invitations_currency_check"),
+        CheckConstraint("to_email = lower(to_email)", name="transfer_invitations_email_check"),
+        check_in("status", InvitationStatus, name="transfer_invitations_status_check"),
+        CheckConstraint(
+            "(status = 'completed') = (recipient_id IS NOT NULL)",
+            name="transfer_invitations_completed_check",
+        ),
+        CheckConstraint(
+            "(status = 'pending') = (resolved_at IS NULL)",
+            name="transfer_invitations_resolved_check",
+        ),
+        UniqueConstraint("hold_id", name="transfer_invitations_hold_key"),
+        Index(
+            "transfer_invitations_waiting_idx",
+            "to_email",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "transfer_invitations_pending_expiry_idx",
+            "expires_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    sender_id: Mapped[str] = mapped_column(Text)
+    sender_email: Mapped[str] = mapped_column(Text)
+    to_email: Mapped[str] = mapped_column(Text)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    hold_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.holds.id"))
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    recipient_id: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 # Core handles for the SQL in the repositories: the hot paths skip the ORM's unit of work.
 accounts = cast(Table, Account.__table__)
 users = cast(Table, User.__table__)
@@ -343,3 +401,4 @@ entries = cast(Table, Entry.__table__)
 holds = cast(Table, Hold.__table__)
 top_up_settlements = cast(Table, TopUpSettlement.__table__)
 money_requests = cast(Table, MoneyRequest.__table__)
+transfer_invitations = cast(Table, TransferInvitation.__table__)

@@ -39,6 +39,14 @@ class TransactionsSettings(ServiceSettings):
     money_request_sweep_interval_seconds: float = Field(
         default=60.0, gt=0, description="How often open money requests past their expiry close."
     )
+    invitation_ttl_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=1,
+        description="How long money sent to an email without an account waits for its sign-up.",
+    )
+    invitation_sweep_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often pending invitations past their expiry close."
+    )
 
     transfer_limit_per_transaction: str = Field(
         default=DEFAULT_TRANSFER_LIMIT_PER_TRANSACTION,

@@ -43,6 +43,9 @@ class EventType(StrEnum):
     MONEY_REQUEST_DECLINED = "money_request.declined"
     MONEY_REQUEST_CANCELED = "money_request.canceled"
     MONEY_REQUEST_EXPIRED = "money_request.expired"
+    TRANSFER_INVITED = "transfer.invited"
+    TRANSFER_INVITATION_CANCELED = "transfer.invitation_canceled"
+    TRANSFER_INVITATION_EXPIRED = "transfer.invitation_expired"
 
 
 class Event(BaseModel):
@@ -318,6 +321,46 @@ class MoneyRequestExpired(Event, MoneyRequestData):
     consumers = (ServiceName.NOTIFICATIONS,)
 
 
+class InvitationData(BaseModel):
+    """What every invitation event carries: a transfer to an email without an account."""
+
+    invitation_id: str = Field(description="Also the id of the transfer it becomes.")
+    from_user_id: str
+    from_email: str
+    to_email: str
+    amount: Amount
+    currency: CurrencyCode
+    description: str | None = None
+    expires_at: AwareDatetime
+
+
+class TransferInvited(Event, InvitationData):
+    """`transfer.invited`: money waits for an email to sign up; notifications tells the sender
+    and sends the invitation to the address. Its completion is the usual `transfer.completed`."""
+
+    event_type = EventType.TRANSFER_INVITED
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+
+class TransferInvitationCanceled(Event, InvitationData):
+    """`transfer.invitation_canceled`: the sender took it back, the hold is released;
+    notifications tells the sender."""
+
+    event_type = EventType.TRANSFER_INVITATION_CANCELED
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+
+class TransferInvitationExpired(Event, InvitationData):
+    """`transfer.invitation_expired`: nobody signed up in time, the hold is released;
+    notifications tells the sender."""
+
+    event_type = EventType.TRANSFER_INVITATION_EXPIRED
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+
 EVENT_MODELS: Mapping[EventType, type[Event]] = MappingProxyType(
     {
         model.event_type: model
@@ -338,6 +381,9 @@ EVENT_MODELS: Mapping[EventType, type[Event]] = MappingProxyType(
             MoneyRequestDeclined,
             MoneyRequestCanceled,
             MoneyRequestExpired,
+            TransferInvited,
+            TransferInvitationCanceled,
+            TransferInvitationExpired,
         )
     }
 )

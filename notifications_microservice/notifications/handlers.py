@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.events import (
+    InvitationData,
     MoneyRequestCanceled,
     MoneyRequestCreated,
     MoneyRequestData,
@@ -24,6 +25,9 @@ from micropay_common.events import (
     PaymentRefundFailed,
     PaymentSucceeded,
     TransferCompleted,
+    TransferInvitationCanceled,
+    TransferInvitationExpired,
+    TransferInvited,
     UserRegistered,
 )
 from micropay_common.inbox import EventHandler, EventMeta, events_router, on
@@ -377,6 +381,68 @@ async def on_money_request_expired(
     await _notify_money_request(session, event, meta, "money_request_expired")
 
 
+async def _notify_sender(
+    session: AsyncSession, event: InvitationData, meta: EventMeta, kind: str
+) -> None:
+    email = await service.learn_email(session, event.from_user_id, event.from_email)
+    amount = format_amount(event.amount, event.currency)
+    await service.notify(
+        session,
+        _occurrence(meta),
+        user_id=event.from_user_id,
+        email=email,
+        kind=kind,
+        context={
+            "amount": amount,
+            "counterparty_email": event.to_email,
+            "description": event.description,
+            "transfer_id": event.invitation_id,
+            "expires_at": event.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+        },
+        webhook_data={
+            "transfer_id": event.invitation_id,
+            "amount": event.amount,
+            "currency": event.currency,
+            "counterparty_email": event.to_email,
+            "description": event.description,
+            "expires_at": event.expires_at.isoformat(),
+        },
+    )
+
+
+async def on_transfer_invited(
+    session: AsyncSession, event: TransferInvited, meta: EventMeta
+) -> None:
+    """The sender hears the money waits; the address gets the invitation to sign up."""
+    await _notify_sender(session, event, meta, "transfer_invitation_sent")
+    await service.notify_address(
+        session,
+        _occurrence(meta),
+        email=event.to_email,
+        kind="transfer_invitation",
+        context={
+            "amount": format_amount(event.amount, event.currency),
+            "counterparty_email": event.from_email,
+            "description": event.description,
+            "expires_at": event.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+        },
+    )
+
+
+async def on_transfer_invitation_canceled(
+    session: AsyncSession, event: TransferInvitationCanceled, meta: EventMeta
+) -> None:
+    """The sender hears the held money is back in the wallet."""
+    await _notify_sender(session, event, meta, "transfer_invitation_canceled")
+
+
+async def on_transfer_invitation_expired(
+    session: AsyncSession, event: TransferInvitationExpired, meta: EventMeta
+) -> None:
+    """The sender hears nobody signed up in time and the money is back in the wallet."""
+    await _notify_sender(session, event, meta, "transfer_invitation_expired")
+
+
 HANDLERS: list[EventHandler[Any]] = [
     on(UserRegistered, on_user_registered),
     on(PaymentSucceeded, on_payment_succeeded),
@@ -394,6 +460,9 @@ HANDLERS: list[EventHandler[Any]] = [
     on(MoneyRequestDeclined, on_money_request_declined),
     on(MoneyRequestCanceled, on_money_request_canceled),
     on(MoneyRequestExpired, on_money_request_expired),
+    on(TransferInvited, on_transfer_invited),
+    on(TransferInvitationCanceled, on_transfer_invitation_canceled),
+    on(TransferInvitationExpired, on_transfer_invitation_expired),
 ]
 
 

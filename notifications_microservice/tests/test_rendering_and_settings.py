@@ -101,6 +101,33 @@ CONTEXTS: dict[str, dict[str, Any]] = {
         "transfer_id": None,
         "as_payer": False,
     },
+    "transfer_invitation_sent": {
+        "amount": "20.00 USD",
+        "counterparty_email": "b@example.com",
+        "description": "Gift",
+        "transfer_id": "tr_1",
+        "expires_at": "2026-12-12 10:00 UTC",
+    },
+    "transfer_invitation": {
+        "amount": "20.00 USD",
+        "counterparty_email": "b@example.com",
+        "description": "Gift",
+        "expires_at": "2026-12-12 10:00 UTC",
+    },
+    "transfer_invitation_canceled": {
+        "amount": "20.00 USD",
+        "counterparty_email": "b@example.com",
+        "description": "Gift",
+        "transfer_id": "tr_1",
+        "expires_at": "2026-12-12 10:00 UTC",
+    },
+    "transfer_invitation_expired": {
+        "amount": "20.00 USD",
+        "counterparty_email": "b@example.com",
+        "description": "Gift",
+        "transfer_id": "tr_1",
+        "expires_at": "2026-12-12 10:00 UTC",
+    },
     "transfer_sent": {
         "amount": "1.00 USD",
         "counterparty_email": "b@example.com",

@@ -28,6 +28,9 @@ WebhookEvent = Literal[
     "money_request.declined",
     "money_request.canceled",
     "money_request.expired",
+    "transfer.invited",
+    "transfer.invitation_canceled",
+    "transfer.invitation_expired",
 ]
 ALL_WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = (
     "user.registered",
@@ -46,6 +49,9 @@ ALL_WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = (
     "money_request.declined",
     "money_request.canceled",
     "money_request.expired",
+    "transfer.invited",
+    "transfer.invitation_canceled",
+    "transfer.invitation_expired",
 )
 
 
