@@ -181,9 +181,31 @@ export interface paths {
         put?: never;
         /**
          * Send money to another user by email
-         * @description Move money from the caller's wallet; the `Idempotency-Key` header is required.
+         * @description Move money from the caller's wallet; the `Idempotency-Key` header is required. With
+         *     `invite: true`, an email without an account gets a pending transfer (202) instead of
+         *     `recipient_unavailable`.
          */
         post: operations["create_transfer_transactions_transfers_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/transactions/transfers/{transfer_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel a pending transfer (one waiting for its recipient to sign up)
+         * @description Release the held amount to the sender's wallet; the sender is told.
+         */
+        post: operations["cancel_transfer_transactions_transfers__transfer_id__cancel_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -422,6 +444,56 @@ export interface components {
          * @enum {string}
          */
         HoldStatus: "active" | "captured" | "voided" | "expired";
+        /**
+         * InvitationRead
+         * @description A transfer waiting for its recipient's email to sign up.
+         * @example {
+         *       "amount": 2000,
+         *       "created_at": "2026-12-05T10:00:00Z",
+         *       "currency": "USD",
+         *       "description": "Welcome gift",
+         *       "expires_at": "2026-12-12T10:00:00Z",
+         *       "id": "0c7d1f0e-3f7e-4a4c-9d55-7f3f4b2a9e10",
+         *       "status": "pending",
+         *       "to_email": "newcomer@example.com"
+         *     }
+         */
+        InvitationRead: {
+            /** Amount */
+            amount: number;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Currency */
+            currency: string;
+            /** Description */
+            description: string | null;
+            /**
+             * Expires At
+             * Format: date-time
+             */
+            expires_at: string;
+            /**
+             * Id
+             * Format: uuid
+             * @description The transfer's id, once it completes.
+             */
+            id: string;
+            /** Resolved At */
+            resolved_at: string | null;
+            status: components["schemas"]["InvitationStatus"];
+            /** To Email */
+            to_email: string;
+        };
+        /**
+         * InvitationStatus
+         * @description Where a transfer to an email without an account stands: pending until that email signs
+         *     up (completed), the sender cancels it or it expires.
+         * @enum {string}
+         */
+        InvitationStatus: "pending" | "completed" | "canceled" | "expired";
         /**
          * LedgerCheckRead
          * @description The invariant check's outcome; `violations` lists up to 100 offenders per check.
@@ -692,6 +764,12 @@ export interface components {
              * @example Dinner
              */
             description?: string | null;
+            /**
+             * Invite
+             * @description When `to_email` has no account: hold the amount and invite the address (202, a pending transfer that completes when it signs up) instead of refusing.
+             * @default false
+             */
+            invite: boolean;
             /**
              * To Email
              * @example bob@example.com
@@ -1230,6 +1308,15 @@ export interface operations {
                     "application/json": components["schemas"]["TransferRead"];
                 };
             };
+            /** @description With `invite: true` and a `to_email` that has no account: the amount is held on the sender's wallet and the address is invited; the transfer completes (`transfer.completed`) when it signs up, or the hold is released when it expires or the sender cancels it (`POST /transactions/transfers/{id}/cancel`) */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationRead"];
+                };
+            };
             /** @description Transfer to yourself, or a missing/invalid Idempotency-Key */
             400: {
                 headers: {
@@ -1258,6 +1345,64 @@ export interface operations {
                 };
             };
             /** @description `limit_exceeded`: above the per-transaction or the daily limit (with `limit_kind`, `limit`, `remaining`, `currency`, `resets_at`; weighed before the recipient); `recipient_unavailable`: `to_email` names no one who can receive (one answer whether or not the email has an account); or `validation_error`: amount not a positive integer, an unsupported currency */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    cancel_transfer_transactions_transfers__transfer_id__cancel_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                transfer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationRead"];
+                };
+            };
+            /** @description No valid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `transfer_not_found`: no pending transfer of the caller's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `transfer_not_pending`: it completed, was cancelled or expired (with `transfer_status`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
             422: {
                 headers: {
                     [name: string]: unknown;
