@@ -4,7 +4,8 @@ Two people sign up; Ana tops up her wallet by card (a declined card and 3-D Secu
 money to Bob and refunds part of a top-up; both read their histories and notifications, Bob's
 webhook receives a signed delivery; a stranger's id is 404 and logout revokes; Bob tops up
 through PayPal Checkout, approving on the PayPal stand-in's page; Bob asks Ana for money and
-she pays the request, and a request to an address nobody has looks the same. Every call goes
+she pays the request, and a request to an address nobody has looks the same; Ana sends money to
+an address with no account, which is held until it signs up and then arrives. Every call goes
 through the gateway as a client's would; the card steps talk to the Stripe stand-in as
 Stripe.js does in a browser, and the PayPal step presses Approve on the stand-in's page as the
 buyer would. Ports follow the same variables as `make run` (MICROPAY_GATEWAY_PORT, ...), or
@@ -290,6 +291,7 @@ class Demo:
             self.strangers_and_logout(payment_id)
             self.paypal_top_up()
             self.money_requests()
+            self.invitation()
         self.where_to_look(endpoint)
 
     def check_stack(self) -> None:
@@ -599,6 +601,31 @@ class Demo:
             expect=200,
             keys=("id", "status"),
         )
+
+    def invitation(self) -> None:
+        self.say.title("Ana sends 3.00 USD to Cleo, who has no account yet, with an invitation")
+        cleo = Person("Cleo", f"cleo-{uuid.uuid4().hex[:8]}@example.com")
+        self.request(
+            "POST",
+            "/transactions/transfers",
+            self.ana,
+            {"to_email": cleo.email, "amount": 300, "currency": "USD", "invite": True},
+            expect=202,
+            keys=("id", "status", "to_email", "expires_at"),
+            idempotent=True,
+        )
+        self.say.say("The amount is held on Ana's wallet and Cleo gets an invitation email.")
+        self._wait_balance(self.ana, 2700)
+        self.say.title("Cleo signs up: the transfer completes, once")
+        body = {"email": cleo.email, "password": PASSWORD}
+        cleo.user_id = self.request("POST", "/auth/register", body=body, expect=201).json()[
+            "user_id"
+        ]
+        cleo.token = self.request("POST", "/auth/login", body=body, expect=200).json()[
+            "access_token"
+        ]
+        self._wait_balance(cleo, 300)
+        self.say.say(f"Balances: Ana {money(self.balance(self.ana))}, Cleo {money(300)}")
 
     def where_to_look(self, endpoint_id: str) -> None:
         self.say.title("Where to look next")

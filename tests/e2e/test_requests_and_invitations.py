@@ -1,5 +1,7 @@
-"""Money requests end to end through the gateway: asked, paid once, told to both sides by email;
-a request to an address nobody has answers the same and reaches it when it signs up."""
+"""Money requests and invitations end to end through the gateway: a request is paid once and
+both sides hear of it by email; a request to an address nobody has answers the same and
+reaches it when it signs up; money sent with `invite` to such an address is held, the address
+is invited by email, and the transfer completes when it signs up, or comes back on cancel."""
 
 from __future__ import annotations
 
@@ -112,3 +114,79 @@ async def test_a_request_to_an_address_nobody_has_waits_for_its_sign_up(api: Api
         return f"{newcomer_email} declined your request for 3.00 USD" in subjects
 
     await eventually(fay_told, within=30)
+
+
+async def invite(api: Api, sender: User, to_email: str, amount: int) -> httpx.Response:
+    return await api.client.post(
+        "/transactions/transfers",
+        json={"to_email": to_email, "amount": amount, "currency": "USD", "invite": True},
+        headers={**sender.auth, "Idempotency-Key": str(uuid.uuid4())},
+    )
+
+
+async def test_money_sent_to_an_address_without_an_account_arrives_when_it_signs_up(
+    api: Api,
+) -> None:
+    ivy = await api.register("ivy")
+    assert (await api.top_up(ivy, 4_000)).status_code == 201
+    await api.balance_becomes(ivy, 4_000)
+    newcomer_email = f"jon-{uuid.uuid4().hex[:10]}@example.com"
+
+    without = await api.transfer(ivy, newcomer_email, 1_500)
+    assert without.status_code == 422
+    assert without.json()["type"] == "recipient_unavailable"
+    invited = await invite(api, ivy, newcomer_email, 1_500)
+    assert invited.status_code == 202, invited.text
+    pending = invited.json()
+    assert (pending["status"], pending["to_email"]) == ("pending", newcomer_email)
+    await api.balance_becomes(ivy, 2_500)
+
+    async def invitation_mailed() -> bool:
+        subjects = [m["subject"] for m in await api.emails_to(newcomer_email)]
+        return f"{ivy.email} sent you 15.00 USD on MicroPay" in subjects
+
+    await eventually(invitation_mailed, within=30)
+
+    registered = await api.client.post(
+        "/auth/register", json={"email": newcomer_email, "password": PASSWORD}
+    )
+    assert registered.status_code == 201, registered.text
+    jon = await api.login(newcomer_email, registered.json()["user_id"])
+    await api.balance_becomes(jon, 1_500, within=30)
+    await api.balance_becomes(ivy, 2_500)
+    received = [line for line in await api.history(jon) if line["type"] == "transfer_in"]
+    assert [(line["reference"], line["counterparty_email"]) for line in received] == [
+        (pending["id"], ivy.email)
+    ]
+    late = await api.client.post(
+        f"/transactions/transfers/{pending['id']}/cancel", headers=ivy.auth
+    )
+    assert late.status_code == 409
+    assert late.json()["transfer_status"] == "completed"
+    assert (await api.ledger_check())["ok"] is True
+
+
+async def test_a_cancelled_invitation_gives_the_money_back(api: Api) -> None:
+    kim = await api.register("kim")
+    assert (await api.top_up(kim, 2_000)).status_code == 201
+    await api.balance_becomes(kim, 2_000)
+    address = f"lee-{uuid.uuid4().hex[:10]}@example.com"
+    pending = (await invite(api, kim, address, 800)).json()
+    await api.balance_becomes(kim, 1_200)
+
+    canceled = await api.client.post(
+        f"/transactions/transfers/{pending['id']}/cancel", headers=kim.auth
+    )
+
+    assert canceled.status_code == 200, canceled.text
+    assert canceled.json()["status"] == "canceled"
+    await api.balance_becomes(kim, 2_000)
+
+    async def kim_told() -> bool:
+        subjects = [m["subject"] for m in await api.emails_to(kim.email)]
+        return (
+            f"You cancelled the 8.00 USD waiting for {address}; it is back in your wallet"
+            in subjects
+        )
+
+    await eventually(kim_told, within=30)
