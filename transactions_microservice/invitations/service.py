@@ -27,6 +27,7 @@ from transactions_microservice.invitations.exceptions import (
 from transactions_microservice.invitations.repository import InvitationRecord
 from transactions_microservice.invitations.schemas import InvitationRead
 from transactions_microservice.ledger import service as ledger
+from transactions_microservice.limits import service as limits
 from transactions_microservice.models import EntryType, InvitationStatus, LedgerTransactionType
 
 logger = logging.getLogger("micropay.transactions.invitations")
@@ -85,12 +86,31 @@ async def invite(
     currency: str,
     description: str | None,
     ttl_seconds: int,
+    daily_limit: int | None,
 ) -> InvitationRead:
     """Hold the amount on the sender's wallet and wait for `to_email` to sign up.
 
-    The hold weighs the sender's debt and available funds under the wallet's lock
-    (`transactions.create_hold`) and refuses as it would a refund's hold; the caller words it.
+    The day's transfer limit counts the invitation now, when the money is promised, under the
+    wallet's lock (what was sent today plus today's invitations still pending), so invitations
+    cannot carry more out of a wallet in a day than transfers can; its completion later is
+    never refused. The hold then weighs the sender's debt and available funds under the same
+    lock (`transactions.create_hold`) and refuses as it would a refund's hold; the caller words
+    that.
     """
+    wallet_id = await accounts.find_wallet(session, sender_id, currency)
+    if wallet_id is not None and daily_limit is not None:
+        await ledger.lock_accounts(session, [wallet_id])
+        day = limits.Day.of()
+        committed = await repository.committed_since(
+            session, sender_id, wallet_id, currency, day.start
+        )
+        if committed + amount > daily_limit:
+            raise limits.daily_limit_exceeded(
+                limit=daily_limit,
+                remaining=max(daily_limit - committed, 0),
+                currency=currency,
+                day=day,
+            )
     invitation_id = uuid.uuid4()
     hold = await holds.create_hold(
         session,

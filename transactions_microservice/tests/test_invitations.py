@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from micropay_testing.apps import serve
 from micropay_testing.events import event_envelope
 from transactions_microservice.invitations import service as invitations
+from transactions_microservice.main import create_app
 from transactions_microservice.state import TransactionsState
 from transactions_microservice.tests.helpers import Member, balance_of, ledger_check
 
@@ -251,3 +253,38 @@ async def test_a_retried_invitation_holds_once_and_a_short_wallet_holds_nothing(
     assert await wallet(client, alice) == {"available": 6_000, "balance": 10_000, "held": 4_000}
     to_self = await send(client, alice, alice.email, 1, invite=True)
     assert to_self.status_code == 400
+
+
+async def test_invitations_count_in_the_days_transfer_limit_when_made(
+    tx_settings, make_user, producer_headers
+):
+    settings = tx_settings.model_copy(update={"transfer_limit_per_day": "USD:3000"})
+    sender, first, second = (Member(make_user()) for _ in range(3))
+    async with serve(create_app(settings)) as client:
+        for event in (
+            registration(sender),
+            event_envelope(
+                "payment.succeeded",
+                {
+                    "payment_id": f"pay_{uuid.uuid4().hex[:12]}",
+                    "user_id": sender.id,
+                    "amount": 10_000,
+                    "currency": "USD",
+                },
+            ),
+        ):
+            delivered = await client.post(
+                "/internal/events", json=event, headers=producer_headers(event["type"])
+            )
+            assert delivered.status_code == 200, delivered.text
+
+        assert (await send(client, sender, first.email, 2_000, invite=True)).status_code == 202
+        over = await send(client, sender, second.email, 1_001, invite=True)
+        assert over.status_code == 422
+        assert (over.json()["type"], over.json()["remaining"]) == ("limit_exceeded", 1_000)
+        assert (await send(client, sender, second.email, 1_000, invite=True)).status_code == 202
+        assert await wallet(client, sender) == {
+            "available": 7_000,
+            "balance": 10_000,
+            "held": 3_000,
+        }

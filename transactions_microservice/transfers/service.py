@@ -141,6 +141,7 @@ async def send_or_invite(
                 currency=request.currency,
                 description=request.description,
                 ttl_seconds=settings.invitation_ttl_seconds,
+                daily_limit=settings.transfer_daily_limits.get(request.currency),
             )
         except WalletHasDebt as owing:
             raise _debt(int(owing.extra["owed"]), request.currency) from None
