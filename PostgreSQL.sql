@@ -1682,6 +1682,84 @@ ALTER TABLE notifications.notifications ADD CONSTRAINT notifications_status_chec
 
 UPDATE migrations.alembic_version SET version_num='0014' WHERE migrations.alembic_version.version_num = '0013';
 
+-- Running upgrade 0014 -> 0015
+
+CREATE TABLE transactions.money_requests (
+    id UUID NOT NULL,
+    requester_id TEXT NOT NULL,
+    requester_email TEXT NOT NULL,
+    payer_email TEXT NOT NULL,
+    payer_id TEXT,
+    amount BIGINT NOT NULL,
+    currency TEXT NOT NULL,
+    note TEXT,
+    status TEXT DEFAULT 'open' NOT NULL,
+    transfer_id UUID,
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    expires_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    resolved_at TIMESTAMP WITH TIME ZONE,
+    CONSTRAINT money_requests_pkey PRIMARY KEY (id),
+    CONSTRAINT money_requests_amount_check CHECK (amount > 0),
+    CONSTRAINT money_requests_currency_check CHECK (currency ~ '^[A-Z]{3}$'),
+    CONSTRAINT money_requests_email_check CHECK (payer_email = lower(payer_email)),
+    CONSTRAINT money_requests_status_check CHECK (status IN ('open', 'paid', 'declined', 'canceled', 'expired')),
+    CONSTRAINT money_requests_paid_check CHECK ((status = 'paid') = (transfer_id IS NOT NULL)),
+    CONSTRAINT money_requests_resolved_check CHECK ((status = 'open') = (resolved_at IS NULL)),
+    CONSTRAINT money_requests_transfer_id_fkey FOREIGN KEY(transfer_id) REFERENCES transactions.ledger_transactions (id),
+    CONSTRAINT money_requests_transfer_key UNIQUE (transfer_id)
+);
+
+CREATE INDEX money_requests_requester_idx ON transactions.money_requests (requester_id, created_at DESC, id DESC);
+
+CREATE INDEX money_requests_payer_idx ON transactions.money_requests (payer_id, created_at DESC, id DESC);
+
+CREATE INDEX money_requests_waiting_idx ON transactions.money_requests (payer_email) WHERE payer_id IS NULL AND status = 'open';
+
+CREATE INDEX money_requests_open_expiry_idx ON transactions.money_requests (expires_at) WHERE status = 'open';
+
+REVOKE ALL ON TABLE transactions.money_requests FROM transactions_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE transactions.money_requests TO transactions_service;
+
+UPDATE migrations.alembic_version SET version_num='0015' WHERE migrations.alembic_version.version_num = '0014';
+
+-- Running upgrade 0015 -> 0016
+
+CREATE TABLE transactions.transfer_invitations (
+    id UUID NOT NULL,
+    sender_id TEXT NOT NULL,
+    sender_email TEXT NOT NULL,
+    to_email TEXT NOT NULL,
+    amount BIGINT NOT NULL,
+    currency TEXT NOT NULL,
+    description TEXT,
+    hold_id UUID NOT NULL,
+    status TEXT DEFAULT 'pending' NOT NULL,
+    recipient_id TEXT,
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    expires_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    resolved_at TIMESTAMP WITH TIME ZONE,
+    CONSTRAINT transfer_invitations_pkey PRIMARY KEY (id),
+    CONSTRAINT transfer_invitations_amount_check CHECK (amount > 0),
+    CONSTRAINT transfer_invitations_currency_check CHECK (currency ~ '^[A-Z]{3}$'),
+    CONSTRAINT transfer_invitations_email_check CHECK (to_email = lower(to_email)),
+    CONSTRAINT transfer_invitations_status_check CHECK (status IN ('pending', 'completed', 'canceled', 'expired')),
+    CONSTRAINT transfer_invitations_completed_check CHECK ((status = 'completed') = (recipient_id IS NOT NULL)),
+    CONSTRAINT transfer_invitations_resolved_check CHECK ((status = 'pending') = (resolved_at IS NULL)),
+    CONSTRAINT transfer_invitations_hold_id_fkey FOREIGN KEY(hold_id) REFERENCES transactions.holds (id),
+    CONSTRAINT transfer_invitations_hold_key UNIQUE (hold_id)
+);
+
+CREATE INDEX transfer_invitations_waiting_idx ON transactions.transfer_invitations (to_email) WHERE status = 'pending';
+
+CREATE INDEX transfer_invitations_pending_expiry_idx ON transactions.transfer_invitations (expires_at) WHERE status = 'pending';
+
+REVOKE ALL ON TABLE transactions.transfer_invitations FROM transactions_service;
+
+GRANT SELECT, INSERT, UPDATE ON TABLE transactions.transfer_invitations TO transactions_service;
+
+UPDATE migrations.alembic_version SET version_num='0016' WHERE migrations.alembic_version.version_num = '0015';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

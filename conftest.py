@@ -190,6 +190,8 @@ def idle_transactions_settings(service_settings: Callable[..., ServiceSettings])
         notifications_url=nowhere,
         outbox_poll_interval_seconds=3600,
         hold_sweep_interval_seconds=3600,
+        money_request_sweep_interval_seconds=3600,
+        invitation_sweep_interval_seconds=3600,
     )
 
 

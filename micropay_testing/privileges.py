@@ -36,6 +36,8 @@ EXPECTED: dict[tuple[str, str], dict[str, frozenset[str]]] = {
         "entries": APPEND_ONLY,
         "holds": NO_DELETE,
         "top_up_settlements": APPEND_ONLY,
+        "money_requests": NO_DELETE,
+        "transfer_invitations": NO_DELETE,
     },
     ("notifications_service", "notifications"): {
         **_MESSAGING,
@@ -57,6 +59,8 @@ ADDED_AFTER_BASELINE = {
     "payments.disputes",
     "payments.paypal_events",
     "transactions.top_up_settlements",
+    "transactions.money_requests",
+    "transactions.transfer_invitations",
 }
 """Tables a later revision than the baseline creates (absent after a downgrade to it)."""
 

@@ -25,6 +25,16 @@ KINDS = (
     "payment_dispute_closed",
     "transfer_sent",
     "transfer_received",
+    "money_request_sent",
+    "money_request_received",
+    "money_request_paid",
+    "money_request_declined",
+    "money_request_canceled",
+    "money_request_expired",
+    "transfer_invitation_sent",
+    "transfer_invitation",
+    "transfer_invitation_canceled",
+    "transfer_invitation_expired",
 )
 _WHITESPACE = re.compile(r"\s+")
 

@@ -4,10 +4,12 @@ Two people sign up; Ana tops up her wallet by card (a declined card and 3-D Secu
 money to Bob and refunds part of a top-up; both read their histories and notifications, Bob's
 webhook receives a signed delivery; a stranger's id is 404 and logout revokes; Bob turns off
 emails about top-ups and tops up through PayPal Checkout, approving on the PayPal stand-in's
-page, and gets a push but no email. Every call goes through the gateway as a client's would;
-the card steps talk to the Stripe stand-in as Stripe.js does in a browser, and the PayPal step
-presses Approve on the stand-in's page as the buyer would. Ports follow the same variables as
-`make run` (MICROPAY_GATEWAY_PORT, ...), or pass the URLs:
+page, and gets a push but no email; Bob asks Ana for money and she pays the request, and a
+request to an address nobody has looks the same; Ana sends money to an address with no account,
+which is held until it signs up and then arrives. Every call goes through the gateway as a
+client's would; the card steps talk to the Stripe stand-in as Stripe.js does in a browser, and
+the PayPal step presses Approve on the stand-in's page as the buyer would. Ports follow the same
+variables as `make run` (MICROPAY_GATEWAY_PORT, ...), or pass the URLs:
 `python -m stack.demo --gateway http://127.0.0.1:9080 ...`.
 """
 
@@ -291,6 +293,8 @@ class Demo:
             self.preferences()
             self.paypal_top_up()
             self.preferences_applied()
+            self.money_requests()
+            self.invitation()
         self.where_to_look(endpoint)
 
     def check_stack(self) -> None:
@@ -579,6 +583,96 @@ class Demo:
         self.say.say("PayPal's signed webhooks arrive too; the wallet is credited once.")
         self._wait_balance(self.bob, 3500)
         self.say.say(f"Balance: Bob {money(self.balance(self.bob))}")
+
+    def money_requests(self) -> None:
+        self.say.title("Ana logs in again; Bob asks her for 5.00 USD, and she pays the request")
+        tokens = self.request(
+            "POST",
+            "/auth/login",
+            body={"email": self.ana.email, "password": PASSWORD},
+            expect=200,
+            keys=("token_type",),
+        ).json()
+        self.ana.token = tokens["access_token"]
+        asked = self.request(
+            "POST",
+            "/transactions/requests",
+            self.bob,
+            {"from_email": self.ana.email, "amount": 500, "currency": "USD", "note": "Taxi"},
+            expect=201,
+            keys=("id", "status", "from_email", "amount", "expires_at"),
+            idempotent=True,
+        ).json()
+        self.wait_for(
+            "Ana's request to pay",
+            lambda: any(
+                item["id"] == asked["id"]
+                for item in self.http.get(
+                    "/transactions/requests", params={"role": "payer"}, headers=self.ana.auth
+                ).json()["data"]
+            ),
+        )
+        self.request("GET", "/transactions/requests?role=payer&status=open", self.ana, expect=200)
+        self.request(
+            "POST",
+            f"/transactions/requests/{asked['id']}/pay",
+            self.ana,
+            expect=201,
+            keys=("id", "status", "transfer_id"),
+            idempotent=True,
+        )
+        self.say.say("The transfer and the request's `paid` commit together: paying again is 409.")
+        self.request(
+            "POST",
+            f"/transactions/requests/{asked['id']}/pay",
+            self.ana,
+            expect=409,
+            keys=("type", "request_status"),
+            idempotent=True,
+        )
+        self.show_balances({"Ana": 3000, "Bob": 4000})
+        self.say.title("Bob asks an address nobody has: the same answer; it waits for a sign-up")
+        waiting = self.request(
+            "POST",
+            "/transactions/requests",
+            self.bob,
+            {"from_email": "nobody-here@example.com", "amount": 100, "currency": "USD"},
+            expect=201,
+            keys=("id", "status", "from_email"),
+            idempotent=True,
+        ).json()
+        self.request(
+            "POST",
+            f"/transactions/requests/{waiting['id']}/cancel",
+            self.bob,
+            expect=200,
+            keys=("id", "status"),
+        )
+
+    def invitation(self) -> None:
+        self.say.title("Ana sends 3.00 USD to Cleo, who has no account yet, with an invitation")
+        cleo = Person("Cleo", f"cleo-{uuid.uuid4().hex[:8]}@example.com")
+        self.request(
+            "POST",
+            "/transactions/transfers",
+            self.ana,
+            {"to_email": cleo.email, "amount": 300, "currency": "USD", "invite": True},
+            expect=202,
+            keys=("id", "status", "to_email", "expires_at"),
+            idempotent=True,
+        )
+        self.say.say("The amount is held on Ana's wallet and Cleo gets an invitation email.")
+        self._wait_balance(self.ana, 2700)
+        self.say.title("Cleo signs up: the transfer completes, once")
+        body = {"email": cleo.email, "password": PASSWORD}
+        cleo.user_id = self.request("POST", "/auth/register", body=body, expect=201).json()[
+            "user_id"
+        ]
+        cleo.token = self.request("POST", "/auth/login", body=body, expect=200).json()[
+            "access_token"
+        ]
+        self._wait_balance(cleo, 300)
+        self.say.say(f"Balances: Ana {money(self.balance(self.ana))}, Cleo {money(300)}")
 
     def where_to_look(self, endpoint_id: str) -> None:
         self.say.title("Where to look next")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from transactions_microservice.limits.top_ups import TopUpAllowanceClient
 from transactions_microservice.settings import TransactionsSettings
@@ -16,3 +17,7 @@ SettingsDep = Annotated[
 TopUpAllowanceClientDep = Annotated[
     TopUpAllowanceClient, Depends(TransactionsState.provide(lambda s: s.top_ups))
 ]
+SessionmakerDep = Annotated[
+    async_sessionmaker[AsyncSession], Depends(TransactionsState.provide(lambda s: s.sessionmaker))
+]
+"""For an endpoint that opens its own transaction only on one of its paths."""

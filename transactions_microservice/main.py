@@ -13,11 +13,15 @@ from transactions_microservice.holds.jobs import hold_expiry_job
 from transactions_microservice.holds.router import router as holds_router
 from transactions_microservice.inbound.router import inbound_router
 from transactions_microservice.inbound.service import EventHandlers
+from transactions_microservice.invitations.jobs import invitation_expiry_job
+from transactions_microservice.invitations.router import router as invitations_router
 from transactions_microservice.ledger.router import internal_router as ledger_internal_router
 from transactions_microservice.ledger.router import router as ledger_router
 from transactions_microservice.limits.router import router as limits_router
 from transactions_microservice.limits.top_ups import TopUpAllowanceClient
 from transactions_microservice.models import SCHEMA
+from transactions_microservice.requests.jobs import money_request_expiry_job
+from transactions_microservice.requests.router import router as requests_router
 from transactions_microservice.settings import TransactionsSettings
 from transactions_microservice.state import TransactionsState
 from transactions_microservice.transfers.router import router as transfers_router
@@ -63,6 +67,8 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
         routers=[
             accounts_router,
             transfers_router,
+            requests_router,
+            invitations_router,
             # Before the ledger's `/transactions/{id}`, which would take "limits" for an id.
             limits_router,
             ledger_router,
@@ -72,7 +78,13 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
         ],
         on_startup=[configure_handlers, start_clients],
         on_shutdown=[close_clients],
-        background_jobs=[outbox_relay_job, idempotency_purge_job, hold_expiry_job],
+        background_jobs=[
+            outbox_relay_job,
+            idempotency_purge_job,
+            hold_expiry_job,
+            money_request_expiry_job,
+            invitation_expiry_job,
+        ],
     )
 
 

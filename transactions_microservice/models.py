@@ -267,6 +267,132 @@ class TopUpSettlement(Base):
     settles_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class MoneyRequestStatus(StrEnum):
+    """Where a money request stands: open until it is paid, declined, cancelled or expires."""
+
+    OPEN = "open"
+    PAID = "paid"
+    """Paid by the payer with a transfer (`transfer_id`), in the transaction that marked it."""
+    DECLINED = "declined"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+
+
+class MoneyRequest(Base):
+    """A user's request that the owner of an email send them an amount.
+
+    `payer_id` is empty while the email names no account the ledger knows: the request waits
+    for that account's `user.registered`, and expires as usual if it never comes.
+    """
+
+    __tablename__ = "money_requests"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="money_requests_amount_check"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="money_requests_currency_check"),
+        CheckConstraint("payer_email = lower(payer_email)", name="money_requests_email_check"),
+        check_in("status", MoneyRequestStatus, name="money_requests_status_check"),
+        CheckConstraint(
+            "(status = 'paid') = (transfer_id IS NOT NULL)", name="money_requests_paid_check"
+        ),
+        CheckConstraint(
+            "(status = 'open') = (resolved_at IS NULL)", name="money_requests_resolved_check"
+        ),
+        UniqueConstraint("transfer_id", name="money_requests_transfer_key"),
+        Index(
+            "money_requests_requester_idx",
+            "requester_id",
+            text("created_at DESC"),
+            text("id DESC"),
+        ),
+        Index("money_requests_payer_idx", "payer_id", text("created_at DESC"), text("id DESC")),
+        Index(
+            "money_requests_waiting_idx",
+            "payer_email",
+            postgresql_where=text("payer_id IS NULL AND status = 'open'"),
+        ),
+        Index(
+            "money_requests_open_expiry_idx",
+            "expires_at",
+            postgresql_where=text("status = 'open'"),
+        ),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    requester_id: Mapped[str] = mapped_column(Text)
+    requester_email: Mapped[str] = mapped_column(Text)
+    payer_email: Mapped[str] = mapped_column(Text)
+    payer_id: Mapped[str | None] = mapped_column(Text)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'open'"))
+    transfer_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.ledger_transactions.id")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class InvitationStatus(StrEnum):
+    """Where a transfer to an email without an account stands: pending until that email signs
+    up (completed), the sender cancels it or it expires."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    """Posted as a transfer whose id is the invitation's, its hold captured by it."""
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+
+
+class TransferInvitation(Base):
+    """A transfer to an email that has no account yet: its amount held on the sender's wallet
+    (`hold_id`) until the email signs up, the sender cancels or it expires."""
+
+    __tablename__ = "transfer_invitations"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="transfer_invitations_amount_check"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="transfer_invitations_currency_check"),
+        CheckConstraint("to_email = lower(to_email)", name="transfer_invitations_email_check"),
+        check_in("status", InvitationStatus, name="transfer_invitations_status_check"),
+        CheckConstraint(
+            "(status = 'completed') = (recipient_id IS NOT NULL)",
+            name="transfer_invitations_completed_check",
+        ),
+        CheckConstraint(
+            "(status = 'pending') = (resolved_at IS NULL)",
+            name="transfer_invitations_resolved_check",
+        ),
+        UniqueConstraint("hold_id", name="transfer_invitations_hold_key"),
+        Index(
+            "transfer_invitations_waiting_idx",
+            "to_email",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "transfer_invitations_pending_expiry_idx",
+            "expires_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        {"schema": SCHEMA},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    sender_id: Mapped[str] = mapped_column(Text)
+    sender_email: Mapped[str] = mapped_column(Text)
+    to_email: Mapped[str] = mapped_column(Text)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    hold_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey(f"{SCHEMA}.holds.id"))
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    recipient_id: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 # Core handles for the SQL in the repositories: the hot paths skip the ORM's unit of work.
 accounts = cast(Table, Account.__table__)
 users = cast(Table, User.__table__)
@@ -274,3 +400,5 @@ ledger_transactions = cast(Table, LedgerTransaction.__table__)
 entries = cast(Table, Entry.__table__)
 holds = cast(Table, Hold.__table__)
 top_up_settlements = cast(Table, TopUpSettlement.__table__)
+money_requests = cast(Table, MoneyRequest.__table__)
+transfer_invitations = cast(Table, TransferInvitation.__table__)

@@ -31,6 +31,22 @@ class TransactionsSettings(ServiceSettings):
     default_currency: str = "USD"
     hold_ttl_seconds: int = Field(default=900, ge=1)
     hold_sweep_interval_seconds: float = Field(default=10.0, gt=0)
+    money_request_ttl_seconds: int = Field(
+        default=30 * 24 * 3600,
+        ge=1,
+        description="How long a money request stays open before it expires.",
+    )
+    money_request_sweep_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often open money requests past their expiry close."
+    )
+    invitation_ttl_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=1,
+        description="How long money sent to an email without an account waits for its sign-up.",
+    )
+    invitation_sweep_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often pending invitations past their expiry close."
+    )
 
     transfer_limit_per_transaction: str = Field(
         default=DEFAULT_TRANSFER_LIMIT_PER_TRANSACTION,

@@ -37,6 +37,15 @@ class EventType(StrEnum):
     PAYMENT_DISPUTE_FUNDS_REINSTATED = "payment.dispute_funds_reinstated"
     PAYMENT_DISPUTE_CLOSED = "payment.dispute_closed"
     TRANSFER_COMPLETED = "transfer.completed"
+    MONEY_REQUEST_CREATED = "money_request.created"
+    MONEY_REQUEST_RECEIVED = "money_request.received"
+    MONEY_REQUEST_PAID = "money_request.paid"
+    MONEY_REQUEST_DECLINED = "money_request.declined"
+    MONEY_REQUEST_CANCELED = "money_request.canceled"
+    MONEY_REQUEST_EXPIRED = "money_request.expired"
+    TRANSFER_INVITED = "transfer.invited"
+    TRANSFER_INVITATION_CANCELED = "transfer.invitation_canceled"
+    TRANSFER_INVITATION_EXPIRED = "transfer.invitation_expired"
 
 
 class Event(BaseModel):
@@ -243,6 +252,115 @@ class TransferCompleted(Event):
     description: str | None = None
 
 
+class MoneyRequestData(BaseModel):
+    """What every money request event carries: the request as it stands after the change."""
+
+    request_id: str
+    requester_id: str
+    requester_email: str
+    payer_id: str | None = Field(
+        default=None, description="Empty while the payer's email names no account yet."
+    )
+    payer_email: str
+    amount: Amount
+    currency: CurrencyCode
+    note: str | None = None
+
+
+class MoneyRequestCreated(Event, MoneyRequestData):
+    """`money_request.created`: notifications tells the requester their request is sent (the
+    same notice whether or not the email has an account)."""
+
+    event_type = EventType.MONEY_REQUEST_CREATED
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+
+class MoneyRequestReceived(Event, MoneyRequestData):
+    """`money_request.received`: an open request reached its payer's account (at once, or when
+    the email signed up); notifications tells the payer."""
+
+    event_type = EventType.MONEY_REQUEST_RECEIVED
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+
+class MoneyRequestPaid(Event, MoneyRequestData):
+    """`money_request.paid`: the payer paid it with `transfer_id`; notifications tells both."""
+
+    event_type = EventType.MONEY_REQUEST_PAID
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+    transfer_id: str
+
+
+class MoneyRequestDeclined(Event, MoneyRequestData):
+    """`money_request.declined`: the payer refused it; notifications tells both."""
+
+    event_type = EventType.MONEY_REQUEST_DECLINED
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+
+class MoneyRequestCanceled(Event, MoneyRequestData):
+    """`money_request.canceled`: the requester withdrew it; notifications tells both (the payer
+    only if the request had reached an account)."""
+
+    event_type = EventType.MONEY_REQUEST_CANCELED
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+
+class MoneyRequestExpired(Event, MoneyRequestData):
+    """`money_request.expired`: nobody answered it in time; notifications tells both (the
+    payer only if the request had reached an account)."""
+
+    event_type = EventType.MONEY_REQUEST_EXPIRED
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+
+class InvitationData(BaseModel):
+    """What every invitation event carries: a transfer to an email without an account."""
+
+    invitation_id: str = Field(description="Also the id of the transfer it becomes.")
+    from_user_id: str
+    from_email: str
+    to_email: str
+    amount: Amount
+    currency: CurrencyCode
+    description: str | None = None
+    expires_at: AwareDatetime
+
+
+class TransferInvited(Event, InvitationData):
+    """`transfer.invited`: money waits for an email to sign up; notifications tells the sender
+    and sends the invitation to the address. Its completion is the usual `transfer.completed`."""
+
+    event_type = EventType.TRANSFER_INVITED
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+
+class TransferInvitationCanceled(Event, InvitationData):
+    """`transfer.invitation_canceled`: the sender took it back, the hold is released;
+    notifications tells the sender."""
+
+    event_type = EventType.TRANSFER_INVITATION_CANCELED
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+
+class TransferInvitationExpired(Event, InvitationData):
+    """`transfer.invitation_expired`: nobody signed up in time, the hold is released;
+    notifications tells the sender."""
+
+    event_type = EventType.TRANSFER_INVITATION_EXPIRED
+    producer = ServiceName.TRANSACTIONS
+    consumers = (ServiceName.NOTIFICATIONS,)
+
+
 EVENT_MODELS: Mapping[EventType, type[Event]] = MappingProxyType(
     {
         model.event_type: model
@@ -257,6 +375,15 @@ EVENT_MODELS: Mapping[EventType, type[Event]] = MappingProxyType(
             PaymentDisputeFundsReinstated,
             PaymentDisputeClosed,
             TransferCompleted,
+            MoneyRequestCreated,
+            MoneyRequestReceived,
+            MoneyRequestPaid,
+            MoneyRequestDeclined,
+            MoneyRequestCanceled,
+            MoneyRequestExpired,
+            TransferInvited,
+            TransferInvitationCanceled,
+            TransferInvitationExpired,
         )
     }
 )

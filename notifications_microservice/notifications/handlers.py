@@ -8,6 +8,14 @@ from fastapi import APIRouter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.events import (
+    InvitationData,
+    MoneyRequestCanceled,
+    MoneyRequestCreated,
+    MoneyRequestData,
+    MoneyRequestDeclined,
+    MoneyRequestExpired,
+    MoneyRequestPaid,
+    MoneyRequestReceived,
     PaymentDisputeClosed,
     PaymentDisputeFundsReinstated,
     PaymentDisputeFundsWithdrawn,
@@ -17,6 +25,9 @@ from micropay_common.events import (
     PaymentRefundFailed,
     PaymentSucceeded,
     TransferCompleted,
+    TransferInvitationCanceled,
+    TransferInvitationExpired,
+    TransferInvited,
     UserRegistered,
 )
 from micropay_common.inbox import EventHandler, EventMeta, events_router, on
@@ -278,6 +289,160 @@ async def on_transfer_completed(
         )
 
 
+async def _notify_money_request(
+    session: AsyncSession,
+    event: MoneyRequestData,
+    meta: EventMeta,
+    kind: str,
+    *,
+    requester: bool = True,
+    payer: bool = True,
+    transfer_id: str | None = None,
+) -> None:
+    """Tell the chosen sides of a request about a change; the payer only once the request has
+    reached an account (an email nobody signed up with gets nothing)."""
+    sides: dict[str, tuple[str, bool, str]] = {}
+    if requester:
+        sides[event.requester_id] = (event.requester_email, False, event.payer_email)
+    if payer and event.payer_id is not None:
+        sides[event.payer_id] = (event.payer_email, True, event.requester_email)
+    amount = format_amount(event.amount, event.currency)
+    # Users locked in one order, as for transfers, so two events at once cannot deadlock.
+    for user_id in sorted(sides):
+        own_email, as_payer, counterparty = sides[user_id]
+        email = await service.learn_email(session, user_id, own_email)
+        await service.notify(
+            session,
+            _occurrence(meta),
+            user_id=user_id,
+            email=email,
+            kind=kind,
+            context={
+                "amount": amount,
+                "counterparty_email": counterparty,
+                "note": event.note,
+                "request_id": event.request_id,
+                "transfer_id": transfer_id,
+                "as_payer": as_payer,
+            },
+            webhook_data={
+                "request_id": event.request_id,
+                "role": "payer" if as_payer else "requester",
+                "amount": event.amount,
+                "currency": event.currency,
+                "counterparty_email": counterparty,
+                "note": event.note,
+                "transfer_id": transfer_id,
+            },
+        )
+
+
+async def on_money_request_created(
+    session: AsyncSession, event: MoneyRequestCreated, meta: EventMeta
+) -> None:
+    """A note to the requester that their request is on its way."""
+    await _notify_money_request(session, event, meta, "money_request_sent", payer=False)
+
+
+async def on_money_request_received(
+    session: AsyncSession, event: MoneyRequestReceived, meta: EventMeta
+) -> None:
+    """A notice to the payer that someone asks them for money."""
+    await _notify_money_request(session, event, meta, "money_request_received", requester=False)
+
+
+async def on_money_request_paid(
+    session: AsyncSession, event: MoneyRequestPaid, meta: EventMeta
+) -> None:
+    """Both sides hear that the request was paid, with the transfer."""
+    await _notify_money_request(
+        session, event, meta, "money_request_paid", transfer_id=event.transfer_id
+    )
+
+
+async def on_money_request_declined(
+    session: AsyncSession, event: MoneyRequestDeclined, meta: EventMeta
+) -> None:
+    """Both sides hear that the payer declined."""
+    await _notify_money_request(session, event, meta, "money_request_declined")
+
+
+async def on_money_request_canceled(
+    session: AsyncSession, event: MoneyRequestCanceled, meta: EventMeta
+) -> None:
+    """Both sides hear that the requester cancelled."""
+    await _notify_money_request(session, event, meta, "money_request_canceled")
+
+
+async def on_money_request_expired(
+    session: AsyncSession, event: MoneyRequestExpired, meta: EventMeta
+) -> None:
+    """Both sides hear that nobody answered in time."""
+    await _notify_money_request(session, event, meta, "money_request_expired")
+
+
+async def _notify_sender(
+    session: AsyncSession, event: InvitationData, meta: EventMeta, kind: str
+) -> None:
+    email = await service.learn_email(session, event.from_user_id, event.from_email)
+    amount = format_amount(event.amount, event.currency)
+    await service.notify(
+        session,
+        _occurrence(meta),
+        user_id=event.from_user_id,
+        email=email,
+        kind=kind,
+        context={
+            "amount": amount,
+            "counterparty_email": event.to_email,
+            "description": event.description,
+            "transfer_id": event.invitation_id,
+            "expires_at": event.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+        },
+        webhook_data={
+            "transfer_id": event.invitation_id,
+            "amount": event.amount,
+            "currency": event.currency,
+            "counterparty_email": event.to_email,
+            "description": event.description,
+            "expires_at": event.expires_at.isoformat(),
+        },
+    )
+
+
+async def on_transfer_invited(
+    session: AsyncSession, event: TransferInvited, meta: EventMeta
+) -> None:
+    """The sender hears the money waits; the address gets the invitation to sign up."""
+    await _notify_sender(session, event, meta, "transfer_invitation_sent")
+    await service.notify_address(
+        session,
+        _occurrence(meta),
+        email=event.to_email,
+        kind="transfer_invitation",
+        context={
+            "amount": format_amount(event.amount, event.currency),
+            "counterparty_email": event.from_email,
+            "description": event.description,
+            "expires_at": event.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+        },
+    )
+
+
+async def on_transfer_invitation_canceled(
+    session: AsyncSession, event: TransferInvitationCanceled, meta: EventMeta
+) -> None:
+    """The sender hears the held money is back in the wallet."""
+    await _notify_sender(session, event, meta, "transfer_invitation_canceled")
+
+
+async def on_transfer_invitation_expired(
+    session: AsyncSession, event: TransferInvitationExpired, meta: EventMeta
+) -> None:
+    """The sender hears nobody signed up in time and the money is back in the wallet."""
+    await _notify_sender(session, event, meta, "transfer_invitation_expired")
+
+
 HANDLERS: list[EventHandler[Any]] = [
     on(UserRegistered, on_user_registered),
     on(PaymentSucceeded, on_payment_succeeded),
@@ -289,6 +454,15 @@ HANDLERS: list[EventHandler[Any]] = [
     on(PaymentDisputeFundsReinstated, on_payment_dispute_funds_reinstated),
     on(PaymentDisputeClosed, on_payment_dispute_closed),
     on(TransferCompleted, on_transfer_completed),
+    on(MoneyRequestCreated, on_money_request_created),
+    on(MoneyRequestReceived, on_money_request_received),
+    on(MoneyRequestPaid, on_money_request_paid),
+    on(MoneyRequestDeclined, on_money_request_declined),
+    on(MoneyRequestCanceled, on_money_request_canceled),
+    on(MoneyRequestExpired, on_money_request_expired),
+    on(TransferInvited, on_transfer_invited),
+    on(TransferInvitationCanceled, on_transfer_invitation_canceled),
+    on(TransferInvitationExpired, on_transfer_invitation_expired),
 ]
 
 

@@ -130,6 +130,41 @@ async def notify(
     return [row["id"] for row in rows]
 
 
+ADDRESS_PREFIX = "address:"
+"""The `user_id` of messages to an address that has no account yet (an invitation): no user's
+list shows them, and the per-recipient caps count them per address."""
+
+
+async def notify_address(
+    session: AsyncSession,
+    occurrence: Occurrence,
+    *,
+    email: str,
+    kind: str,
+    context: Mapping[str, Any],
+) -> uuid.UUID:
+    """Write one email to an address that has no account (no push, no webhook: nobody has
+    devices or endpoints there); returns its id."""
+    message = render_message(kind, {**context, "event_id": str(occurrence.event_id)})
+    notification_id = uuid.uuid4()
+    row: dict[str, Any] = {
+        "id": notification_id,
+        "event_id": occurrence.event_id,
+        "event_type": occurrence.event_type,
+        "user_id": f"{ADDRESS_PREFIX}{email.strip().lower()}",
+        "channel": Channel.EMAIL,
+        "recipient": email,
+        "subject": message.subject,
+        "body_text": message.text,
+        "body_html": message.html,
+        "webhook_endpoint_id": None,
+        "payload": {},
+    }
+    await repository.insert_notifications(session, [row])
+    await announce(session, NOTIFICATIONS_DUE_CHANNEL)
+    return notification_id
+
+
 async def list_notifications(
     session: AsyncSession,
     user_id: str,

@@ -49,6 +49,15 @@ async def test_events_default_to_all_and_repeats_collapse(client, make_user):
         "payment.dispute_funds_reinstated",
         "payment.dispute_closed",
         "transfer.completed",
+        "money_request.created",
+        "money_request.received",
+        "money_request.paid",
+        "money_request.declined",
+        "money_request.canceled",
+        "money_request.expired",
+        "transfer.invited",
+        "transfer.invitation_canceled",
+        "transfer.invitation_expired",
     }
     twice = await create_webhook(
         client, user, "https://example.com/t", ["payment.failed", "payment.failed"]

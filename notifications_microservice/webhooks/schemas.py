@@ -22,6 +22,15 @@ WebhookEvent = Literal[
     "payment.dispute_funds_reinstated",
     "payment.dispute_closed",
     "transfer.completed",
+    "money_request.created",
+    "money_request.received",
+    "money_request.paid",
+    "money_request.declined",
+    "money_request.canceled",
+    "money_request.expired",
+    "transfer.invited",
+    "transfer.invitation_canceled",
+    "transfer.invitation_expired",
 ]
 ALL_WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = (
     "user.registered",
@@ -34,6 +43,15 @@ ALL_WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = (
     "payment.dispute_funds_reinstated",
     "payment.dispute_closed",
     "transfer.completed",
+    "money_request.created",
+    "money_request.received",
+    "money_request.paid",
+    "money_request.declined",
+    "money_request.canceled",
+    "money_request.expired",
+    "transfer.invited",
+    "transfer.invitation_canceled",
+    "transfer.invitation_expired",
 )
 
 

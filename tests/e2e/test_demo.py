@@ -46,6 +46,11 @@ async def test_the_demo_runs_the_journey_against_a_stack_on_other_ports(stack: S
     assert "Balance: Bob 35.00 USD" in out
     assert '"type": "security_notice_required"' in out
     assert "Bob's top-up notifications: email skipped, push sent" in out
+    assert '"status": "paid"' in out
+    assert '"type": "money_request_not_open"' in out
+    assert "Balances: Ana 30.00 USD, Bob 40.00 USD" in out
+    assert '"status": "pending"' in out
+    assert "Balances: Ana 27.00 USD, Cleo 3.00 USD" in out
     assert f"{stack.service_urls['payment']}/docs" in out
     assert out.rstrip().endswith("That was the whole journey.")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -158,6 +160,28 @@ async def void(session: AsyncSession, hold_id: uuid.UUID) -> HoldRecord:
     await repository.add_held(session, hold.account_id, -hold.amount)
     await repository.resolve(session, hold.id, HoldStatus.VOIDED)
     await _settle_debt(session, hold)
+    return await _reload(session, hold.id)
+
+
+async def spend(
+    session: AsyncSession, hold_id: uuid.UUID, post: Callable[[], Awaitable[uuid.UUID]]
+) -> HoldRecord | None:
+    """Spend an active hold's amount with `post` and mark the hold captured by its transaction.
+
+    `post` writes, in this transaction, a posting that debits the hold's wallet by the held
+    amount and returns its transaction id; the reservation is lifted just before, so the
+    posting weighs the wallet as if the money were never held. The caller has locked the
+    wallet (with any other account the posting touches, in one `lock_accounts`). None when the
+    hold is no longer active or its time has run out: then nothing is done.
+    """
+    hold = await repository.get(session, hold_id, lock=True)
+    if hold is None:
+        raise HoldNotFound(f"No hold {hold_id}.")
+    if hold.status != HoldStatus.ACTIVE or hold.expires_at <= datetime.now(UTC):
+        return None
+    await repository.add_held(session, hold.account_id, -hold.amount)
+    transaction_id = await post()
+    await repository.resolve(session, hold.id, HoldStatus.CAPTURED, transaction_id)
     return await _reload(session, hold.id)
 
 

@@ -17,6 +17,8 @@ from micropay_common.events import (
 from micropay_common.inbox import EventHandler, EventMeta, on
 from transactions_microservice.accounts import service as accounts
 from transactions_microservice.funding import service as funding
+from transactions_microservice.invitations import service as invitations
+from transactions_microservice.requests import service as requests
 from transactions_microservice.settings import TransactionsSettings
 
 
@@ -51,10 +53,13 @@ class EventHandlers:
     async def user_registered(
         self, session: AsyncSession, event: UserRegistered, meta: EventMeta
     ) -> None:
-        """Record the user's email and open their wallet in the default currency."""
+        """Record the user's email, open their wallet in the default currency, and hand them
+        the money requests and the transfers that waited for their email."""
         await accounts.register_user(
             session, event.user_id, event.email, self.settings.default_currency
         )
+        await requests.address_payer(session, event.user_id, event.email)
+        await invitations.complete_for(session, event.user_id, event.email)
 
     async def payment_succeeded(
         self, session: AsyncSession, event: PaymentSucceeded, meta: EventMeta

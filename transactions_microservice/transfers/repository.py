@@ -10,8 +10,11 @@ from typing import Any
 
 from sqlalchemy import ARRAY, BigInteger, DateTime, Integer, Text, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.db import Database, Direct, Statement, refusals
+from micropay_common.idempotency import IdempotencyKeyInUse
 
 # One round trip (migration 0011 says why it is a function, and what it does in which order).
 _TRANSFER = (
@@ -43,6 +46,8 @@ _TRANSFER = (
     .columns(outcome=JSONB)
 )
 
+_LOCK_NOT_AVAILABLE = "55P03"
+
 _NO_CLAIM: dict[str, Any] = dict.fromkeys(
     ("key", "method", "path", "fingerprint", "ttl_hours", "lock_timeout")
 )
@@ -69,6 +74,34 @@ class TransferCall:
 
 
 _TRANSFER_SQL = Statement.of(_TRANSFER)
+
+_CLAIM = (
+    text(
+        "SELECT transactions.claim_idempotency_key(:owner, :key, :method, :path, :fingerprint, "
+        ":ttl_hours, :lock_timeout) AS outcome"
+    )
+    .bindparams(
+        bindparam("owner", type_=Text),
+        bindparam("ttl_hours", type_=Integer),
+    )
+    .columns(outcome=JSONB)
+)
+
+
+async def claim_key(session: AsyncSession, owner: str, claim: dict[str, Any]) -> dict[str, Any]:
+    """Claim the Idempotency-Key in the session's transaction: `{"id"}` of the key row, or what
+    was found instead (for `claimed`)."""
+    try:
+        outcome: dict[str, Any] = (
+            await session.execute(_CLAIM, {"owner": owner, **claim})
+        ).scalar_one()
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            raise IdempotencyKeyInUse(
+                "Another request with this Idempotency-Key is still being processed; retry shortly."
+            ) from error
+        raise
+    return outcome
 
 
 async def transfer(

@@ -8,7 +8,8 @@ from fastapi.responses import Response
 from micropay_common.db import DirectDep
 from micropay_common.idempotency import KeyedCallDep
 from micropay_common.security import CurrentUser
-from transactions_microservice.dependencies import SettingsDep
+from transactions_microservice.dependencies import SessionmakerDep, SettingsDep
+from transactions_microservice.invitations.schemas import InvitationRead
 from transactions_microservice.transfers import service
 from transactions_microservice.transfers.schemas import TransferCreate, TransferRead
 
@@ -21,6 +22,13 @@ router = APIRouter(tags=["transactions"])
     response_model=TransferRead,
     summary="Send money to another user by email",
     responses={
+        202: {
+            "model": InvitationRead,
+            "description": "With `invite: true` and a `to_email` that has no account: the "
+            "amount is held on the sender's wallet and the address is invited; the transfer "
+            "completes (`transfer.completed`) when it signs up, or the hold is released when it "
+            "expires or the sender cancels it (`POST /transactions/transfers/{id}/cancel`)",
+        },
         400: {"description": "Transfer to yourself, or a missing/invalid Idempotency-Key"},
         401: {"description": "No valid access token"},
         409: {
@@ -40,11 +48,21 @@ router = APIRouter(tags=["transactions"])
 async def create_transfer(
     body: TransferCreate,
     db: DirectDep,
+    sessions: SessionmakerDep,
     settings: SettingsDep,
     user: CurrentUser,
     keyed: KeyedCallDep,
 ) -> Response:
-    """Move money from the caller's wallet; the `Idempotency-Key` header is required."""
+    """Move money from the caller's wallet; the `Idempotency-Key` header is required. With
+    `invite: true`, an email without an account gets a pending transfer (202) instead of
+    `recipient_unavailable`."""
+    if body.invite:
+        return await keyed.run(
+            lambda claim: service.send_or_invite(
+                sessions, user.id, user.email, body, settings=settings, claim=claim
+            ),
+            status_code=201,
+        )
     return await keyed.run(
         lambda claim: service.create_transfer(
             db, user.id, user.email, body, settings=settings, claim=claim

@@ -19,6 +19,11 @@ class TransferCreate(BaseModel):
     amount: Amount
     currency: Currency
     description: str | None = Field(default=None, max_length=500, examples=["Dinner"])
+    invite: bool = Field(
+        default=False,
+        description="When `to_email` has no account: hold the amount and invite the address "
+        "(202, a pending transfer that completes when it signs up) instead of refusing.",
+    )
 
 
 class TransferRead(BaseModel):

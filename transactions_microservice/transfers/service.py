@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from micropay_common.db import Database, Direct, Refused
 from micropay_common.errors import ProblemError
 from micropay_common.events import EventEnvelope, TransferCompleted
-from micropay_common.idempotency import StoredResponse, claim_parameters, claimed
-from micropay_common.idempotency.repository import Claim
+from micropay_common.idempotency import Answer, StoredResponse, claim_parameters, claimed
+from micropay_common.idempotency.repository import Claim, store_response
+from micropay_common.idempotency.stored_responses import json_ready
 from transactions_microservice.accounts import service as accounts
+from transactions_microservice.invitations import service as invitations
 from transactions_microservice.ledger.exceptions import InsufficientFunds, WalletHasDebt
 from transactions_microservice.limits import service as limits
 from transactions_microservice.settings import TransactionsSettings
@@ -92,6 +96,63 @@ async def create_transfer(
     if stored is not None:
         return stored
     return TransferRead.model_validate(outcome["body"])
+
+
+async def send_or_invite(
+    sessions: async_sessionmaker[AsyncSession],
+    sender_id: str,
+    sender_email: str,
+    request: TransferCreate,
+    *,
+    settings: TransactionsSettings,
+    claim: Claim,
+) -> TransferRead | Answer | StoredResponse:
+    """A transfer with `invite`: to an email with an account, the transfer itself (201); to one
+    without, the amount held and the address invited (202, a pending transfer).
+
+    One transaction holds the Idempotency-Key's claim, the choice and its effect, so a retry
+    replays the first answer whichever it was. The sender's per-transaction limit is weighed
+    first either way; a held amount is weighed against the wallet's debt and available funds.
+    """
+    async with sessions() as session, session.begin():
+        outcome = await repository.claim_key(session, sender_id, claim_parameters(claim))
+        stored = claimed(outcome)
+        if stored is not None:
+            return stored
+        record_id = int(outcome["id"])
+        to_email = accounts.normalise_email(request.to_email)
+        own_email = accounts.normalise_email(sender_email)
+        if to_email == own_email:
+            raise TransferToSelf("You cannot send money to yourself.")
+        limits.check_transfer_amount(settings, request.amount, request.currency)
+        if await invitations.has_account(session, to_email):
+            sent = await create_transfer(
+                session, sender_id, sender_email, request, settings=settings
+            )
+            await store_response(session, record_id, 201, json_ready(sent), "application/json")
+            return sent
+        try:
+            invitation = await invitations.invite(
+                session,
+                sender_id=sender_id,
+                sender_email=own_email,
+                to_email=to_email,
+                amount=request.amount,
+                currency=request.currency,
+                description=request.description,
+                ttl_seconds=settings.invitation_ttl_seconds,
+                daily_limit=settings.transfer_daily_limits.get(request.currency),
+            )
+        except WalletHasDebt as owing:
+            raise _debt(int(owing.extra["owed"]), request.currency) from None
+        except InsufficientFunds as short:
+            raise InsufficientFunds(
+                "The wallet's available balance does not cover this amount.",
+                available=int(short.extra["available"]),
+                currency=request.currency,
+            ) from None
+        await store_response(session, record_id, 202, json_ready(invitation), "application/json")
+        return Answer(202, invitation)
 
 
 def _problem(

@@ -6,6 +6,7 @@ import { parsePayPalReturn } from "./paypal";
 import { PayPalResult, PayPalTopUp } from "./PayPalTopUp";
 import { Notifications, Webhooks } from "./Notifications";
 import { Preferences } from "./Preferences";
+import { Requests } from "./Requests";
 import { SignIn } from "./SignIn";
 import { loadConfig, type RuntimeConfig } from "./stripe";
 import { ErrorMessage } from "./ui";
@@ -87,6 +88,7 @@ function Wallet({ session }: { session: Session }) {
           {[
             ["wallet", "Wallet"],
             ["history", "History"],
+            ["requests", "Requests"],
             ["notifications", "Notifications"],
             ["webhooks", "Webhooks"],
           ].map(([id, label]) => (
@@ -121,6 +123,7 @@ function Wallet({ session }: { session: Session }) {
           ) : (
             <History key={JSON.stringify(balances)} session={session} />
           ))}
+        {page === "requests" && <Requests session={session} currency={currency} track={track} />}
         {page === "notifications" && <Notifications session={session} />}
         {page === "notifications" && <Preferences session={session} />}
         {page === "webhooks" && <Webhooks session={session} />}

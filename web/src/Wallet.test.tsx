@@ -36,6 +36,36 @@ async function fill(user: ReturnType<typeof userEvent.setup>, amount = "10.00") 
 }
 
 describe("SendMoney", () => {
+  it("invites an address without an account when asked, and says the money is held", async () => {
+    const user = userEvent.setup();
+    const pending = () =>
+      new Response(
+        JSON.stringify({
+          id: "i1",
+          status: "pending",
+          to_email: "new@example.com",
+          amount: 2000,
+          currency: "USD",
+          description: null,
+          created_at: "2026-01-01T00:00:00Z",
+          expires_at: "2026-01-08T00:00:00Z",
+          resolved_at: null,
+        }),
+        { status: 202, headers: { "Content-Type": "application/json" } },
+      );
+    const { session, bodies } = api([pending]);
+    render(<SendMoney session={session} currency="USD" track={track} />);
+    await user.type(screen.getByLabelText("Recipient email"), "new@example.com");
+    await user.type(screen.getByLabelText("Amount (USD)"), "20.00");
+    await user.click(screen.getByLabelText(/Invite them if they have no account/));
+    await user.click(screen.getByRole("button", { name: "Send" }));
+    expect(await screen.findByRole("status")).toHaveTextContent(
+      "$20.00 is held for new@example.com, who has no account yet",
+    );
+    expect(bodies[0]).toMatchObject({ to_email: "new@example.com", amount: 2000, invite: true });
+    expect(screen.getByLabelText(/Invite them if they have no account/)).not.toBeChecked();
+  });
+
   it("sends minor units with one Idempotency-Key, and a retry reuses it", async () => {
     const user = userEvent.setup();
     const { session, keys, bodies } = api([problem(503, "service_unavailable", "Try again."), sent]);
@@ -45,7 +75,13 @@ describe("SendMoney", () => {
     expect(await screen.findByRole("alert")).toHaveTextContent("Try again.");
     await user.click(screen.getByRole("button", { name: "Send" }));
     expect(await screen.findByRole("status")).toHaveTextContent("Sent $10.00 to bob@example.com.");
-    expect(bodies[0]).toEqual({ to_email: "bob@example.com", amount: 1000, currency: "USD", description: "Dinner" });
+    expect(bodies[0]).toEqual({
+      to_email: "bob@example.com",
+      amount: 1000,
+      currency: "USD",
+      description: "Dinner",
+      invite: false,
+    });
     expect(keys).toHaveLength(2);
     expect(keys[0]).toMatch(/^[0-9a-f-]{36}$/);
     expect(keys[1]).toBe(keys[0]);

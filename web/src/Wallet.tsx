@@ -242,6 +242,7 @@ export function SendMoney({
   const [toEmail, setToEmail] = useState("");
   const [amount, setAmount] = useState("");
   const [note, setNote] = useState("");
+  const [invite, setInvite] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const [notice, setNotice] = useState("");
   const [busy, setBusy] = useState(false);
@@ -260,7 +261,13 @@ export function SendMoney({
       setError(new Error(`Enter an amount in ${currency}, like 10.00.`));
       return;
     }
-    const body = { to_email: toEmail.trim(), amount: minor, currency, description: note.trim() || null };
+    const body = {
+      to_email: toEmail.trim(),
+      amount: minor,
+      currency,
+      description: note.trim() || null,
+      invite,
+    };
     const fingerprint = JSON.stringify(body);
     if (submission.current?.fingerprint !== fingerprint) {
       submission.current = { key: newIdempotencyKey(), fingerprint };
@@ -281,7 +288,13 @@ export function SendMoney({
       setToEmail("");
       setAmount("");
       setNote("");
-      setNotice(`Sent ${formatMoney(transfer.amount, transfer.currency)} to ${transfer.to_email}.`);
+      setInvite(false);
+      const sent = formatMoney(transfer.amount, transfer.currency);
+      setNotice(
+        "status" in transfer && transfer.status === "pending"
+          ? `${sent} is held for ${transfer.to_email}, who has no account yet: we invited them, and it is theirs when they sign up.`
+          : `Sent ${sent} to ${transfer.to_email}.`,
+      );
     } catch (caught) {
       setError(caught);
     } finally {
@@ -309,6 +322,10 @@ export function SendMoney({
           onChange={(event) => setAmount(event.target.value)}
         />
         <Field label="Note" maxLength={500} value={note} onChange={(event) => setNote(event.target.value)} />
+        <label className="check">
+          <input type="checkbox" checked={invite} onChange={(event) => setInvite(event.target.checked)} /> Invite
+          them if they have no account
+        </label>
         <ErrorMessage error={error} />
         <Notice>{notice}</Notice>
         <SubmitButton busy={busy}>Send</SubmitButton>

@@ -36,6 +36,7 @@ from micropay_common.idempotency.fingerprint import (
 )
 from micropay_common.idempotency.header import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER
 from micropay_common.idempotency.in_database import (
+    Answer,
     KeyedCall,
     KeyedCallDep,
     claim_parameters,
@@ -65,6 +66,7 @@ __all__ = [
     "IDEMPOTENCY_KEY_HEADER",
     "PURGE_INTERVAL_SECONDS",
     "REPLAYED_HEADER",
+    "Answer",
     "IdempotencyConflict",
     "IdempotencyDep",
     "IdempotencyKeyInUse",

@@ -74,6 +74,15 @@ _STORE_RESPONSE = (
 _STORE_RESPONSE_SQL = Statement.of(_STORE_RESPONSE)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A fresh result with a status of its own, for an endpoint whose answers differ in status
+    (a 201 for a transfer made, a 202 for one accepted to complete later)."""
+
+    status: int
+    result: Any
+
+
 def claim_parameters(claim: Claim) -> dict[str, Any]:
     """The claim as the SQL functions take it (`:key`, `:method`, … `:lock_timeout`)."""
     return {
@@ -149,6 +158,8 @@ class KeyedCall:
             return await self._refuse(error, headers)
         if isinstance(result, StoredResponse):
             return replay_response(self.claim.key, result)
+        if isinstance(result, Answer):
+            return render(result.status, json_ready(result.result), headers)
         return render(status_code, json_ready(result), headers)
 
     async def _refuse(self, error: ProblemError, headers: dict[str, str]) -> Response:

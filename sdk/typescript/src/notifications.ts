@@ -467,7 +467,7 @@ export interface components {
              * Events
              * @description Event types to send; all of them when omitted.
              */
-            events?: ("user.registered" | "payment.succeeded" | "payment.failed" | "payment.refunded" | "payment.refund_failed" | "payment.dispute_opened" | "payment.dispute_funds_withdrawn" | "payment.dispute_funds_reinstated" | "payment.dispute_closed" | "transfer.completed")[];
+            events?: ("user.registered" | "payment.succeeded" | "payment.failed" | "payment.refunded" | "payment.refund_failed" | "payment.dispute_opened" | "payment.dispute_funds_withdrawn" | "payment.dispute_funds_reinstated" | "payment.dispute_closed" | "transfer.completed" | "money_request.created" | "money_request.received" | "money_request.paid" | "money_request.declined" | "money_request.canceled" | "money_request.expired" | "transfer.invited" | "transfer.invitation_canceled" | "transfer.invitation_expired")[];
             /**
              * Url
              * @description http(s) URL; it must resolve to public addresses only.

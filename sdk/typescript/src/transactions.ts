@@ -84,6 +84,92 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/transactions/requests": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's money requests, newest first
+         * @description Cursor-paginated requests on one side.
+         */
+        get: operations["list_requests_transactions_requests_get"];
+        put?: never;
+        /**
+         * Ask someone for money by email
+         * @description Open a request; the answer is the same whether or not `from_email` has an account (a
+         *     request to an email without one waits for its sign-up). `Idempotency-Key` is required.
+         */
+        post: operations["create_request_transactions_requests_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/transactions/requests/{request_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel a money request the caller made
+         * @description The requester withdraws an open request; both sides are told.
+         */
+        post: operations["cancel_request_transactions_requests__request_id__cancel_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/transactions/requests/{request_id}/decline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Decline a money request addressed to the caller
+         * @description The payer refuses an open request; both sides are told.
+         */
+        post: operations["decline_request_transactions_requests__request_id__decline_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/transactions/requests/{request_id}/pay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pay a money request addressed to the caller
+         * @description Move the amount to the requester as a transfer and mark the request `paid`, in one
+         *     transaction; paying it again is 409. `Idempotency-Key` is required.
+         */
+        post: operations["pay_request_transactions_requests__request_id__pay_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/transactions/transfers": {
         parameters: {
             query?: never;
@@ -95,9 +181,31 @@ export interface paths {
         put?: never;
         /**
          * Send money to another user by email
-         * @description Move money from the caller's wallet; the `Idempotency-Key` header is required.
+         * @description Move money from the caller's wallet; the `Idempotency-Key` header is required. With
+         *     `invite: true`, an email without an account gets a pending transfer (202) instead of
+         *     `recipient_unavailable`.
          */
         post: operations["create_transfer_transactions_transfers_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/transactions/transfers/{transfer_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel a pending transfer (one waiting for its recipient to sign up)
+         * @description Release the held amount to the sender's wallet; the sender is told.
+         */
+        post: operations["cancel_transfer_transactions_transfers__transfer_id__cancel_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -337,6 +445,56 @@ export interface components {
          */
         HoldStatus: "active" | "captured" | "voided" | "expired";
         /**
+         * InvitationRead
+         * @description A transfer waiting for its recipient's email to sign up.
+         * @example {
+         *       "amount": 2000,
+         *       "created_at": "2026-12-05T10:00:00Z",
+         *       "currency": "USD",
+         *       "description": "Welcome gift",
+         *       "expires_at": "2026-12-12T10:00:00Z",
+         *       "id": "0c7d1f0e-3f7e-4a4c-9d55-7f3f4b2a9e10",
+         *       "status": "pending",
+         *       "to_email": "newcomer@example.com"
+         *     }
+         */
+        InvitationRead: {
+            /** Amount */
+            amount: number;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Currency */
+            currency: string;
+            /** Description */
+            description: string | null;
+            /**
+             * Expires At
+             * Format: date-time
+             */
+            expires_at: string;
+            /**
+             * Id
+             * Format: uuid
+             * @description The transfer's id, once it completes.
+             */
+            id: string;
+            /** Resolved At */
+            resolved_at: string | null;
+            status: components["schemas"]["InvitationStatus"];
+            /** To Email */
+            to_email: string;
+        };
+        /**
+         * InvitationStatus
+         * @description Where a transfer to an email without an account stands: pending until that email signs
+         *     up (completed), the sender cancels it or it expires.
+         * @enum {string}
+         */
+        InvitationStatus: "pending" | "completed" | "canceled" | "expired";
+        /**
          * LedgerCheckRead
          * @description The invariant check's outcome; `violations` lists up to 100 offenders per check.
          */
@@ -378,6 +536,122 @@ export interface components {
             /** Transfers */
             transfers: components["schemas"]["TransferAllowance"][];
         };
+        /**
+         * MoneyRequestCreate
+         * @description Ask the owner of `from_email` to send the caller an amount.
+         * @example {
+         *       "amount": 1250,
+         *       "currency": "USD",
+         *       "from_email": "bob@example.com",
+         *       "note": "Half of the concert tickets"
+         *     }
+         */
+        MoneyRequestCreate: {
+            /**
+             * Amount
+             * @description A positive whole number of minor units (cents for USD, yen for JPY).
+             * @example 1050
+             */
+            amount: number;
+            /**
+             * Currency
+             * @description ISO 4217 code of a supported currency (USD, EUR, GBP, JPY).
+             * @example USD
+             */
+            currency: string;
+            /**
+             * From Email
+             * @example bob@example.com
+             */
+            from_email: string;
+            /**
+             * Note
+             * @example Half of the tickets
+             */
+            note?: string | null;
+        };
+        /**
+         * MoneyRequestPage
+         * @description A page of money requests, newest first.
+         */
+        MoneyRequestPage: {
+            /** Data */
+            data: components["schemas"]["MoneyRequestRead"][];
+            /** Has More */
+            has_more: boolean;
+        };
+        /**
+         * MoneyRequestRead
+         * @description A money request; the two sides are named by email only (no answer carries another
+         *     user's id), and nothing in it says whether the payer's email has an account.
+         * @example {
+         *       "amount": 1250,
+         *       "created_at": "2026-12-05T10:00:00Z",
+         *       "currency": "USD",
+         *       "expires_at": "2027-01-04T10:00:00Z",
+         *       "from_email": "bob@example.com",
+         *       "id": "5b0e4a53-8f57-4a51-9d5e-0d3c43a1b2f1",
+         *       "note": "Half of the concert tickets",
+         *       "requester_email": "alice@example.com",
+         *       "status": "open"
+         *     }
+         */
+        MoneyRequestRead: {
+            /** Amount */
+            amount: number;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Currency */
+            currency: string;
+            /**
+             * Expires At
+             * Format: date-time
+             */
+            expires_at: string;
+            /**
+             * From Email
+             * @description Who is asked to pay, as the requester wrote it.
+             */
+            from_email: string;
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Note */
+            note: string | null;
+            /**
+             * Requester Email
+             * @description Who asks for the money (and receives it).
+             */
+            requester_email: string;
+            /**
+             * Resolved At
+             * @description When it was paid, declined, cancelled or expired.
+             */
+            resolved_at: string | null;
+            status: components["schemas"]["MoneyRequestStatus"];
+            /**
+             * Transfer Id
+             * @description The transfer that paid it (a `reference` in both histories), once paid.
+             */
+            transfer_id: string | null;
+        };
+        /**
+         * MoneyRequestRole
+         * @description Which side of a request the caller lists.
+         * @enum {string}
+         */
+        MoneyRequestRole: "payer" | "requester";
+        /**
+         * MoneyRequestStatus
+         * @description Where a money request stands: open until it is paid, declined, cancelled or expires.
+         * @enum {string}
+         */
+        MoneyRequestStatus: "open" | "paid" | "declined" | "canceled" | "expired";
         /**
          * Problem
          * @description RFC 9457 problem details; members beyond these depend on the `type`.
@@ -490,6 +764,12 @@ export interface components {
              * @example Dinner
              */
             description?: string | null;
+            /**
+             * Invite
+             * @description When `to_email` has no account: hold the amount and invite the address (202, a pending transfer that completes when it signs up) instead of refusing.
+             * @default false
+             */
+            invite: boolean;
             /**
              * To Email
              * @example bob@example.com
@@ -698,6 +978,311 @@ export interface operations {
             };
         };
     };
+    list_requests_transactions_requests_get: {
+        parameters: {
+            query?: {
+                /** @description Page size (1-100). */
+                limit?: number;
+                /** @description `requester`: the requests the caller made; `payer`: those asking the caller to pay. */
+                role?: components["schemas"]["MoneyRequestRole"];
+                /** @description Id of the last request of the previous page. */
+                starting_after?: string | null;
+                /** @description Only requests in this status. */
+                status?: components["schemas"]["MoneyRequestStatus"] | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MoneyRequestPage"];
+                };
+            };
+            /** @description `starting_after` is not in the caller's list (`invalid_cursor`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_request_transactions_requests_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Unique key (1 to 255 printable ASCII characters, e.g. a UUID) that makes retries of this request safe: the same key with the same body returns the stored response. Required. */
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MoneyRequestCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MoneyRequestRead"];
+                };
+            };
+            /** @description `money_request_to_self`, or a missing/invalid Idempotency-Key */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An Idempotency-Key conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `limit_exceeded`: above the per-transaction limit of a transfer; `validation_error`: amount not a positive integer, an unsupported currency */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    cancel_request_transactions_requests__request_id__cancel_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MoneyRequestRead"];
+                };
+            };
+            /** @description No valid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `money_request_not_found`: no such request on the caller's side */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `money_request_not_open`: already paid, declined, cancelled or expired (with `request_status`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    decline_request_transactions_requests__request_id__decline_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MoneyRequestRead"];
+                };
+            };
+            /** @description No valid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `money_request_not_found`: no such request on the caller's side */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `money_request_not_open`: already paid, declined, cancelled or expired (with `request_status`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    pay_request_transactions_requests__request_id__pay_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Unique key (1 to 255 printable ASCII characters, e.g. a UUID) that makes retries of this request safe: the same key with the same body returns the stored response. Required. */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MoneyRequestRead"];
+                };
+            };
+            /** @description A missing/invalid Idempotency-Key */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `money_request_not_found`: no such request on the caller's side */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `money_request_not_open` (paid already, declined, cancelled, expired; with `request_status`), and as a transfer: `insufficient_funds`, `wallet_has_debt`, or an Idempotency-Key conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description As a transfer: `limit_exceeded` (the daily limit), `recipient_unavailable` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     create_transfer_transactions_transfers_post: {
         parameters: {
             query?: never;
@@ -721,6 +1306,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TransferRead"];
+                };
+            };
+            /** @description With `invite: true` and a `to_email` that has no account: the amount is held on the sender's wallet and the address is invited; the transfer completes (`transfer.completed`) when it signs up, or the hold is released when it expires or the sender cancels it (`POST /transactions/transfers/{id}/cancel`) */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationRead"];
                 };
             };
             /** @description Transfer to yourself, or a missing/invalid Idempotency-Key */
@@ -751,6 +1345,64 @@ export interface operations {
                 };
             };
             /** @description `limit_exceeded`: above the per-transaction or the daily limit (with `limit_kind`, `limit`, `remaining`, `currency`, `resets_at`; weighed before the recipient); `recipient_unavailable`: `to_email` names no one who can receive (one answer whether or not the email has an account); or `validation_error`: amount not a positive integer, an unsupported currency */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    cancel_transfer_transactions_transfers__transfer_id__cancel_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                transfer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvitationRead"];
+                };
+            };
+            /** @description No valid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `transfer_not_found`: no pending transfer of the caller's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `transfer_not_pending`: it completed, was cancelled or expired (with `transfer_status`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
             422: {
                 headers: {
                     [name: string]: unknown;
