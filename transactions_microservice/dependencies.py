@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from transactions_microservice.limits.top_ups import TopUpAllowanceClient
 from transactions_microservice.settings import TransactionsSettings
@@ -16,3 +17,6 @@ SettingsDep = Annotated[
 TopUpAllowanceClientDep = Annotated[
     TopUpAllowanceClient, Depends(TransactionsState.provide(lambda s: s.top_ups))
 ]
+EngineDep = Annotated[AsyncEngine, Depends(TransactionsState.provide(lambda s: s.engine))]
+"""The app's engine, for a read that outlives the endpoint (a streamed statement opens its own
+connection and transaction in the response body)."""

@@ -20,6 +20,7 @@ from transactions_microservice.limits.top_ups import TopUpAllowanceClient
 from transactions_microservice.models import SCHEMA
 from transactions_microservice.settings import TransactionsSettings
 from transactions_microservice.state import TransactionsState
+from transactions_microservice.statements.router import router as statements_router
 from transactions_microservice.transfers.router import router as transfers_router
 
 VERSION = "0.1.0"
@@ -58,13 +59,17 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
         description="The double-entry wallet ledger: balances, transfers, holds and history.",
         version=VERSION,
         tags=[
-            {"name": "transactions", "description": "Balances, transfers and ledger history."},
+            {
+                "name": "transactions",
+                "description": "Balances, transfers, ledger history and statements.",
+            },
         ],
         routers=[
             accounts_router,
             transfers_router,
             # Before the ledger's `/transactions/{id}`, which would take "limits" for an id.
             limits_router,
+            statements_router,
             ledger_router,
             holds_router,
             ledger_internal_router,
