@@ -45,13 +45,13 @@ _WALLET = select(accounts.c.id).where(
 )
 # The last entry before `start` by a backward probe of entries_account_history_idx: the opening
 # balance costs one index lookup, however long the history before the period.
-_BALANCE_BEFORE = (
+BALANCE_BEFORE = (
     select(entries.c.balance_after)
     .where(entries.c.account_id == bindparam("account_id"), entries.c.created_at < _START)
     .order_by(entries.c.created_at.desc(), entries.c.id.desc())
     .limit(1)
 )
-_LINES = (
+LINES = (
     select(
         entries.c.id,
         entries.c.transaction_id,
@@ -85,7 +85,7 @@ async def balance_before(
     connection: AsyncConnection, account_id: AccountId, start: datetime
 ) -> int:
     """The wallet's balance after its last entry before `start` (0 before its first)."""
-    found = await connection.scalar(_BALANCE_BEFORE, {"account_id": account_id, "start": start})
+    found = await connection.scalar(BALANCE_BEFORE, {"account_id": account_id, "start": start})
     return int(found or 0)
 
 
@@ -95,7 +95,7 @@ async def entries_between(
     """The wallet's entries from `start` (included) to `end` (excluded) in posting order, in
     batches read from a server-side cursor (the connection must be in a transaction)."""
     result = await connection.stream(
-        _LINES.execution_options(yield_per=BATCH),
+        LINES.execution_options(yield_per=BATCH),
         {"account_id": account_id, "start": start, "end": end},
     )
     async for rows in result.partitions(BATCH):
