@@ -25,14 +25,11 @@ router = APIRouter(tags=["transactions"])
 @router.get(
     "/transactions/statement",
     summary="A statement of one of the caller's wallets over a period",
-    response_class=StreamingResponse,
+    response_model=StatementRead,
     responses={
         200: {
             "description": "The statement: JSON (`format=json`) or CSV (`format=csv`), streamed.",
-            "content": {
-                "application/json": {"schema": StatementRead.model_json_schema(by_alias=True)},
-                "text/csv": {"schema": {"type": "string"}, "example": CSV_EXAMPLE},
-            },
+            "content": {"text/csv": {"schema": {"type": "string"}, "example": CSV_EXAMPLE}},
         },
         401: {"description": "No valid access token"},
         422: {
