@@ -44,6 +44,7 @@ async def test_the_demo_runs_the_journey_against_a_stack_on_other_ports(stack: S
     assert "signature verified with standardwebhooks (0 bad)" in out
     assert '"provider": "paypal"' in out
     assert "Balance: Bob 35.00 USD" in out
+    assert "Opening balance + every line = closing balance" in out
     assert f"{stack.service_urls['payment']}/docs" in out
     assert out.rstrip().endswith("That was the whole journey.")
 
