@@ -10,11 +10,14 @@ import itertools
 import json
 import random
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from micropay_testing.apps import serve_http
 from transactions_microservice.main import create_app
@@ -293,10 +296,21 @@ async def test_the_csv_is_what_a_spreadsheet_opens(client, register, top_up):
     assert yen_rows[-1]["balance_after"] == "1500"
 
 
-async def test_opening_plus_lines_is_closing_for_random_periods(client, register, top_up, deliver):
+@dataclass
+class VariedLedger:
+    """A wallet with a history of every kind of line, the instants between its postings, and
+    the instants of its entries (a period may start or end exactly on one)."""
+
+    member: Member
+    between: list[datetime]
+    stamps: list[datetime]
+
+
+@pytest.fixture(scope="module")
+async def varied(client, register, top_up, deliver) -> VariedLedger:
     member, friend = await register(), await register()
     rng = random.Random(19)
-    instants = [await moment()]
+    between = [await moment()]
     await top_up(member, 20_000)
     for _ in range(24):
         match rng.choice(("top_up", "send", "receive", "refund", "dispute")):
@@ -312,28 +326,63 @@ async def test_opening_plus_lines_is_closing_for_random_periods(client, register
             case "dispute":
                 withdrawn = dispute(member, rng.randint(1, 200))
                 assert (await deliver("payment.dispute_funds_withdrawn", withdrawn)).is_success
-        instants.append(await moment())
+        between.append(await moment())
+    stamps = [
+        datetime.fromisoformat(line["created_at"]) for line in await all_entries(client, member)
+    ]
+    return VariedLedger(member, between, stamps)
 
-    for _ in range(25):
-        start, end = sorted(rng.sample(instants, 2))
-        body = await statement_json(client, member, start, end)
-        amounts = [line["amount"] for line in body["lines"]]
-        assert body["opening_balance"] + sum(amounts) == body["closing_balance"]
-        assert body["total_in"] - body["total_out"] == sum(amounts)
-        assert (
-            body["opening_balance"] == (await balances_at(client, member, start))["USD"]["balance"]
-        )
-        assert body["closing_balance"] == (await balances_at(client, member, end))["USD"]["balance"]
-    # Adjacent periods chain: each closing is the next opening, and together they cover all.
-    whole = await statement_json(client, member, instants[0], instants[-1])
+
+def instants(ledger: VariedLedger) -> st.SearchStrategy[datetime]:
+    """Any instant around the history, between two postings, or exactly on an entry."""
+    return st.one_of(
+        st.datetimes(
+            min_value=ledger.between[0].replace(tzinfo=None) - timedelta(seconds=1),
+            max_value=ledger.between[-1].replace(tzinfo=None),
+            timezones=st.just(UTC),
+        ),
+        st.sampled_from(ledger.between),
+        st.sampled_from(ledger.stamps),
+    )
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+async def test_opening_plus_lines_is_closing_for_any_period(client, varied, data):
+    start = data.draw(instants(varied), label="from")
+    end = data.draw(instants(varied).filter(lambda end: end > start), label="to")
+
+    body = await statement_json(client, varied.member, start, end)
+
+    amounts = [line["amount"] for line in body["lines"]]
+    assert body["opening_balance"] + sum(amounts) == body["closing_balance"]
+    assert body["total_in"] == sum(amount for amount in amounts if amount > 0)
+    assert body["total_out"] == -sum(amount for amount in amounts if amount < 0)
+    at_start = await balances_at(client, varied.member, start)
+    at_end = await balances_at(client, varied.member, end)
+    assert body["opening_balance"] == at_start["USD"]["balance"]
+    assert body["closing_balance"] == at_end["USD"]["balance"]
+    # Exactly the entries of [from, to), as the history has them.
+    assert len(body["lines"]) == sum(start <= stamp < end for stamp in varied.stamps)
+
+
+async def test_adjacent_periods_chain(client, varied):
+    whole = await statement_json(client, varied.member, varied.between[0], varied.between[-1])
     parts = [
-        await statement_json(client, member, start, end)
-        for start, end in itertools.pairwise(instants)
+        await statement_json(client, varied.member, start, end)
+        for start, end in itertools.pairwise(varied.between)
     ]
     assert [p["opening_balance"] for p in parts[1:]] == [p["closing_balance"] for p in parts[:-1]]
     assert [line["id"] for p in parts for line in p["lines"]] == [
         line["id"] for line in whole["lines"]
     ]
+    assert whole["opening_balance"] == 0
+    assert len(whole["lines"]) == len(varied.stamps)
 
 
 SEED = """
