@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 from datetime import datetime
 
@@ -25,7 +24,7 @@ import asyncpg
 import httpx
 from sqlalchemy.dialects import postgresql
 
-from bench.transfers_history import SEED, check_ledger
+from bench.transfers_history import check_ledger, seed_wallet
 from bench.transfers_setup import DEFAULT_ADMIN_URL, Environment, environment, percentile
 from stack.postgres import asyncpg_dsn
 from transactions_microservice.statements.repository import BALANCE_BEFORE
@@ -39,30 +38,7 @@ async def seed(env: Environment, entries: int, lines: int) -> tuple[int, Periods
     period of `lines` lines that starts after that many entries."""
     conn = await asyncpg.connect(**asyncpg_dsn(env.admin_dsn))
     try:
-        wallet, balance = await conn.fetchrow(
-            "SELECT id, balance FROM transactions.accounts WHERE user_id = $1",
-            env.users[0].user_id,
-        )
-        source = await conn.fetchval(
-            "INSERT INTO transactions.accounts (kind, system_code, currency)"
-            " VALUES ('system', 'bench_seed', 'USD') RETURNING id"
-        )
-        started = time.perf_counter()
-        await conn.execute(SEED, entries, wallet, source, balance)
-        await conn.execute(
-            "UPDATE transactions.accounts SET balance = balance + $2 WHERE id = $1",
-            wallet,
-            entries,
-        )
-        await conn.execute(
-            "UPDATE transactions.accounts SET balance = -$2::bigint WHERE id = $1", source, entries
-        )
-        await conn.execute("VACUUM ANALYZE transactions.entries")
-        await conn.execute("VACUUM ANALYZE transactions.ledger_transactions")
-        print(
-            f"seeded {entries} entries in {time.perf_counter() - started:.0f}s",
-            file=sys.stderr,
-        )
+        wallet = await seed_wallet(conn, env, entries)
 
         async def nth(offset: int) -> datetime:
             instant: datetime = await conn.fetchval(
@@ -85,7 +61,9 @@ async def seed(env: Environment, entries: int, lines: int) -> tuple[int, Periods
         await conn.close()
 
 
-async def measure(env: Environment, periods: Periods, requests: int) -> dict[str, list[float]]:
+async def measure(
+    env: Environment, periods: Periods, lines: int, requests: int
+) -> dict[str, list[float]]:
     """Time each period's statement `requests` times, interleaved, reading the whole body."""
     headers = {"Authorization": f"Bearer {env.users[0].token}"}
     timings: dict[str, list[float]] = {name: [] for name in periods}
@@ -100,6 +78,11 @@ async def measure(env: Environment, periods: Periods, requests: int) -> dict[str
                 raise SystemExit(f"statement answered {response.status_code}: {response.text}")
             return elapsed
 
+        for name, (start, end) in periods.items():
+            params = {"currency": "USD", "from": start.isoformat(), "to": end.isoformat()}
+            found = len((await http.get("/transactions/statement", params=params)).json()["lines"])
+            if found != lines:
+                raise SystemExit(f"the period at {name} has {found} lines, not {lines}")
         for _ in range(max(1, requests // 10)):  # warm-up
             for start, end in periods.values():
                 await one(start, end)
@@ -150,7 +133,7 @@ def main() -> None:
         admin_url=args.admin_url, database=args.database, users=1, workers=1, pool_size=5
     ) as env:
         wallet, periods = asyncio.run(seed(env, args.entries, args.lines))
-        timings = asyncio.run(measure(env, periods, args.requests))
+        timings = asyncio.run(measure(env, periods, args.lines, args.requests))
         database = asyncio.run(opening_times(env, wallet, periods, args.requests))
         consistent, check_seconds = asyncio.run(check_ledger(env))
 
