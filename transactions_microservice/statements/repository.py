@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import DateTime, bindparam, select
+from sqlalchemy import DateTime, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from transactions_microservice.models import (
@@ -73,6 +73,13 @@ LINES = (
     # Posting order: a wallet's entries are written under its lock and stamped inside it.
     .order_by(entries.c.created_at, entries.c.id)
 )
+
+
+async def limit_idle(connection: AsyncConnection, seconds: int) -> None:
+    """End the (current) transaction if it stays idle longer than `seconds`."""
+    await connection.execute(
+        text(f"SET LOCAL idle_in_transaction_session_timeout = '{int(seconds)}s'")
+    )
 
 
 async def wallet(connection: AsyncConnection, user_id: str, currency: str) -> AccountId | None:

@@ -17,6 +17,11 @@ from transactions_microservice.statements.schemas import StatementLineRead
 MAX_PERIOD = timedelta(days=366)
 """The longest period one statement covers: a year, leap day included."""
 
+STALL_SECONDS = 60
+"""How long a statement's transaction may wait on a client that stopped reading before the
+database ends it: a stalled download must not hold a pooled connection and a snapshot for
+ever."""
+
 
 def check_period(start: datetime, end: datetime) -> None:
     """Refuse a period that is empty, reversed, longer than MAX_PERIOD or not yet over."""
@@ -40,6 +45,7 @@ async def statement(
             isolation_level="REPEATABLE READ", postgresql_readonly=True
         )
         async with connection.begin():
+            await repository.limit_idle(connection, STALL_SECONDS)
             wallet = await repository.wallet(connection, user_id, currency)
             opening = 0
             if wallet is not None:
