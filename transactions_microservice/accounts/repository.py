@@ -207,7 +207,7 @@ _UNSETTLED_AT = (
     )
     .scalar_subquery()
 )
-_BALANCES_AT = (
+BALANCES_AT = (
     select(
         accounts.c.currency,
         func.coalesce(_balance_before(accounts.c.id), 0).label("balance"),
@@ -224,7 +224,7 @@ _BALANCES_AT = (
     .where(accounts.c.user_id == bindparam("user_id"))
     .order_by(accounts.c.currency)
 )
-_BALANCES_AT_SQL = Statement.of(_BALANCES_AT)
+_BALANCES_AT_SQL = Statement.of(BALANCES_AT)
 
 
 async def balances_at(db: Direct, user_id: str, at: datetime) -> list[WalletBalance]:

@@ -19,9 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from micropay_common.db import Statement
 from micropay_testing.apps import serve_http
+from transactions_microservice.accounts import repository as accounts_repository
 from transactions_microservice.main import create_app
-from transactions_microservice.statements.repository import BATCH
+from transactions_microservice.statements.repository import BALANCE_BEFORE, BATCH
 from transactions_microservice.tests.helpers import Member, all_entries
 
 PROBLEM_JSON = "application/problem+json"
@@ -508,3 +510,39 @@ async def test_a_statement_needs_a_token(client):
         params={"currency": "USD", "from": "2026-03-01T00:00:00Z", "to": "2026-03-02T00:00:00Z"},
     )
     assert response.status_code == 401
+
+
+def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(node for child in plan.get("Plans", []) for node in plan_nodes(child))]
+
+
+async def test_the_opening_balance_is_one_probe_whatever_the_depth(admin, register):
+    member = await register()
+    wallet = await admin.fetchval(
+        "SELECT id FROM transactions.accounts WHERE user_id = $1 AND currency = 'USD'", member.id
+    )
+    await admin.execute(SEED, wallet, 3_000, uuid.uuid4().hex[:12])
+    await admin.execute("ANALYZE transactions.entries")
+    start = datetime.now(UTC)
+    opening = Statement.of(BALANCE_BEFORE)
+    balances = Statement.of(accounts_repository.BALANCES_AT)
+
+    for sql, arguments in (
+        (opening.sql, opening.arguments({"account_id": wallet, "start": start})),
+        (balances.sql, balances.arguments({"user_id": member.id, "at": start})),
+    ):
+        plan = json.loads(await admin.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *arguments))
+        nodes = plan_nodes(plan[0]["Plan"])
+        reads = [n for n in nodes if n.get("Relation Name") == "entries"]
+        # The last entry before the instant, straight off the history index: one row read of
+        # the 3,000 before it, no scan of the history.
+        assert reads
+        assert all(n.get("Index Name") == "entries_account_history_idx" for n in reads)
+        assert all(n["Actual Rows"] <= 1 for n in reads)
+        assert all(n.get("Rows Removed by Filter", 0) == 0 for n in reads)
+    assert (
+        await admin.fetchval(
+            opening.sql, *opening.arguments({"account_id": wallet, "start": start})
+        )
+        == 3_000
+    )
