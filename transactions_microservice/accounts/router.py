@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from micropay_common.db import DirectDep
+from micropay_common.instants import Instant
 from micropay_common.security import CurrentUser
 from transactions_microservice.accounts import service
 from transactions_microservice.accounts.schemas import BalancesRead
@@ -27,7 +27,7 @@ router = APIRouter(tags=["transactions"])
 async def get_balance(
     db: DirectDep,
     user: CurrentUser,
-    at: AwareDatetime | None = Query(
+    at: Instant | None = Query(
         None,
         description=(
             "An RFC 3339 instant with its offset: the balances as the ledger left them just "

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 
+from micropay_common.instants import Instant
 from micropay_common.money import Currency
 from micropay_common.security import CurrentUser
 from transactions_microservice.dependencies import EngineDep
@@ -43,16 +42,23 @@ async def get_statement(
     engine: EngineDep,
     user: CurrentUser,
     currency: Annotated[Currency, Query(description="The wallet's currency.")],
-    start: AwareDatetime = Query(
-        alias="from",
-        description="Start of the period (included), RFC 3339 with its offset.",
-        examples=["2026-03-01T00:00:00Z"],
-    ),
-    end: AwareDatetime = Query(
-        alias="to",
-        description="End of the period (excluded), RFC 3339 with its offset; not in the future.",
-        examples=["2026-04-01T00:00:00Z"],
-    ),
+    start: Annotated[
+        Instant,
+        Query(
+            alias="from",
+            description="Start of the period (included), RFC 3339 with its offset.",
+            examples=["2026-03-01T00:00:00Z"],
+        ),
+    ],
+    end: Annotated[
+        Instant,
+        Query(
+            alias="to",
+            description="End of the period (excluded), RFC 3339 with its offset; not in the "
+            "future.",
+            examples=["2026-04-01T00:00:00Z"],
+        ),
+    ],
     format_: StatementFormat = Query(StatementFormat.JSON, alias="format"),
 ) -> StreamingResponse:
     """Opening balance, every line of the period in posting order, totals and closing balance.
@@ -64,8 +70,7 @@ async def get_statement(
     service.check_period(start, end)
     parts = service.statement(engine, user.id, currency, start, end)
     if format_ is StatementFormat.CSV:
-        first, last = start.astimezone(UTC), end.astimezone(UTC)
-        name = f"statement-{currency}-{first:%Y%m%d}-{last:%Y%m%d}.csv"
+        name = f"statement-{currency}-{start:%Y%m%d}-{end:%Y%m%d}.csv"
         return StreamingResponse(
             formats.as_csv(parts),
             media_type="text/csv; charset=utf-8",

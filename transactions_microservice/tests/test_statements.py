@@ -11,7 +11,7 @@ import json
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -192,6 +192,8 @@ async def test_holds_and_debts_are_as_they_were_at_the_instant(
         ((datetime.now(UTC) + timedelta(days=1)).isoformat(), "instant_in_future"),
         ("2026-01-01T00:00:00", "validation_error"),
         ("yesterday", "validation_error"),
+        # Valid RFC 3339, but before the first instant a datetime holds once in UTC.
+        ("0001-01-01T00:00:00+05:00", "validation_error"),
     ],
 )
 async def test_an_instant_in_the_future_or_without_offset_is_422(client, register, at, problem):
@@ -459,6 +461,7 @@ async def test_a_long_statement_streams_in_batches(
         ({"from": "2024-01-01T00:00:00Z", "to": "2025-01-02T00:00:01Z"}, "invalid_period"),
         ({"from": "2026-03-01T00:00:00Z", "to": "2999-01-01T00:00:00Z"}, "invalid_period"),
         ({"from": "2026-03-01T00:00:00Z", "to": "2026-03-02T00:00:00"}, "validation_error"),
+        ({"from": "0001-01-01T00:00:00+05:00", "to": "0001-06-01T00:00:00Z"}, "validation_error"),
         ({"currency": "XYZ"}, "validation_error"),
         ({"currency": None}, "validation_error"),
         ({"format": "pdf"}, "validation_error"),
@@ -484,6 +487,29 @@ async def test_a_period_ending_in_the_future_is_instant_in_future(client, regist
     response = await statement(client, member, start, start + timedelta(days=2))
     assert response.status_code == 422
     assert response.json()["type"] == "instant_in_future"
+
+
+async def test_instants_in_any_offset_are_the_same_instant(client, register, top_up):
+    member = await register()
+    await top_up(member, 1_000)
+    end = datetime.now(UTC)
+    start = end - timedelta(days=1)
+    east = timezone(timedelta(hours=14))
+    utc = await statement(client, member, start, end, format="csv")
+    shifted = await client.get(
+        "/transactions/statement",
+        params={
+            "currency": "USD",
+            "from": start.astimezone(east).isoformat(),
+            "to": end.astimezone(east).isoformat(),
+            "format": "csv",
+        },
+        headers=member.headers,
+    )
+    assert shifted.status_code == 200, shifted.text
+    assert shifted.text == utc.text
+    # Named by the period's UTC days, whatever offset it was asked in.
+    assert shifted.headers["content-disposition"] == utc.headers["content-disposition"]
 
 
 async def test_a_currency_without_a_wallet_is_an_empty_statement(client, register):
