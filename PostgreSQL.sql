@@ -1760,6 +1760,12 @@ GRANT SELECT, INSERT, UPDATE ON TABLE transactions.transfer_invitations TO trans
 
 UPDATE migrations.alembic_version SET version_num='0016' WHERE migrations.alembic_version.version_num = '0015';
 
+-- Running upgrade 0016 -> 0017
+
+CREATE INDEX holds_account_created_idx ON transactions.holds (account_id, created_at);
+
+UPDATE migrations.alembic_version SET version_num='0017' WHERE migrations.alembic_version.version_num = '0016';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

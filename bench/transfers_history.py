@@ -52,35 +52,42 @@ ORDER BY t.n, x.sign DESC
 """
 
 
+async def seed_wallet(conn: asyncpg.Connection, env: Environment, entries: int) -> int:
+    """Write `entries` one-cent top-ups to the first user's wallet, from a system account of
+    their own, just before now; returns the wallet's id."""
+    wallet, balance = await conn.fetchrow(
+        "SELECT id, balance FROM transactions.accounts WHERE user_id = $1",
+        env.users[0].user_id,
+    )
+    source = await conn.fetchval(
+        "INSERT INTO transactions.accounts (kind, system_code, currency)"
+        " VALUES ('system', 'bench_seed', 'USD') RETURNING id"
+    )
+    started = time.perf_counter()
+    # One microsecond apart, just before now: newer than the wallet's funding entry.
+    await conn.execute(SEED, entries, wallet, source, balance)
+    await conn.execute(
+        "UPDATE transactions.accounts SET balance = balance + $2 WHERE id = $1",
+        wallet,
+        entries,
+    )
+    await conn.execute(
+        "UPDATE transactions.accounts SET balance = -$2::bigint WHERE id = $1", source, entries
+    )
+    await conn.execute("VACUUM ANALYZE transactions.entries")
+    await conn.execute("VACUUM ANALYZE transactions.ledger_transactions")
+    print(
+        f"seeded {entries} entries in {time.perf_counter() - started:.0f}s",
+        file=sys.stderr,
+    )
+    return int(wallet)
+
+
 async def seed(env: Environment, entries: int) -> tuple[int, list[int]]:
     """Write `entries` top-ups to the first user's wallet; returns it and page cursors."""
     conn = await asyncpg.connect(**asyncpg_dsn(env.admin_dsn))
     try:
-        wallet, balance = await conn.fetchrow(
-            "SELECT id, balance FROM transactions.accounts WHERE user_id = $1",
-            env.users[0].user_id,
-        )
-        source = await conn.fetchval(
-            "INSERT INTO transactions.accounts (kind, system_code, currency)"
-            " VALUES ('system', 'bench_seed', 'USD') RETURNING id"
-        )
-        started = time.perf_counter()
-        # One microsecond apart, just before now: newer than the wallet's funding entry.
-        await conn.execute(SEED, entries, wallet, source, balance)
-        await conn.execute(
-            "UPDATE transactions.accounts SET balance = balance + $2 WHERE id = $1",
-            wallet,
-            entries,
-        )
-        await conn.execute(
-            "UPDATE transactions.accounts SET balance = -$2::bigint WHERE id = $1", source, entries
-        )
-        await conn.execute("VACUUM ANALYZE transactions.entries")
-        await conn.execute("VACUUM ANALYZE transactions.ledger_transactions")
-        print(
-            f"seeded {entries} entries in {time.perf_counter() - started:.0f}s",
-            file=sys.stderr,
-        )
+        wallet = await seed_wallet(conn, env, entries)
         cursors = [
             int(
                 await conn.fetchval(

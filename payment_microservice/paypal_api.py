@@ -28,7 +28,7 @@ from paypalserversdk.models.o_auth_token import OAuthToken
 from paypalserversdk.models.order import Order
 from paypalserversdk.models.refund import Refund as PayPalRefund
 
-from micropay_common.money import minor_unit_exponent
+from micropay_common.money import major_units, minor_unit_exponent
 from payment_microservice.settings import PaymentSettings
 
 logger = logging.getLogger("micropay.payment.paypal")
@@ -48,10 +48,7 @@ TOKEN_MARGIN_SECONDS = 60.0
 
 def to_value(amount: int, currency: str) -> str:
     """Minor units as PayPal's decimal string (1050 USD is "10.50", 1050 JPY is "1050")."""
-    exponent = minor_unit_exponent(currency)
-    if exponent == 0:
-        return str(amount)
-    return f"{amount // 10**exponent}.{amount % 10**exponent:0{exponent}d}"
+    return major_units(amount, currency)
 
 
 def to_minor(value: str | None, currency: str | None) -> int | None:

@@ -16,6 +16,8 @@ variables as `make run` (MICROPAY_GATEWAY_PORT, ...), or pass the URLs:
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import sys
@@ -25,6 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -32,6 +35,7 @@ import httpx
 import stripe
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from micropay_common.money import major_units
 from micropay_common.services import SERVICES, ServiceName
 from stack.launcher import HOST, STRIPE_TEST_KEY
 
@@ -288,6 +292,7 @@ class Demo:
             transfer_id = self.transfer()
             self.refund(payment_id)
             self.histories()
+            self.statement()
             self.notifications(receiver, transfer_id)
             self.strangers_and_logout(payment_id)
             self.preferences()
@@ -455,6 +460,45 @@ class Demo:
                     f"   {person.name}: {line['type']:<13}{money(line['amount']):>14}"
                     f"   balance {money(line['balance_after'])}{other}"
                 )
+
+    def statement(self) -> None:
+        self.say.title("Ana's statement of the last hour, and her balance an hour ago")
+        now = datetime.now(UTC).replace(microsecond=0)
+        start, end = (now - timedelta(hours=1)).isoformat(), now.isoformat()
+        start, end = start.replace("+00:00", "Z"), end.replace("+00:00", "Z")
+        then = self.request(
+            "GET", f"/transactions/balance?at={start}", self.ana, expect=200
+        ).json()["balances"]
+        if any(wallet["balance"] for wallet in then):
+            raise DemoError(f"an hour ago, before her first top-up, Ana had money: {then}")
+        self.say.say("An hour ago, before her first line, every wallet of hers was at zero.")
+        query = f"currency=USD&from={start}&to={end}"
+        statement = self.request(
+            "GET",
+            f"/transactions/statement?{query}",
+            self.ana,
+            expect=200,
+            keys=("opening_balance", "total_in", "total_out", "closing_balance"),
+        ).json()
+        for line in statement["lines"]:
+            self.say.say(
+                f"   {line['type']:<13}{money(line['amount']):>14}"
+                f"   balance {money(line['balance_after'])}"
+            )
+        moved = sum(line["amount"] for line in statement["lines"])
+        if statement["opening_balance"] + moved != statement["closing_balance"]:
+            raise DemoError(f"opening + lines is not closing: {statement}")
+        self.say.say("Opening balance + every line = closing balance, read on one snapshot.")
+        response = self.request(
+            "GET", f"/transactions/statement?{query}&format=csv", self.ana, expect=200
+        )
+        rows = list(csv.DictReader(io.StringIO(response.text)))
+        if rows[-1]["balance_after"] != major_units(statement["closing_balance"], "USD"):
+            raise DemoError(f"the CSV's closing balance is not the JSON's: {rows[-1]}")
+        self.say.say(
+            f"As CSV ({response.headers['content-disposition']}): {len(rows)} rows, "
+            f"amounts in dollars, closing balance {rows[-1]['balance_after']}."
+        )
 
     def notifications(self, receiver: Receiver, transfer_id: str) -> None:
         self.say.title("Notifications: email (SES), push (SNS), webhooks")

@@ -24,6 +24,7 @@ from transactions_microservice.requests.jobs import money_request_expiry_job
 from transactions_microservice.requests.router import router as requests_router
 from transactions_microservice.settings import TransactionsSettings
 from transactions_microservice.state import TransactionsState
+from transactions_microservice.statements.router import router as statements_router
 from transactions_microservice.transfers.router import router as transfers_router
 
 VERSION = "0.1.0"
@@ -62,7 +63,10 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
         description="The double-entry wallet ledger: balances, transfers, holds and history.",
         version=VERSION,
         tags=[
-            {"name": "transactions", "description": "Balances, transfers and ledger history."},
+            {
+                "name": "transactions",
+                "description": "Balances, transfers, ledger history and statements.",
+            },
         ],
         routers=[
             accounts_router,
@@ -71,6 +75,7 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
             invitations_router,
             # Before the ledger's `/transactions/{id}`, which would take "limits" for an id.
             limits_router,
+            statements_router,
             ledger_router,
             holds_router,
             ledger_internal_router,

@@ -232,6 +232,7 @@ class Hold(Base):
         UniqueConstraint("reference", name="holds_reference_key"),
         Index("holds_active_expiry_idx", "expires_at", postgresql_where=text("status = 'active'")),
         Index("holds_active_account_idx", "account_id", postgresql_where=text("status = 'active'")),
+        Index("holds_account_created_idx", "account_id", "created_at"),
         {"schema": SCHEMA},
     )
 

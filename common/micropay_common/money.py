@@ -102,6 +102,15 @@ def format_amount(amount: int, currency: str) -> str:
     return f"{sign}{text} {currency.upper()}"
 
 
+def major_units(amount: int, currency: str) -> str:
+    """`-1234, "USD"` → `"-12.34"`; `1500, "JPY"` → `"1500"`: a plain decimal a spreadsheet or
+    a provider reads, without separators or code; integers only, no floats."""
+    exponent = minor_unit_exponent(currency)
+    sign = "-" if amount < 0 else ""
+    whole, fraction = divmod(abs(amount), 10**exponent)
+    return f"{sign}{whole}.{fraction:0{exponent}d}" if exponent else f"{sign}{whole}"
+
+
 def parse_amounts_by_currency(spec: str) -> dict[str, int]:
     """`CODE:AMOUNT` entries, comma-separated (`USD:500000,JPY:50000`), as a map of positive
     amounts in minor units; ValueError when malformed. An empty spec is an empty map."""

@@ -51,6 +51,7 @@ async def test_the_demo_runs_the_journey_against_a_stack_on_other_ports(stack: S
     assert "Balances: Ana 30.00 USD, Bob 40.00 USD" in out
     assert '"status": "pending"' in out
     assert "Balances: Ana 27.00 USD, Cleo 3.00 USD" in out
+    assert "Opening balance + every line = closing balance" in out
     assert f"{stack.service_urls['payment']}/docs" in out
     assert out.rstrip().endswith("That was the whole journey.")
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from micropay_common.db import Direct
 from transactions_microservice.accounts import repository
+from transactions_microservice.accounts.exceptions import InstantInFuture
 from transactions_microservice.accounts.schemas import BalanceRead, BalancesRead
 from transactions_microservice.models import AccountId, SystemAccount
 
@@ -58,10 +60,28 @@ async def owed(session: AsyncSession, user_id: str, currency: str) -> int:
     return await repository.owed(session, user_id, currency)
 
 
-async def balances(db: Direct, user_id: str) -> BalancesRead:
+def refuse_future(at: datetime, name: str = "at") -> None:
+    """Refuse an instant after now: what it would show is not known yet."""
+    now = datetime.now(UTC)
+    if at > now:
+        raise InstantInFuture(
+            f"`{name}` is in the future; the ledger is known up to now.",
+            now=now.isoformat(),
+        )
+
+
+async def balances(db: Direct, user_id: str, at: datetime | None = None) -> BalancesRead:
     """The user's wallets with their available balances (card money still settling apart) and
-    what the user owes in each."""
-    wallets = await repository.balances(db, user_id)
+    what the user owes in each; now, or as they were at the instant `at`."""
+    if at is None:
+        wallets = await repository.balances(db, user_id)
+    else:
+        refuse_future(at)
+        wallets = await repository.balances_at(db, user_id, at)
+    return _read(wallets)
+
+
+def _read(wallets: list[repository.WalletBalance]) -> BalancesRead:
     read = []
     for wallet in wallets:
         # Settling card money counts only as far as the wallet still has it (a refund of the

@@ -6,9 +6,9 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import AwareDatetime
 
 from micropay_common.db import ConnectionDep, SessionDep
+from micropay_common.instants import Instant
 from micropay_common.money import Currency
 from micropay_common.pagination import Limit
 from micropay_common.security import SERVICE_CALLER_RESPONSES, CurrentUser, require_callers
@@ -49,10 +49,10 @@ async def list_entries(
         None, alias="type", description="Only entries of this type."
     ),
     currency: Currency | None = Query(None, description="Only entries of this wallet."),
-    created_gte: AwareDatetime | None = Query(
+    created_gte: Instant | None = Query(
         None, description="Only entries created at or after this instant (ISO 8601 with offset)."
     ),
-    created_lt: AwareDatetime | None = Query(
+    created_lt: Instant | None = Query(
         None, description="Only entries created before this instant (ISO 8601 with offset)."
     ),
 ) -> EntryPage:

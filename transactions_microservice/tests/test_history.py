@@ -174,6 +174,7 @@ async def test_walking_every_page_yields_every_entry_once(client, seeded):
         "type=payout",
         "currency=XYZ",
         "created_gte=2024-01-01T00:00:00",  # no offset: ambiguous
+        "created_lt=0001-01-01T00:00:00%2B05:00",  # no such instant in UTC
         "starting_after=abc",
     ],
 )

@@ -1,6 +1,7 @@
 // The wallet in a real browser against the real stack: sign up, top up by card, send, history,
-// refund, sign out; a declined card and a card that needs 3-D Secure; a top-up through PayPal
-// (approved, and cancelled) on the PayPal stand-in's approval page.
+// a statement and its CSV, refund, sign out; a declined card and a card that needs 3-D Secure;
+// a top-up through PayPal (approved, and cancelled) on the PayPal stand-in's approval page.
+import { readFileSync } from "node:fs";
 import { expect, test, type Page, type TestInfo } from "@playwright/test";
 
 const PASSWORD = "Correct-Horse-9";
@@ -100,6 +101,23 @@ test("sign up, top up 25.00, send 10.00, see 15.00 and the history, refund, sign
   await expect(lines.first()).toContainText("Balance $15.00");
   await expect(lines.nth(1)).toContainText("+$25.00");
   await snap(page, info, "history");
+
+  // This month's statement: its totals on screen, and the CSV the server names.
+  const statement = page.getByRole("region", { name: "Statement" });
+  await statement.getByRole("button", { name: "Show totals" }).click();
+  const totals = statement.getByTestId("statement-totals");
+  await expect(totals).toContainText("Opening balance$0.00");
+  await expect(totals).toContainText("Money in$25.00");
+  await expect(totals).toContainText("Money out$10.00");
+  await expect(totals).toContainText("Closing balance$15.00");
+  const saved = page.waitForEvent("download");
+  await statement.getByRole("button", { name: "Download CSV" }).click();
+  const download = await saved;
+  expect(download.suggestedFilename()).toMatch(/^statement-USD-\d{8}-\d{8}\.csv$/);
+  const csv = readFileSync(await download.path(), "utf8").trim().split("\r\n");
+  expect(csv[0]).toBe("date,type,description,counterparty,amount,balance_after,currency,reference");
+  expect(csv.at(-1)).toContain("closing_balance,Closing balance,,,15.00,USD,");
+  await snap(page, info, "statement");
 
   await lines.nth(1).getByRole("link", { name: "Payment details" }).click();
   await expect(page.getByTestId("payment-status")).toHaveText("succeeded");

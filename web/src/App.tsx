@@ -2,6 +2,7 @@
 import { useCallback, useEffect, useState } from "react";
 import { unwrap, type Session } from "./api";
 import { History, PaymentDetail } from "./History";
+import { Statement } from "./Statement";
 import { parsePayPalReturn } from "./paypal";
 import { PayPalResult, PayPalTopUp } from "./PayPalTopUp";
 import { Notifications, Webhooks } from "./Notifications";
@@ -121,7 +122,10 @@ function Wallet({ session }: { session: Session }) {
           (payment ? (
             <PaymentDetail key={payment} session={session} paymentId={payment} track={track} />
           ) : (
-            <History key={JSON.stringify(balances)} session={session} />
+            <>
+              <Statement session={session} currency={currency} />
+              <History key={JSON.stringify(balances)} session={session} />
+            </>
           ))}
         {page === "requests" && <Requests session={session} currency={currency} track={track} />}
         {page === "notifications" && <Notifications session={session} />}

@@ -50,7 +50,7 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * The caller's wallet balances
+         * The caller's wallet balances, now or at an instant
          * @description Available (posted minus held), posted and held amounts of each of the caller's wallets.
          */
         get: operations["get_balance_transactions_balance_get"];
@@ -164,6 +164,30 @@ export interface paths {
          *     transaction; paying it again is 409. `Idempotency-Key` is required.
          */
         post: operations["pay_request_transactions_requests__request_id__pay_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/transactions/statement": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A statement of one of the caller's wallets over a period
+         * @description Opening balance, every line of the period in posting order, totals and closing balance.
+         *
+         *     Read on one snapshot and streamed in batches from a server-side cursor: a year of a busy
+         *     wallet is never held whole, and the opening balance is one index probe, whatever the
+         *     history before `from`.
+         */
+        get: operations["get_statement_transactions_statement_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -668,6 +692,116 @@ export interface components {
             [key: string]: unknown;
         };
         /**
+         * StatementFormat
+         * @description How a statement is sent.
+         * @enum {string}
+         */
+        StatementFormat: "json" | "csv";
+        /**
+         * StatementLineRead
+         * @description One entry of the period, with the balance it left.
+         */
+        StatementLineRead: {
+            /**
+             * Amount
+             * @description Signed minor units: credits positive, debits negative.
+             * @example -2500
+             */
+            amount: number;
+            /**
+             * Balance After
+             * @description The wallet's balance after this line, in minor units.
+             * @example 7500
+             */
+            balance_after: number;
+            /**
+             * Counterparty Email
+             * @description The other side of a transfer.
+             * @example bob@example.com
+             */
+            counterparty_email?: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             * @example 2026-03-02T10:15:00.123456Z
+             */
+            created_at: string;
+            /**
+             * Description
+             * @example Dinner
+             */
+            description?: string | null;
+            /**
+             * Id
+             * @description Entry id (as in GET /transactions).
+             * @example 1042
+             */
+            id: number;
+            /**
+             * Reference
+             * @description What the line belongs to (transfer id, payment id, refund, dispute).
+             * @example 8c1f6c1e-2f4e-4a7e-9a43-0d6c5b1e2f10
+             */
+            reference: string;
+            /**
+             * Transaction Id
+             * Format: uuid
+             */
+            transaction_id: string;
+            /** @example transfer_out */
+            type: components["schemas"]["EntryType"];
+        };
+        /**
+         * StatementRead
+         * @description A wallet's statement: the balance before `from`, every line from `from` (included) to
+         *     `to` (excluded) in posting order, the totals, and the balance at `to`.
+         */
+        StatementRead: {
+            /**
+             * Closing Balance
+             * @description The balance just before `to`: opening_balance + total_in - total_out.
+             * @example 7500
+             */
+            closing_balance: number;
+            /**
+             * Currency
+             * @example USD
+             */
+            currency: string;
+            /**
+             * From
+             * Format: date-time
+             * @example 2026-03-01T00:00:00Z
+             */
+            from: string;
+            /** Lines */
+            lines: components["schemas"]["StatementLineRead"][];
+            /**
+             * Opening Balance
+             * @description The balance just before `from`, in minor units.
+             * @example 10000
+             */
+            opening_balance: number;
+            /**
+             * To
+             * Format: date-time
+             * @example 2026-04-01T00:00:00Z
+             */
+            to: string;
+            /**
+             * Total In
+             * @description Sum of the credits, in minor units.
+             * @example 0
+             */
+            total_in: number;
+            /**
+             * Total Out
+             * @description Sum of the debits, as a positive number of minor units.
+             * @example 2500
+             */
+            total_out: number;
+        };
+        /**
          * TopUpAllowance
          * @description What the user may still top up today in one currency.
          */
@@ -922,7 +1056,10 @@ export interface operations {
     };
     get_balance_transactions_balance_get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description An RFC 3339 instant with its offset: the balances as the ledger left them just before it, computed from the entries (every wallet the caller has now; zero before its first entry). `held`, `pending` and `owed` are what they were then: holds placed and not yet resolved or overdue, card money not yet settled, and what the debt account's entries left owing. */
+                at?: string | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -940,6 +1077,15 @@ export interface operations {
             };
             /** @description No valid access token */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `at` is not an RFC 3339 instant with its offset, or is in the future */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1273,6 +1419,61 @@ export interface operations {
                 };
             };
             /** @description As a transfer: `limit_exceeded` (the daily limit), `recipient_unavailable` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_statement_transactions_statement_get: {
+        parameters: {
+            query: {
+                /** @description The wallet's currency. */
+                currency: string;
+                format?: components["schemas"]["StatementFormat"];
+                /** @description Start of the period (included), RFC 3339 with its offset. */
+                from: string;
+                /** @description End of the period (excluded), RFC 3339 with its offset; not in the future. */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The statement: JSON (`format=json`) or CSV (`format=csv`), streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StatementRead"];
+                    /**
+                     * @example date,type,description,counterparty,amount,balance_after,currency,reference
+                     *     2026-03-01T00:00:00Z,opening_balance,Opening balance,,,100.00,USD,
+                     *     2026-03-02T10:15:00.123456Z,transfer_out,Dinner,bob@example.com,-25.00,75.00,USD,8c1f6c1e-2f4e-4a7e-9a43-0d6c5b1e2f10
+                     *     2026-04-01T00:00:00Z,total_in,Total in,,0.00,,USD,
+                     *     2026-04-01T00:00:00Z,total_out,Total out,,-25.00,,USD,
+                     *     2026-04-01T00:00:00Z,closing_balance,Closing balance,,,75.00,USD,
+                     */
+                    "text/csv": string;
+                };
+            };
+            /** @description No valid access token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A missing or unsupported currency, an instant without its offset, `from` not before `to`, a period over 366 days (`invalid_period`), or `to` in the future (`instant_in_future`) */
             422: {
                 headers: {
                     [name: string]: unknown;

@@ -1,0 +1,1 @@
+"""Statements: a wallet's opening balance, lines and closing balance over a period."""
