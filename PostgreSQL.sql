@@ -1766,6 +1766,224 @@ CREATE INDEX holds_account_created_idx ON transactions.holds (account_id, create
 
 UPDATE migrations.alembic_version SET version_num='0017' WHERE migrations.alembic_version.version_num = '0016';
 
+-- Running upgrade 0017 -> 0018
+
+CREATE INDEX transfer_invitations_pending_sender_idx ON transactions.transfer_invitations (sender_id, currency, created_at) WHERE status = 'pending';
+
+CREATE OR REPLACE FUNCTION transactions.transfer(
+    p_sender_id text, p_sender_email text, p_to_email text, p_amount bigint, p_currency text,
+    p_description text, p_daily_limit bigint, p_day_start timestamptz, p_transfer_id uuid,
+    p_response jsonb, p_event jsonb, p_consumers text[],
+    p_key text, p_method text, p_path text, p_fingerprint text, p_ttl_hours integer,
+    p_lock_timeout text
+) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    claim jsonb;
+    record_id bigint;
+    parties record;
+    posted_available bigint;
+    can_send bigint;
+    recipient_wallet bigint;
+    wallet_id bigint;
+    recipient_debt bigint;
+    owed bigint;
+    sender_balance bigint;
+    sender_held bigint;
+    recipient_balance bigint;
+    debt_balance bigint;
+    sent_today bigint;
+    unsettled bigint;
+    settled bigint;
+    posted_at timestamptz;
+    response jsonb;
+BEGIN
+    IF p_key IS NOT NULL THEN
+        claim := transactions.claim_idempotency_key(
+            p_sender_id, p_key, p_method, p_path, p_fingerprint, p_ttl_hours, p_lock_timeout);
+        IF NOT (claim ? 'id') THEN
+            RETURN claim;
+        END IF;
+        record_id := (claim ->> 'id')::bigint;
+    END IF;
+
+    SELECT recipient.user_id AS recipient_id, recipient_wallet.id AS recipient_wallet,
+           sender.email AS sender_email, sender_wallet.id AS sender_wallet,
+           sender_wallet.balance - CASE WHEN sender_wallet.held = 0 THEN 0
+               ELSE sender_wallet.held - (
+                   SELECT coalesce(sum(h.amount), 0) FROM transactions.holds AS h
+                    WHERE h.account_id = sender_wallet.id AND h.status = 'active'
+                      AND h.expires_at <= now())
+               END AS sender_available,
+           (SELECT coalesce(sum(s.amount), 0) FROM transactions.top_up_settlements AS s
+             WHERE s.account_id = sender_wallet.id AND s.settles_at > now())
+               AS sender_unsettled,
+           (SELECT coalesce(-sum(e.amount), 0) FROM transactions.entries AS e
+             WHERE e.account_id = sender_wallet.id AND e.type = 'transfer_out'
+               AND e.created_at >= p_day_start)
+           + (SELECT coalesce(sum(i.amount), 0)
+                FROM transactions.transfer_invitations AS i
+               WHERE i.sender_id = p_sender_id AND i.currency = p_currency
+                 AND i.status = 'pending' AND i.created_at >= p_day_start) AS sender_sent_today,
+           coalesce(-sender_debt.balance, 0) AS sender_owed
+      INTO parties
+      FROM (SELECT 1) AS one
+      LEFT JOIN transactions.users AS recipient ON recipient.email = p_to_email
+      LEFT JOIN transactions.accounts AS recipient_wallet
+             ON recipient_wallet.user_id = recipient.user_id
+            AND recipient_wallet.currency = p_currency
+      LEFT JOIN transactions.users AS sender ON sender.user_id = p_sender_id
+      LEFT JOIN transactions.accounts AS sender_wallet
+             ON sender_wallet.user_id = p_sender_id AND sender_wallet.currency = p_currency
+      LEFT JOIN transactions.accounts AS sender_debt
+             ON sender_debt.debtor_id = p_sender_id AND sender_debt.currency = p_currency;
+
+    IF parties.sender_owed > 0 THEN
+        PERFORM transactions.refuse('wallet_has_debt',
+                                    jsonb_build_object('owed', parties.sender_owed));
+    END IF;
+    IF parties.sender_wallet IS NULL THEN
+        PERFORM transactions.refuse('no_wallet');
+    END IF;
+    posted_available := coalesce(parties.sender_available, 0);
+    can_send := greatest(posted_available - parties.sender_unsettled, 0);
+    IF can_send < p_amount THEN
+        PERFORM transactions.refuse('insufficient_funds', jsonb_build_object(
+            'available', can_send,
+            'pending', least(parties.sender_unsettled, greatest(posted_available, 0))));
+    END IF;
+    IF p_daily_limit IS NOT NULL AND parties.sender_sent_today + p_amount > p_daily_limit THEN
+        PERFORM transactions.refuse('limit_exceeded', jsonb_build_object(
+            'limit', p_daily_limit,
+            'remaining', greatest(p_daily_limit - parties.sender_sent_today, 0)));
+    END IF;
+    IF parties.recipient_id IS NULL THEN
+        PERFORM transactions.refuse('recipient_unavailable');
+    END IF;
+    IF parties.recipient_id = p_sender_id THEN
+        PERFORM transactions.refuse('transfer_to_self');
+    END IF;
+
+    recipient_wallet := parties.recipient_wallet;
+    IF recipient_wallet IS NULL THEN
+        INSERT INTO transactions.accounts (kind, user_id, currency)
+        VALUES ('user', parties.recipient_id, p_currency)
+        ON CONFLICT (user_id, currency) DO NOTHING
+        RETURNING id INTO recipient_wallet;
+        IF recipient_wallet IS NULL THEN
+            -- Opened by a concurrent transaction (committed: the insert waited for it).
+            SELECT id INTO recipient_wallet FROM transactions.accounts
+             WHERE user_id = parties.recipient_id AND currency = p_currency;
+        END IF;
+    END IF;
+
+    -- Both wallets in id order, then the recipient's debt account: whoever locks a debt
+    -- account holds its wallet's lock first (the wallet's id is the lower).
+    PERFORM 1 FROM transactions.accounts
+     WHERE id IN (parties.sender_wallet, recipient_wallet) ORDER BY id FOR UPDATE;
+    -- Looked up under the lock: a first dispute opens the debt account under the wallet's lock.
+    SELECT d.id INTO recipient_debt
+      FROM transactions.accounts AS d
+     WHERE d.debtor_id = parties.recipient_id AND d.currency = p_currency;
+    IF recipient_debt IS NOT NULL THEN
+        PERFORM 1 FROM transactions.accounts WHERE id = recipient_debt FOR UPDATE;
+    END IF;
+    -- In id order, as the ledger releases them.
+    FOR wallet_id IN SELECT id FROM transactions.accounts
+                      WHERE id IN (parties.sender_wallet, recipient_wallet) AND held > 0
+                      ORDER BY id LOOP
+        PERFORM transactions.release_overdue_holds(wallet_id);
+    END LOOP;
+
+    -- The guard, under the locks: exact.
+    owed := coalesce((SELECT -balance FROM transactions.accounts
+                       WHERE debtor_id = p_sender_id AND currency = p_currency), 0);
+    IF owed > 0 THEN
+        PERFORM transactions.refuse('wallet_has_debt', jsonb_build_object('owed', owed));
+    END IF;
+    SELECT balance, held INTO sender_balance, sender_held
+      FROM transactions.accounts WHERE id = parties.sender_wallet;
+    SELECT coalesce(-sum(e.amount), 0) INTO sent_today FROM transactions.entries AS e
+     WHERE e.account_id = parties.sender_wallet AND e.type = 'transfer_out'
+       AND e.created_at >= p_day_start;
+    sent_today := sent_today + (SELECT coalesce(sum(i.amount), 0)
+                FROM transactions.transfer_invitations AS i
+               WHERE i.sender_id = p_sender_id AND i.currency = p_currency
+                 AND i.status = 'pending' AND i.created_at >= p_day_start);
+    SELECT coalesce(sum(s.amount), 0) INTO unsettled FROM transactions.top_up_settlements AS s
+     WHERE s.account_id = parties.sender_wallet AND s.settles_at > now();
+    can_send := greatest(sender_balance - sender_held - unsettled, 0);
+    IF p_amount > can_send THEN
+        PERFORM transactions.refuse('insufficient_funds', jsonb_build_object(
+            'available', can_send,
+            'pending', least(unsettled, greatest(sender_balance - sender_held, 0))));
+    END IF;
+    IF p_daily_limit IS NOT NULL AND sent_today + p_amount > p_daily_limit THEN
+        PERFORM transactions.refuse('limit_exceeded', jsonb_build_object(
+            'limit', p_daily_limit, 'remaining', greatest(p_daily_limit - sent_today, 0)));
+    END IF;
+
+    INSERT INTO transactions.ledger_transactions (id, type, reference, description, created_at)
+    VALUES (p_transfer_id, 'transfer', p_transfer_id::text, p_description, clock_timestamp())
+    RETURNING created_at INTO posted_at;
+    UPDATE transactions.accounts SET balance = balance - p_amount
+     WHERE id = parties.sender_wallet;
+    UPDATE transactions.accounts SET balance = balance + p_amount
+     WHERE id = recipient_wallet RETURNING balance INTO recipient_balance;
+    INSERT INTO transactions.entries (transaction_id, account_id, type, amount, currency,
+                                      balance_after, counterparty_user_id, created_at)
+    VALUES (p_transfer_id, parties.sender_wallet, 'transfer_out', -p_amount, p_currency,
+            sender_balance - p_amount, parties.recipient_id, posted_at),
+           (p_transfer_id, recipient_wallet, 'transfer_in', p_amount, p_currency,
+            recipient_balance, p_sender_id, posted_at);
+    -- Money credited to a wallet whose user owes pays the debt first, in this transaction.
+    IF recipient_debt IS NOT NULL THEN
+        SELECT balance INTO debt_balance FROM transactions.accounts WHERE id = recipient_debt;
+        settled := least(p_amount, -debt_balance);
+        IF settled > 0 THEN
+            UPDATE transactions.accounts SET balance = balance - settled
+             WHERE id = recipient_wallet;
+            UPDATE transactions.accounts SET balance = balance + settled
+             WHERE id = recipient_debt;
+            INSERT INTO transactions.entries (transaction_id, account_id, type, amount,
+                                              currency, balance_after, counterparty_user_id,
+                                              created_at)
+            VALUES (p_transfer_id, recipient_wallet, 'debt_settlement', -settled, p_currency,
+                    recipient_balance - settled, NULL, posted_at),
+                   (p_transfer_id, recipient_debt, 'debt_settlement', settled, p_currency,
+                    debt_balance + settled, NULL, posted_at);
+        END IF;
+    END IF;
+
+    -- The event as micropay_common.outbox.publish writes it; the service built it, all but
+    -- what only this transaction knows (who the recipient is, the sender's recorded email).
+    INSERT INTO transactions.outbox (event_id, event_type, consumer, payload)
+    SELECT p_transfer_id, p_event ->> 'type', consumer,
+           jsonb_set(jsonb_set(p_event, '{data,to_user_id}', to_jsonb(parties.recipient_id)),
+                     '{data,from_email}', to_jsonb(coalesce(parties.sender_email, p_sender_email)))
+      FROM unnest(p_consumers) AS consumer
+    ON CONFLICT (event_id, consumer) DO NOTHING;
+
+    -- As pydantic writes a UTC datetime: microseconds only when there are any, and `Z`.
+    response := p_response || jsonb_build_object('created_at',
+        to_char(posted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+        || CASE WHEN extract(microseconds FROM posted_at)::bigint % 1000000 = 0 THEN ''
+                ELSE to_char(posted_at AT TIME ZONE 'UTC', '.US') END
+        || 'Z');
+    IF record_id IS NOT NULL THEN
+        UPDATE transactions.idempotency_keys
+           SET response_status = 201, response_body = response,
+               response_media_type = 'application/json', completed_at = now()
+         WHERE id = record_id;
+    END IF;
+    RETURN jsonb_build_object('status', 201, 'body', response);
+END
+$$;
+
+UPDATE migrations.alembic_version SET version_num='0018' WHERE migrations.alembic_version.version_num = '0017';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

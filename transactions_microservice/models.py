@@ -372,6 +372,13 @@ class TransferInvitation(Base):
             postgresql_where=text("status = 'pending'"),
         ),
         Index(
+            "transfer_invitations_pending_sender_idx",
+            "sender_id",
+            "currency",
+            "created_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
             "transfer_invitations_pending_expiry_idx",
             "expires_at",
             postgresql_where=text("status = 'pending'"),

@@ -11,14 +11,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from transactions_microservice.models import AccountId, top_up_settlements
 
+# A pending invitation made today counts as sent: its money leaves the wallet when the email
+# signs up, and transfers weigh it so (transactions.transfer, revision 0018).
 _SENT_TODAY_BY_CURRENCY = text(
     """
-    SELECT a.currency, coalesce(-sum(e.amount), 0) AS sent_today
+    SELECT a.currency,
+           coalesce((SELECT -sum(e.amount) FROM transactions.entries AS e
+                      WHERE e.account_id = a.id AND e.type = 'transfer_out'
+                        AND e.created_at >= :day_start), 0)
+         + coalesce((SELECT sum(i.amount) FROM transactions.transfer_invitations AS i
+                      WHERE i.sender_id = a.user_id AND i.currency = a.currency
+                        AND i.status = 'pending' AND i.created_at >= :day_start), 0)
+           AS sent_today
     FROM transactions.accounts AS a
-    LEFT JOIN transactions.entries AS e
-           ON e.account_id = a.id AND e.type = 'transfer_out' AND e.created_at >= :day_start
     WHERE a.user_id = :user_id
-    GROUP BY a.currency
     """
 ).bindparams(bindparam("user_id"), bindparam("day_start"))
 
@@ -26,7 +32,8 @@ _SENT_TODAY_BY_CURRENCY = text(
 async def sent_today_by_currency(
     session: AsyncSession, user_id: str, day_start: datetime
 ) -> dict[str, int]:
-    """What each of the user's wallets sent since `day_start`, by currency."""
+    """What each of the user's wallets sent since `day_start` (pending invitations included),
+    by currency."""
     rows = await session.execute(
         _SENT_TODAY_BY_CURRENCY, {"user_id": user_id, "day_start": day_start}
     )

@@ -21,7 +21,10 @@ class TransferAllowance(BaseModel):
         description="Most that may be sent per UTC day, in minor units; null when unlimited.",
         examples=[500000],
     )
-    sent_today: int = Field(description="Sent since the day began (UTC).", examples=[1200])
+    sent_today: int = Field(
+        description="Sent since the day began (UTC), invitations still pending included.",
+        examples=[1200],
+    )
     remaining_today: int | None = Field(
         description="per_day - sent_today (never below 0); null when unlimited.",
         examples=[498800],

@@ -288,3 +288,43 @@ async def test_invitations_count_in_the_days_transfer_limit_when_made(
             "balance": 10_000,
             "held": 3_000,
         }
+
+
+async def test_pending_invitations_count_in_the_days_limit_of_ordinary_transfers(
+    tx_settings, make_user, producer_headers
+):
+    settings = tx_settings.model_copy(update={"transfer_limit_per_day": "USD:3000"})
+    sender, invited, recipient = (Member(make_user()) for _ in range(3))
+    async with serve(create_app(settings)) as client:
+        for event in (
+            registration(sender),
+            registration(recipient),
+            event_envelope(
+                "payment.succeeded",
+                {
+                    "payment_id": f"pay_{uuid.uuid4().hex[:12]}",
+                    "user_id": sender.id,
+                    "amount": 10_000,
+                    "currency": "USD",
+                },
+            ),
+        ):
+            delivered = await client.post(
+                "/internal/events", json=event, headers=producer_headers(event["type"])
+            )
+            assert delivered.status_code == 200, delivered.text
+
+        assert (await send(client, sender, invited.email, 2_000, invite=True)).status_code == 202
+        limits = await client.get("/transactions/limits", headers=sender.headers)
+        usd = next(row for row in limits.json()["transfers"] if row["currency"] == "USD")
+        assert (usd["sent_today"], usd["remaining_today"]) == (2_000, 1_000)
+
+        over = await send(client, sender, recipient.email, 1_001)
+        assert over.status_code == 422
+        assert (over.json()["type"], over.json()["remaining"]) == ("limit_exceeded", 1_000)
+        assert (await send(client, sender, recipient.email, 1_000)).status_code == 201
+        assert await wallet(client, sender) == {
+            "available": 7_000,
+            "balance": 9_000,
+            "held": 2_000,
+        }

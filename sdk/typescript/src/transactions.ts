@@ -871,7 +871,7 @@ export interface components {
             resets_at: string;
             /**
              * Sent Today
-             * @description Sent since the day began (UTC).
+             * @description Sent since the day began (UTC), invitations still pending included.
              * @example 1200
              */
             sent_today: number;
