@@ -1660,6 +1660,12 @@ GRANT SELECT, INSERT, UPDATE ON TABLE payments.paypal_events TO payment_service;
 
 UPDATE migrations.alembic_version SET version_num='0013' WHERE migrations.alembic_version.version_num = '0012';
 
+-- Running upgrade 0013 -> 0014
+
+ALTER TABLE notifications.notifications ADD COLUMN traceparent TEXT;
+
+UPDATE migrations.alembic_version SET version_num='0014' WHERE migrations.alembic_version.version_num = '0013';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

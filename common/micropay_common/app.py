@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from micropay_common import health
+from micropay_common import health, telemetry
 from micropay_common.db import Direct, create_engine, create_pool, create_sessionmaker
 from micropay_common.errors import document_problems, install_error_handlers
 from micropay_common.logging import configure_logging
@@ -67,10 +67,12 @@ def create_service_app(
     # JSON logs from the first line on: uvicorn imports the app after configuring its own
     # plain-text loggers, and logs "Started server process" before the lifespan runs.
     default_name = settings_cls.model_fields["service_name"].default
+    service_name = settings.service_name if settings else str(default_name)
     configure_logging(
-        settings.service_name if settings else str(default_name),
-        settings.log_level if settings else os.environ.get("LOG_LEVEL", "INFO"),
+        service_name, settings.log_level if settings else os.environ.get("LOG_LEVEL", "INFO")
     )
+    # Off (no OTEL_EXPORTER_OTLP_ENDPOINT): nothing is installed on the request path.
+    tracing = telemetry.configure(service_name)
 
     # A registry per app keeps apps built side by side (tests, benchmarks) from sharing series.
     registry = CollectorRegistry(auto_describe=True)
@@ -86,6 +88,8 @@ def create_service_app(
         resolved = settings or load_settings(settings_cls)
         configure_logging(resolved.service_name, resolved.log_level)
         engine = create_engine(resolved, schema)
+        if tracing:
+            telemetry.instrument_engine(engine)
         # One LISTEN connection per process: the deny-list feed and the jobs share it.
         listener = Listener(
             resolved.database_url, application_name=f"{resolved.service_name}-listener"
@@ -96,7 +100,9 @@ def create_service_app(
             schema=schema,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
-            direct=Direct(await create_pool(resolved, schema)),
+            direct=telemetry.traced_direct(
+                Direct(await create_pool(resolved, schema)), engine.url.database
+            ),
             token_verifier=TokenVerifier.from_settings(resolved, revocations.deny_set),
             revocations=revocations,
             listener=listener,
@@ -130,6 +136,7 @@ def create_service_app(
             await state.token_verifier.aclose()
             await state.direct.pool.close()
             await state.engine.dispose()
+            telemetry.shutdown()
 
     app = FastAPI(
         title=title,
@@ -137,8 +144,8 @@ def create_service_app(
         version=version,
         openapi_tags=[*tags, *COMMON_TAGS],
         lifespan=lifespan,
-        # No OpenTelemetry here: left on, every request asks the global providers whether one
-        # has been configured since.
+        # FastAPI's own hooks stay off: left on, every request asks the global providers
+        # whether one has been configured since. Tracing, when on, is the instrumentation's.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.add_middleware(RequestIdMiddleware, quiet_paths=quiet_paths)
@@ -154,6 +161,8 @@ def create_service_app(
         quiet_paths=quiet_paths,
     )
     app.add_route("/metrics", metrics_endpoint(registry), include_in_schema=False)
+    if tracing:
+        telemetry.instrument_app(app)
     return app
 
 

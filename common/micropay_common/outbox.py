@@ -32,6 +32,7 @@ from sqlalchemy import func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from micropay_common import telemetry
 from micropay_common.errors import ProblemError
 from micropay_common.events import (
     EVENTS_PATH,
@@ -202,6 +203,26 @@ class OutboxRelay:
         """Post one row; None when the consumer accepted it, else why not."""
         # Each delivery is its own request for the consumer's logs; the event id ties retries.
         request_id_var.set(new_request_id())
+        # The delivery joins the trace of the transaction that wrote the event; the consumer's
+        # handling joins it through the request's traceparent header.
+        with telemetry.continued(
+            row.payload.get("traceparent"),
+            f"outbox deliver {row.event_type}",
+            kind=telemetry.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "micropay.outbox",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": row.consumer,
+                "messaging.message.id": str(row.event_id),
+                "micropay.outbox.attempt": row.attempts + 1,
+            },
+        ):
+            error = await self._post(row)
+            if error is not None:
+                telemetry.mark_current_failed(error)
+            return error
+
+    async def _post(self, row: _Claimed) -> str | None:
         timeout = self.settings.http_timeout_seconds
         try:
             async with asyncio.timeout(timeout):

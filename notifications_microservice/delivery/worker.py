@@ -14,6 +14,7 @@ never send one row at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import uuid
@@ -25,6 +26,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from micropay_common import telemetry
 from micropay_common.jobs import run_periodically
 from notifications_microservice.aws import AwsClients
 from notifications_microservice.delivery import repository
@@ -77,6 +79,25 @@ async def _read_context(
     devices = await devices_service.push_endpoints_of(session, push_users) if push_users else {}
     endpoints = await repository.endpoint_snapshots(session, endpoint_ids) if endpoint_ids else {}
     return devices, endpoints
+
+
+def _sending(rows: Sequence[Claimed], channel: Channel) -> contextlib.AbstractContextManager[None]:
+    """The span of one send, in the trace of the event that caused its (first) row.
+
+    Pushes of several rows go out in shared SNS calls: the span continues the first row's trace
+    and links the others'.
+    """
+    return telemetry.continued(
+        rows[0].traceparent,
+        f"notification send {channel}",
+        kind=telemetry.SpanKind.CONSUMER,
+        attributes={
+            "micropay.notification.channel": str(channel),
+            "micropay.notification.ids": [str(row.id) for row in rows],
+            "micropay.notification.event_type": rows[0].event_type,
+        },
+        linked=[row.traceparent for row in rows[1:]],
+    )
 
 
 class DeliveryWorker:
@@ -167,16 +188,24 @@ class DeliveryWorker:
             results.update(zip((row.id for row in rows), sent, strict=True))
 
         async def email(row: Claimed) -> list[Result]:
-            return [await self.email.send(row, lease)]
+            with _sending([row], Channel.EMAIL):
+                return [await self.email.send(row, lease)]
 
         async def webhook(row: Claimed) -> list[Result]:
             assert row.webhook_endpoint_id is not None
             endpoint = batch.endpoints[row.webhook_endpoint_id]
             async with self.calls.slots:
-                return [await self.webhooks.send(row, endpoint, lease)]
+                with _sending([row], Channel.WEBHOOK):
+                    return [await self.webhooks.send(row, endpoint, lease)]
+
+        async def push(rows: list[Claimed]) -> list[Result]:
+            if not rows:
+                return []
+            with _sending(rows, Channel.PUSH):
+                return await self.push.send_many(rows, batch.devices, lease)
 
         pushes = [row for row in batch.rows if row.channel == Channel.PUSH]
-        sends = [guarded(pushes, self.push.send_many(pushes, batch.devices, lease))]
+        sends = [guarded(pushes, push(pushes))]
         for row in batch.rows:
             if row.channel == Channel.EMAIL:
                 sends.append(guarded([row], email(row)))
