@@ -11,6 +11,7 @@ advance and the gateway's forwarding is checked on the way.
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import tempfile
@@ -40,13 +41,19 @@ def receiver() -> Iterator[tuple[TraceReceiver, str]]:
 
 
 @pytest.fixture(scope="module")
-def traced_stack(
-    receiver: tuple[TraceReceiver, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
+def traced_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackLog]:
+    """The processes' output of the traced stack."""
+    log = StackLog(tmp_path_factory.mktemp("traced-logs") / "stack.log")
+    yield log
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def traced_stack(receiver: tuple[TraceReceiver, str], traced_log: StackLog) -> Iterator[Stack]:
     """A whole stack (gateway included) whose services trace and export to `receiver`."""
     if find_nginx() is None:
         pytest.fail("the tracing test drives the stack through the nginx gateway: install nginx")
-    log = StackLog(tmp_path_factory.mktemp("traced-logs") / "stack.log")
+    log = traced_log
     data_dir = Path(tempfile.mkdtemp(prefix="micropay-traced-"))
     env = {
         **E2E_SERVICE_ENV,
@@ -69,7 +76,6 @@ def traced_stack(
         yield stack
     finally:
         stack.stop()
-        log.close()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
@@ -152,12 +158,13 @@ async def register(api: Api, prefix: str) -> User:
 
 
 async def test_a_top_up_is_one_trace_from_the_gateway_to_ses_and_sns(
-    api: Api, receiver: tuple[TraceReceiver, str]
+    api: Api, receiver: tuple[TraceReceiver, str], traced_log: StackLog
 ) -> None:
     """POST /payments → Stripe → outbox → transactions credit → notifications → SES and SNS."""
     traces, _ = receiver
     user = await register(api, "traced-top-up")
     traceparent, trace_id, client_span = new_traceparent()
+    mark = traced_log.mark()
     response = await api.client.post(
         "/payments",
         json={"amount": 4200, "currency": "USD", "payment_method": "pm_card_visa"},
@@ -237,6 +244,22 @@ async def test_a_top_up_is_one_trace_from_the_gateway_to_ses_and_sns(
     # Every span of the action hangs off the client's span: no orphan, no second root.
     assert {chain(spans, s)[-1].parent_span_id for s in spans} == {client_span}, tree
     assert {s.service for s in spans} >= {"auth", "payment", "transactions", "notifications"}
+
+    # The access line of the request carries its trace and span beside the request id.
+    (access,) = [
+        line
+        for line in map(json.loads, _json_lines(traced_log.since(mark, "payment")))
+        if line.get("logger") == "micropay.access" and line.get("path") == "/payments"
+    ]
+    assert access["trace_id"] == trace_id
+    assert access["span_id"] == request.span_id
+    assert access["request_id"] == response.headers["X-Request-ID"]
+
+
+def _json_lines(lines: list[str]) -> list[str]:
+    """The JSON objects among a process's output lines (`name | {...}`)."""
+    bodies = (line.split(" | ", 1)[1] for line in lines)
+    return [body for body in bodies if body.startswith("{")]
 
 
 async def test_a_transfer_is_one_trace_through_the_sql_function_and_the_outbox(
