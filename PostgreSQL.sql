@@ -1666,6 +1666,18 @@ ALTER TABLE notifications.notifications ADD COLUMN traceparent TEXT;
 
 UPDATE migrations.alembic_version SET version_num='0014' WHERE migrations.alembic_version.version_num = '0013';
 
+-- Running upgrade 0014 -> 0015
+
+CREATE INDEX outbox_dead_idx ON auth.outbox (consumer) WHERE status = 'dead';
+
+CREATE INDEX outbox_dead_idx ON payments.outbox (consumer) WHERE status = 'dead';
+
+CREATE INDEX outbox_dead_idx ON transactions.outbox (consumer) WHERE status = 'dead';
+
+CREATE INDEX outbox_dead_idx ON notifications.outbox (consumer) WHERE status = 'dead';
+
+UPDATE migrations.alembic_version SET version_num='0015' WHERE migrations.alembic_version.version_num = '0014';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

@@ -73,7 +73,7 @@ class TraceReceiver:
         """Record the spans of one `ExportTraceServiceRequest`."""
         request = ExportTraceServiceRequest()
         request.ParseFromString(body)
-        received = []
+        received: list[ReceivedSpan] = []
         for resource_spans in request.resource_spans:
             attributes = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
             service = str(attributes.get("service.name", ""))

@@ -13,6 +13,7 @@ from transactions_microservice.holds.jobs import hold_expiry_job
 from transactions_microservice.holds.router import router as holds_router
 from transactions_microservice.inbound.router import inbound_router
 from transactions_microservice.inbound.service import EventHandlers
+from transactions_microservice.ledger.jobs import ledger_check_job
 from transactions_microservice.ledger.router import internal_router as ledger_internal_router
 from transactions_microservice.ledger.router import router as ledger_router
 from transactions_microservice.limits.router import router as limits_router
@@ -72,7 +73,7 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
         ],
         on_startup=[configure_handlers, start_clients],
         on_shutdown=[close_clients],
-        background_jobs=[outbox_relay_job, idempotency_purge_job, hold_expiry_job],
+        background_jobs=[outbox_relay_job, idempotency_purge_job, hold_expiry_job, ledger_check_job],
     )
 
 

@@ -31,6 +31,11 @@ class TransactionsSettings(ServiceSettings):
     default_currency: str = "USD"
     hold_ttl_seconds: int = Field(default=900, ge=1)
     hold_sweep_interval_seconds: float = Field(default=10.0, gt=0)
+    ledger_check_interval_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How often each replica checks the ledger's invariants for /metrics.",
+    )
 
     transfer_limit_per_transaction: str = Field(
         default=DEFAULT_TRANSFER_LIMIT_PER_TRANSACTION,

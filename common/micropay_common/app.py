@@ -17,7 +17,12 @@ from micropay_common import health, telemetry
 from micropay_common.db import Direct, create_engine, create_pool, create_sessionmaker
 from micropay_common.errors import document_problems, install_error_handlers
 from micropay_common.logging import configure_logging
-from micropay_common.metrics import HttpMetrics, HttpMetricsMiddleware, metrics_endpoint
+from micropay_common.metrics import (
+    AwsCallMetrics,
+    HttpMetrics,
+    HttpMetricsMiddleware,
+    metrics_endpoint,
+)
 from micropay_common.middleware import RequestIdMiddleware
 from micropay_common.revocation import RevocationFeed
 from micropay_common.security import TokenVerifier, security_refusals_counter
@@ -80,6 +85,7 @@ def create_service_app(
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     security_refusals = security_refusals_counter(registry)
+    aws_calls = AwsCallMetrics(registry)
     # Services add their own series (say, time spent waiting on a provider) to the same
     # registry, through `state.metrics_registry`.
 
@@ -109,6 +115,7 @@ def create_service_app(
             service_tokens=ServiceTokenProvider.from_settings(resolved),
             metrics_registry=registry,
             security_refusals=security_refusals,
+            aws_calls=aws_calls,
         )
         for hook in on_startup:
             await hook(state)

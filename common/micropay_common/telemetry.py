@@ -39,6 +39,18 @@ UNTRACED_PATHS = ("/health/live", "/health/ready", "/metrics")
 """Probes and scrapes: no span, as they are neither logged nor counted either."""
 
 _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+ENVIRONMENT_VARIABLES = (
+    *_ENDPOINT_VARIABLES,
+    "OTEL_SDK_DISABLED",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_BSP_SCHEDULE_DELAY",
+)
+"""The standard variables a deployment may set for the services (the SDK reads them)."""
 _propagator = TraceContextTextMapPropagator()
 _provider: Any = None
 """The process's TracerProvider once `configure` ran with tracing on; None while off."""

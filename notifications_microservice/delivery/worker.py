@@ -24,13 +24,18 @@ from typing import NoReturn
 
 import httpx
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from micropay_common import telemetry
 from micropay_common.jobs import run_periodically
 from notifications_microservice.aws import AwsClients
 from notifications_microservice.delivery import repository
-from notifications_microservice.delivery.backlog import BACKLOG_INTERVAL_SECONDS, observe_backlog
+from notifications_microservice.delivery.backlog import (
+    BACKLOG_INTERVAL_SECONDS,
+    observe_backlog,
+    webhook_failures_counter,
+)
 from notifications_microservice.delivery.email import EmailSender
 from notifications_microservice.delivery.outcomes import (
     Calls,
@@ -115,9 +120,11 @@ class DeliveryWorker:
         rng: Callable[[], float] | None = None,
         ses_quota: SesQuota | None = None,
         sns_bucket: TokenBucket | None = None,
+        webhook_failures: Counter | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
+        self.webhook_failures = webhook_failures or webhook_failures_counter(CollectorRegistry())
         self.calls = Calls(settings.delivery_concurrency)
         self.ses_quota = ses_quota or SesQuota(
             lambda: asyncio.to_thread(aws.ses.get_send_quota),
@@ -135,7 +142,13 @@ class DeliveryWorker:
     def from_app(cls, app: FastAPI) -> DeliveryWorker:
         """A worker using the app's database, settings, AWS clients and webhook secrets."""
         state = NotificationsState.of(app)
-        return cls(state.sessionmaker, state.settings, state.aws, state.webhook_secrets)
+        return cls(
+            state.sessionmaker,
+            state.settings,
+            state.aws,
+            state.webhook_secrets,
+            webhook_failures=state.backlog.webhook_failures,
+        )
 
     async def claim(self) -> tuple[Lease, list[Claimed]]:
         """Lease a batch of due rows (committed before anything is sent)."""
@@ -212,6 +225,9 @@ class DeliveryWorker:
             elif row.channel == Channel.WEBHOOK:
                 sends.append(guarded([row], webhook(row)))
         await asyncio.gather(*sends)
+        for result in results.values():
+            if result.attempt is not None and not result.attempt.succeeded:
+                self.webhook_failures.labels(str(result.attempt.endpoint_id)).inc()
         return [results[row.id] for row in batch.rows]
 
     async def _record_logged(self, sent: list[tuple[Claimed, Result]]) -> None:
