@@ -73,7 +73,12 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
         ],
         on_startup=[configure_handlers, start_clients],
         on_shutdown=[close_clients],
-        background_jobs=[outbox_relay_job, idempotency_purge_job, hold_expiry_job, ledger_check_job],
+        background_jobs=[
+            outbox_relay_job,
+            idempotency_purge_job,
+            hold_expiry_job,
+            ledger_check_job,
+        ],
     )
 
 

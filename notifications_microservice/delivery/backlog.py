@@ -75,8 +75,7 @@ def webhook_failures_counter(registry: CollectorRegistry) -> Counter:
     """Failed webhook attempts (an error answer, a timeout, no connection), by endpoint id."""
     return Counter(
         "micropay_webhook_failures",
-        "Webhook deliveries that failed (a non-2xx answer, a timeout, no connection), by "
-        "endpoint.",
+        "Webhook deliveries that failed (a non-2xx answer, a timeout, no connection), by endpoint.",
         ["endpoint_id"],
         registry=registry,
     )
