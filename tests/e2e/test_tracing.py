@@ -22,11 +22,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from micropay_testing.apps import serve_http
 from micropay_testing.otlp import ReceivedSpan, TraceReceiver, otlp_receiver, render_tree
+from micropay_testing.polling import eventually
 from micropay_testing.processes import free_port
 from stack.gateway import find_nginx
 from stack.launcher import Stack, StackConfig
-from tests.e2e.client import Api, User
+from tests.e2e.client import Api, User, WebhookReceiver
 from tests.e2e.conftest import E2E_SERVICE_ENV, StackLog
 
 TRACE_WAIT_SECONDS = 30.0
@@ -163,16 +165,30 @@ async def test_a_top_up_is_one_trace_from_the_gateway_to_ses_and_sns(
     """POST /payments → Stripe → outbox → transactions credit → notifications → SES and SNS."""
     traces, _ = receiver
     user = await register(api, "traced-top-up")
-    traceparent, trace_id, client_span = new_traceparent()
-    mark = traced_log.mark()
-    response = await api.client.post(
-        "/payments",
-        json={"amount": 4200, "currency": "USD", "payment_method": "pm_card_visa"},
-        headers={**user.auth, "Idempotency-Key": str(uuid.uuid4()), "traceparent": traceparent},
-    )
-    assert response.status_code == 201, response.text
-    assert response.json()["status"] == "succeeded"
-    await api.balance_becomes(user, 4200)
+    hooks = WebhookReceiver()
+    async with serve_http(hooks.app()) as hooks_url:
+        subscribed = await api.client.post(
+            "/notifications/webhooks",
+            json={"url": f"{hooks_url}/top-ups", "events": ["payment.succeeded"]},
+            headers=user.auth,
+        )
+        assert subscribed.status_code == 201, subscribed.text
+        hooks.secrets["/top-ups"] = subscribed.json()["secret"]
+        traceparent, trace_id, client_span = new_traceparent()
+        mark = traced_log.mark()
+        response = await api.client.post(
+            "/payments",
+            json={"amount": 4200, "currency": "USD", "payment_method": "pm_card_visa"},
+            headers={
+                **user.auth,
+                "Idempotency-Key": str(uuid.uuid4()),
+                "traceparent": traceparent,
+            },
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["status"] == "succeeded"
+        await api.balance_becomes(user, 4200)
+        await eventually(lambda: bool(hooks.at("/top-ups")), within=TRACE_WAIT_SECONDS)
 
     top_up_done = has_all(
         client_span,
@@ -183,6 +199,7 @@ async def test_a_top_up_is_one_trace_from_the_gateway_to_ses_and_sns(
         ("notifications", "SES.SendEmail"),
         ("notifications", "notification send email"),
         ("notifications", "notification send push"),
+        ("notifications", "notification send webhook"),
     )
     spans = traces.wait_for(
         lambda found: top_up_done(found) and bool(aws_calls(found, "SNS", "PublishBatch")),
@@ -241,6 +258,14 @@ async def test_a_top_up_is_one_trace_from_the_gateway_to_ses_and_sns(
     (sns,) = aws_calls(spans, "SNS", "PublishBatch")
     assert ses.parent_span_id == email.span_id, tree
     assert sns.parent_span_id == push.span_id, tree
+    # The webhook's POST is the send's child, and the receiver got the trace with it.
+    webhook = one(spans, "notifications", "notification send webhook")
+    assert webhook.parent_span_id == received.span_id, tree
+    (post,) = [s for s in spans if s.parent_span_id == webhook.span_id]
+    assert post.kind == "CLIENT", tree
+    (delivery,) = hooks.at("/top-ups")
+    assert delivery.error is None
+    assert delivery.headers["traceparent"].split("-")[1:3] == [trace_id, post.span_id]
     # Every span of the action hangs off the client's span: no orphan, no second root.
     assert {chain(spans, s)[-1].parent_span_id for s in spans} == {client_span}, tree
     assert {s.service for s in spans} >= {"auth", "payment", "transactions", "notifications"}
