@@ -263,9 +263,9 @@ async def test_a_top_up_is_one_trace_from_the_gateway_to_ses_and_sns(
     assert webhook.parent_span_id == received.span_id, tree
     (post,) = [s for s in spans if s.parent_span_id == webhook.span_id]
     assert post.kind == "CLIENT", tree
-    (delivery,) = hooks.at("/top-ups")
-    assert delivery.error is None
-    assert delivery.headers["traceparent"].split("-")[1:3] == [trace_id, post.span_id]
+    (hook,) = hooks.at("/top-ups")
+    assert hook.error is None
+    assert hook.headers["traceparent"].split("-")[1:3] == [trace_id, post.span_id]
     # Every span of the action hangs off the client's span: no orphan, no second root.
     assert {chain(spans, s)[-1].parent_span_id for s in spans} == {client_span}, tree
     assert {s.service for s in spans} >= {"auth", "payment", "transactions", "notifications"}
