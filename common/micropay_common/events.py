@@ -15,14 +15,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 from uuid import UUID, uuid4
 
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    model_serializer,
-)
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from micropay_common.money import MAX_AMOUNT, Amount, CurrencyCode
 from micropay_common.services import ServiceName
@@ -326,14 +319,9 @@ class EventEnvelope(BaseModel):
             " traces; the delivery continues that trace. Absent otherwise."
         ),
         examples=["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],
+        # Absent, not null, from the envelopes of a producer that does not trace.
+        exclude_if=lambda value: value is None,
     )
-
-    @model_serializer(mode="wrap")
-    def _without_absent_trace(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        dumped: dict[str, Any] = handler(self)
-        if dumped.get("traceparent") is None:
-            dumped.pop("traceparent", None)
-        return dumped
 
     @classmethod
     def of(cls, event: Event, *, event_id: UUID | None = None) -> EventEnvelope:
