@@ -1,7 +1,7 @@
 """Dead outbox rows are found by an index: the outbox's gauges count them every few seconds.
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-02
 
 `micropay_outbox_dead` (micropay_common.outbox.OutboxGauges) counts each consumer's dead rows
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0015"
-down_revision: str | Sequence[str] | None = "0014"
+revision: str = "0020"
+down_revision: str | Sequence[str] | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
