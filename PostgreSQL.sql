@@ -1984,6 +1984,24 @@ $$;
 
 UPDATE migrations.alembic_version SET version_num='0018' WHERE migrations.alembic_version.version_num = '0017';
 
+-- Running upgrade 0018 -> 0019
+
+ALTER TABLE notifications.notifications ADD COLUMN traceparent TEXT;
+
+UPDATE migrations.alembic_version SET version_num='0019' WHERE migrations.alembic_version.version_num = '0018';
+
+-- Running upgrade 0019 -> 0020
+
+CREATE INDEX outbox_dead_idx ON auth.outbox (consumer) WHERE status = 'dead';
+
+CREATE INDEX outbox_dead_idx ON payments.outbox (consumer) WHERE status = 'dead';
+
+CREATE INDEX outbox_dead_idx ON transactions.outbox (consumer) WHERE status = 'dead';
+
+CREATE INDEX outbox_dead_idx ON notifications.outbox (consumer) WHERE status = 'dead';
+
+UPDATE migrations.alembic_version SET version_num='0020' WHERE migrations.alembic_version.version_num = '0019';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

@@ -12,6 +12,7 @@ import asyncpg
 import boto3
 import pytest
 
+from micropay_common import telemetry
 from micropay_common.events import producer_of
 from micropay_common.settings import ServiceSettings
 from micropay_testing.cognito import CognitoUser
@@ -22,6 +23,11 @@ from stack.bootstrap import AwsResources, admin_log_in, bootstrap_aws, create_co
 from stack.gateway import nginx_command, write_nginx_config
 from stack.postgres import PostgresServer, connect, prepare_database, start_postgres
 from stack.processes import ManagedProcess, stop_processes
+
+# The suite runs with tracing off whatever the shell says: apps built in this process would
+# otherwise set up the process's tracing (tests/e2e/test_tracing.py gives its stack its own).
+for _variable in telemetry.ENVIRONMENT_VARIABLES:
+    os.environ.pop(_variable, None)
 
 # boto3 needs credentials even for moto; real ones are never used by the tests.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")

@@ -120,6 +120,11 @@ class IdentityProvider:
         self._policy: PasswordPolicy | None = None
         self._policy_read_at = 0.0
 
+    @property
+    def client(self) -> Any:
+        """The boto3 Cognito client (for its metrics)."""
+        return self._client
+
     def _secret_hash(self, username: str) -> str:
         return secret_hash(username, self.client_id, self._client_secret)
 

@@ -25,6 +25,7 @@ async def start_clients(state: AuthState) -> None:
     """Start-up hook: Cognito, the client-address resolver and the deny list's own pool."""
     settings = state.settings
     state.identity = IdentityProvider(settings)
+    state.aws_calls.watch(state.identity.client)
     state.client_addresses = ClientAddressResolver(
         settings.trusted_proxies, settings.client_ip_header
     )

@@ -21,7 +21,13 @@ Prints the markdown table (medians of the rounds; pgbench's best round) and the 
     .venv/bin/python -m bench.wrk_suite                    # DATABASE_URL or embedded PostgreSQL
     .venv/bin/python -m bench.wrk_suite --admin-url postgresql://postgres@127.0.0.1:5432/postgres
 
-wrk is the Debian package `wrk` (`apt-get install wrk`).
+    .venv/bin/python -m bench.wrk_suite --tracing          # the services trace every request
+    .venv/bin/python -m bench.wrk_suite --otlp-endpoint http://127.0.0.1:4318  # ...to a collector
+
+wrk is the Debian package `wrk` (`apt-get install wrk`). With `--tracing` the services export
+their spans over OTLP/HTTP to a sink in this process that answers and discards them (so the
+cost measured is the services' own: spans made, batched, serialised and sent);
+`--otlp-endpoint` sends them to a collector instead.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import http.server
 import os
 import re
 import shutil
@@ -37,12 +44,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -537,9 +546,50 @@ def report(
 
 
 @contextlib.contextmanager
+def span_sink() -> Iterator[str]:
+    """An OTLP/HTTP endpoint on a free port that accepts every export and keeps nothing."""
+
+    class Discard(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Discard)
+    thread = threading.Thread(target=server.serve_forever, name="span-sink", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def tracing_env(args: argparse.Namespace) -> Iterator[dict[str, str]]:
+    """The services' OTEL_* variables: none (tracing off) unless --tracing or --otlp-endpoint."""
+    if args.otlp_endpoint:
+        yield {"OTEL_EXPORTER_OTLP_ENDPOINT": args.otlp_endpoint}
+    elif args.tracing:
+        with span_sink() as endpoint:
+            yield {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+    else:
+        yield {}
+
+
+@contextlib.contextmanager
 def running_stack(args: argparse.Namespace, log: Path) -> Iterator[Stack]:
     """The launcher's stack on free ports in a temporary directory, its output in `log`."""
-    with tempfile.TemporaryDirectory(prefix="micropay-wrk-") as tmp, log.open("w") as sink:
+    with (
+        tempfile.TemporaryDirectory(prefix="micropay-wrk-") as tmp,
+        log.open("w") as sink,
+        tracing_env(args) as tracing,
+    ):
         config = StackConfig.with_free_ports(
             data_dir=Path(tmp),
             database_url=args.admin_url,
@@ -548,6 +598,7 @@ def running_stack(args: argparse.Namespace, log: Path) -> Iterator[Stack]:
             log_level=args.log_level,
             workers=args.workers,
             startup_timeout=180.0,
+            service_extra_env=tracing,
         )
         stack = Stack(config, output=PrefixedOutput(sink))
         stack.start()
@@ -634,6 +685,14 @@ def main(argv: list[str] | None = None) -> None:
         "--perf-dir", type=Path, default=PERF_DIR, help="where min_transfer.* are [%(default)s]"
     )
     parser.add_argument("--log", type=Path, default=ROOT / ".data" / "bench" / "wrk-suite.log")
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="the services trace, exporting to a sink here that discards the spans",
+    )
+    parser.add_argument(
+        "--otlp-endpoint", help="the services trace, exporting to this OTLP/HTTP collector"
+    )
     args = parser.parse_args(argv)
     missing = [tool for tool in ("wrk", "pgbench", "psql") if shutil.which(tool) is None]
     if missing:

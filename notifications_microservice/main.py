@@ -34,6 +34,8 @@ async def start_clients(state: NotificationsState) -> None:
     state.backlog = BacklogGauges.register(state.metrics_registry)
     # Creating a boto3 client reads files, so off the event loop.
     state.aws = await asyncio.to_thread(build_clients, state.settings)
+    for client in (state.aws.ses, state.aws.sns, state.aws.kms):
+        state.aws_calls.watch(client)
     state.push_platforms = PushPlatforms(state.aws.sns, state.settings)
     state.webhook_secrets = build_secrets(
         state.aws.kms,

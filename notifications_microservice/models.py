@@ -227,6 +227,8 @@ class Notification(Base):
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    traceparent: Mapped[str | None] = mapped_column(Text)
+    """W3C trace context of the event's handling (when traced): the send joins that trace."""
 
 
 class Device(Base):

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import stripe
 from prometheus_client import CollectorRegistry, Histogram
 
+from micropay_common import telemetry
 from payment_microservice.settings import PaymentSettings
 
 logger = logging.getLogger("micropay.payment.stripe")
@@ -355,15 +356,22 @@ class StripeApi:
     async def _call(self, operation: str, awaitable: Awaitable[T]) -> T:
         started = time.perf_counter()
         outcome = "error"
-        try:
-            result = await self._translate(awaitable)
-            outcome = "ok"
-            return result
-        except StripeRefused:
-            outcome = "refused"
-            raise
-        finally:
-            self._seconds.labels(operation, outcome).observe(time.perf_counter() - started)
+        # A client span of its own (the stripe SDK has no instrumentation): its HTTP requests,
+        # retries included, are children of it.
+        with telemetry.client_span(
+            f"stripe {operation}", {"rpc.system": "stripe", "rpc.method": operation}
+        ) as span:
+            try:
+                result = await self._translate(awaitable)
+                outcome = "ok"
+                return result
+            except StripeRefused:
+                outcome = "refused"
+                raise
+            finally:
+                self._seconds.labels(operation, outcome).observe(time.perf_counter() - started)
+                if outcome == "error":
+                    telemetry.mark_failed(span, "Stripe gave no usable answer")
 
     async def _translate(self, awaitable: Awaitable[T]) -> T:
         try:

@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 
 from auth_microservice.client_ip import ClientAddressResolver
 from deploy.compose_bootstrap import GENERATED_VARIABLES, render_env_file, run
+from micropay_common import telemetry
 from micropay_common.services import SERVICES as REGISTRY
 from micropay_common.settings import ServiceSettings
 from micropay_testing.database import TestDatabase
@@ -92,7 +93,8 @@ def settings_variables(service: str) -> ServiceVariables:
         and value.__module__ == module.__name__
     ]
     assert classes, f"no ServiceSettings subclass in {module.__name__}"
-    known: set[str] = set()
+    # The standard OpenTelemetry variables: the SDK reads them, not the settings.
+    known: set[str] = set(telemetry.ENVIRONMENT_VARIABLES)
     required: set[str] = set()
     for cls in classes:
         for name, field in cls.model_fields.items():
@@ -200,11 +202,21 @@ def test_compose_services_load_the_bootstrap_env_file_from_the_shared_volume() -
 
 def test_compose_publishes_only_the_gateway_and_checks_every_long_running_part() -> None:
     services = load_compose()["services"]
+    # Optional tools (a profile's, started on request) are published on loopback only.
+    optional = {name for name, definition in services.items() if definition.get("profiles")}
+    assert optional == {"jaeger"}
     published = {name for name, definition in services.items() if definition.get("ports")}
-    assert published == {"gateway"}
+    assert published - optional == {"gateway"}
+    for name in optional:
+        for port in services[name].get("ports", []):
+            assert ":-127.0.0.1:" in port, f"{name} publishes {port} beyond loopback"
     for name, definition in services.items():
         if name == "bootstrap":
             assert definition["restart"] == "no"
+            continue
+        if name in optional:
+            # Nothing waits for it, and its image has nothing to run a health check with.
+            assert not any(name in spec.get("depends_on", {}) for spec in services.values())
             continue
         assert "healthcheck" in definition, f"{name} has no healthcheck"
         for dependency, condition in definition.get("depends_on", {}).items():
@@ -1602,3 +1614,17 @@ def test_elastic_beanstalk_environments_join_the_internal_load_balancers_with_th
     }
     groups = resources_of(template, "AWS::ElasticLoadBalancingV2::TargetGroup")
     assert {group["Name"] for group in groups.values()} == {f"micropay-{s}" for s in SERVICES}
+
+
+def test_every_deployment_gives_each_service_the_otlp_endpoint_setting() -> None:
+    """Tracing is switched on the same way everywhere: one variable, empty (off) by default."""
+    compose = load_compose()
+    documents = load_manifests()
+    name = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    for service in SERVICES:
+        assert compose["services"][service]["environment"][name] == "${" + name + ":-}"
+        assert kubernetes_provided(documents, service).literal[name] == ""
+        assert eb_provided(service).literal[name] == ""
+        example = (ROOT / f"{service}_microservice" / ".env.example").read_text()
+        assert f"\n# {name}=" in example, f"{service}_microservice/.env.example"
+    assert f"\n# {name}=" in (ROOT / ".env.example").read_text()

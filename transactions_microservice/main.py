@@ -15,6 +15,7 @@ from transactions_microservice.inbound.router import inbound_router
 from transactions_microservice.inbound.service import EventHandlers
 from transactions_microservice.invitations.jobs import invitation_expiry_job
 from transactions_microservice.invitations.router import router as invitations_router
+from transactions_microservice.ledger.jobs import ledger_check_job
 from transactions_microservice.ledger.router import internal_router as ledger_internal_router
 from transactions_microservice.ledger.router import router as ledger_router
 from transactions_microservice.limits.router import router as limits_router
@@ -89,6 +90,7 @@ def create_app(settings: TransactionsSettings | None = None) -> FastAPI:
             hold_expiry_job,
             money_request_expiry_job,
             invitation_expiry_job,
+            ledger_check_job,
         ],
     )
 

@@ -47,6 +47,11 @@ class TransactionsSettings(ServiceSettings):
     invitation_sweep_interval_seconds: float = Field(
         default=60.0, gt=0, description="How often pending invitations past their expiry close."
     )
+    ledger_check_interval_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How often each replica checks the ledger's invariants for /metrics.",
+    )
 
     transfer_limit_per_transaction: str = Field(
         default=DEFAULT_TRANSFER_LIMIT_PER_TRANSACTION,

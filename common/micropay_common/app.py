@@ -13,11 +13,16 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from micropay_common import health
+from micropay_common import health, telemetry
 from micropay_common.db import Direct, create_engine, create_pool, create_sessionmaker
 from micropay_common.errors import document_problems, install_error_handlers
 from micropay_common.logging import configure_logging
-from micropay_common.metrics import HttpMetrics, HttpMetricsMiddleware, metrics_endpoint
+from micropay_common.metrics import (
+    AwsCallMetrics,
+    HttpMetrics,
+    HttpMetricsMiddleware,
+    metrics_endpoint,
+)
 from micropay_common.middleware import RequestIdMiddleware
 from micropay_common.revocation import RevocationFeed
 from micropay_common.security import TokenVerifier, security_refusals_counter
@@ -67,10 +72,12 @@ def create_service_app(
     # JSON logs from the first line on: uvicorn imports the app after configuring its own
     # plain-text loggers, and logs "Started server process" before the lifespan runs.
     default_name = settings_cls.model_fields["service_name"].default
+    service_name = settings.service_name if settings else str(default_name)
     configure_logging(
-        settings.service_name if settings else str(default_name),
-        settings.log_level if settings else os.environ.get("LOG_LEVEL", "INFO"),
+        service_name, settings.log_level if settings else os.environ.get("LOG_LEVEL", "INFO")
     )
+    # Off (no OTEL_EXPORTER_OTLP_ENDPOINT): nothing is installed on the request path.
+    tracing = telemetry.configure(service_name)
 
     # A registry per app keeps apps built side by side (tests, benchmarks) from sharing series.
     registry = CollectorRegistry(auto_describe=True)
@@ -78,6 +85,7 @@ def create_service_app(
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     security_refusals = security_refusals_counter(registry)
+    aws_calls = AwsCallMetrics(registry)
     # Services add their own series (say, time spent waiting on a provider) to the same
     # registry, through `state.metrics_registry`.
 
@@ -86,6 +94,8 @@ def create_service_app(
         resolved = settings or load_settings(settings_cls)
         configure_logging(resolved.service_name, resolved.log_level)
         engine = create_engine(resolved, schema)
+        if tracing:
+            telemetry.instrument_engine(engine)
         # One LISTEN connection per process: the deny-list feed and the jobs share it.
         listener = Listener(
             resolved.database_url, application_name=f"{resolved.service_name}-listener"
@@ -96,13 +106,16 @@ def create_service_app(
             schema=schema,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
-            direct=Direct(await create_pool(resolved, schema)),
+            direct=telemetry.traced_direct(
+                Direct(await create_pool(resolved, schema)), engine.url.database
+            ),
             token_verifier=TokenVerifier.from_settings(resolved, revocations.deny_set),
             revocations=revocations,
             listener=listener,
             service_tokens=ServiceTokenProvider.from_settings(resolved),
             metrics_registry=registry,
             security_refusals=security_refusals,
+            aws_calls=aws_calls,
         )
         for hook in on_startup:
             await hook(state)
@@ -130,6 +143,7 @@ def create_service_app(
             await state.token_verifier.aclose()
             await state.direct.pool.close()
             await state.engine.dispose()
+            telemetry.shutdown()
 
     app = FastAPI(
         title=title,
@@ -137,8 +151,8 @@ def create_service_app(
         version=version,
         openapi_tags=[*tags, *COMMON_TAGS],
         lifespan=lifespan,
-        # No OpenTelemetry here: left on, every request asks the global providers whether one
-        # has been configured since.
+        # FastAPI's own hooks stay off: left on, every request asks the global providers
+        # whether one has been configured since. Tracing, when on, is the instrumentation's.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.add_middleware(RequestIdMiddleware, quiet_paths=quiet_paths)
@@ -154,6 +168,8 @@ def create_service_app(
         quiet_paths=quiet_paths,
     )
     app.add_route("/metrics", metrics_endpoint(registry), include_in_schema=False)
+    if tracing:
+        telemetry.instrument_app(app)
     return app
 
 

@@ -19,6 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from micropay_common.money import MAX_AMOUNT, Amount, CurrencyCode
 from micropay_common.services import ServiceName
+from micropay_common.telemetry import current_traceparent
 
 EVENTS_PATH = "/internal/events"
 """Where a consumer receives its events (never routed by the gateway)."""
@@ -437,14 +438,27 @@ class EventEnvelope(BaseModel):
     occurred_at: AwareDatetime
     producer: str = Field(min_length=1, max_length=50, examples=[ServiceName.PAYMENT])
     data: dict[str, Any]
+    traceparent: str | None = Field(
+        default=None,
+        max_length=55,
+        description=(
+            "W3C trace context of the transaction that wrote the event, when its producer"
+            " traces; the delivery continues that trace. Absent otherwise."
+        ),
+        examples=["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],
+        # Absent, not null, from the envelopes of a producer that does not trace.
+        exclude_if=lambda value: value is None,
+    )
 
     @classmethod
     def of(cls, event: Event, *, event_id: UUID | None = None) -> EventEnvelope:
-        """The envelope of `event`, stamped now; type and producer are the event's own."""
+        """The envelope of `event`, stamped now; type and producer are the event's own, the
+        trace the current one (if tracing)."""
         return cls(
             id=event_id or uuid4(),
             type=event.event_type,
             occurred_at=datetime.now(UTC),
             producer=event.producer,
             data=event.model_dump(mode="json"),
+            traceparent=current_traceparent(),
         )

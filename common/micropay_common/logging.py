@@ -1,4 +1,5 @@
-"""JSON logging: one object per line, each carrying the request id when there is one."""
+"""JSON logging: one object per line, each carrying the request id when there is one, and the
+trace and span ids while tracing."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import orjson
 
 from micropay_common.request_context import current_request_id
+from micropay_common.telemetry import current_ids
 
 _SKIPPED_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
@@ -42,6 +44,9 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", None) or current_request_id()
         if request_id:
             payload["request_id"] = request_id
+        ids = current_ids()
+        if ids is not None:
+            payload["trace_id"], payload["span_id"] = ids
         for key, value in record.__dict__.items():
             if key not in _SKIPPED_ATTRS and key not in payload and not key.startswith("_"):
                 payload[key] = value

@@ -168,3 +168,45 @@ def metrics_endpoint(registry: CollectorRegistry) -> Callable[[Request], Awaitab
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return metrics
+
+
+AWS_SECONDS = "micropay_aws_request_duration_seconds"
+
+
+class AwsCallMetrics:
+    """The duration and outcome of every AWS API call a boto3 client makes (SES, SNS, KMS,
+    Cognito), by service and operation, from botocore's own call events."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.seconds = Histogram(
+            AWS_SECONDS,
+            "Time spent waiting on an AWS API call, by service, operation and outcome (ok, or "
+            "error: an error answer or no answer at all).",
+            ("service", "operation", "outcome"),
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+
+    def watch(self, client: Any) -> None:
+        """Time the calls of a boto3 client from now on."""
+        events = client.meta.events
+        events.register("before-call", self._started)
+        events.register("after-call", self._answered)
+        events.register("after-call-error", self._failed)
+
+    def _started(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        service = model.service_model.service_id.hyphenize()
+        context["micropay_call"] = (service, model.name, time.perf_counter())
+
+    def _answered(self, http_response: Any, context: dict[str, Any], **_: Any) -> None:
+        failed = getattr(http_response, "status_code", 500) >= 400
+        self._observe(context, "error" if failed else "ok")
+
+    def _failed(self, context: dict[str, Any], **_: Any) -> None:
+        self._observe(context, "error")
+
+    def _observe(self, context: dict[str, Any], outcome: str) -> None:
+        call = context.pop("micropay_call", None)
+        if call is not None:
+            service, operation, started = call
+            self.seconds.labels(service, operation, outcome).observe(time.perf_counter() - started)

@@ -28,10 +28,12 @@ from datetime import timedelta
 from typing import Any, NoReturn
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy import func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from micropay_common import telemetry
 from micropay_common.errors import ProblemError
 from micropay_common.events import (
     EVENTS_PATH,
@@ -202,6 +204,26 @@ class OutboxRelay:
         """Post one row; None when the consumer accepted it, else why not."""
         # Each delivery is its own request for the consumer's logs; the event id ties retries.
         request_id_var.set(new_request_id())
+        # The delivery joins the trace of the transaction that wrote the event; the consumer's
+        # handling joins it through the request's traceparent header.
+        with telemetry.continued(
+            row.payload.get("traceparent"),
+            f"outbox deliver {row.event_type}",
+            kind=telemetry.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "micropay.outbox",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": row.consumer,
+                "messaging.message.id": str(row.event_id),
+                "micropay.outbox.attempt": row.attempts + 1,
+            },
+        ):
+            error = await self._post(row)
+            if error is not None:
+                telemetry.mark_current_failed(error)
+            return error
+
+    async def _post(self, row: _Claimed) -> str | None:
         timeout = self.settings.http_timeout_seconds
         try:
             async with asyncio.timeout(timeout):
@@ -298,7 +320,8 @@ class OutboxRelay:
 
 
 async def outbox_relay_job(app: FastAPI) -> None:
-    """Background job for `create_service_app(background_jobs=[outbox_relay_job])`."""
+    """Background job for `create_service_app(background_jobs=[outbox_relay_job])`; it also
+    keeps the outbox's gauges on /metrics current (`OutboxGauges`)."""
     state = AppState.of(app)
     channel = outbox_channel(state.schema)
     # One loop per consumer, each woken by every commit that writes events: a slow consumer
@@ -306,14 +329,102 @@ async def outbox_relay_job(app: FastAPI) -> None:
     consumers: Sequence[str | None] = consumers_of_schema(state.schema) or (None,)
     wakes = [await state.listener.subscribe(channel) for _ in consumers]
     relay = OutboxRelay.from_app(app)
+    gauges = OutboxGauges.register(state.metrics_registry)
+    known = [consumer for consumer in consumers if consumer is not None]
+
+    async def observe() -> bool:
+        await gauges.observe(state.sessionmaker, known)
+        return False
+
     try:
         await asyncio.gather(
-            *(relay.run(wake, consumer) for wake, consumer in zip(wakes, consumers, strict=True))
+            *(relay.run(wake, consumer) for wake, consumer in zip(wakes, consumers, strict=True)),
+            run_periodically(
+                "outbox metrics", observe, interval_seconds=OUTBOX_METRICS_INTERVAL_SECONDS
+            ),
         )
     finally:
+        gauges.unregister(state.metrics_registry)
         for wake in wakes:
             state.listener.unsubscribe(channel, wake)
         await relay.aclose()
+
+
+OUTBOX_METRICS_INTERVAL_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class OutboxGauges:
+    """The outbox on /metrics, per consumer: rows waiting, the age of the oldest, dead rows.
+
+    Read from the database every OUTBOX_METRICS_INTERVAL_SECONDS (every replica reports the
+    same shared outbox), through the partial indexes on pending and dead rows.
+    """
+
+    pending: Gauge
+    oldest_pending_age: Gauge
+    dead: Gauge
+
+    @classmethod
+    def register(cls, registry: CollectorRegistry) -> OutboxGauges:
+        """The gauges, in `registry` (an app's /metrics)."""
+        return cls(
+            pending=Gauge(
+                "micropay_outbox_pending",
+                "Events not yet delivered to the consumer (retries included).",
+                ["consumer"],
+                registry=registry,
+            ),
+            oldest_pending_age=Gauge(
+                "micropay_outbox_oldest_pending_age_seconds",
+                "Age of the oldest event not yet delivered to the consumer (0 when none).",
+                ["consumer"],
+                registry=registry,
+            ),
+            dead=Gauge(
+                "micropay_outbox_dead",
+                "Events given up on after OUTBOX_MAX_ATTEMPTS; they wait for an operator.",
+                ["consumer"],
+                registry=registry,
+            ),
+        )
+
+    def unregister(self, registry: CollectorRegistry) -> None:
+        """Remove the gauges from `registry` (the job stops)."""
+        for gauge in (self.pending, self.oldest_pending_age, self.dead):
+            registry.unregister(gauge)
+
+    async def observe(
+        self, sessionmaker: async_sessionmaker[AsyncSession], consumers: Sequence[str]
+    ) -> None:
+        """Read the outbox once and set the gauges of every consumer (zero when it has none)."""
+        async with sessionmaker() as session:
+            rows = (await session.execute(_BACKLOG)).all()
+        found = {row.consumer: row for row in rows}
+        for consumer in sorted({*consumers, *found}):
+            row = found.get(consumer)
+            self.pending.labels(consumer).set(row.pending if row else 0)
+            self.oldest_pending_age.labels(consumer).set(row.oldest_age or 0 if row else 0)
+            self.dead.labels(consumer).set(row.dead if row else 0)
+
+
+_BACKLOG = (
+    select(
+        outbox.c.consumer,
+        func.count().filter(outbox.c.status == OutboxStatus.PENDING).label("pending"),
+        func.coalesce(
+            func.extract(
+                "epoch",
+                func.now()
+                - func.min(outbox.c.created_at).filter(outbox.c.status == OutboxStatus.PENDING),
+            ),
+            0,
+        ).label("oldest_age"),
+        func.count().filter(outbox.c.status == OutboxStatus.DEAD).label("dead"),
+    )
+    .where(outbox.c.status.in_([OutboxStatus.PENDING, OutboxStatus.DEAD]))
+    .group_by(outbox.c.consumer)
+)
 
 
 def consumers_of_schema(schema: str) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
     from micropay_common.db import Direct
+    from micropay_common.metrics import AwsCallMetrics
     from micropay_common.revocation import RevocationFeed
     from micropay_common.security import TokenVerifier
     from micropay_common.service_auth import ServiceTokenProvider
@@ -55,6 +56,7 @@ class ServiceState(Generic[SettingsT]):
         service_tokens: ServiceTokenProvider,
         metrics_registry: CollectorRegistry,
         security_refusals: Counter,
+        aws_calls: AwsCallMetrics,
     ) -> None:
         self.settings = settings
         self.schema = schema
@@ -72,6 +74,8 @@ class ServiceState(Generic[SettingsT]):
         self.metrics_registry = metrics_registry
         self.security_refusals = security_refusals
         """Callers refused by an internal route (`micropay.security`), by route and reason."""
+        self.aws_calls = aws_calls
+        """Times the calls of the boto3 clients a service hands it (`watch`)."""
 
     def attach(self, app: Starlette) -> None:
         """Make this the app's state until it stops (the lifespan calls it)."""

@@ -57,6 +57,7 @@ outbox = Table(
     CheckConstraint("attempts >= 0"),
     UniqueConstraint("event_id", "consumer", name="outbox_event_consumer_key"),
     Index("outbox_pending_idx", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+    Index("outbox_dead_idx", "consumer", postgresql_where=text("status = 'dead'")),
 )
 
 inbox = Table(

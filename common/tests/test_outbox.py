@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Column, MetaData, Table, Text, insert, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -34,7 +35,7 @@ from micropay_common.events import (
 )
 from micropay_common.inbox import EventMeta, events_router, on
 from micropay_common.jobs import backoff_delay
-from micropay_common.outbox import OutboxRelay, outbox_relay_job, publish
+from micropay_common.outbox import OutboxGauges, OutboxRelay, outbox_relay_job, publish
 from micropay_common.service_auth import ServiceTokenProvider
 from micropay_common.services import ServiceName
 from micropay_common.settings import ServiceSettings
@@ -564,3 +565,46 @@ async def test_a_row_written_by_sql_alone_wakes_the_relay(
                 },
             )
         await eventually(lambda: delivered(admin, envelope), within=5, interval=0.01)
+
+
+# --- the outbox on /metrics -----------------------------------------------------------------
+
+
+async def test_gauges_show_each_consumers_backlog_its_oldest_event_and_dead_events(producer, admin):
+    registry = CollectorRegistry()
+    gauges = OutboxGauges.register(registry)
+    async with producer(notifications_url=dead_url(), transactions_url=dead_url()) as p:
+        await gauges.observe(p.sessionmaker, ["notifications", "transactions"])
+        assert _sample(registry, "micropay_outbox_pending", "notifications") == 0
+        assert _sample(registry, "micropay_outbox_dead", "transactions") == 0
+
+        dead = await p.publish(failed())  # to notifications only
+        await p.publish(succeeded())  # to both
+        await admin.execute(
+            f"UPDATE {PRODUCER_SCHEMA}.outbox SET status = 'dead',"
+            " created_at = now() - interval '1 hour' WHERE event_id = $1",
+            dead.id,
+        )
+        await admin.execute(
+            f"UPDATE {PRODUCER_SCHEMA}.outbox SET created_at = now() - interval '90 seconds'"
+            " WHERE status = 'pending' AND consumer = 'transactions'"
+        )
+        await gauges.observe(p.sessionmaker, ["notifications", "transactions"])
+
+    assert _sample(registry, "micropay_outbox_pending", "notifications") == 1
+    assert _sample(registry, "micropay_outbox_pending", "transactions") == 1
+    assert _sample(registry, "micropay_outbox_dead", "notifications") == 1
+    assert _sample(registry, "micropay_outbox_dead", "transactions") == 0
+    # The dead row's age is not a backlog's: only pending rows count.
+    assert _sample(registry, "micropay_outbox_oldest_pending_age_seconds", "transactions") >= 90
+    assert _sample(registry, "micropay_outbox_oldest_pending_age_seconds", "notifications") < 60
+    gauges.unregister(registry)
+    assert (
+        registry.get_sample_value("micropay_outbox_pending", {"consumer": "notifications"}) is None
+    )
+
+
+def _sample(registry: CollectorRegistry, name: str, consumer: str) -> float:
+    value = registry.get_sample_value(name, {"consumer": consumer})
+    assert value is not None, f"{name} has no sample for {consumer}"
+    return value

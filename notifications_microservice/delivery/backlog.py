@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from notifications_microservice.delivery import repository
@@ -21,11 +21,12 @@ NONE_PENDING = ChannelBacklog(pending=0, oldest_pending_age=0.0, oldest_due_age=
 
 @dataclass(frozen=True)
 class BacklogGauges:
-    """The backlog's series, labelled by channel."""
+    """The backlog's series, labelled by channel, and the webhook failures by endpoint."""
 
     pending: Gauge
     oldest_pending_age: Gauge
     oldest_due_age: Gauge
+    webhook_failures: Counter
 
     @classmethod
     def register(cls, registry: CollectorRegistry) -> BacklogGauges:
@@ -50,18 +51,34 @@ class BacklogGauges:
                 ["channel"],
                 registry=registry,
             ),
+            webhook_failures=webhook_failures_counter(registry),
         )
 
     def unregister(self, registry: CollectorRegistry) -> None:
         """Remove the gauges from `registry` (the app stops)."""
-        for gauge in (self.pending, self.oldest_pending_age, self.oldest_due_age):
-            registry.unregister(gauge)
+        for series in (
+            self.pending,
+            self.oldest_pending_age,
+            self.oldest_due_age,
+            self.webhook_failures,
+        ):
+            registry.unregister(series)
 
     def set(self, channel: str, backlog: ChannelBacklog) -> None:
         """Show one channel's backlog."""
         self.pending.labels(channel).set(backlog.pending)
         self.oldest_pending_age.labels(channel).set(backlog.oldest_pending_age)
         self.oldest_due_age.labels(channel).set(backlog.oldest_due_age)
+
+
+def webhook_failures_counter(registry: CollectorRegistry) -> Counter:
+    """Failed webhook attempts (an error answer, a timeout, no connection), by endpoint id."""
+    return Counter(
+        "micropay_webhook_failures",
+        "Webhook deliveries that failed (a non-2xx answer, a timeout, no connection), by endpoint.",
+        ["endpoint_id"],
+        registry=registry,
+    )
 
 
 async def observe_backlog(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 import uuid
 from collections.abc import Callable
@@ -130,8 +131,12 @@ class Calls:
             lease.ensure_time_for(budget)
             return function(**kwargs)
 
+        # In the caller's context, so the call's span (botocore's) belongs to the send's trace.
+        context = contextvars.copy_context()
         async with self.slots:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, guarded)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, context.run, guarded
+            )
 
     def close(self) -> None:
         """Let the threads end once idle."""

@@ -42,6 +42,8 @@ class Claimed:
     lease_token: uuid.UUID
     next_attempt_at: datetime
     created_at: datetime
+    traceparent: str | None = None
+    """The trace of the event that caused it (when traced); its send joins it."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ async def claim_due(
             Notification.lease_token,
             Notification.next_attempt_at,
             Notification.created_at,
+            Notification.traceparent,
         )
     )
     # RETURNING keeps no order: sort again, so the oldest rows are sent first.

@@ -14,6 +14,7 @@ never send one row at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import uuid
@@ -23,12 +24,18 @@ from typing import NoReturn
 
 import httpx
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from micropay_common import telemetry
 from micropay_common.jobs import run_periodically
 from notifications_microservice.aws import AwsClients
 from notifications_microservice.delivery import repository
-from notifications_microservice.delivery.backlog import BACKLOG_INTERVAL_SECONDS, observe_backlog
+from notifications_microservice.delivery.backlog import (
+    BACKLOG_INTERVAL_SECONDS,
+    observe_backlog,
+    webhook_failures_counter,
+)
 from notifications_microservice.delivery.email import EmailSender
 from notifications_microservice.delivery.outcomes import (
     Calls,
@@ -79,6 +86,25 @@ async def _read_context(
     return devices, endpoints
 
 
+def _sending(rows: Sequence[Claimed], channel: Channel) -> contextlib.AbstractContextManager[None]:
+    """The span of one send, in the trace of the event that caused its (first) row.
+
+    Pushes of several rows go out in shared SNS calls: the span continues the first row's trace
+    and links the others'.
+    """
+    return telemetry.continued(
+        rows[0].traceparent,
+        f"notification send {channel}",
+        kind=telemetry.SpanKind.CONSUMER,
+        attributes={
+            "micropay.notification.channel": str(channel),
+            "micropay.notification.ids": [str(row.id) for row in rows],
+            "micropay.notification.event_type": rows[0].event_type,
+        },
+        linked=[row.traceparent for row in rows[1:]],
+    )
+
+
 class DeliveryWorker:
     """Sends due notifications; any number of workers may run against one schema at once."""
 
@@ -94,9 +120,11 @@ class DeliveryWorker:
         rng: Callable[[], float] | None = None,
         ses_quota: SesQuota | None = None,
         sns_bucket: TokenBucket | None = None,
+        webhook_failures: Counter | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
+        self.webhook_failures = webhook_failures or webhook_failures_counter(CollectorRegistry())
         self.calls = Calls(settings.delivery_concurrency)
         self.ses_quota = ses_quota or SesQuota(
             lambda: asyncio.to_thread(aws.ses.get_send_quota),
@@ -114,7 +142,13 @@ class DeliveryWorker:
     def from_app(cls, app: FastAPI) -> DeliveryWorker:
         """A worker using the app's database, settings, AWS clients and webhook secrets."""
         state = NotificationsState.of(app)
-        return cls(state.sessionmaker, state.settings, state.aws, state.webhook_secrets)
+        return cls(
+            state.sessionmaker,
+            state.settings,
+            state.aws,
+            state.webhook_secrets,
+            webhook_failures=state.backlog.webhook_failures,
+        )
 
     async def claim(self) -> tuple[Lease, list[Claimed]]:
         """Lease a batch of due rows (committed before anything is sent)."""
@@ -167,22 +201,33 @@ class DeliveryWorker:
             results.update(zip((row.id for row in rows), sent, strict=True))
 
         async def email(row: Claimed) -> list[Result]:
-            return [await self.email.send(row, lease)]
+            with _sending([row], Channel.EMAIL):
+                return [await self.email.send(row, lease)]
 
         async def webhook(row: Claimed) -> list[Result]:
             assert row.webhook_endpoint_id is not None
             endpoint = batch.endpoints[row.webhook_endpoint_id]
             async with self.calls.slots:
-                return [await self.webhooks.send(row, endpoint, lease)]
+                with _sending([row], Channel.WEBHOOK):
+                    return [await self.webhooks.send(row, endpoint, lease)]
+
+        async def push(rows: list[Claimed]) -> list[Result]:
+            if not rows:
+                return []
+            with _sending(rows, Channel.PUSH):
+                return await self.push.send_many(rows, batch.devices, lease)
 
         pushes = [row for row in batch.rows if row.channel == Channel.PUSH]
-        sends = [guarded(pushes, self.push.send_many(pushes, batch.devices, lease))]
+        sends = [guarded(pushes, push(pushes))]
         for row in batch.rows:
             if row.channel == Channel.EMAIL:
                 sends.append(guarded([row], email(row)))
             elif row.channel == Channel.WEBHOOK:
                 sends.append(guarded([row], webhook(row)))
         await asyncio.gather(*sends)
+        for result in results.values():
+            if result.attempt is not None and not result.attempt.succeeded:
+                self.webhook_failures.labels(str(result.attempt.endpoint_id)).inc()
         return [results[row.id] for row in batch.rows]
 
     async def _record_logged(self, sent: list[tuple[Claimed, Result]]) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from micropay_common.telemetry import current_traceparent
 from notifications_microservice.models import Channel, Notification, NotificationStatus, User
 
 
@@ -60,7 +61,10 @@ async def address_waiting_emails(session: AsyncSession, user_id: str, email: str
 
 async def insert_notifications(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Insert notification records; one that exists already (same event, user, channel,
-    endpoint) is left as it is."""
+    endpoint) is left as it is. Each carries the current trace, if any, for its send."""
+    traceparent = current_traceparent()
+    if traceparent is not None:
+        rows = [{**row, "traceparent": traceparent} for row in rows]
     if rows:
         await session.execute(
             insert(Notification)

@@ -236,6 +236,9 @@ async def test_errors_are_retried_on_the_schedule_then_fail(
     assert [d["attempt"] for d in logged] == [3, 2, 1]
     assert all(len(d["response_body"]) == 1000 for d in logged)
     assert len(recorder.at("/hooks/broken")) == 3
+    # /metrics counts each failed attempt under the endpoint.
+    failures = two_retries.webhook_failures.labels(endpoint["id"])
+    assert failures._value.get() == 3
 
 
 async def test_manual_redelivery_sends_the_message_again(

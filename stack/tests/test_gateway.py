@@ -255,6 +255,38 @@ def test_request_id_is_generated_when_missing_or_unsafe(
     assert upstreams["payment"].received[0].headers["x-request-id"] == [generated]
 
 
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_a_well_formed_traceparent_is_forwarded_with_its_tracestate(
+    gateway: int, upstreams: dict[str, EchoUpstream]
+) -> None:
+    headers = {**GOOD, "traceparent": TRACEPARENT, "tracestate": "vendor=abc"}
+    answer = request(gateway, "GET", "/payments", headers)
+    assert answer.status == 200
+    [received] = upstreams["payment"].received
+    assert received.headers["traceparent"] == [TRACEPARENT]
+    assert received.headers["tracestate"] == ["vendor=abc"]
+    [check] = [r for r in upstreams["auth"].received if r.path == "/auth/verify"]
+    assert check.header("traceparent") == TRACEPARENT
+    assert check.header("tracestate") == "vendor=abc"
+
+
+@pytest.mark.parametrize(
+    "supplied",
+    ["garbage", TRACEPARENT.upper(), TRACEPARENT + "-extra", "00-" + "0" * 31 + "-1-01"],
+)
+def test_a_malformed_traceparent_is_dropped_with_its_tracestate(
+    gateway: int, upstreams: dict[str, EchoUpstream], supplied: str
+) -> None:
+    headers = {**GOOD, "traceparent": supplied, "tracestate": "vendor=abc"}
+    answer = request(gateway, "GET", "/payments", headers)
+    assert answer.status == 200
+    [received] = upstreams["payment"].received
+    assert received.header("traceparent") is None
+    assert received.header("tracestate") is None
+
+
 def test_gateway_errors_carry_the_request_id(gateway: int) -> None:
     answer = request(gateway, "GET", "/payments", {"X-Request-ID": "abc-123"})
     assert_problem(answer, 401)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import NullPool, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
@@ -18,7 +20,8 @@ from stack.postgres import connect
 from transactions_microservice.accounts import repository as accounts_repository
 from transactions_microservice.ledger import repository, service
 from transactions_microservice.ledger.exceptions import InsufficientFunds, UnbalancedTransaction
-from transactions_microservice.ledger.service import NewEntry, check_balanced
+from transactions_microservice.ledger.jobs import LedgerCheckGauges
+from transactions_microservice.ledger.service import LedgerCheck, NewEntry, check_balanced
 from transactions_microservice.models import AccountId, EntryType, LedgerTransactionType
 from transactions_microservice.state import TransactionsState
 from transactions_microservice.tests.helpers import ledger_check
@@ -266,3 +269,34 @@ async def test_the_check_endpoint_is_for_services_only(client, register):
     response = await client.get("/internal/ledger/check", headers=member.headers)
     assert response.status_code == 403
     assert (await client.get("/internal/ledger/check")).status_code == 401
+
+
+def test_the_gauges_show_the_latest_checks_outcome() -> None:
+    registry = CollectorRegistry()
+    gauges = LedgerCheckGauges.register(registry)
+    checked_at = datetime(2026, 12, 2, 20, 0, tzinfo=UTC)
+    failing = LedgerCheck(
+        ok=False,
+        checked_at=checked_at,
+        counts={},
+        violations={"balance_mismatches": [{"id": 1}, {"id": 2}], "unbalanced": []},
+    )
+    gauges.show(failing)
+    assert registry.get_sample_value("micropay_ledger_check_ok") == 0
+    found = {"invariant": "balance_mismatches"}
+    assert registry.get_sample_value("micropay_ledger_check_violations", found) == 2
+    assert (
+        registry.get_sample_value("micropay_ledger_check_violations", {"invariant": "unbalanced"})
+        == 0
+    )
+    assert (
+        registry.get_sample_value("micropay_ledger_check_timestamp_seconds")
+        == checked_at.timestamp()
+    )
+    gauges.show(
+        LedgerCheck(
+            ok=True, checked_at=checked_at, counts={}, violations={"balance_mismatches": []}
+        )
+    )
+    assert registry.get_sample_value("micropay_ledger_check_ok") == 1
+    assert registry.get_sample_value("micropay_ledger_check_violations", found) == 0

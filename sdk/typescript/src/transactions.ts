@@ -383,6 +383,12 @@ export interface components {
              */
             producer: string;
             /**
+             * Traceparent
+             * @description W3C trace context of the transaction that wrote the event, when its producer traces; the delivery continues that trace. Absent otherwise.
+             * @example 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
+             */
+            traceparent?: string | null;
+            /**
              * Type
              * @example payment.succeeded
              */
