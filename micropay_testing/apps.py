@@ -92,3 +92,35 @@ async def silent_server() -> AsyncIterator[str]:
     port = server.sockets[0].getsockname()[1]
     async with server:
         yield f"http://127.0.0.1:{port}"
+
+
+# What the registry (micropay_common.services) does not say: the title and required settings.
+EXPECTED: dict[str, dict[str, Any]] = {
+    "auth": {
+        "title": "MicroPay Auth",
+        "extra": {},
+    },
+    "payment": {
+        "title": "MicroPay Payments",
+        "extra": {"stripe_api_key": "sk_test_local", "stripe_webhook_secret": "whsec_test"},
+    },
+    "transactions": {
+        "title": "MicroPay Transactions",
+        "extra": {},
+    },
+    "notifications": {
+        "title": "MicroPay Notifications",
+        "extra": {
+            "ses_sender": "no-reply@micropay.local",
+            "sns_topic_arn": "arn:aws:sns:us-east-1:123456789012:micropay-sns",
+            "webhook_secrets_kms_key_id": "alias/micropay-webhook-secrets",
+        },
+    },
+}
+
+
+def as_environment_value(value: Any) -> str:
+    """A setting as a deployment writes it: collections comma-separated."""
+    if isinstance(value, (tuple, list, set, frozenset)):
+        return ",".join(str(item) for item in value)
+    return str(value)

@@ -20,8 +20,7 @@ import pytest
 import yaml
 
 from micropay_common.services import SERVICES, ServiceName
-from micropay_testing.apps import serve
-from tests.test_services import EXPECTED, as_environment_value
+from micropay_testing.apps import EXPECTED, as_environment_value, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "monitoring" / "micropay.rules.yml"

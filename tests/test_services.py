@@ -15,39 +15,8 @@ from sqlalchemy import text
 from micropay_common.events import EVENTS_PATH, events_consumed_by, producer_of
 from micropay_common.services import SERVICES, ServiceName
 from micropay_common.state import ServiceState
-from micropay_testing.apps import serve
+from micropay_testing.apps import EXPECTED, as_environment_value, serve
 from micropay_testing.http import bearer
-
-# What the registry (micropay_common.services) does not say: the title and required settings.
-EXPECTED: dict[str, dict[str, Any]] = {
-    "auth": {
-        "title": "MicroPay Auth",
-        "extra": {},
-    },
-    "payment": {
-        "title": "MicroPay Payments",
-        "extra": {"stripe_api_key": "sk_test_local", "stripe_webhook_secret": "whsec_test"},
-    },
-    "transactions": {
-        "title": "MicroPay Transactions",
-        "extra": {},
-    },
-    "notifications": {
-        "title": "MicroPay Notifications",
-        "extra": {
-            "ses_sender": "no-reply@micropay.local",
-            "sns_topic_arn": "arn:aws:sns:us-east-1:123456789012:micropay-sns",
-            "webhook_secrets_kms_key_id": "alias/micropay-webhook-secrets",
-        },
-    },
-}
-
-
-def as_environment_value(value: Any) -> str:
-    """A setting as a deployment writes it: collections comma-separated."""
-    if isinstance(value, (tuple, list, set, frozenset)):
-        return ",".join(str(item) for item in value)
-    return str(value)
 
 
 @pytest.fixture(params=[str(name) for name in SERVICES])
