@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -21,6 +22,9 @@ from micropay_common.events import (
     EVENT_MODELS,
     Event,
     EventType,
+    InvitationData,
+    MoneyRequestData,
+    MoneyRequestPaid,
     PaymentDisputeClosed,
     PaymentDisputeFundsReinstated,
     PaymentDisputeFundsWithdrawn,
@@ -112,6 +116,30 @@ def forged(event_type: EventType, user_id: str) -> Event:
             currency="USD",
         ),
     }
+    request = {
+        "request_id": str(uuid.uuid4()),
+        "requester_id": str(uuid.uuid4()),
+        "requester_email": "someone@example.com",
+        "payer_id": user_id,
+        "payer_email": f"{user_id}@example.com",
+        "amount": 500,
+        "currency": "USD",
+    }
+    invitation = {
+        "invitation_id": str(uuid.uuid4()),
+        "from_user_id": user_id,
+        "from_email": f"{user_id}@example.com",
+        "to_email": f"nobody-{uuid.uuid4().hex[:8]}@example.com",
+        "amount": 500,
+        "currency": "USD",
+        "expires_at": datetime.now(UTC) + timedelta(days=7),
+    }
+    for model in EVENT_MODELS.values():
+        if issubclass(model, MoneyRequestData):
+            extra = {"transfer_id": str(uuid.uuid4())} if model is MoneyRequestPaid else {}
+            events.setdefault(model.event_type, model(**request, **extra))
+        elif issubclass(model, InvitationData):
+            events.setdefault(model.event_type, model(**invitation))
     return events[event_type]
 
 

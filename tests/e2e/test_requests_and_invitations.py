@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from micropay_testing.polling import eventually
-from tests.e2e.client import PASSWORD, Api, User
+from tests.e2e.client import Api, User
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -89,9 +89,7 @@ async def test_a_request_to_an_address_nobody_has_waits_for_its_sign_up(api: Api
         k: v for k, v in ordinary.json().items() if k not in varying
     }
 
-    registered = await api.client.post(
-        "/auth/register", json={"email": newcomer_email, "password": PASSWORD}
-    )
+    registered = await api.sign_up(newcomer_email)
     assert registered.status_code == 201, registered.text
     gil = await api.login(newcomer_email, registered.json()["user_id"])
 
@@ -147,9 +145,7 @@ async def test_money_sent_to_an_address_without_an_account_arrives_when_it_signs
 
     await eventually(invitation_mailed, within=30)
 
-    registered = await api.client.post(
-        "/auth/register", json={"email": newcomer_email, "password": PASSWORD}
-    )
+    registered = await api.sign_up(newcomer_email)
     assert registered.status_code == 201, registered.text
     jon = await api.login(newcomer_email, registered.json()["user_id"])
     await api.balance_becomes(jon, 1_500, within=30)
