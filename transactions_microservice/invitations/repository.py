@@ -11,10 +11,7 @@ from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from transactions_microservice.models import (
-    AccountId,
-    EntryType,
     InvitationStatus,
-    entries,
     transfer_invitations,
     users,
 )
@@ -48,26 +45,6 @@ async def has_account(session: AsyncSession, email: str) -> bool:
     """Whether the ledger knows a user by this (lower-case) email."""
     found = await session.scalar(select(users.c.user_id).where(users.c.email == email))
     return found is not None
-
-
-async def committed_since(
-    session: AsyncSession, sender_id: str, wallet_id: AccountId, currency: str, since: datetime
-) -> int:
-    """What the sender has sent from the wallet since `since` plus what their invitations made
-    since then still hold: the money the day's transfer limit counts."""
-    sent = select(func.coalesce(-func.sum(entries.c.amount), 0)).where(
-        entries.c.account_id == wallet_id,
-        entries.c.type == EntryType.TRANSFER_OUT,
-        entries.c.created_at >= since,
-    )
-    held = select(func.coalesce(func.sum(transfer_invitations.c.amount), 0)).where(
-        transfer_invitations.c.sender_id == sender_id,
-        transfer_invitations.c.currency == currency,
-        transfer_invitations.c.status == InvitationStatus.PENDING,
-        transfer_invitations.c.created_at >= since,
-    )
-    total = await session.scalar(select(sent.scalar_subquery() + held.scalar_subquery()))
-    return int(total or 0)
 
 
 async def insert(

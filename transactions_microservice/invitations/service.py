@@ -101,9 +101,7 @@ async def invite(
     if wallet_id is not None and daily_limit is not None:
         await ledger.lock_accounts(session, [wallet_id])
         day = limits.Day.of()
-        committed = await repository.committed_since(
-            session, sender_id, wallet_id, currency, day.start
-        )
+        committed = await limits.sent_today(session, sender_id, currency, day)
         if committed + amount > daily_limit:
             raise limits.daily_limit_exceeded(
                 limit=daily_limit,

@@ -91,6 +91,13 @@ async def hold_back_card_funds(
     return True
 
 
+async def sent_today(session: AsyncSession, user_id: str, currency: str, day: Day) -> int:
+    """What the user's wallet in `currency` sent since `day` began, today's pending invitations
+    included: the sum the day's transfer limit weighs."""
+    sent = await repository.sent_today_by_currency(session, user_id, day.start)
+    return sent.get(currency, 0)
+
+
 async def limits(
     session: AsyncSession,
     settings: TransactionsSettings,
