@@ -7,7 +7,8 @@ them: an email and a push to each side, texts already rendered), then lets one d
 in this process, with the service's default batch size and concurrency, drain them. Prints the
 drain rate, this process's CPU per notification (getrusage: every thread of the worker), the
 moto server's CPU per notification and per AWS call (/proc/<pid>/stat), and the AWS calls
-made (counted with botocore's `before-send` event). `--source DIR` imports the notifications
+made (boto3's counted with botocore's `before-send` event, the worker's own SES and SNS client's
+from its call metrics). `--source DIR` imports the notifications
 service from another source tree (say `git archive <commit> notifications_microservice | tar
 -x -C DIR`), so the code before a change is measured by the same script. Run from the root:
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import inspect
 import json
 import os
 import pstats
@@ -29,6 +31,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from bench.auth_verify import DATA_DIR, _wait, spawn
 from stack.bootstrap import bootstrap_aws
@@ -102,6 +106,7 @@ async def drain(
 ) -> None:
     """Write the backlog, drain it with one worker, print what it cost."""
     from micropay_common.db import create_engine, create_sessionmaker
+    from micropay_common.metrics import AwsCallMetrics
     from notifications_microservice.aws import build_clients
     from notifications_microservice.delivery.worker import DeliveryWorker
     from notifications_microservice.models import SCHEMA
@@ -120,7 +125,13 @@ async def drain(
     aws.ses.meta.events.register("before-send", count)
     aws.sns.meta.events.register("before-send", count)
     secrets = build_secrets(aws.kms, settings.webhook_secrets_kms_key_id, ttl_seconds=0, max_size=0)
-    worker = DeliveryWorker(create_sessionmaker(engine), settings, aws, secrets)
+    # The calls the worker makes without boto3 are timed by its call metrics (when the source
+    # under test has them).
+    registry = CollectorRegistry()
+    lean_calls = AwsCallMetrics(registry)
+    takes_metrics = "aws_calls" in inspect.signature(DeliveryWorker).parameters
+    extra: dict[str, Any] = {"aws_calls": lean_calls} if takes_metrics else {}
+    worker = DeliveryWorker(create_sessionmaker(engine), settings, aws, secrets, **extra)
     moto_pid = int(settings_values["moto_pid"])
     try:
         total = await write_backlog(admin_url, transfers)
@@ -138,6 +149,11 @@ async def drain(
     finally:
         await worker.aclose()
         await engine.dispose()
+    for metric in lean_calls.seconds.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count") and sample.value:
+                operation = sample.labels["operation"]
+                calls[operation] = calls.get(operation, 0) + int(sample.value)
     sent_calls = sum(n for op, n in calls.items() if op != "GetSendQuota")
     print(f"source: {sys.modules['notifications_microservice'].__file__}")
     print(

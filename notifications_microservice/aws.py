@@ -1,4 +1,7 @@
-"""boto3 clients for SES, SNS and KMS, built once per app; every call runs in a worker thread."""
+"""boto3 clients for SES, SNS and KMS, built once per app; every call runs in a worker thread.
+
+The delivery worker's sends use the clients' endpoints and credentials with a lean client of
+their own (`delivery.aws_query`)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from notifications_microservice.settings import NotificationsSettings
@@ -19,6 +23,8 @@ class AwsClients:
     ses: Any
     sns: Any
     kms: Any
+    credentials: Credentials | None
+    """The session's credentials (refreshed by botocore), for the sends signed outside boto3."""
 
 
 def build_clients(settings: NotificationsSettings) -> AwsClients:
@@ -32,15 +38,17 @@ def build_clients(settings: NotificationsSettings) -> AwsClients:
         max_pool_connections=max(10, settings.delivery_concurrency),
     )
 
-    def client(name: str) -> Any:
-        return boto3.client(
-            name,
-            region_name=settings.aws_region,
-            endpoint_url=settings.aws_endpoint_url,
-            config=config,
-        )
+    session = boto3.session.Session(region_name=settings.aws_region)
 
-    return AwsClients(ses=client("ses"), sns=client("sns"), kms=client("kms"))
+    def client(name: str) -> Any:
+        return session.client(name, endpoint_url=settings.aws_endpoint_url, config=config)
+
+    return AwsClients(
+        ses=client("ses"),
+        sns=client("sns"),
+        kms=client("kms"),
+        credentials=session.get_credentials(),
+    )
 
 
 def error_code(exc: BaseException) -> str:

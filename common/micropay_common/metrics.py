@@ -194,6 +194,10 @@ class AwsCallMetrics:
         events.register("after-call", self._answered)
         events.register("after-call-error", self._failed)
 
+    def observe(self, service: str, operation: str, outcome: str, seconds: float) -> None:
+        """Record one call made without boto3 (the delivery worker's own SES and SNS calls)."""
+        self.seconds.labels(service, operation, outcome).observe(seconds)
+
     def _started(self, model: Any, context: dict[str, Any], **_: Any) -> None:
         service = model.service_model.service_id.hyphenize()
         context["micropay_call"] = (service, model.name, time.perf_counter())

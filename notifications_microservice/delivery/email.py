@@ -7,11 +7,12 @@ send first takes a token from the SES quota's bucket (MaxSendRate).
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from notifications_microservice.aws import describe, error_code
+from notifications_microservice.delivery.aws_query import SesApi
 from notifications_microservice.delivery.outcomes import (
     Calls,
     Deferred,
@@ -54,7 +55,7 @@ class EmailSender:
     """Sends stored emails from SES_SENDER, within SES's sending rate."""
 
     def __init__(
-        self, ses: Any, settings: NotificationsSettings, quota: SesQuota, calls: Calls
+        self, ses: SesApi, settings: NotificationsSettings, quota: SesQuota, calls: Calls
     ) -> None:
         self.ses = ses
         self.quota = quota
@@ -69,19 +70,17 @@ class EmailSender:
             return Result(Retry("no recipient address known yet"))
         if self.quota.daily_quota_used_up():
             return Result(Postponed(DAILY_QUOTA_USED_UP, self.quota.refresh_seconds))
-        body: dict[str, Any] = {"Text": {"Data": row.body_text, "Charset": "UTF-8"}}
-        if row.body_html:
-            body["Html"] = {"Data": row.body_html, "Charset": "UTF-8"}
         await self.quota.bucket.acquire()
         try:
-            response = await self.calls.blocking(
-                lease,
-                self.budget,
+            send = partial(
                 self.ses.send_email,
-                Source=self.source,
-                Destination={"ToAddresses": [row.recipient]},
-                Message={"Subject": {"Data": row.subject, "Charset": "UTF-8"}, "Body": body},
+                source=self.source,
+                to=row.recipient,
+                subject=row.subject,
+                text=row.body_text,
+                html=row.body_html,
             )
+            message_id = await self.calls.run(lease, self.budget, send)
         except LeaseExpiring:
             return Result(Deferred())
         except ClientError as exc:
@@ -97,4 +96,4 @@ class EmailSender:
         except BotoCoreError as exc:
             return Result(Retry(describe(exc)))
         self.quota.count_sent()
-        return Result(Sent(provider_message_id=str(response["MessageId"])))
+        return Result(Sent(provider_message_id=message_id))

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 ResultT = TypeVar("ResultT")
 
@@ -109,35 +107,17 @@ class Lease:
 
 
 class Calls:
-    """Runs the worker's sends: at most `concurrency` at once; boto3 calls in the worker's own
-    threads (as many as sends may run), so they never wait behind other blocking work."""
+    """Runs the worker's sends: at most `concurrency` at once, each only if it can still finish
+    within the lease."""
 
     def __init__(self, concurrency: int) -> None:
         self.slots = asyncio.Semaphore(concurrency)
-        self._executor = ThreadPoolExecutor(
-            max_workers=concurrency, thread_name_prefix="notification-send"
-        )
 
-    async def blocking(
-        self, lease: Lease, budget: float, function: Callable[..., ResultT], /, **kwargs: Any
+    async def run(
+        self, lease: Lease, budget: float, call: Callable[[], Awaitable[ResultT]]
     ) -> ResultT:
-        """Run a blocking call (boto3) in a thread, only if it can finish within the lease.
-
-        The check runs in the thread, right before the call: time spent waiting for a free
-        thread counts against the lease too.
-        """
-
-        def guarded() -> ResultT:
-            lease.ensure_time_for(budget)
-            return function(**kwargs)
-
-        # In the caller's context, so the call's span (botocore's) belongs to the send's trace.
-        context = contextvars.copy_context()
+        """Await `call()` in a free slot; LeaseExpiring instead when the lease has less than
+        `budget` seconds left once the slot is free (waiting for it counts too)."""
         async with self.slots:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._executor, context.run, guarded
-            )
-
-    def close(self) -> None:
-        """Let the threads end once idle."""
-        self._executor.shutdown(wait=False)
+            lease.ensure_time_for(budget)
+            return await call()

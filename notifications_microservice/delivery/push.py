@@ -13,11 +13,13 @@ import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from notifications_microservice.aws import describe, error_code
+from notifications_microservice.delivery.aws_query import BatchEntry, SnsApi
 from notifications_microservice.delivery.outcomes import (
     Calls,
     Deferred,
@@ -106,7 +108,7 @@ class PushSender:
     """Publishes stored push notifications, within the SNS publish rate."""
 
     def __init__(
-        self, sns: Any, settings: NotificationsSettings, bucket: TokenBucket, calls: Calls
+        self, sns: SnsApi, settings: NotificationsSettings, bucket: TokenBucket, calls: Calls
     ) -> None:
         self.sns = sns
         self.bucket = bucket
@@ -138,24 +140,19 @@ class PushSender:
 
     async def _publish_batch(self, chunk: list[_Progress], lease: Lease) -> None:
         entries = [
-            {
-                "Id": str(index),
-                "Message": p.topic_body,
-                "MessageAttributes": {
-                    "user_id": {"DataType": "String", "StringValue": p.row.user_id},
-                    "event": {"DataType": "String", "StringValue": p.row.event_type},
-                },
-            }
+            BatchEntry(
+                id=str(index),
+                message=p.topic_body,
+                attributes={"user_id": p.row.user_id, "event": p.row.event_type},
+            )
             for index, p in enumerate(chunk)
         ]
         await self.bucket.acquire(len(entries))
         try:
-            response = await self.calls.blocking(
+            answer = await self.calls.run(
                 lease,
                 self.budget,
-                self.sns.publish_batch,
-                TopicArn=self.topic_arn,
-                PublishBatchRequestEntries=entries,
+                lambda: self.sns.publish_batch(topic_arn=self.topic_arn, entries=entries),
             )
         except LeaseExpiring:
             for p in chunk:
@@ -169,13 +166,13 @@ class PushSender:
             for p in chunk:
                 p.errors.append(f"{TOPIC_TARGET}: {describe(exc)}")
             return
-        for success in response.get("Successful", []):
-            p = chunk[int(success["Id"])]
+        for entry_id, message_id in answer.published:
+            p = chunk[int(entry_id)]
             p.delivered.append(TOPIC_TARGET)
-            p.topic_message_id = str(success["MessageId"])
-        for failure in response.get("Failed", []):
-            p = chunk[int(failure["Id"])]
-            error = {"Error": {"Code": failure.get("Code"), "Message": failure.get("Message")}}
+            p.topic_message_id = message_id
+        for failure in answer.failed:
+            p = chunk[int(failure.id)]
+            error = {"Error": {"Code": failure.code, "Message": failure.message}}
             self._failed(p, TOPIC_TARGET, None, ClientError(error, "PublishBatch"))
 
     async def _publish_to_devices(
@@ -188,14 +185,11 @@ class PushSender:
                 continue
             await self.bucket.acquire()
             try:
-                await self.calls.blocking(
-                    lease,
-                    self.budget,
-                    self.sns.publish,
-                    TargetArn=target,
-                    Message=platform_message(platform, p.row),
-                    MessageStructure="json",
+                message = platform_message(platform, p.row)
+                publish = partial(
+                    self.sns.publish, target_arn=target, message=message, structure="json"
                 )
+                await self.calls.run(lease, self.budget, publish)
             except LeaseExpiring:
                 p.deferred = True
                 return

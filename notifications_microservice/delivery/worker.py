@@ -29,8 +29,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from micropay_common import telemetry
 from micropay_common.jobs import run_periodically
+from micropay_common.metrics import AwsCallMetrics
 from notifications_microservice.aws import AwsClients
 from notifications_microservice.delivery import repository
+from notifications_microservice.delivery.aws_query import (
+    CredentialSource,
+    Endpoint,
+    QueryClient,
+    SesApi,
+    SnsApi,
+)
 from notifications_microservice.delivery.backlog import (
     BACKLOG_INTERVAL_SECONDS,
     observe_backlog,
@@ -121,6 +129,7 @@ class DeliveryWorker:
         ses_quota: SesQuota | None = None,
         sns_bucket: TokenBucket | None = None,
         webhook_failures: Counter | None = None,
+        aws_calls: AwsCallMetrics | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
@@ -132,8 +141,16 @@ class DeliveryWorker:
             configured_rate=settings.ses_max_send_rate,
         )
         self.sns_bucket = sns_bucket or TokenBucket(settings.sns_publish_rate_per_second)
-        self.email = EmailSender(aws.ses, settings, self.ses_quota, self.calls)
-        self.push = PushSender(aws.sns, settings, self.sns_bucket, self.calls)
+        self.aws_sends = QueryClient(
+            CredentialSource(aws.credentials),
+            timeout_seconds=settings.aws_timeout_seconds,
+            connections=settings.delivery_concurrency,
+            metrics=aws_calls,
+        )
+        ses = SesApi(self.aws_sends, Endpoint.of(aws.ses))
+        sns = SnsApi(self.aws_sends, Endpoint.of(aws.sns))
+        self.email = EmailSender(ses, settings, self.ses_quota, self.calls)
+        self.push = PushSender(sns, settings, self.sns_bucket, self.calls)
         self.webhooks = WebhookSender(settings, secrets_box, transport=transport, resolver=resolver)
         # Jitter only spreads retries out; it needs no cryptographic quality.
         self._rng = rng or random.random
@@ -148,6 +165,7 @@ class DeliveryWorker:
             state.aws,
             state.webhook_secrets,
             webhook_failures=state.backlog.webhook_failures,
+            aws_calls=state.aws_calls,
         )
 
     async def claim(self) -> tuple[Lease, list[Claimed]]:
@@ -338,9 +356,9 @@ class DeliveryWorker:
         )
 
     async def aclose(self) -> None:
-        """Release the HTTP connection pool and the send threads."""
+        """Release the HTTP connection pools."""
         await self.webhooks.aclose()
-        self.calls.close()
+        await self.aws_sends.aclose()
 
 
 async def delivery_worker_job(app: FastAPI) -> None:

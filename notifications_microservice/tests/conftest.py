@@ -20,7 +20,7 @@ from notifications_microservice.delivery.worker import DeliveryWorker
 from notifications_microservice.main import create_app
 from notifications_microservice.settings import NotificationsSettings
 from notifications_microservice.state import NotificationsState
-from notifications_microservice.tests.helpers import Receiver
+from notifications_microservice.tests.helpers import AwsEdge, Receiver
 from stack.bootstrap import AwsResources
 from stack.postgres import connect
 
@@ -155,6 +155,14 @@ async def registered(make_user, send_event) -> Callable[..., Awaitable[CognitoUs
         return user  # type: ignore[no-any-return]
 
     return factory
+
+
+@pytest.fixture
+async def aws_edge(moto_endpoint: str) -> AsyncIterator[tuple[AwsEdge, str]]:
+    """The AWS stand-in in front of moto for answers moto cannot give; yields it and its URL."""
+    edge = AwsEdge(moto_endpoint)
+    async with serve_http(edge.app()) as url:
+        yield edge, url
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 from botocore.awsrequest import AWSResponse
@@ -172,7 +173,51 @@ def answer_with(
     return given
 
 
-def answer_with_error(client: Any, operation: str, code: str, *, times: int) -> list[int]:
-    """Make the next `times` calls of `operation` get AWS's error `code` (see answer_with)."""
-    body = {"Error": {"Code": code, "Message": "Rate exceeded", "Type": "Sender"}}
-    return answer_with(client, operation, body, times=times, status=400)
+class AwsEdge:
+    """An HTTP stand-in in front of moto for the delivery worker's own SES and SNS calls, which
+    do not go through botocore's events: the next calls of an action get AWS's error document
+    (moto never throttles), every other request reaches moto unchanged. Run it under serve_http
+    and point AWS_ENDPOINT_URL at it."""
+
+    def __init__(self, moto_endpoint: str) -> None:
+        self.moto_endpoint = moto_endpoint
+        self._errors: dict[str, tuple[str, int, list[int]]] = {}
+
+    def answer_with_error(self, action: str, code: str, *, times: int) -> list[int]:
+        """The next `times` calls of `action` get AWS's error `code` (HTTP 400, as AWS answers a
+        rate); returns a list that counts the answers given."""
+        given: list[int] = []
+        self._errors[action] = (code, times, given)
+        return given
+
+    async def handle(self, request: Request) -> Response:
+        body = await request.body()
+        action = parse_qs(body.decode()).get("Action", [""])[0]
+        code, times, given = self._errors.get(action, ("", 0, []))
+        if len(given) < times:
+            given.append(1)
+            document = (
+                "<ErrorResponse><Error><Type>Sender</Type>"
+                f"<Code>{code}</Code><Message>Rate exceeded</Message></Error>"
+                f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+            )
+            return Response(document, status_code=400, media_type="text/xml")
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
+        }
+        async with httpx.AsyncClient() as client:
+            answer = await client.request(
+                request.method,
+                f"{self.moto_endpoint}{request.url.path}",
+                content=body,
+                headers=headers,
+            )
+        return Response(
+            answer.content,
+            status_code=answer.status_code,
+            media_type=answer.headers.get("content-type"),
+        )
+
+    def app(self) -> Starlette:
+        """The ASGI app to run under serve_http."""
+        return Starlette(routes=[Route("/{path:path}", self.handle, methods=["GET", "POST"])])

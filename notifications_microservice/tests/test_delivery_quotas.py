@@ -15,7 +15,6 @@ from notifications_microservice.delivery.worker import DeliveryWorker
 from notifications_microservice.state import NotificationsState
 from notifications_microservice.tests.helpers import (
     answer_with,
-    answer_with_error,
     emails_to,
     new_user,
     topic_publishes,
@@ -170,13 +169,12 @@ async def attempts_of(admin, user_id: str, channel: str):
 
 
 async def test_ses_throttling_is_retried_without_burning_attempts(
-    send_event, make_worker, admin, moto_endpoint, notifications_settings
+    send_event, make_worker, admin, moto_endpoint, aws_edge
 ) -> None:
-    settings = notifications_settings()
-    aws = build_clients(settings)
+    edge, edge_url = aws_edge
     # More throttling answers than the retry schedule has attempts.
-    throttled = answer_with_error(aws.ses, "SendEmail", "Throttling", times=5)
-    worker = make_worker(aws=aws)
+    throttled = edge.answer_with_error("SendEmail", "Throttling", times=5)
+    worker = make_worker(aws_endpoint_url=edge_url)
     user_id, email = new_user()
     await send_event("user.registered", {"user_id": user_id, "email": email})
     for round_ in range(5):
@@ -196,12 +194,11 @@ async def test_ses_throttling_is_retried_without_burning_attempts(
 
 
 async def test_sns_throttling_is_retried_without_burning_attempts(
-    send_event, make_worker, admin, moto_endpoint, aws, notifications_settings
+    send_event, make_worker, admin, moto_endpoint, aws, aws_edge
 ) -> None:
-    settings = notifications_settings()
-    clients = build_clients(settings)
-    throttled = answer_with_error(clients.sns, "PublishBatch", "Throttled", times=4)
-    worker = make_worker(aws=clients)
+    edge, edge_url = aws_edge
+    throttled = edge.answer_with_error("PublishBatch", "Throttled", times=4)
+    worker = make_worker(aws_endpoint_url=edge_url)
     user_id, email = new_user()
     await send_event("user.registered", {"user_id": user_id, "email": email})
     for _ in range(4):
