@@ -2002,6 +2002,25 @@ CREATE INDEX outbox_dead_idx ON notifications.outbox (consumer) WHERE status = '
 
 UPDATE migrations.alembic_version SET version_num='0020' WHERE migrations.alembic_version.version_num = '0019';
 
+-- Running upgrade 0020 -> 0021
+
+CREATE FUNCTION notifications.notifications_announce() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    -- Only "look now": the workers never read the payload (any role may NOTIFY).
+    IF EXISTS (SELECT 1 FROM written WHERE status = 'pending') THEN
+        PERFORM pg_notify('micropay_notifications_due', '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER notifications_announce AFTER INSERT ON notifications.notifications
+REFERENCING NEW TABLE AS written
+FOR EACH STATEMENT EXECUTE FUNCTION notifications.notifications_announce();
+
+UPDATE migrations.alembic_version SET version_num='0021' WHERE migrations.alembic_version.version_num = '0020';
+
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$

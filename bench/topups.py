@@ -47,6 +47,8 @@ class Samples:
 
     end_to_end: list[float] = field(default_factory=list)
     post: list[float] = field(default_factory=list)
+    after_answer: list[float] = field(default_factory=list)
+    """From the POST's answer (Stripe's answer, committed with its event) to a visible credit."""
     failures: list[str] = field(default_factory=list)
 
 
@@ -131,8 +133,10 @@ async def worker(
                 samples.failures.append("credit not visible before the deadline")
                 return
             await asyncio.sleep(poll)
-        samples.end_to_end.append(time.perf_counter() - started)
+        visible = time.perf_counter()
+        samples.end_to_end.append(visible - started)
         samples.post.append(answered - started)
+        samples.after_answer.append(visible - answered)
 
 
 async def relay_delays(stack: Stack) -> dict[str, dict[str, float]]:
@@ -207,6 +211,10 @@ async def run_load(stack: Stack, tokens: list[str], args: argparse.Namespace) ->
         "concurrency": args.concurrency,
         "seconds": round(elapsed, 2),
         "topups_per_second": round(done / elapsed, 1) if elapsed else 0.0,
+        "after_answer_ms": {
+            "p50": round(percentile(samples.after_answer, 0.50) * 1000, 1),
+            "p99": round(percentile(samples.after_answer, 0.99) * 1000, 1),
+        },
         "end_to_end_ms": {
             "p50": round(percentile(samples.end_to_end, 0.50) * 1000, 1),
             "p99": round(percentile(samples.end_to_end, 0.99) * 1000, 1),

@@ -9,19 +9,19 @@ from typing import Any
 from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from micropay_common.telemetry import current_traceparent
 from notifications_microservice.models import Channel, Notification, NotificationStatus, User
 
 
-async def lock_user(session: AsyncSession, user_id: str, email: str | None = None) -> str | None:
+async def lock_user(session: AsyncSession, user_id: str) -> str | None:
     """Lock the user's row (creating it if needed) and return the email known for them.
 
-    `email` fills in an unknown email and never replaces a known one. The row lock makes two
-    events about one user apply one after the other, so a notification stored without an email
-    is always seen by the event that brings the email.
+    The row lock makes two events about one user apply one after the other, so a notification
+    stored without an email is always seen by the event that brings the email.
     """
-    statement = insert(User).values(user_id=user_id, email=email)
+    statement = insert(User).values(user_id=user_id, email=None)
     upsert = statement.on_conflict_do_update(
         index_elements=[User.user_id],
         set_={
@@ -31,6 +31,30 @@ async def lock_user(session: AsyncSession, user_id: str, email: str | None = Non
     ).returning(User.email)
     known: str | None = (await session.execute(upsert)).scalar_one()
     return known
+
+
+async def lock_user_noting_email(
+    session: AsyncSession, user_id: str, email: str
+) -> tuple[str | None, bool]:
+    """`lock_user` with an email seen in an event, which fills in an unknown email and never
+    replaces a known one; also whether an email was known before.
+
+    "Before" is as of the statement's start: an email recorded meanwhile by a transaction this
+    one waited for reads as not known before, which only costs the caller a needless look.
+    """
+    # An alias, so the subquery reads the row as it was rather than correlating with the new one.
+    earlier = aliased(User)
+    before = select(earlier.email).where(earlier.user_id == user_id).scalar_subquery()
+    statement = insert(User).values(user_id=user_id, email=email)
+    upsert = statement.on_conflict_do_update(
+        index_elements=[User.user_id],
+        set_={
+            "email": func.coalesce(User.email, statement.excluded.email),
+            "updated_at": func.now(),
+        },
+    ).returning(User.email, before.is_not(None))
+    known, known_before = (await session.execute(upsert)).one()
+    return known, bool(known_before)
 
 
 async def set_email(session: AsyncSession, user_id: str, email: str) -> None:

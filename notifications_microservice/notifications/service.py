@@ -4,9 +4,10 @@ Each event becomes, for every user it concerns, one email, one push and one webh
 per subscribed endpoint, rendered now and written in the event's inbox transaction; the
 user's preferences as they stand then decide which of them are `pending` and which `skipped`
 (never sent, whatever the preferences become later); the
-delivery worker sends them once that transaction commits (it announces them on
-`NOTIFICATIONS_DUE_CHANNEL`, which wakes the workers). An email whose address is not known yet
-waits (recipient NULL) until the event that brings the address fills it in.
+delivery worker sends them once that transaction commits (the table's own trigger announces
+new pending rows on `NOTIFICATIONS_DUE_CHANNEL`, which wakes the workers, revision 0021). An
+email whose address is not known yet waits (recipient NULL) until the event that brings the
+address fills it in.
 """
 
 from __future__ import annotations
@@ -51,9 +52,15 @@ async def remember_email(session: AsyncSession, user_id: str, email: str) -> Non
 
 async def learn_email(session: AsyncSession, user_id: str, email: str) -> str | None:
     """Lock the user and note an email seen in an event, if none is known yet."""
-    known = await repository.lock_user(session, user_id, email)
-    if known is not None:
-        await repository.address_waiting_emails(session, user_id, known)
+    known, known_before = await repository.lock_user_noting_email(session, user_id, email)
+    # Emails wait for an address only while none is known, and whoever first records one
+    # addresses them in the same transaction: with an address known before, none can wait.
+    if (
+        known is not None
+        and not known_before
+        and await repository.address_waiting_emails(session, user_id, known)
+    ):
+        await announce(session, NOTIFICATIONS_DUE_CHANNEL)
     return known
 
 
@@ -125,8 +132,6 @@ async def notify(
         on = row["channel"] in channels
         row["status"] = NotificationStatus.PENDING if on else NotificationStatus.SKIPPED
     await repository.insert_notifications(session, rows)
-    if any(row["channel"] in channels for row in rows):
-        await announce(session, NOTIFICATIONS_DUE_CHANNEL)
     return [row["id"] for row in rows]
 
 
@@ -161,7 +166,6 @@ async def notify_address(
         "payload": {},
     }
     await repository.insert_notifications(session, [row])
-    await announce(session, NOTIFICATIONS_DUE_CHANNEL)
     return notification_id
 
 

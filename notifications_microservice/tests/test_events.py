@@ -9,12 +9,19 @@ from datetime import UTC, datetime
 
 import pytest
 
-from micropay_common.events import EventEnvelope, EventType, PaymentSucceeded, UserRegistered
+from micropay_common.events import (
+    EventEnvelope,
+    EventType,
+    PaymentSucceeded,
+    TransferCompleted,
+    UserRegistered,
+)
 from micropay_common.inbox import EventMeta
 from micropay_common.services import ServiceName
 from micropay_testing.events import event_envelope
 from notifications_microservice.notifications.handlers import (
     on_payment_succeeded,
+    on_transfer_completed,
     on_user_registered,
 )
 from notifications_microservice.state import NotificationsState
@@ -198,7 +205,7 @@ async def test_an_email_waits_for_its_address_and_is_addressed_when_it_arrives(
     ]
 
 
-def meta_of(event: PaymentSucceeded | UserRegistered) -> EventMeta:
+def meta_of(event: PaymentSucceeded | UserRegistered | TransferCompleted) -> EventMeta:
     """What the events router hands a handler besides the event, for a fresh event."""
     return EventMeta(uuid.uuid4(), event.event_type, datetime.now(UTC), event.producer)
 
@@ -230,6 +237,46 @@ async def test_concurrent_events_of_one_user_never_strand_an_email(app, admin):
         )
         == 0
     )
+
+
+async def test_a_transfer_bringing_the_address_after_another_event_addresses_its_email(app, admin):
+    """The transfer's handler learns the recipient's email only after the payment's transaction
+    (which left an email waiting) commits: it must still address that email."""
+    user_id, email = new_user()
+    sender_id, sender_email = new_user()
+    payment = PaymentSucceeded(payment_id="pay_learn", user_id=user_id, amount=1, currency="USD")
+    transfer = TransferCompleted(
+        transfer_id=str(uuid.uuid4()),
+        from_user_id=sender_id,
+        to_user_id=user_id,
+        from_email=sender_email,
+        to_email=email,
+        amount=5,
+        currency="USD",
+        description=None,
+    )
+    sessionmaker = NotificationsState.of(app).sessionmaker
+    async with sessionmaker() as first:
+        await on_payment_succeeded(first, payment, meta_of(payment))  # not committed yet
+
+        async def transferred() -> None:
+            async with sessionmaker() as second, second.begin():
+                await on_transfer_completed(second, transfer, meta_of(transfer))
+
+        task = asyncio.create_task(transferred())
+        await asyncio.sleep(0.3)
+        assert not task.done(), "the transfer must wait for the payment's transaction"
+        await first.commit()
+    await asyncio.wait_for(task, 10)
+    emails = await admin.fetch(
+        "SELECT event_type, recipient FROM notifications.notifications"
+        " WHERE user_id = $1 AND channel = 'email' ORDER BY event_type",
+        user_id,
+    )
+    assert [(r["event_type"], r["recipient"]) for r in emails] == [
+        ("payment.succeeded", email),
+        ("transfer.completed", email),
+    ]
 
 
 async def test_malformed_event_data_is_refused_and_recorded_nowhere(send_event, admin):

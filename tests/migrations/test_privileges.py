@@ -299,3 +299,36 @@ async def test_a_committed_outbox_row_announces_itself_and_a_rolled_back_one_doe
         await admin.execute(f"DELETE FROM {schema}.outbox WHERE event_type = 'test.announced'")
         await conn.close()
     assert row_id is not None
+
+
+async def test_new_due_notifications_announce_themselves_and_skipped_ones_do_not(
+    database: TestDatabase, admin: asyncpg.Connection
+) -> None:
+    # Revision 0021: the delivery workers wake on the trigger's notification.
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await admin.add_listener("micropay_notifications_due", lambda *a: heard.put_nowait(a[2]))
+    conn = await connect(database.service_urls["notifications"])
+    user_id = f"announce-{uuid.uuid4()}"
+    insert = (
+        "INSERT INTO notifications.notifications"
+        " (id, event_id, event_type, user_id, channel, subject, body_text, payload, status)"
+        " VALUES ($1, $2, 'test.announced', $3, 'push', 's', 't', '{}', $4)"
+    )
+    try:
+        async with conn.transaction():
+            await conn.execute(insert, uuid.uuid4(), uuid.uuid4(), user_id, "skipped")
+        rolled_back = conn.transaction()
+        await rolled_back.start()
+        await conn.execute(insert, uuid.uuid4(), uuid.uuid4(), user_id, "pending")
+        await rolled_back.rollback()
+        await asyncio.sleep(0.3)
+        assert heard.empty(), "neither a skipped row nor a rolled-back one is announced"
+        async with conn.transaction():
+            await conn.execute(insert, uuid.uuid4(), uuid.uuid4(), user_id, "pending")
+            await conn.execute(insert, uuid.uuid4(), uuid.uuid4(), user_id, "skipped")
+        assert await asyncio.wait_for(heard.get(), timeout=5) == "micropay_notifications_due"
+        await asyncio.sleep(0.3)
+        assert heard.empty(), "one transaction, one notification"
+    finally:
+        await admin.execute("DELETE FROM notifications.notifications WHERE user_id = $1", user_id)
+        await conn.close()
