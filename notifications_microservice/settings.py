@@ -53,6 +53,11 @@ class NotificationsSettings(ServiceSettings):
     webhook_secrets_key_cache_size: int = Field(default=1000, ge=0)
 
     delivery_poll_interval_seconds: float = Field(default=5.0, gt=0)
+    # After a pass that sent something but was not full, the worker rests this long before the
+    # next one, so that the events of a busy moment are sent in a few full batches rather than
+    # one small batch per event (a pass has a cost of its own); an idle worker answers a wake
+    # at once.
+    delivery_gather_seconds: float = Field(default=0.05, ge=0, le=5)
     # Rows one pass claims, and sends in flight at once: bounded, so a backlog drains at the
     # providers' rate without taking the database or the CPU from the money path.
     delivery_batch_size: int = Field(default=100, ge=1, le=1000)

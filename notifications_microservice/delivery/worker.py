@@ -344,7 +344,13 @@ class DeliveryWorker:
 
     async def delivery_pass(self) -> bool:
         """One batch; True when it was full, so more rows are likely due."""
-        return await self.run_once() >= self.settings.delivery_batch_size
+        sent = await self.run_once()
+        if sent >= self.settings.delivery_batch_size:
+            return True
+        if sent:
+            # Rows that come due meanwhile wake the next pass as soon as the rest is over.
+            await asyncio.sleep(self.settings.delivery_gather_seconds)
+        return False
 
     async def run(self, wake: asyncio.Event | None = None) -> NoReturn:
         """Deliver forever: straight on after a full batch, else when woken or polled."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import event
 
+from micropay_testing.polling import eventually
 from notifications_microservice.delivery.backlog import observe_backlog
 from notifications_microservice.state import NotificationsState
 from notifications_microservice.tests.helpers import emails_to, new_user, topic_publishes
@@ -154,3 +155,33 @@ async def test_the_backlog_and_its_oldest_row_are_on_metrics(
     assert sample(text, "micropay_notifications_oldest_pending_age_seconds", "email") == 0
     assert sample(text, "micropay_notifications_pending", "push") == 1
     assert sample(text, "micropay_notifications_oldest_due_age_seconds", "push") == 0
+
+
+async def test_after_a_pass_that_was_not_full_the_worker_rests_before_the_next(
+    send_event, make_worker, admin
+) -> None:
+    worker = make_worker(delivery_gather_seconds=5.0)
+    (first,) = await backlog_of(send_event, users=1, payments=0)
+
+    async def statuses(user_id: str) -> set[str]:
+        rows = await admin.fetch(
+            "SELECT status FROM notifications.notifications WHERE user_id = $1", user_id
+        )
+        return {row["status"] for row in rows}
+
+    resting = asyncio.create_task(worker.delivery_pass())
+    try:
+
+        async def first_sent() -> bool:
+            return await statuses(first[0]) == {"sent"}
+
+        await eventually(first_sent, within=10)
+        (second,) = await backlog_of(send_event, users=1, payments=0)
+        await asyncio.sleep(0.5)
+        # The pass sent its batch and now rests: the second user's rows wait for the next pass.
+        assert not resting.done()
+        assert await statuses(second[0]) == {"pending"}
+    finally:
+        resting.cancel()
+    assert await worker.run_once() == 2
+    assert await statuses(second[0]) == {"sent"}
