@@ -268,6 +268,19 @@ def client_span(name: str, attributes: Mapping[str, Any] | None = None) -> Itera
         yield span
 
 
+def inject(headers: dict[str, str]) -> None:
+    """Add the W3C `traceparent` (and `tracestate`) of the current span to outgoing request
+    headers, so the peer's handling joins the trace; nothing while tracing is off."""
+    if _provider is not None:
+        _propagator.inject(headers)
+
+
+def set_attribute(span: Any, key: str, value: Any) -> None:
+    """Set an attribute on a span (a no-op for None, i.e. tracing off)."""
+    if span is not None:
+        span.set_attribute(key, value)
+
+
 def mark_failed(span: Any, description: str) -> None:
     """Set a span's status to error (a no-op for None, i.e. tracing off)."""
     if span is not None:
