@@ -7,10 +7,12 @@ sampler read the rest of `OTEL_*` themselves. Off, nothing is installed: no midd
 instrumentation, no span on any path; the functions below answer None or do nothing.
 
 On, the maintained instrumentations trace FastAPI (server spans), SQLAlchemy, httpx and
-botocore (client spans); the app's asyncpg pool (`Direct`) gets client spans of its own. The
-trace context travels with the work that outlives a request: an event carries the `traceparent`
-of the transaction that wrote it (`EventEnvelope.traceparent`), the relay's delivery continues
-that trace (`continued`), and so does a notification's send.
+botocore (client spans); the app's asyncpg pool (`Direct`) and the calls to other services
+(`micropay_common.http`, on aiohttp) get client spans of their own, the latter sending the
+trace context on (`inject`). The trace context travels with the work that outlives a request:
+an event carries the `traceparent` of the transaction that wrote it
+(`EventEnvelope.traceparent`), the relay's delivery continues that trace (`continued`), and so
+does a notification's send.
 """
 
 from __future__ import annotations
