@@ -5,10 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from micropay_common.errors import Conflict, ServiceUnavailable, UpstreamError
-from micropay_common.http import ServiceClient
+from micropay_common.http import ServiceClient, ServiceResponse
 
 
 class InsufficientFunds(Conflict):
@@ -29,7 +27,7 @@ class HoldNotCapturable(Exception):
     """The hold can no longer be captured or renewed (it expired, or was voided or captured)."""
 
 
-def _problem(response: httpx.Response) -> dict[str, Any]:
+def _problem(response: ServiceResponse) -> dict[str, Any]:
     try:
         body: Any = response.json()
     except ValueError:
@@ -37,7 +35,7 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _problem_type(response: httpx.Response) -> str | None:
+def _problem_type(response: ServiceResponse) -> str | None:
     found = _problem(response).get("type")
     return found if isinstance(found, str) else None
 
@@ -105,7 +103,7 @@ class WalletClient:
         self._expect_success(response, "voiding a hold")
 
     @staticmethod
-    def _expect_success(response: httpx.Response, what: str) -> None:
+    def _expect_success(response: ServiceResponse, what: str) -> None:
         if response.is_success:
             return
         if response.status_code >= 500:

@@ -7,10 +7,12 @@ sampler read the rest of `OTEL_*` themselves. Off, nothing is installed: no midd
 instrumentation, no span on any path; the functions below answer None or do nothing.
 
 On, the maintained instrumentations trace FastAPI (server spans), SQLAlchemy, httpx and
-botocore (client spans); the app's asyncpg pool (`Direct`) gets client spans of its own. The
-trace context travels with the work that outlives a request: an event carries the `traceparent`
-of the transaction that wrote it (`EventEnvelope.traceparent`), the relay's delivery continues
-that trace (`continued`), and so does a notification's send.
+botocore (client spans); the app's asyncpg pool (`Direct`) and the calls to other services
+(`micropay_common.http`, on aiohttp) get client spans of their own, the latter sending the
+trace context on (`inject`). The trace context travels with the work that outlives a request:
+an event carries the `traceparent` of the transaction that wrote it
+(`EventEnvelope.traceparent`), the relay's delivery continues that trace (`continued`), and so
+does a notification's send.
 """
 
 from __future__ import annotations
@@ -266,6 +268,19 @@ def client_span(name: str, attributes: Mapping[str, Any] | None = None) -> Itera
         name, kind=SpanKind.CLIENT, attributes=dict(attributes or {})
     ) as span:
         yield span
+
+
+def inject(headers: dict[str, str]) -> None:
+    """Add the W3C `traceparent` (and `tracestate`) of the current span to outgoing request
+    headers, so the peer's handling joins the trace; nothing while tracing is off."""
+    if _provider is not None:
+        _propagator.inject(headers)
+
+
+def set_attribute(span: Any, key: str, value: Any) -> None:
+    """Set an attribute on a span (a no-op for None, i.e. tracing off)."""
+    if span is not None:
+        span.set_attribute(key, value)
 
 
 def mark_failed(span: Any, description: str) -> None:
