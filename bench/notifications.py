@@ -3,8 +3,11 @@
 Starts PostgreSQL (DATABASE_URL or the embedded server; a database `micropay_bench_<pid>` at
 this checkout's latest revision, dropped at the end) and a moto server, writes `--transfers`
 transfers' worth of pending notifications in one transaction (as `transfer.completed` makes
-them: an email and a push to each side, texts already rendered), then lets one delivery worker
-in this process, with the service's default batch size and concurrency, drain them. Prints the
+them: an email and a push to each side, texts already rendered) or, with `--events`, receives
+that many `transfer.completed` events through the service's inbox and handler (one transaction
+each, as `POST /internal/events` applies them; their CPU reported apart), then lets one
+delivery worker in this process, with the service's default batch size and concurrency, drain
+them. Prints the
 drain rate, this process's CPU per notification (getrusage: every thread of the worker), the
 moto server's CPU per notification and per AWS call (/proc/<pid>/stat), and the AWS calls
 made (boto3's counted with botocore's `before-send` event, the worker's own SES and SNS client's
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from sqlalchemy import text
 
 from bench.auth_verify import DATA_DIR, _wait, spawn
 from stack.bootstrap import bootstrap_aws
@@ -101,10 +105,50 @@ async def write_backlog(admin_url: str, transfers: int) -> int:
     return len(rows)
 
 
+async def receive_events(sessionmaker: Any, transfers: int) -> tuple[int, float]:
+    """Apply `transfers` `transfer.completed` events between fresh users as the service's
+    `POST /internal/events` does once the delivery is authorized (the inbox row and the
+    handler, one transaction each); the notifications they made and this process's CPU."""
+    from micropay_common.events import EventEnvelope, TransferCompleted
+    from micropay_common.inbox import EventInbox
+    from micropay_common.services import ServiceName
+    from notifications_microservice.notifications.handlers import HANDLERS
+
+    inbox = EventInbox(ServiceName.NOTIFICATIONS, HANDLERS)
+    envelopes = []
+    for _ in range(transfers):
+        sender, recipient = str(uuid.uuid4()), str(uuid.uuid4())
+        event = TransferCompleted(
+            transfer_id=str(uuid.uuid4()),
+            from_user_id=sender,
+            from_email=f"s-{sender[:12]}@example.com",
+            to_user_id=recipient,
+            to_email=f"r-{recipient[:12]}@example.com",
+            amount=1234,
+            currency="USD",
+            description="lunch",
+        )
+        envelopes.append(EventEnvelope.of(event))
+    started = own_cpu()
+    for envelope in envelopes:
+        async with sessionmaker() as session, session.begin():
+            receipt = await inbox.apply(session, envelope)
+            assert receipt.status == "applied", receipt
+    spent = own_cpu() - started
+    async with sessionmaker() as session:
+        made = await session.scalar(text("SELECT count(*) FROM notifications.notifications"))
+    return int(made or 0), spent
+
+
 async def drain(
-    settings_values: dict[str, Any], admin_url: str, transfers: int, profile: bool
+    settings_values: dict[str, Any],
+    admin_url: str,
+    transfers: int,
+    profile: bool,
+    events: bool = False,
 ) -> None:
-    """Write the backlog, drain it with one worker, print what it cost."""
+    """Write the backlog (or receive the events that make it), drain it with one worker,
+    print what it cost."""
     from micropay_common.db import create_engine, create_sessionmaker
     from micropay_common.metrics import AwsCallMetrics
     from notifications_microservice.aws import build_clients
@@ -134,7 +178,15 @@ async def drain(
     worker = DeliveryWorker(create_sessionmaker(engine), settings, aws, secrets, **extra)
     moto_pid = int(settings_values["moto_pid"])
     try:
-        total = await write_backlog(admin_url, transfers)
+        if events:
+            total, intake = await receive_events(create_sessionmaker(engine), transfers)
+            print(
+                f"events received: {transfers} transfer.completed, {total} notifications; "
+                f"{intake / transfers * 1000:.2f} ms of CPU per event "
+                f"({intake / total * 1000:.2f} ms per notification)"
+            )
+        else:
+            total = await write_backlog(admin_url, transfers)
         profiler = cProfile.Profile() if profile else None
         started_cpu, started_moto, started = own_cpu(), process_cpu(moto_pid), time.monotonic()
         if profiler:
@@ -177,6 +229,12 @@ def main() -> None:
     parser.add_argument("--source", type=Path, help="import the service from this tree")
     parser.add_argument(
         "--profile", action="store_true", help="print where the event loop's thread spends time"
+    )
+    parser.add_argument(
+        "--events",
+        action="store_true",
+        help="make the backlog by receiving transfer.completed events through the inbox "
+        "(their cost reported apart) instead of writing its rows",
     )
     args = parser.parse_args()
     if args.source:
@@ -222,7 +280,9 @@ def main() -> None:
             "log_level": "WARNING",
             "moto_pid": moto.pid,
         }
-        asyncio.run(drain(values, server.url_for(database), args.transfers, args.profile))
+        asyncio.run(
+            drain(values, server.url_for(database), args.transfers, args.profile, args.events)
+        )
     finally:
         moto.terminate()
         moto.wait(timeout=10)

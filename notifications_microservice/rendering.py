@@ -54,6 +54,8 @@ def environment() -> Environment:
     """The template environment: HTML autoescaped, undefined variables an error."""
     return Environment(
         loader=FileSystemLoader(TEMPLATES_DIR),
+        # The templates ship with the image: no look at the files' times on every render.
+        auto_reload=False,
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
         undefined=StrictUndefined,
         keep_trailing_newline=True,

@@ -18,6 +18,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -118,18 +119,23 @@ class EventInbox:
         producer retries.
         """
         authorize_delivery(request, caller, envelope)
+        return await self.apply(session, envelope, caller=caller.username)
+
+    async def apply(
+        self, session: AsyncSession, envelope: EventEnvelope, *, caller: str | None = None
+    ) -> EventReceipt:
+        """Record the event id and apply the event in the session's transaction (a delivery
+        already authorized); a repeat changes nothing."""
         # A concurrent delivery of the same id waits here on the primary key until the first
         # commits (then sees a duplicate) or rolls back (then applies it itself).
         recorded = await session.scalar(
-            insert(inbox)
-            .values(event_id=envelope.id, event_type=envelope.type, producer=envelope.producer)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(inbox.c.event_id)
+            _RECORD,
+            {"id": envelope.id, "type": envelope.type, "sender": envelope.producer},
         )
         log_extra = {
             "event_id": str(envelope.id),
             "event_type": envelope.type,
-            "caller": caller.username,
+            "caller": caller,
         }
         if recorded is None:
             logger.info("event %s already received; skipped", envelope.id, extra=log_extra)
@@ -197,6 +203,18 @@ def authorize_delivery(
             **context,
         )
 
+
+_RECORD = (
+    insert(inbox)
+    .values(
+        event_id=bindparam("id"),
+        event_type=bindparam("type"),
+        producer=bindparam("sender"),
+    )
+    .on_conflict_do_nothing(index_elements=["event_id"])
+    .returning(inbox.c.event_id)
+)
+"""Built once: every event received runs it."""
 
 HANDLED_EVENTS_KEY = "x-micropay-events"
 """OpenAPI extension of `POST /internal/events`: the event types the consumer applies."""

@@ -4,15 +4,49 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import Table, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from micropay_common.telemetry import current_traceparent
 from notifications_microservice.models import Channel, Notification, NotificationStatus, User
+
+# Built once: building a statement per call costs more CPU than PostgreSQL spends running it.
+_users = cast(Table, User.__table__)
+_notifications = cast(Table, Notification.__table__)
+# Parameters are named apart from the columns, which SQLAlchemy keeps for itself in INSERTs.
+_USER_ROW = insert(_users).values(user_id=bindparam("who"), email=bindparam("seen_email"))
+# An alias, so the subquery reads the row as it was rather than correlating with the new one.
+_earlier = _users.alias("earlier")
+_KNOWN_BEFORE = (
+    select(_earlier.c.email).where(_earlier.c.user_id == bindparam("who")).scalar_subquery()
+)
+_LOCK_USER = _USER_ROW.on_conflict_do_update(
+    index_elements=[_users.c.user_id],
+    set_={
+        "email": func.coalesce(_users.c.email, _USER_ROW.excluded.email),
+        "updated_at": func.now(),
+    },
+).returning(_users.c.email, _KNOWN_BEFORE.is_not(None))
+_SET_EMAIL = _USER_ROW.on_conflict_do_update(
+    index_elements=[_users.c.user_id],
+    set_={"email": _USER_ROW.excluded.email, "updated_at": func.now()},
+)
+_ADDRESS_WAITING = (
+    update(_notifications)
+    .where(
+        _notifications.c.user_id == bindparam("who"),
+        _notifications.c.channel == Channel.EMAIL,
+        _notifications.c.status == NotificationStatus.PENDING,
+        _notifications.c.recipient.is_(None),
+    )
+    .values(recipient=bindparam("seen_email"), updated_at=func.now())
+)
+_INSERT_NOTIFICATIONS = insert(_notifications).on_conflict_do_nothing(
+    constraint="notifications_event_user_channel_key"
+)
 
 
 async def lock_user(session: AsyncSession, user_id: str) -> str | None:
@@ -21,16 +55,8 @@ async def lock_user(session: AsyncSession, user_id: str) -> str | None:
     The row lock makes two events about one user apply one after the other, so a notification
     stored without an email is always seen by the event that brings the email.
     """
-    statement = insert(User).values(user_id=user_id, email=None)
-    upsert = statement.on_conflict_do_update(
-        index_elements=[User.user_id],
-        set_={
-            "email": func.coalesce(User.email, statement.excluded.email),
-            "updated_at": func.now(),
-        },
-    ).returning(User.email)
-    known: str | None = (await session.execute(upsert)).scalar_one()
-    return known
+    known, _ = (await session.execute(_LOCK_USER, {"who": user_id, "seen_email": None})).one()
+    return known  # type: ignore[no-any-return]
 
 
 async def lock_user_noting_email(
@@ -42,58 +68,30 @@ async def lock_user_noting_email(
     "Before" is as of the statement's start: an email recorded meanwhile by a transaction this
     one waited for reads as not known before, which only costs the caller a needless look.
     """
-    # An alias, so the subquery reads the row as it was rather than correlating with the new one.
-    earlier = aliased(User)
-    before = select(earlier.email).where(earlier.user_id == user_id).scalar_subquery()
-    statement = insert(User).values(user_id=user_id, email=email)
-    upsert = statement.on_conflict_do_update(
-        index_elements=[User.user_id],
-        set_={
-            "email": func.coalesce(User.email, statement.excluded.email),
-            "updated_at": func.now(),
-        },
-    ).returning(User.email, before.is_not(None))
-    known, known_before = (await session.execute(upsert)).one()
+    known, known_before = (
+        await session.execute(_LOCK_USER, {"who": user_id, "seen_email": email})
+    ).one()
     return known, bool(known_before)
 
 
 async def set_email(session: AsyncSession, user_id: str, email: str) -> None:
     """Record the email the user registered with (it wins over one learned elsewhere)."""
-    statement = insert(User).values(user_id=user_id, email=email)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[User.user_id],
-            set_={"email": statement.excluded.email, "updated_at": func.now()},
-        )
-    )
+    await session.execute(_SET_EMAIL, {"who": user_id, "seen_email": email})
 
 
 async def address_waiting_emails(session: AsyncSession, user_id: str, email: str) -> int:
     """Give the user's emails that waited for an address their recipient; they become due."""
-    result = await session.execute(
-        update(Notification)
-        .where(
-            Notification.user_id == user_id,
-            Notification.channel == Channel.EMAIL,
-            Notification.status == NotificationStatus.PENDING,
-            Notification.recipient.is_(None),
-        )
-        .values(recipient=email, updated_at=func.now())
-    )
+    result = await session.execute(_ADDRESS_WAITING, {"who": user_id, "seen_email": email})
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def insert_notifications(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Insert notification records; one that exists already (same event, user, channel,
     endpoint) is left as it is. Each carries the current trace, if any, for its send."""
-    traceparent = current_traceparent()
-    if traceparent is not None:
-        rows = [{**row, "traceparent": traceparent} for row in rows]
     if rows:
+        traceparent = current_traceparent()
         await session.execute(
-            insert(Notification)
-            .values(list(rows))
-            .on_conflict_do_nothing(constraint="notifications_event_user_channel_key")
+            _INSERT_NOTIFICATIONS, [{**row, "traceparent": traceparent} for row in rows]
         )
 
 

@@ -116,13 +116,13 @@ async def notify(
             "payload": {"title": message.subject, "body": message.push, **webhook_body},
         },
     ]
-    for endpoint in await webhooks.subscribed_endpoints(session, user_id, occurrence.event_type):
+    for endpoint_id in await webhooks.subscribed_endpoints(session, user_id, occurrence.event_type):
         rows.append(
             {
                 **common,
                 "id": uuid.uuid4(),
                 "channel": Channel.WEBHOOK,
-                "webhook_endpoint_id": endpoint.id,
+                "webhook_endpoint_id": endpoint_id,
                 "body_text": message.push,
                 "payload": webhook_body,
             }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,11 +20,22 @@ async def for_user(session: AsyncSession, user_id: str) -> Sequence[Notification
     ).all()
 
 
+_FOR_EVENT = select(
+    NotificationPreference.email, NotificationPreference.push, NotificationPreference.webhook
+).where(
+    NotificationPreference.user_id == bindparam("user_id"),
+    NotificationPreference.event_type == bindparam("event_type"),
+)
+"""Built once: every event asks it for every user it concerns."""
+
+
 async def for_event(
     session: AsyncSession, user_id: str, event_type: str
-) -> NotificationPreference | None:
-    """The user's preference for one event type, if they ever changed it."""
-    return await session.get(NotificationPreference, (user_id, event_type))
+) -> tuple[bool, bool, bool] | None:
+    """The user's (email, push, webhook) choice for one event type, if they ever changed it."""
+    found = await session.execute(_FOR_EVENT, {"user_id": user_id, "event_type": event_type})
+    row = found.one_or_none()
+    return None if row is None else (row.email, row.push, row.webhook)
 
 
 async def save(session: AsyncSession, user_id: str, rows: Sequence[dict[str, object]]) -> None:

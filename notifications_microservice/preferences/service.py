@@ -65,10 +65,10 @@ async def channels_for(session: AsyncSession, user_id: str, event_type: str) -> 
     """The channels the user receives `event_type` on, as their preferences stand now."""
     if event_type in SECURITY_NOTICES:
         return ALL_CHANNELS
-    row = await repository.for_event(session, user_id, event_type)
-    if row is None:
+    chosen = await repository.for_event(session, user_id, event_type)
+    if chosen is None:
         return ALL_CHANNELS
-    return Choice(row.email, row.push, row.webhook).channels()
+    return Choice(*chosen).channels()
 
 
 async def _choices(session: AsyncSession, user_id: str) -> dict[str, Choice]:

@@ -6,7 +6,8 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import RowMapping, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import RowMapping, bindparam, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifications_microservice.models import (
@@ -70,21 +71,24 @@ async def list_endpoints(
     return (await session.scalars(query.limit(limit))).all()
 
 
+_SUBSCRIBED = (
+    select(WebhookEndpoint.id)
+    .where(
+        WebhookEndpoint.user_id == bindparam("user_id"),
+        WebhookEndpoint.status == WebhookEndpointStatus.ENABLED,
+        WebhookEndpoint.event_types.contains(bindparam("event_types", type_=JSONB)),
+    )
+    .order_by(WebhookEndpoint.created_at)
+)
+"""Built once: every event asks it for every user it concerns."""
+
+
 async def subscribed_endpoints(
     session: AsyncSession, user_id: str, event_type: str
-) -> Sequence[WebhookEndpoint]:
-    """The user's enabled endpoints that asked for `event_type`."""
-    return (
-        await session.scalars(
-            select(WebhookEndpoint)
-            .where(
-                WebhookEndpoint.user_id == user_id,
-                WebhookEndpoint.status == WebhookEndpointStatus.ENABLED,
-                WebhookEndpoint.event_types.contains([event_type]),
-            )
-            .order_by(WebhookEndpoint.created_at)
-        )
-    ).all()
+) -> Sequence[uuid.UUID]:
+    """The ids of the user's enabled endpoints that asked for `event_type`, oldest first."""
+    found = await session.scalars(_SUBSCRIBED, {"user_id": user_id, "event_types": [event_type]})
+    return found.all()
 
 
 async def set_endpoint_status(

@@ -137,8 +137,8 @@ async def delete_endpoint(session: AsyncSession, user_id: str, endpoint_id: uuid
 
 async def subscribed_endpoints(
     session: AsyncSession, user_id: str, event_type: str
-) -> Sequence[WebhookEndpoint]:
-    """The user's enabled endpoints that asked for `event_type`."""
+) -> Sequence[uuid.UUID]:
+    """The ids of the user's enabled endpoints that asked for `event_type`."""
     return await repository.subscribed_endpoints(session, user_id, event_type)
 
 
