@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import bindparam, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -81,6 +81,41 @@ def _announce_in_schema(prefix: str) -> Any:
 
 
 _ANNOUNCE_ATTEMPTED = _announce_in_schema(_ATTEMPTED_CHANNEL)
+
+
+def _claim(*conditions: Any) -> Any:
+    """Up to `batch_size` due rows, oldest first, locked; rows another relay holds skipped."""
+    return (
+        select(
+            outbox.c.id,
+            outbox.c.event_id,
+            outbox.c.event_type,
+            outbox.c.consumer,
+            outbox.c.payload,
+            outbox.c.attempts,
+        )
+        .where(
+            outbox.c.status == OutboxStatus.PENDING,
+            outbox.c.next_attempt_at <= func.now(),
+            *conditions,
+        )
+        .order_by(outbox.c.id)
+        .limit(bindparam("batch_size"))
+        .with_for_update(skip_locked=True)
+    )
+
+
+_CLAIM_ANY = _claim()
+_MARK_DELIVERED = (
+    update(outbox)
+    .where(outbox.c.id.in_(bindparam("delivered_ids", expanding=True)))
+    .values(
+        status=OutboxStatus.DELIVERED,
+        attempts=outbox.c.attempts + 1,
+        delivered_at=func.clock_timestamp(),
+    )
+)
+_CLAIM_FOR_CONSUMER = _claim(outbox.c.consumer == bindparam("for_consumer"))
 
 
 async def publish(
@@ -157,43 +192,22 @@ class OutboxRelay:
         record each outcome."""
         # Log in before claiming: an identity-provider outage must not burn delivery attempts.
         await self.tokens.token()
-        batch_size = self.settings.outbox_batch_size
-        due = [outbox.c.status == OutboxStatus.PENDING, outbox.c.next_attempt_at <= func.now()]
+        params: dict[str, Any] = {"batch_size": self.settings.outbox_batch_size}
+        claim = _CLAIM_ANY
         if consumer is not None:
-            due.append(outbox.c.consumer == consumer)
+            claim, params["for_consumer"] = _CLAIM_FOR_CONSUMER, consumer
         async with self.sessionmaker() as session, session.begin():
             # The row locks last until this transaction ends, i.e. for the slowest send of the
             # batch (bounded by the per-send timeout). Another relay skips locked rows instead
             # of waiting, so two replicas never post the same row at the same time.
-            result = await session.execute(
-                select(
-                    outbox.c.id,
-                    outbox.c.event_id,
-                    outbox.c.event_type,
-                    outbox.c.consumer,
-                    outbox.c.payload,
-                    outbox.c.attempts,
-                )
-                .where(*due)
-                .order_by(outbox.c.id)
-                .limit(batch_size)
-                .with_for_update(skip_locked=True)
-            )
+            result = await session.execute(claim, params)
             rows = [_Claimed(**row._mapping) for row in result]
             if not rows:
                 return BatchResult(claimed=0, delivered=0)
             errors = await asyncio.gather(*(self._send(row) for row in rows))
             delivered = [row.id for row, error in zip(rows, errors, strict=True) if error is None]
             if delivered:
-                await session.execute(
-                    update(outbox)
-                    .where(outbox.c.id.in_(delivered))
-                    .values(
-                        status=OutboxStatus.DELIVERED,
-                        attempts=outbox.c.attempts + 1,
-                        delivered_at=func.clock_timestamp(),
-                    )
-                )
+                await session.execute(_MARK_DELIVERED, {"delivered_ids": delivered})
             for row, error in zip(rows, errors, strict=True):
                 if error is not None:
                     await self._record_failure(session, row, error)
