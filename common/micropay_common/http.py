@@ -62,9 +62,23 @@ class ServiceResponse:
 
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
-    # certifi's bundle, as httpx trusts: the internal load balancers' ACM certificates chain
-    # to Amazon's public roots (docs/aws.md).
+    # certifi's bundle, as httpx and botocore trust: the internal load balancers' ACM
+    # certificates and AWS's endpoints chain to Amazon's public roots (docs/aws.md).
     return ssl.create_default_context(cafile=certifi.where())
+
+
+def client_session(*, timeout: float, connections: int = 100) -> aiohttp.ClientSession:
+    """An aiohttp session for calls out of a service: `timeout` for a whole exchange (connecting
+    within CONNECT_TIMEOUT_SECONDS), at most `connections` at once, idle ones kept
+    KEEPALIVE_SECONDS, certifi's CAs for TLS, no cookies kept. Open it inside the running loop."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            ssl=_tls_context(), limit=connections, keepalive_timeout=KEEPALIVE_SECONDS
+        ),
+        timeout=aiohttp.ClientTimeout(total=timeout, connect=min(timeout, CONNECT_TIMEOUT_SECONDS)),
+        # What a peer sets means nothing to the next call.
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
 
 
 class ServiceClient:
@@ -82,15 +96,7 @@ class ServiceClient:
     def _open_session(self) -> aiohttp.ClientSession:
         # Made on first use, inside the loop that runs the calls (aiohttp binds it to the loop).
         if self._session is None:
-            tls = _tls_context() if self._prefix.startswith("https:") else True
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=tls, keepalive_timeout=KEEPALIVE_SECONDS),
-                timeout=aiohttp.ClientTimeout(
-                    total=self.timeout, connect=min(self.timeout, CONNECT_TIMEOUT_SECONDS)
-                ),
-                # A peer's cookies mean nothing to another service.
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
+            self._session = client_session(timeout=self.timeout)
         return self._session
 
     async def request(

@@ -34,6 +34,7 @@ from botocore.exceptions import (
 from defusedxml import DefusedXmlException, ElementTree
 
 from micropay_common import telemetry
+from micropay_common.http import client_session
 from micropay_common.metrics import AwsCallMetrics
 
 CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
@@ -107,22 +108,14 @@ class QueryClient:
     ) -> None:
         self.credentials = credentials
         self.metrics = metrics
-        self._timeout = aiohttp.ClientTimeout(
-            total=timeout_seconds, connect=min(timeout_seconds, 3.0)
-        )
+        self._timeout = timeout_seconds
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
         # Made on first use: a session belongs to the loop that runs the worker.
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connections),
-                timeout=self._timeout,
-                # The service's own headers only: no cookies kept between calls.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("User-Agent",),
-            )
+        if self._session is None:
+            self._session = client_session(timeout=self._timeout, connections=self._connections)
         return self._session
 
     async def call(
@@ -137,15 +130,17 @@ class QueryClient:
         signer.add_auth(request)
         headers = dict(request.headers.items())
         started = time.perf_counter()
-        with telemetry.client_span(
-            f"{endpoint.service_id}.{action}",
+        attributes = (
             {
                 "rpc.system": "aws-api",
                 "rpc.service": endpoint.service_id,
                 "rpc.method": action,
                 "cloud.region": endpoint.region,
-            },
-        ) as span:
+            }
+            if telemetry.enabled()
+            else None
+        )
+        with telemetry.client_span(f"{endpoint.service_id}.{action}", attributes) as span:
             try:
                 async with self._http().post(
                     endpoint.url, data=body.encode(), headers=headers

@@ -55,12 +55,12 @@ async def lock_user(session: AsyncSession, user_id: str) -> str | None:
     The row lock makes two events about one user apply one after the other, so a notification
     stored without an email is always seen by the event that brings the email.
     """
-    known, _ = (await session.execute(_LOCK_USER, {"who": user_id, "seen_email": None})).one()
-    return known  # type: ignore[no-any-return]
+    known, _ = await lock_user_noting_email(session, user_id, None)
+    return known
 
 
 async def lock_user_noting_email(
-    session: AsyncSession, user_id: str, email: str
+    session: AsyncSession, user_id: str, email: str | None
 ) -> tuple[str | None, bool]:
     """`lock_user` with an email seen in an event, which fills in an unknown email and never
     replaces a known one; also whether an email was known before.
