@@ -43,8 +43,6 @@ SNS_API_VERSION = "2010-03-31"
 # botocore refreshes temporary credentials 15 minutes before they expire; a copy this young is
 # always still valid.
 CREDENTIALS_REUSE_SECONDS = 60.0
-# The largest answer read (an error page from a proxy can be anything).
-MAX_ANSWER_BYTES = 1 << 20
 
 
 class CredentialSource:
@@ -146,7 +144,7 @@ class QueryClient:
                     endpoint.url, data=body.encode(), headers=headers
                 ) as response:
                     status = response.status
-                    answer = await response.content.read(MAX_ANSWER_BYTES)
+                    answer = await response.read()
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._observe(endpoint, action, "error", started)
                 telemetry.mark_failed(span, type(exc).__name__)

@@ -193,6 +193,18 @@ async def test_publish_and_publish_batch_are_the_requests_botocore_builds(record
     )
 
 
+async def test_an_answer_that_arrives_in_many_pieces_is_read_whole(recorder, client) -> None:
+    keeper, url = recorder
+    # Far larger than one read of the socket: the document is parsed only once it is whole.
+    padding = " " * 300_000
+    keeper.answer = (200, SENT.replace("<MessageId>", f"{padding}<MessageId>"))
+    ses = SesApi(client, endpoint(url, "ses"))
+    message_id = await ses.send_email(
+        source="a@example.com", to="b@example.com", subject="s", text="t", html=None
+    )
+    assert message_id == "0100-abc"
+
+
 @pytest.mark.parametrize(
     ("status", "document", "code", "message"),
     [
